@@ -1,0 +1,1 @@
+//! CPU kernel harness (see issue 4).

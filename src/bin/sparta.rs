@@ -1,0 +1,3 @@
+fn main() {
+    println!("sparta {}", env!("CARGO_PKG_VERSION"));
+}

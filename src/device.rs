@@ -1,0 +1,240 @@
+//! Where ops run: the CPU (always) or a CUDA GPU (when libcuda and a device exist).
+//!
+//! Kernels are embedded as PTX when the build had nvcc (build.rs); otherwise their
+//! flattened sources are compiled with NVRTC the first time a module is used. Modules
+//! are loaded once per device and cached.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
+use cudarc::nvrtc::{CompileOptions, Ptx};
+
+use crate::error::{Error, Result};
+
+/// One embedded kernel family (`kernels/<module>.cu`).
+pub(crate) struct KernelSource {
+    pub(crate) module: &'static str,
+    /// The `.cu` file with its `#include "…"` headers inlined, for NVRTC.
+    pub(crate) source: &'static str,
+    /// nvcc's PTX, when the build found nvcc.
+    pub(crate) ptx: Option<&'static str>,
+}
+
+include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
+
+/// A device to run ops on.
+#[derive(Clone, Debug)]
+pub enum Device {
+    /// The host CPU (rayon over all cores).
+    Cpu,
+    /// A CUDA GPU.
+    Cuda(Arc<Gpu>),
+}
+
+impl Device {
+    /// CUDA device 0 when libcuda loads and a device exists, else the CPU, with a
+    /// one-line notice on stderr saying why. Never panics.
+    pub fn detect() -> Device {
+        match Gpu::new(0) {
+            Ok(gpu) => Device::Cuda(gpu),
+            Err(e) => {
+                eprintln!("sparta: using the CPU ({e})");
+                Device::Cpu
+            }
+        }
+    }
+
+    /// Parses `auto`, `cpu`, `cuda` or `cuda:N`.
+    pub fn from_name(name: &str) -> Result<Device> {
+        match name {
+            "auto" => Ok(Device::detect()),
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(Gpu::new(0)?)),
+            other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(n)) => Ok(Device::Cuda(Gpu::new(n)?)),
+                _ => Err(Error::Config(format!(
+                    "unknown device {other:?}: expected auto, cpu, cuda or cuda:N"
+                ))),
+            },
+        }
+    }
+
+    /// The GPU, if this is one.
+    pub fn gpu(&self) -> Option<&Arc<Gpu>> {
+        match self {
+            Device::Cpu => None,
+            Device::Cuda(g) => Some(g),
+        }
+    }
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => write!(f, "cpu"),
+            Device::Cuda(g) => write!(f, "cuda:{} ({})", g.ordinal, g.name),
+        }
+    }
+}
+
+/// A CUDA context, its default stream and the kernel modules loaded into it.
+pub struct Gpu {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
+    ordinal: usize,
+    name: String,
+    compute_capability: (i32, i32),
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu")
+            .field("ordinal", &self.ordinal)
+            .field("name", &self.name)
+            .field("compute_capability", &self.compute_capability)
+            .finish()
+    }
+}
+
+impl Gpu {
+    /// Opens CUDA device `ordinal`. Errors (never panics) when libcuda is missing or
+    /// there is no such device.
+    pub fn new(ordinal: usize) -> Result<Arc<Gpu>> {
+        // SAFETY: only probes whether the shared library can be opened.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err(Error::Cuda("libcuda not found".into()));
+        }
+        let count = CudaContext::device_count()?;
+        if ordinal >= count.max(0) as usize {
+            return Err(Error::Cuda(format!(
+                "no CUDA device {ordinal} ({count} present)"
+            )));
+        }
+        let ctx = CudaContext::new(ordinal)?;
+        let stream = ctx.default_stream();
+        Ok(Arc::new(Gpu {
+            name: ctx.name()?,
+            compute_capability: ctx.compute_capability()?,
+            ctx,
+            stream,
+            modules: Mutex::new(HashMap::new()),
+            ordinal,
+        }))
+    }
+
+    /// The GPU for tests: `None`, with a line saying the test was skipped, when there is
+    /// none.
+    pub fn for_tests(test: &str) -> Option<Arc<Gpu>> {
+        match Gpu::new(0) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                eprintln!("{test}: skipped, no GPU ({e})");
+                None
+            }
+        }
+    }
+
+    /// The CUDA context.
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
+    /// The stream every op of this crate launches on.
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// The device name the driver reports.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `(major, minor)`.
+    pub fn compute_capability(&self) -> (i32, i32) {
+        self.compute_capability
+    }
+
+    /// Kernel `function` of `kernels/<module>.cu`, loading the module on first use.
+    pub fn function(&self, module: &'static str, function: &str) -> Result<CudaFunction> {
+        let module_handle = self.module(module)?;
+        module_handle
+            .load_function(function)
+            .map_err(|e| Error::Cuda(format!("{module}.cu: kernel {function}: {e}")))
+    }
+
+    fn module(&self, module: &'static str) -> Result<Arc<CudaModule>> {
+        let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = modules.get(module) {
+            return Ok(m.clone());
+        }
+        let source = KERNELS
+            .iter()
+            .find(|k| k.module == module)
+            .ok_or_else(|| Error::Cuda(format!("no kernel module {module}.cu embedded")))?;
+        let ptx = match source.ptx {
+            Some(ptx) => Ptx::from_src(ptx),
+            None => self.compile_with_nvrtc(source)?,
+        };
+        let loaded = self
+            .ctx
+            .load_module(ptx)
+            .map_err(|e| Error::Cuda(format!("loading {module}.cu: {e}")))?;
+        modules.insert(module, loaded.clone());
+        Ok(loaded)
+    }
+
+    fn compile_with_nvrtc(&self, source: &KernelSource) -> Result<Ptx> {
+        // SAFETY: only probes whether the shared library can be opened.
+        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+            return Err(Error::Cuda(format!(
+                "{}.cu: built without nvcc and libnvrtc is not found",
+                source.module
+            )));
+        }
+        let (major, minor) = self.compute_capability;
+        let arch: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
+        cudarc::nvrtc::compile_ptx_with_opts(
+            source.source,
+            CompileOptions {
+                arch: Some(arch),
+                options: vec!["-std=c++17".into()],
+                name: Some(format!("{}.cu", source.module)),
+                ..Default::default()
+            },
+        )
+        .map_err(|e| Error::Cuda(format!("NVRTC on {}.cu: {e}", source.module)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kernel_file_is_embedded() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| {
+                let p = e.unwrap().path();
+                (p.extension()? == "cu").then(|| p.file_stem().unwrap().to_string_lossy().into())
+            })
+            .collect();
+        on_disk.sort();
+        let embedded: Vec<String> = KERNELS.iter().map(|k| k.module.to_string()).collect();
+        assert_eq!(on_disk, embedded);
+        for k in KERNELS {
+            assert!(!k.source.contains("#include \"common.cuh\""), "{} not flattened", k.module);
+        }
+    }
+
+    #[test]
+    fn device_names_parse() {
+        assert!(matches!(Device::from_name("cpu"), Ok(Device::Cpu)));
+        assert!(Device::from_name("tpu").is_err());
+        // `auto` never fails: it falls back to the CPU.
+        Device::from_name("auto").unwrap();
+    }
+}
