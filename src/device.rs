@@ -226,7 +226,11 @@ mod tests {
         let embedded: Vec<String> = KERNELS.iter().map(|k| k.module.to_string()).collect();
         assert_eq!(on_disk, embedded);
         for k in KERNELS {
-            assert!(!k.source.contains("#include \"common.cuh\""), "{} not flattened", k.module);
+            assert!(
+                !k.source.contains("#include \"common.cuh\""),
+                "{} not flattened",
+                k.module
+            );
         }
     }
 

@@ -90,12 +90,7 @@ impl From<cudarc::nvrtc::CompileError> for Error {
 }
 
 /// Checks that a buffer has `expected` elements.
-pub(crate) fn check_len(
-    op: &'static str,
-    what: &str,
-    got: usize,
-    expected: usize,
-) -> Result<()> {
+pub(crate) fn check_len(op: &'static str, what: &str, got: usize, expected: usize) -> Result<()> {
     if got == expected {
         Ok(())
     } else {

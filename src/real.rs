@@ -82,9 +82,7 @@ impl Real for f32 {
         rsc: isize,
         csc: isize,
     ) {
-        matrixmultiply::sgemm(
-            m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc,
-        )
+        matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
     }
 }
 
@@ -112,8 +110,6 @@ impl Real for f64 {
         rsc: isize,
         csc: isize,
     ) {
-        matrixmultiply::dgemm(
-            m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc,
-        )
+        matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
     }
 }
