@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod classifier;
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod gemm;
