@@ -32,6 +32,8 @@ struct Source {
 }
 
 struct Kernel {
+    /// Source folder tag.
+    dir: &'static str,
     module: String,
     name: String,
     /// `name:kind` per parameter, or `unsupported: reason`.
@@ -96,6 +98,7 @@ fn main() {
         // nvcc (--Werror all-warnings) is the judge of kernel warnings; g++ -Wextra
         // would flag int/unsigned comparisons that are idiomatic with threadIdx.
         .flag_if_supported("-Wno-sign-compare")
+        .flag_if_supported("-Wno-unknown-pragmas")
         .file(csrc.join("runtime.cpp"));
 
     let mut all = Vec::new();
@@ -125,7 +128,7 @@ fn main() {
             let stem = file.file_stem().unwrap().to_str().unwrap().to_string();
             let copy = copy_dir.join(file.file_name().unwrap());
             let pre = preprocess(&compiler, &copy, &include, &csrc, &kernels_copy);
-            let kernels = scan_kernels(&pre, &stem);
+            let kernels = scan_kernels(&pre, src.tag, &stem);
             let wrapper = out.join(format!("wrap_{}_{stem}.cpp", src.tag));
             fs::write(&wrapper, wrapper_source(&copy, &kernels)).unwrap();
             build.file(&wrapper);
@@ -206,7 +209,7 @@ fn preprocess(
 }
 
 /// Finds `extern "C" __global__ void name(params)` in preprocessed source.
-fn scan_kernels(pre: &str, module: &str) -> Vec<Kernel> {
+fn scan_kernels(pre: &str, dir: &'static str, module: &str) -> Vec<Kernel> {
     let mut kernels: Vec<Kernel> = Vec::new();
     let mut rest = pre;
     while let Some(at) = rest.find("extern \"C\"") {
@@ -240,6 +243,7 @@ fn scan_kernels(pre: &str, module: &str) -> Vec<Kernel> {
         let params = parse_params(&after[open + 1..close]);
         if !kernels.iter().any(|k| k.name == name) {
             kernels.push(Kernel {
+                dir,
                 module: module.to_string(),
                 name,
                 params,
@@ -405,12 +409,12 @@ fn registry_source(kernels: &[Kernel]) -> String {
         };
         writeln!(
             s,
-            "    {{{:?}, {:?}, {:?}, {tramp}}},",
-            k.module, k.name, params
+            "    {{{:?}, {:?}, {:?}, {:?}, {tramp}}},",
+            k.dir, k.module, k.name, params
         )
         .unwrap();
     }
-    s.push_str("    {nullptr, nullptr, nullptr, nullptr},\n};\n\n");
+    s.push_str("    {nullptr, nullptr, nullptr, nullptr, nullptr},\n};\n\n");
     writeln!(
         s,
         "extern \"C\" size_t emu_kernel_count(void) {{ return {}; }}",

@@ -51,6 +51,7 @@ typedef void (*EmuTrampoline)(const EmuArg* args, const ::emu::Buffer* buffers);
 
 // One extern "C" __global__ kernel found in a source file.
 struct EmuKernel {
+    const char* dir;  // "kernels", "test_kernels" or "broken"
     const char* module;
     const char* name;
     const char* params;  // "name:kind;..." with kind like `const f32*`, `f32*`, `i32`

@@ -3,14 +3,14 @@
 //
 // One launch at a time in the whole process (static __shared__ arrays are process-wide,
 // see cuda_emu.h). Blocks run one after another on the calling OS thread; within a block
-// every CUDA thread is a ucontext fiber that runs until it waits (barrier, warp
+// every CUDA thread is a fiber (fiber.h) that runs until it waits (barrier, warp
 // collective) or exits. The scheduler resumes fibers in rounds, in an order the launch
 // picks (forward, reverse, or shuffled per round), so code that relies on an order the
 // hardware does not promise gets different results under different schedules.
 
 #include "emu_abi.h"
+#include "fiber.h"
 
-#include <ucontext.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -41,7 +41,7 @@ constexpr size_t kCanaryBytes = 64;
 constexpr unsigned char kCanary = 0xA5;
 
 struct Fiber {
-    ucontext_t ctx;
+    Context ctx;
     Thread thread;
     bool done = false;
     char* stack = nullptr;
@@ -59,7 +59,7 @@ struct WarpState {
 };
 
 struct Launch {
-    ucontext_t scheduler;
+    Context scheduler;
     EmuTrampoline trampoline = nullptr;
     const EmuArg* args = nullptr;
     std::vector<Buffer> buffers;
@@ -126,10 +126,10 @@ std::string format(const char* fmt, ...) {
         L->error_kind = kind;
         L->error = what + " (" + where() + ")";
     }
-    for (;;) swapcontext(&L->running->ctx, &L->scheduler);
+    for (;;) context_switch(&L->running->ctx, &L->scheduler);
 }
 
-void yield() { swapcontext(&L->running->ctx, &L->scheduler); }
+void yield() { context_switch(&L->running->ctx, &L->scheduler); }
 
 void thread_exit() {
     Fiber* f = L->running;
@@ -146,9 +146,11 @@ void thread_exit() {
     f->done = true;
 }
 
+// A fiber's body; it never returns (the scheduler does not resume a finished fiber).
 void fiber_main() {
     L->trampoline(L->args, L->buffers.data());
     thread_exit();
+    for (;;) yield();
 }
 
 std::string describe_waits() {
@@ -175,11 +177,7 @@ void run_block(uint32_t schedule, uint64_t seed, uint64_t block_linear) {
         f.thread.linear = i;
         f.thread.idx = uint3{i % d.x, (i / d.x) % d.y, i / (d.x * d.y)};
         f.thread.log.clear();
-        getcontext(&f.ctx);
-        f.ctx.uc_stack.ss_sp = f.stack;
-        f.ctx.uc_stack.ss_size = kStackBytes;
-        f.ctx.uc_link = &L->scheduler;
-        makecontext(&f.ctx, fiber_main, 0);
+        context_init(&f.ctx, f.stack, kStackBytes, fiber_main);
     }
     for (size_t w = 0; w < L->warps.size(); ++w) {
         WarpState& ws = L->warps[w];
@@ -203,7 +201,7 @@ void run_block(uint32_t schedule, uint64_t seed, uint64_t block_linear) {
             if (f.done) continue;
             L->running = &f;
             current = &f.thread;
-            swapcontext(&L->scheduler, &f.ctx);
+            context_switch(&L->scheduler, &f.ctx);
             L->running = nullptr;
             if (L->failed) return;
             live |= !f.done;

@@ -41,6 +41,7 @@ pub(crate) type EmuTrampoline = Option<unsafe extern "C" fn(*const EmuArg, *cons
 
 #[repr(C)]
 pub(crate) struct EmuKernel {
+    pub dir: *const c_char,
     pub module: *const c_char,
     pub name: *const c_char,
     pub params: *const c_char,

@@ -259,6 +259,9 @@ pub struct Param {
 /// An `extern "C" __global__` kernel the harness compiled.
 #[derive(Clone, Debug)]
 pub struct KernelInfo {
+    /// Source folder: `kernels` (sparta's kernels/), `test_kernels` or `broken` (the
+    /// harness's own checks and deliberately broken copies).
+    pub dir: String,
     /// Source file stem (`gate` for kernels/gate.cu).
     pub module: String,
     pub name: String,
@@ -291,6 +294,7 @@ pub fn kernels() -> Vec<KernelInfo> {
                     .collect()),
             };
             KernelInfo {
+                dir: c_str(k.dir),
                 module: c_str(k.module),
                 name: c_str(k.name),
                 params,

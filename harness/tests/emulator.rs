@@ -367,7 +367,10 @@ fn registry_lists_parameters() {
         .into_iter()
         .find(|k| k.name == "check_gather_f32")
         .unwrap();
-    assert_eq!(k.module, "checks");
+    assert_eq!(
+        (k.dir.as_str(), k.module.as_str()),
+        ("test_kernels", "checks")
+    );
     let params = k.params.unwrap();
     let names: Vec<_> = params.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["x", "y", "a", "n", "stride"]);
