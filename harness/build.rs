@@ -75,14 +75,20 @@ fn main() {
             dir: manifest.join("broken"),
         },
     ];
-    for p in ["include", "csrc", "test_kernels", "broken", "../kernels"] {
+    for p in ["include", "csrc", "test_kernels", "broken", "mutants", "../kernels"] {
         println!("cargo:rerun-if-changed={}", manifest.join(p).display());
     }
 
     let include = manifest.join("include");
     let csrc = manifest.join("csrc");
     let kernels_copy = out.join("src").join("kernels");
-    let compiler = cc::Build::new().cpp(true).get_compiler();
+    let tools = Tools {
+        compiler: cc::Build::new().cpp(true).get_compiler(),
+        include: include.clone(),
+        csrc: csrc.clone(),
+        kernels: kernels_copy.clone(),
+        out: out.clone(),
+    };
 
     let mut build = cc::Build::new();
     build
@@ -127,18 +133,107 @@ fn main() {
         {
             let stem = file.file_stem().unwrap().to_str().unwrap().to_string();
             let copy = copy_dir.join(file.file_name().unwrap());
-            let pre = preprocess(&compiler, &copy, &include, &csrc, &kernels_copy);
-            let kernels = scan_kernels(&pre, src.tag, &stem);
-            let wrapper = out.join(format!("wrap_{}_{stem}.cpp", src.tag));
-            fs::write(&wrapper, wrapper_source(&copy, &kernels)).unwrap();
-            build.file(&wrapper);
+            let kernels = compile_unit(&mut build, &tools, &copy, src.tag, &stem);
             all.extend(kernels);
         }
+    }
+
+    // Mutants: real kernels with one planted bug each, entry points renamed.
+    let mutants_dir = manifest.join("mutants");
+    let mutant_copies = out.join("src").join("mutants");
+    fs::create_dir_all(&mutant_copies).unwrap();
+    let mut mutants: Vec<PathBuf> = fs::read_dir(&mutants_dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    mutants.retain(|p| p.extension().is_some_and(|e| e == "mutant"));
+    mutants.sort();
+    for spec_path in &mutants {
+        let stem = spec_path.file_stem().unwrap().to_str().unwrap().to_string();
+        let spec = Mutant::parse(spec_path);
+        let original_path = kernels_copy.join(&spec.source);
+        let original = fs::read_to_string(&original_path).unwrap_or_else(|e| {
+            panic!("mutant {stem}: source kernels/{}: {e}", spec.source)
+        });
+        let hits = original.matches(&spec.find).count();
+        if hits != 1 {
+            panic!(
+                "mutant {}: its `find` text occurs {hits} times in kernels/{} (must be once): \
+                 update the mutant to the kernel's current source",
+                spec_path.display(),
+                spec.source
+            );
+        }
+        let module = spec.source.trim_end_matches(".cu");
+        let mut text = String::new();
+        for k in all.iter().filter(|k| k.dir == "kernels" && k.module == module) {
+            writeln!(text, "#define {} {stem}__{}", k.name, k.name).unwrap();
+        }
+        text.push_str("#line 1\n");
+        text.push_str(&original.replacen(&spec.find, &spec.replace, 1));
+        let copy = mutant_copies.join(format!("{stem}.cu"));
+        fs::write(&copy, text).unwrap();
+        let kernels = compile_unit(&mut build, &tools, &copy, "mutants", &stem);
+        all.extend(kernels);
     }
     let registry = out.join("registry.cpp");
     fs::write(&registry, registry_source(&all)).unwrap();
     build.file(&registry);
     build.compile("sparta_harness_kernels");
+}
+
+struct Tools {
+    compiler: cc::Tool,
+    include: PathBuf,
+    csrc: PathBuf,
+    kernels: PathBuf,
+    out: PathBuf,
+}
+
+/// Scans one kernel file and adds its wrapper (trampolines) to the build.
+fn compile_unit(
+    build: &mut cc::Build,
+    tools: &Tools,
+    copy: &Path,
+    dir: &'static str,
+    stem: &str,
+) -> Vec<Kernel> {
+    let pre = preprocess(&tools.compiler, copy, &tools.include, &tools.csrc, &tools.kernels);
+    let kernels = scan_kernels(&pre, dir, stem);
+    let wrapper = tools.out.join(format!("wrap_{dir}_{stem}.cpp"));
+    fs::write(&wrapper, wrapper_source(copy, dir, stem, &kernels)).unwrap();
+    build.file(&wrapper);
+    kernels
+}
+
+/// A planted bug: in kernels/<source>, the text `find` (exactly one occurrence)
+/// becomes `replace`. File format (harness/mutants/<name>.mutant):
+/// comment lines starting with `#`, then `source: <file>.cu`, then a line `find:`
+/// followed by the text, then a line `replace:` followed by the text.
+struct Mutant {
+    source: String,
+    find: String,
+    replace: String,
+}
+
+impl Mutant {
+    fn parse(path: &Path) -> Mutant {
+        let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let bad = || panic!("{}: expected `source:`, `find:`, `replace:`", path.display());
+        let body: String = text
+            .lines()
+            .skip_while(|l| l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let Some(rest) = body.strip_prefix("source:") else { bad() };
+        let (source, rest) = rest.split_once('\n').unwrap_or_else(|| bad());
+        let Some(rest) = rest.strip_prefix("find:\n") else { bad() };
+        let Some((find, replace)) = rest.split_once("\nreplace:\n") else { bad() };
+        Mutant {
+            source: source.trim().to_string(),
+            find: find.to_string(),
+            replace: replace.trim_end_matches('\n').to_string(),
+        }
+    }
 }
 
 /// `extern __shared__ [__align__(n)] T name[];` → `EMU_DYNAMIC_SHARED(T, name);`
@@ -339,18 +434,31 @@ fn dtype_of(ty: &str) -> Option<&'static str> {
     })
 }
 
+fn namespace(dir: &str, stem: &str) -> String {
+    format!("emu_{dir}_{stem}")
+}
+
 fn trampoline_name(k: &Kernel) -> String {
     format!("emu_tramp_{}", k.name)
 }
 
-fn wrapper_source(copy: &Path, kernels: &[Kernel]) -> String {
+/// Each source is included inside its own namespace, so helpers of the same name in two
+/// kernel files (or a real kernel and its mutant) never meet at link time, as on the GPU
+/// where every file is its own module.
+fn wrapper_source(copy: &Path, dir: &str, stem: &str, kernels: &[Kernel]) -> String {
+    let ns = namespace(dir, stem);
     let mut s = String::from("#include \"emu_abi.h\"\n");
-    writeln!(s, "#include {:?}\n", copy.display().to_string()).unwrap();
+    writeln!(
+        s,
+        "namespace {ns} {{\n#include {:?}\n}}\n",
+        copy.display().to_string()
+    )
+    .unwrap();
     for k in kernels {
         let Ok(params) = &k.params else { continue };
         writeln!(
             s,
-            "void {}(const EmuArg* a, const ::emu::Buffer* b) {{\n    {}(",
+            "void {}(const EmuArg* a, const ::emu::Buffer* b) {{\n    {ns}::{}(",
             trampoline_name(k),
             k.name
         )
