@@ -324,7 +324,8 @@ struct Buffer {
     len: usize,
     /// u64 words keep every element type aligned.
     data: Vec<u64>,
-    /// Created by [`Harness::output`]: poisoned before and checked after each launch.
+    /// Created by [`Harness::output`]: poisoned before and checked after each launch
+    /// that passes it to a non-const parameter.
     output: bool,
 }
 
@@ -370,8 +371,9 @@ impl Harness {
     }
 
     /// An output buffer of `len` elements: filled with 0xFF bytes (NaN for floats)
-    /// before every launch that takes it; the launch fails unless every element is
-    /// written.
+    /// before every launch that takes it as a writable (`GLOBAL(T)`, not const)
+    /// parameter; that launch fails unless it writes every element. Passed to a const
+    /// parameter, it is an ordinary input (e.g. a scratch buffer the next kernel reads).
     pub fn output<T: Element>(&mut self, name: &str, len: usize) -> Buf {
         self.add::<T>(name, len, true)
     }
@@ -487,8 +489,10 @@ impl Harness {
         }
         check_dims(dims).map_err(arg_error)?;
 
-        // Buffers in argument order; each distinct buffer once.
+        // Buffers in argument order; each distinct buffer once, with whether the kernel
+        // may write it (a non-const parameter).
         let mut used: Vec<usize> = Vec::new();
+        let mut writable: Vec<bool> = Vec::new();
         let mut emu_args = Vec::with_capacity(args.len());
         for (p, a) in params.iter().zip(args) {
             let (kind, bits) = match (a, p.buffer) {
@@ -510,9 +514,11 @@ impl Harness {
                         Some(s) => s,
                         None => {
                             used.push(b.0);
+                            writable.push(false);
                             used.len() - 1
                         }
                     };
+                    writable[slot] |= !p.is_const;
                     (ffi::ARG_BUFFER, slot as u64)
                 }
                 (Arg::Buf(_), false) => {
@@ -541,10 +547,16 @@ impl Harness {
             });
         }
 
+        // Outputs this kernel writes: poisoned now, checked fully written afterwards.
+        let checked: Vec<bool> = used
+            .iter()
+            .zip(&writable)
+            .map(|(&u, &w)| w && self.buffers[u].output)
+            .collect();
         let mut written: Vec<Vec<u8>> = Vec::with_capacity(used.len());
-        for &u in &used {
+        for (&u, &check) in used.iter().zip(&checked) {
             let b = &mut self.buffers[u];
-            if b.output {
+            if check {
                 b.poison();
             }
             written.push(vec![0u8; b.len]);
@@ -611,18 +623,15 @@ impl Harness {
                 _ => HarnessError::Usage { kernel, detail },
             });
         }
-        for ((&u, w), _) in used.iter().zip(&written).zip(&descs) {
-            let b = &self.buffers[u];
-            if b.output {
-                let missing = w.iter().filter(|&&f| f == 0).count();
-                if missing > 0 {
-                    return Err(HarnessError::Unwritten {
-                        kernel: kernel.to_string(),
-                        buffer: b.name.to_string_lossy().into_owned(),
-                        count: missing,
-                        first: w.iter().position(|&f| f == 0).unwrap_or(0),
-                    });
-                }
+        for ((&u, w), &check) in used.iter().zip(&written).zip(&checked) {
+            let missing = w.iter().filter(|&&f| f == 0).count();
+            if check && missing > 0 {
+                return Err(HarnessError::Unwritten {
+                    kernel: kernel.to_string(),
+                    buffer: self.buffers[u].name.to_string_lossy().into_owned(),
+                    count: missing,
+                    first: w.iter().position(|&f| f == 0).unwrap_or(0),
+                });
             }
         }
         Ok(LaunchReport {
