@@ -75,7 +75,14 @@ fn main() {
             dir: manifest.join("broken"),
         },
     ];
-    for p in ["include", "csrc", "test_kernels", "broken", "mutants", "../kernels"] {
+    for p in [
+        "include",
+        "csrc",
+        "test_kernels",
+        "broken",
+        "mutants",
+        "../kernels",
+    ] {
         println!("cargo:rerun-if-changed={}", manifest.join(p).display());
     }
 
@@ -151,9 +158,8 @@ fn main() {
         let stem = spec_path.file_stem().unwrap().to_str().unwrap().to_string();
         let spec = Mutant::parse(spec_path);
         let original_path = kernels_copy.join(&spec.source);
-        let original = fs::read_to_string(&original_path).unwrap_or_else(|e| {
-            panic!("mutant {stem}: source kernels/{}: {e}", spec.source)
-        });
+        let original = fs::read_to_string(&original_path)
+            .unwrap_or_else(|e| panic!("mutant {stem}: source kernels/{}: {e}", spec.source));
         let hits = original.matches(&spec.find).count();
         if hits != 1 {
             panic!(
@@ -165,7 +171,10 @@ fn main() {
         }
         let module = spec.source.trim_end_matches(".cu");
         let mut text = String::new();
-        for k in all.iter().filter(|k| k.dir == "kernels" && k.module == module) {
+        for k in all
+            .iter()
+            .filter(|k| k.dir == "kernels" && k.module == module)
+        {
             writeln!(text, "#define {} {stem}__{}", k.name, k.name).unwrap();
         }
         text.push_str("#line 1\n");
@@ -197,7 +206,13 @@ fn compile_unit(
     dir: &'static str,
     stem: &str,
 ) -> Vec<Kernel> {
-    let pre = preprocess(&tools.compiler, copy, &tools.include, &tools.csrc, &tools.kernels);
+    let pre = preprocess(
+        &tools.compiler,
+        copy,
+        &tools.include,
+        &tools.csrc,
+        &tools.kernels,
+    );
     let kernels = scan_kernels(&pre, dir, stem);
     let wrapper = tools.out.join(format!("wrap_{dir}_{stem}.cpp"));
     fs::write(&wrapper, wrapper_source(copy, dir, stem, &kernels)).unwrap();
@@ -218,16 +233,27 @@ struct Mutant {
 impl Mutant {
     fn parse(path: &Path) -> Mutant {
         let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let bad = || panic!("{}: expected `source:`, `find:`, `replace:`", path.display());
+        let bad = || {
+            panic!(
+                "{}: expected `source:`, `find:`, `replace:`",
+                path.display()
+            )
+        };
         let body: String = text
             .lines()
             .skip_while(|l| l.starts_with('#'))
             .map(|l| format!("{l}\n"))
             .collect();
-        let Some(rest) = body.strip_prefix("source:") else { bad() };
+        let Some(rest) = body.strip_prefix("source:") else {
+            bad()
+        };
         let (source, rest) = rest.split_once('\n').unwrap_or_else(|| bad());
-        let Some(rest) = rest.strip_prefix("find:\n") else { bad() };
-        let Some((find, replace)) = rest.split_once("\nreplace:\n") else { bad() };
+        let Some(rest) = rest.strip_prefix("find:\n") else {
+            bad()
+        };
+        let Some((find, replace)) = rest.split_once("\nreplace:\n") else {
+            bad()
+        };
         Mutant {
             source: source.trim().to_string(),
             find: find.to_string(),
