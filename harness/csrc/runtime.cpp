@@ -22,6 +22,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <tuple>
 
 // Bounds of all static __shared__ arrays (GNU linkers define these for any section
 // whose name is a C identifier). The anchor makes sure the section exists.
@@ -225,25 +226,38 @@ void run_block(uint32_t schedule, uint64_t seed, uint64_t block_linear) {
     }
 }
 
-// Groups the k-th global access of every lane of each warp, as the hardware coalesces
-// one instruction, and counts the distinct 32-byte sectors per buffer and kind.
+// Approximates the hardware's coalescing of one warp instruction: the k-th access of
+// each lane *to the same buffer with the same kind* (load, store, atomic) is taken to
+// be the same instruction, and the distinct 32-byte sectors of each such group are
+// counted. Numbering per buffer and kind (not over all accesses) keeps lanes aligned
+// when a tail guard makes some lanes skip accesses to another buffer.
+struct SectorKey {
+    uint32_t buffer;
+    uint32_t kind;
+    uint64_t index;
+    uint64_t sector;
+    bool operator<(const SectorKey& o) const {
+        return std::tie(buffer, kind, index, sector) < std::tie(o.buffer, o.kind, o.index, o.sector);
+    }
+    bool operator==(const SectorKey& o) const {
+        return buffer == o.buffer && kind == o.kind && index == o.index && sector == o.sector;
+    }
+};
+
 void count_traffic() {
-    std::vector<uint64_t> keys;
+    std::vector<SectorKey> keys;
+    std::vector<uint64_t> seen(L->buffers.size() * 3);
     for (size_t w = 0; w < L->warps.size(); ++w) {
         const uint32_t first = uint32_t(w) * 32;
         const uint32_t last = std::min<uint32_t>(L->threads, first + 32);
-        size_t depth = 0;
-        for (uint32_t i = first; i < last; ++i) depth = std::max(depth, L->fibers[i].thread.log.size());
-        for (size_t k = 0; k < depth; ++k) {
-            keys.clear();
-            for (uint32_t i = first; i < last; ++i) {
-                const std::vector<Access>& log = L->fibers[i].thread.log;
-                if (k >= log.size()) continue;
-                const Access& a = log[k];
+        keys.clear();
+        for (uint32_t i = first; i < last; ++i) {
+            std::fill(seen.begin(), seen.end(), 0);
+            for (const Access& a : L->fibers[i].thread.log) {
                 EmuBufferDesc& d = L->descs[a.buffer];
+                const uint64_t index = seen[a.buffer * 3 + a.kind]++;
                 const uint64_t s0 = a.byte_offset / 32, s1 = (a.byte_offset + a.bytes - 1) / 32;
-                for (uint64_t s = s0; s <= s1; ++s)
-                    keys.push_back((uint64_t(a.kind) << 62) | (uint64_t(a.buffer) << 44) | s);
+                for (uint64_t s = s0; s <= s1; ++s) keys.push_back(SectorKey{a.buffer, a.kind, index, s});
                 (a.kind == LOAD ? d.loads : a.kind == STORE ? d.stores : d.atomics) += 1;
                 if (a.kind != LOAD && d.written) {
                     const uint64_t e0 = a.byte_offset / d.elem_bytes;
@@ -251,13 +265,12 @@ void count_traffic() {
                     for (uint64_t e = e0; e <= e1; ++e) d.written[e] = 1;
                 }
             }
-            std::sort(keys.begin(), keys.end());
-            keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
-            for (uint64_t key : keys) {
-                EmuBufferDesc& d = L->descs[(key >> 44) & 0x3FFFF];
-                const uint64_t kind = key >> 62;
-                (kind == LOAD ? d.load_sectors : kind == STORE ? d.store_sectors : d.atomic_sectors) += 1;
-            }
+        }
+        std::sort(keys.begin(), keys.end());
+        keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+        for (const SectorKey& k : keys) {
+            EmuBufferDesc& d = L->descs[k.buffer];
+            (k.kind == LOAD ? d.load_sectors : k.kind == STORE ? d.store_sectors : d.atomic_sectors) += 1;
         }
     }
 }

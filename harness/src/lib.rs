@@ -94,9 +94,10 @@ pub const SCHEDULES: [Schedule; 3] = [
 
 /// Global memory traffic of one buffer in one launch.
 ///
-/// For each warp, the k-th global access of every lane is taken together (one
-/// instruction, as the hardware coalesces it) and the distinct 32-byte sectors it
-/// touches are counted; the counts are summed over warps and accesses. A buffer read
+/// For each warp, the k-th access of every lane to this buffer (per kind: load, store,
+/// atomic) is taken together as one instruction, which the hardware coalesces, and the
+/// distinct 32-byte sectors it touches are counted; the counts are summed over warps
+/// and accesses. A buffer read
 /// once, coalesced, costs `bytes / 32` load sectors.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BufferTraffic {
