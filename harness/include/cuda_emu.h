@@ -254,8 +254,16 @@ inline int __popc(unsigned v) { return __builtin_popcount(v); }
 inline int __ffs(int v) { return __builtin_ffs(v); }
 inline int __clz(int v) { return v == 0 ? 32 : __builtin_clz(unsigned(v)); }
 
+namespace emu {
+// Keeps the value argument of an atomic out of template deduction, so that
+// `atomicAdd(&y[i], 1.0)` on a float buffer converts like CUDA's overloads do.
+template <typename T> struct same {
+    using type = T;
+};
+}  // namespace emu
+
 // Atomics: fibers of a launch never run at the same time, so a read-modify-write is atomic.
-template <typename V> inline V atomicAdd(::emu::GlobalAddr<V> a, V v) {
+template <typename V> inline V atomicAdd(::emu::GlobalAddr<V> a, typename ::emu::same<V>::type v) {
     if (!::emu::in_bounds(a.buf, a.index, 1, ::emu::ATOMIC)) return ::emu::poison_value<V>();
     ::emu::record(a.buf, a.index, sizeof(V), ::emu::ATOMIC);
     V* p = reinterpret_cast<V*>(a.buf->data) + a.index;
@@ -263,7 +271,7 @@ template <typename V> inline V atomicAdd(::emu::GlobalAddr<V> a, V v) {
     *p = old + v;
     return old;
 }
-template <typename V> inline V atomicMax(::emu::GlobalAddr<V> a, V v) {
+template <typename V> inline V atomicMax(::emu::GlobalAddr<V> a, typename ::emu::same<V>::type v) {
     if (!::emu::in_bounds(a.buf, a.index, 1, ::emu::ATOMIC)) return ::emu::poison_value<V>();
     ::emu::record(a.buf, a.index, sizeof(V), ::emu::ATOMIC);
     V* p = reinterpret_cast<V*>(a.buf->data) + a.index;
@@ -271,12 +279,12 @@ template <typename V> inline V atomicMax(::emu::GlobalAddr<V> a, V v) {
     if (v > old) *p = v;
     return old;
 }
-template <typename V> inline V atomicAdd(V* p, V v) {  // shared memory
+template <typename V> inline V atomicAdd(V* p, typename ::emu::same<V>::type v) {  // shared memory
     V old = *p;
     *p = old + v;
     return old;
 }
-template <typename V> inline V atomicMax(V* p, V v) {
+template <typename V> inline V atomicMax(V* p, typename ::emu::same<V>::type v) {
     V old = *p;
     if (v > old) *p = v;
     return old;
