@@ -6,9 +6,11 @@
 //! `include/cuda_emu.h` instead of CUDA's headers.
 //!
 //! Per source file:
-//! 1. a copy goes to `OUT_DIR/src/<dir>/` with each `extern __shared__ T name[];` line
-//!    rewritten to `EMU_DYNAMIC_SHARED(T, name);` (the one construct a macro cannot
-//!    emulate); nothing else changes, line numbers included;
+//! 1. a copy goes to `OUT_DIR/src/<dir>/` with each shared-memory declaration
+//!    rewritten to a macro that takes type and name apart (`__shared__ T name[N];` →
+//!    `EMU_STATIC_SHARED(T, name, [N]);`, `extern __shared__ T name[];` →
+//!    `EMU_DYNAMIC_SHARED(T, name);`), which no `#define __shared__` could do; nothing
+//!    else changes, line numbers included;
 //! 2. the preprocessor runs once over it (`EMU_SCAN_PASS`) to find every
 //!    `extern "C" __global__` entry point and its parameters, macros expanded;
 //! 3. a wrapper translation unit includes the copy and adds, per kernel, a trampoline
@@ -130,7 +132,7 @@ fn main() {
                 .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
             fs::write(
                 copy_dir.join(file.file_name().unwrap()),
-                rewrite_dynamic_shared(&text),
+                rewrite_shared(&text, file),
             )
             .unwrap();
         }
@@ -262,34 +264,54 @@ impl Mutant {
     }
 }
 
-/// `extern __shared__ [__align__(n)] T name[];` → `EMU_DYNAMIC_SHARED(T, name);`
-fn rewrite_dynamic_shared(text: &str) -> String {
+/// Rewrites shared-memory declarations, one per line, keeping line numbers:
+/// `extern __shared__ [__align__(n)] T name[];` → `EMU_DYNAMIC_SHARED(T, name);` and
+/// `__shared__ [__align__(n)] T name[D1][D2];` → `EMU_STATIC_SHARED(T, name, [D1][D2]);`.
+/// Any other use of `__shared__` is left alone and fails to compile (cuda_emu.h), so a
+/// declaration the harness cannot give per-block, poisoned storage is never missed.
+fn rewrite_shared(text: &str, file: &Path) -> String {
     let mut out = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
         let trimmed = line.trim_start();
-        if let Some(rest) = trimmed.strip_prefix("extern __shared__") {
-            if let Some(decl) = rest.split(';').next() {
-                let decl = strip_align(decl.trim());
-                if let Some(head) = decl.trim_end().strip_suffix("[]") {
-                    let head = head.trim_end();
-                    let split = head
-                        .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
-                        .map_or(0, |i| i + 1);
-                    let (ty, name) = head.split_at(split);
-                    let indent = &line[..line.len() - trimmed.len()];
-                    let tail = &rest[rest.find(';').map_or(rest.len(), |i| i + 1)..];
-                    out.push_str(&format!(
-                        "{indent}EMU_DYNAMIC_SHARED({}, {name});{tail}",
-                        ty.trim()
-                    ));
-                    if !tail.ends_with('\n') && line.ends_with('\n') {
-                        out.push('\n');
-                    }
-                    continue;
-                }
-            }
+        let indent = &line[..line.len() - trimmed.len()];
+        let (is_extern, rest) = if let Some(r) = trimmed.strip_prefix("extern __shared__ ") {
+            (true, r)
+        } else if let Some(r) = trimmed.strip_prefix("__shared__ ") {
+            (false, r)
+        } else {
+            out.push_str(line);
+            continue;
+        };
+        let Some(semi) = rest.find(';') else {
+            out.push_str(line);
+            continue;
+        };
+        let decl = strip_align(rest[..semi].trim());
+        let tail = &rest[semi + 1..];
+        let (head, dims) = match decl.find('[') {
+            Some(at) => (decl[..at].trim_end(), decl[at..].trim()),
+            None => (decl.trim_end(), ""),
+        };
+        if head.contains([',', '=', '(']) {
+            panic!(
+                "{}: `{}`: declare one __shared__ variable per line, without initializer",
+                file.display(),
+                line.trim()
+            );
         }
-        out.push_str(line);
+        let split = head
+            .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .map_or(0, |i| i + 1);
+        let (ty, name) = head.split_at(split);
+        let ty = ty.trim();
+        let decl = if is_extern {
+            format!("EMU_DYNAMIC_SHARED({ty}, {name});")
+        } else {
+            format!("EMU_STATIC_SHARED({ty}, {name}, {dims});")
+        };
+        out.push_str(indent);
+        out.push_str(&decl);
+        out.push_str(tail);
     }
     out
 }

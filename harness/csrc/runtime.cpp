@@ -18,17 +18,13 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <numeric>
 #include <random>
 #include <string>
 #include <tuple>
 
-// Bounds of all static __shared__ arrays (GNU linkers define these for any section
-// whose name is a C identifier). The anchor makes sure the section exists.
-extern "C" unsigned char __start_emu_shared[] __attribute__((weak));
-extern "C" unsigned char __stop_emu_shared[] __attribute__((weak));
-static unsigned char emu_shared_anchor[16] __attribute__((section("emu_shared"), used));
 
 namespace emu {
 
@@ -40,6 +36,7 @@ namespace {
 constexpr size_t kStackBytes = 256 * 1024;
 constexpr size_t kCanaryBytes = 64;
 constexpr unsigned char kCanary = 0xA5;
+constexpr size_t kStaticSharedBytes = 48 * 1024;  // CUDA's limit for static __shared__
 
 struct Fiber {
     Context ctx;
@@ -74,6 +71,9 @@ struct Launch {
     uint32_t exited = 0;
     uint64_t events = 0;
     Fiber* running = nullptr;
+    uint64_t id = 0;
+    alignas(16) unsigned char static_shared[kStaticSharedBytes];
+    size_t static_used = 0;
     unsigned char* dynamic_shared = nullptr;
     size_t dynamic_bytes = 0;
     bool failed = false;
@@ -83,6 +83,7 @@ struct Launch {
 
 std::mutex launch_mutex;
 Launch* L = nullptr;
+uint64_t launches = 0;
 std::vector<char*> stack_pool;
 
 char* stack_for(size_t i) {
@@ -166,8 +167,7 @@ std::string describe_waits() {
 }
 
 void run_block(uint32_t schedule, uint64_t seed, uint64_t block_linear) {
-    if (+__start_emu_shared && +__stop_emu_shared > +__start_emu_shared)
-        std::memset(__start_emu_shared, 0xFF, size_t(__stop_emu_shared - __start_emu_shared));
+    std::memset(L->static_shared, 0xFF, L->static_used);
     std::memset(L->dynamic_shared, 0xFF, L->dynamic_bytes);
     std::memset(L->dynamic_shared + L->dynamic_bytes, kCanary, kCanaryBytes);
 
@@ -324,6 +324,21 @@ void syncwarp(unsigned mask) { warp_collective("__syncwarp", mask, 0); }
 
 unsigned char* dynamic_shared_base() { return L->dynamic_shared; }
 
+uint64_t launch_id() { return L->id; }
+
+unsigned char* static_shared_base() { return L->static_shared; }
+
+// Static __shared__ variables get their place in the arena when a thread first reaches
+// their declaration; it is poisoned from then on at every block start.
+size_t allocate_static_shared(size_t bytes, size_t align) {
+    const size_t offset = (L->static_used + align - 1) / align * align;
+    if (offset + bytes > kStaticSharedBytes)
+        fail(EMU_ERR_USAGE, format("static __shared__ memory above %zu bytes", kStaticSharedBytes));
+    std::memset(L->static_shared + L->static_used, 0xFF, offset + bytes - L->static_used);
+    L->static_used = offset + bytes;
+    return offset;
+}
+
 void fatal(const char* what) { fail(EMU_ERR_USAGE, what); }
 
 void out_of_bounds(const Buffer* b, int64_t index, AccessKind kind) {
@@ -338,7 +353,9 @@ extern "C" int emu_launch(EmuTrampoline trampoline, const EmuLaunchCfg* cfg, con
                           uint32_t nbufs, char* error, size_t error_len) {
     using namespace emu;
     std::lock_guard<std::mutex> lock(launch_mutex);
-    Launch launch;
+    std::unique_ptr<Launch> owned(new Launch());
+    Launch& launch = *owned;
+    launch.id = ++launches;
     L = &launch;
     launch.trampoline = trampoline;
     launch.args = args;

@@ -7,11 +7,14 @@
 // thread's writes another sees: a missing __syncthreads() or __syncwarp() shows up as
 // stale or poisoned (NaN) data. See docs/harness.md.
 //
-// Why static shared arrays work: `__shared__ float buf[N];` becomes a function-local
-// `static` array placed in the linker section `emu_shared`. Only one block runs at a
-// time in the whole process (launches hold a global lock), so one copy per process is
-// one copy per block; the runtime fills the whole section with 0xFF bytes (NaN for
-// f32/f16/bf16) at the start of every block, so nothing survives from the previous one.
+// Shared memory: harness/build.rs rewrites each declaration `__shared__ T name[N];` to
+// EMU_STATIC_SHARED(T, name, [N]): `name` becomes a reference into the launch's shared
+// arena, at an offset a function-local static slot remembers for the launch. Every
+// block of the launch uses the same arena (one block runs at a time in the whole
+// process: launches hold a global lock), and the runtime fills it with 0xFF bytes (NaN
+// for f32/f16/bf16) at the start of each block, so nothing survives from the previous
+// block and uninitialized reads give NaN. `extern __shared__ T name[];` likewise becomes
+// EMU_DYNAMIC_SHARED(T, name), a pointer to the launch's dynamic shared memory.
 #pragma once
 
 #include <cmath>
@@ -34,8 +37,12 @@
 #define __restrict__ __restrict
 #define __launch_bounds__(...)
 #define __align__(n) alignas(n)
-#define __shared__ static __attribute__((section("emu_shared"), aligned(16)))
+// Only build.rs's rewrites may declare shared memory; anything else fails to compile.
+#define __shared__ __shared___declarations_must_be_one_per_line_for_the_harness
 #define EMU_DYNAMIC_SHARED(T, name) T* name = reinterpret_cast<T*>(::emu::dynamic_shared_base())
+#define EMU_STATIC_SHARED(T, name, dims)             \
+    static ::emu::SharedSlot emu_shared_slot_##name; \
+    T(&name) dims = ::emu::static_shared<T dims>(emu_shared_slot_##name)
 
 struct uint3 {
     unsigned int x, y, z;
@@ -82,13 +89,30 @@ struct Block {
 extern thread_local Thread* current;
 extern thread_local const Block* current_block;
 
+// Where one static __shared__ variable lives in the current launch's arena.
+struct SharedSlot {
+    uint64_t launch = 0;
+    size_t offset = 0;
+};
+
 // Runtime hooks (runtime.cpp).
+uint64_t launch_id();
+size_t allocate_static_shared(size_t bytes, size_t align);
+unsigned char* static_shared_base();
 void syncthreads();
 void syncwarp(unsigned mask);
 const uint64_t* warp_collective(const char* op, unsigned mask, uint64_t value);
 unsigned char* dynamic_shared_base();
 [[noreturn]] void fatal(const char* what);
 void out_of_bounds(const Buffer* b, int64_t index, AccessKind kind);
+
+template <typename A> inline A& static_shared(SharedSlot& slot) {
+    if (slot.launch != launch_id()) {
+        slot.offset = allocate_static_shared(sizeof(A), alignof(A));
+        slot.launch = launch_id();
+    }
+    return *reinterpret_cast<A*>(static_shared_base() + slot.offset);
+}
 
 inline void record(const Buffer* b, int64_t index, unsigned bytes, AccessKind kind) {
     current->log.push_back(Access{uint64_t(index) * b->elem_bytes, b->id, uint16_t(bytes), uint8_t(kind)});

@@ -101,3 +101,13 @@ extern "C" __global__ void check_gather_f32(GLOBAL(const float) x, GLOBAL(float)
     if (i < n) y[i] = a * x[(long long)i * stride];
 }
 
+
+// Copies each thread's slot of a shared array it never initialised, then writes the
+// slot: the harness must hand every block fresh NaN-poisoned shared memory, so `out`
+// is all NaN whatever the previous block left behind.
+extern "C" __global__ void check_shared_poison_f32(GLOBAL(float) out) {
+    __shared__ float slots[64];
+    out[blockIdx.x * blockDim.x + threadIdx.x] = slots[threadIdx.x];
+    __syncthreads();
+    slots[threadIdx.x] = 1.0f;
+}

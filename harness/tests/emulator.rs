@@ -175,6 +175,19 @@ fn dynamic_shared_memory() {
 }
 
 #[test]
+fn static_shared_memory_is_poisoned_for_every_block() {
+    let mut h = Harness::new();
+    let out = h.output::<f32>("out", 3 * 64);
+    h.launch(
+        "check_shared_poison_f32",
+        dims_1d(3, 64, 0),
+        &[Arg::Buf(out)],
+    )
+    .unwrap();
+    assert!(h.read::<f32>(out).iter().all(|v| v.is_nan()));
+}
+
+#[test]
 fn half_and_bfloat16_conversions_round_to_nearest_even() {
     let mut rng = StdRng::seed_from_u64(13);
     let mut x: Vec<f32> = vec![
