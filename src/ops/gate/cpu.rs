@@ -219,6 +219,7 @@ fn for_each_sample<T: Real, O: Send>(
 
 fn forward_impl<T: Real, S: Sigmoid<T>>(shape: &GateShape, x: &[T], s: &[T], c: &[T], y: &mut [T]) {
     let (chw, ssz) = (shape.c * shape.hw(), shape.sh() * shape.sw());
+    #[cfg(target_arch = "x86_64")]
     let wide = wide_vectors();
     let mut samples: Vec<&mut [T]> = y.chunks_exact_mut(chw).collect();
     for_each_sample(shape, &mut samples, |n, y_n, (buf, _)| {
@@ -251,21 +252,16 @@ unsafe fn forward_sample_avx2<T: Real, S: Sigmoid<T>>(x: &[T], s: &[T], c: &[T],
     forward_sample::<T, S>(x, s, c, y)
 }
 
-/// Whether to run the per-sample loops compiled for AVX2 (twice the vector width of
-/// the x86-64 baseline the crate is built for); detected once by std and cached.
+/// Whether to run the per-sample loops compiled for AVX2 and FMA (twice the vector
+/// width of the x86-64 baseline the crate is built for); std detects once and caches.
+#[cfg(target_arch = "x86_64")]
 fn wide_vectors() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 
 fn gate_map_impl<T: Real, S: Sigmoid<T>>(shape: &GateShape, s: &[T], c: &[T], gate: &mut [T]) {
     let (chw, ssz) = (shape.c * shape.hw(), shape.sh() * shape.sw());
+    #[cfg(target_arch = "x86_64")]
     let wide = wide_vectors();
     let mut samples: Vec<&mut [T]> = gate.chunks_exact_mut(chw).collect();
     for_each_sample(shape, &mut samples, |n, g_n, (buf, _)| {
@@ -314,6 +310,7 @@ fn backward_impl<T: Real, S: Sigmoid<T>>(
     dc: &mut [T],
 ) {
     let (hw, chw, ssz) = (shape.hw(), shape.c * shape.hw(), shape.sh() * shape.sw());
+    #[cfg(target_arch = "x86_64")]
     let wide = wide_vectors();
     let mut samples: Vec<BackwardOut<'_, T>> = dx
         .chunks_exact_mut(chw)
