@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod attack;
 pub mod classifier;
 pub mod data;
 pub mod device;
@@ -8,6 +9,9 @@ pub mod error;
 pub mod gemm;
 pub mod ops;
 pub mod real;
+#[cfg(test)]
+mod testing;
+pub mod train;
 
 pub use device::{Device, Gpu};
 pub use error::{Error, Result};
