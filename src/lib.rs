@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod autograd;
 pub mod classifier;
 pub mod data;
 pub mod device;
@@ -8,6 +9,7 @@ pub mod error;
 pub mod gemm;
 pub mod ops;
 pub mod real;
+pub mod tensor;
 
 pub use device::{Device, Gpu};
 pub use error::{Error, Result};
