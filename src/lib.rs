@@ -2,12 +2,15 @@
 #![warn(missing_docs)]
 
 pub mod autograd;
+pub mod checkpoint;
 pub mod classifier;
 pub mod data;
 pub mod device;
 pub mod error;
 pub mod gemm;
+pub mod nn;
 pub mod ops;
+pub mod optim;
 pub mod real;
 pub mod tensor;
 
