@@ -2,13 +2,18 @@
 #![warn(missing_docs)]
 
 pub mod attack;
+pub mod autograd;
+pub mod checkpoint;
 pub mod classifier;
 pub mod data;
 pub mod device;
 pub mod error;
 pub mod gemm;
+pub mod nn;
 pub mod ops;
+pub mod optim;
 pub mod real;
+pub mod tensor;
 #[cfg(test)]
 mod testing;
 pub mod train;

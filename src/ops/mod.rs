@@ -23,3 +23,15 @@ impl From<LaunchDims> for cudarc::driver::LaunchConfig {
         }
     }
 }
+
+pub mod add;
+pub mod batchnorm;
+pub mod conv2d;
+pub mod linear;
+pub mod loss;
+pub mod normalize;
+pub mod pool;
+pub mod relu;
+
+#[cfg(test)]
+mod gradcheck_tests;
