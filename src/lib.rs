@@ -12,6 +12,7 @@ pub mod gemm;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod plot;
 pub mod real;
 pub mod tensor;
 #[cfg(test)]
