@@ -98,6 +98,7 @@ pub fn loss_curves_png(
         chart
             .configure_mesh()
             .x_desc("PGD iteration")
+            .x_label_formatter(&|k| format!("{k:.0}"))
             .y_desc(y_label)
             .label_style(("sans-serif", 16))
             .axis_desc_style(("sans-serif", 18))

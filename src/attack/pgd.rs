@@ -137,6 +137,17 @@ pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<usize> {
         .collect()
 }
 
+/// The state of a run after some number of steps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    /// Steps taken.
+    pub iterations: usize,
+    /// The model's prediction on each image at that point.
+    pub predictions: Vec<usize>,
+    /// `losses[k][i]` for `k = 0..=iterations`, as in [`PgdOutcome::losses`].
+    pub losses: Vec<Vec<f32>>,
+}
+
 /// Attacks the batch `x` (NCHW in [0, 1]) with true `labels`.
 ///
 /// Targets are drawn from `rng` first (targeted only), then each restart draws its
@@ -150,10 +161,69 @@ pub fn pgd<C: Classifier + ?Sized>(
     config: &PgdConfig,
     rng: &mut impl Rng,
 ) -> Result<PgdOutcome> {
+    let targets = prepare(model, x, shape, labels, config, rng)?;
+    let len = shape[1] * shape[2] * shape[3];
+    let mut best: Option<PgdOutcome> = None;
+    for _ in 0..config.restarts {
+        let (adversarial, mut snapshots) =
+            one_run(model, x, shape, &targets, config, &[config.iterations], rng)?;
+        let last = snapshots.pop().expect("one snapshot was asked for");
+        let run = PgdOutcome {
+            adversarial,
+            targets: targets.clone(),
+            predictions: last.predictions,
+            losses: last.losses,
+        };
+        best = Some(match best {
+            None => run,
+            Some(mut kept) => {
+                keep_better(&mut kept, run, config.goal, len);
+                kept
+            }
+        });
+    }
+    Ok(best.expect("restarts ≥ 1 was validated"))
+}
+
+/// One single-restart attack of `max(at)` steps, observed after each step count in
+/// `at`: snapshot `k` equals what [`pgd`] with `k` iterations and the same `rng` state
+/// returns. This is how PGD-10/30/50 share one 50-step run. Returns the targets too.
+pub fn pgd_snapshots<C: Classifier + ?Sized>(
+    model: &mut C,
+    x: &[f32],
+    shape: BatchShape,
+    labels: &[usize],
+    config: &PgdConfig,
+    at: &[usize],
+    rng: &mut impl Rng,
+) -> Result<(Vec<usize>, Vec<Snapshot>)> {
+    if config.restarts != 1 {
+        return Err(Error::Config(format!(
+            "snapshots of one run need restarts = 1, got {}",
+            config.restarts
+        )));
+    }
+    let targets = prepare(model, x, shape, labels, config, rng)?;
+    let config = PgdConfig {
+        iterations: at.iter().copied().max().unwrap_or(0),
+        ..*config
+    };
+    let (_, snapshots) = one_run(model, x, shape, &targets, &config, at, rng)?;
+    Ok((targets, snapshots))
+}
+
+/// Checks the arguments and draws the targets.
+fn prepare<C: Classifier + ?Sized>(
+    model: &mut C,
+    x: &[f32],
+    shape: BatchShape,
+    labels: &[usize],
+    config: &PgdConfig,
+    rng: &mut impl Rng,
+) -> Result<Vec<usize>> {
     config.validate()?;
     let [n, c, h, w] = shape;
-    let len = c * h * w;
-    check_len("pgd", "x", x.len(), n * len)?;
+    check_len("pgd", "x", x.len(), n * c * h * w)?;
     check_len("pgd", "labels", labels.len(), n)?;
     let classes = model.num_classes();
     if let Some(&bad) = labels.iter().find(|&&l| l >= classes) {
@@ -164,25 +234,13 @@ pub fn pgd<C: Classifier + ?Sized>(
             "a targeted attack needs at least 2 classes".into(),
         ));
     }
-    let targets: Vec<usize> = match config.goal {
+    Ok(match config.goal {
         Goal::Targeted => labels
             .iter()
             .map(|&l| wrong_class(rng, l, classes))
             .collect(),
         Goal::Untargeted => labels.to_vec(),
-    };
-    let mut best: Option<PgdOutcome> = None;
-    for _ in 0..config.restarts {
-        let run = one_run(model, x, shape, &targets, config, rng)?;
-        best = Some(match best {
-            None => run,
-            Some(mut kept) => {
-                keep_better(&mut kept, run, config.goal, len);
-                kept
-            }
-        });
-    }
-    Ok(best.expect("restarts ≥ 1 was validated"))
+    })
 }
 
 /// Replaces, sample by sample, the kept run with `run` where `run` succeeded and the
@@ -207,15 +265,17 @@ fn keep_better(kept: &mut PgdOutcome, run: PgdOutcome, goal: Goal, len: usize) {
     }
 }
 
-/// One PGD run from a fresh start.
+/// One PGD run from a fresh start, with a snapshot after each step count in `at`;
+/// returns the final images too.
 fn one_run<C: Classifier + ?Sized>(
     model: &mut C,
     x0: &[f32],
     shape: BatchShape,
     targets: &[usize],
     config: &PgdConfig,
+    at: &[usize],
     rng: &mut impl Rng,
-) -> Result<PgdOutcome> {
+) -> Result<(Vec<f32>, Vec<Snapshot>)> {
     let eps = config.epsilon;
     let project = |v: f32, origin: f32| v.clamp(origin - eps, origin + eps).clamp(0.0, 1.0);
     let mut x: Vec<f32> = if config.random_start && eps > 0.0 {
@@ -229,8 +289,24 @@ fn one_run<C: Classifier + ?Sized>(
         Goal::Targeted => -config.step,
         Goal::Untargeted => config.step,
     };
+    let classes = model.num_classes();
     let mut losses = Vec::with_capacity(config.iterations + 1);
-    for _ in 0..config.iterations {
+    let mut snapshots = Vec::new();
+    for it in 0..=config.iterations {
+        if at.contains(&it) {
+            let logits = model.logits(&x, shape)?;
+            check_len("pgd", "logits", logits.len(), targets.len() * classes)?;
+            let mut curve = losses.clone();
+            curve.push(cross_entropy(&logits, classes, targets));
+            snapshots.push(Snapshot {
+                iterations: it,
+                predictions: argmax_rows(&logits, classes),
+                losses: curve,
+            });
+        }
+        if it == config.iterations {
+            break;
+        }
         let (loss, grad) = model.loss_and_input_grad(&x, shape, targets)?;
         check_len("pgd", "input gradient", grad.len(), x.len())?;
         losses.push(loss);
@@ -245,16 +321,7 @@ fn one_run<C: Classifier + ?Sized>(
             *v = project(*v + direction * sign, o);
         }
     }
-    let classes = model.num_classes();
-    let logits = model.logits(&x, shape)?;
-    check_len("pgd", "logits", logits.len(), targets.len() * classes)?;
-    losses.push(cross_entropy(&logits, classes, targets));
-    Ok(PgdOutcome {
-        adversarial: x,
-        targets: targets.to_vec(),
-        predictions: argmax_rows(&logits, classes),
-        losses,
-    })
+    Ok((x, snapshots))
 }
 
 #[cfg(test)]
@@ -404,6 +471,46 @@ mod tests {
             "a restart lost a success"
         );
         assert!(kept.iter().filter(|&&k| k).count() > one.iter().filter(|&&o| o).count());
+    }
+
+    #[test]
+    fn snapshots_of_one_long_run_equal_separate_runs() {
+        let (x, labels) = batch(5);
+        let config = PgdConfig {
+            epsilon: 0.1,
+            step: 0.01,
+            ..PgdConfig::paper(0)
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let (targets, snaps) = pgd_snapshots(
+            &mut model(),
+            &x,
+            SHAPE,
+            &labels,
+            &config,
+            &[2, 5, 9],
+            &mut rng,
+        )
+        .unwrap();
+        assert_eq!(snaps.len(), 3);
+        for s in &snaps {
+            let k = PgdConfig {
+                iterations: s.iterations,
+                ..config
+            };
+            let mut rng = ChaCha8Rng::seed_from_u64(2);
+            let alone = pgd(&mut model(), &x, SHAPE, &labels, &k, &mut rng).unwrap();
+            assert_eq!(alone.targets, targets);
+            assert_eq!(alone.predictions, s.predictions, "PGD-{}", s.iterations);
+            assert_eq!(alone.losses, s.losses, "PGD-{}", s.iterations);
+        }
+        let restarts = PgdConfig {
+            restarts: 2,
+            ..config
+        };
+        assert!(
+            pgd_snapshots(&mut model(), &x, SHAPE, &labels, &restarts, &[1], &mut rng).is_err()
+        );
     }
 
     #[test]

@@ -445,11 +445,12 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
             &test,
             a.common.batch_size,
             &clean,
+            &[0],
             a.common.seed,
             |n| b.inc(n as u64),
         )?;
         b.finish();
-        Some((r.clean_error, test.len()))
+        Some((r[0].clean_error, test.len()))
     };
     let report = TrainReport {
         dataset: &data.name,
@@ -520,39 +521,29 @@ fn run_eval(a: EvalArgs) -> Result<ExitCode> {
     check_device(a.common.device)?;
     let mut model = load_model(&a.checkpoint)?;
     let test = load_split(&a.common, Split::Test, a.common.test_limit)?;
-    let mut attacks = Vec::new();
-    for &k in &a.iterations {
-        let config = a.attack.config(k);
-        let b = bar(test.len(), attack_name(&config));
-        let r = evaluate(
-            &mut model,
-            &test,
-            a.common.batch_size,
-            &config,
-            a.common.seed,
-            |n| b.inc(n as u64),
-        )?;
-        b.finish_with_message(format!("error {:.2}%", 100.0 * r.adversarial_error));
-        attacks.push(r);
-    }
-    let clean_error = match attacks.first() {
-        Some(r) => r.clean_error,
-        None => {
-            let clean = PgdConfig {
-                random_start: false,
-                ..PgdConfig::paper(0)
-            };
-            evaluate(
-                &mut model,
-                &test,
-                a.common.batch_size,
-                &clean,
-                a.common.seed,
-                |_| {},
-            )?
-            .clean_error
-        }
-    };
+    let mut iterations = a.iterations.clone();
+    iterations.insert(0, 0);
+    let name = format!(
+        "clean + {}",
+        a.iterations
+            .iter()
+            .map(|&k| attack_name(&a.attack.config(k)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let b = bar(test.len(), name);
+    let mut reports = evaluate(
+        &mut model,
+        &test,
+        a.common.batch_size,
+        &a.attack.config(0),
+        &iterations,
+        a.common.seed,
+        |n| b.inc(n as u64),
+    )?;
+    b.finish();
+    let clean_error = reports[0].clean_error;
+    let attacks = reports.split_off(1);
     let out = &a.common.out;
     create_dir(out)?;
     let report = EvalReport {
@@ -613,9 +604,11 @@ fn run_attack(a: AttackArgs) -> Result<ExitCode> {
             &test,
             a.common.batch_size,
             &config,
+            &[a.iterations],
             a.common.seed,
             |n| b.inc(n as u64),
-        )?;
+        )?
+        .remove(0);
         b.finish();
         series.push(CurveSeries {
             label: label.clone(),
