@@ -385,6 +385,14 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
         config.epochs,
         config.seed
     );
+    if let Ok(state) = sparta::train::checkpoint::load_state(&ckpt_dir) {
+        eprintln!(
+            "resuming from {} at epoch {} step {} (--fresh starts over)",
+            ckpt_dir.display(),
+            state.epoch + 1,
+            state.step
+        );
+    }
     let start = Instant::now();
     let mut current: Option<(usize, ProgressBar)> = None;
     let outcome = train(
