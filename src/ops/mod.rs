@@ -23,3 +23,9 @@ impl From<LaunchDims> for cudarc::driver::LaunchConfig {
         }
     }
 }
+
+pub mod conv1x1;
+pub mod dynconv;
+pub mod fc;
+pub mod pool;
+pub mod sanet;
