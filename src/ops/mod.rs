@@ -27,5 +27,6 @@ impl From<LaunchDims> for cudarc::driver::LaunchConfig {
 pub mod conv1x1;
 pub mod dynconv;
 pub mod fc;
+pub(crate) mod kernel_args;
 pub mod pool;
 pub mod sanet;

@@ -13,8 +13,11 @@
 //! ```
 
 pub mod cpu;
+pub mod cuda;
 
 use crate::error::{Error, Result};
+use crate::ops::kernel_args::blocks;
+use crate::ops::LaunchDims;
 
 /// Shape of the dynamic conv: `n` samples, `k` input channels, `pixels` per channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,5 +49,40 @@ impl DynConvShape {
     /// Output elements `n·pixels`.
     pub fn s_len(&self) -> usize {
         self.n * self.pixels
+    }
+}
+
+/// Threads per block of the dynamic-conv kernels.
+pub const DYNCONV_THREADS: u32 = 256;
+
+fn linear(items: usize) -> LaunchDims {
+    LaunchDims {
+        grid: (blocks(items, DYNCONV_THREADS as usize), 1, 1),
+        block: (DYNCONV_THREADS, 1, 1),
+        shared_bytes: 0,
+    }
+}
+
+/// `dynconv_forward_f32`: one thread per `s[n][p]`.
+pub fn dynconv_forward_launch(shape: &DynConvShape) -> LaunchDims {
+    linear(shape.s_len())
+}
+
+/// `dynconv_backward_input_f32`: one thread per `dh` element.
+pub fn dynconv_input_launch(shape: &DynConvShape) -> LaunchDims {
+    linear(shape.h_len())
+}
+
+/// `dynconv_backward_weight_f32`: one warp per `dw[n][k]`.
+pub fn dynconv_weight_launch(shape: &DynConvShape) -> LaunchDims {
+    linear(shape.n * shape.k * 32)
+}
+
+/// `dynconv_backward_bias_f32`: one block per sample.
+pub fn dynconv_bias_launch(shape: &DynConvShape) -> LaunchDims {
+    LaunchDims {
+        grid: (shape.n.max(1) as u32, 1, 1),
+        block: (DYNCONV_THREADS, 1, 1),
+        shared_bytes: 0,
     }
 }

@@ -13,8 +13,11 @@
 //! ```
 
 pub mod cpu;
+pub mod cuda;
 
 use crate::error::{Error, Result};
+use crate::ops::kernel_args::blocks;
+use crate::ops::LaunchDims;
 
 /// Shape of a batched linear layer: `n` vectors, `inp → out` features.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,4 +40,30 @@ impl FcShape {
         }
         Ok(FcShape { n, inp, out })
     }
+}
+
+/// Threads per block of the FC kernels.
+pub const FC_THREADS: u32 = 256;
+
+fn linear(items: usize) -> LaunchDims {
+    LaunchDims {
+        grid: (blocks(items, FC_THREADS as usize), 1, 1),
+        block: (FC_THREADS, 1, 1),
+        shared_bytes: 0,
+    }
+}
+
+/// `fc_forward_f32`: one warp per output `y[n][o]`.
+pub fn fc_forward_launch(shape: &FcShape) -> LaunchDims {
+    linear(shape.n * shape.out * 32)
+}
+
+/// `fc_backward_input_f32`: one thread per `dx[n][i]`.
+pub fn fc_input_launch(shape: &FcShape) -> LaunchDims {
+    linear(shape.n * shape.inp)
+}
+
+/// `fc_backward_params_f32`: one thread per weight `dw[o][i]` and per bias `db[o]`.
+pub fn fc_params_launch(shape: &FcShape) -> LaunchDims {
+    linear(shape.out * (shape.inp + 1))
 }

@@ -15,8 +15,11 @@
 //! ```
 
 pub mod cpu;
+pub mod cuda;
 
 use crate::error::{Error, Result};
+use crate::ops::kernel_args::blocks;
+use crate::ops::LaunchDims;
 
 /// Shape of a block average pool: `planes` planes of `h × w`, blocks of `block × block`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,5 +80,26 @@ impl PoolShape {
         let rows = self.h.min((oi + 1) * self.block) - oi * self.block;
         let cols = self.w.min((oj + 1) * self.block) - oj * self.block;
         rows * cols
+    }
+}
+
+/// Threads per block of both pool kernels.
+pub const POOL_THREADS: u32 = 256;
+
+/// `pool_forward_f32`: one warp per output cell.
+pub fn pool_forward_launch(shape: &PoolShape) -> LaunchDims {
+    LaunchDims {
+        grid: (blocks(shape.out_len() * 32, POOL_THREADS as usize), 1, 1),
+        block: (POOL_THREADS, 1, 1),
+        shared_bytes: 0,
+    }
+}
+
+/// `pool_backward_f32`: one input pixel per thread.
+pub fn pool_backward_launch(shape: &PoolShape) -> LaunchDims {
+    LaunchDims {
+        grid: (blocks(shape.in_len(), POOL_THREADS as usize), 1, 1),
+        block: (POOL_THREADS, 1, 1),
+        shared_bytes: 0,
     }
 }

@@ -24,8 +24,11 @@
 //! ```
 
 pub mod cpu;
+pub mod cuda;
 
 use crate::error::{Error, Result};
+use crate::ops::kernel_args::blocks;
+use crate::ops::LaunchDims;
 
 /// Shape of SANet: `n` samples, `c → co` channels in Conv3, `pixels` of the (pooled) grid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,4 +118,19 @@ pub struct SanetParamGrads<'a, T> {
     pub dw_head: &'a mut [T],
     /// Conv4 bias `[co+1]` (DPNet) or Conv5 bias `[1]` (no DPNet).
     pub db_head: &'a mut [T],
+}
+
+/// `sanet_pool_f32`, `sanet_dw5_f32`, `sanet_dh_f32`: one 16×16 tile of h per block.
+pub fn sanet_tile_launch(shape: &SanetShape) -> LaunchDims {
+    crate::ops::conv1x1::conv1x1_tile_launch(shape.co, shape.pixels, shape.n)
+}
+
+/// `sanet_conv5_f32`: one block per 16 pixels of a sample, walking every Co tile.
+pub fn sanet_conv5_launch(shape: &SanetShape) -> LaunchDims {
+    let t = crate::ops::conv1x1::CONV_TILE;
+    LaunchDims {
+        grid: (blocks(shape.pixels, t as usize), 1, shape.n.max(1) as u32),
+        block: (t, t, 1),
+        shared_bytes: 0,
+    }
 }
