@@ -1,5 +1,12 @@
 //! Ops: each in its own folder with its CPU kernel, CUDA wrapper and backward side by side.
 
+pub mod dtype;
+pub mod gate;
+mod par;
+pub mod relu;
+
+pub use dtype::KernelFloat;
+
 /// Grid, block and dynamic shared memory of one kernel launch.
 ///
 /// Each op computes its launch shape in one function that both the CUDA wrapper and
