@@ -6,6 +6,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod gemm;
+pub mod nn;
 pub mod ops;
 pub mod real;
 

@@ -1,9 +1,15 @@
 //! Ops: each in its own folder with its CPU kernel, CUDA wrapper and backward side by side.
 
+pub mod conv1x1;
 pub mod dtype;
+pub mod dynconv;
+pub mod fc;
 pub mod gate;
+pub(crate) mod kernel_args;
 mod par;
+pub mod pool;
 pub mod relu;
+pub mod sanet;
 
 pub use dtype::KernelFloat;
 
@@ -30,10 +36,3 @@ impl From<LaunchDims> for cudarc::driver::LaunchConfig {
         }
     }
 }
-
-pub mod conv1x1;
-pub mod dynconv;
-pub mod fc;
-pub(crate) mod kernel_args;
-pub mod pool;
-pub mod sanet;
