@@ -103,7 +103,18 @@ fn gemm_share(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("plain_gemm", &id), |b| {
         let mut out = vec![0.0f32; co * BATCH * pixels];
         b.iter(|| {
-            gemm(co, BATCH * pixels, ch, 1.0, &w3, Op::N, &x, Op::N, 0.0, &mut out);
+            gemm(
+                co,
+                BATCH * pixels,
+                ch,
+                1.0,
+                &w3,
+                Op::N,
+                &x,
+                Op::N,
+                0.0,
+                &mut out,
+            );
         })
     });
     group.finish();

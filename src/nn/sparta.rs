@@ -46,6 +46,9 @@ use crate::ops::sanet::cpu::{
 use crate::ops::sanet::{Conv5Source, SanetGrads, SanetOutputs, SanetParamGrads, SanetShape};
 use crate::real::Real;
 
+mod cuda;
+pub use cuda::{SpartaCudaCache, SpartaCudaGrads, SpartaCudaWeights};
+
 /// Largest reduced width: `Co = min(256, C)`.
 pub const MAX_REDUCED: usize = 256;
 
@@ -198,8 +201,8 @@ const CONV1_W: usize = 0;
 const CONV1_B: usize = 1;
 const CONV2_W: usize = 2;
 const CONV2_B: usize = 3;
-const CONV3_W: usize = 4;
-const CONV3_B: usize = 5;
+pub(crate) const CONV3_W: usize = 4;
+pub(crate) const CONV3_B: usize = 5;
 const HEAD_W: usize = 6;
 const HEAD_B: usize = 7;
 
