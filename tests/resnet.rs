@@ -60,7 +60,13 @@ fn richardson(f: &mut impl FnMut(f64) -> f64, h: f64) -> f64 {
 
 #[test]
 fn whole_network_gradients_match_finite_differences() {
-    let mut model = ResNet::<f64>::new(tiny_config(), 3).unwrap();
+    for spec in ["relu", "G2,4.B1"] {
+        whole_network_fd(spec);
+    }
+}
+
+fn whole_network_fd(spec: &str) {
+    let mut model = ResNet::<f64>::new(tiny_config().with_activation(spec), 3).unwrap();
     // 16×16 inputs keep 2×2 planes in the last group, so its batch norm is not
     // degenerate (with 1×1 planes and 3 samples the loss is too curved for FD).
     let shape = [4, 1, 16, 16];
@@ -91,7 +97,7 @@ fn whole_network_gradients_match_finite_differences() {
                 let fd = richardson(&mut at, h);
                 model.params_mut()[i].value.data_mut()[j] = orig;
                 let name = model.params()[i].name.clone();
-                close(g[j], fd, &format!("train={train} {name}[{j}]"));
+                close(g[j], fd, &format!("{spec} train={train} {name}[{j}]"));
             }
         }
         let gx = tape.grad(xv).unwrap().to_vec();
@@ -102,7 +108,7 @@ fn whole_network_gradients_match_finite_differences() {
                 loss(&mut model, &xd, shape, &labels, train)
             };
             let fd = richardson(&mut at, h);
-            close(gx[j], fd, &format!("train={train} x[{j}]"));
+            close(gx[j], fd, &format!("{spec} train={train} x[{j}]"));
         }
     }
 }
@@ -220,4 +226,7 @@ fn depth_and_spec_errors() {
     assert_eq!("34".parse::<Depth>().unwrap(), Depth::R34);
     assert!("50".parse::<Depth>().is_err());
     assert!(ResNet::<f32>::new(ResNetConfig::small(1, 10).with_activation("G1-4.B2"), 0).is_err());
+    assert!(
+        ResNet::<f32>::new(ResNetConfig::small(1, 10).with_activation("G1-4.Blast"), 0).is_ok()
+    );
 }

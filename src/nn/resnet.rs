@@ -24,6 +24,8 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use super::param::{normal, uniform, Named};
+use super::sparta::{SpartaConfig, SpartaLayer};
+use super::sparta_node::sparta;
 use super::spec::ActivationSpec;
 use crate::autograd::{Tape, Var};
 use crate::classifier::{BatchShape, Classifier, StepStats, Trainable};
@@ -145,6 +147,15 @@ struct Bn {
 #[derive(Clone, Copy, Debug)]
 enum Act {
     Relu,
+    /// Index into [`ResNet::sparta`].
+    Sparta(usize),
+}
+
+/// A SPARTA slot: the layer (for its configuration; weights live in the model's
+/// parameter list) and the indices of its parameters there.
+struct SpartaSlot<T: Real> {
+    layer: SpartaLayer<T>,
+    params: Vec<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -179,6 +190,7 @@ pub struct ResNet<T: Real> {
     buffers: Vec<Named<T>>,
     stem: (usize, Bn),
     blocks: Vec<Block>,
+    sparta: Vec<SpartaSlot<T>>,
     fc: (usize, usize),
     sgd: Sgd<T>,
 }
@@ -229,6 +241,7 @@ impl<T: Real> Builder<'_, T> {
 /// Per-forward context: the tape, parameter handles, mode and buffers to update.
 struct Pass<'a, T: Real> {
     tape: &'a mut Tape<T>,
+    sparta: &'a [SpartaSlot<T>],
     pv: Vec<Var>,
     train: bool,
     buffers: &'a mut [Named<T>],
@@ -273,6 +286,11 @@ impl<T: Real> Pass<'_, T> {
     fn act(&mut self, x: Var, act: Act) -> Result<Var> {
         match act {
             Act::Relu => relu(self.tape, x),
+            Act::Sparta(i) => {
+                let slot = &self.sparta[i];
+                let params: Vec<Var> = slot.params.iter().map(|&j| self.pv[j]).collect();
+                sparta(self.tape, x, slot.layer.clone(), &params)
+            }
         }
     }
 }
@@ -296,12 +314,6 @@ impl<T: Real> ResNet<T> {
                 config.std.len()
             )));
         }
-        if on.iter().flatten().any(|&s| s) {
-            return Err(Error::Config(format!(
-                "activation {:?}: SPARTA layers are not available in this build yet",
-                config.activation
-            )));
-        }
         let (mut params, mut buffers) = (Vec::new(), Vec::new());
         let mut b = Builder {
             rng: StdRng::seed_from_u64(seed),
@@ -314,9 +326,10 @@ impl<T: Real> ResNet<T> {
             b.bn("bn1", w[0]),
         );
         let mut blocks = Vec::new();
+        let mut sparta_slots = Vec::new();
         let mut c_in = w[0];
-        for (g, &n) in blocks_per_group.iter().enumerate() {
-            for i in 0..n {
+        for (g, group_on) in on.iter().enumerate() {
+            for (i, &use_sparta) in group_on.iter().enumerate() {
                 let p = format!("layer{}.{i}", g + 1);
                 let stride = if g > 0 && i == 0 { 2 } else { 1 };
                 let c = w[g];
@@ -328,6 +341,25 @@ impl<T: Real> ResNet<T> {
                     let conv = b.conv(format!("{p}.shortcut.conv.weight"), c, c_in, 1);
                     (conv, b.bn(&format!("{p}.shortcut.bn"), c))
                 });
+                let act = if use_sparta {
+                    let cfg = SpartaConfig {
+                        dpnet: spec.dpnet,
+                        block: spec.block,
+                        ..SpartaConfig::new(c)
+                    };
+                    let layer = SpartaLayer::new(cfg, &mut b.rng);
+                    let params = layer
+                        .params()
+                        .into_iter()
+                        .map(|(name, v, shape)| {
+                            b.param(format!("{p}.sparta.{name}"), &shape, v.to_vec())
+                        })
+                        .collect();
+                    sparta_slots.push(SpartaSlot { layer, params });
+                    Act::Sparta(sparta_slots.len() - 1)
+                } else {
+                    Act::Relu
+                };
                 blocks.push(Block {
                     conv1,
                     bn1,
@@ -335,7 +367,7 @@ impl<T: Real> ResNet<T> {
                     bn2,
                     shortcut,
                     stride,
-                    act: Act::Relu,
+                    act,
                 });
                 c_in = c;
             }
@@ -358,6 +390,7 @@ impl<T: Real> ResNet<T> {
             buffers,
             stem,
             blocks,
+            sparta: sparta_slots,
             fc,
             sgd,
         })
@@ -427,6 +460,7 @@ impl<T: Real> ResNet<T> {
             .collect();
         let mut pass = Pass {
             tape,
+            sparta: &self.sparta,
             pv,
             train,
             buffers: &mut self.buffers,

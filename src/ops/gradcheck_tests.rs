@@ -179,3 +179,28 @@ fn shape_errors_are_typed() {
     let z = tape.leaf(random(&[2, 3], 3), false);
     assert!(cross_entropy(&mut tape, z, &[0, 3], Reduction::Mean).is_err());
 }
+
+#[test]
+fn primitive_gradients() {
+    use crate::ops::primitive::{bias_channels, dynamic_conv, mul, outer, reshape, sigmoid};
+    let inputs = [(random(&[2, 3, 2, 2], 20), true), (random(&[3], 21), true)];
+    check(&inputs, |t, v| {
+        let b = bias_channels(t, v[0], v[1])?;
+        let s = sigmoid(t, b)?;
+        let m = mul(t, s, v[0])?;
+        reshape(t, m, &[2, 12])
+    });
+    let inputs = [
+        (random(&[2, 3, 2, 3], 22), true),
+        (random(&[2, 4], 23), true),
+    ];
+    check(&inputs, |t, v| dynamic_conv(t, v[0], v[1]));
+    for (block, h, w) in [(1usize, 2usize, 3usize), (2, 4, 4), (2, 3, 5)] {
+        let (sh, sw) = (h.div_ceil(block), w.div_ceil(block));
+        let inputs = [
+            (random(&[2, 1, sh, sw], 24), true),
+            (random(&[2, 3], 25), true),
+        ];
+        check(&inputs, |t, v| outer(t, v[0], v[1], block, h, w));
+    }
+}

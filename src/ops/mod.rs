@@ -1,5 +1,18 @@
 //! Ops: each in its own folder with its CPU kernel, CUDA wrapper and backward side by side.
 
+pub mod conv1x1;
+pub mod dtype;
+pub mod dynconv;
+pub mod fc;
+pub mod gate;
+pub(crate) mod kernel_args;
+mod par;
+pub mod pool;
+pub mod relu;
+pub mod sanet;
+
+pub use dtype::KernelFloat;
+
 /// Grid, block and dynamic shared memory of one kernel launch.
 ///
 /// Each op computes its launch shape in one function that both the CUDA wrapper and
@@ -30,8 +43,7 @@ pub mod conv2d;
 pub mod linear;
 pub mod loss;
 pub mod normalize;
-pub mod pool;
-pub mod relu;
+pub mod primitive;
 
 #[cfg(test)]
 mod gradcheck_tests;

@@ -11,9 +11,9 @@ pub fn batch_stats<T: Real>(x: &[T], n: usize, c: usize, hw: usize) -> (Vec<T>, 
         .into_par_iter()
         .map(|ch| {
             let planes = || (0..n).map(move |s| &x[(s * c + ch) * hw..][..hw]);
-            let mean = planes().flat_map(|p| p.iter().copied()).sum::<T>() / m;
+            let mean = planes().map(|p| p.iter().copied().sum::<T>()).sum::<T>() / m;
             let var = planes()
-                .flat_map(|p| p.iter().map(move |&v| (v - mean) * (v - mean)))
+                .map(|p| p.iter().map(|&v| (v - mean) * (v - mean)).sum::<T>())
                 .sum::<T>()
                 / m;
             (mean, var)

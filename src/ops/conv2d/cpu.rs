@@ -58,6 +58,24 @@ impl ConvGeom {
     }
 }
 
+/// Output positions `lo..hi` (of `out_len`) whose input index `o·stride + k − pad`
+/// falls inside `0..in_len`.
+fn valid_range(
+    out_len: usize,
+    in_len: usize,
+    stride: usize,
+    k: usize,
+    pad: usize,
+) -> (usize, usize) {
+    let lo = pad.saturating_sub(k).div_ceil(stride).min(out_len);
+    let hi = if in_len + pad > k {
+        ((in_len + pad - k - 1) / stride + 1).min(out_len)
+    } else {
+        0
+    };
+    (lo, hi.max(lo))
+}
+
 /// `col[r, s·hwo + p]` for samples `s0..s0+nb`: row `r = (ci·k + ky)·k + kx`, output
 /// pixel `p`, zero where the kernel reads padding.
 fn im2col<T: Real>(g: &ConvGeom, x: &[T], s0: usize, nb: usize, col: &mut [T]) {
@@ -80,13 +98,22 @@ fn im2col<T: Real>(g: &ConvGeom, x: &[T], s0: usize, nb: usize, col: &mut [T]) {
                         continue;
                     }
                     let src = &plane[iy as usize * g.w..][..g.w];
-                    for (ox, d) in dst.iter_mut().enumerate() {
-                        let ix = (ox * g.stride + kx) as isize - g.pad as isize;
-                        *d = if ix < 0 || ix >= g.w as isize {
-                            T::zero()
-                        } else {
-                            src[ix as usize]
-                        };
+                    let (lo, hi) = valid_range(wo, g.w, g.stride, kx, g.pad);
+                    dst[..lo].fill(T::zero());
+                    dst[hi..].fill(T::zero());
+                    let start = lo * g.stride + kx - g.pad;
+                    if lo == hi {
+                        continue;
+                    }
+                    if g.stride == 1 {
+                        dst[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
+                    } else {
+                        for (d, &v) in dst[lo..hi]
+                            .iter_mut()
+                            .zip(src[start..].iter().step_by(g.stride))
+                        {
+                            *d = v;
+                        }
                     }
                 }
             }
@@ -114,11 +141,14 @@ fn col2im<T: Real>(g: &ConvGeom, dcol: &[T], s0: usize, nb: usize, dx: &mut [T])
                             continue;
                         }
                         let dst = &mut plane[iy as usize * g.w..][..g.w];
-                        for ox in 0..wo {
-                            let ix = (ox * g.stride + kx) as isize - g.pad as isize;
-                            if ix >= 0 && ix < g.w as isize {
-                                dst[ix as usize] += src[oy * wo + ox];
-                            }
+                        let (lo, hi) = valid_range(wo, g.w, g.stride, kx, g.pad);
+                        if lo == hi {
+                            continue;
+                        }
+                        let start = lo * g.stride + kx - g.pad;
+                        let row = &src[oy * wo + lo..oy * wo + hi];
+                        for (d, &v) in dst[start..].iter_mut().step_by(g.stride).zip(row) {
+                            *d += v;
                         }
                     }
                 }

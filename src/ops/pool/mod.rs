@@ -1,90 +1,108 @@
-//! Average pooling: over the whole plane (`[N,C,H,W] → [N,C]`, the classifier head and
-//! SPARTA's spatial pool) and over non-overlapping B×B blocks (SPARTA's block size).
+//! Average pooling over B×B blocks of each plane; with one block covering the whole
+//! plane ([`PoolShape::global`]) it is the spatial mean pool `p = mean_hw(X)`.
+//!
+//! Partial blocks at the right and bottom edges average over their valid pixels only, so
+//! the output is `[planes, ceil(H/B), ceil(W/B)]` and every output is a true mean.
 //!
 //! ```
-//! use sparta::autograd::Tape;
-//! use sparta::tensor::Tensor;
-//!
-//! let mut tape = Tape::<f32>::new();
-//! let x = tape.leaf(Tensor::new(&[1, 1, 2, 2], vec![1.0, 2.0, 3.0, 6.0])?, false);
-//! let p = sparta::ops::pool::global_avg_pool(&mut tape, x)?;
-//! assert_eq!(tape.value(p).data(), &[3.0]);
-//! # Ok::<(), sparta::Error>(())
+//! use sparta::ops::pool::{cpu, PoolShape};
+//! // One 2×3 plane pooled by 2×2 blocks: a full block and a 2×1 edge block.
+//! let shape = PoolShape::new(1, 2, 3, 2).unwrap();
+//! let x = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0];
+//! let mut y = vec![0.0; shape.out_len()];
+//! cpu::pool_forward(&shape, &x, &mut y).unwrap();
+//! assert_eq!(y, vec![3.0, 4.5]);
 //! ```
 
-use crate::autograd::{Tape, Var};
+pub mod cpu;
+pub mod cuda;
+
 use crate::error::{Error, Result};
-use crate::real::Real;
-use crate::tensor::Tensor;
+use crate::ops::kernel_args::blocks;
+use crate::ops::LaunchDims;
 
-/// Mean over H·W of each `(n, c)` plane.
-pub fn global_avg_pool<T: Real>(tape: &mut Tape<T>, x: Var) -> Result<Var> {
-    let xs = tape.shape(x).to_vec();
-    if xs.len() != 4 {
-        return Err(Error::shape(
-            "global_avg_pool",
-            "x",
-            "[N,C,H,W]",
-            format!("{xs:?}"),
-        ));
-    }
-    let hw = xs[2] * xs[3];
-    let inv = T::one() / T::of_f64(hw as f64);
-    let y: Vec<T> = tape
-        .value(x)
-        .data()
-        .chunks(hw)
-        .map(|p| p.iter().copied().sum::<T>() * inv)
-        .collect();
-    let y = Tensor::new(&xs[..2], y)?;
-    Ok(tape.push_op(y, &[x], || {
-        Box::new(move |_, dy| {
-            Ok(vec![(
-                x,
-                dy.iter()
-                    .flat_map(|&g| std::iter::repeat_n(g * inv, hw))
-                    .collect(),
-            )])
-        })
-    }))
+/// Shape of a block average pool: `planes` planes of `h × w`, blocks of `block × block`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolShape {
+    /// Independent planes (N·C).
+    pub planes: usize,
+    /// Plane height.
+    pub h: usize,
+    /// Plane width.
+    pub w: usize,
+    /// Block side B ≥ 1.
+    pub block: usize,
 }
 
-/// Mean over non-overlapping `b×b` blocks: `[N,C,H,W] → [N,C,H/b,W/b]` (H, W divisible by b).
-pub fn avg_pool<T: Real>(tape: &mut Tape<T>, x: Var, b: usize) -> Result<Var> {
-    let xs = tape.shape(x).to_vec();
-    if xs.len() != 4 || b == 0 || xs[2] % b != 0 || xs[3] % b != 0 {
-        return Err(Error::shape(
-            "avg_pool",
-            "x",
-            format!("[N,C,H,W] with H and W divisible by {b}"),
-            format!("{xs:?}"),
-        ));
-    }
-    let (h, w) = (xs[2], xs[3]);
-    let (ho, wo) = (h / b, w / b);
-    let planes = xs[0] * xs[1];
-    let inv = T::one() / T::of_f64((b * b) as f64);
-    let xv = tape.value(x).data();
-    let mut y = vec![T::zero(); planes * ho * wo];
-    for p in 0..planes {
-        for iy in 0..h {
-            for ix in 0..w {
-                y[(p * ho + iy / b) * wo + ix / b] += xv[(p * h + iy) * w + ix] * inv;
-            }
+impl PoolShape {
+    /// Checks that every size is at least one.
+    pub fn new(planes: usize, h: usize, w: usize, block: usize) -> Result<Self> {
+        if planes == 0 || h == 0 || w == 0 || block == 0 {
+            return Err(Error::Config(format!(
+                "pool: planes {planes}, h {h}, w {w} and block {block} must all be ≥ 1"
+            )));
         }
-    }
-    let y = Tensor::new(&[xs[0], xs[1], ho, wo], y)?;
-    Ok(tape.push_op(y, &[x], || {
-        Box::new(move |_, dy| {
-            let mut dx = vec![T::zero(); planes * h * w];
-            for p in 0..planes {
-                for iy in 0..h {
-                    for ix in 0..w {
-                        dx[(p * h + iy) * w + ix] = dy[(p * ho + iy / b) * wo + ix / b] * inv;
-                    }
-                }
-            }
-            Ok(vec![(x, dx)])
+        Ok(PoolShape {
+            planes,
+            h,
+            w,
+            block,
         })
-    }))
+    }
+
+    /// The mean over each whole plane: one block covering it.
+    pub fn global(planes: usize, h: usize, w: usize) -> Result<Self> {
+        Self::new(planes, h, w, h.max(w))
+    }
+
+    /// Output height `ceil(h / block)`.
+    pub fn oh(&self) -> usize {
+        self.h.div_ceil(self.block)
+    }
+
+    /// Output width `ceil(w / block)`.
+    pub fn ow(&self) -> usize {
+        self.w.div_ceil(self.block)
+    }
+
+    /// Input elements.
+    pub fn in_len(&self) -> usize {
+        self.planes * self.h * self.w
+    }
+
+    /// Output elements.
+    pub fn out_len(&self) -> usize {
+        self.planes * self.oh() * self.ow()
+    }
+
+    /// Pixels averaged by output cell `(oi, oj)` (fewer at the edges).
+    pub fn count(&self, oi: usize, oj: usize) -> usize {
+        let rows = self.h.min((oi + 1) * self.block) - oi * self.block;
+        let cols = self.w.min((oj + 1) * self.block) - oj * self.block;
+        rows * cols
+    }
 }
+
+/// Threads per block of both pool kernels.
+pub const POOL_THREADS: u32 = 256;
+
+/// `pool_forward_f32`: one warp per output cell.
+pub fn pool_forward_launch(shape: &PoolShape) -> LaunchDims {
+    LaunchDims {
+        grid: (blocks(shape.out_len() * 32, POOL_THREADS as usize), 1, 1),
+        block: (POOL_THREADS, 1, 1),
+        shared_bytes: 0,
+    }
+}
+
+/// `pool_backward_f32`: one input pixel per thread.
+pub fn pool_backward_launch(shape: &PoolShape) -> LaunchDims {
+    LaunchDims {
+        grid: (blocks(shape.in_len(), POOL_THREADS as usize), 1, 1),
+        block: (POOL_THREADS, 1, 1),
+        shared_bytes: 0,
+    }
+}
+
+mod tape;
+pub use tape::{avg_pool, global_avg_pool};

@@ -1,33 +1,51 @@
-//! ReLU on the CPU, split over rayon's threads.
+//! ReLU on the CPU, element-wise over rayon pieces; the loops vectorize (a select each).
 
-use rayon::prelude::*;
+use crate::error::{check_len, Result};
+use crate::ops::par::for_each_piece;
+use crate::Real;
 
-use crate::real::Real;
-
-const GRAIN: usize = 1 << 14;
-
-/// `max(x, 0)`.
-pub fn forward<T: Real>(x: &[T]) -> Vec<T> {
-    let mut y = vec![T::zero(); x.len()];
-    y.par_chunks_mut(GRAIN)
-        .zip(x.par_chunks(GRAIN))
-        .for_each(|(y, x)| {
-            y.iter_mut()
-                .zip(x)
-                .for_each(|(y, &x)| *y = x.max(T::zero()))
-        });
-    y
+/// `y = max(x, 0)`, with NaN propagated (a NaN input gives a NaN output).
+///
+/// ```
+/// let x = [-1.0f32, 0.0, 2.5];
+/// let mut y = [9.0f32; 3];
+/// sparta::ops::relu::cpu::relu_forward(&x, &mut y)?;
+/// assert_eq!(y, [0.0, 0.0, 2.5]);
+/// # Ok::<(), sparta::Error>(())
+/// ```
+pub fn relu_forward<T: Real>(x: &[T], y: &mut [T]) -> Result<()> {
+    check_len("relu_forward", "y", y.len(), x.len())?;
+    let zero = T::zero();
+    for_each_piece(y, |off, y| {
+        let x = &x[off..off + y.len()];
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = if x < zero { zero } else { x };
+        }
+    });
+    Ok(())
 }
 
-/// `dy · [x > 0]`.
-pub fn backward<T: Real>(x: &[T], dy: &[T]) -> Vec<T> {
-    let mut dx = vec![T::zero(); x.len()];
-    dx.par_chunks_mut(GRAIN)
-        .zip(x.par_chunks(GRAIN).zip(dy.par_chunks(GRAIN)))
-        .for_each(|(d, (x, g))| {
-            for ((d, &x), &g) in d.iter_mut().zip(x).zip(g) {
-                *d = if x > T::zero() { g } else { T::zero() };
-            }
-        });
-    dx
+/// `dx = dy · [x > 0]`: the gradient at exactly `x = 0` is taken as 0, the usual ReLU
+/// convention (the SPARTA gate uses `[x ≥ 0]` instead, as the paper does).
+///
+/// ```
+/// let x = [-1.0f64, 0.0, 2.5];
+/// let dy = [1.0f64, 1.0, 3.0];
+/// let mut dx = [9.0f64; 3];
+/// sparta::ops::relu::cpu::relu_backward(&x, &dy, &mut dx)?;
+/// assert_eq!(dx, [0.0, 0.0, 3.0]);
+/// # Ok::<(), sparta::Error>(())
+/// ```
+pub fn relu_backward<T: Real>(x: &[T], dy: &[T], dx: &mut [T]) -> Result<()> {
+    check_len("relu_backward", "dy", dy.len(), x.len())?;
+    check_len("relu_backward", "dx", dx.len(), x.len())?;
+    let zero = T::zero();
+    for_each_piece(dx, |off, dx| {
+        let x = &x[off..off + dx.len()];
+        let dy = &dy[off..off + dx.len()];
+        for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
+            *dx = if x > zero { dy } else { zero };
+        }
+    });
+    Ok(())
 }

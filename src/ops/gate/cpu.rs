@@ -1,0 +1,369 @@
+//! The gate on the CPU: the reference every kernel is checked against, and fast enough
+//! to train with (memory-bound at the ResNet-18 shapes; numbers in docs/gate.md).
+//!
+//! Work splits over samples n with rayon (one task owns x[n], y[n] / dx[n], ds[n], dc[n],
+//! so no reduction crosses tasks and results do not depend on the thread count); small
+//! tensors run serially. Inner loops run over one channel plane with `s[n]` expanded to
+//! H·W pixels once per sample (for B = 1 it is used in place), so they are plain
+//! contiguous loops the compiler vectorizes. f32 uses the vectorizable sigmoid of
+//! `sigmoid.rs`; f64 uses `exp`.
+
+use std::any::TypeId;
+
+use rayon::prelude::*;
+
+use super::sigmoid::{Exact, FastF32, Sigmoid};
+use super::GateShape;
+use crate::error::Result;
+use crate::ops::par::{for_each_piece, worth_parallel};
+use crate::Real;
+
+pub use crate::ops::relu::cpu::{relu_backward, relu_forward};
+
+/// Lanes of the per-channel `dc` accumulator: independent sums let the loop vectorize.
+const LANES: usize = 8;
+
+/// `y = max(x, 0) · σ(s[n, h/B, w/B] · c[n, ch])`.
+///
+/// ```
+/// use sparta::ops::gate::{cpu, GateShape};
+/// // N = 1, C = 2, H = 1, W = 2, block 2: both pixels share s[0, 0, 0].
+/// let shape = GateShape::new(1, 2, 1, 2, 2)?;
+/// let x = [1.0f64, -1.0, 2.0, 4.0];
+/// let (s, c) = ([0.5], [0.0, 2.0]);
+/// let mut y = [0.0; 4];
+/// cpu::gate_forward(&shape, &x, &s, &c, &mut y)?;
+/// let g1 = 1.0 / (1.0 + (-1.0f64).exp()); // σ(0.5 · 2)
+/// assert_eq!(y, [0.5, 0.0, 2.0 * g1, 4.0 * g1]);
+/// # Ok::<(), sparta::Error>(())
+/// ```
+pub fn gate_forward<T: Real>(
+    shape: &GateShape,
+    x: &[T],
+    s: &[T],
+    c: &[T],
+    y: &mut [T],
+) -> Result<()> {
+    shape.check_all(
+        "gate_forward",
+        &[
+            ("x", x.len()),
+            ("s", s.len()),
+            ("c", c.len()),
+            ("y", y.len()),
+        ],
+    )?;
+    if is_f32::<T>() {
+        forward_impl::<f32, FastF32>(shape, f32s(x), f32s(s), f32s(c), f32s_mut(y));
+    } else {
+        forward_impl::<T, Exact>(shape, x, s, c, y);
+    }
+    Ok(())
+}
+
+/// Backward of [`gate_forward`] given `dy`. `dx` gets the direct term
+/// `dy · g · [x ≥ 0]` only (DSCANet adds the paths through s and c); ds and dc are
+/// overwritten: `ds[n,i,j] = Σ_ch Σ_(h,w) in block (i,j) dA · c[n,ch]`,
+/// `dc[n,ch] = Σ_hw dA · s[n,h/B,w/B]`, with `dA = dy · max(x,0) · g · (1 − g)` and
+/// `g` recomputed from x, s, c.
+///
+/// ```
+/// use sparta::ops::gate::{cpu, GateShape};
+/// let shape = GateShape::new(1, 1, 1, 2, 1)?;
+/// let (x, s, c, dy) = ([2.0f64, -1.0], [0.0, 0.0], [1.0], [1.0, 1.0]);
+/// let (mut dx, mut ds, mut dc) = ([0.0; 2], [9.0; 2], [9.0]);
+/// cpu::gate_backward(&shape, &x, &s, &c, &dy, &mut dx, &mut ds, &mut dc)?;
+/// // g = σ(0) = 1/2 everywhere; dA = dy·max(x,0)/4 = [0.5, 0]
+/// assert_eq!(dx, [0.5, 0.0]);
+/// assert_eq!(ds, [0.5, 0.0]);
+/// assert_eq!(dc, [0.0]); // Σ dA·s with s = 0
+/// # Ok::<(), sparta::Error>(())
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn gate_backward<T: Real>(
+    shape: &GateShape,
+    x: &[T],
+    s: &[T],
+    c: &[T],
+    dy: &[T],
+    dx: &mut [T],
+    ds: &mut [T],
+    dc: &mut [T],
+) -> Result<()> {
+    shape.check_all(
+        "gate_backward",
+        &[
+            ("x", x.len()),
+            ("s", s.len()),
+            ("c", c.len()),
+            ("dy", dy.len()),
+            ("dx", dx.len()),
+            ("ds", ds.len()),
+            ("dc", dc.len()),
+        ],
+    )?;
+    if is_f32::<T>() {
+        backward_impl::<f32, FastF32>(
+            shape,
+            f32s(x),
+            f32s(s),
+            f32s(c),
+            f32s(dy),
+            f32s_mut(dx),
+            f32s_mut(ds),
+            f32s_mut(dc),
+        );
+    } else {
+        backward_impl::<T, Exact>(shape, x, s, c, dy, dx, ds, dc);
+    }
+    Ok(())
+}
+
+/// The unfused peer of [`gate_forward`], as an eager framework runs it: three passes
+/// over memory, `relu_out = max(x, 0)`, `gate = σ(s ⊗ c)` materialized as a full
+/// `[N, C, H, W]` tensor, then `y = relu_out · gate`. Same result as the fused op; it
+/// exists for the benchmarks. The caller owns the two intermediates (x-shaped).
+///
+/// ```
+/// use sparta::ops::gate::{cpu, GateShape};
+/// let shape = GateShape::new(1, 1, 1, 2, 1)?;
+/// let (x, s, c) = ([3.0f32, -1.0], [0.0, 1.0], [1.0]);
+/// let (mut r, mut g, mut y) = ([0.0; 2], [0.0; 2], [0.0; 2]);
+/// cpu::gate_forward_unfused(&shape, &x, &s, &c, &mut r, &mut g, &mut y)?;
+/// assert_eq!(y, [1.5, 0.0]);
+/// # Ok::<(), sparta::Error>(())
+/// ```
+pub fn gate_forward_unfused<T: Real>(
+    shape: &GateShape,
+    x: &[T],
+    s: &[T],
+    c: &[T],
+    relu_out: &mut [T],
+    gate: &mut [T],
+    y: &mut [T],
+) -> Result<()> {
+    shape.check_all(
+        "gate_forward_unfused",
+        &[
+            ("x", x.len()),
+            ("s", s.len()),
+            ("c", c.len()),
+            ("relu_out", relu_out.len()),
+            ("gate", gate.len()),
+            ("y", y.len()),
+        ],
+    )?;
+    relu_forward(x, relu_out)?;
+    if is_f32::<T>() {
+        gate_map_impl::<f32, FastF32>(shape, f32s(s), f32s(c), f32s_mut(gate));
+    } else {
+        gate_map_impl::<T, Exact>(shape, s, c, gate);
+    }
+    let (relu_out, gate) = (&*relu_out, &*gate);
+    for_each_piece(y, |off, y| {
+        let r = &relu_out[off..off + y.len()];
+        let g = &gate[off..off + y.len()];
+        for ((y, &r), &g) in y.iter_mut().zip(r).zip(g) {
+            *y = r * g;
+        }
+    });
+    Ok(())
+}
+
+fn is_f32<T: 'static>() -> bool {
+    TypeId::of::<T>() == TypeId::of::<f32>()
+}
+
+/// Views a `[T]` as `[f32]`; only called when `T` is f32 (same size and alignment).
+fn f32s<T: Real>(v: &[T]) -> &[f32] {
+    bytemuck::cast_slice(v)
+}
+
+fn f32s_mut<T: Real>(v: &mut [T]) -> &mut [f32] {
+    bytemuck::cast_slice_mut(v)
+}
+
+/// `s[n]` at pixel resolution: the slice itself for B = 1, else expanded into `buf`.
+fn pixel_s<'a, T: Real>(shape: &GateShape, s_n: &'a [T], buf: &'a mut Vec<T>) -> &'a [T] {
+    if shape.block == 1 {
+        return s_n;
+    }
+    let (b, sw) = (shape.block, shape.sw());
+    buf.clear();
+    for h in 0..shape.h {
+        let row = &s_n[(h / b) * sw..][..sw];
+        buf.extend((0..shape.w).map(|w| row[w / b]));
+    }
+    buf
+}
+
+/// Runs `per_sample(n, out_n, scratch)` over the samples' slices of `out`, each task
+/// with its own scratch vectors; in parallel when worth it.
+fn for_each_sample<T: Real, O: Send>(
+    shape: &GateShape,
+    out: &mut [O],
+    per_sample: impl Fn(usize, &mut O, &mut (Vec<T>, Vec<T>)) + Sync + Send,
+) {
+    if worth_parallel(shape.x_len(), shape.n) {
+        out.par_iter_mut().enumerate().for_each_init(
+            || (Vec::new(), Vec::new()),
+            |buf, (n, o)| per_sample(n, o, buf),
+        );
+    } else {
+        let mut buf = (Vec::new(), Vec::new());
+        for (n, o) in out.iter_mut().enumerate() {
+            per_sample(n, o, &mut buf);
+        }
+    }
+}
+
+fn forward_impl<T: Real, S: Sigmoid<T>>(shape: &GateShape, x: &[T], s: &[T], c: &[T], y: &mut [T]) {
+    let (hw, chw, ssz) = (shape.hw(), shape.c * shape.hw(), shape.sh() * shape.sw());
+    let zero = T::zero();
+    let mut samples: Vec<&mut [T]> = y.chunks_exact_mut(chw).collect();
+    for_each_sample(shape, &mut samples, |n, y_n, (buf, _)| {
+        let s_px = pixel_s(shape, &s[n * ssz..][..ssz], buf);
+        let x_n = &x[n * chw..][..chw];
+        let c_n = &c[n * shape.c..][..shape.c];
+        for ((y, x), &cv) in y_n.chunks_exact_mut(hw).zip(x_n.chunks_exact(hw)).zip(c_n) {
+            for ((y, &x), &sv) in y.iter_mut().zip(x).zip(s_px) {
+                let r = if x < zero { zero } else { x };
+                *y = r * S::sigmoid(sv * cv);
+            }
+        }
+    });
+}
+
+fn gate_map_impl<T: Real, S: Sigmoid<T>>(shape: &GateShape, s: &[T], c: &[T], gate: &mut [T]) {
+    let (hw, chw, ssz) = (shape.hw(), shape.c * shape.hw(), shape.sh() * shape.sw());
+    let mut samples: Vec<&mut [T]> = gate.chunks_exact_mut(chw).collect();
+    for_each_sample(shape, &mut samples, |n, g_n, (buf, _)| {
+        let s_px = pixel_s(shape, &s[n * ssz..][..ssz], buf);
+        let c_n = &c[n * shape.c..][..shape.c];
+        for (g, &cv) in g_n.chunks_exact_mut(hw).zip(c_n) {
+            for (g, &sv) in g.iter_mut().zip(s_px) {
+                *g = S::sigmoid(sv * cv);
+            }
+        }
+    });
+}
+
+/// One sample's outputs of the backward.
+struct BackwardOut<'a, T> {
+    dx: &'a mut [T],
+    ds: &'a mut [T],
+    dc: &'a mut [T],
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backward_impl<T: Real, S: Sigmoid<T>>(
+    shape: &GateShape,
+    x: &[T],
+    s: &[T],
+    c: &[T],
+    dy: &[T],
+    dx: &mut [T],
+    ds: &mut [T],
+    dc: &mut [T],
+) {
+    let (hw, chw, ssz) = (shape.hw(), shape.c * shape.hw(), shape.sh() * shape.sw());
+    let mut samples: Vec<BackwardOut<'_, T>> = dx
+        .chunks_exact_mut(chw)
+        .zip(ds.chunks_exact_mut(ssz))
+        .zip(dc.chunks_exact_mut(shape.c))
+        .map(|((dx, ds), dc)| BackwardOut { dx, ds, dc })
+        .collect();
+    for_each_sample(shape, &mut samples, |n, out, (s_buf, ds_buf)| {
+        let s_px = pixel_s(shape, &s[n * ssz..][..ssz], s_buf);
+        // Per-pixel ds: straight into ds[n] for B = 1, else a scratch plane to pool.
+        let ds_px: &mut [T] = if shape.block == 1 {
+            &mut *out.ds
+        } else {
+            ds_buf.clear();
+            ds_buf.resize(hw, T::zero());
+            ds_buf
+        };
+        backward_sample::<T, S>(
+            &x[n * chw..][..chw],
+            s_px,
+            &c[n * shape.c..][..shape.c],
+            &dy[n * chw..][..chw],
+            out.dx,
+            ds_px,
+            out.dc,
+        );
+        if shape.block > 1 {
+            pool_blocks(shape, ds_buf, out.ds);
+        }
+    });
+}
+
+/// dx, per-pixel ds (summed over channels) and dc of one sample; `s` is at pixel
+/// resolution (H·W), `x`, `dy`, `dx` are `[C, H, W]`.
+fn backward_sample<T: Real, S: Sigmoid<T>>(
+    x: &[T],
+    s: &[T],
+    c: &[T],
+    dy: &[T],
+    dx: &mut [T],
+    ds: &mut [T],
+    dc: &mut [T],
+) {
+    let hw = s.len();
+    let (zero, one) = (T::zero(), T::one());
+    ds.fill(zero);
+    let planes = x
+        .chunks_exact(hw)
+        .zip(dy.chunks_exact(hw))
+        .zip(dx.chunks_exact_mut(hw));
+    for (((x, dy), dx), (&cv, dc)) in planes.zip(c.iter().zip(dc.iter_mut())) {
+        let mut lanes = [zero; LANES];
+        let element = |x: T, dy: T, dx: &mut T, ds: &mut T, sv: T, lane: &mut T| {
+            let g = S::sigmoid(sv * cv);
+            *dx = if x >= zero { dy * g } else { zero };
+            let r = if x < zero { zero } else { x };
+            let da = dy * r * g * (one - g);
+            *ds += da * cv;
+            *lane += da * sv;
+        };
+        let mut xs = x.chunks_exact(LANES);
+        let mut dys = dy.chunks_exact(LANES);
+        let mut dxs = dx.chunks_exact_mut(LANES);
+        let mut dss = ds.chunks_exact_mut(LANES);
+        let mut ss = s.chunks_exact(LANES);
+        for ((((x, dy), dx), ds), s) in (&mut xs)
+            .zip(&mut dys)
+            .zip(&mut dxs)
+            .zip(&mut dss)
+            .zip(&mut ss)
+        {
+            for k in 0..LANES {
+                element(x[k], dy[k], &mut dx[k], &mut ds[k], s[k], &mut lanes[k]);
+            }
+        }
+        let tail = xs
+            .remainder()
+            .iter()
+            .zip(dys.remainder())
+            .zip(dxs.into_remainder());
+        for (k, (((&x, &dy), dx), (ds, &sv))) in tail
+            .zip(dss.into_remainder().iter_mut().zip(ss.remainder()))
+            .enumerate()
+        {
+            element(x, dy, dx, ds, sv, &mut lanes[k]);
+        }
+        *dc = lanes.iter().copied().sum();
+    }
+}
+
+/// `ds[i, j] = Σ ds_px[h, w]` over the B×B block (i, j), row-major order.
+fn pool_blocks<T: Real>(shape: &GateShape, ds_px: &[T], ds: &mut [T]) {
+    let (b, sw) = (shape.block, shape.sw());
+    ds.fill(T::zero());
+    for (h, row) in ds_px.chunks_exact(shape.w).enumerate() {
+        let out = &mut ds[(h / b) * sw..][..sw];
+        for (w, &v) in row.iter().enumerate() {
+            out[w / b] += v;
+        }
+    }
+}
