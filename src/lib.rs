@@ -1,13 +1,23 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod attack;
+pub mod autograd;
+pub mod checkpoint;
 pub mod classifier;
 pub mod data;
 pub mod device;
 pub mod error;
 pub mod gemm;
+pub mod nn;
 pub mod ops;
+pub mod optim;
+pub mod plot;
 pub mod real;
+pub mod tensor;
+#[cfg(test)]
+mod testing;
+pub mod train;
 
 pub use device::{Device, Gpu};
 pub use error::{Error, Result};

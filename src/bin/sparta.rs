@@ -1,3 +1,722 @@
-fn main() {
-    println!("sparta {}", env!("CARGO_PKG_VERSION"));
+//! `sparta`: train, evaluate and attack CIFAR-style ResNets with ReLU or SPARTA.
+//!
+//! ```text
+//! sparta train  --dataset fashion-mnist --model small --act sparta --epochs 2 --out runs/a
+//! sparta eval   --checkpoint runs/a/model.safetensors --out runs/a
+//! sparta attack --checkpoint runs/relu/model.safetensors --label ReLU \
+//!               --checkpoint runs/sparta/model.safetensors --label SPARTA --out runs/fig3
+//! sparta info   --model 18 --act G1-4.B2
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use sparta::attack::{evaluate, Goal, PgdConfig, RobustnessReport};
+use sparta::data::{Dataset, DatasetKind, Split};
+use sparta::nn::resnet::{Depth, ResNet, ResNetConfig};
+use sparta::plot::{loss_curves_png, CurveSeries};
+use sparta::train::checkpoint::write_atomically;
+use sparta::train::{train, EpochStats, TrainConfig};
+use sparta::{Error, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "sparta",
+    version,
+    about = "SPARTA activation: adversarial training and PGD evaluation of CIFAR-style ResNets"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a ResNet, standard or adversarial (PGD examples); resumable.
+    Train(TrainArgs),
+    /// Clean and PGD-10/30/50 error of a trained model.
+    Eval(EvalArgs),
+    /// PGD loss per iteration (mean ± std) of one or more models: CSV and PNG.
+    Attack(AttackArgs),
+    /// Layer table and parameter count of a model configuration.
+    Info(InfoArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum DatasetArg {
+    Cifar10,
+    Svhn,
+    TinyImagenet,
+    FashionMnist,
+}
+
+impl DatasetArg {
+    fn kind(self) -> DatasetKind {
+        match self {
+            DatasetArg::Cifar10 => DatasetKind::Cifar10,
+            DatasetArg::Svhn => DatasetKind::Svhn,
+            DatasetArg::TinyImagenet => DatasetKind::TinyImagenet,
+            DatasetArg::FashionMnist => DatasetKind::FashionMnist,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+enum DeviceArg {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+enum GoalArg {
+    Targeted,
+    Untargeted,
+}
+
+/// Flags every subcommand shares.
+#[derive(Args, Clone, Debug)]
+struct Common {
+    /// Data set.
+    #[arg(long, value_enum, default_value = "cifar10")]
+    dataset: DatasetArg,
+    /// Folder of the data set's files (default: where its package or download puts them).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Compute device. The ResNet runs on the CPU autograd tape; `cuda` is refused until
+    /// the CUDA training path exists, and `auto` uses the CPU.
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
+    /// Seed of weights, shuffles, crops and attack targets/starts.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output folder for results (JSON + markdown) and checkpoints.
+    #[arg(long, default_value = "runs/latest")]
+    out: PathBuf,
+    /// Use only the first N test images (0: all).
+    #[arg(long, default_value_t = 0)]
+    test_limit: usize,
+    /// Images per batch (SGD steps and attacks).
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+}
+
+/// Model architecture flags.
+#[derive(Args, Clone, Debug)]
+struct ModelArgs {
+    /// ResNet depth: 18, 34 or small (1 block per group, widths 16/32/64/128).
+    #[arg(long, default_value = "18")]
+    model: String,
+    /// Activation: `relu`, `sparta` (the paper's placement: last block of every group),
+    /// or a placement spec such as `G1-4.B2`, `G4.B2`, `all`, `G1-4.B2 nodpnet`.
+    #[arg(long, default_value = "sparta")]
+    act: String,
+}
+
+/// Attack flags (the paper's targeted L∞ PGD by default).
+#[derive(Args, Clone, Debug)]
+struct AttackFlags {
+    /// L∞ radius in 1/255 units.
+    #[arg(long, default_value_t = 16.0)]
+    epsilon: f32,
+    /// Step size in 1/255 units.
+    #[arg(long, default_value_t = 1.0)]
+    step: f32,
+    /// Random restarts per sample (the most successful is kept).
+    #[arg(long, default_value_t = 1)]
+    restarts: usize,
+    /// Targeted (target uniform among wrong classes) or untargeted.
+    #[arg(long, value_enum, default_value = "targeted")]
+    goal: GoalArg,
+    /// Start at the clean image instead of a random point of the ε-ball.
+    #[arg(long)]
+    no_random_start: bool,
+}
+
+impl AttackFlags {
+    fn config(&self, iterations: usize) -> PgdConfig {
+        PgdConfig {
+            epsilon: self.epsilon / 255.0,
+            step: self.step / 255.0,
+            iterations,
+            restarts: self.restarts,
+            random_start: !self.no_random_start,
+            goal: match self.goal {
+                GoalArg::Targeted => Goal::Targeted,
+                GoalArg::Untargeted => Goal::Untargeted,
+            },
+        }
+    }
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    attack: AttackFlags,
+    /// Epochs (the paper's schedule: lr ×0.1 at 30 and 60, over 90 epochs).
+    #[arg(long, default_value_t = 90)]
+    epochs: usize,
+    /// Standard training on clean images instead of adversarial training.
+    #[arg(long)]
+    standard: bool,
+    /// PGD iterations of the training examples.
+    #[arg(long, default_value_t = 10)]
+    train_pgd: usize,
+    /// Initial learning rate.
+    #[arg(long, default_value_t = 0.1)]
+    lr: f32,
+    /// Epochs at which the learning rate is multiplied by 0.1.
+    #[arg(long, value_delimiter = ',', default_value = "30,60")]
+    milestones: Vec<usize>,
+    /// Use only the first N training images (0: all).
+    #[arg(long, default_value_t = 0)]
+    train_limit: usize,
+    /// Checkpoint every N steps as well as at each epoch end (0: epoch ends only).
+    #[arg(long, default_value_t = 100)]
+    checkpoint_every: usize,
+    /// Start over even if --out holds a checkpoint of this run.
+    #[arg(long)]
+    fresh: bool,
+    /// No random crop and flip.
+    #[arg(long)]
+    no_augment: bool,
+    /// Skip the clean test error at the end.
+    #[arg(long)]
+    no_test: bool,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    attack: AttackFlags,
+    /// Model file written by `sparta train` (`<out>/model.safetensors`).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// PGD iteration counts to evaluate.
+    #[arg(long, value_delimiter = ',', default_value = "10,30,50")]
+    iterations: Vec<usize>,
+}
+
+#[derive(Args)]
+struct AttackArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    attack: AttackFlags,
+    /// Model files to attack (repeat); each gets a series on the chart.
+    #[arg(long, required = true)]
+    checkpoint: Vec<PathBuf>,
+    /// Legend label of each checkpoint, in order (default: its activation spec).
+    #[arg(long)]
+    label: Vec<String>,
+    /// PGD iterations.
+    #[arg(long, default_value_t = 10)]
+    iterations: usize,
+}
+
+#[derive(Args)]
+struct InfoArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Data set (sets input channels and classes).
+    #[arg(long, value_enum, default_value = "cifar10")]
+    dataset: DatasetArg,
+    /// Print every tensor, not only the per-layer totals.
+    #[arg(long)]
+    tensors: bool,
+}
+
+/// Set by Ctrl-C; the training loop checkpoints and returns.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(a) => run_train(a),
+        Command::Eval(a) => run_eval(a),
+        Command::Attack(a) => run_attack(a),
+        Command::Info(a) => run_info(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_device(device: DeviceArg) -> Result<()> {
+    if device == DeviceArg::Cuda {
+        return Err(Error::Config(
+            "--device cuda: the ResNet trains on the CPU tape in this build; use --device cpu or auto"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `relu`, `sparta` or a spec, to the spec string of [`ResNetConfig`].
+fn activation_spec(act: &str) -> String {
+    match act {
+        "sparta" => "G1-4.Blast".into(),
+        other => other.into(),
+    }
+}
+
+fn model_config(args: &ModelArgs, kind: DatasetKind) -> Result<ResNetConfig> {
+    let ([channels, _, _], classes) = kind.shape_and_classes();
+    let config = match args.model.parse::<Depth>()? {
+        Depth::R18 => ResNetConfig::resnet18(channels, classes),
+        Depth::R34 => ResNetConfig::resnet34(channels, classes),
+        Depth::Small => ResNetConfig::small(channels, classes),
+    };
+    Ok(config.with_activation(&activation_spec(&args.act)))
+}
+
+fn load_split(common: &Common, split: Split, limit: usize) -> Result<Dataset> {
+    let kind = common.dataset.kind();
+    let dir = common
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(kind.default_dir()));
+    let data = kind.load(&dir, split)?;
+    Ok(if limit > 0 { data.take(limit) } else { data })
+}
+
+fn bar(len: usize, prefix: String) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise} < {eta_precise}] {wide_bar} {human_pos}/{human_len} img, {per_sec} {msg}",
+        )
+        .expect("the template is valid")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(prefix);
+    bar
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let json = serde_json::to_vec_pretty(value).map_err(|e| Error::format(path, e.to_string()))?;
+    write_atomically(path, &json)
+}
+
+fn write_text(path: &Path, text: &str) -> Result<()> {
+    write_atomically(path, text.as_bytes())
+}
+
+fn create_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
+}
+
+#[derive(Serialize)]
+struct TrainReport<'a> {
+    dataset: &'a str,
+    train_images: usize,
+    model: &'a ResNetConfig,
+    parameters: usize,
+    config: &'a TrainConfig,
+    history: &'a [EpochStats],
+    seconds: f64,
+    finished: bool,
+    clean_test_error: Option<f64>,
+    test_images: usize,
+    checkpoint: String,
+}
+
+fn run_train(a: TrainArgs) -> Result<ExitCode> {
+    check_device(a.common.device)?;
+    let kind = a.common.dataset.kind();
+    let data = load_split(&a.common, Split::Train, a.train_limit)?;
+    let mconfig = model_config(&a.model, kind)?;
+    let mut model = ResNet::<f32>::new(mconfig.clone(), a.common.seed)?;
+    let config = TrainConfig {
+        epochs: a.epochs,
+        batch_size: a.common.batch_size,
+        lr: a.lr,
+        lr_milestones: a.milestones.clone(),
+        lr_decay: 0.1,
+        adversarial: (!a.standard).then(|| a.attack.config(a.train_pgd)),
+        augment: !a.no_augment,
+        seed: a.common.seed,
+        checkpoint_every: a.checkpoint_every,
+    };
+    let out = &a.common.out;
+    create_dir(out)?;
+    let ckpt_dir = out.join("checkpoint");
+    if a.fresh && ckpt_dir.exists() {
+        std::fs::remove_dir_all(&ckpt_dir).map_err(|e| Error::io(&ckpt_dir, e))?;
+    }
+    ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!(
+            "\ninterrupted: finishing this step, writing a checkpoint (Ctrl-C again to quit now)"
+        );
+    })
+    .map_err(|e| Error::Config(format!("cannot install the Ctrl-C handler: {e}")))?;
+
+    let mode = if config.adversarial.is_some() {
+        format!("adversarial PGD-{}", a.train_pgd)
+    } else {
+        "standard".into()
+    };
+    eprintln!(
+        "train: {} ({} images), ResNet-{} act {:?} ({} parameters), {mode}, {} epochs, seed {}, CPU",
+        data.name,
+        data.len(),
+        a.model.model,
+        mconfig.activation,
+        model.param_count(),
+        config.epochs,
+        config.seed
+    );
+    if let Ok(state) = sparta::train::checkpoint::load_state(&ckpt_dir) {
+        eprintln!(
+            "resuming from {} at epoch {} step {} (--fresh starts over)",
+            ckpt_dir.display(),
+            state.epoch + 1,
+            state.step
+        );
+    }
+    let start = Instant::now();
+    let mut current: Option<(usize, ProgressBar)> = None;
+    let outcome = train(
+        &mut model,
+        &data,
+        &config,
+        Some(&ckpt_dir),
+        true,
+        &STOP,
+        |p| {
+            if current.as_ref().map(|(e, _)| *e) != Some(p.epoch) {
+                if let Some((_, b)) = current.take() {
+                    b.finish();
+                }
+                let b = bar(data.len(), format!("epoch {}/{}", p.epoch + 1, p.epochs));
+                b.set_position((p.running.images - p.batch_images) as u64);
+                b.reset_eta();
+                current = Some((p.epoch, b));
+            }
+            if let Some((_, b)) = &current {
+                b.inc(p.batch_images as u64);
+                b.set_message(format!(
+                    "loss {:.4} acc {:.1}% lr {}",
+                    p.running.loss(),
+                    100.0 * p.running.accuracy(),
+                    p.lr
+                ));
+            }
+        },
+    )?;
+    if let Some((_, b)) = current.take() {
+        b.finish();
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let model_file = out.join("model.safetensors");
+    if outcome.interrupted {
+        eprintln!(
+            "stopped at epoch {} step {}; checkpoint in {} (rerun the same command to resume)",
+            outcome.state.epoch + 1,
+            outcome.state.step,
+            ckpt_dir.display()
+        );
+    } else {
+        sparta::classifier::Trainable::save(&model, &model_file)?;
+    }
+    let test = if outcome.interrupted || a.no_test {
+        None
+    } else {
+        let test = load_split(&a.common, Split::Test, a.common.test_limit)?;
+        let clean = PgdConfig {
+            iterations: 0,
+            random_start: false,
+            ..PgdConfig::paper(0)
+        };
+        let b = bar(test.len(), "clean test".into());
+        let r = evaluate(
+            &mut model,
+            &test,
+            a.common.batch_size,
+            &clean,
+            &[0],
+            a.common.seed,
+            |n| b.inc(n as u64),
+        )?;
+        b.finish();
+        Some((r[0].clean_error, test.len()))
+    };
+    let report = TrainReport {
+        dataset: &data.name,
+        train_images: data.len(),
+        model: &mconfig,
+        parameters: model.param_count(),
+        config: &config,
+        history: &outcome.state.history,
+        seconds,
+        finished: !outcome.interrupted,
+        clean_test_error: test.map(|t| t.0),
+        test_images: test.map_or(0, |t| t.1),
+        checkpoint: model_file.display().to_string(),
+    };
+    write_json(&out.join("train.json"), &report)?;
+    let mut md = String::from("| epoch | lr | train loss | train acc |\n|---:|---:|---:|---:|\n");
+    for h in &outcome.state.history {
+        md += &format!(
+            "| {} | {} | {:.4} | {:.2}% |\n",
+            h.epoch + 1,
+            h.lr,
+            h.loss,
+            100.0 * h.accuracy
+        );
+    }
+    if let Some((err, n)) = test {
+        md += &format!("\nclean test error: {:.2}% ({n} images)\n", 100.0 * err);
+    }
+    write_text(&out.join("train.md"), &md)?;
+    print!("{md}");
+    eprintln!(
+        "wrote {}/train.json, train.md ({seconds:.0} s)",
+        out.display()
+    );
+    Ok(if outcome.interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn load_model(path: &Path) -> Result<ResNet<f32>> {
+    let config = ResNet::<f32>::read_config(path)?;
+    let mut model = ResNet::<f32>::new(config, 0)?;
+    sparta::classifier::Trainable::load(&mut model, path)?;
+    Ok(model)
+}
+
+#[derive(Serialize)]
+struct EvalReport<'a> {
+    checkpoint: String,
+    dataset: &'a str,
+    model: &'a ResNetConfig,
+    seed: u64,
+    clean_error: f64,
+    attacks: Vec<RobustnessReport>,
+}
+
+fn attack_name(c: &PgdConfig) -> String {
+    let goal = match c.goal {
+        Goal::Targeted => "targeted",
+        Goal::Untargeted => "untargeted",
+    };
+    format!("{goal} PGD-{}", c.iterations)
+}
+
+fn run_eval(a: EvalArgs) -> Result<ExitCode> {
+    check_device(a.common.device)?;
+    let mut model = load_model(&a.checkpoint)?;
+    let test = load_split(&a.common, Split::Test, a.common.test_limit)?;
+    let mut iterations = a.iterations.clone();
+    iterations.insert(0, 0);
+    let name = format!(
+        "clean + {}",
+        a.iterations
+            .iter()
+            .map(|&k| attack_name(&a.attack.config(k)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let b = bar(test.len(), name);
+    let mut reports = evaluate(
+        &mut model,
+        &test,
+        a.common.batch_size,
+        &a.attack.config(0),
+        &iterations,
+        a.common.seed,
+        |n| b.inc(n as u64),
+    )?;
+    b.finish();
+    let clean_error = reports[0].clean_error;
+    let attacks = reports.split_off(1);
+    let out = &a.common.out;
+    create_dir(out)?;
+    let report = EvalReport {
+        checkpoint: a.checkpoint.display().to_string(),
+        dataset: &test.name,
+        model: model.config(),
+        seed: a.common.seed,
+        clean_error,
+        attacks,
+    };
+    write_json(&out.join("eval.json"), &report)?;
+    let mut md = format!(
+        "{} on {} ({} images), ε = {}/255, step {}/255, seed {}\n\n| attack | error | attack success |\n|---|---:|---:|\n| clean | {:.2}% | |\n",
+        report.model.activation,
+        test.name,
+        test.len(),
+        a.attack.epsilon,
+        a.attack.step,
+        a.common.seed,
+        100.0 * clean_error
+    );
+    for r in &report.attacks {
+        md += &format!(
+            "| {} | {:.2}% | {:.2}% |\n",
+            attack_name(&r.attack),
+            100.0 * r.adversarial_error,
+            100.0 * r.attack_success
+        );
+    }
+    write_text(&out.join("eval.md"), &md)?;
+    print!("{md}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_attack(a: AttackArgs) -> Result<ExitCode> {
+    check_device(a.common.device)?;
+    if !a.label.is_empty() && a.label.len() != a.checkpoint.len() {
+        return Err(Error::Config(format!(
+            "{} --label for {} --checkpoint",
+            a.label.len(),
+            a.checkpoint.len()
+        )));
+    }
+    let test = load_split(&a.common, Split::Test, a.common.test_limit)?;
+    let config = a.attack.config(a.iterations);
+    let mut series = Vec::new();
+    let mut reports = Vec::new();
+    for (i, path) in a.checkpoint.iter().enumerate() {
+        let mut model = load_model(path)?;
+        let label = a
+            .label
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| model.config().activation.clone());
+        let b = bar(test.len(), format!("{label}: {}", attack_name(&config)));
+        let r = evaluate(
+            &mut model,
+            &test,
+            a.common.batch_size,
+            &config,
+            &[a.iterations],
+            a.common.seed,
+            |n| b.inc(n as u64),
+        )?
+        .remove(0);
+        b.finish();
+        series.push(CurveSeries {
+            label: label.clone(),
+            mean: r.loss_mean.clone(),
+            std: r.loss_std.clone(),
+        });
+        reports.push((label, path.display().to_string(), r));
+    }
+    let out = &a.common.out;
+    create_dir(out)?;
+    let mut csv = String::from("series,iteration,loss_mean,loss_std\n");
+    for s in &series {
+        for (k, (m, d)) in s.mean.iter().zip(&s.std).enumerate() {
+            csv += &format!("{},{k},{m},{d}\n", s.label);
+        }
+    }
+    write_text(&out.join("attack_loss.csv"), &csv)?;
+    let y = match config.goal {
+        Goal::Targeted => "cross-entropy to the target",
+        Goal::Untargeted => "cross-entropy to the true class",
+    };
+    let title = format!(
+        "{} on {} ({} images): loss mean ± std",
+        attack_name(&config),
+        test.name,
+        test.len()
+    );
+    loss_curves_png(&out.join("attack_loss.png"), &title, y, &series)?;
+    #[derive(Serialize)]
+    struct Row<'a> {
+        label: &'a str,
+        checkpoint: &'a str,
+        report: &'a RobustnessReport,
+    }
+    let rows: Vec<Row> = reports
+        .iter()
+        .map(|(l, c, r)| Row {
+            label: l,
+            checkpoint: c,
+            report: r,
+        })
+        .collect();
+    write_json(&out.join("attack.json"), &rows)?;
+    let mut md = format!(
+        "| model | clean error | {} error | loss at 0 | loss at {} |\n|---|---:|---:|---:|---:|\n",
+        attack_name(&config),
+        a.iterations
+    );
+    for (l, _, r) in &reports {
+        let last = r.loss_mean.len() - 1;
+        md += &format!(
+            "| {l} | {:.2}% | {:.2}% | {:.3} ± {:.3} | {:.3} ± {:.3} |\n",
+            100.0 * r.clean_error,
+            100.0 * r.adversarial_error,
+            r.loss_mean[0],
+            r.loss_std[0],
+            r.loss_mean[last],
+            r.loss_std[last]
+        );
+    }
+    write_text(&out.join("attack.md"), &md)?;
+    print!("{md}");
+    eprintln!(
+        "wrote {}/attack_loss.csv, attack_loss.png, attack.json, attack.md",
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_info(a: InfoArgs) -> Result<ExitCode> {
+    let config = model_config(&a.model, a.dataset.kind())?;
+    let model = ResNet::<f32>::new(config.clone(), 0)?;
+    println!(
+        "ResNet ({:?}, widths {:?}), {} input channels, {} classes, activation {:?}",
+        config.depth, config.widths, config.in_channels, config.classes, config.activation
+    );
+    let rows = model.summary();
+    if a.tensors {
+        println!("| tensor | shape | parameters |\n|---|---|---:|");
+        for r in &rows {
+            println!("| {} | {:?} | {} |", r.name, r.shape, r.params);
+        }
+    } else {
+        // Group tensors by layer: the name without its last component.
+        let mut layers: Vec<(String, usize, usize)> = Vec::new();
+        for r in &rows {
+            let layer = r.name.rsplit_once('.').map_or(r.name.as_str(), |(l, _)| l);
+            match layers.iter_mut().find(|(name, _, _)| name == layer) {
+                Some((_, params, tensors)) => {
+                    *params += r.params;
+                    *tensors += 1;
+                }
+                None => layers.push((layer.to_string(), r.params, 1)),
+            }
+        }
+        println!("| layer | tensors | parameters |\n|---|---:|---:|");
+        for (name, params, tensors) in &layers {
+            println!("| {name} | {tensors} | {params} |");
+        }
+    }
+    println!("\ntotal parameters: {}", model.param_count());
+    Ok(ExitCode::SUCCESS)
 }

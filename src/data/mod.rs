@@ -1,4 +1,17 @@
 //! Image classification data sets, held as bytes and turned into f32 batches on demand.
+//!
+//! One loader per published file format; each checks sizes, magic numbers and label
+//! ranges and names the file and the fault in its error.
+
+pub mod augment;
+pub mod cifar10;
+pub mod idx;
+pub mod svhn;
+pub mod tiny_imagenet;
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
 
 /// A labelled image set: images as u8 NCHW (0..=255), labels as class indices.
 #[derive(Clone, Debug, PartialEq)]
@@ -49,5 +62,131 @@ impl Dataset {
             );
         }
         indices.iter().map(|&i| self.labels[i] as usize).collect()
+    }
+}
+
+impl Dataset {
+    /// The first `n` images (all of them when `n ≥ len`), named `<name>[..n]`.
+    pub fn take(&self, n: usize) -> Dataset {
+        let n = n.min(self.len());
+        Dataset {
+            name: format!("{}[..{n}]", self.name),
+            images: self.images[..n * self.image_len()].to_vec(),
+            labels: self.labels[..n].to_vec(),
+            ..self.clone()
+        }
+    }
+}
+
+/// The data sets the loaders read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatasetKind {
+    /// CIFAR-10 binary batches.
+    Cifar10,
+    /// SVHN cropped digits (`*_32x32.mat`).
+    Svhn,
+    /// Tiny-ImageNet-200 folder layout.
+    TinyImagenet,
+    /// Fashion-MNIST IDX files.
+    FashionMnist,
+}
+
+/// Which half of a data set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    /// The training images.
+    Train,
+    /// The held-out images (Tiny-ImageNet: the labelled `val` folder).
+    Test,
+}
+
+impl Split {
+    /// `train` or `test`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Test => "test",
+        }
+    }
+}
+
+impl DatasetKind {
+    /// The CLI name (`cifar10`, `svhn`, `tiny-imagenet`, `fashion-mnist`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetKind::Cifar10 => "cifar10",
+            DatasetKind::Svhn => "svhn",
+            DatasetKind::TinyImagenet => "tiny-imagenet",
+            DatasetKind::FashionMnist => "fashion-mnist",
+        }
+    }
+
+    /// Image shape `(channels, height, width)` and number of classes.
+    pub fn shape_and_classes(self) -> ([usize; 3], usize) {
+        match self {
+            DatasetKind::Cifar10 => ([3, 32, 32], 10),
+            DatasetKind::Svhn => ([3, 32, 32], 10),
+            DatasetKind::TinyImagenet => ([3, 64, 64], 200),
+            DatasetKind::FashionMnist => ([1, 28, 28], 10),
+        }
+    }
+
+    /// Where the Debian data package (or the usual download) puts the files.
+    pub fn default_dir(self) -> &'static str {
+        match self {
+            DatasetKind::Cifar10 => "data/cifar-10-batches-bin",
+            DatasetKind::Svhn => "data/svhn",
+            DatasetKind::TinyImagenet => "data/tiny-imagenet-200",
+            DatasetKind::FashionMnist => "/usr/share/datasets/fashion-mnist",
+        }
+    }
+
+    /// Loads one split from `dir`.
+    pub fn load(self, dir: &Path, split: Split) -> Result<Dataset> {
+        match self {
+            DatasetKind::Cifar10 => cifar10::load(dir, split),
+            DatasetKind::Svhn => svhn::load(dir, split),
+            DatasetKind::TinyImagenet => tiny_imagenet::load(dir, split),
+            DatasetKind::FashionMnist => idx::load_fashion_mnist(dir, split),
+        }
+    }
+}
+
+impl std::str::FromStr for DatasetKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        [
+            DatasetKind::Cifar10,
+            DatasetKind::Svhn,
+            DatasetKind::TinyImagenet,
+            DatasetKind::FashionMnist,
+        ]
+        .into_iter()
+        .find(|k| k.name() == s)
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "unknown data set {s:?} (cifar10, svhn, tiny-imagenet, fashion-mnist)"
+            ))
+        })
+    }
+}
+
+/// Reads a whole file, naming it in the error.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+/// Checks that every label is below `classes`, naming the file and the first bad one.
+pub(crate) fn check_labels(path: &Path, labels: &[u16], classes: usize) -> Result<()> {
+    match labels.iter().position(|&l| l as usize >= classes) {
+        None => Ok(()),
+        Some(i) => Err(Error::format(
+            path,
+            format!(
+                "label {} of record {i} is out of range (expected < {classes})",
+                labels[i]
+            ),
+        )),
     }
 }

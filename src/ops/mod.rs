@@ -1,9 +1,15 @@
 //! Ops: each in its own folder with its CPU kernel, CUDA wrapper and backward side by side.
 
+pub mod conv1x1;
 pub mod dtype;
+pub mod dynconv;
+pub mod fc;
 pub mod gate;
+pub(crate) mod kernel_args;
 mod par;
+pub mod pool;
 pub mod relu;
+pub mod sanet;
 
 pub use dtype::KernelFloat;
 
@@ -30,3 +36,14 @@ impl From<LaunchDims> for cudarc::driver::LaunchConfig {
         }
     }
 }
+
+pub mod add;
+pub mod batchnorm;
+pub mod conv2d;
+pub mod linear;
+pub mod loss;
+pub mod normalize;
+pub mod primitive;
+
+#[cfg(test)]
+mod gradcheck_tests;

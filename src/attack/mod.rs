@@ -1,0 +1,8 @@
+//! Adversarial attacks against any [`Classifier`](crate::classifier::Classifier), and
+//! the robustness evaluation built on them.
+
+pub mod evaluate;
+pub mod pgd;
+
+pub use evaluate::{evaluate, RobustnessReport};
+pub use pgd::{pgd, Goal, PgdConfig, PgdOutcome};

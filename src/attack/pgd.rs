@@ -1,0 +1,528 @@
+//! Projected gradient descent in the L∞ ball (Madry et al.), targeted and untargeted.
+//!
+//! Targeted (the paper's attack): each sample gets a target drawn uniformly among the
+//! wrong classes, and every step moves `x ← x − α·sign(∇ₓ CE(f(x), target))`.
+//! Untargeted: `x ← x + α·sign(∇ₓ CE(f(x), label))`. After each step `x` is projected
+//! onto `[x₀ − ε, x₀ + ε] ∩ [0, 1]`. The start is uniform in that ball when asked.
+//! The model is only queried through [`Classifier`], which works in evaluation mode.
+
+use rand::Rng;
+
+use crate::classifier::{BatchShape, Classifier};
+use crate::error::{check_len, Error, Result};
+
+/// Which way the attack pushes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Goal {
+    /// Toward a random wrong class (minimise its cross-entropy).
+    Targeted,
+    /// Away from the true class (maximise its cross-entropy).
+    Untargeted,
+}
+
+/// Settings of one PGD attack.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PgdConfig {
+    /// Radius of the L∞ ball, in [0, 1] pixel units.
+    pub epsilon: f32,
+    /// Step size α.
+    pub step: f32,
+    /// Number of gradient steps K.
+    pub iterations: usize,
+    /// Independent runs per sample; the most successful one is kept.
+    pub restarts: usize,
+    /// Start from a uniform point of the ε-ball instead of the clean image.
+    pub random_start: bool,
+    /// Targeted or untargeted.
+    pub goal: Goal,
+}
+
+impl PgdConfig {
+    /// The paper's attack with `iterations` steps: targeted, ε = 16/255, α = 1/255,
+    /// random start, one run.
+    pub fn paper(iterations: usize) -> Self {
+        PgdConfig {
+            epsilon: 16.0 / 255.0,
+            step: 1.0 / 255.0,
+            iterations,
+            restarts: 1,
+            random_start: true,
+            goal: Goal::Targeted,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let ok = self.epsilon.is_finite()
+            && self.epsilon >= 0.0
+            && self.step.is_finite()
+            && self.step >= 0.0
+            && self.restarts >= 1;
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Config(format!(
+                "PGD needs finite ε ≥ 0, step ≥ 0 and at least one restart, got {self:?}"
+            )))
+        }
+    }
+}
+
+/// What an attack on one batch produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PgdOutcome {
+    /// The adversarial images, NCHW, within ε of the clean ones and in [0, 1].
+    pub adversarial: Vec<f32>,
+    /// The class each sample was pushed toward (targeted) or away from (untargeted:
+    /// the true labels).
+    pub targets: Vec<usize>,
+    /// The model's prediction on each adversarial image.
+    pub predictions: Vec<usize>,
+    /// `losses[k][i]`: the attack's cross-entropy (toward `targets[i]`) of sample `i`
+    /// after `k` steps, for `k = 0..=iterations`, from the kept restart.
+    pub losses: Vec<Vec<f32>>,
+}
+
+impl PgdOutcome {
+    /// Per-sample success: prediction equals the target (targeted) or differs from
+    /// the label (untargeted).
+    pub fn succeeded(&self, goal: Goal) -> Vec<bool> {
+        self.predictions
+            .iter()
+            .zip(&self.targets)
+            .map(|(&p, &t)| match goal {
+                Goal::Targeted => p == t,
+                Goal::Untargeted => p != t,
+            })
+            .collect()
+    }
+}
+
+/// A target drawn uniformly among the `classes − 1` classes other than `label`.
+pub fn wrong_class(rng: &mut impl Rng, label: usize, classes: usize) -> usize {
+    let t = rng.random_range(0..classes - 1);
+    if t >= label {
+        t + 1
+    } else {
+        t
+    }
+}
+
+/// Per-sample softmax cross-entropy of `logits` (`[n, classes]`) against `labels`.
+pub fn cross_entropy(logits: &[f32], classes: usize, labels: &[usize]) -> Vec<f32> {
+    logits
+        .chunks_exact(classes)
+        .zip(labels)
+        .map(|(row, &l)| {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f32 = row.iter().map(|&z| (z - max).exp()).sum();
+            max + sum.ln() - row[l]
+        })
+        .collect()
+}
+
+/// Index of the largest logit of each row (the first on ties; NaN never wins).
+pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<usize> {
+    logits
+        .chunks_exact(classes)
+        .map(|row| {
+            let mut best = 0;
+            for (j, &z) in row.iter().enumerate() {
+                if z > row[best] {
+                    best = j;
+                }
+            }
+            best
+        })
+        .collect()
+}
+
+/// The state of a run after some number of steps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    /// Steps taken.
+    pub iterations: usize,
+    /// The model's prediction on each image at that point.
+    pub predictions: Vec<usize>,
+    /// `losses[k][i]` for `k = 0..=iterations`, as in [`PgdOutcome::losses`].
+    pub losses: Vec<Vec<f32>>,
+}
+
+/// Attacks the batch `x` (NCHW in [0, 1]) with true `labels`.
+///
+/// Targets are drawn from `rng` first (targeted only), then each restart draws its
+/// random start, so the first restart of a multi-restart attack is the single-restart
+/// attack with the same seed.
+pub fn pgd<C: Classifier + ?Sized>(
+    model: &mut C,
+    x: &[f32],
+    shape: BatchShape,
+    labels: &[usize],
+    config: &PgdConfig,
+    rng: &mut impl Rng,
+) -> Result<PgdOutcome> {
+    let targets = prepare(model, x, shape, labels, config, rng)?;
+    let len = shape[1] * shape[2] * shape[3];
+    let mut best: Option<PgdOutcome> = None;
+    for _ in 0..config.restarts {
+        let (adversarial, mut snapshots) =
+            one_run(model, x, shape, &targets, config, &[config.iterations], rng)?;
+        let last = snapshots.pop().expect("one snapshot was asked for");
+        let run = PgdOutcome {
+            adversarial,
+            targets: targets.clone(),
+            predictions: last.predictions,
+            losses: last.losses,
+        };
+        best = Some(match best {
+            None => run,
+            Some(mut kept) => {
+                keep_better(&mut kept, run, config.goal, len);
+                kept
+            }
+        });
+    }
+    Ok(best.expect("restarts ≥ 1 was validated"))
+}
+
+/// One single-restart attack of `max(at)` steps, observed after each step count in
+/// `at`: snapshot `k` equals what [`pgd`] with `k` iterations and the same `rng` state
+/// returns. This is how PGD-10/30/50 share one 50-step run. Returns the targets too.
+pub fn pgd_snapshots<C: Classifier + ?Sized>(
+    model: &mut C,
+    x: &[f32],
+    shape: BatchShape,
+    labels: &[usize],
+    config: &PgdConfig,
+    at: &[usize],
+    rng: &mut impl Rng,
+) -> Result<(Vec<usize>, Vec<Snapshot>)> {
+    if config.restarts != 1 {
+        return Err(Error::Config(format!(
+            "snapshots of one run need restarts = 1, got {}",
+            config.restarts
+        )));
+    }
+    let targets = prepare(model, x, shape, labels, config, rng)?;
+    let config = PgdConfig {
+        iterations: at.iter().copied().max().unwrap_or(0),
+        ..*config
+    };
+    let (_, snapshots) = one_run(model, x, shape, &targets, &config, at, rng)?;
+    Ok((targets, snapshots))
+}
+
+/// Checks the arguments and draws the targets.
+fn prepare<C: Classifier + ?Sized>(
+    model: &mut C,
+    x: &[f32],
+    shape: BatchShape,
+    labels: &[usize],
+    config: &PgdConfig,
+    rng: &mut impl Rng,
+) -> Result<Vec<usize>> {
+    config.validate()?;
+    let [n, c, h, w] = shape;
+    check_len("pgd", "x", x.len(), n * c * h * w)?;
+    check_len("pgd", "labels", labels.len(), n)?;
+    let classes = model.num_classes();
+    if let Some(&bad) = labels.iter().find(|&&l| l >= classes) {
+        return Err(Error::shape("pgd", "labels", format!("< {classes}"), bad));
+    }
+    if config.goal == Goal::Targeted && classes < 2 {
+        return Err(Error::Config(
+            "a targeted attack needs at least 2 classes".into(),
+        ));
+    }
+    Ok(match config.goal {
+        Goal::Targeted => labels
+            .iter()
+            .map(|&l| wrong_class(rng, l, classes))
+            .collect(),
+        Goal::Untargeted => labels.to_vec(),
+    })
+}
+
+/// Replaces, sample by sample, the kept run with `run` where `run` succeeded and the
+/// kept one did not, or both agree on success and `run` reached a better loss.
+fn keep_better(kept: &mut PgdOutcome, run: PgdOutcome, goal: Goal, len: usize) {
+    let kept_ok = kept.succeeded(goal);
+    let run_ok = run.succeeded(goal);
+    let last = run.losses.len() - 1;
+    for i in 0..kept.targets.len() {
+        let better_loss = match goal {
+            Goal::Targeted => run.losses[last][i] < kept.losses[last][i],
+            Goal::Untargeted => run.losses[last][i] > kept.losses[last][i],
+        };
+        if (run_ok[i] && !kept_ok[i]) || (run_ok[i] == kept_ok[i] && better_loss) {
+            kept.adversarial[i * len..(i + 1) * len]
+                .copy_from_slice(&run.adversarial[i * len..(i + 1) * len]);
+            kept.predictions[i] = run.predictions[i];
+            for (k, row) in kept.losses.iter_mut().enumerate() {
+                row[i] = run.losses[k][i];
+            }
+        }
+    }
+}
+
+/// One PGD run from a fresh start, with a snapshot after each step count in `at`;
+/// returns the final images too.
+fn one_run<C: Classifier + ?Sized>(
+    model: &mut C,
+    x0: &[f32],
+    shape: BatchShape,
+    targets: &[usize],
+    config: &PgdConfig,
+    at: &[usize],
+    rng: &mut impl Rng,
+) -> Result<(Vec<f32>, Vec<Snapshot>)> {
+    let eps = config.epsilon;
+    let project = |v: f32, origin: f32| v.clamp(origin - eps, origin + eps).clamp(0.0, 1.0);
+    let mut x: Vec<f32> = if config.random_start && eps > 0.0 {
+        x0.iter()
+            .map(|&o| project(o + rng.random_range(-eps..=eps), o))
+            .collect()
+    } else {
+        x0.to_vec()
+    };
+    let direction = match config.goal {
+        Goal::Targeted => -config.step,
+        Goal::Untargeted => config.step,
+    };
+    let classes = model.num_classes();
+    let mut losses = Vec::with_capacity(config.iterations + 1);
+    let mut snapshots = Vec::new();
+    for it in 0..=config.iterations {
+        if at.contains(&it) {
+            let logits = model.logits(&x, shape)?;
+            check_len("pgd", "logits", logits.len(), targets.len() * classes)?;
+            let mut curve = losses.clone();
+            curve.push(cross_entropy(&logits, classes, targets));
+            snapshots.push(Snapshot {
+                iterations: it,
+                predictions: argmax_rows(&logits, classes),
+                losses: curve,
+            });
+        }
+        if it == config.iterations {
+            break;
+        }
+        let (loss, grad) = model.loss_and_input_grad(&x, shape, targets)?;
+        check_len("pgd", "input gradient", grad.len(), x.len())?;
+        losses.push(loss);
+        for ((v, &g), &o) in x.iter_mut().zip(&grad).zip(x0) {
+            let sign = if g > 0.0 {
+                1.0
+            } else if g < 0.0 {
+                -1.0
+            } else {
+                0.0
+            };
+            *v = project(*v + direction * sign, o);
+        }
+    }
+    Ok((x, snapshots))
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+    use crate::testing::SoftmaxRegression;
+
+    const SHAPE: BatchShape = [64, 1, 4, 4];
+
+    fn batch(seed: u64) -> (Vec<f32>, Vec<usize>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let x = (0..64 * 16).map(|_| rng.random_range(0.0..1.0)).collect();
+        let labels = (0..64).map(|_| rng.random_range(0..5)).collect();
+        (x, labels)
+    }
+
+    /// Weights of size ~1, so that a step of 0.02 moves the logits visibly.
+    fn model() -> SoftmaxRegression {
+        let mut m = SoftmaxRegression::new(16, 5, 3);
+        m.weight.iter_mut().for_each(|w| *w *= 10.0);
+        m
+    }
+
+    fn mean(v: &[f32]) -> f32 {
+        v.iter().sum::<f32>() / v.len() as f32
+    }
+
+    #[test]
+    fn stays_in_the_epsilon_ball_and_the_unit_box() {
+        let (x, labels) = batch(1);
+        for goal in [Goal::Targeted, Goal::Untargeted] {
+            let config = PgdConfig {
+                epsilon: 0.05,
+                step: 0.02,
+                iterations: 7,
+                restarts: 2,
+                random_start: true,
+                goal,
+            };
+            let out = pgd(
+                &mut model(),
+                &x,
+                SHAPE,
+                &labels,
+                &config,
+                &mut ChaCha8Rng::seed_from_u64(0),
+            )
+            .unwrap();
+            let mut max_dist = 0.0f32;
+            for (&a, &o) in out.adversarial.iter().zip(&x) {
+                assert!((0.0..=1.0).contains(&a), "{a} outside [0, 1]");
+                max_dist = max_dist.max((a - o).abs());
+            }
+            assert!(max_dist <= 0.05 + 1e-6, "moved {max_dist} > ε");
+            assert!(
+                max_dist > 0.04,
+                "the attack should reach the ball's edge, moved {max_dist}"
+            );
+            assert_eq!(out.losses.len(), 8);
+        }
+    }
+
+    #[test]
+    fn targeted_loss_falls_and_untargeted_loss_rises() {
+        let (x, labels) = batch(2);
+        let mut config = PgdConfig::paper(20);
+        config.epsilon = 0.3;
+        config.step = 0.02;
+        let out = pgd(
+            &mut model(),
+            &x,
+            SHAPE,
+            &labels,
+            &config,
+            &mut ChaCha8Rng::seed_from_u64(1),
+        )
+        .unwrap();
+        let curve: Vec<f32> = out.losses.iter().map(|l| mean(l)).collect();
+        assert!(curve.windows(2).all(|w| w[1] <= w[0] + 1e-4), "{curve:?}");
+        assert!(curve[20] < 0.5 * curve[0], "{curve:?}");
+        let hits = out.succeeded(Goal::Targeted).iter().filter(|&&s| s).count();
+        assert!(hits > 48, "only {hits}/64 reached their target");
+        config.goal = Goal::Untargeted;
+        let out = pgd(
+            &mut model(),
+            &x,
+            SHAPE,
+            &labels,
+            &config,
+            &mut ChaCha8Rng::seed_from_u64(1),
+        )
+        .unwrap();
+        assert_eq!(out.targets, labels);
+        let curve: Vec<f32> = out.losses.iter().map(|l| mean(l)).collect();
+        assert!(curve.windows(2).all(|w| w[1] >= w[0] - 1e-4), "{curve:?}");
+        assert!(curve[20] > curve[0] + 1.0, "{curve:?}");
+    }
+
+    #[test]
+    fn targets_are_uniform_over_the_wrong_classes() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let classes = 5;
+        let mut counts = vec![vec![0usize; classes]; classes];
+        for i in 0..25_000 {
+            let label = i % classes;
+            counts[label][wrong_class(&mut rng, label, classes)] += 1;
+        }
+        for (label, row) in counts.iter().enumerate() {
+            assert_eq!(row[label], 0, "target equal to the label");
+            for (t, &c) in row.iter().enumerate().filter(|&(t, _)| t != label) {
+                // 5000 draws over 4 classes: 1250 each, σ ≈ 31.
+                assert!((1120..1380).contains(&c), "label {label} target {t}: {c}");
+            }
+        }
+    }
+
+    #[test]
+    fn same_seed_same_attack_and_restarts_only_help() {
+        let (x, labels) = batch(3);
+        let mut config = PgdConfig::paper(3);
+        config.epsilon = 0.08;
+        config.step = 0.02;
+        let run = |config: &PgdConfig, seed| {
+            pgd(
+                &mut model(),
+                &x,
+                SHAPE,
+                &labels,
+                config,
+                &mut ChaCha8Rng::seed_from_u64(seed),
+            )
+            .unwrap()
+        };
+        let a = run(&config, 5);
+        assert_eq!(a, run(&config, 5));
+        assert_ne!(a.adversarial, run(&config, 6).adversarial);
+        let one = a.succeeded(Goal::Targeted);
+        config.restarts = 4;
+        let many = run(&config, 5);
+        assert_eq!(many.targets, a.targets);
+        let kept = many.succeeded(Goal::Targeted);
+        assert!(
+            one.iter().zip(&kept).all(|(&o, &k)| !o || k),
+            "a restart lost a success"
+        );
+        assert!(kept.iter().filter(|&&k| k).count() > one.iter().filter(|&&o| o).count());
+    }
+
+    #[test]
+    fn snapshots_of_one_long_run_equal_separate_runs() {
+        let (x, labels) = batch(5);
+        let config = PgdConfig {
+            epsilon: 0.1,
+            step: 0.01,
+            ..PgdConfig::paper(0)
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let (targets, snaps) = pgd_snapshots(
+            &mut model(),
+            &x,
+            SHAPE,
+            &labels,
+            &config,
+            &[2, 5, 9],
+            &mut rng,
+        )
+        .unwrap();
+        assert_eq!(snaps.len(), 3);
+        for s in &snaps {
+            let k = PgdConfig {
+                iterations: s.iterations,
+                ..config
+            };
+            let mut rng = ChaCha8Rng::seed_from_u64(2);
+            let alone = pgd(&mut model(), &x, SHAPE, &labels, &k, &mut rng).unwrap();
+            assert_eq!(alone.targets, targets);
+            assert_eq!(alone.predictions, s.predictions, "PGD-{}", s.iterations);
+            assert_eq!(alone.losses, s.losses, "PGD-{}", s.iterations);
+        }
+        let restarts = PgdConfig {
+            restarts: 2,
+            ..config
+        };
+        assert!(
+            pgd_snapshots(&mut model(), &x, SHAPE, &labels, &restarts, &[1], &mut rng).is_err()
+        );
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let (x, labels) = batch(4);
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let c = PgdConfig::paper(1);
+        assert!(pgd(&mut model(), &x[1..], SHAPE, &labels, &c, &mut rng).is_err());
+        let mut bad = labels.clone();
+        bad[3] = 5;
+        assert!(pgd(&mut model(), &x, SHAPE, &bad, &c, &mut rng).is_err());
+        let zero = PgdConfig { restarts: 0, ..c };
+        assert!(pgd(&mut model(), &x, SHAPE, &labels, &zero, &mut rng).is_err());
+    }
+}

@@ -1,0 +1,118 @@
+//! The paper's training augmentation: random crop from a 4-pixel zero-padded image, and a
+//! horizontal flip with probability ½.
+
+use rand::Rng;
+
+use crate::classifier::BatchShape;
+use crate::error::{check_len, Result};
+
+/// Zero padding on each side before the random crop.
+pub const CROP_PADDING: usize = 4;
+
+/// Where one image is cropped from and whether it is mirrored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CropFlip {
+    /// Row offset in `-pad..=pad`: output row `r` reads input row `r + dy`.
+    pub dy: isize,
+    /// Column offset in `-pad..=pad`, applied after the flip.
+    pub dx: isize,
+    /// Mirror left–right.
+    pub flip: bool,
+}
+
+impl CropFlip {
+    /// Draws offsets uniformly in `-pad..=pad` and a fair coin for the flip.
+    pub fn sample(rng: &mut impl Rng, pad: usize) -> Self {
+        let pad = pad as i64;
+        CropFlip {
+            dy: rng.random_range(-pad..=pad) as isize,
+            dx: rng.random_range(-pad..=pad) as isize,
+            flip: rng.random_bool(0.5),
+        }
+    }
+
+    /// Applies the crop and flip to one `channels × h × w` image.
+    pub fn apply(&self, src: &[f32], dst: &mut [f32], channels: usize, h: usize, w: usize) {
+        for ch in 0..channels {
+            let plane = ch * h * w;
+            for r in 0..h {
+                let sr = r as isize + self.dy;
+                for c in 0..w {
+                    let cc = if self.flip { w - 1 - c } else { c };
+                    let sc = cc as isize + self.dx;
+                    let inside = (0..h as isize).contains(&sr) && (0..w as isize).contains(&sc);
+                    dst[plane + r * w + c] = if inside {
+                        src[plane + sr as usize * w + sc as usize]
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Random-crop (4-pixel zero padding) and random-flip every image of the NCHW batch `x`
+/// in place, drawing from `rng` image by image.
+pub fn crop_flip_batch(x: &mut [f32], shape: BatchShape, rng: &mut impl Rng) -> Result<()> {
+    let [n, c, h, w] = shape;
+    check_len("crop_flip_batch", "x", x.len(), n * c * h * w)?;
+    let len = c * h * w;
+    let mut scratch = vec![0.0; len];
+    for image in x.chunks_exact_mut(len) {
+        let t = CropFlip::sample(rng, CROP_PADDING);
+        t.apply(image, &mut scratch, c, h, w);
+        image.copy_from_slice(&scratch);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+
+    #[test]
+    fn shift_and_flip_move_pixels_and_pad_with_zeros() {
+        // 1 channel, 2 × 3: [[1 2 3] [4 5 6]]
+        let src = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let mut dst = [f32::NAN; 6];
+        let t = CropFlip {
+            dy: 1,
+            dx: 0,
+            flip: false,
+        };
+        t.apply(&src, &mut dst, 1, 2, 3);
+        assert_eq!(dst, [4.0, 5.0, 6.0, 0.0, 0.0, 0.0]);
+        let t = CropFlip {
+            dy: 0,
+            dx: -1,
+            flip: true,
+        };
+        t.apply(&src, &mut dst, 1, 2, 3);
+        assert_eq!(dst, [2.0, 1.0, 0.0, 5.0, 4.0, 0.0]);
+    }
+
+    #[test]
+    fn batch_augmentation_is_seeded_and_covers_all_offsets() {
+        let shape = [64, 2, 8, 8];
+        let x: Vec<f32> = (0..64 * 128).map(|i| (i % 97) as f32).collect();
+        let run = |seed| {
+            let mut y = x.clone();
+            crop_flip_batch(&mut y, shape, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+            y
+        };
+        assert_eq!(run(7), run(7));
+        assert_ne!(run(7), run(8));
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let draws: Vec<CropFlip> = (0..2000).map(|_| CropFlip::sample(&mut rng, 4)).collect();
+        for d in -4..=4 {
+            assert!(draws.iter().any(|t| t.dx == d) && draws.iter().any(|t| t.dy == d));
+        }
+        let flips = draws.iter().filter(|t| t.flip).count();
+        assert!((900..1100).contains(&flips), "{flips} flips of 2000");
+        assert!(crop_flip_batch(&mut [0.0; 3], [1, 1, 2, 2], &mut rng).is_err());
+    }
+}

@@ -1,0 +1,33 @@
+//! Named tensors a model owns: learned parameters and buffers (running statistics).
+
+use rand::Rng;
+
+use crate::real::Real;
+use crate::tensor::Tensor;
+
+/// A named tensor, e.g. `layer4.1.conv2.weight` or `bn1.running_mean`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Named<T> {
+    /// Dotted name, as written to checkpoints.
+    pub name: String,
+    /// The values.
+    pub value: Tensor<T>,
+}
+
+/// Standard normal samples by Box–Muller (rand 0.9 alone has no normal distribution).
+pub fn normal<T: Real>(rng: &mut impl Rng, n: usize, std: f64) -> Vec<T> {
+    (0..n)
+        .map(|_| {
+            let u1: f64 = 1.0 - rng.random::<f64>();
+            let u2: f64 = rng.random();
+            T::of_f64(std * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos())
+        })
+        .collect()
+}
+
+/// Uniform samples in `[-bound, bound)`.
+pub fn uniform<T: Real>(rng: &mut impl Rng, n: usize, bound: f64) -> Vec<T> {
+    (0..n)
+        .map(|_| T::of_f64(rng.random_range(-bound..bound)))
+        .collect()
+}

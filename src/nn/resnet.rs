@@ -1,0 +1,666 @@
+//! CIFAR-style ResNet-18/34 (3×3 stem, no max-pool, BasicBlocks in 4 groups) whose
+//! post-residual activations are ReLU or SPARTA, chosen by an [`ActivationSpec`].
+//!
+//! The model owns its parameters and buffers as named tensors (the checkpoint names,
+//! e.g. `layer2.0.shortcut.conv.weight`) and its SGD state. A forward pass pushes every
+//! parameter onto a [`Tape`] as a leaf and then the layers' ops.
+//!
+//! ```
+//! use sparta::nn::resnet::{ResNet, ResNetConfig};
+//! use sparta::classifier::Classifier;
+//!
+//! let mut model = ResNet::<f32>::new(ResNetConfig::small(1, 10), 0)?;
+//! let logits = model.logits(&vec![0.5; 2 * 28 * 28], [2, 1, 28, 28])?;
+//! assert_eq!(logits.len(), 20);
+//! # Ok::<(), sparta::Error>(())
+//! ```
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use super::param::{normal, uniform, Named};
+use super::sparta::{SpartaConfig, SpartaLayer};
+use super::sparta_node::sparta;
+use super::spec::ActivationSpec;
+use crate::autograd::{Tape, Var};
+use crate::classifier::{BatchShape, Classifier, StepStats, Trainable};
+use crate::error::{Error, Result};
+use crate::ops::batchnorm::{batch_norm, BnMode};
+use crate::ops::loss::{cross_entropy, softmax_losses, Reduction};
+use crate::ops::{
+    add::add, conv2d::conv2d, linear::linear, normalize::normalize, pool, relu::relu,
+};
+use crate::optim::Sgd;
+use crate::real::Real;
+use crate::tensor::Tensor;
+
+/// Depth preset: blocks per group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Depth {
+    /// ResNet-18: 2, 2, 2, 2 blocks.
+    R18,
+    /// ResNet-34: 3, 4, 6, 3 blocks.
+    R34,
+    /// CPU demo: 1 block per group.
+    Small,
+}
+
+impl Depth {
+    /// Blocks in each of the 4 groups.
+    pub fn blocks(self) -> [usize; 4] {
+        match self {
+            Depth::R18 => [2, 2, 2, 2],
+            Depth::R34 => [3, 4, 6, 3],
+            Depth::Small => [1, 1, 1, 1],
+        }
+    }
+}
+
+impl FromStr for Depth {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "18" | "resnet18" => Ok(Depth::R18),
+            "34" | "resnet34" => Ok(Depth::R34),
+            "small" => Ok(Depth::Small),
+            _ => Err(Error::Config(format!(
+                "depth {s:?}: expected 18, 34 or small"
+            ))),
+        }
+    }
+}
+
+/// Everything that defines a ResNet's architecture and optimizer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResNetConfig {
+    /// Blocks per group.
+    pub depth: Depth,
+    /// Image channels.
+    pub in_channels: usize,
+    /// Number of classes.
+    pub classes: usize,
+    /// Channels of the 4 groups (the stem has the first group's width).
+    pub widths: [usize; 4],
+    /// Which activations are SPARTA ([`ActivationSpec`] syntax, e.g. `G1-4.B2`).
+    pub activation: String,
+    /// Per-channel mean of the input normalization layer (inputs are in [0, 1]).
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviation of the input normalization layer.
+    pub std: Vec<f32>,
+    /// SGD momentum.
+    pub momentum: f32,
+    /// SGD weight decay.
+    pub weight_decay: f32,
+}
+
+impl ResNetConfig {
+    fn preset(depth: Depth, widths: [usize; 4], in_channels: usize, classes: usize) -> Self {
+        ResNetConfig {
+            depth,
+            in_channels,
+            classes,
+            widths,
+            activation: "G1-4.Blast".into(),
+            mean: vec![0.5; in_channels],
+            std: vec![0.25; in_channels],
+            momentum: 0.9,
+            weight_decay: 1e-4,
+        }
+    }
+
+    /// ResNet-18 (64/128/256/512) with SPARTA on the last block of each group.
+    pub fn resnet18(in_channels: usize, classes: usize) -> Self {
+        Self::preset(Depth::R18, [64, 128, 256, 512], in_channels, classes)
+    }
+
+    /// ResNet-34 (64/128/256/512) with SPARTA on the last block of each group.
+    pub fn resnet34(in_channels: usize, classes: usize) -> Self {
+        Self::preset(Depth::R34, [64, 128, 256, 512], in_channels, classes)
+    }
+
+    /// CPU demo preset: one block per group, widths 16/32/64/128.
+    pub fn small(in_channels: usize, classes: usize) -> Self {
+        Self::preset(Depth::Small, [16, 32, 64, 128], in_channels, classes)
+    }
+
+    /// The same configuration with another activation spec.
+    pub fn with_activation(mut self, spec: &str) -> Self {
+        self.activation = spec.into();
+        self
+    }
+}
+
+/// Parameter and buffer indices of one batch norm.
+#[derive(Clone, Copy, Debug)]
+struct Bn {
+    gamma: usize,
+    beta: usize,
+    mean: usize,
+    var: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Act {
+    Relu,
+    /// Index into [`ResNet::sparta`].
+    Sparta(usize),
+}
+
+/// A SPARTA slot: the layer (for its configuration; weights live in the model's
+/// parameter list) and the indices of its parameters there.
+struct SpartaSlot<T: Real> {
+    layer: SpartaLayer<T>,
+    params: Vec<usize>,
+}
+
+#[derive(Clone, Debug)]
+struct Block {
+    conv1: usize,
+    bn1: Bn,
+    conv2: usize,
+    bn2: Bn,
+    shortcut: Option<(usize, Bn)>,
+    stride: usize,
+    act: Act,
+}
+
+/// One row of [`ResNet::summary`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct SummaryRow {
+    /// Tensor name.
+    pub name: String,
+    /// Tensor shape.
+    pub shape: Vec<usize>,
+    /// Learned elements (0 for buffers).
+    pub params: usize,
+}
+
+const BN_EPS: f64 = 1e-5;
+const BN_MOMENTUM: f64 = 0.1;
+
+/// A CIFAR-style ResNet with its SGD state.
+pub struct ResNet<T: Real> {
+    config: ResNetConfig,
+    params: Vec<Named<T>>,
+    buffers: Vec<Named<T>>,
+    stem: (usize, Bn),
+    blocks: Vec<Block>,
+    sparta: Vec<SpartaSlot<T>>,
+    fc: (usize, usize),
+    sgd: Sgd<T>,
+}
+
+struct Builder<'a, T> {
+    rng: StdRng,
+    params: &'a mut Vec<Named<T>>,
+    buffers: &'a mut Vec<Named<T>>,
+}
+
+impl<T: Real> Builder<'_, T> {
+    fn param(&mut self, name: String, shape: &[usize], data: Vec<T>) -> usize {
+        self.params.push(Named {
+            name,
+            value: Tensor::new(shape, data).expect("initializer length"),
+        });
+        self.params.len() - 1
+    }
+
+    fn buffer(&mut self, name: String, c: usize, v: f64) -> usize {
+        self.buffers.push(Named {
+            name,
+            value: Tensor::new(&[c], vec![T::of_f64(v); c]).expect("buffer length"),
+        });
+        self.buffers.len() - 1
+    }
+
+    /// Kaiming-normal (fan-in, ReLU gain), as for ResNets.
+    fn conv(&mut self, name: String, co: usize, ci: usize, k: usize) -> usize {
+        let data = normal(
+            &mut self.rng,
+            co * ci * k * k,
+            (2.0 / (ci * k * k) as f64).sqrt(),
+        );
+        self.param(name, &[co, ci, k, k], data)
+    }
+
+    fn bn(&mut self, name: &str, c: usize) -> Bn {
+        Bn {
+            gamma: self.param(format!("{name}.weight"), &[c], vec![T::one(); c]),
+            beta: self.param(format!("{name}.bias"), &[c], vec![T::zero(); c]),
+            mean: self.buffer(format!("{name}.running_mean"), c, 0.0),
+            var: self.buffer(format!("{name}.running_var"), c, 1.0),
+        }
+    }
+}
+
+/// Per-forward context: the tape, parameter handles, mode and buffers to update.
+struct Pass<'a, T: Real> {
+    tape: &'a mut Tape<T>,
+    sparta: &'a [SpartaSlot<T>],
+    pv: Vec<Var>,
+    train: bool,
+    buffers: &'a mut [Named<T>],
+}
+
+impl<T: Real> Pass<'_, T> {
+    fn bn(&mut self, x: Var, bn: Bn) -> Result<Var> {
+        let (y, stats) = if self.train {
+            batch_norm(
+                self.tape,
+                x,
+                self.pv[bn.gamma],
+                self.pv[bn.beta],
+                BnMode::Train,
+                BN_EPS,
+            )?
+        } else {
+            let mode = BnMode::Eval {
+                mean: self.buffers[bn.mean].value.data(),
+                var: self.buffers[bn.var].value.data(),
+            };
+            batch_norm(
+                self.tape,
+                x,
+                self.pv[bn.gamma],
+                self.pv[bn.beta],
+                mode,
+                BN_EPS,
+            )?
+        };
+        if let Some(stats) = stats {
+            let m = T::of_f64(BN_MOMENTUM);
+            for (buf, new) in [(bn.mean, &stats.mean), (bn.var, &stats.var_unbiased)] {
+                for (r, &s) in self.buffers[buf].value.data_mut().iter_mut().zip(new) {
+                    *r = (T::one() - m) * *r + m * s;
+                }
+            }
+        }
+        Ok(y)
+    }
+
+    fn act(&mut self, x: Var, act: Act) -> Result<Var> {
+        match act {
+            Act::Relu => relu(self.tape, x),
+            Act::Sparta(i) => {
+                let slot = &self.sparta[i];
+                let params: Vec<Var> = slot.params.iter().map(|&j| self.pv[j]).collect();
+                sparta(self.tape, x, slot.layer.clone(), &params)
+            }
+        }
+    }
+}
+
+impl<T: Real> ResNet<T> {
+    /// Builds the network with weights drawn from `seed`.
+    pub fn new(config: ResNetConfig, seed: u64) -> Result<Self> {
+        let spec = ActivationSpec::parse(&config.activation)?;
+        let blocks_per_group = config.depth.blocks();
+        let on = spec.resolve(&blocks_per_group)?;
+        if config.in_channels == 0 || config.classes == 0 || config.widths.contains(&0) {
+            return Err(Error::Config(format!(
+                "ResNet needs positive channels, classes and widths, got {config:?}"
+            )));
+        }
+        if config.mean.len() != config.in_channels || config.std.len() != config.in_channels {
+            return Err(Error::Config(format!(
+                "normalization needs {} means and stds, got {} and {}",
+                config.in_channels,
+                config.mean.len(),
+                config.std.len()
+            )));
+        }
+        let (mut params, mut buffers) = (Vec::new(), Vec::new());
+        let mut b = Builder {
+            rng: StdRng::seed_from_u64(seed),
+            params: &mut params,
+            buffers: &mut buffers,
+        };
+        let w = config.widths;
+        let stem = (
+            b.conv("conv1.weight".into(), w[0], config.in_channels, 3),
+            b.bn("bn1", w[0]),
+        );
+        let mut blocks = Vec::new();
+        let mut sparta_slots = Vec::new();
+        let mut c_in = w[0];
+        for (g, group_on) in on.iter().enumerate() {
+            for (i, &use_sparta) in group_on.iter().enumerate() {
+                let p = format!("layer{}.{i}", g + 1);
+                let stride = if g > 0 && i == 0 { 2 } else { 1 };
+                let c = w[g];
+                let conv1 = b.conv(format!("{p}.conv1.weight"), c, c_in, 3);
+                let bn1 = b.bn(&format!("{p}.bn1"), c);
+                let conv2 = b.conv(format!("{p}.conv2.weight"), c, c, 3);
+                let bn2 = b.bn(&format!("{p}.bn2"), c);
+                let shortcut = (stride != 1 || c_in != c).then(|| {
+                    let conv = b.conv(format!("{p}.shortcut.conv.weight"), c, c_in, 1);
+                    (conv, b.bn(&format!("{p}.shortcut.bn"), c))
+                });
+                let act = if use_sparta {
+                    let cfg = SpartaConfig {
+                        dpnet: spec.dpnet,
+                        block: spec.block,
+                        ..SpartaConfig::new(c)
+                    };
+                    let layer = SpartaLayer::new(cfg, &mut b.rng);
+                    let params = layer
+                        .params()
+                        .into_iter()
+                        .map(|(name, v, shape)| {
+                            b.param(format!("{p}.sparta.{name}"), &shape, v.to_vec())
+                        })
+                        .collect();
+                    sparta_slots.push(SpartaSlot { layer, params });
+                    Act::Sparta(sparta_slots.len() - 1)
+                } else {
+                    Act::Relu
+                };
+                blocks.push(Block {
+                    conv1,
+                    bn1,
+                    conv2,
+                    bn2,
+                    shortcut,
+                    stride,
+                    act,
+                });
+                c_in = c;
+            }
+        }
+        let bound = 1.0 / (c_in as f64).sqrt();
+        let fc_w = uniform(&mut b.rng, config.classes * c_in, bound);
+        let fc_b = uniform(&mut b.rng, config.classes, bound);
+        let fc = (
+            b.param("fc.weight".into(), &[config.classes, c_in], fc_w),
+            b.param("fc.bias".into(), &[config.classes], fc_b),
+        );
+        let sgd = Sgd::new(
+            T::of_f32(config.momentum),
+            T::of_f32(config.weight_decay),
+            params.iter().map(|p| p.value.len()),
+        );
+        Ok(ResNet {
+            config,
+            params,
+            buffers,
+            stem,
+            blocks,
+            sparta: sparta_slots,
+            fc,
+            sgd,
+        })
+    }
+
+    /// The configuration it was built from.
+    pub fn config(&self) -> &ResNetConfig {
+        &self.config
+    }
+
+    /// Learned parameters, in a fixed order.
+    pub fn params(&self) -> &[Named<T>] {
+        &self.params
+    }
+
+    /// Mutable learned parameters (tests, transfers).
+    pub fn params_mut(&mut self) -> &mut [Named<T>] {
+        &mut self.params
+    }
+
+    /// Buffers: batch-norm running statistics.
+    pub fn buffers(&self) -> &[Named<T>] {
+        &self.buffers
+    }
+
+    /// Number of learned scalars.
+    pub fn param_count(&self) -> usize {
+        self.params.iter().map(|p| p.value.len()).sum()
+    }
+
+    /// One row per parameter and buffer tensor: name, shape, learned elements.
+    pub fn summary(&self) -> Vec<SummaryRow> {
+        let row = |p: &Named<T>, learned: bool| SummaryRow {
+            name: p.name.clone(),
+            shape: p.value.shape().to_vec(),
+            params: if learned { p.value.len() } else { 0 },
+        };
+        let mut rows: Vec<SummaryRow> = self.params.iter().map(|p| row(p, true)).collect();
+        rows.extend(self.buffers.iter().map(|p| row(p, false)));
+        rows
+    }
+
+    /// Pushes the forward pass of images `x` (a tape node, `[N, C, H, W]` in [0, 1]) and
+    /// returns the logits and the parameters' handles. `train` selects batch statistics
+    /// (and updates the running ones); `param_grads` marks parameters as needing
+    /// gradients.
+    pub fn forward(
+        &mut self,
+        tape: &mut Tape<T>,
+        x: Var,
+        train: bool,
+        param_grads: bool,
+    ) -> Result<(Var, Vec<Var>)> {
+        let xs = tape.shape(x).to_vec();
+        if xs.len() != 4 || xs[1] != self.config.in_channels {
+            return Err(Error::shape(
+                "resnet",
+                "x",
+                format!("[N, {}, H, W]", self.config.in_channels),
+                format!("{xs:?}"),
+            ));
+        }
+        let pv: Vec<Var> = self
+            .params
+            .iter()
+            .map(|p| tape.leaf(p.value.clone(), param_grads))
+            .collect();
+        let mut pass = Pass {
+            tape,
+            sparta: &self.sparta,
+            pv,
+            train,
+            buffers: &mut self.buffers,
+        };
+        let h = normalize(pass.tape, x, &self.config.mean, &self.config.std)?;
+        let h = conv2d(pass.tape, h, pass.pv[self.stem.0], 1, 1)?;
+        let h = pass.bn(h, self.stem.1)?;
+        let mut h = relu(pass.tape, h)?;
+        for blk in &self.blocks {
+            let o = conv2d(pass.tape, h, pass.pv[blk.conv1], blk.stride, 1)?;
+            let o = pass.bn(o, blk.bn1)?;
+            let o = relu(pass.tape, o)?;
+            let o = conv2d(pass.tape, o, pass.pv[blk.conv2], 1, 1)?;
+            let o = pass.bn(o, blk.bn2)?;
+            let short = match blk.shortcut {
+                Some((conv, bn)) => {
+                    let s = conv2d(pass.tape, h, pass.pv[conv], blk.stride, 0)?;
+                    pass.bn(s, bn)?
+                }
+                None => h,
+            };
+            let sum = add(pass.tape, o, short)?;
+            h = pass.act(sum, blk.act)?;
+        }
+        let p = pool::global_avg_pool(pass.tape, h)?;
+        let logits = linear(pass.tape, p, pass.pv[self.fc.0], pass.pv[self.fc.1])?;
+        Ok((logits, pass.pv))
+    }
+
+    fn check_batch(&self, x: &[T], shape: BatchShape, labels: Option<&[usize]>) -> Result<()> {
+        crate::error::check_len("resnet", "x", x.len(), shape.iter().product())?;
+        if let Some(l) = labels {
+            crate::error::check_len("resnet", "labels", l.len(), shape[0])?;
+        }
+        Ok(())
+    }
+
+    /// One SGD step on the mean cross-entropy of the batch (training mode); the
+    /// generic form of [`Trainable::train_step`].
+    pub fn sgd_step(
+        &mut self,
+        x: &[T],
+        shape: BatchShape,
+        labels: &[usize],
+        lr: T,
+    ) -> Result<StepStats> {
+        self.check_batch(x, shape, Some(labels))?;
+        let mut tape = Tape::new();
+        let xv = tape.leaf(Tensor::new(&shape, x.to_vec())?, false);
+        let (logits, pv) = self.forward(&mut tape, xv, true, true)?;
+        let k = self.config.classes;
+        let correct = count_correct(tape.value(logits).data(), k, labels);
+        let loss = cross_entropy(&mut tape, logits, labels, Reduction::Mean)?;
+        let loss_value = tape.value(loss).data()[0].as_f64() as f32;
+        tape.backward(loss)?;
+        for (i, v) in pv.into_iter().enumerate() {
+            let g = tape
+                .take_grad(v)
+                .unwrap_or_else(|| vec![T::zero(); self.params[i].value.len()]);
+            self.sgd
+                .update(i, self.params[i].value.data_mut(), &g, lr)?;
+        }
+        Ok(StepStats {
+            loss: loss_value,
+            correct,
+        })
+    }
+
+    /// Writes parameters, buffers, SGD velocity (`optim.velocity.<name>`) and the
+    /// configuration (JSON metadata `config`) to `path`, atomically.
+    pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
+        let mut tensors: Vec<(String, Vec<usize>, &[T])> = Vec::new();
+        for p in self.params.iter().chain(&self.buffers) {
+            tensors.push((p.name.clone(), p.value.shape().to_vec(), p.value.data()));
+        }
+        for (p, v) in self.params.iter().zip(&self.sgd.velocity) {
+            tensors.push((
+                format!("optim.velocity.{}", p.name),
+                p.value.shape().to_vec(),
+                v,
+            ));
+        }
+        let config =
+            serde_json::to_string(&self.config).map_err(|e| Error::format(path, e.to_string()))?;
+        let meta = HashMap::from([("config".to_string(), config)]);
+        crate::checkpoint::save(path, &tensors, meta)
+    }
+
+    /// Restores what [`ResNet::save_checkpoint`] wrote. Every tensor must be present
+    /// with its shape, and nothing else; the model is unchanged on error.
+    pub fn load_checkpoint(&mut self, path: &Path) -> Result<()> {
+        let (mut file, _) = crate::checkpoint::load::<T>(path)?;
+        let mut take = |name: &str, shape: &[usize]| -> Result<Vec<T>> {
+            let (s, v) = file
+                .remove(name)
+                .ok_or_else(|| Error::format(path, format!("missing tensor {name}")))?;
+            if s != shape {
+                return Err(Error::format(
+                    path,
+                    format!("tensor {name} has shape {s:?}, expected {shape:?}"),
+                ));
+            }
+            Ok(v)
+        };
+        let params = self
+            .params
+            .iter()
+            .map(|p| take(&p.name, p.value.shape()))
+            .collect::<Result<Vec<_>>>()?;
+        let buffers = self
+            .buffers
+            .iter()
+            .map(|p| take(&p.name, p.value.shape()))
+            .collect::<Result<Vec<_>>>()?;
+        let velocity = self
+            .params
+            .iter()
+            .map(|p| take(&format!("optim.velocity.{}", p.name), p.value.shape()))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(extra) = file.keys().min() {
+            return Err(Error::format(path, format!("unexpected tensor {extra}")));
+        }
+        for (p, v) in self.params.iter_mut().zip(params) {
+            p.value.data_mut().copy_from_slice(&v);
+        }
+        for (p, v) in self.buffers.iter_mut().zip(buffers) {
+            p.value.data_mut().copy_from_slice(&v);
+        }
+        self.sgd.velocity = velocity;
+        Ok(())
+    }
+
+    /// Reads the configuration stored in a checkpoint (to rebuild the model first).
+    pub fn read_config(path: &Path) -> Result<ResNetConfig> {
+        let (_, meta) = crate::checkpoint::load::<T>(path)?;
+        let json = meta
+            .get("config")
+            .ok_or_else(|| Error::format(path, "no config in metadata"))?;
+        serde_json::from_str(json).map_err(|e| Error::format(path, format!("config: {e}")))
+    }
+}
+
+fn count_correct<T: Real>(logits: &[T], k: usize, labels: &[usize]) -> usize {
+    logits
+        .chunks(k)
+        .zip(labels)
+        .filter(|(row, &l)| {
+            let best = (0..k).fold(0, |b, j| if row[j] > row[b] { j } else { b });
+            best == l
+        })
+        .count()
+}
+
+impl Classifier for ResNet<f32> {
+    fn num_classes(&self) -> usize {
+        self.config.classes
+    }
+
+    fn logits(&mut self, x: &[f32], shape: BatchShape) -> Result<Vec<f32>> {
+        self.check_batch(x, shape, None)?;
+        let mut tape = Tape::new();
+        let xv = tape.leaf(Tensor::new(&shape, x.to_vec())?, false);
+        let (logits, _) = self.forward(&mut tape, xv, false, false)?;
+        Ok(tape.value(logits).data().to_vec())
+    }
+
+    fn loss_and_input_grad(
+        &mut self,
+        x: &[f32],
+        shape: BatchShape,
+        labels: &[usize],
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        self.check_batch(x, shape, Some(labels))?;
+        let mut tape = Tape::new();
+        let xv = tape.leaf(Tensor::new(&shape, x.to_vec())?, true);
+        let (logits, _) = self.forward(&mut tape, xv, false, false)?;
+        let (_, losses) = softmax_losses(tape.value(logits).data(), self.config.classes, labels);
+        let total = cross_entropy(&mut tape, logits, labels, Reduction::Sum)?;
+        tape.backward(total)?;
+        let grad = tape.take_grad(xv).unwrap_or_else(|| vec![0.0; x.len()]);
+        Ok((losses, grad))
+    }
+}
+
+impl Trainable for ResNet<f32> {
+    fn train_step(
+        &mut self,
+        x: &[f32],
+        shape: BatchShape,
+        labels: &[usize],
+        lr: f32,
+    ) -> Result<StepStats> {
+        self.sgd_step(x, shape, labels, lr)
+    }
+
+    fn save(&self, path: &Path) -> Result<()> {
+        self.save_checkpoint(path)
+    }
+
+    fn load(&mut self, path: &Path) -> Result<()> {
+        self.load_checkpoint(path)
+    }
+}

@@ -1,0 +1,192 @@
+//! Where a ResNet uses SPARTA instead of ReLU, as a short readable string.
+//!
+//! Each BasicBlock ends in one activation slot (after the residual addition); a spec
+//! picks slots by group and block, 1-based:
+//!
+//! | spec                  | slots                                             |
+//! |-----------------------|---------------------------------------------------|
+//! | `relu`                | none (plain ResNet)                               |
+//! | `G1-4.B2`             | block 2 of groups 1–4 (the paper's default)       |
+//! | `G4.B2`               | block 2 of group 4 only                           |
+//! | `G1,3.Blast`          | the last block of groups 1 and 3                  |
+//! | `G*.B*`  or `all`     | every block                                       |
+//! | `G1.B1+G4.B2`         | the union of terms                                |
+//!
+//! Options follow after spaces: `nodpnet` (SPARTA-w/o-DPNet), `block=B` (SANet on B×B
+//! average-pooled input, paper Eq. 6), e.g. `G1-4.B2 nodpnet block=2`.
+
+use crate::error::{Error, Result};
+
+/// Which blocks of a group (or which groups) a term selects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Select {
+    All,
+    Last,
+    Indices(Vec<usize>),
+}
+
+/// A parsed activation spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActivationSpec {
+    terms: Vec<(Select, Select)>,
+    /// Whether SPARTA layers have DPNet (false: SPARTA-w/o-DPNet).
+    pub dpnet: bool,
+    /// SANet block size B (1: the plain layer).
+    pub block: usize,
+}
+
+fn parse_select(s: &str, what: &str, spec: &str) -> Result<Select> {
+    let bad = || {
+        Error::Config(format!(
+            "activation spec {spec:?}: cannot read {what} {s:?}"
+        ))
+    };
+    match s {
+        "*" => return Ok(Select::All),
+        "last" if what == "block" => return Ok(Select::Last),
+        _ => {}
+    }
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let num = |t: &str| t.parse::<usize>().ok().filter(|&v| v >= 1).ok_or_else(bad);
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(num(part)?),
+        }
+    }
+    Ok(Select::Indices(out))
+}
+
+impl ActivationSpec {
+    /// Parses a spec (see the module docs).
+    pub fn parse(spec: &str) -> Result<Self> {
+        let mut words = spec.split_whitespace();
+        let placement = words.next().unwrap_or("relu");
+        let mut out = ActivationSpec {
+            terms: Vec::new(),
+            dpnet: true,
+            block: 1,
+        };
+        match placement {
+            "relu" => {}
+            "all" => out.terms.push((Select::All, Select::All)),
+            _ => {
+                for term in placement.split('+') {
+                    let (g, b) = term
+                        .strip_prefix('G')
+                        .and_then(|t| t.split_once(".B"))
+                        .ok_or_else(|| {
+                            Error::Config(format!("activation spec {spec:?}: term {term:?} is not G<groups>.B<blocks>"))
+                        })?;
+                    out.terms.push((
+                        parse_select(g, "group", spec)?,
+                        parse_select(b, "block", spec)?,
+                    ));
+                }
+            }
+        }
+        for opt in words {
+            match opt.split_once('=') {
+                None if opt == "nodpnet" => out.dpnet = false,
+                Some(("block", b)) => {
+                    out.block = b.parse().ok().filter(|&b| b >= 1).ok_or_else(|| {
+                        Error::Config(format!("activation spec {spec:?}: block size {b:?}"))
+                    })?;
+                }
+                _ => {
+                    return Err(Error::Config(format!(
+                        "activation spec {spec:?}: unknown option {opt:?}"
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether no slot uses SPARTA.
+    pub fn is_relu(&self) -> bool {
+        self.terms.is_empty()
+    }
+
+    /// For a network with `blocks[g]` blocks in group `g`, which block slots use SPARTA
+    /// (`[group][block]`); errors if the spec names a group or block that does not exist.
+    pub fn resolve(&self, blocks: &[usize]) -> Result<Vec<Vec<bool>>> {
+        let mut on: Vec<Vec<bool>> = blocks.iter().map(|&b| vec![false; b]).collect();
+        let missing = |what: &str, i: usize| {
+            Error::Config(format!(
+                "activation spec names {what} {i}, the network has {blocks:?} blocks per group"
+            ))
+        };
+        for (gs, bs) in &self.terms {
+            let groups: Vec<usize> = match gs {
+                Select::All | Select::Last => (1..=blocks.len()).collect(),
+                Select::Indices(v) => v.clone(),
+            };
+            for g in groups {
+                let n = *blocks.get(g - 1).ok_or_else(|| missing("group", g))?;
+                let sel: Vec<usize> = match bs {
+                    Select::All => (1..=n).collect(),
+                    Select::Last => vec![n],
+                    Select::Indices(v) => v.clone(),
+                };
+                for b in sel {
+                    *on[g - 1]
+                        .get_mut(b.wrapping_sub(1))
+                        .ok_or_else(|| missing("block", b))? = true;
+                }
+            }
+        }
+        Ok(on)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_forms() {
+        let r18 = [2, 2, 2, 2];
+        let on = |s: &str| ActivationSpec::parse(s).unwrap().resolve(&r18).unwrap();
+        let t = true;
+        let f = false;
+        assert_eq!(on("G1-4.B2"), vec![vec![f, t]; 4]);
+        assert_eq!(
+            on("G4.B2"),
+            vec![vec![f, f], vec![f, f], vec![f, f], vec![f, t]]
+        );
+        assert_eq!(on("G1,3.Blast")[2], vec![f, t]);
+        assert_eq!(on("G*.B*"), vec![vec![t, t]; 4]);
+        assert_eq!(on("all"), on("G*.B*"));
+        assert_eq!(on("relu"), vec![vec![f, f]; 4]);
+        assert_eq!(on("G1.B1+G4.B2")[0], vec![t, f]);
+        let s = ActivationSpec::parse("G1-4.B2 nodpnet block=2").unwrap();
+        assert!(!s.dpnet && s.block == 2);
+    }
+
+    #[test]
+    fn rejects_bad_specs_and_missing_blocks() {
+        for bad in [
+            "G0.B1",
+            "G1-4",
+            "G2-1.B1",
+            "G1.B2 fast",
+            "G1.B1 block=0",
+            "X1.B1",
+        ] {
+            assert!(ActivationSpec::parse(bad).is_err(), "{bad}");
+        }
+        let s = ActivationSpec::parse("G1-4.B2").unwrap();
+        assert!(s.resolve(&[1, 1, 1, 1]).is_err());
+        assert!(ActivationSpec::parse("G5.B1")
+            .unwrap()
+            .resolve(&[2, 2, 2, 2])
+            .is_err());
+    }
+}

@@ -1,0 +1,58 @@
+//! Elementwise addition of two same-shaped tensors (residual connections), and the sum
+//! of all elements (a scalar root for tests).
+//!
+//! ```
+//! use sparta::autograd::Tape;
+//! use sparta::ops::add::{add, sum};
+//! use sparta::tensor::Tensor;
+//!
+//! let mut tape = Tape::<f32>::new();
+//! let a = tape.leaf(Tensor::new(&[2], vec![1.0, 2.0])?, true);
+//! let b = tape.leaf(Tensor::new(&[2], vec![3.0, 4.0])?, false);
+//! let c = add(&mut tape, a, b)?;
+//! let s = sum(&mut tape, c)?;
+//! assert_eq!(tape.value(s).data(), &[10.0]);
+//! # Ok::<(), sparta::Error>(())
+//! ```
+
+use rayon::prelude::*;
+
+use crate::autograd::{Tape, Var};
+use crate::error::{Error, Result};
+use crate::real::Real;
+use crate::tensor::Tensor;
+
+/// `a + b`.
+pub fn add<T: Real>(tape: &mut Tape<T>, a: Var, b: Var) -> Result<Var> {
+    if tape.shape(a) != tape.shape(b) {
+        return Err(Error::shape(
+            "add",
+            "b",
+            format!("{:?}", tape.shape(a)),
+            format!("{:?}", tape.shape(b)),
+        ));
+    }
+    let mut y = tape.value(a).data().to_vec();
+    y.par_chunks_mut(1 << 14)
+        .zip(tape.value(b).data().par_chunks(1 << 14))
+        .for_each(|(y, b)| y.iter_mut().zip(b).for_each(|(y, &b)| *y += b));
+    let y = Tensor::new(tape.shape(a), y)?;
+    Ok(tape.push_op(y, &[a, b], || {
+        Box::new(move |nodes, dy| {
+            Ok([a, b]
+                .into_iter()
+                .filter(|&v| nodes.requires_grad(v))
+                .map(|v| (v, dy.to_vec()))
+                .collect())
+        })
+    }))
+}
+
+/// The sum of all elements, as a one-element tensor.
+pub fn sum<T: Real>(tape: &mut Tape<T>, x: Var) -> Result<Var> {
+    let len = tape.value(x).len();
+    let s = tape.value(x).data().iter().copied().sum::<T>();
+    Ok(tape.push_op(Tensor::new(&[1], vec![s])?, &[x], || {
+        Box::new(move |_, dy| Ok(vec![(x, vec![dy[0]; len])]))
+    }))
+}

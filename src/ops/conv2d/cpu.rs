@@ -1,0 +1,254 @@
+//! 2-D convolution on the CPU: im2col over a chunk of samples, then one GEMM per chunk,
+//! so the matrix products stay large enough for matrixmultiply's threads.
+
+use rayon::prelude::*;
+
+use crate::gemm::{gemm, Op};
+use crate::real::Real;
+
+/// Shapes of a square-kernel, bias-free 2-D convolution, NCHW.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeom {
+    /// Batch size.
+    pub n: usize,
+    /// Input channels.
+    pub c_in: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output channels.
+    pub c_out: usize,
+    /// Kernel side.
+    pub k: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Zero padding on every side.
+    pub pad: usize,
+}
+
+/// im2col chunks hold at most this many elements (32 MiB in f32).
+const CHUNK_ELEMS: usize = 8 << 20;
+
+impl ConvGeom {
+    /// Output height.
+    pub fn h_out(&self) -> usize {
+        (self.h + 2 * self.pad - self.k) / self.stride + 1
+    }
+    /// Output width.
+    pub fn w_out(&self) -> usize {
+        (self.w + 2 * self.pad - self.k) / self.stride + 1
+    }
+    /// Rows of the im2col matrix: `c_in · k · k`.
+    pub fn patch(&self) -> usize {
+        self.c_in * self.k * self.k
+    }
+    /// Elements of x, weight and y.
+    pub fn lens(&self) -> (usize, usize, usize) {
+        let hwo = self.h_out() * self.w_out();
+        (
+            self.n * self.c_in * self.h * self.w,
+            self.c_out * self.patch(),
+            self.n * self.c_out * hwo,
+        )
+    }
+    fn samples_per_chunk(&self) -> usize {
+        let per_sample = self.patch() * self.h_out() * self.w_out();
+        (CHUNK_ELEMS / per_sample.max(1)).clamp(1, self.n.max(1))
+    }
+}
+
+/// Output positions `lo..hi` (of `out_len`) whose input index `o·stride + k − pad`
+/// falls inside `0..in_len`.
+fn valid_range(
+    out_len: usize,
+    in_len: usize,
+    stride: usize,
+    k: usize,
+    pad: usize,
+) -> (usize, usize) {
+    let lo = pad.saturating_sub(k).div_ceil(stride).min(out_len);
+    let hi = if in_len + pad > k {
+        ((in_len + pad - k - 1) / stride + 1).min(out_len)
+    } else {
+        0
+    };
+    (lo, hi.max(lo))
+}
+
+/// `col[r, s·hwo + p]` for samples `s0..s0+nb`: row `r = (ci·k + ky)·k + kx`, output
+/// pixel `p`, zero where the kernel reads padding.
+fn im2col<T: Real>(g: &ConvGeom, x: &[T], s0: usize, nb: usize, col: &mut [T]) {
+    let (ho, wo) = (g.h_out(), g.w_out());
+    let hwo = ho * wo;
+    let cols = nb * hwo;
+    col[..g.patch() * cols]
+        .par_chunks_mut(cols)
+        .enumerate()
+        .for_each(|(r, row)| {
+            let (ci, ky, kx) = (r / (g.k * g.k), (r / g.k) % g.k, r % g.k);
+            for s in 0..nb {
+                let plane = &x[((s0 + s) * g.c_in + ci) * g.h * g.w..][..g.h * g.w];
+                let out = &mut row[s * hwo..(s + 1) * hwo];
+                for oy in 0..ho {
+                    let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                    let dst = &mut out[oy * wo..(oy + 1) * wo];
+                    if iy < 0 || iy >= g.h as isize {
+                        dst.fill(T::zero());
+                        continue;
+                    }
+                    let src = &plane[iy as usize * g.w..][..g.w];
+                    let (lo, hi) = valid_range(wo, g.w, g.stride, kx, g.pad);
+                    dst[..lo].fill(T::zero());
+                    dst[hi..].fill(T::zero());
+                    let start = lo * g.stride + kx - g.pad;
+                    if lo == hi {
+                        continue;
+                    }
+                    if g.stride == 1 {
+                        dst[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
+                    } else {
+                        for (d, &v) in dst[lo..hi]
+                            .iter_mut()
+                            .zip(src[start..].iter().step_by(g.stride))
+                        {
+                            *d = v;
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// Adds `dcol` (the im2col layout) back into the input gradient of samples `s0..`.
+fn col2im<T: Real>(g: &ConvGeom, dcol: &[T], s0: usize, nb: usize, dx: &mut [T]) {
+    let (ho, wo) = (g.h_out(), g.w_out());
+    let hwo = ho * wo;
+    let cols = nb * hwo;
+    let sample = g.c_in * g.h * g.w;
+    dx[s0 * sample..(s0 + nb) * sample]
+        .par_chunks_mut(g.h * g.w)
+        .enumerate()
+        .for_each(|(plane_idx, plane)| {
+            let (s, ci) = (plane_idx / g.c_in, plane_idx % g.c_in);
+            for ky in 0..g.k {
+                for kx in 0..g.k {
+                    let r = (ci * g.k + ky) * g.k + kx;
+                    let src = &dcol[r * cols + s * hwo..][..hwo];
+                    for oy in 0..ho {
+                        let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                        if iy < 0 || iy >= g.h as isize {
+                            continue;
+                        }
+                        let dst = &mut plane[iy as usize * g.w..][..g.w];
+                        let (lo, hi) = valid_range(wo, g.w, g.stride, kx, g.pad);
+                        if lo == hi {
+                            continue;
+                        }
+                        let start = lo * g.stride + kx - g.pad;
+                        let row = &src[oy * wo + lo..oy * wo + hi];
+                        for (d, &v) in dst[start..].iter_mut().step_by(g.stride).zip(row) {
+                            *d += v;
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// `y = conv(x, weight)`; weight is `[c_out, c_in, k, k]`. Lengths must match `g.lens()`.
+pub fn forward<T: Real>(g: &ConvGeom, x: &[T], weight: &[T]) -> Vec<T> {
+    let hwo = g.h_out() * g.w_out();
+    let per = g.samples_per_chunk();
+    let mut y = vec![T::zero(); g.n * g.c_out * hwo];
+    let mut col = vec![T::zero(); g.patch() * per * hwo];
+    let mut out = vec![T::zero(); g.c_out * per * hwo];
+    for s0 in (0..g.n).step_by(per) {
+        let nb = per.min(g.n - s0);
+        let cols = nb * hwo;
+        im2col(g, x, s0, nb, &mut col);
+        gemm(
+            g.c_out,
+            cols,
+            g.patch(),
+            T::one(),
+            weight,
+            Op::N,
+            &col,
+            Op::N,
+            T::zero(),
+            &mut out,
+        );
+        // out is [c_out, nb·hwo]; y wants [nb, c_out, hwo].
+        y[s0 * g.c_out * hwo..(s0 + nb) * g.c_out * hwo]
+            .par_chunks_mut(hwo)
+            .enumerate()
+            .for_each(|(i, dst)| {
+                let (s, co) = (i / g.c_out, i % g.c_out);
+                dst.copy_from_slice(&out[co * cols + s * hwo..][..hwo]);
+            });
+    }
+    y
+}
+
+/// Gradients of `conv(x, weight)` given `dy`: `(dx, dweight)`, each only if asked for.
+pub fn backward<T: Real>(
+    g: &ConvGeom,
+    x: &[T],
+    weight: &[T],
+    dy: &[T],
+    want_dx: bool,
+    want_dw: bool,
+) -> (Option<Vec<T>>, Option<Vec<T>>) {
+    let hwo = g.h_out() * g.w_out();
+    let per = g.samples_per_chunk();
+    let mut dx = want_dx.then(|| vec![T::zero(); x.len()]);
+    let mut dw = want_dw.then(|| vec![T::zero(); weight.len()]);
+    let mut col = vec![T::zero(); g.patch() * per * hwo];
+    let mut dyc = vec![T::zero(); g.c_out * per * hwo];
+    for s0 in (0..g.n).step_by(per) {
+        let nb = per.min(g.n - s0);
+        let cols = nb * hwo;
+        // dyc[co, s·hwo + p] = dy[s0 + s, co, p]
+        dyc[..g.c_out * cols]
+            .par_chunks_mut(cols)
+            .enumerate()
+            .for_each(|(co, row)| {
+                for s in 0..nb {
+                    row[s * hwo..(s + 1) * hwo]
+                        .copy_from_slice(&dy[((s0 + s) * g.c_out + co) * hwo..][..hwo]);
+                }
+            });
+        if let Some(dw) = dw.as_mut() {
+            im2col(g, x, s0, nb, &mut col);
+            gemm(
+                g.c_out,
+                g.patch(),
+                cols,
+                T::one(),
+                &dyc,
+                Op::N,
+                &col,
+                Op::T,
+                T::one(),
+                dw,
+            );
+        }
+        if let Some(dx) = dx.as_mut() {
+            gemm(
+                g.patch(),
+                cols,
+                g.c_out,
+                T::one(),
+                weight,
+                Op::T,
+                &dyc,
+                Op::N,
+                T::zero(),
+                &mut col,
+            );
+            col2im(g, &col, s0, nb, dx);
+        }
+    }
+    (dx, dw)
+}

@@ -1,0 +1,206 @@
+//! Every op's backward against f64 finite differences, and conv2d's values against a
+//! direct loop.
+
+use crate::autograd::gradcheck::{check, random};
+use crate::autograd::Tape;
+use crate::ops::batchnorm::{batch_norm, BnMode};
+use crate::ops::loss::{cross_entropy, Reduction};
+use crate::ops::{add, conv2d, linear, normalize, pool, relu};
+use crate::tensor::Tensor;
+
+fn direct_conv(x: &Tensor<f64>, w: &Tensor<f64>, stride: usize, pad: usize) -> Vec<f64> {
+    let (xs, ws) = (x.shape(), w.shape());
+    let (n, ci, h, wd, co, k) = (xs[0], xs[1], xs[2], xs[3], ws[0], ws[2]);
+    let ho = (h + 2 * pad - k) / stride + 1;
+    let wo = (wd + 2 * pad - k) / stride + 1;
+    let mut y = vec![0.0; n * co * ho * wo];
+    for s in 0..n {
+        for o in 0..co {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let mut acc = 0.0;
+                    for c in 0..ci {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let iy = (oy * stride + ky) as isize - pad as isize;
+                                let ix = (ox * stride + kx) as isize - pad as isize;
+                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
+                                    acc += x.data()
+                                        [((s * ci + c) * h + iy as usize) * wd + ix as usize]
+                                        * w.data()[((o * ci + c) * k + ky) * k + kx];
+                                }
+                            }
+                        }
+                    }
+                    y[((s * co + o) * ho + oy) * wo + ox] = acc;
+                }
+            }
+        }
+    }
+    y
+}
+
+const CONV_CASES: [(usize, usize, usize); 4] = [(3, 1, 1), (3, 2, 1), (1, 1, 0), (1, 2, 0)];
+
+#[test]
+fn conv2d_values_match_direct_loop() {
+    for (k, stride, pad) in CONV_CASES {
+        let x = random(&[2, 3, 5, 6], 1);
+        let w = random(&[4, 3, k, k], 2);
+        let mut tape = Tape::new();
+        let (xv, wv) = (tape.leaf(x.clone(), false), tape.leaf(w.clone(), false));
+        let y = conv2d::conv2d(&mut tape, xv, wv, stride, pad).unwrap();
+        let want = direct_conv(&x, &w, stride, pad);
+        for (a, b) in tape.value(y).data().iter().zip(&want) {
+            assert!((a - b).abs() <= 1e-12, "k{k} s{stride}: {a} vs {b}");
+        }
+        assert_eq!(tape.value(y).len(), want.len());
+    }
+}
+
+#[test]
+fn conv2d_gradients() {
+    for (k, stride, pad) in CONV_CASES {
+        let inputs = [
+            (random(&[2, 3, 5, 6], 3), true),
+            (random(&[4, 3, k, k], 4), true),
+        ];
+        check(&inputs, |t, v| conv2d::conv2d(t, v[0], v[1], stride, pad));
+    }
+}
+
+#[test]
+fn conv2d_input_gradient_only() {
+    let inputs = [
+        (random(&[1, 2, 4, 4], 5), true),
+        (random(&[3, 2, 3, 3], 6), false),
+    ];
+    check(&inputs, |t, v| conv2d::conv2d(t, v[0], v[1], 1, 1));
+}
+
+#[test]
+fn batch_norm_train_gradients() {
+    let inputs = [
+        (random(&[3, 2, 2, 3], 7), true),
+        (random(&[2], 8), true),
+        (random(&[2], 9), true),
+    ];
+    check(&inputs, |t, v| {
+        Ok(batch_norm(t, v[0], v[1], v[2], BnMode::Train, 1e-5)?.0)
+    });
+}
+
+#[test]
+fn batch_norm_eval_gradients() {
+    let (mean, var) = ([0.1, -0.2], [0.5, 1.5]);
+    let inputs = [
+        (random(&[2, 2, 3, 1], 10), true),
+        (random(&[2], 11), true),
+        (random(&[2], 12), true),
+    ];
+    check(&inputs, |t, v| {
+        let mode = BnMode::Eval {
+            mean: &mean,
+            var: &var,
+        };
+        Ok(batch_norm(t, v[0], v[1], v[2], mode, 1e-5)?.0)
+    });
+}
+
+#[test]
+fn batch_norm_train_normalizes_and_reports_unbiased_variance() {
+    let mut tape = Tape::<f64>::new();
+    let x = tape.leaf(
+        Tensor::new(&[4, 1, 1, 1], vec![1.0, 2.0, 3.0, 6.0]).unwrap(),
+        false,
+    );
+    let g = tape.leaf(Tensor::new(&[1], vec![1.0]).unwrap(), false);
+    let b = tape.leaf(Tensor::new(&[1], vec![0.0]).unwrap(), false);
+    let (y, stats) = batch_norm(&mut tape, x, g, b, BnMode::Train, 0.0).unwrap();
+    let stats = stats.unwrap();
+    assert_eq!(stats.mean, vec![3.0]);
+    assert!((stats.var_unbiased[0] - 14.0 / 3.0).abs() < 1e-12);
+    let y = tape.value(y).data();
+    let (m, v) = (
+        y.iter().sum::<f64>() / 4.0,
+        y.iter().map(|a| a * a).sum::<f64>() / 4.0,
+    );
+    assert!(
+        m.abs() < 1e-12 && (v - 1.0).abs() < 1e-12,
+        "mean {m}, var {v}"
+    );
+}
+
+#[test]
+fn relu_add_pool_gradients() {
+    let inputs = [
+        (random(&[2, 3, 4, 4], 13), true),
+        (random(&[2, 3, 4, 4], 14), true),
+    ];
+    check(&inputs, |t, v| {
+        let s = add::add(t, v[0], v[1])?;
+        let r = relu::relu(t, s)?;
+        let p = pool::avg_pool(t, r, 2)?;
+        pool::global_avg_pool(t, p)
+    });
+}
+
+#[test]
+fn linear_and_cross_entropy_gradients() {
+    let labels = [2, 0, 1];
+    for reduction in [Reduction::Mean, Reduction::Sum] {
+        let inputs = [
+            (random(&[3, 5], 15), true),
+            (random(&[4, 5], 16), true),
+            (random(&[4], 17), true),
+        ];
+        check(&inputs, |t, v| {
+            let z = linear::linear(t, v[0], v[1], v[2])?;
+            cross_entropy(t, z, &labels, reduction)
+        });
+    }
+}
+
+#[test]
+fn normalize_gradient() {
+    let inputs = [(random(&[2, 2, 2, 2], 18), true)];
+    check(&inputs, |t, v| {
+        normalize::normalize(t, v[0], &[0.3, 0.5], &[0.2, 0.7])
+    });
+}
+
+#[test]
+fn shape_errors_are_typed() {
+    let mut tape = Tape::<f64>::new();
+    let x = tape.leaf(random(&[1, 3, 4, 4], 1), false);
+    let w = tape.leaf(random(&[2, 2, 3, 3], 2), false);
+    let err = conv2d::conv2d(&mut tape, x, w, 1, 1).unwrap_err();
+    assert!(err.to_string().contains("[1, 3, 4, 4]"), "{err}");
+    let z = tape.leaf(random(&[2, 3], 3), false);
+    assert!(cross_entropy(&mut tape, z, &[0, 3], Reduction::Mean).is_err());
+}
+
+#[test]
+fn primitive_gradients() {
+    use crate::ops::primitive::{bias_channels, dynamic_conv, mul, outer, reshape, sigmoid};
+    let inputs = [(random(&[2, 3, 2, 2], 20), true), (random(&[3], 21), true)];
+    check(&inputs, |t, v| {
+        let b = bias_channels(t, v[0], v[1])?;
+        let s = sigmoid(t, b)?;
+        let m = mul(t, s, v[0])?;
+        reshape(t, m, &[2, 12])
+    });
+    let inputs = [
+        (random(&[2, 3, 2, 3], 22), true),
+        (random(&[2, 4], 23), true),
+    ];
+    check(&inputs, |t, v| dynamic_conv(t, v[0], v[1]));
+    for (block, h, w) in [(1usize, 2usize, 3usize), (2, 4, 4), (2, 3, 5)] {
+        let (sh, sw) = (h.div_ceil(block), w.div_ceil(block));
+        let inputs = [
+            (random(&[2, 1, sh, sw], 24), true),
+            (random(&[2, 3], 25), true),
+        ];
+        check(&inputs, |t, v| outer(t, v[0], v[1], block, h, w));
+    }
+}

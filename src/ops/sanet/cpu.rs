@@ -1,0 +1,436 @@
+//! CPU SANet + DPNet, fused (per sample, h in a cache-sized scratch) and unfused (whole
+//! batch, op by op, h stored).
+
+use super::{Conv5Source, SanetGrads, SanetOutputs, SanetParamGrads, SanetShape};
+use crate::error::{check_len, Result};
+use crate::ops::conv1x1::cpu::{conv1x1_backward, conv1x1_forward};
+use crate::ops::conv1x1::Conv1x1Shape;
+use crate::ops::dynconv::cpu::{dynconv_backward, dynconv_forward};
+use crate::ops::dynconv::DynConvShape;
+use crate::ops::fc::cpu::{fc_backward, fc_forward};
+use crate::ops::fc::FcShape;
+use crate::ops::pool::cpu::{pool_backward, pool_forward};
+use crate::ops::pool::PoolShape;
+use crate::real::Real;
+
+fn check_params<T: Real>(
+    op: &'static str,
+    shape: &SanetShape,
+    w3: &[T],
+    b3: &[T],
+    src: &Conv5Source<'_, T>,
+) -> Result<()> {
+    let co = shape.co;
+    check_len(op, "w3", w3.len(), co * shape.c)?;
+    check_len(op, "b3", b3.len(), co)?;
+    match src {
+        Conv5Source::Predicted { w4, b4 } => {
+            check_len(op, "w4", w4.len(), (co + 1) * co)?;
+            check_len(op, "b4", b4.len(), co + 1)
+        }
+        Conv5Source::Learned { w5, b5 } => {
+            check_len(op, "w5", w5.len(), co)?;
+            check_len(op, "b5", b5.len(), 1)
+        }
+    }
+}
+
+/// Conv5's weights for `n` samples from their pooled `q` (`[n, co]`).
+fn head_forward<T: Real>(src: &Conv5Source<'_, T>, co: usize, q: &[T]) -> (Vec<T>, Vec<T>) {
+    let n = q.len() / co;
+    match src {
+        Conv5Source::Predicted { w4, b4 } => {
+            let mut d = vec![T::zero(); n * (co + 1)];
+            let shape = FcShape {
+                n,
+                inp: co,
+                out: co + 1,
+            };
+            fc_forward(&shape, q, w4, b4, &mut d).expect("lengths checked by the caller");
+            let w5 = d.chunks(co + 1).flat_map(|r| &r[..co]).copied().collect();
+            let b5 = d.chunks(co + 1).map(|r| r[co]).collect();
+            (w5, b5)
+        }
+        Conv5Source::Learned { w5, b5 } => (w5.repeat(n), vec![b5[0]; n]),
+    }
+}
+
+/// Back through [`head_forward`]: from the gradients of the per-sample Conv5 weights to
+/// `dq` (overwritten; zero without DPNet) and the head's parameter gradients (added).
+fn head_backward<T: Real>(
+    src: &Conv5Source<'_, T>,
+    co: usize,
+    q: &[T],
+    dw5: &[T],
+    db5: &[T],
+    dq: &mut [T],
+    params: Option<(&mut [T], &mut [T])>,
+) {
+    let n = q.len() / co;
+    dq.fill(T::zero());
+    match src {
+        Conv5Source::Predicted { w4, .. } => {
+            let dd: Vec<T> = dw5
+                .chunks(co)
+                .zip(db5)
+                .flat_map(|(w, &b)| w.iter().copied().chain(std::iter::once(b)))
+                .collect();
+            let shape = FcShape {
+                n,
+                inp: co,
+                out: co + 1,
+            };
+            let (dw4, db4) = match params {
+                Some((dw, db)) => (Some(dw), Some(db)),
+                None => (None, None),
+            };
+            fc_backward(&shape, q, w4, &dd, Some(dq), dw4, db4)
+                .expect("lengths checked by the caller");
+        }
+        Conv5Source::Learned { .. } => {
+            if let Some((dw, db)) = params {
+                for row in dw5.chunks(co) {
+                    for (g, &d) in dw.iter_mut().zip(row) {
+                        *g += d;
+                    }
+                }
+                db[0] += db5.iter().copied().sum::<T>();
+            }
+        }
+    }
+}
+
+fn relu_in_place<T: Real>(v: &mut [T]) {
+    for x in v {
+        *x = x.max(T::zero());
+    }
+}
+
+/// Means of the rows of a `rows × p` matrix.
+fn row_means<T: Real>(m: &[T], p: usize, out: &mut [T]) {
+    let inv = T::one() / T::of_f64(p as f64);
+    for (o, row) in out.iter_mut().zip(m.chunks(p)) {
+        *o = row.iter().copied().sum::<T>() * inv;
+    }
+}
+
+/// A weight gradient and its bias gradient.
+type GradPair<'a, T> = Option<(&'a mut [T], &'a mut [T])>;
+
+fn split_param_grads<'a, T>(
+    p: Option<SanetParamGrads<'a, T>>,
+) -> (GradPair<'a, T>, GradPair<'a, T>) {
+    match p {
+        Some(p) => (Some((p.dw3, p.db3)), Some((p.dw_head, p.db_head))),
+        None => (None, None),
+    }
+}
+
+fn check_grads<T: Real>(op: &'static str, shape: &SanetShape, g: &SanetGrads<'_, T>) -> Result<()> {
+    check_len(op, "dxs", g.dxs.len(), shape.xs_len())?;
+    if let Some(p) = &g.params {
+        check_len(op, "dw3", p.dw3.len(), shape.co * shape.c)?;
+        check_len(op, "db3", p.db3.len(), shape.co)?;
+        let head = p.dw_head.len() + p.db_head.len();
+        let (pred, learned) = ((shape.co + 1) * (shape.co + 1), shape.co + 1);
+        if head != pred && head != learned {
+            return Err(crate::Error::shape(
+                op,
+                "conv4/conv5 gradients",
+                format!("{pred} (DPNet) or {learned} elements"),
+                format!("{head} elements"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Fused forward: per sample, h in a scratch buffer, never stored for the batch.
+pub fn sanet_forward_fused<T: Real>(
+    shape: &SanetShape,
+    xs: &[T],
+    w3: &[T],
+    b3: &[T],
+    src: &Conv5Source<'_, T>,
+) -> Result<SanetOutputs<T>> {
+    const OP: &str = "sanet_forward_fused";
+    check_len(OP, "xs", xs.len(), shape.xs_len())?;
+    check_params(OP, shape, w3, b3, src)?;
+    let SanetShape {
+        n,
+        c,
+        co,
+        pixels: p,
+    } = *shape;
+    let one = Conv1x1Shape {
+        n: 1,
+        cin: c,
+        cout: co,
+        pixels: p,
+    };
+    let dyn_one = DynConvShape {
+        n: 1,
+        k: co,
+        pixels: p,
+    };
+    let mut out = SanetOutputs {
+        q: vec![T::zero(); n * co],
+        w5: vec![T::zero(); n * co],
+        b5: vec![T::zero(); n],
+        s: vec![T::zero(); n * p],
+    };
+    let mut h = vec![T::zero(); co * p];
+    for i in 0..n {
+        conv1x1_forward(&one, &xs[i * c * p..(i + 1) * c * p], w3, b3, &mut h)?;
+        relu_in_place(&mut h);
+        let q = &mut out.q[i * co..(i + 1) * co];
+        row_means(&h, p, q);
+        let (w5, b5) = head_forward(src, co, q);
+        dynconv_forward(&dyn_one, &h, &w5, &b5, &mut out.s[i * p..(i + 1) * p])?;
+        out.w5[i * co..(i + 1) * co].copy_from_slice(&w5);
+        out.b5[i] = b5[0];
+    }
+    Ok(out)
+}
+
+/// Fused backward: per sample, recomputes h, then `dh` in the same scratch, and adds the
+/// gradients of xs and (unless `grads.params` is `None`) of Conv3 and Conv4/Conv5.
+#[allow(clippy::too_many_arguments)]
+pub fn sanet_backward_fused<T: Real>(
+    shape: &SanetShape,
+    xs: &[T],
+    w3: &[T],
+    b3: &[T],
+    src: &Conv5Source<'_, T>,
+    out: &SanetOutputs<T>,
+    ds: &[T],
+    grads: SanetGrads<'_, T>,
+) -> Result<()> {
+    const OP: &str = "sanet_backward_fused";
+    check_len(OP, "xs", xs.len(), shape.xs_len())?;
+    check_params(OP, shape, w3, b3, src)?;
+    check_len(OP, "ds", ds.len(), shape.n * shape.pixels)?;
+    check_grads(OP, shape, &grads)?;
+    let SanetShape {
+        n,
+        c,
+        co,
+        pixels: p,
+    } = *shape;
+    let one = Conv1x1Shape {
+        n: 1,
+        cin: c,
+        cout: co,
+        pixels: p,
+    };
+    let dyn_one = DynConvShape {
+        n: 1,
+        k: co,
+        pixels: p,
+    };
+    let (mut conv3, mut head) = split_param_grads(grads.params);
+    let inv_p = T::one() / T::of_f64(p as f64);
+    let mut h = vec![T::zero(); co * p];
+    let (mut dw5, mut db5, mut dq) = (vec![T::zero(); co], [T::zero()], vec![T::zero(); co]);
+    for i in 0..n {
+        let xs_i = &xs[i * c * p..(i + 1) * c * p];
+        let ds_i = &ds[i * p..(i + 1) * p];
+        let w5_i = &out.w5[i * co..(i + 1) * co];
+        conv1x1_forward(&one, xs_i, w3, b3, &mut h)?;
+        relu_in_place(&mut h);
+        dw5.fill(T::zero());
+        db5[0] = T::zero();
+        dynconv_backward(
+            &dyn_one,
+            &h,
+            w5_i,
+            ds_i,
+            None,
+            Some(&mut dw5),
+            Some(&mut db5),
+        )?;
+        let head_i = head.as_mut().map(|(w, b)| (&mut **w, &mut **b));
+        head_backward(
+            src,
+            co,
+            &out.q[i * co..(i + 1) * co],
+            &dw5,
+            &db5,
+            &mut dq,
+            head_i,
+        );
+        // h becomes dh: Conv5 and the pool feed every positive h, ReLU blocks the rest.
+        for ((row, &wk), &dqk) in h.chunks_mut(p).zip(w5_i).zip(&dq) {
+            for (v, &d) in row.iter_mut().zip(ds_i) {
+                *v = if *v > T::zero() {
+                    wk * d + dqk * inv_p
+                } else {
+                    T::zero()
+                };
+            }
+        }
+        let dxs_i = &mut grads.dxs[i * c * p..(i + 1) * c * p];
+        let (dw3, db3) = match conv3.as_mut() {
+            Some((w, b)) => (Some(&mut **w), Some(&mut **b)),
+            None => (None, None),
+        };
+        conv1x1_backward(&one, xs_i, w3, &h, Some(dxs_i), dw3, db3)?;
+    }
+    Ok(())
+}
+
+/// Unfused forward: Conv3, ReLU, pool, Conv4 and Conv5 as separate batch ops. Returns
+/// the outputs and h `[n, co, pixels]`, which [`sanet_backward_unfused`] reads.
+pub fn sanet_forward_unfused<T: Real>(
+    shape: &SanetShape,
+    xs: &[T],
+    w3: &[T],
+    b3: &[T],
+    src: &Conv5Source<'_, T>,
+) -> Result<(SanetOutputs<T>, Vec<T>)> {
+    const OP: &str = "sanet_forward_unfused";
+    check_len(OP, "xs", xs.len(), shape.xs_len())?;
+    check_params(OP, shape, w3, b3, src)?;
+    let SanetShape {
+        n,
+        c,
+        co,
+        pixels: p,
+    } = *shape;
+    let mut h = vec![T::zero(); shape.h_len()];
+    conv1x1_forward(&Conv1x1Shape::new(n, c, co, p)?, xs, w3, b3, &mut h)?;
+    relu_in_place(&mut h);
+    let mut q = vec![T::zero(); n * co];
+    pool_forward(&PoolShape::global(n * co, 1, p)?, &h, &mut q)?;
+    let (w5, b5) = head_forward(src, co, &q);
+    let mut s = vec![T::zero(); n * p];
+    dynconv_forward(&DynConvShape::new(n, co, p)?, &h, &w5, &b5, &mut s)?;
+    Ok((SanetOutputs { q, w5, b5, s }, h))
+}
+
+/// Unfused backward: the batch ops of [`sanet_forward_unfused`] in reverse, reading the
+/// stored `h`.
+#[allow(clippy::too_many_arguments)]
+pub fn sanet_backward_unfused<T: Real>(
+    shape: &SanetShape,
+    xs: &[T],
+    w3: &[T],
+    src: &Conv5Source<'_, T>,
+    out: &SanetOutputs<T>,
+    h: &[T],
+    ds: &[T],
+    grads: SanetGrads<'_, T>,
+) -> Result<()> {
+    const OP: &str = "sanet_backward_unfused";
+    check_len(OP, "xs", xs.len(), shape.xs_len())?;
+    check_len(OP, "h", h.len(), shape.h_len())?;
+    check_len(OP, "ds", ds.len(), shape.n * shape.pixels)?;
+    check_grads(OP, shape, &grads)?;
+    let SanetShape {
+        n,
+        c,
+        co,
+        pixels: p,
+    } = *shape;
+    let dyn_shape = DynConvShape::new(n, co, p)?;
+    let mut dh = vec![T::zero(); shape.h_len()];
+    let (mut dw5, mut db5) = (vec![T::zero(); n * co], vec![T::zero(); n]);
+    dynconv_backward(
+        &dyn_shape,
+        h,
+        &out.w5,
+        ds,
+        Some(&mut dh),
+        Some(&mut dw5),
+        Some(&mut db5),
+    )?;
+    let (conv3, head) = split_param_grads(grads.params);
+    let mut dq = vec![T::zero(); n * co];
+    head_backward(src, co, &out.q, &dw5, &db5, &mut dq, head);
+    pool_backward(&PoolShape::global(n * co, 1, p)?, &dq, &mut dh)?;
+    for (g, &v) in dh.iter_mut().zip(h) {
+        if v <= T::zero() {
+            *g = T::zero();
+        }
+    }
+    let (dw3, db3) = match conv3 {
+        Some((w, b)) => (Some(w), Some(b)),
+        None => (None, None),
+    };
+    conv1x1_backward(
+        &Conv1x1Shape::new(n, c, co, p)?,
+        xs,
+        w3,
+        &dh,
+        Some(grads.dxs),
+        dw3,
+        db3,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(len: usize, seed: f64) -> Vec<f64> {
+        (0..len)
+            .map(|i| ((i as f64 + seed) * 0.7371).sin())
+            .collect()
+    }
+
+    #[test]
+    fn fused_and_unfused_agree_forward_and_backward() {
+        let shape = SanetShape::new(3, 5, 4, 6).unwrap();
+        let xs = data(shape.xs_len(), 0.0);
+        let (w3, b3) = (data(20, 1.0), data(4, 2.0));
+        let (w4, b4) = (data(20, 3.0), data(5, 4.0));
+        let (w5, b5) = (data(4, 5.0), data(1, 6.0));
+        let ds = data(18, 7.0);
+        for src in [
+            Conv5Source::Predicted { w4: &w4, b4: &b4 },
+            Conv5Source::Learned { w5: &w5, b5: &b5 },
+        ] {
+            let fused = sanet_forward_fused(&shape, &xs, &w3, &b3, &src).unwrap();
+            let (unfused, h) = sanet_forward_unfused(&shape, &xs, &w3, &b3, &src).unwrap();
+            for (a, b) in fused.s.iter().zip(&unfused.s) {
+                assert!((a - b).abs() <= 1e-12, "s {a} vs {b}");
+            }
+            let head = if matches!(src, Conv5Source::Predicted { .. }) {
+                25
+            } else {
+                5
+            };
+            let run = |fused_path: bool| {
+                let mut g = vec![0.0; shape.xs_len() + 24 + head];
+                let (dxs, rest) = g.split_at_mut(shape.xs_len());
+                let (dw3, rest) = rest.split_at_mut(20);
+                let (db3, rest) = rest.split_at_mut(4);
+                let (dw_head, db_head) = rest.split_at_mut(head - if head == 25 { 5 } else { 1 });
+                let grads = SanetGrads {
+                    dxs,
+                    params: Some(SanetParamGrads {
+                        dw3,
+                        db3,
+                        dw_head,
+                        db_head,
+                    }),
+                };
+                if fused_path {
+                    sanet_backward_fused(&shape, &xs, &w3, &b3, &src, &fused, &ds, grads)
+                } else {
+                    sanet_backward_unfused(&shape, &xs, &w3, &src, &unfused, &h, &ds, grads)
+                }
+                .unwrap();
+                g
+            };
+            let (gf, gu) = (run(true), run(false));
+            assert!(gf.iter().any(|&v| v != 0.0));
+            for (i, (a, b)) in gf.iter().zip(&gu).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-12 * a.abs().max(1.0),
+                    "grad {i}: {a} vs {b}"
+                );
+            }
+        }
+    }
+}

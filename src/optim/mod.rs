@@ -1,0 +1,7 @@
+//! Optimizers and learning-rate schedules.
+
+pub mod schedule;
+pub mod sgd;
+
+pub use schedule::StepSchedule;
+pub use sgd::Sgd;

@@ -1,0 +1,152 @@
+//! A small model for the attack and trainer tests: multinomial logistic regression with
+//! SGD + momentum, its gradients written out by hand.
+
+use std::path::Path;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::attack::pgd::{argmax_rows, cross_entropy};
+use crate::classifier::{BatchShape, Classifier, StepStats, Trainable};
+use crate::error::{Error, Result};
+
+/// `logits = W·x + b`, trained with SGD (momentum 0.9).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SoftmaxRegression {
+    pub classes: usize,
+    pub inputs: usize,
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub velocity: Vec<f32>,
+}
+
+impl SoftmaxRegression {
+    pub fn new(inputs: usize, classes: usize, seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let weight = (0..inputs * classes)
+            .map(|_| rng.random_range(-0.1..0.1))
+            .collect();
+        SoftmaxRegression {
+            classes,
+            inputs,
+            weight,
+            bias: vec![0.0; classes],
+            velocity: vec![0.0; (inputs + 1) * classes],
+        }
+    }
+
+    /// Softmax probabilities minus one-hot labels: dLoss/dlogits per sample.
+    fn dlogits(&self, logits: &[f32], labels: &[usize]) -> Vec<f32> {
+        let mut d = logits.to_vec();
+        for (row, &l) in d.chunks_exact_mut(self.classes).zip(labels) {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f32 = row.iter().map(|z| (z - max).exp()).sum();
+            for z in row.iter_mut() {
+                *z = (*z - max).exp() / sum;
+            }
+            row[l] -= 1.0;
+        }
+        d
+    }
+}
+
+impl Classifier for SoftmaxRegression {
+    fn num_classes(&self) -> usize {
+        self.classes
+    }
+
+    fn logits(&mut self, x: &[f32], shape: BatchShape) -> Result<Vec<f32>> {
+        let n = shape[0];
+        crate::error::check_len("softmax", "x", x.len(), n * self.inputs)?;
+        let mut out = Vec::with_capacity(n * self.classes);
+        for xi in x.chunks_exact(self.inputs) {
+            for (k, wk) in self.weight.chunks_exact(self.inputs).enumerate() {
+                out.push(self.bias[k] + wk.iter().zip(xi).map(|(a, b)| a * b).sum::<f32>());
+            }
+        }
+        Ok(out)
+    }
+
+    fn loss_and_input_grad(
+        &mut self,
+        x: &[f32],
+        shape: BatchShape,
+        labels: &[usize],
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let logits = self.logits(x, shape)?;
+        let d = self.dlogits(&logits, labels);
+        let mut grad = vec![0.0; x.len()];
+        for (gi, di) in grad
+            .chunks_exact_mut(self.inputs)
+            .zip(d.chunks_exact(self.classes))
+        {
+            for (wk, &dk) in self.weight.chunks_exact(self.inputs).zip(di) {
+                for (g, w) in gi.iter_mut().zip(wk) {
+                    *g += dk * w;
+                }
+            }
+        }
+        Ok((cross_entropy(&logits, self.classes, labels), grad))
+    }
+}
+
+impl Trainable for SoftmaxRegression {
+    fn train_step(
+        &mut self,
+        x: &[f32],
+        shape: BatchShape,
+        labels: &[usize],
+        lr: f32,
+    ) -> Result<StepStats> {
+        let n = shape[0];
+        let logits = self.logits(x, shape)?;
+        let loss = cross_entropy(&logits, self.classes, labels)
+            .iter()
+            .sum::<f32>()
+            / n as f32;
+        let correct = argmax_rows(&logits, self.classes)
+            .iter()
+            .zip(labels)
+            .filter(|(p, l)| p == l)
+            .count();
+        let d = self.dlogits(&logits, labels);
+        let mut grad = vec![0.0; self.velocity.len()];
+        let (gw, gb) = grad.split_at_mut(self.inputs * self.classes);
+        for (xi, di) in x
+            .chunks_exact(self.inputs)
+            .zip(d.chunks_exact(self.classes))
+        {
+            for (k, &dk) in di.iter().enumerate() {
+                gb[k] += dk / n as f32;
+                for (g, &xv) in gw[k * self.inputs..(k + 1) * self.inputs]
+                    .iter_mut()
+                    .zip(xi)
+                {
+                    *g += dk * xv / n as f32;
+                }
+            }
+        }
+        for (v, g) in self.velocity.iter_mut().zip(&grad) {
+            *v = 0.9 * *v + g;
+        }
+        let (vw, vb) = self.velocity.split_at(self.inputs * self.classes);
+        for (w, v) in self.weight.iter_mut().zip(vw) {
+            *w -= lr * v;
+        }
+        for (b, v) in self.bias.iter_mut().zip(vb) {
+            *b -= lr * v;
+        }
+        Ok(StepStats { loss, correct })
+    }
+
+    fn save(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_vec(self).map_err(|e| Error::format(path, e.to_string()))?;
+        crate::train::checkpoint::write_atomically(path, &json)
+    }
+
+    fn load(&mut self, path: &Path) -> Result<()> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        *self = serde_json::from_slice(&bytes).map_err(|e| Error::format(path, e.to_string()))?;
+        Ok(())
+    }
+}

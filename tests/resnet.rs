@@ -1,0 +1,232 @@
+//! ResNet: parameter counts, whole-network gradients against finite differences,
+//! overfitting a tiny batch, and checkpoint round trips.
+
+use sparta::autograd::Tape;
+use sparta::classifier::{Classifier, Trainable};
+use sparta::nn::resnet::{Depth, ResNet, ResNetConfig};
+use sparta::ops::loss::{cross_entropy, Reduction};
+use sparta::tensor::Tensor;
+
+#[test]
+fn plain_resnet_parameter_counts_match_the_paper() {
+    let r18 = ResNet::<f32>::new(ResNetConfig::resnet18(3, 10).with_activation("relu"), 0).unwrap();
+    assert_eq!(r18.param_count(), 11_173_962);
+    let r34 = ResNet::<f32>::new(ResNetConfig::resnet34(3, 10).with_activation("relu"), 0).unwrap();
+    assert_eq!(r34.param_count(), 21_282_122);
+    assert!(r18
+        .params()
+        .iter()
+        .any(|p| p.name == "layer2.0.shortcut.conv.weight"));
+    let rows = r18.summary();
+    assert_eq!(rows.iter().map(|r| r.params).sum::<usize>(), 11_173_962);
+    assert!(rows
+        .iter()
+        .any(|r| r.name == "layer4.1.bn2.running_var" && r.params == 0));
+}
+
+fn tiny_config() -> ResNetConfig {
+    ResNetConfig {
+        widths: [2, 3, 3, 4],
+        ..ResNetConfig::small(1, 3).with_activation("relu")
+    }
+}
+
+fn inputs(n: usize, side: usize, seed: u64) -> Vec<f64> {
+    (0..n * side * side)
+        .map(|i| ((i as f64 + 1.0) * 0.7371 + seed as f64).sin() * 0.5 + 0.5)
+        .collect()
+}
+
+/// Sum of the cross-entropy over a batch, in training or evaluation mode.
+fn loss(
+    model: &mut ResNet<f64>,
+    x: &[f64],
+    shape: [usize; 4],
+    labels: &[usize],
+    train: bool,
+) -> f64 {
+    let mut tape = Tape::new();
+    let xv = tape.leaf(Tensor::new(&shape, x.to_vec()).unwrap(), false);
+    let (z, _) = model.forward(&mut tape, xv, train, false).unwrap();
+    let l = cross_entropy(&mut tape, z, labels, Reduction::Sum).unwrap();
+    tape.value(l).data()[0]
+}
+
+/// Fourth-order central difference: batch norm over tiny batches is curved enough that
+/// the plain two-point difference's O(h²) error exceeds the tolerance.
+fn richardson(f: &mut impl FnMut(f64) -> f64, h: f64) -> f64 {
+    (8.0 * (f(h) - f(-h)) - (f(2.0 * h) - f(-2.0 * h))) / (12.0 * h)
+}
+
+#[test]
+fn whole_network_gradients_match_finite_differences() {
+    for spec in ["relu", "G2,4.B1"] {
+        whole_network_fd(spec);
+    }
+}
+
+fn whole_network_fd(spec: &str) {
+    let mut model = ResNet::<f64>::new(tiny_config().with_activation(spec), 3).unwrap();
+    // 16×16 inputs keep 2×2 planes in the last group, so its batch norm is not
+    // degenerate (with 1×1 planes and 3 samples the loss is too curved for FD).
+    let shape = [4, 1, 16, 16];
+    let x = inputs(4, 16, 0);
+    let labels = [0, 2, 1, 1];
+    for train in [true, false] {
+        let mut tape = Tape::new();
+        let xv = tape.leaf(Tensor::new(&shape, x.clone()).unwrap(), true);
+        let (z, pv) = model.forward(&mut tape, xv, train, true).unwrap();
+        let l = cross_entropy(&mut tape, z, &labels, Reduction::Sum).unwrap();
+        tape.backward(l).unwrap();
+        let h = 1e-5;
+        let close = |g: f64, fd: f64, what: &str| {
+            assert!(
+                (g - fd).abs() <= 1e-6 * (g.abs() + fd.abs()) + 1e-9,
+                "{what}: tape {g} vs fd {fd}"
+            );
+        };
+        // Every parameter element (stride through the big ones to keep the test short).
+        for (i, v) in pv.iter().enumerate() {
+            let g = tape.grad(*v).unwrap().to_vec();
+            for j in (0..g.len()).step_by(1 + g.len() / 7) {
+                let orig = model.params()[i].value.data()[j];
+                let mut at = |d: f64| {
+                    model.params_mut()[i].value.data_mut()[j] = orig + d;
+                    loss(&mut model, &x, shape, &labels, train)
+                };
+                let fd = richardson(&mut at, h);
+                model.params_mut()[i].value.data_mut()[j] = orig;
+                let name = model.params()[i].name.clone();
+                close(g[j], fd, &format!("{spec} train={train} {name}[{j}]"));
+            }
+        }
+        let gx = tape.grad(xv).unwrap().to_vec();
+        for j in (0..x.len()).step_by(9) {
+            let mut at = |d: f64| {
+                let mut xd = x.clone();
+                xd[j] += d;
+                loss(&mut model, &xd, shape, &labels, train)
+            };
+            let fd = richardson(&mut at, h);
+            close(gx[j], fd, &format!("{spec} train={train} x[{j}]"));
+        }
+    }
+}
+
+#[test]
+fn input_gradient_leaves_parameters_without_gradients() {
+    let mut model = ResNet::<f64>::new(tiny_config(), 4).unwrap();
+    let mut tape = Tape::new();
+    let xv = tape.leaf(Tensor::new(&[2, 1, 8, 8], inputs(2, 8, 1)).unwrap(), true);
+    let (z, pv) = model.forward(&mut tape, xv, false, false).unwrap();
+    let l = cross_entropy(&mut tape, z, &[0, 1], Reduction::Sum).unwrap();
+    tape.backward(l).unwrap();
+    assert!(tape.grad(xv).is_some());
+    assert!(pv.iter().all(|&v| tape.grad(v).is_none()));
+}
+
+fn f32_batch(n: usize, side: usize) -> (Vec<f32>, Vec<usize>) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let x = (0..n * side * side).map(|_| rng.random::<f32>()).collect();
+    let labels = (0..n).map(|i| (i * 7 + 1) % 3).collect();
+    (x, labels)
+}
+
+#[test]
+fn tiny_model_overfits_a_tiny_batch() {
+    let mut model = ResNet::<f32>::new(
+        ResNetConfig {
+            widths: [4, 8, 8, 8],
+            ..tiny_config()
+        },
+        5,
+    )
+    .unwrap();
+    let (x, labels) = f32_batch(8, 8);
+    let shape = [8, 1, 8, 8];
+    let first = model.train_step(&x, shape, &labels, 0.05).unwrap();
+    let mut last = first;
+    for _ in 0..60 {
+        last = model.train_step(&x, shape, &labels, 0.05).unwrap();
+    }
+    assert!(
+        last.loss < 0.05 && last.loss < first.loss,
+        "loss {} → {}",
+        first.loss,
+        last.loss
+    );
+    assert_eq!(last.correct, 8);
+}
+
+#[test]
+fn classifier_losses_and_input_gradient_agree_with_the_tape() {
+    let mut model = ResNet::<f32>::new(tiny_config(), 6).unwrap();
+    let (x, labels) = f32_batch(4, 8);
+    let shape = [4, 1, 8, 8];
+    let logits = model.logits(&x, shape).unwrap();
+    let (losses, grad) = model.loss_and_input_grad(&x, shape, &labels).unwrap();
+    assert_eq!((logits.len(), losses.len(), grad.len()), (12, 4, x.len()));
+    for (row, (&l, &label)) in logits.chunks(3).zip(losses.iter().zip(&labels)) {
+        let lse = row.iter().map(|v| v.exp()).sum::<f32>().ln();
+        assert!((lse - row[label] - l).abs() < 1e-5, "{l}");
+    }
+    assert!(grad.iter().any(|&g| g != 0.0) && grad.iter().all(|g| g.is_finite()));
+    assert!(model.logits(&x[1..], shape).is_err());
+}
+
+#[test]
+fn checkpoint_round_trip_is_bit_exact() {
+    let dir = std::env::temp_dir().join(format!("sparta-ckpt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("model.safetensors");
+    let (x, labels) = f32_batch(4, 8);
+    let shape = [4, 1, 8, 8];
+    let mut a = ResNet::<f32>::new(tiny_config(), 7).unwrap();
+    a.train_step(&x, shape, &labels, 0.1).unwrap();
+    a.save(&path).unwrap();
+    let mut b = ResNet::<f32>::new(ResNet::<f32>::read_config(&path).unwrap(), 8).unwrap();
+    b.load(&path).unwrap();
+    let bits = |m: &ResNet<f32>| -> Vec<u32> {
+        m.params()
+            .iter()
+            .chain(m.buffers())
+            .flat_map(|p| p.value.data().iter().map(|v| v.to_bits()))
+            .collect()
+    };
+    assert_eq!(bits(&a), bits(&b));
+    // Equal velocity shows in the next step.
+    let (sa, sb) = (
+        a.train_step(&x, shape, &labels, 0.1).unwrap(),
+        b.train_step(&x, shape, &labels, 0.1).unwrap(),
+    );
+    assert_eq!(sa, sb);
+    assert_eq!(bits(&a), bits(&b));
+    // A model of another shape refuses the file, naming the tensor.
+    let mut other = ResNet::<f32>::new(
+        ResNetConfig {
+            widths: [2, 3, 3, 5],
+            ..tiny_config()
+        },
+        0,
+    )
+    .unwrap();
+    let err = other.load(&path).unwrap_err().to_string();
+    assert!(err.contains("layer4.0"), "{err}");
+    assert!(!std::fs::read_dir(&dir).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains("tmp")));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn depth_and_spec_errors() {
+    assert_eq!("34".parse::<Depth>().unwrap(), Depth::R34);
+    assert!("50".parse::<Depth>().is_err());
+    assert!(ResNet::<f32>::new(ResNetConfig::small(1, 10).with_activation("G1-4.B2"), 0).is_err());
+    assert!(
+        ResNet::<f32>::new(ResNetConfig::small(1, 10).with_activation("G1-4.Blast"), 0).is_ok()
+    );
+}
