@@ -2,8 +2,10 @@
 //!
 //! `f32::exp` is a libm call, which stops LLVM from vectorizing the gate's loops, so f32
 //! uses its own exp: round a·log2(e) to an integer n with the 1.5·2^23 trick, reduce
-//! r = a − n·ln2 (two-part ln2, |r| ≤ ln2/2), evaluate e^r by its degree-6 Taylor
-//! polynomial (truncation < 1.3e-7 relative), and scale by 2^n built from exponent bits.
+//! r = a − n·ln2 (|r| ≤ ln2/2; one fused multiply-add with FMA, two-part ln2 without),
+//! evaluate e^r by a degree-5 minimax polynomial (4.4e-7 relative), and scale by 2^n
+//! built from exponent bits. The exp is most of the gate's arithmetic, so each
+//! multiply-add saved is ~10% of its in-cache time.
 //! Only e^(−|a|) ≤ 1 is ever formed, so nothing overflows; for a < 0, σ = e/(1 + e)
 //! keeps full relative accuracy down to the smallest normals. Measured against f64 in
 //! tests/gate.rs (`sigmoid_f32_matches_f64`): within 1e-5 relative over a ∈ [−120, 120].
@@ -28,12 +30,8 @@ impl<const FMA: bool> Sigmoid<f32> for FastF32<FMA> {
     #[inline(always)]
     fn sigmoid(a: f32) -> f32 {
         let e = exp_nonpositive::<FMA>(-a.abs());
-        let d = 1.0 / (1.0 + e);
-        if a >= 0.0 {
-            d
-        } else {
-            e * d
-        }
+        let numerator = if a >= 0.0 { 1.0 } else { e };
+        numerator / (1.0 + e)
     }
 }
 
@@ -59,6 +57,17 @@ fn exp_nonpositive<const FMA: bool>(v: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5·2^23: adding it rounds to an integer in the low bits
     const LN2_HI: f32 = 0.693_359_4; // ln2 = LN2_HI + LN2_LO, LN2_HI exact in 9 bits
     const LN2_LO: f32 = -2.121_944_4e-4;
+    // Minimax (relative error) for e^r on |r| ≤ ln2/2 with p(0) = 1: 4.4e-7 after
+    // rounding the coefficients to f32, against 1.3e-7 for degree-6 Taylor at one
+    // multiply-add more; the 1e-5 budget needs neither.
+    const POLY: [f32; 6] = [
+        1.0,
+        0.999_993_74,
+        0.499_993_74,
+        0.166_876_76,
+        0.041_875_48,
+        0.006_953_334,
+    ];
     // 2^n is built as 2^(n+64) · 2^−64 so that n down to −150 stays a normal float.
     const TWO_POW_MINUS_64: f32 = f32::from_bits((127 - 64) << 23);
     let v = if v < -104.0 { -104.0 } else { v };
@@ -66,10 +75,17 @@ fn exp_nonpositive<const FMA: bool>(v: f32) -> f32 {
     let madd = |a: f32, b: f32, c: f32| if FMA { a.mul_add(b, c) } else { a * b + c };
     let t = madd(v, std::f32::consts::LOG2_E, ROUND);
     let n = t - ROUND;
-    let r = madd(-n, LN2_LO, madd(-n, LN2_HI, v));
-    let p = [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 1.0 / 2.0, 1.0, 1.0]
+    // With FMA n·ln2 is exact in the fused product, so one f32 ln2 (off by 1.9e-9)
+    // costs at most 3e-7 relative at n = −150; unfused it needs the two-part split.
+    let r = if FMA {
+        (-n).mul_add(std::f32::consts::LN_2, v)
+    } else {
+        madd(-n, LN2_LO, madd(-n, LN2_HI, v))
+    };
+    let p = POLY[..5]
         .iter()
-        .fold(1.0 / 720.0, |acc, &k| madd(acc, r, k));
+        .rev()
+        .fold(POLY[5], |acc, &k| madd(acc, r, k));
     let n_int = t.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
     let scale = f32::from_bits((n_int.wrapping_add(127 + 64) as u32) << 23);
     p * scale * TWO_POW_MINUS_64
