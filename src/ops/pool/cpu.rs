@@ -16,10 +16,11 @@ pub fn pool_forward<T: Real>(shape: &PoolShape, x: &[T], y: &mut [T]) -> Result<
         .zip(x.par_chunks(h * w))
         .for_each(|(yp, xp)| {
             yp.fill(T::zero());
-            for i in 0..h {
-                let row = &mut yp[(i / b) * ow..(i / b + 1) * ow];
-                for (j, &v) in xp[i * w..(i + 1) * w].iter().enumerate() {
-                    row[j / b] += v;
+            // Row by row, each block's run of up to B pixels is a contiguous sum.
+            for (i, row) in xp.chunks(w).enumerate() {
+                let out = &mut yp[(i / b) * ow..(i / b + 1) * ow];
+                for (o, run) in out.iter_mut().zip(row.chunks(b)) {
+                    *o += run.iter().copied().sum::<T>();
                 }
             }
             for oi in 0..oh {
@@ -41,10 +42,11 @@ pub fn pool_backward<T: Real>(shape: &PoolShape, dy: &[T], dx: &mut [T]) -> Resu
     dx.par_chunks_mut(h * w)
         .zip(dy.par_chunks(oh * ow))
         .for_each(|(dxp, dyp)| {
-            for i in 0..h {
-                for j in 0..w {
-                    let (oi, oj) = (i / b, j / b);
-                    dxp[i * w + j] += dyp[oi * ow + oj] / T::of_f64(shape.count(oi, oj) as f64);
+            for (i, row) in dxp.chunks_mut(w).enumerate() {
+                let oi = i / b;
+                for (oj, run) in row.chunks_mut(b).enumerate() {
+                    let g = dyp[oi * ow + oj] / T::of_f64(shape.count(oi, oj) as f64);
+                    run.iter_mut().for_each(|v| *v += g);
                 }
             }
         });

@@ -1,6 +1,8 @@
 //! CPU SANet + DPNet, fused (per sample, h in a cache-sized scratch) and unfused (whole
 //! batch, op by op, h stored).
 
+use rayon::prelude::*;
+
 use super::{Conv5Source, SanetGrads, SanetOutputs, SanetParamGrads, SanetShape};
 use crate::error::{check_len, Result};
 use crate::ops::conv1x1::cpu::{conv1x1_backward, conv1x1_forward};
@@ -101,17 +103,51 @@ fn head_backward<T: Real>(
 }
 
 fn relu_in_place<T: Real>(v: &mut [T]) {
-    for x in v {
-        *x = x.max(T::zero());
-    }
+    v.par_iter_mut().for_each(|x| *x = x.max(T::zero()));
 }
 
-/// Means of the rows of a `rows × p` matrix.
-fn row_means<T: Real>(m: &[T], p: usize, out: &mut [T]) {
+// The per-sample helpers below run between matrixmultiply's GEMMs (never inside one),
+// so they can use rayon over the same cores.
+
+/// ReLU of each row of `h` (`co × p`) in place, and each row's mean into `means`.
+fn relu_rows_and_means<T: Real>(h: &mut [T], p: usize, means: &mut [T]) {
     let inv = T::one() / T::of_f64(p as f64);
-    for (o, row) in out.iter_mut().zip(m.chunks(p)) {
-        *o = row.iter().copied().sum::<T>() * inv;
-    }
+    h.par_chunks_mut(p)
+        .zip(means.par_iter_mut())
+        .for_each(|(row, mean)| {
+            let mut sum = T::zero();
+            for v in row.iter_mut() {
+                *v = v.max(T::zero());
+                sum += *v;
+            }
+            *mean = sum * inv;
+        });
+}
+
+/// Pixels per rayon task in [`conv5_one_sample`].
+const PIXEL_CHUNK: usize = 256;
+
+/// Conv5 for one sample: `s[j] = b5 + Σ_k w5[k]·h[k, j]`, split over pixel chunks.
+fn conv5_one_sample<T: Real>(h: &[T], p: usize, w5: &[T], b5: T, s: &mut [T]) {
+    s.par_chunks_mut(PIXEL_CHUNK)
+        .enumerate()
+        .for_each(|(chunk, out)| {
+            let off = chunk * PIXEL_CHUNK;
+            out.fill(b5);
+            for (k, &wk) in w5.iter().enumerate() {
+                let row = &h[k * p + off..k * p + off + out.len()];
+                for (o, &v) in out.iter_mut().zip(row) {
+                    *o += wk * v;
+                }
+            }
+        });
+}
+
+/// Conv5's weight gradient for one sample: `dw5[k] = Σ_j ds[j]·h[k, j]`.
+fn conv5_weight_grad_one_sample<T: Real>(h: &[T], p: usize, ds: &[T], dw5: &mut [T]) {
+    dw5.par_iter_mut()
+        .zip(h.par_chunks(p))
+        .for_each(|(g, row)| *g = row.iter().zip(ds).map(|(&a, &b)| a * b).sum::<T>());
 }
 
 /// A weight gradient and its bias gradient.
@@ -168,11 +204,6 @@ pub fn sanet_forward_fused<T: Real>(
         cout: co,
         pixels: p,
     };
-    let dyn_one = DynConvShape {
-        n: 1,
-        k: co,
-        pixels: p,
-    };
     let mut out = SanetOutputs {
         q: vec![T::zero(); n * co],
         w5: vec![T::zero(); n * co],
@@ -182,11 +213,10 @@ pub fn sanet_forward_fused<T: Real>(
     let mut h = vec![T::zero(); co * p];
     for i in 0..n {
         conv1x1_forward(&one, &xs[i * c * p..(i + 1) * c * p], w3, b3, &mut h)?;
-        relu_in_place(&mut h);
         let q = &mut out.q[i * co..(i + 1) * co];
-        row_means(&h, p, q);
+        relu_rows_and_means(&mut h, p, q);
         let (w5, b5) = head_forward(src, co, q);
-        dynconv_forward(&dyn_one, &h, &w5, &b5, &mut out.s[i * p..(i + 1) * p])?;
+        conv5_one_sample(&h, p, &w5, b5[0], &mut out.s[i * p..(i + 1) * p]);
         out.w5[i * co..(i + 1) * co].copy_from_slice(&w5);
         out.b5[i] = b5[0];
     }
@@ -223,11 +253,6 @@ pub fn sanet_backward_fused<T: Real>(
         cout: co,
         pixels: p,
     };
-    let dyn_one = DynConvShape {
-        n: 1,
-        k: co,
-        pixels: p,
-    };
     let (mut conv3, mut head) = split_param_grads(grads.params);
     let inv_p = T::one() / T::of_f64(p as f64);
     let mut h = vec![T::zero(); co * p];
@@ -238,17 +263,8 @@ pub fn sanet_backward_fused<T: Real>(
         let w5_i = &out.w5[i * co..(i + 1) * co];
         conv1x1_forward(&one, xs_i, w3, b3, &mut h)?;
         relu_in_place(&mut h);
-        dw5.fill(T::zero());
-        db5[0] = T::zero();
-        dynconv_backward(
-            &dyn_one,
-            &h,
-            w5_i,
-            ds_i,
-            None,
-            Some(&mut dw5),
-            Some(&mut db5),
-        )?;
+        conv5_weight_grad_one_sample(&h, p, ds_i, &mut dw5);
+        db5[0] = ds_i.iter().copied().sum::<T>();
         let head_i = head.as_mut().map(|(w, b)| (&mut **w, &mut **b));
         head_backward(
             src,
@@ -260,15 +276,17 @@ pub fn sanet_backward_fused<T: Real>(
             head_i,
         );
         // h becomes dh: Conv5 and the pool feed every positive h, ReLU blocks the rest.
-        for ((row, &wk), &dqk) in h.chunks_mut(p).zip(w5_i).zip(&dq) {
-            for (v, &d) in row.iter_mut().zip(ds_i) {
-                *v = if *v > T::zero() {
-                    wk * d + dqk * inv_p
-                } else {
-                    T::zero()
-                };
-            }
-        }
+        h.par_chunks_mut(p)
+            .zip(w5_i.par_iter().zip(dq.par_iter()))
+            .for_each(|(row, (&wk, &dqk))| {
+                for (v, &d) in row.iter_mut().zip(ds_i) {
+                    *v = if *v > T::zero() {
+                        wk * d + dqk * inv_p
+                    } else {
+                        T::zero()
+                    };
+                }
+            });
         let dxs_i = &mut grads.dxs[i * c * p..(i + 1) * c * p];
         let (dw3, db3) = match conv3.as_mut() {
             Some((w, b)) => (Some(&mut **w), Some(&mut **b)),
