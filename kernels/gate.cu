@@ -187,7 +187,9 @@ __device__ __forceinline__ void gate_backward_ds_impl(GLOBAL(const float) ds_par
         const int n = i / (sh * sw);
         const int r = i - n * sh * sw;
         const int bh = r / sw, bw = r - bh * sw;
-        const int h_end = min(H, (bh + 1) * B), w_end = min(W, (bw + 1) * B);
+        // Blocks at the bottom and right edges are clipped to the image.
+        const int h_end = (bh + 1) * B < H ? (bh + 1) * B : H;
+        const int w_end = (bw + 1) * B < W ? (bw + 1) * B : W;
         float sum = 0.0f;
         for (int grp = 0; grp < groups; ++grp) {
             const int plane = (n * groups + grp) * H;

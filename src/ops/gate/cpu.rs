@@ -218,34 +218,77 @@ fn for_each_sample<T: Real, O: Send>(
 }
 
 fn forward_impl<T: Real, S: Sigmoid<T>>(shape: &GateShape, x: &[T], s: &[T], c: &[T], y: &mut [T]) {
-    let (hw, chw, ssz) = (shape.hw(), shape.c * shape.hw(), shape.sh() * shape.sw());
-    let zero = T::zero();
+    let (chw, ssz) = (shape.c * shape.hw(), shape.sh() * shape.sw());
+    #[cfg(target_arch = "x86_64")]
+    let wide = wide_vectors();
     let mut samples: Vec<&mut [T]> = y.chunks_exact_mut(chw).collect();
     for_each_sample(shape, &mut samples, |n, y_n, (buf, _)| {
         let s_px = pixel_s(shape, &s[n * ssz..][..ssz], buf);
-        let x_n = &x[n * chw..][..chw];
-        let c_n = &c[n * shape.c..][..shape.c];
-        for ((y, x), &cv) in y_n.chunks_exact_mut(hw).zip(x_n.chunks_exact(hw)).zip(c_n) {
-            for ((y, &x), &sv) in y.iter_mut().zip(x).zip(s_px) {
-                let r = if x < zero { zero } else { x };
-                *y = r * S::sigmoid(sv * cv);
-            }
+        let (x_n, c_n) = (&x[n * chw..][..chw], &c[n * shape.c..][..shape.c]);
+        #[cfg(target_arch = "x86_64")]
+        if wide {
+            // SAFETY: wide_vectors() checked that the CPU has AVX2 and FMA.
+            return unsafe { forward_sample_avx2::<T, S::Wide>(x_n, s_px, c_n, y_n) };
         }
+        forward_sample::<T, S>(x_n, s_px, c_n, y_n)
     });
 }
 
+/// `y = max(x,0)·σ(s·c)` for one sample; `s` at pixel resolution, `x`, `y` `[C, H, W]`.
+#[inline(always)]
+fn forward_sample<T: Real, S: Sigmoid<T>>(x: &[T], s: &[T], c: &[T], y: &mut [T]) {
+    let (hw, zero) = (s.len(), T::zero());
+    for ((y, x), &cv) in y.chunks_exact_mut(hw).zip(x.chunks_exact(hw)).zip(c) {
+        for ((y, &x), &sv) in y.iter_mut().zip(x).zip(s) {
+            let r = if x < zero { zero } else { x };
+            *y = r * S::sigmoid(sv * cv);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn forward_sample_avx2<T: Real, S: Sigmoid<T>>(x: &[T], s: &[T], c: &[T], y: &mut [T]) {
+    forward_sample::<T, S>(x, s, c, y)
+}
+
+/// Whether to run the per-sample loops compiled for AVX2 and FMA (twice the vector
+/// width of the x86-64 baseline the crate is built for); std detects once and caches.
+#[cfg(target_arch = "x86_64")]
+fn wide_vectors() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+}
+
 fn gate_map_impl<T: Real, S: Sigmoid<T>>(shape: &GateShape, s: &[T], c: &[T], gate: &mut [T]) {
-    let (hw, chw, ssz) = (shape.hw(), shape.c * shape.hw(), shape.sh() * shape.sw());
+    let (chw, ssz) = (shape.c * shape.hw(), shape.sh() * shape.sw());
+    #[cfg(target_arch = "x86_64")]
+    let wide = wide_vectors();
     let mut samples: Vec<&mut [T]> = gate.chunks_exact_mut(chw).collect();
     for_each_sample(shape, &mut samples, |n, g_n, (buf, _)| {
         let s_px = pixel_s(shape, &s[n * ssz..][..ssz], buf);
         let c_n = &c[n * shape.c..][..shape.c];
-        for (g, &cv) in g_n.chunks_exact_mut(hw).zip(c_n) {
-            for (g, &sv) in g.iter_mut().zip(s_px) {
-                *g = S::sigmoid(sv * cv);
-            }
+        #[cfg(target_arch = "x86_64")]
+        if wide {
+            // SAFETY: wide_vectors() checked that the CPU has AVX2 and FMA.
+            return unsafe { gate_map_sample_avx2::<T, S::Wide>(s_px, c_n, g_n) };
         }
+        gate_map_sample::<T, S>(s_px, c_n, g_n)
     });
+}
+
+#[inline(always)]
+fn gate_map_sample<T: Real, S: Sigmoid<T>>(s: &[T], c: &[T], gate: &mut [T]) {
+    for (g, &cv) in gate.chunks_exact_mut(s.len()).zip(c) {
+        for (g, &sv) in g.iter_mut().zip(s) {
+            *g = S::sigmoid(sv * cv);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gate_map_sample_avx2<T: Real, S: Sigmoid<T>>(s: &[T], c: &[T], gate: &mut [T]) {
+    gate_map_sample::<T, S>(s, c, gate)
 }
 
 /// One sample's outputs of the backward.
@@ -267,6 +310,8 @@ fn backward_impl<T: Real, S: Sigmoid<T>>(
     dc: &mut [T],
 ) {
     let (hw, chw, ssz) = (shape.hw(), shape.c * shape.hw(), shape.sh() * shape.sw());
+    #[cfg(target_arch = "x86_64")]
+    let wide = wide_vectors();
     let mut samples: Vec<BackwardOut<'_, T>> = dx
         .chunks_exact_mut(chw)
         .zip(ds.chunks_exact_mut(ssz))
@@ -283,15 +328,19 @@ fn backward_impl<T: Real, S: Sigmoid<T>>(
             ds_buf.resize(hw, T::zero());
             ds_buf
         };
-        backward_sample::<T, S>(
-            &x[n * chw..][..chw],
-            s_px,
-            &c[n * shape.c..][..shape.c],
-            &dy[n * chw..][..chw],
-            out.dx,
-            ds_px,
-            out.dc,
-        );
+        let (x_n, dy_n) = (&x[n * chw..][..chw], &dy[n * chw..][..chw]);
+        let c_n = &c[n * shape.c..][..shape.c];
+        #[cfg(target_arch = "x86_64")]
+        if wide {
+            // SAFETY: wide_vectors() checked that the CPU has AVX2 and FMA.
+            unsafe {
+                backward_sample_avx2::<T, S::Wide>(x_n, s_px, c_n, dy_n, out.dx, ds_px, out.dc)
+            };
+        } else {
+            backward_sample::<T, S>(x_n, s_px, c_n, dy_n, out.dx, ds_px, out.dc);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        backward_sample::<T, S>(x_n, s_px, c_n, dy_n, out.dx, ds_px, out.dc);
         if shape.block > 1 {
             pool_blocks(shape, ds_buf, out.ds);
         }
@@ -300,6 +349,7 @@ fn backward_impl<T: Real, S: Sigmoid<T>>(
 
 /// dx, per-pixel ds (summed over channels) and dc of one sample; `s` is at pixel
 /// resolution (H·W), `x`, `dy`, `dx` are `[C, H, W]`.
+#[inline(always)]
 fn backward_sample<T: Real, S: Sigmoid<T>>(
     x: &[T],
     s: &[T],
@@ -337,6 +387,13 @@ fn backward_sample<T: Real, S: Sigmoid<T>>(
             .zip(&mut dss)
             .zip(&mut ss)
         {
+            let (x, dy, s): (&[T; LANES], &[T; LANES], &[T; LANES]) = (
+                x.try_into().unwrap(),
+                dy.try_into().unwrap(),
+                s.try_into().unwrap(),
+            );
+            let dx: &mut [T; LANES] = dx.try_into().unwrap();
+            let ds: &mut [T; LANES] = ds.try_into().unwrap();
             for k in 0..LANES {
                 element(x[k], dy[k], &mut dx[k], &mut ds[k], s[k], &mut lanes[k]);
             }
@@ -356,6 +413,20 @@ fn backward_sample<T: Real, S: Sigmoid<T>>(
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn backward_sample_avx2<T: Real, S: Sigmoid<T>>(
+    x: &[T],
+    s: &[T],
+    c: &[T],
+    dy: &[T],
+    dx: &mut [T],
+    ds: &mut [T],
+    dc: &mut [T],
+) {
+    backward_sample::<T, S>(x, s, c, dy, dx, ds, dc)
+}
+
 /// `ds[i, j] = Σ ds_px[h, w]` over the B×B block (i, j), row-major order.
 fn pool_blocks<T: Real>(shape: &GateShape, ds_px: &[T], ds: &mut [T]) {
     let (b, sw) = (shape.block, shape.sw());
@@ -364,6 +435,55 @@ fn pool_blocks<T: Real>(shape: &GateShape, ds_px: &[T], ds: &mut [T]) {
         let out = &mut ds[(h / b) * sw..][..sw];
         for (w, &v) in row.iter().enumerate() {
             out[w / b] += v;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-sample loops compiled for the baseline target agree with the AVX2/FMA
+    /// ones (which is what tests/gate.rs exercises on machines that have AVX2).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn baseline_and_wide_loops_agree() {
+        if !wide_vectors() {
+            eprintln!("baseline_and_wide_loops_agree: skipped, no AVX2/FMA");
+            return;
+        }
+        let (c, hw) = (5, 37);
+        let wave = |k: usize, scale: f32| ((k * 7919 % 1000) as f32 / 250.0 - 2.0) * scale;
+        let x: Vec<f32> = (0..c * hw).map(|k| wave(k, 1.0)).collect();
+        let dy: Vec<f32> = (0..c * hw).map(|k| wave(k + 3, 0.5)).collect();
+        let s: Vec<f32> = (0..hw).map(|k| wave(k + 11, 1.5)).collect();
+        let cv: Vec<f32> = (0..c).map(|k| wave(k + 17, 2.0)).collect();
+        let run = |wide: bool| {
+            let (mut y, mut dx) = (vec![0.0; c * hw], vec![0.0; c * hw]);
+            let (mut ds, mut dc) = (vec![0.0; hw], vec![0.0; c]);
+            if wide {
+                // SAFETY: wide_vectors() checked AVX2 and FMA above.
+                unsafe {
+                    forward_sample_avx2::<f32, FastF32<true>>(&x, &s, &cv, &mut y);
+                    backward_sample_avx2::<f32, FastF32<true>>(
+                        &x, &s, &cv, &dy, &mut dx, &mut ds, &mut dc,
+                    );
+                }
+            } else {
+                forward_sample::<f32, FastF32>(&x, &s, &cv, &mut y);
+                backward_sample::<f32, FastF32>(&x, &s, &cv, &dy, &mut dx, &mut ds, &mut dc);
+            }
+            [y, dx, ds, dc]
+        };
+        for (name, (a, b)) in ["y", "dx", "ds", "dc"]
+            .iter()
+            .zip(run(false).iter().zip(&run(true)))
+        {
+            let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            for (k, (p, q)) in a.iter().zip(b).enumerate() {
+                let within = (p - q).abs() <= 1e-5 * q.abs().max(0.1 * scale);
+                assert!(within, "{name}[{k}]: baseline {p:e}, wide {q:e}");
+            }
         }
     }
 }
