@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds, here, what a lent GPU machine runs (it has no Rust toolchain and no network):
+# the test and bench executables, with nvcc so the PTX is embedded, stripped, copied into
+# gpu-bundle/ (git-ignored; carry it with the device tool, 64 MiB at most) together with
+# scripts/gpu-check.sh.
+#   scripts/build-gpu-bundle.sh && du -sh gpu-bundle
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/nvcc-env.sh
+rm -rf gpu-bundle && mkdir -p gpu-bundle/tests gpu-bundle/benches
+list_executables() {
+    cargo "$@" --release --no-run --message-format=json 2>/dev/null |
+        python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] != ["bin"]:
+        print(m["target"]["name"], m["executable"])'
+}
+# Only the tests that touch CUDA and the CPU references they compare with.
+list_executables test --workspace | while read -r name exe; do
+    case "$name" in cuda_*|gate|sparta_layer|sparta) cp "$exe" "gpu-bundle/tests/$name";; esac
+done
+list_executables bench --workspace | while read -r name exe; do
+    cp "$exe" "gpu-bundle/benches/$name"
+done
+strip gpu-bundle/tests/* gpu-bundle/benches/*
+cp scripts/gpu-check.sh gpu-bundle/
+du -sh gpu-bundle
