@@ -193,7 +193,7 @@ fn block_pool_traffic_report() {
 // ---- conv1x1 ----
 
 /// (N, Cin, Cout, pixels): C < 32, one pixel, N = 1, Cout < Cin, sizes not multiples of
-/// the 16×16 tile, more samples than nothing splits.
+/// the 16×16 tile, N > 1 (the weight gradient splits the samples over z-blocks).
 const CONV_SHAPES: &[(usize, usize, usize, usize)] = &[
     (1, 3, 5, 1),
     (2, 37, 19, 17),
