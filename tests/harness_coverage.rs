@@ -15,10 +15,31 @@ const COVERED: &[(&str, &str)] = &[
     ("gate_unfused_mul", "harness_gate.rs"),
     ("relu_forward", "harness_gate.rs"),
     ("relu_backward", "harness_gate.rs"),
+    ("pool_forward", "harness_dscanet.rs"),
+    ("pool_backward", "harness_dscanet.rs"),
+    ("conv1x1_forward", "harness_dscanet.rs"),
+    ("conv1x1_backward_input", "harness_dscanet.rs"),
+    ("conv1x1_backward_weight", "harness_dscanet.rs"),
+    ("conv1x1_backward_bias", "harness_dscanet.rs"),
+    ("relu_mask", "harness_dscanet.rs"),
+    ("dynconv_forward", "harness_dscanet.rs"),
+    ("dynconv_backward_input", "harness_dscanet.rs"),
+    ("dynconv_backward_weight", "harness_dscanet.rs"),
+    ("dynconv_backward_bias", "harness_dscanet.rs"),
+    ("fc_forward", "harness_dscanet.rs"),
+    ("fc_backward_input", "harness_dscanet.rs"),
+    ("fc_backward_params", "harness_dscanet.rs"),
+    ("sanet_pool", "harness_dscanet.rs"),
+    ("sanet_conv5", "harness_dscanet.rs"),
+    ("sanet_dw5", "harness_dscanet.rs"),
+    ("sanet_dh", "harness_dscanet.rs"),
 ];
 
 /// The harness test files, by name.
-const TEST_FILES: &[(&str, &str)] = &[("harness_gate.rs", include_str!("harness_gate.rs"))];
+const TEST_FILES: &[(&str, &str)] = &[
+    ("harness_gate.rs", include_str!("harness_gate.rs")),
+    ("harness_dscanet.rs", include_str!("harness_dscanet.rs")),
+];
 
 fn base_name(kernel: &str) -> &str {
     ["_f32", "_f16", "_bf16"]

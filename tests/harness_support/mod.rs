@@ -1,5 +1,7 @@
 //! Shared by the `harness_*` tests: running sparta's kernels on the CPU with
 //! sparta-harness and comparing them with the CPU reference.
+// Each harness test crate compiles its own copy and uses a subset of it.
+#![allow(dead_code)]
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
