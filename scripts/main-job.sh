@@ -7,7 +7,7 @@
 # the ResNet) is skipped with the reason.
 #
 #   scripts/main-job.sh                 # defaults below
-#   TRAIN=2000 TEST=500 EPOCHS=5 scripts/main-job.sh
+#   TRAIN=10000 TEST=1000 EPOCHS=3 BATCH=128 scripts/main-job.sh   # docs/experiments.md
 set -euo pipefail
 
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
@@ -17,6 +17,7 @@ TEST=${TEST:-100}        # test images attacked (the first N of the 10,000)
 EPOCHS=${EPOCHS:-4}
 BATCH=${BATCH:-32}
 LR=${LR:-0.1}
+SCHEDULE=${SCHEDULE:-linear}   # lr from LR down to 0 over the run (`step`: the paper's)
 SEED=${SEED:-0}
 ACTS=${ACTS:-relu sparta}
 
@@ -50,7 +51,7 @@ for act in $ACTS; do
         if [ "$mode" = standard ]; then flags=(--standard); fi
         echo "== train $act $mode"
         "$SPARTA" train "${COMMON[@]}" --model small --act "$act" --epochs "$EPOCHS" \
-            --lr "$LR" --train-limit "$TRAIN" --out "$run" --fresh "${flags[@]}"
+            --lr "$LR" --schedule "$SCHEDULE" --train-limit "$TRAIN" --out "$run" --fresh "${flags[@]}"
         echo "== eval $act $mode"
         "$SPARTA" eval "${COMMON[@]}" --checkpoint "$run/model.safetensors" \
             --iterations 10,30,50 --out "$run"

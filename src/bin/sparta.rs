@@ -20,6 +20,7 @@ use serde::Serialize;
 use sparta::attack::{evaluate, Goal, PgdConfig, RobustnessReport};
 use sparta::data::{Dataset, DatasetKind, Split};
 use sparta::nn::resnet::{Depth, ResNet, ResNetConfig};
+use sparta::optim::LrSchedule;
 use sparta::plot::{loss_curves_png, CurveSeries};
 use sparta::train::checkpoint::write_atomically;
 use sparta::train::{train, EpochStats, TrainConfig};
@@ -175,9 +176,13 @@ struct TrainArgs {
     /// Initial learning rate.
     #[arg(long, default_value_t = 0.1)]
     lr: f32,
-    /// Epochs at which the learning rate is multiplied by 0.1.
+    /// Epochs at which the learning rate is multiplied by 0.1 (step schedule).
     #[arg(long, value_delimiter = ',', default_value = "30,60")]
     milestones: Vec<usize>,
+    /// Learning-rate schedule: `step` (the paper's: ×0.1 at each of --milestones) or
+    /// `linear` (from --lr down to zero over the run, for short runs).
+    #[arg(long, value_enum, default_value_t = ScheduleKind::Step)]
+    schedule: ScheduleKind,
     /// Use only the first N training images (0: all).
     #[arg(long, default_value_t = 0)]
     train_limit: usize,
@@ -193,6 +198,13 @@ struct TrainArgs {
     /// Skip the clean test error at the end.
     #[arg(long)]
     no_test: bool,
+}
+
+/// `--schedule` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ScheduleKind {
+    Step,
+    Linear,
 }
 
 #[derive(Args)]
@@ -346,9 +358,14 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
     let config = TrainConfig {
         epochs: a.epochs,
         batch_size: a.common.batch_size,
-        lr: a.lr,
-        lr_milestones: a.milestones.clone(),
-        lr_decay: 0.1,
+        schedule: match a.schedule {
+            ScheduleKind::Step => LrSchedule::Step {
+                base: a.lr,
+                gamma: 0.1,
+                milestones: a.milestones.clone(),
+            },
+            ScheduleKind::Linear => LrSchedule::Linear { base: a.lr },
+        },
         adversarial: (!a.standard).then(|| a.attack.config(a.train_pgd)),
         augment: !a.no_augment,
         seed: a.common.seed,

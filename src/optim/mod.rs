@@ -3,5 +3,5 @@
 pub mod schedule;
 pub mod sgd;
 
-pub use schedule::StepSchedule;
+pub use schedule::LrSchedule;
 pub use sgd::Sgd;

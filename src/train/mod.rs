@@ -20,6 +20,7 @@ use crate::classifier::Trainable;
 use crate::data::augment::crop_flip_batch;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::optim::LrSchedule;
 pub use checkpoint::TrainState;
 
 /// How to train.
@@ -29,12 +30,8 @@ pub struct TrainConfig {
     pub epochs: usize,
     /// Images per SGD step.
     pub batch_size: usize,
-    /// Initial learning rate.
-    pub lr: f32,
-    /// Epochs at which the learning rate is multiplied by `lr_decay`.
-    pub lr_milestones: Vec<usize>,
-    /// The factor applied at each milestone.
-    pub lr_decay: f32,
+    /// The learning rate over the run.
+    pub schedule: LrSchedule,
     /// Train on PGD examples of each batch (adversarial training) instead of the clean
     /// batch.
     pub adversarial: Option<PgdConfig>,
@@ -54,9 +51,7 @@ impl TrainConfig {
         TrainConfig {
             epochs,
             batch_size: 128,
-            lr: 0.1,
-            lr_milestones: vec![30, 60],
-            lr_decay: 0.1,
+            schedule: LrSchedule::paper(),
             adversarial: adversarial.then(|| PgdConfig::paper(10)),
             augment: true,
             seed,
@@ -64,17 +59,22 @@ impl TrainConfig {
         }
     }
 
-    /// Learning rate during `epoch` (0-based): `lr · decay^(milestones ≤ epoch)`.
-    pub fn lr_at(&self, epoch: usize) -> f32 {
-        let passed = self.lr_milestones.iter().filter(|&&m| m <= epoch).count();
-        self.lr * self.lr_decay.powi(passed as i32)
+    /// Learning rate of step `step` (0-based) of epoch `epoch` (0-based) when an epoch
+    /// has `steps_per_epoch` steps.
+    pub fn lr_at(&self, epoch: usize, step: usize, steps_per_epoch: usize) -> f32 {
+        self.schedule.lr(epoch, step, steps_per_epoch, self.epochs)
     }
 
     /// Whether a checkpoint written under `self` can be resumed under `other`: all but
-    /// the number of epochs and the checkpoint interval must agree.
+    /// the number of epochs and the checkpoint interval must agree (a linear schedule
+    /// depends on the number of epochs, so there it must agree too).
     fn resumable_as(&self, other: &TrainConfig) -> bool {
+        let epochs = match self.schedule {
+            LrSchedule::Step { .. } => other.epochs,
+            LrSchedule::Linear { .. } => self.epochs,
+        };
         TrainConfig {
-            epochs: other.epochs,
+            epochs,
             checkpoint_every: other.checkpoint_every,
             ..self.clone()
         } == *other
@@ -109,7 +109,7 @@ impl RunningStats {
 pub struct EpochStats {
     /// The epoch (0-based).
     pub epoch: usize,
-    /// Its learning rate.
+    /// Its learning rate at the first step.
     pub lr: f32,
     /// Mean training loss.
     pub loss: f64,
@@ -132,7 +132,7 @@ pub struct Progress {
     pub batch_images: usize,
     /// Running statistics of the epoch.
     pub running: RunningStats,
-    /// The learning rate.
+    /// The learning rate of the step just done.
     pub lr: f32,
 }
 
@@ -211,7 +211,7 @@ pub fn train<M: Trainable + ?Sized>(
     let mut x = Vec::new();
     while state.epoch < config.epochs {
         let epoch = state.epoch;
-        let lr = config.lr_at(epoch);
+        let epoch_lr = config.lr_at(epoch, 0, steps_per_epoch);
         let mut order: Vec<usize> = (0..data.len()).collect();
         order.shuffle(&mut stream(config.seed, SHUFFLE_STREAM, epoch, 0));
         while state.step < steps_per_epoch {
@@ -229,6 +229,7 @@ pub fn train<M: Trainable + ?Sized>(
                 &order[b * config.batch_size..((b + 1) * config.batch_size).min(data.len())];
             let labels = data.batch(indices, &mut x);
             let shape = shape_of(indices.len());
+            let lr = config.lr_at(epoch, b, steps_per_epoch);
             let mut rng = stream(config.seed, BATCH_STREAM, epoch, b);
             if config.augment {
                 crop_flip_batch(&mut x, shape, &mut rng)?;
@@ -266,7 +267,7 @@ pub fn train<M: Trainable + ?Sized>(
         }
         state.history.push(EpochStats {
             epoch,
-            lr,
+            lr: epoch_lr,
             loss: state.running.loss(),
             accuracy: state.running.accuracy(),
         });
@@ -317,9 +318,11 @@ mod tests {
         TrainConfig {
             epochs: 3,
             batch_size: 8,
-            lr: 0.05,
-            lr_milestones: vec![2],
-            lr_decay: 0.1,
+            schedule: LrSchedule::Step {
+                base: 0.05,
+                gamma: 0.1,
+                milestones: vec![2],
+            },
             adversarial: Some(PgdConfig {
                 iterations: 2,
                 ..PgdConfig::paper(2)
@@ -341,7 +344,7 @@ mod tests {
         let c = TrainConfig::paper(90, true, 0);
         let lrs: Vec<f32> = [0, 29, 30, 59, 60, 89]
             .iter()
-            .map(|&e| c.lr_at(e))
+            .map(|&e| c.lr_at(e, 3, 10))
             .collect();
         let want = [0.1, 0.1, 0.01, 0.01, 0.001, 0.001];
         for (g, w) in lrs.iter().zip(want) {

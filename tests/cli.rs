@@ -1,0 +1,308 @@
+//! The `sparta` binary end to end on a tiny Fashion-MNIST-format data set written here:
+//! info, train (adversarial, resumed after more epochs are asked for and after a Ctrl-C),
+//! eval and attack, their JSON / markdown / CSV / PNG outputs, and the errors a user sees
+//! for a missing or truncated file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sparta");
+
+/// A fresh folder under the target's temporary directory.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sparta-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// An IDX file of u8: magic `00 00 08 <ndims>`, big-endian sizes, data.
+fn write_idx(path: &Path, dims: &[u32], data: &[u8]) {
+    let mut bytes = vec![0, 0, 0x08, dims.len() as u8];
+    for d in dims {
+        bytes.extend(d.to_be_bytes());
+    }
+    bytes.extend(data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// `n` 28×28 images whose class is a bright band at rows `2·label + 4 ..+2` over noise,
+/// in the file names of Fashion-MNIST's `prefix` split (uncompressed).
+fn write_split(dir: &Path, prefix: &str, n: usize, seed: u32) {
+    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    let mut noise = || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        (state % 60) as u8
+    };
+    let mut images = Vec::with_capacity(n * 784);
+    let mut labels = Vec::with_capacity(n);
+    for i in 0..n {
+        let label = i % 10;
+        for row in 0..28 {
+            let band = row >= 2 * label + 4 && row < 2 * label + 6;
+            for _ in 0..28 {
+                images.push(if band { 180 } else { 0 } + noise());
+            }
+        }
+        labels.push(label as u8);
+    }
+    write_idx(
+        &dir.join(format!("{prefix}-images-idx3-ubyte")),
+        &[n as u32, 28, 28],
+        &images,
+    );
+    write_idx(
+        &dir.join(format!("{prefix}-labels-idx1-ubyte")),
+        &[n as u32],
+        &labels,
+    );
+}
+
+fn data_dir(name: &str) -> PathBuf {
+    let dir = temp_dir(name);
+    write_split(&dir, "train", 40, 1);
+    write_split(&dir, "t10k", 20, 2);
+    dir
+}
+
+fn sparta(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("the sparta binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Exit status 0, or a failure that shows what the command printed.
+fn assert_ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    let s = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&s).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Flags every subcommand below shares: the tiny data set, the CPU, a seed, batch 10.
+fn common<'a>(data: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        data,
+        "--device",
+        "cpu",
+        "--seed",
+        "3",
+        "--batch-size",
+        "10",
+        "--out",
+        out,
+    ]
+}
+
+/// Adversarial training of the small preset with PGD-2 examples, linear schedule.
+fn train_args<'a>(data: &'a str, out: &'a str, epochs: &'a str) -> Vec<&'a str> {
+    let mut a = vec!["train"];
+    a.extend(common(data, out));
+    a.extend([
+        "--model",
+        "small",
+        "--act",
+        "sparta",
+        "--epochs",
+        epochs,
+        "--train-pgd",
+        "2",
+        "--lr",
+        "0.05",
+        "--checkpoint-every",
+        "1",
+    ]);
+    a
+}
+
+#[test]
+fn info_prints_the_layer_table_and_parameter_count() {
+    let out = sparta(&[
+        "info",
+        "--model",
+        "small",
+        "--act",
+        "sparta",
+        "--dataset",
+        "fashion-mnist",
+    ]);
+    assert_ok(&out, "info");
+    let stdout = text(&out.stdout);
+    let digits: String = stdout.chars().filter(|c| c.is_ascii_digit()).collect();
+    assert!(digits.contains("396782"), "{stdout}");
+    assert!(stdout.to_lowercase().contains("sparta"), "{stdout}");
+}
+
+#[test]
+fn train_resume_eval_and_attack_write_their_results() {
+    let data = data_dir("flow");
+    let run = data.join("run");
+    let (d, r) = (data.to_str().unwrap(), run.to_str().unwrap());
+
+    let first = sparta(&train_args(d, r, "1"));
+    assert_ok(&first, "train 1 epoch");
+    let report = json(&run.join("train.json"));
+    assert_eq!(report["history"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(report["finished"], true);
+    assert_eq!(report["test_images"], 20);
+    let err = report["clean_test_error"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&err), "{report}");
+    assert!(std::fs::read_to_string(run.join("train.md"))
+        .unwrap()
+        .contains("clean test error"));
+
+    // Asking for a second epoch carries on from the checkpoint instead of starting over.
+    let second = sparta(&train_args(d, r, "2"));
+    assert_ok(&second, "train to 2 epochs");
+    assert!(
+        text(&second.stderr).contains("resuming from"),
+        "{}",
+        text(&second.stderr)
+    );
+    let report = json(&run.join("train.json"));
+    let history = report["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "{report}");
+    assert!(history
+        .iter()
+        .all(|h| h["loss"].as_f64().unwrap().is_finite()));
+
+    let model = run.join("model.safetensors");
+    let m = model.to_str().unwrap();
+    let mut eval = vec!["eval"];
+    eval.extend(common(d, r));
+    eval.extend(["--checkpoint", m, "--iterations", "1,3"]);
+    let out = sparta(&eval);
+    assert_ok(&out, "eval");
+    let report = json(&run.join("eval.json"));
+    let attacks = report["attacks"].as_array().unwrap();
+    assert_eq!(attacks.len(), 2, "{report}");
+    let errors: Vec<f64> = attacks
+        .iter()
+        .map(|a| a["adversarial_error"].as_f64().unwrap())
+        .collect();
+    assert!(errors.iter().all(|e| (0.0..=1.0).contains(e)), "{errors:?}");
+    assert_eq!(attacks[1]["loss_mean"].as_array().unwrap().len(), 4);
+    assert!(std::fs::read_to_string(run.join("eval.md"))
+        .unwrap()
+        .contains("PGD-3"));
+
+    let fig = data.join("fig");
+    let mut attack = vec!["attack"];
+    attack.extend(common(d, fig.to_str().unwrap()));
+    attack.extend([
+        "--checkpoint",
+        m,
+        "--label",
+        "first",
+        "--checkpoint",
+        m,
+        "--label",
+        "again",
+        "--iterations",
+        "2",
+    ]);
+    let out = sparta(&attack);
+    assert_ok(&out, "attack");
+    let csv = std::fs::read_to_string(fig.join("attack_loss.csv")).unwrap();
+    assert!(csv.lines().count() >= 3, "{csv}");
+    assert!(csv.contains("first") && csv.contains("again"), "{csv}");
+    let png = std::fs::read(fig.join("attack_loss.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(json(&fig.join("attack.json")).as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn ctrl_c_writes_a_checkpoint_and_the_same_command_resumes() {
+    let data = data_dir("ctrlc");
+    let run = data.join("run");
+    let (d, r) = (data.to_str().unwrap(), run.to_str().unwrap());
+    let args = train_args(d, r, "50");
+    let child = Command::new(BIN)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The periodic checkpoint after the first step says training is under way.
+    let state = run.join("checkpoint").join("state.json");
+    let start = Instant::now();
+    while !state.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no checkpoint after 2 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let saved = json(&state);
+    let done = saved["global_step"].as_u64().unwrap();
+    assert!(done >= 1, "{saved}");
+    assert_eq!(json(&run.join("train.json"))["finished"], false);
+
+    // Rerunning the command with fewer epochs finishes from where it stopped.
+    let epochs = (done / 4 + 1).to_string();
+    let resumed = sparta(&train_args(d, r, &epochs));
+    assert_ok(&resumed, "resume");
+    assert!(text(&resumed.stderr).contains("resuming from"));
+    let report = json(&run.join("train.json"));
+    assert_eq!(report["finished"], true);
+    assert_eq!(
+        report["history"].as_array().unwrap().len(),
+        done as usize / 4 + 1
+    );
+}
+
+#[test]
+fn missing_and_truncated_files_are_errors_that_name_the_file() {
+    let empty = temp_dir("missing");
+    let out = sparta(&train_args(
+        empty.to_str().unwrap(),
+        empty.join("run").to_str().unwrap(),
+        "1",
+    ));
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("train-images-idx3-ubyte"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let data = data_dir("truncated");
+    let images = data.join("train-images-idx3-ubyte");
+    let bytes = std::fs::read(&images).unwrap();
+    std::fs::write(&images, &bytes[..bytes.len() - 100]).unwrap();
+    let out = sparta(&train_args(
+        data.to_str().unwrap(),
+        data.join("run").to_str().unwrap(),
+        "1",
+    ));
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains(images.to_str().unwrap()), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
