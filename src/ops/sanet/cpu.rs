@@ -106,49 +106,48 @@ fn relu_in_place<T: Real>(v: &mut [T]) {
     v.par_iter_mut().for_each(|x| *x = x.max(T::zero()));
 }
 
-// The per-sample helpers below run between matrixmultiply's GEMMs (never inside one),
-// so they can use rayon over the same cores.
+// The fused loops give each rayon task whole samples and keep every per-sample step
+// serial: matrixmultiply splits a C×Co product over one sample's pixels into pieces too
+// small to be worth a thread hand-off, so two samples at once on two cores beat one
+// sample on two cores, and nothing waits between the GEMMs and the elementwise steps.
 
 /// ReLU of each row of `h` (`co × p`) in place, and each row's mean into `means`.
 fn relu_rows_and_means<T: Real>(h: &mut [T], p: usize, means: &mut [T]) {
     let inv = T::one() / T::of_f64(p as f64);
-    h.par_chunks_mut(p)
-        .zip(means.par_iter_mut())
-        .for_each(|(row, mean)| {
-            let mut sum = T::zero();
-            for v in row.iter_mut() {
-                *v = v.max(T::zero());
-                sum += *v;
-            }
-            *mean = sum * inv;
-        });
+    for (row, mean) in h.chunks_mut(p).zip(means.iter_mut()) {
+        let mut sum = T::zero();
+        for v in row.iter_mut() {
+            *v = v.max(T::zero());
+            sum += *v;
+        }
+        *mean = sum * inv;
+    }
 }
 
-/// Pixels per rayon task in [`conv5_one_sample`].
-const PIXEL_CHUNK: usize = 256;
-
-/// Conv5 for one sample: `s[j] = b5 + Σ_k w5[k]·h[k, j]`, split over pixel chunks.
+/// Conv5 for one sample: `s[j] = b5 + Σ_k w5[k]·h[k, j]`.
 fn conv5_one_sample<T: Real>(h: &[T], p: usize, w5: &[T], b5: T, s: &mut [T]) {
-    s.par_chunks_mut(PIXEL_CHUNK)
-        .enumerate()
-        .for_each(|(chunk, out)| {
-            let off = chunk * PIXEL_CHUNK;
-            out.fill(b5);
-            for (k, &wk) in w5.iter().enumerate() {
-                let row = &h[k * p + off..k * p + off + out.len()];
-                for (o, &v) in out.iter_mut().zip(row) {
-                    *o += wk * v;
-                }
-            }
-        });
+    s.fill(b5);
+    for (&wk, row) in w5.iter().zip(h.chunks(p)) {
+        for (o, &v) in s.iter_mut().zip(row) {
+            *o += wk * v;
+        }
+    }
 }
 
 /// Conv5's weight gradient for one sample: `dw5[k] = Σ_j ds[j]·h[k, j]`.
 fn conv5_weight_grad_one_sample<T: Real>(h: &[T], p: usize, ds: &[T], dw5: &mut [T]) {
-    dw5.par_iter_mut()
-        .zip(h.par_chunks(p))
-        .for_each(|(g, row)| *g = row.iter().zip(ds).map(|(&a, &b)| a * b).sum::<T>());
+    for (g, row) in dw5.iter_mut().zip(h.chunks(p)) {
+        *g = row.iter().zip(ds).map(|(&a, &b)| a * b).sum::<T>();
+    }
 }
+
+/// Samples per task of [`sanet_backward_fused`]: each task sums its samples' parameter
+/// gradients into its own buffers, and the tasks' sums are added in task order, so the
+/// result does not depend on which thread ran what.
+const SAMPLES_PER_TASK: usize = 8;
+
+/// A task's own sums of a weight gradient and its bias gradient.
+type GradSums<T> = Option<(Vec<T>, Vec<T>)>;
 
 /// A weight gradient and its bias gradient.
 type GradPair<'a, T> = Option<(&'a mut [T], &'a mut [T])>;
@@ -210,16 +209,24 @@ pub fn sanet_forward_fused<T: Real>(
         b5: vec![T::zero(); n],
         s: vec![T::zero(); n * p],
     };
-    let mut h = vec![T::zero(); co * p];
-    for i in 0..n {
-        conv1x1_forward(&one, &xs[i * c * p..(i + 1) * c * p], w3, b3, &mut h)?;
-        let q = &mut out.q[i * co..(i + 1) * co];
-        relu_rows_and_means(&mut h, p, q);
-        let (w5, b5) = head_forward(src, co, q);
-        conv5_one_sample(&h, p, &w5, b5[0], &mut out.s[i * p..(i + 1) * p]);
-        out.w5[i * co..(i + 1) * co].copy_from_slice(&w5);
-        out.b5[i] = b5[0];
-    }
+    out.q
+        .par_chunks_mut(co)
+        .zip(out.w5.par_chunks_mut(co))
+        .zip(out.b5.par_iter_mut())
+        .zip(out.s.par_chunks_mut(p))
+        .enumerate()
+        .try_for_each_init(
+            || vec![T::zero(); co * p],
+            |h, (i, (((q, w5_out), b5_out), s))| -> Result<()> {
+                conv1x1_forward(&one, &xs[i * c * p..(i + 1) * c * p], w3, b3, h)?;
+                relu_rows_and_means(h, p, q);
+                let (w5, b5) = head_forward(src, co, q);
+                conv5_one_sample(h, p, &w5, b5[0], s);
+                w5_out.copy_from_slice(&w5);
+                *b5_out = b5[0];
+                Ok(())
+            },
+        )?;
     Ok(out)
 }
 
@@ -242,7 +249,7 @@ pub fn sanet_backward_fused<T: Real>(
     check_len(OP, "ds", ds.len(), shape.n * shape.pixels)?;
     check_grads(OP, shape, &grads)?;
     let SanetShape {
-        n,
+        n: _,
         c,
         co,
         pixels: p,
@@ -254,45 +261,65 @@ pub fn sanet_backward_fused<T: Real>(
         pixels: p,
     };
     let (mut conv3, mut head) = split_param_grads(grads.params);
+    let sizes = |g: &GradPair<'_, T>| g.as_ref().map(|(w, b)| (w.len(), b.len()));
+    let (conv3_sizes, head_sizes) = (sizes(&conv3), sizes(&head));
     let inv_p = T::one() / T::of_f64(p as f64);
-    let mut h = vec![T::zero(); co * p];
-    let (mut dw5, mut db5, mut dq) = (vec![T::zero(); co], [T::zero()], vec![T::zero(); co]);
-    for i in 0..n {
-        let xs_i = &xs[i * c * p..(i + 1) * c * p];
-        let ds_i = &ds[i * p..(i + 1) * p];
-        let w5_i = &out.w5[i * co..(i + 1) * co];
-        conv1x1_forward(&one, xs_i, w3, b3, &mut h)?;
-        relu_in_place(&mut h);
-        conv5_weight_grad_one_sample(&h, p, ds_i, &mut dw5);
-        db5[0] = ds_i.iter().copied().sum::<T>();
-        let head_i = head.as_mut().map(|(w, b)| (&mut **w, &mut **b));
-        head_backward(
-            src,
-            co,
-            &out.q[i * co..(i + 1) * co],
-            &dw5,
-            &db5,
-            &mut dq,
-            head_i,
-        );
-        // h becomes dh: Conv5 and the pool feed every positive h, ReLU blocks the rest.
-        h.par_chunks_mut(p)
-            .zip(w5_i.par_iter().zip(dq.par_iter()))
-            .for_each(|(row, (&wk, &dqk))| {
-                for (v, &d) in row.iter_mut().zip(ds_i) {
-                    *v = if *v > T::zero() {
-                        wk * d + dqk * inv_p
-                    } else {
-                        T::zero()
+    let partials = grads
+        .dxs
+        .par_chunks_mut(SAMPLES_PER_TASK * c * p)
+        .enumerate()
+        .map_init(
+            || vec![T::zero(); co * p],
+            |h, (task, dxs_task)| -> Result<[GradSums<T>; 2]> {
+                let zeros = |s: Option<(usize, usize)>| {
+                    s.map(|(w, b)| (vec![T::zero(); w], vec![T::zero(); b]))
+                };
+                let (mut conv3_sum, mut head_sum) = (zeros(conv3_sizes), zeros(head_sizes));
+                let (mut dw5, mut db5, mut dq) =
+                    (vec![T::zero(); co], [T::zero()], vec![T::zero(); co]);
+                for (k, dxs_i) in dxs_task.chunks_mut(c * p).enumerate() {
+                    let i = task * SAMPLES_PER_TASK + k;
+                    let xs_i = &xs[i * c * p..(i + 1) * c * p];
+                    let ds_i = &ds[i * p..(i + 1) * p];
+                    let w5_i = &out.w5[i * co..(i + 1) * co];
+                    conv1x1_forward(&one, xs_i, w3, b3, h)?;
+                    for v in h.iter_mut() {
+                        *v = v.max(T::zero());
+                    }
+                    conv5_weight_grad_one_sample(h, p, ds_i, &mut dw5);
+                    db5[0] = ds_i.iter().copied().sum::<T>();
+                    let head_i = head_sum.as_mut().map(|(w, b)| (&mut w[..], &mut b[..]));
+                    let q_i = &out.q[i * co..(i + 1) * co];
+                    head_backward(src, co, q_i, &dw5, &db5, &mut dq, head_i);
+                    // h becomes dh: Conv5 and the pool feed every positive h, ReLU
+                    // blocks the rest.
+                    for ((row, &wk), &dqk) in h.chunks_mut(p).zip(w5_i).zip(&dq) {
+                        for (v, &d) in row.iter_mut().zip(ds_i) {
+                            *v = if *v > T::zero() {
+                                wk * d + dqk * inv_p
+                            } else {
+                                T::zero()
+                            };
+                        }
+                    }
+                    let (dw3, db3) = match conv3_sum.as_mut() {
+                        Some((w, b)) => (Some(&mut w[..]), Some(&mut b[..])),
+                        None => (None, None),
                     };
+                    conv1x1_backward(&one, xs_i, w3, h, Some(dxs_i), dw3, db3)?;
                 }
-            });
-        let dxs_i = &mut grads.dxs[i * c * p..(i + 1) * c * p];
-        let (dw3, db3) = match conv3.as_mut() {
-            Some((w, b)) => (Some(&mut **w), Some(&mut **b)),
-            None => (None, None),
-        };
-        conv1x1_backward(&one, xs_i, w3, &h, Some(dxs_i), dw3, db3)?;
+                Ok([conv3_sum, head_sum])
+            },
+        )
+        .collect::<Result<Vec<_>>>()?;
+    for [conv3_part, head_part] in partials {
+        for (total, part) in [(&mut conv3, conv3_part), (&mut head, head_part)] {
+            if let (Some((w, b)), Some((pw, pb))) = (total.as_mut(), part) {
+                for (t, v) in w.iter_mut().zip(pw).chain(b.iter_mut().zip(pb)) {
+                    *t += v;
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -396,14 +423,17 @@ mod tests {
             .collect()
     }
 
+    /// Three backward tasks (the last one short), so the tasks' parameter-gradient sums
+    /// are added across tasks; the fused backward is also bit-identical run to run.
     #[test]
     fn fused_and_unfused_agree_forward_and_backward() {
-        let shape = SanetShape::new(3, 5, 4, 6).unwrap();
+        let n = 2 * SAMPLES_PER_TASK + 3;
+        let shape = SanetShape::new(n, 5, 4, 6).unwrap();
         let xs = data(shape.xs_len(), 0.0);
         let (w3, b3) = (data(20, 1.0), data(4, 2.0));
         let (w4, b4) = (data(20, 3.0), data(5, 4.0));
         let (w5, b5) = (data(4, 5.0), data(1, 6.0));
-        let ds = data(18, 7.0);
+        let ds = data(n * 6, 7.0);
         for src in [
             Conv5Source::Predicted { w4: &w4, b4: &b4 },
             Conv5Source::Learned { w5: &w5, b5: &b5 },
@@ -443,6 +473,7 @@ mod tests {
             };
             let (gf, gu) = (run(true), run(false));
             assert!(gf.iter().any(|&v| v != 0.0));
+            assert_eq!(gf, run(true), "fused backward differs between runs");
             for (i, (a, b)) in gf.iter().zip(&gu).enumerate() {
                 assert!(
                     (a - b).abs() <= 1e-12 * a.abs().max(1.0),
