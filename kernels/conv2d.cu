@@ -58,7 +58,8 @@
 // its slot e (0 or 1). Along the tile: the 64 consecutive threads of a row take 64
 // consecutive tile indices (consecutive pixels: coalesced loads). Along the reduction:
 // 8 consecutive threads take the 8 reduction indices of one tile index (consecutive in
-// memory for w in the forward, and for x and dy in the weight gradient).
+// memory for w in the forward, the taps of one k for w in the input gradient, output
+// pixels for x and dy in the weight gradient).
 template <bool AlongReduction> __device__ __forceinline__ int slot_kk(int t, int e) {
     return AlongReduction ? t % CONV_STEP : t / CONV_TILE + (CONV_THREADS / CONV_TILE) * e;
 }
@@ -210,14 +211,14 @@ __device__ __forceinline__ int class_count(int first, int len, int stride) {
 
 struct InputGather {
     static constexpr bool A_ALONG_REDUCTION = false;  // a thread's pixel is fixed
-    static constexpr bool B_ALONG_REDUCTION = false;  // a thread's channel c is fixed
+    static constexpr bool B_ALONG_REDUCTION = true;   // w[k][c][r][s]: taps of one k adjacent
     GLOBAL(const float) dy;
     GLOBAL(const float) w;
     int C, R, P, Q, taps_r, taps_s, zr, zs, stride, reduction;
     bool pixel_ok;
     int dy_sample, p_top, q_left;  // this thread's pixel: n·K·P·Q, and p, q of its tap jr = js = 0
-    bool c_ok;
-    int c;
+    bool c_ok[2];
+    int c[2];
 
     __device__ void load(int k0, float (&a)[2], float (&b)[2]) const {
         const int t = threadIdx.x, taps = taps_r * taps_s;
@@ -232,17 +233,14 @@ struct InputGather {
             }
             a[e] = v;
         }
+        // Both B slots share one reduction index (k, r, s).
+        const int kk = k0 + slot_kk<B_ALONG_REDUCTION>(t, 0);
+        const bool kk_ok = kk < reduction;
+        const int k = kk_ok ? kk / taps : 0, tap = kk - k * taps;
+        const int r = zr + stride * (kk_ok ? tap / taps_s : 0);
+        const int s = zs + stride * (kk_ok ? tap % taps_s : 0);
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-            const int kk = k0 + slot_kk<B_ALONG_REDUCTION>(t, e);
-            float v = 0.0f;
-            if (c_ok && kk < reduction) {
-                const int k = kk / taps, tap = kk - k * taps;
-                const int r = zr + stride * (tap / taps_s), s = zs + stride * (tap % taps_s);
-                v = w[((k * C + c) * R + r) * R + s];
-            }
-            b[e] = v;
-        }
+        for (int e = 0; e < 2; ++e) b[e] = (kk_ok && c_ok[e]) ? w[((k * C + c[e]) * R + r) * R + s] : 0.0f;
     }
 };
 
@@ -260,7 +258,7 @@ extern "C" __global__ void conv2d_backward_input_f32(GLOBAL(const float) dy, GLO
     if (m0 >= pixels) return;
     const int taps_r = class_count(zr, R, stride), taps_s = class_count(zs, R, stride);
     InputGather g{dy, w, C, R, P, Q, taps_r, taps_s, zr, zs, stride, K * taps_r * taps_s,
-                  false, 0, 0, 0, false, 0};
+                  false, 0, 0, 0, {false, false}, {0, 0}};
     {
         const int m = m0 + slot_idx<InputGather::A_ALONG_REDUCTION>(t, 0);
         g.pixel_ok = m < pixels;
@@ -269,8 +267,11 @@ extern "C" __global__ void conv2d_backward_input_f32(GLOBAL(const float) dy, GLO
         // (h0 + pad − zr) is a non-negative multiple of st by the choice of h0.
         g.p_top = (h0 + pad - zr) / stride + rc / cols;
         g.q_left = (v0 + pad - zs) / stride + rc % cols;
-        g.c = c_col0 + slot_idx<InputGather::B_ALONG_REDUCTION>(t, 0);
-        g.c_ok = g.c < C;
+    }
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+        g.c[e] = c_col0 + slot_idx<InputGather::B_ALONG_REDUCTION>(t, e);
+        g.c_ok[e] = g.c[e] < C;
     }
     float acc[4][4];
     conv_tile_product(g, 0, g.reduction, acc);
