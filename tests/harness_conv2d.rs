@@ -18,7 +18,7 @@ use sparta::ops::conv2d::{
     conv2d_weight_reduce_launch, conv2d_weight_scratch_len, conv2d_weight_split, ConvGeom,
     CONV2D_TILE,
 };
-use sparta_harness::{Arg, Harness};
+use sparta_harness::{Arg, Harness, HarnessError};
 
 /// Relative tolerance of f32 against the f64 reference.
 const TOL: f64 = 1e-5;
@@ -28,17 +28,23 @@ fn random(len: usize, seed: u64) -> (Vec<f32>, Vec<f64>) {
     rounded::<f32>(&uniform(len, -1.0, 1.0, seed))
 }
 
-/// `|got − want| ≤ TOL · max_j |want_j|` for every element: scale-aware, since a sum
-/// that cancels to near zero carries the rounding of its large terms. NaN never passes.
-fn assert_close(what: &str, got: &[f32], want: &[f64]) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
+/// The first element with `|got − want| > TOL · max_j |want_j|`, described: scale-aware,
+/// since a sum that cancels to near zero carries the rounding of its large terms. NaN
+/// never passes.
+fn mismatch(what: &str, got: &[f32], want: &[f64]) -> Option<String> {
+    if got.len() != want.len() {
+        return Some(format!("{what}: {} values, want {}", got.len(), want.len()));
+    }
     let scale = want.iter().fold(f64::MIN_POSITIVE, |m, w| m.max(w.abs()));
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+    got.iter().zip(want).enumerate().find_map(|(i, (&g, &w))| {
         let within = (f64::from(g) - w).abs() <= TOL * scale; // false for NaN
-        assert!(
-            within,
-            "{what}[{i}]: {g} vs reference {w} (tolerance {TOL} × {scale})"
-        );
+        (!within).then(|| format!("{what}[{i}]: {g} vs reference {w} (tolerance {TOL} × {scale})"))
+    })
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f64]) {
+    if let Some(e) = mismatch(what, got, want) {
+        panic!("{e}");
     }
 }
 
@@ -103,27 +109,48 @@ fn geom_args(g: &ConvGeom) -> Vec<Arg> {
     .collect()
 }
 
+/// Runs `<prefix>conv2d_forward_f32` (a mutant's prefix, or "") and returns y.
+fn run_forward(prefix: &str, g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>, HarnessError> {
+    let mut h = Harness::new();
+    let xb = h.input("x", x);
+    let wb = h.input("w", w);
+    let yb = h.output::<f32>("y", g.lens().2);
+    let mut args = vec![Arg::Buf(xb), Arg::Buf(wb), Arg::Buf(yb)];
+    args.extend(geom_args(g));
+    let kernel = format!("{prefix}conv2d_forward_f32");
+    h.launch(&kernel, dims(conv2d_forward_launch(g)), &args)?;
+    Ok(h.read::<f32>(yb))
+}
+
+/// Runs `<prefix>conv2d_backward_input_f32` and returns dx.
+fn run_backward_input(
+    prefix: &str,
+    g: &ConvGeom,
+    dy: &[f32],
+    w: &[f32],
+) -> Result<Vec<f32>, HarnessError> {
+    let mut h = Harness::new();
+    let dyb = h.input("dy", dy);
+    let wb = h.input("w", w);
+    let dxb = h.output::<f32>("dx", g.lens().0);
+    let mut args = vec![Arg::Buf(dyb), Arg::Buf(wb), Arg::Buf(dxb)];
+    args.extend(geom_args(g));
+    let kernel = format!("{prefix}conv2d_backward_input_f32");
+    h.launch(&kernel, dims(conv2d_input_launch(g)), &args)?;
+    Ok(h.read::<f32>(dxb))
+}
+
 #[test]
 fn conv2d_forward_matches_cpu_reference() {
     for (i, case) in CASES.iter().enumerate() {
         let g = geom(case);
-        let (x_len, w_len, y_len) = g.lens();
+        let (x_len, w_len, _) = g.lens();
         let (x, x64) = random(x_len, 10 * i as u64);
         let (w, w64) = random(w_len, 10 * i as u64 + 1);
         let want = conv2d::cpu::forward(&g, &x64, &w64);
-        let mut h = Harness::new();
-        let xb = h.input("x", &x);
-        let wb = h.input("w", &w);
-        let yb = h.output::<f32>("y", y_len);
-        let mut args = vec![Arg::Buf(xb), Arg::Buf(wb), Arg::Buf(yb)];
-        args.extend(geom_args(&g));
-        h.launch("conv2d_forward_f32", dims(conv2d_forward_launch(&g)), &args)
+        let got = run_forward("", &g, &x, &w)
             .unwrap_or_else(|e| panic!("conv2d_forward_f32 {case:?}: {e}"));
-        assert_close(
-            &format!("conv2d_forward_f32 {case:?}"),
-            &h.read::<f32>(yb),
-            &want,
-        );
+        assert_close(&format!("conv2d_forward_f32 {case:?}"), &got, &want);
     }
 }
 
@@ -136,23 +163,12 @@ fn conv2d_backward_input_matches_cpu_reference() {
         let (w, w64) = random(w_len, 10 * i as u64 + 3);
         let (dy, dy64) = random(y_len, 10 * i as u64 + 4);
         let (want, _) = conv2d::cpu::backward(&g, &x64, &w64, &dy64, true, false);
-        let want = want.unwrap();
-        let mut h = Harness::new();
-        let dyb = h.input("dy", &dy);
-        let wb = h.input("w", &w);
-        let dxb = h.output::<f32>("dx", x_len);
-        let mut args = vec![Arg::Buf(dyb), Arg::Buf(wb), Arg::Buf(dxb)];
-        args.extend(geom_args(&g));
-        h.launch(
-            "conv2d_backward_input_f32",
-            dims(conv2d_input_launch(&g)),
-            &args,
-        )
-        .unwrap_or_else(|e| panic!("conv2d_backward_input_f32 {case:?}: {e}"));
+        let got = run_backward_input("", &g, &dy, &w)
+            .unwrap_or_else(|e| panic!("conv2d_backward_input_f32 {case:?}: {e}"));
         assert_close(
             &format!("conv2d_backward_input_f32 {case:?}"),
-            &h.read::<f32>(dxb),
-            &want,
+            &got,
+            &want.unwrap(),
         );
     }
 }
@@ -232,4 +248,40 @@ fn cases_span_several_tiles() {
         gs.iter().any(|g| g.n * g.h_out() * g.w_out() > 2 * t),
         "no case with three pixel tiles"
     );
+}
+
+// ---- planted bugs: mutants of kernels/conv2d.cu (harness/mutants/) must be caught ----
+
+/// A mutant is caught when its launch fails or its result differs from the reference.
+fn caught(result: Result<Vec<f32>, HarnessError>, want: &[f64]) -> String {
+    match result {
+        Err(e) => e.to_string(),
+        Ok(got) => mismatch("mutant", &got, want).expect("the planted bug went unnoticed"),
+    }
+}
+
+#[test]
+fn caught_removed_slice_barrier() {
+    let g = geom(&CASES[0]);
+    let (x_len, w_len, _) = g.lens();
+    let (x, x64) = random(x_len, 900);
+    let (w, w64) = random(w_len, 901);
+    let want = conv2d::cpu::forward(&g, &x64, &w64);
+    let why = caught(run_forward("conv2d_no_slice_sync__", &g, &x, &w), &want);
+    println!("caught: {why}");
+}
+
+#[test]
+fn caught_wrong_tap_direction_in_input_grad() {
+    let g = geom(&CASES[1]); // stride 2: the residue classes
+    let (x_len, w_len, y_len) = g.lens();
+    let (_, x64) = random(x_len, 902);
+    let (w, w64) = random(w_len, 903);
+    let (dy, dy64) = random(y_len, 904);
+    let (want, _) = conv2d::cpu::backward(&g, &x64, &w64, &dy64, true, false);
+    let why = caught(
+        run_backward_input("conv2d_input_tap_sign__", &g, &dy, &w),
+        &want.unwrap(),
+    );
+    println!("caught: {why}");
 }
