@@ -33,12 +33,17 @@ const COVERED: &[(&str, &str)] = &[
     ("sanet_conv5", "harness_dscanet.rs"),
     ("sanet_dw5", "harness_dscanet.rs"),
     ("sanet_dh", "harness_dscanet.rs"),
+    ("conv2d_forward", "harness_conv2d.rs"),
+    ("conv2d_backward_input", "harness_conv2d.rs"),
+    ("conv2d_backward_weight", "harness_conv2d.rs"),
+    ("conv2d_backward_weight_reduce", "harness_conv2d.rs"),
 ];
 
 /// The harness test files, by name.
 const TEST_FILES: &[(&str, &str)] = &[
     ("harness_gate.rs", include_str!("harness_gate.rs")),
     ("harness_dscanet.rs", include_str!("harness_dscanet.rs")),
+    ("harness_conv2d.rs", include_str!("harness_conv2d.rs")),
 ];
 
 fn base_name(kernel: &str) -> &str {

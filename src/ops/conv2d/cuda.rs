@@ -1,0 +1,233 @@
+//! 2-D convolution on a CUDA GPU (`kernels/conv2d.cu`, the implicit-GEMM kernels that
+//! run where cuDNN is missing), f32, over device views. Every launch is queued on
+//! `gpu.stream()`. Each function overwrites its output, as [`super::cpu::forward`] and
+//! [`super::cpu::backward`] return fresh tensors: a caller that accumulates gradients
+//! adds the result itself.
+
+use cudarc::driver::{CudaView, CudaViewMut, PushKernelArg};
+
+use super::{
+    conv2d_forward_launch, conv2d_input_launch, conv2d_weight_launch, conv2d_weight_reduce_launch,
+    conv2d_weight_scratch_len, conv2d_weight_split, ConvGeom,
+};
+use crate::error::{check_len, Error, Result};
+use crate::ops::kernel_args::{check_grid_z, kernel_int};
+use crate::Gpu;
+
+/// The geometry as the kernels' `int` arguments `(N, C, H, W, K, R, stride, pad, P, Q)`,
+/// after checking that the kernels accept it: every size ≥ 1, the kernel fits the padded
+/// input, and x, w and y index with an `int`. Checked before any size arithmetic, so an
+/// absurd geometry is an error, not an overflow.
+fn kernel_geom(op: &'static str, g: &ConvGeom) -> Result<[i32; 10]> {
+    let named = [
+        ("n", g.n),
+        ("c_in", g.c_in),
+        ("h", g.h),
+        ("w", g.w),
+        ("c_out", g.c_out),
+        ("k", g.k),
+        ("stride", g.stride),
+        ("pad", g.pad),
+    ];
+    let mut ints = [0i32; 10];
+    for (slot, (what, v)) in ints.iter_mut().zip(named) {
+        *slot = kernel_int(op, what, v)?;
+    }
+    // Each value is below 2^31 now: h + 2·pad cannot overflow.
+    if ints[..7].contains(&0) || g.h + 2 * g.pad < g.k || g.w + 2 * g.pad < g.k {
+        return Err(Error::shape(
+            op,
+            "geometry",
+            "sizes and stride ≥ 1, kernel no larger than the padded input",
+            format!("{g:?}"),
+        ));
+    }
+    ints[8] = kernel_int(op, "h_out", g.h_out())?;
+    ints[9] = kernel_int(op, "w_out", g.w_out())?;
+    let elements = |what: &str, dims: [usize; 4]| -> Result<()> {
+        let len = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        match len {
+            Some(len) => kernel_int(op, what, len).map(drop),
+            None => Err(Error::shape(
+                op,
+                what,
+                "a value below 2^31",
+                format!("{dims:?}"),
+            )),
+        }
+    };
+    elements("x length", [g.n, g.c_in, g.h, g.w])?;
+    elements("w length", [g.c_out, g.c_in, g.k, g.k])?;
+    elements("y length", [g.n, g.c_out, g.h_out(), g.w_out()])?;
+    Ok(ints)
+}
+
+/// `y = conv(x, w)`: x `[n, c_in, h, w]`, w `[c_out, c_in, k, k]`, y `[n, c_out, h_out,
+/// w_out]` overwritten (kernel `conv2d_forward_f32`).
+pub fn conv2d_forward(
+    gpu: &Gpu,
+    g: &ConvGeom,
+    x: &CudaView<'_, f32>,
+    w: &CudaView<'_, f32>,
+    y: &mut CudaViewMut<'_, f32>,
+) -> Result<()> {
+    const OP: &str = "conv2d_forward";
+    let dims = kernel_geom(OP, g)?;
+    let (x_len, w_len, y_len) = g.lens();
+    check_len(OP, "x", x.len(), x_len)?;
+    check_len(OP, "w", w.len(), w_len)?;
+    check_len(OP, "y", y.len(), y_len)?;
+    let f = gpu.function("conv2d", "conv2d_forward_f32")?;
+    let mut launch = gpu.stream().launch_builder(&f);
+    launch.arg(x).arg(w).arg(y);
+    for d in &dims {
+        launch.arg(d);
+    }
+    // SAFETY: matches conv2d_forward_f32(x, w, y, N, C, H, W, K, R, stride, pad, P, Q);
+    // lengths checked against the geometry.
+    unsafe { launch.launch(conv2d_forward_launch(g).into()) }?;
+    Ok(())
+}
+
+/// Input gradient of [`conv2d_forward`]: `dx` `[n, c_in, h, w]` is overwritten (not
+/// accumulated) with the transposed convolution of `dy` by `w` (kernel
+/// `conv2d_backward_input_f32`).
+pub fn conv2d_backward_input(
+    gpu: &Gpu,
+    g: &ConvGeom,
+    dy: &CudaView<'_, f32>,
+    w: &CudaView<'_, f32>,
+    dx: &mut CudaViewMut<'_, f32>,
+) -> Result<()> {
+    const OP: &str = "conv2d_backward_input";
+    let dims = kernel_geom(OP, g)?;
+    check_grid_z(OP, "stride² (residue classes)", g.stride * g.stride)?;
+    let (x_len, w_len, y_len) = g.lens();
+    check_len(OP, "dy", dy.len(), y_len)?;
+    check_len(OP, "w", w.len(), w_len)?;
+    check_len(OP, "dx", dx.len(), x_len)?;
+    let f = gpu.function("conv2d", "conv2d_backward_input_f32")?;
+    let mut launch = gpu.stream().launch_builder(&f);
+    launch.arg(dy).arg(w).arg(dx);
+    for d in &dims {
+        launch.arg(d);
+    }
+    // SAFETY: matches conv2d_backward_input_f32(dy, w, dx, N, C, H, W, K, R, stride, pad,
+    // P, Q); lengths checked against the geometry.
+    unsafe { launch.launch(conv2d_input_launch(g).into()) }?;
+    Ok(())
+}
+
+/// Weight gradient of [`conv2d_forward`]: `dw` `[c_out, c_in, k, k]` is overwritten (not
+/// accumulated). Kernel `conv2d_backward_weight_f32` over the chunks of
+/// [`conv2d_weight_split`]; with more than one chunk it writes partial sums to a scratch
+/// of [`conv2d_weight_scratch_len`] f32 allocated on the stream, which
+/// `conv2d_backward_weight_reduce_f32` sums in a fixed order, so the result does not
+/// depend on scheduling.
+pub fn conv2d_backward_weight(
+    gpu: &Gpu,
+    g: &ConvGeom,
+    x: &CudaView<'_, f32>,
+    dy: &CudaView<'_, f32>,
+    dw: &mut CudaViewMut<'_, f32>,
+) -> Result<()> {
+    const OP: &str = "conv2d_backward_weight";
+    let dims = kernel_geom(OP, g)?;
+    let (x_len, w_len, y_len) = g.lens();
+    check_len(OP, "x", x.len(), x_len)?;
+    check_len(OP, "dy", dy.len(), y_len)?;
+    check_len(OP, "dw", dw.len(), w_len)?;
+    let split = conv2d_weight_split(g);
+    let chunk = kernel_int(OP, "chunk", split.chunk)?;
+    let splits = kernel_int(OP, "splits", split.splits)?;
+    let len = kernel_int(OP, "dw length", w_len)?;
+    let stream = gpu.stream();
+    let f = gpu.function("conv2d", "conv2d_backward_weight_f32")?;
+    let launch_weight = |partial: &mut CudaViewMut<'_, f32>| -> Result<()> {
+        let mut launch = stream.launch_builder(&f);
+        launch.arg(x).arg(dy).arg(partial);
+        for d in &dims {
+            launch.arg(d);
+        }
+        launch.arg(&chunk);
+        // SAFETY: matches conv2d_backward_weight_f32(x, dy, partial, N, C, H, W, K, R,
+        // stride, pad, P, Q, chunk); x and dy checked, partial holds splits · dw length.
+        unsafe { launch.launch(conv2d_weight_launch(g).into()) }?;
+        Ok(())
+    };
+    if split.splits == 1 {
+        return launch_weight(dw);
+    }
+    let mut scratch = stream.alloc_zeros::<f32>(conv2d_weight_scratch_len(g))?;
+    launch_weight(&mut scratch.as_view_mut())?;
+    let reduce = gpu.function("conv2d", "conv2d_backward_weight_reduce_f32")?;
+    let mut launch = stream.launch_builder(&reduce);
+    launch.arg(&scratch).arg(dw).arg(&len).arg(&splits);
+    // SAFETY: matches conv2d_backward_weight_reduce_f32(partial, dw, len, splits); scratch
+    // holds splits · len elements, dw len.
+    unsafe { launch.launch(conv2d_weight_reduce_launch(g).into()) }?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const G: ConvGeom = ConvGeom {
+        n: 2,
+        c_in: 3,
+        h: 5,
+        w: 7,
+        c_out: 4,
+        k: 3,
+        stride: 2,
+        pad: 1,
+    };
+
+    fn rejected(g: ConvGeom) -> String {
+        match kernel_geom("test", &g) {
+            Err(Error::Shape { what, .. }) => what,
+            other => panic!("{g:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn kernel_geom_passes_the_output_size() {
+        assert_eq!(
+            kernel_geom("test", &G).unwrap(),
+            [2, 3, 5, 7, 4, 3, 2, 1, 3, 4]
+        );
+    }
+
+    #[test]
+    fn kernel_geom_rejects_what_the_kernels_cannot_run() {
+        assert_eq!(rejected(ConvGeom { stride: 0, ..G }), "geometry");
+        assert_eq!(rejected(ConvGeom { c_in: 0, ..G }), "geometry");
+        assert_eq!(rejected(ConvGeom { k: 8, ..G }), "geometry");
+        assert_eq!(
+            rejected(ConvGeom {
+                pad: usize::MAX,
+                ..G
+            }),
+            "pad"
+        );
+        assert_eq!(
+            rejected(ConvGeom {
+                n: 1 << 20,
+                c_in: 1 << 11,
+                ..G
+            }),
+            "x length"
+        );
+        assert_eq!(
+            rejected(ConvGeom {
+                n: 1 << 30,
+                c_in: 1 << 30,
+                h: 1 << 30,
+                w: 1 << 30,
+                ..G
+            }),
+            "x length"
+        );
+    }
+}
