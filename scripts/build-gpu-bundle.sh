@@ -2,7 +2,7 @@
 # Builds, here, what a lent GPU machine runs (it has no Rust toolchain and no network):
 # the test and bench executables, with nvcc so the PTX is embedded, stripped, copied into
 # gpu-bundle/ (git-ignored; carry it with the device tool, 64 MiB at most) together with
-# scripts/gpu-check.sh.
+# scripts/gpu-check.sh and the PyTorch peer scripts/torch_peer.py.
 #   scripts/build-gpu-bundle.sh && du -sh gpu-bundle
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,5 +24,5 @@ list_executables bench --workspace | while read -r name exe; do
     cp "$exe" "gpu-bundle/benches/$name"
 done
 strip gpu-bundle/tests/* gpu-bundle/benches/*
-cp scripts/gpu-check.sh gpu-bundle/
+cp scripts/gpu-check.sh scripts/torch_peer.py gpu-bundle/
 du -sh gpu-bundle

@@ -5,9 +5,12 @@
 # 2. runs every GPU test (CUDA vs the CPU reference; they fail, not skip, if the GPU is
 #    missing here because SPARTA_REQUIRE_GPU=1);
 # 3. runs the benches (CPU and CUDA groups);
-# Not yet run on a GPU: the PyTorch peer and the ResNet PGD training step (issue 7) are
-# still to be added.
-# 4. prints a short table; full logs go to $OUT (or ./gpu-out).
+# 4. runs the PyTorch peer (torch_peer.py, with the python that has torch): the eager
+#    gate next to ReLU, and ResNet-18 PGD-10 training steps (batch 128) with ReLU and
+#    SPARTA: images/s and peak memory. sparta's own GPU training step does not exist yet
+#    (issue 7), so its column is empty until it does;
+# 5. prints a short table; full logs go to $OUT (or ./gpu-out).
+# Never run on a GPU so far: no GPU has been lent to this project.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${OUT:-$here/../gpu-out}"; mkdir -p "$out"
@@ -39,3 +42,30 @@ printf '%s\n' "${status[@]}"
 echo
 echo "Bench lines (time, throughput):"
 grep -hE "^(cpu|cuda)/|time:|thrpt:" "$out"/bench-*.log | paste - - - 2>/dev/null | head -n 60
+
+echo
+echo "PyTorch peer (eager):"
+if python3 -c "import torch" 2>/dev/null; then
+    python3 "$here/torch_peer.py" gate > "$out/torch-gate.jsonl" 2> "$out/torch-gate.err"
+    for act in relu sparta; do
+        python3 "$here/torch_peer.py" train --act "$act" >> "$out/torch-train.jsonl" 2>> "$out/torch-train.err"
+    done
+    python3 - "$out" <<'PY'
+import json, sys
+out = sys.argv[1]
+print("| shape | torch ReLU fwd ms | torch gate fwd ms | torch ReLU fwd+bwd ms | torch gate fwd+bwd ms |")
+print("|---|---|---|---|---|")
+for line in open(f"{out}/torch-gate.jsonl"):
+    r = json.loads(line)
+    print(f"| {r['shape']} | {r['relu_fwd']:.3f} | {r['gate_fwd']:.3f} | {r['relu_fwd_bwd']:.3f} | {r['gate_fwd_bwd']:.3f} |")
+print()
+print("| ResNet-18 PGD-10 train step, batch 128 | params | torch images/s | torch peak MiB | sparta images/s |")
+print("|---|---|---|---|---|")
+for line in open(f"{out}/torch-train.jsonl"):
+    r = json.loads(line)
+    peak = r["peak_memory_bytes"] / 2**20 if r["peak_memory_bytes"] else float("nan")
+    print(f"| {r['act']} | {r['parameters']} | {r['images_per_s']:.1f} | {peak:.0f} | not implemented (issue 7) |")
+PY
+else
+    echo "no python3 with torch here: peer skipped"
+fi
