@@ -150,6 +150,21 @@ fn info_prints_the_layer_table_and_parameter_count() {
     let digits: String = stdout.chars().filter(|c| c.is_ascii_digit()).collect();
     assert!(digits.contains("396782"), "{stdout}");
     assert!(stdout.to_lowercase().contains("sparta"), "{stdout}");
+    let frozen = sparta(&[
+        "info",
+        "--model",
+        "small",
+        "--act",
+        "sparta frozen",
+        "--dataset",
+        "fashion-mnist",
+    ]);
+    assert_ok(&frozen, "info frozen");
+    let stdout = text(&frozen.stdout);
+    assert!(
+        stdout.contains("trained (frozen SPARTA excluded): 308538"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -228,6 +243,17 @@ fn train_resume_eval_and_attack_write_their_results() {
     let png = std::fs::read(fig.join("attack_loss.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     assert_eq!(json(&fig.join("attack.json")).as_array().unwrap().len(), 2);
+
+    // Transferred SPARTA: this model's SPARTA weights start a new model and stay fixed.
+    let frozen = data.join("frozen");
+    let mut args = train_args(d, frozen.to_str().unwrap(), "1");
+    let act = args.iter().position(|a| *a == "sparta").unwrap();
+    args[act] = "sparta frozen";
+    args.extend(["--standard", "--sparta-from", m]);
+    let out = sparta(&args);
+    assert_ok(&out, "train with --sparta-from");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("SPARTA weights: 32 tensors"), "{stderr}");
 }
 
 #[test]

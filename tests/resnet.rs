@@ -230,3 +230,66 @@ fn depth_and_spec_errors() {
         ResNet::<f32>::new(ResNetConfig::small(1, 10).with_activation("G1-4.Blast"), 0).is_ok()
     );
 }
+
+/// The paper's transferred SPARTA: weights copied from a trained model, then kept fixed
+/// by `frozen` while everything else trains.
+#[test]
+fn frozen_sparta_loads_from_another_model_and_stays_fixed() {
+    let dir = std::env::temp_dir().join(format!("sparta-frozen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("donor.safetensors");
+    let (x, labels) = f32_batch(4, 8);
+    let shape = [4, 1, 8, 8];
+    let config = |spec: &str| tiny_config().with_activation(spec);
+    let mut donor = ResNet::<f32>::new(config("G1-4.Blast"), 1).unwrap();
+    donor.train_step(&x, shape, &labels, 0.1).unwrap();
+    donor.save(&path).unwrap();
+
+    let mut model = ResNet::<f32>::new(config("G1-4.Blast frozen"), 2).unwrap();
+    let sparta_elems: usize = model
+        .params()
+        .iter()
+        .filter(|p| p.name.contains(".sparta."))
+        .map(|p| p.value.len())
+        .sum();
+    assert!(sparta_elems > 0);
+    assert_eq!(model.trainable_count() + sparta_elems, model.param_count());
+    assert_eq!(model.load_sparta_from(&path).unwrap(), 4 * 8);
+    let values = |m: &ResNet<f32>, sparta: bool| -> Vec<f32> {
+        m.params()
+            .iter()
+            .filter(|p| p.name.contains(".sparta.") == sparta)
+            .flat_map(|p| p.value.data().to_vec())
+            .collect()
+    };
+    assert_eq!(values(&model, true), values(&donor, true));
+    let rest = values(&model, false);
+    for _ in 0..3 {
+        model.train_step(&x, shape, &labels, 0.1).unwrap();
+    }
+    assert_eq!(
+        values(&model, true),
+        values(&donor, true),
+        "frozen weights moved"
+    );
+    assert_ne!(values(&model, false), rest, "the rest did not train");
+
+    // Without `frozen` the loaded weights train like the others.
+    let mut free = ResNet::<f32>::new(config("G1-4.Blast"), 2).unwrap();
+    free.load_sparta_from(&path).unwrap();
+    free.train_step(&x, shape, &labels, 0.1).unwrap();
+    assert_ne!(values(&free, true), values(&donor, true));
+
+    // Errors name what is wrong.
+    let mut relu = ResNet::<f32>::new(config("relu"), 0).unwrap();
+    let err = relu.load_sparta_from(&path).unwrap_err().to_string();
+    assert!(err.contains("no SPARTA layer"), "{err}");
+    let plain = dir.join("plain.safetensors");
+    relu.save(&plain).unwrap();
+    let err = model.load_sparta_from(&plain).unwrap_err().to_string();
+    assert!(
+        err.contains("layer1.0.sparta.") && err.contains("plain.safetensors"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

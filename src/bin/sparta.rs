@@ -115,7 +115,8 @@ struct ModelArgs {
     #[arg(long, default_value = "18")]
     model: String,
     /// Activation: `relu`, `sparta` (the paper's placement: last block of every group),
-    /// or a placement spec such as `G1-4.B2`, `G4.B2`, `all`, `G1-4.B2 nodpnet`.
+    /// or a placement spec such as `G1-4.B2`, `G4.B2`, `all`; options follow after
+    /// spaces: `nodpnet`, `block=B`, `frozen` (e.g. `sparta frozen`, `G4.B2 nodpnet`).
     #[arg(long, default_value = "sparta")]
     act: String,
 }
@@ -170,6 +171,10 @@ struct TrainArgs {
     /// Standard training on clean images instead of adversarial training.
     #[arg(long)]
     standard: bool,
+    /// Start the SPARTA layers from another model's checkpoint (its `*.sparta.*`
+    /// tensors): the paper's transferred SPARTA, with `frozen` in --act to keep them fixed.
+    #[arg(long)]
+    sparta_from: Option<PathBuf>,
     /// PGD iterations of the training examples.
     #[arg(long, default_value_t = 10)]
     train_pgd: usize,
@@ -280,11 +285,14 @@ fn check_device(device: DeviceArg) -> Result<()> {
     Ok(())
 }
 
-/// `relu`, `sparta` or a spec, to the spec string of [`ResNetConfig`].
+/// `relu`, `sparta` or a spec, to the spec string of [`ResNetConfig`]: a leading
+/// `sparta` is the paper's placement (the last block of every group), and options may
+/// follow it (`sparta nodpnet`, `sparta frozen`).
 fn activation_spec(act: &str) -> String {
-    match act {
-        "sparta" => "G1-4.Blast".into(),
-        other => other.into(),
+    match act.split_once(' ') {
+        _ if act == "sparta" => "G1-4.Blast".into(),
+        Some(("sparta", options)) => format!("G1-4.Blast {options}"),
+        _ => act.into(),
     }
 }
 
@@ -355,6 +363,10 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
     let data = load_split(&a.common, Split::Train, a.train_limit)?;
     let mconfig = model_config(&a.model, kind)?;
     let mut model = ResNet::<f32>::new(mconfig.clone(), a.common.seed)?;
+    if let Some(from) = &a.sparta_from {
+        let copied = model.load_sparta_from(from)?;
+        eprintln!("SPARTA weights: {copied} tensors from {}", from.display());
+    }
     let config = TrainConfig {
         epochs: a.epochs,
         batch_size: a.common.batch_size,
@@ -735,5 +747,11 @@ fn run_info(a: InfoArgs) -> Result<ExitCode> {
         }
     }
     println!("\ntotal parameters: {}", model.param_count());
+    if model.trainable_count() != model.param_count() {
+        println!(
+            "trained (frozen SPARTA excluded): {}",
+            model.trainable_count()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

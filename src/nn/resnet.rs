@@ -193,6 +193,8 @@ pub struct ResNet<T: Real> {
     sparta: Vec<SpartaSlot<T>>,
     fc: (usize, usize),
     sgd: Sgd<T>,
+    /// Per parameter: whether training updates it (false for frozen SPARTA layers).
+    trainable: Vec<bool>,
 }
 
 struct Builder<'a, T> {
@@ -345,6 +347,7 @@ impl<T: Real> ResNet<T> {
                     let cfg = SpartaConfig {
                         dpnet: spec.dpnet,
                         block: spec.block,
+                        frozen: spec.frozen,
                         ..SpartaConfig::new(c)
                     };
                     let layer = SpartaLayer::new(cfg, &mut b.rng);
@@ -384,6 +387,12 @@ impl<T: Real> ResNet<T> {
             T::of_f32(config.weight_decay),
             params.iter().map(|p| p.value.len()),
         );
+        let mut trainable = vec![true; params.len()];
+        if spec.frozen {
+            for &i in sparta_slots.iter().flat_map(|slot| &slot.params) {
+                trainable[i] = false;
+            }
+        }
         Ok(ResNet {
             config,
             params,
@@ -393,6 +402,7 @@ impl<T: Real> ResNet<T> {
             sparta: sparta_slots,
             fc,
             sgd,
+            trainable,
         })
     }
 
@@ -419,6 +429,55 @@ impl<T: Real> ResNet<T> {
     /// Number of learned scalars.
     pub fn param_count(&self) -> usize {
         self.params.iter().map(|p| p.value.len()).sum()
+    }
+
+    /// Learned elements that training updates (all but those of frozen SPARTA layers).
+    pub fn trainable_count(&self) -> usize {
+        self.params
+            .iter()
+            .zip(&self.trainable)
+            .filter(|(_, &t)| t)
+            .map(|(p, _)| p.value.len())
+            .sum()
+    }
+
+    /// Copies the SPARTA layers' weights (`*.sparta.*`) from the checkpoint at `path`,
+    /// which may hold a different model, as long as it has the same SPARTA slots: the
+    /// paper's transferred SPARTA (with `frozen` in the activation spec, they then stay
+    /// fixed). Returns how many tensors were copied; a missing or differently shaped
+    /// tensor is an error naming it, and so is a model without SPARTA layers.
+    pub fn load_sparta_from(&mut self, path: &Path) -> Result<usize> {
+        let (mut file, _) = crate::checkpoint::load::<T>(path)?;
+        let targets: Vec<usize> = self.sparta.iter().flat_map(|s| s.params.clone()).collect();
+        if targets.is_empty() {
+            return Err(Error::Config(format!(
+                "activation {:?} has no SPARTA layer to load weights from {} into",
+                self.config.activation,
+                path.display()
+            )));
+        }
+        let mut values = Vec::with_capacity(targets.len());
+        for &i in &targets {
+            let p = &self.params[i];
+            let (shape, v) = file.remove(&p.name).ok_or_else(|| {
+                Error::format(path, format!("missing tensor {} (SPARTA weights)", p.name))
+            })?;
+            if shape != p.value.shape() {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "tensor {} has shape {shape:?}, this model's is {:?}",
+                        p.name,
+                        p.value.shape()
+                    ),
+                ));
+            }
+            values.push(v);
+        }
+        for (&i, v) in targets.iter().zip(values) {
+            self.params[i].value.data_mut().copy_from_slice(&v);
+        }
+        Ok(targets.len())
     }
 
     /// One row per parameter and buffer tensor: name, shape, learned elements.
@@ -456,7 +515,8 @@ impl<T: Real> ResNet<T> {
         let pv: Vec<Var> = self
             .params
             .iter()
-            .map(|p| tape.leaf(p.value.clone(), param_grads))
+            .zip(&self.trainable)
+            .map(|(p, &t)| tape.leaf(p.value.clone(), param_grads && t))
             .collect();
         let mut pass = Pass {
             tape,
@@ -517,6 +577,9 @@ impl<T: Real> ResNet<T> {
         let loss_value = tape.value(loss).data()[0].as_f64() as f32;
         tape.backward(loss)?;
         for (i, v) in pv.into_iter().enumerate() {
+            if !self.trainable[i] {
+                continue;
+            }
             let g = tape
                 .take_grad(v)
                 .unwrap_or_else(|| vec![T::zero(); self.params[i].value.len()]);

@@ -13,7 +13,9 @@
 //! | `G1.B1+G4.B2`         | the union of terms                                |
 //!
 //! Options follow after spaces: `nodpnet` (SPARTA-w/o-DPNet), `block=B` (SANet on B×B
-//! average-pooled input, paper Eq. 6), e.g. `G1-4.B2 nodpnet block=2`.
+//! average-pooled input, paper Eq. 6), `frozen` (the SPARTA layers' DSCANet weights are
+//! not trained: the paper's transferred SPARTA, with weights loaded from another model),
+//! e.g. `G1-4.B2 nodpnet block=2`.
 
 use crate::error::{Error, Result};
 
@@ -33,6 +35,8 @@ pub struct ActivationSpec {
     pub dpnet: bool,
     /// SANet block size B (1: the plain layer).
     pub block: usize,
+    /// Whether the SPARTA layers' weights stay fixed during training.
+    pub frozen: bool,
 }
 
 fn parse_select(s: &str, what: &str, spec: &str) -> Result<Select> {
@@ -72,6 +76,7 @@ impl ActivationSpec {
             terms: Vec::new(),
             dpnet: true,
             block: 1,
+            frozen: false,
         };
         match placement {
             "relu" => {}
@@ -94,6 +99,7 @@ impl ActivationSpec {
         for opt in words {
             match opt.split_once('=') {
                 None if opt == "nodpnet" => out.dpnet = false,
+                None if opt == "frozen" => out.frozen = true,
                 Some(("block", b)) => {
                     out.block = b.parse().ok().filter(|&b| b >= 1).ok_or_else(|| {
                         Error::Config(format!("activation spec {spec:?}: block size {b:?}"))
@@ -166,6 +172,8 @@ mod tests {
         assert_eq!(on("all"), on("G*.B*"));
         assert_eq!(on("relu"), vec![vec![f, f]; 4]);
         assert_eq!(on("G1.B1+G4.B2")[0], vec![t, f]);
+        let f = ActivationSpec::parse("G4.B2 frozen").unwrap();
+        assert!(f.frozen && f.dpnet && !ActivationSpec::parse("G4.B2").unwrap().frozen);
         let s = ActivationSpec::parse("G1-4.B2 nodpnet block=2").unwrap();
         assert!(!s.dpnet && s.block == 2);
     }
