@@ -159,6 +159,18 @@ pub trait KernelDevice {
     fn view<'a, T: DeviceElem>(&self, buffer: &'a Self::Buffer<T>) -> Self::View<'a, T>;
     /// All of a buffer, writable.
     fn view_mut<'a, T: DeviceElem>(&self, buffer: &'a mut Self::Buffer<T>) -> Self::ViewMut<'a, T>;
+    /// Elements `range` of a buffer, read-only (a shape error if the range leaves it).
+    fn view_range<'a, T: DeviceElem>(
+        &self,
+        buffer: &'a Self::Buffer<T>,
+        range: Range<usize>,
+    ) -> Result<Self::View<'a, T>>;
+    /// Elements `range` of a buffer, writable (a shape error if the range leaves it).
+    fn view_range_mut<'a, T: DeviceElem>(
+        &self,
+        buffer: &'a mut Self::Buffer<T>,
+        range: Range<usize>,
+    ) -> Result<Self::ViewMut<'a, T>>;
     /// Elements `range` of a view (a shape error if the range leaves it).
     fn slice<'a, T: DeviceElem>(
         &self,
@@ -258,6 +270,27 @@ impl KernelDevice for Gpu {
         buffer.as_view_mut()
     }
 
+    fn view_range<'a, T: DeviceElem>(
+        &self,
+        buffer: &'a CudaSlice<T>,
+        range: Range<usize>,
+    ) -> Result<CudaView<'a, T>> {
+        buffer
+            .try_slice(range.clone())
+            .ok_or_else(|| out_of_view(&range, buffer.len()))
+    }
+
+    fn view_range_mut<'a, T: DeviceElem>(
+        &self,
+        buffer: &'a mut CudaSlice<T>,
+        range: Range<usize>,
+    ) -> Result<CudaViewMut<'a, T>> {
+        let len = buffer.len();
+        buffer
+            .try_slice_mut(range.clone())
+            .ok_or_else(|| out_of_view(&range, len))
+    }
+
     fn slice<'a, T: DeviceElem>(
         &self,
         view: &'a CudaView<'_, T>,
@@ -349,6 +382,20 @@ impl<D: KernelDevice> KernelDevice for Arc<D> {
     }
     fn view_mut<'a, T: DeviceElem>(&self, buffer: &'a mut D::Buffer<T>) -> D::ViewMut<'a, T> {
         (**self).view_mut(buffer)
+    }
+    fn view_range<'a, T: DeviceElem>(
+        &self,
+        buffer: &'a D::Buffer<T>,
+        range: Range<usize>,
+    ) -> Result<D::View<'a, T>> {
+        (**self).view_range(buffer, range)
+    }
+    fn view_range_mut<'a, T: DeviceElem>(
+        &self,
+        buffer: &'a mut D::Buffer<T>,
+        range: Range<usize>,
+    ) -> Result<D::ViewMut<'a, T>> {
+        (**self).view_range_mut(buffer, range)
     }
     fn slice<'a, T: DeviceElem>(
         &self,

@@ -224,6 +224,22 @@ impl KernelDevice for HarnessDevice {
         HarnessViewMut(buffer.0.copy())
     }
 
+    fn view_range<T: DeviceElem>(
+        &self,
+        buffer: &HarnessBuffer<T>,
+        range: Range<usize>,
+    ) -> Result<HarnessView<T>> {
+        buffer.0.sub(range)
+    }
+
+    fn view_range_mut<T: DeviceElem>(
+        &self,
+        buffer: &mut HarnessBuffer<T>,
+        range: Range<usize>,
+    ) -> Result<HarnessViewMut<T>> {
+        buffer.0.sub(range).map(HarnessViewMut)
+    }
+
     fn slice<T: DeviceElem>(
         &self,
         view: &HarnessView<T>,
