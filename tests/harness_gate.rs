@@ -47,20 +47,6 @@ fn problem<T: Storage>(shape: &GateShape, seed: u64) -> Problem<T> {
     }
 }
 
-/// A harness device, running `mutant` (harness/mutants/) in place of `kernel` if given.
-fn device(mutant: Option<&str>, kernel: &str) -> HarnessDevice {
-    match mutant {
-        Some(m) => HarnessDevice::with_mutant(m, kernel),
-        None => HarnessDevice::new(),
-    }
-}
-
-/// The harness's error if the wrapper failed in a launch (a wrapper's own shape error
-/// would be a test bug).
-fn harness_result<T>(dev: &HarnessDevice, r: sparta::Result<T>) -> Result<T, HarnessError> {
-    r.map_err(|e| dev.take_error().unwrap_or_else(|| panic!("{e}")))
-}
-
 fn kernels_launched(dev: &HarnessDevice) -> Vec<String> {
     dev.reports().into_iter().map(|r| r.kernel).collect()
 }
@@ -73,7 +59,7 @@ fn run_forward<T: Storage>(
     p: &Problem<T>,
 ) -> Result<(Vec<f64>, LaunchReport), HarnessError> {
     let kernel = format!("gate_forward_{}", T::SUFFIX);
-    let dev = device(mutant, &kernel);
+    let dev = HarnessDevice::maybe_mutant(mutant, &kernel);
     let x = dev.upload("x", &p.x.0).unwrap();
     let s = dev.upload("s", &p.s.0).unwrap();
     let c = dev.upload("c", &p.c.0).unwrap();
@@ -86,7 +72,7 @@ fn run_forward<T: Storage>(
         &dev.view(&c),
         &mut dev.view_mut(&mut y),
     );
-    harness_result(&dev, r)?;
+    dev.harness_result(r)?;
     let report = dev.reports().remove(0);
     assert_eq!(report.kernel, kernel);
     Ok((widen(&dev.download(&dev.view(&y)).unwrap()), report))
@@ -108,7 +94,7 @@ fn run_backward<T: Storage>(
 ) -> Result<Backward, HarnessError> {
     let sfx = T::SUFFIX;
     let kernel = format!("gate_backward_{sfx}");
-    let dev = device(mutant, &kernel);
+    let dev = HarnessDevice::maybe_mutant(mutant, &kernel);
     let x = dev.upload("x", &p.x.0).unwrap();
     let s = dev.upload("s", &p.s.0).unwrap();
     let c = dev.upload("c", &p.c.0).unwrap();
@@ -127,7 +113,7 @@ fn run_backward<T: Storage>(
         &mut dev.view_mut(&mut ds),
         &mut dev.view_mut(&mut dc),
     );
-    harness_result(&dev, r)?;
+    dev.harness_result(r)?;
     let mut reports = dev.reports();
     let launched: Vec<&str> = reports.iter().map(|r| r.kernel.as_str()).collect();
     let expected = mutant.map_or(kernel.clone(), |m| format!("{m}__{kernel}"));
@@ -278,20 +264,20 @@ fn run_relu<T: Storage>(
     dy: &[T],
 ) -> Result<((Vec<f64>, LaunchReport), (Vec<f64>, LaunchReport)), HarnessError> {
     let sfx = T::SUFFIX;
-    let dev = device(mutant, &format!("relu_forward_{sfx}"));
+    let dev = HarnessDevice::maybe_mutant(mutant, &format!("relu_forward_{sfx}"));
     let x_d = dev.upload("x", x).unwrap();
     let dy_d = dev.upload("dy", dy).unwrap();
     let mut y_d = dev.alloc_scratch::<T>("y", x.len()).unwrap();
     let mut dx_d = dev.alloc_scratch::<T>("dx", x.len()).unwrap();
     let r = relu::cuda::relu_forward(&dev, &dev.view(&x_d), &mut dev.view_mut(&mut y_d));
-    harness_result(&dev, r)?;
+    dev.harness_result(r)?;
     let r = relu::cuda::relu_backward(
         &dev,
         &dev.view(&x_d),
         &dev.view(&dy_d),
         &mut dev.view_mut(&mut dx_d),
     );
-    harness_result(&dev, r)?;
+    dev.harness_result(r)?;
     let mut reports = dev.reports();
     let launched: Vec<&str> = reports.iter().map(|r| r.kernel.as_str()).collect();
     assert_eq!(

@@ -168,9 +168,24 @@ impl HarnessDevice {
             .collect()
     }
 
-    /// The harness's error of the launch that failed last.
-    pub fn take_error(&self) -> Option<HarnessError> {
-        self.error.borrow_mut().take()
+    /// A plain device, or with `Some(mutant)` one that runs the mutant in place of
+    /// `kernel` (see [`Self::with_mutant`]).
+    pub fn maybe_mutant(mutant: Option<&str>, kernel: &str) -> Self {
+        match mutant {
+            Some(m) => Self::with_mutant(m, kernel),
+            None => Self::new(),
+        }
+    }
+
+    /// A wrapper's result with the harness's error if a launch failed (a wrapper's own
+    /// shape error panics: it is a bug in the test).
+    pub fn harness_result<T>(&self, r: Result<T>) -> std::result::Result<T, HarnessError> {
+        r.map_err(|e| {
+            self.error
+                .borrow_mut()
+                .take()
+                .unwrap_or_else(|| panic!("{e}"))
+        })
     }
 }
 
