@@ -76,7 +76,7 @@ pub fn conv1x1_backward<D: KernelDevice>(
     check_len(OP, "w", w.len(), shape.w_len())?;
     check_len(OP, "dy", dy.len(), shape.y_len())?;
     check_grid_z(OP, "n", shape.n)?;
-    dims::<()>(OP, shape)?;
+    dims::<()>(OP, shape)?; // every size checked before the first launch
     if let Some(dx) = &dx {
         check_len(OP, "dx", dx.len(), shape.x_len())?;
     }

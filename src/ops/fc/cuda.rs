@@ -69,7 +69,7 @@ pub fn fc_backward<D: KernelDevice>(
     check_len(OP, "x", x.len(), shape.n * shape.inp)?;
     check_len(OP, "w", w.len(), shape.out * shape.inp)?;
     check_len(OP, "dy", dy.len(), shape.n * shape.out)?;
-    dims::<()>(OP, shape)?;
+    dims::<()>(OP, shape)?; // every size checked before the first launch
     if let Some(dx) = &dx {
         check_len(OP, "dx", dx.len(), shape.n * shape.inp)?;
     }

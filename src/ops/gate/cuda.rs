@@ -101,7 +101,7 @@ pub fn gate_backward<D: KernelDevice, T: KernelFloat>(
             ("dc", dc.len()),
         ],
     )?;
-    kernel_dims::<()>(OP, shape)?;
+    kernel_dims::<()>(OP, shape)?; // every size checked before the first launch
     check_kernel_len(OP, "ds_partial", gate_backward_scratch_len(shape))?;
     let groups = gate_channel_groups(shape) as i32;
     let mut partial = dev.alloc_scratch::<f32>("ds_partial", gate_backward_scratch_len(shape))?;
@@ -184,7 +184,7 @@ pub fn gate_forward_unfused<D: KernelDevice, T: KernelFloat>(
             ("y", y.len()),
         ],
     )?;
-    kernel_dims::<()>(OP, shape)?;
+    kernel_dims::<()>(OP, shape)?; // every size checked before the first launch
     crate::ops::relu::cuda::relu_forward(dev, x, relu_out)?;
     {
         let [n, ch, h, w, b] = kernel_dims(OP, shape)?;
