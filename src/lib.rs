@@ -9,6 +9,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod gemm;
+pub mod launch;
 pub mod nn;
 pub mod ops;
 pub mod optim;
@@ -21,4 +22,5 @@ pub mod train;
 
 pub use device::{Device, Gpu};
 pub use error::{Error, Result};
+pub use launch::KernelDevice;
 pub use real::Real;

@@ -1,14 +1,15 @@
-//! The implicit-GEMM convolution kernels on the GPU against the f64 CPU reference; each
-//! test skips with a message when no GPU is present. f32 results must be within 1e-5 of
-//! the reference, relative to the reference's largest magnitude.
+//! The implicit-GEMM convolution wrappers against the f64 CPU reference: on the CPU
+//! kernel harness always (the odd cases), on a GPU when there is one (ResNet-18's
+//! convolutions too; without one that part prints that it skipped). f32 results must be
+//! within 1e-5 of the reference, relative to the reference's largest magnitude.
 
-use std::sync::Arc;
+mod harness_support;
 
-use cudarc::driver::CudaSlice;
+use harness_support::device::HarnessDevice;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sparta::ops::conv2d::{conv2d_weight_split, cpu, cuda, ConvGeom};
-use sparta::{Error, Gpu};
+use sparta::{Error, Gpu, KernelDevice};
 
 /// Random values rounded to f32, as f64 (what both the GPU and the reference see).
 fn random(rng: &mut StdRng, len: usize) -> Vec<f64> {
@@ -17,13 +18,13 @@ fn random(rng: &mut StdRng, len: usize) -> Vec<f64> {
         .collect()
 }
 
-fn up(gpu: &Arc<Gpu>, v: &[f64]) -> CudaSlice<f32> {
+fn up<D: KernelDevice>(dev: &D, name: &str, v: &[f64]) -> D::Buffer<f32> {
     let f: Vec<f32> = v.iter().map(|&x| x as f32).collect();
-    gpu.stream().clone_htod(&f).unwrap()
+    dev.upload(name, &f).unwrap()
 }
 
-fn down(gpu: &Arc<Gpu>, d: &CudaSlice<f32>) -> Vec<f32> {
-    gpu.stream().clone_dtoh(d).unwrap()
+fn down<D: KernelDevice>(dev: &D, d: &D::Buffer<f32>) -> Vec<f32> {
+    dev.download(&dev.view(d)).unwrap()
 }
 
 fn assert_matches(what: &str, got: &[f32], want: &[f64]) {
@@ -37,6 +38,9 @@ fn assert_matches(what: &str, got: &[f32], want: &[f64]) {
 
 /// (N, C, H, W, K, kernel, stride, pad).
 type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
+
+/// The cases the harness runs too: odd sizes.
+const ODD_CASES: usize = 3;
 
 /// Odd sizes, then ResNet-18's convolutions at a
 /// small batch (stem, group 1 with a many-way split weight gradient, a stride-2 3×3, the
@@ -54,11 +58,15 @@ const CASES: &[Case] = &[
 
 #[test]
 fn conv2d_kernels_match_cpu() {
-    let Some(gpu) = Gpu::for_tests("conv2d_kernels_match_cpu") else {
-        return;
-    };
+    check_conv2d(&HarnessDevice::new(), &CASES[..ODD_CASES]);
+    if let Some(gpu) = Gpu::for_tests("conv2d_kernels_match_cpu") {
+        check_conv2d(&gpu, CASES);
+    }
+}
+
+fn check_conv2d<D: KernelDevice>(dev: &D, cases: &[Case]) {
     let mut rng = StdRng::seed_from_u64(7);
-    for &(n, c_in, h, w, c_out, k, stride, pad) in CASES {
+    for &(n, c_in, h, w, c_out, k, stride, pad) in cases {
         let g = ConvGeom {
             n,
             c_in,
@@ -77,42 +85,42 @@ fn conv2d_kernels_match_cpu() {
         );
         let y = cpu::forward(&g, &x, &wt);
         let (dx, dw) = cpu::backward(&g, &x, &wt, &dy, true, true);
-        let (x_d, w_d, dy_d) = (up(&gpu, &x), up(&gpu, &wt), up(&gpu, &dy));
+        let (x_d, w_d, dy_d) = (up(dev, "x", &x), up(dev, "wt", &wt), up(dev, "dy", &dy));
 
         // Outputs start from garbage: every kernel overwrites.
-        let mut y_d = up(&gpu, &random(&mut rng, y_len));
+        let mut y_d = up(dev, "y", &random(&mut rng, y_len));
         cuda::conv2d_forward(
-            &gpu,
+            dev,
             &g,
-            &x_d.as_view(),
-            &w_d.as_view(),
-            &mut y_d.as_view_mut(),
+            &dev.view(&x_d),
+            &dev.view(&w_d),
+            &mut dev.view_mut(&mut y_d),
         )
         .unwrap();
-        assert_matches(&format!("y {g:?}"), &down(&gpu, &y_d), &y);
+        assert_matches(&format!("y {g:?}"), &down(dev, &y_d), &y);
 
-        let mut dx_d = up(&gpu, &random(&mut rng, x_len));
+        let mut dx_d = up(dev, "dx", &random(&mut rng, x_len));
         cuda::conv2d_backward_input(
-            &gpu,
+            dev,
             &g,
-            &dy_d.as_view(),
-            &w_d.as_view(),
-            &mut dx_d.as_view_mut(),
+            &dev.view(&dy_d),
+            &dev.view(&w_d),
+            &mut dev.view_mut(&mut dx_d),
         )
         .unwrap();
-        assert_matches(&format!("dx {g:?}"), &down(&gpu, &dx_d), &dx.unwrap());
+        assert_matches(&format!("dx {g:?}"), &down(dev, &dx_d), &dx.unwrap());
 
-        let mut dw_d = up(&gpu, &random(&mut rng, w_len));
+        let mut dw_d = up(dev, "dw", &random(&mut rng, w_len));
         let mut weight_grad = || {
             cuda::conv2d_backward_weight(
-                &gpu,
+                dev,
                 &g,
-                &x_d.as_view(),
-                &dy_d.as_view(),
-                &mut dw_d.as_view_mut(),
+                &dev.view(&x_d),
+                &dev.view(&dy_d),
+                &mut dev.view_mut(&mut dw_d),
             )
             .unwrap();
-            down(&gpu, &dw_d)
+            down(dev, &dw_d)
         };
         let first = weight_grad();
         let split = conv2d_weight_split(&g);
@@ -130,9 +138,13 @@ fn conv2d_kernels_match_cpu() {
 
 #[test]
 fn conv2d_wrappers_reject_wrong_lengths_and_geometry() {
-    let Some(gpu) = Gpu::for_tests("conv2d_wrappers_reject_wrong_lengths_and_geometry") else {
-        return;
-    };
+    check_rejects(&HarnessDevice::new());
+    if let Some(gpu) = Gpu::for_tests("conv2d_wrappers_reject_wrong_lengths_and_geometry") {
+        check_rejects(&gpu);
+    }
+}
+
+fn check_rejects<D: KernelDevice>(dev: &D) {
     let g = ConvGeom {
         n: 1,
         c_in: 2,
@@ -144,16 +156,15 @@ fn conv2d_wrappers_reject_wrong_lengths_and_geometry() {
         pad: 1,
     };
     let (x_len, w_len, y_len) = g.lens();
-    let stream = gpu.stream();
-    let x = stream.alloc_zeros::<f32>(x_len).unwrap();
-    let w = stream.alloc_zeros::<f32>(w_len).unwrap();
-    let mut y_short = stream.alloc_zeros::<f32>(y_len - 1).unwrap();
+    let x = dev.alloc_zeros::<f32>("x", x_len).unwrap();
+    let w = dev.alloc_zeros::<f32>("w", w_len).unwrap();
+    let mut y_short = dev.alloc_zeros::<f32>("y", y_len - 1).unwrap();
     let err = cuda::conv2d_forward(
-        &gpu,
+        dev,
         &g,
-        &x.as_view(),
-        &w.as_view(),
-        &mut y_short.as_view_mut(),
+        &dev.view(&x),
+        &dev.view(&w),
+        &mut dev.view_mut(&mut y_short),
     )
     .unwrap_err();
     assert!(
@@ -161,13 +172,13 @@ fn conv2d_wrappers_reject_wrong_lengths_and_geometry() {
         "{err}"
     );
     let too_big = ConvGeom { k: 7, ..g };
-    let mut dx = stream.alloc_zeros::<f32>(x_len).unwrap();
+    let mut dx = dev.alloc_zeros::<f32>("dx", x_len).unwrap();
     let err = cuda::conv2d_backward_input(
-        &gpu,
+        dev,
         &too_big,
-        &y_short.as_view(),
-        &w.as_view(),
-        &mut dx.as_view_mut(),
+        &dev.view(&y_short),
+        &dev.view(&w),
+        &mut dev.view_mut(&mut dx),
     )
     .unwrap_err();
     assert!(

@@ -1,20 +1,53 @@
-//! The SPARTA layer on a GPU against the f64 CPU layer with the same weights: forward,
-//! dX and every parameter gradient, fused and unfused, DPNet on and off, B = 1 and 2,
-//! frozen. Skips with a message when no GPU is present. Shapes stay small so that no
-//! ReLU input inside DSCANet lands within f32 rounding of 0, where the f32 and f64
-//! decisions could differ.
+//! The SPARTA layer's CUDA path (its sequence of wrappers and launches) against the f64
+//! CPU layer with the same weights: forward, dX and every parameter gradient, fused and
+//! unfused, DPNet on and off, B = 1 and 2, frozen. On the CPU kernel harness always
+//! (small channel counts), on a GPU when there is one (all cases). Shapes stay small so
+//! that no ReLU input inside DSCANet lands within f32 rounding of 0, where the f32 and
+//! f64 decisions could differ.
 
+mod harness_support;
+
+use harness_support::device::HarnessDevice;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sparta::nn::sparta::{SanetPath, SpartaConfig, SpartaLayer};
-use sparta::Gpu;
+use sparta::{Gpu, KernelDevice};
 
 fn assert_matches(what: &str, got: &[f32], want: &[f64]) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     let scale = want.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let err = (g as f64 - w).abs();
-        assert!(err <= 1e-5 * scale, "{what}[{i}]: GPU {g} vs CPU {w}");
+        assert!(err <= 1e-5 * scale, "{what}[{i}]: device {g} vs CPU {w}");
+    }
+}
+
+/// (C, DPNet, B, N, H, W).
+type Case = (usize, bool, usize, usize, usize, usize);
+
+const SMALL_CASES: &[Case] = &[(6, true, 1, 3, 5, 7), (6, false, 2, 2, 5, 7)];
+
+#[test]
+fn harness_layer_matches_cpu_layer() {
+    let dev = HarnessDevice::new();
+    check_layer(&dev, SMALL_CASES);
+    let launched = dev.take_launched();
+    // The fused and unfused SANet paths and the DPNet head all ran.
+    for kernel in [
+        "sanet_pool_f32",
+        "sanet_conv5_f32",
+        "sanet_dw5_f32",
+        "sanet_dh_f32",
+        "conv1x1_forward_f32",
+        "dynconv_forward_f32",
+        "dynconv_backward_input_f32",
+        "relu_mask_f32",
+        "gate_backward_ds_f32",
+    ] {
+        assert!(
+            launched.iter().any(|k| k == kernel),
+            "{kernel} never launched"
+        );
     }
 }
 
@@ -23,14 +56,14 @@ fn cuda_layer_matches_cpu_layer() {
     let Some(gpu) = Gpu::for_tests("cuda_layer_matches_cpu_layer") else {
         return;
     };
+    let mut cases = SMALL_CASES.to_vec();
+    cases.extend([(300, true, 2, 2, 4, 4), (64, true, 1, 2, 8, 8)]);
+    check_layer(&gpu, &cases);
+}
+
+fn check_layer<D: KernelDevice>(dev: &D, cases: &[Case]) {
     let mut rng = StdRng::seed_from_u64(21);
-    let cases = [
-        (6, true, 1, 3, 5, 7),
-        (6, false, 2, 2, 5, 7),
-        (300, true, 2, 2, 4, 4),
-        (64, true, 1, 2, 8, 8),
-    ];
-    for (ch, dpnet, block, n, h, w) in cases {
+    for &(ch, dpnet, block, n, h, w) in cases {
         for frozen in [false, true] {
             let config = SpartaConfig {
                 dpnet,
@@ -53,41 +86,30 @@ fn cuda_layer_matches_cpu_layer() {
             let (y_ref, cache) = layer64.forward(&x64, n, h, w).unwrap();
             let g_ref = layer64.backward(&x64, &cache, &dy64).unwrap();
 
-            let stream = gpu.stream();
-            let weights = layer32.to_cuda(&gpu).unwrap();
+            let weights = layer32.to_cuda(dev).unwrap();
             let (x_d, dy_d) = (
-                stream.clone_htod(&x32).unwrap(),
-                stream.clone_htod(&dy32).unwrap(),
+                dev.upload("x", &x32).unwrap(),
+                dev.upload("dy", &dy32).unwrap(),
             );
+            let (x_v, dy_v) = (dev.view(&x_d), dev.view(&dy_d));
+            let down = |b: &D::Buffer<f32>| dev.download(&dev.view(b)).unwrap();
             for path in [SanetPath::Fused, SanetPath::Unfused] {
                 let what = format!("C {ch} DPNet {dpnet} B {block} frozen {frozen} {path:?}");
                 let (y_d, cache_d) = layer32
-                    .forward_cuda(&gpu, &weights, &x_d.as_view(), n, h, w, path)
+                    .forward_cuda(dev, &weights, &x_v, n, h, w, path)
                     .unwrap();
-                assert_matches(
-                    &format!("{what} y"),
-                    &stream.clone_dtoh(&y_d).unwrap(),
-                    &y_ref,
-                );
+                assert_matches(&format!("{what} y"), &down(&y_d), &y_ref);
                 let g = layer32
-                    .backward_cuda(&gpu, &weights, &x_d.as_view(), &cache_d, &dy_d.as_view())
+                    .backward_cuda(dev, &weights, &x_v, &cache_d, &dy_v)
                     .unwrap();
-                assert_matches(
-                    &format!("{what} dx"),
-                    &stream.clone_dtoh(&g.dx).unwrap(),
-                    &g_ref.dx,
-                );
+                assert_matches(&format!("{what} dx"), &down(&g.dx), &g_ref.dx);
                 assert_eq!(g.params.len(), g_ref.params.len(), "{what}");
                 for ((name, _, _), (got, want)) in layer32
                     .params()
                     .iter()
                     .zip(g.params.iter().zip(&g_ref.params))
                 {
-                    assert_matches(
-                        &format!("{what} {name}"),
-                        &stream.clone_dtoh(got).unwrap(),
-                        want,
-                    );
+                    assert_matches(&format!("{what} {name}"), &down(got), want);
                 }
             }
         }

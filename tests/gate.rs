@@ -1,5 +1,8 @@
 //! The SPARTA gate and ReLU: values, finite-difference gradients (f64), f32 against
-//! f64, shape errors, determinism, and CUDA against the CPU (skipped without a GPU).
+//! f64, shape errors, determinism, and the CUDA wrappers against the CPU (on the CPU
+//! kernel harness always, on a GPU when there is one).
+
+mod harness_support;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -441,12 +444,14 @@ fn launch_shapes_cover_every_channel_and_pixel() {
     }
 }
 
-/// CUDA against the f64 CPU reference for every kernel and dtype (skipped without a GPU).
+/// The CUDA wrappers against the f64 CPU reference for every kernel and dtype: on the
+/// CPU kernel harness always (odd shapes), on a GPU when there is one (plus large shapes).
 mod cuda {
     use super::*;
     use half::{bf16, f16};
+    use harness_support::device::HarnessDevice;
     use sparta::ops::{relu, KernelFloat};
-    use sparta::Gpu;
+    use sparta::{Gpu, KernelDevice};
 
     fn store<T: KernelFloat>(v: &[f64]) -> Vec<T> {
         v.iter().map(|&v| T::of_f64(v)).collect()
@@ -456,14 +461,14 @@ mod cuda {
         v.iter().map(|v| v.as_f64()).collect()
     }
 
-    fn check_dtype<T: KernelFloat>(gpu: &Gpu, rtol: f64) {
-        let stream = gpu.stream();
-        let shapes = ODD_SHAPES
-            .iter()
-            .copied()
-            .chain([(4, 64, 32, 32, 1), (3, 40, 4, 4, 1)]);
-        for (k, dims) in shapes.enumerate() {
-            let shape = shape_of(&dims);
+    /// Every gate and ReLU wrapper on `dev` against the f64 reference at `shapes`.
+    fn check_dtype<D: KernelDevice, T: KernelFloat>(
+        dev: &D,
+        shapes: &[(usize, usize, usize, usize, usize)],
+        rtol: f64,
+    ) {
+        for (k, dims) in shapes.iter().enumerate() {
+            let shape = shape_of(dims);
             let raw = inputs(&shape, 1000 + k as u64);
             let (x, s, c, dy) = (
                 store::<T>(&raw.x),
@@ -479,170 +484,128 @@ mod cuda {
                 dy: load(&dy),
             };
             let what = |name: &str| format!("{name} {} at {dims:?}", T::SUFFIX);
-            let x_d = stream.clone_htod(&x).unwrap();
-            let s_d = stream.clone_htod(&s).unwrap();
-            let c_d = stream.clone_htod(&c).unwrap();
-            let dy_d = stream.clone_htod(&dy).unwrap();
-            let alloc = |len: usize| stream.alloc_zeros::<T>(len).unwrap();
-
-            let mut y_d = alloc(shape.x_len());
-            gate::cuda::gate_forward(
-                gpu,
-                &shape,
-                &x_d.as_view(),
-                &s_d.as_view(),
-                &c_d.as_view(),
-                &mut y_d.as_view_mut(),
-            )
-            .unwrap();
-            let y64 = forward64(&shape, &i.x, &i.s, &i.c);
-            assert_close(
-                &what("y"),
-                &load(&stream.clone_dtoh(&y_d).unwrap()),
-                &y64,
-                rtol,
-                0.0,
+            let x_d = dev.upload("x", &x).unwrap();
+            let s_d = dev.upload("s", &s).unwrap();
+            let c_d = dev.upload("c", &c).unwrap();
+            let dy_d = dev.upload("dy", &dy).unwrap();
+            let (x_v, s_v, c_v, dy_v) = (
+                dev.view(&x_d),
+                dev.view(&s_d),
+                dev.view(&c_d),
+                dev.view(&dy_d),
             );
+            let alloc = |name: &str, len: usize| dev.alloc_scratch::<T>(name, len).unwrap();
+            let down = |b: &D::Buffer<T>| load(&dev.download(&dev.view(b)).unwrap());
+
+            let mut y_d = alloc("y", shape.x_len());
+            gate::cuda::gate_forward(dev, &shape, &x_v, &s_v, &c_v, &mut dev.view_mut(&mut y_d))
+                .unwrap();
+            let y64 = forward64(&shape, &i.x, &i.s, &i.c);
+            assert_close(&what("y"), &down(&y_d), &y64, rtol, 0.0);
 
             let (mut r_d, mut g_d, mut yu_d) = (
-                alloc(shape.x_len()),
-                alloc(shape.x_len()),
-                alloc(shape.x_len()),
+                alloc("relu_out", shape.x_len()),
+                alloc("gate", shape.x_len()),
+                alloc("y", shape.x_len()),
             );
             gate::cuda::gate_forward_unfused(
-                gpu,
+                dev,
                 &shape,
-                &x_d.as_view(),
-                &s_d.as_view(),
-                &c_d.as_view(),
-                &mut r_d.as_view_mut(),
-                &mut g_d.as_view_mut(),
-                &mut yu_d.as_view_mut(),
+                &x_v,
+                &s_v,
+                &c_v,
+                &mut dev.view_mut(&mut r_d),
+                &mut dev.view_mut(&mut g_d),
+                &mut dev.view_mut(&mut yu_d),
             )
             .unwrap();
             // The unfused peer rounds the gate map to T before multiplying.
-            assert_close(
-                &what("unfused y"),
-                &load(&stream.clone_dtoh(&yu_d).unwrap()),
-                &y64,
-                2.0 * rtol,
-                0.0,
-            );
+            assert_close(&what("unfused y"), &down(&yu_d), &y64, 2.0 * rtol, 0.0);
 
-            let (mut dx_d, mut ds_d, mut dc_d) = (
-                alloc(shape.x_len()),
-                alloc(shape.s_len()),
-                alloc(shape.c_len()),
-            );
-            gate::cuda::gate_backward(
-                gpu,
-                &shape,
-                &x_d.as_view(),
-                &s_d.as_view(),
-                &c_d.as_view(),
-                &dy_d.as_view(),
-                &mut dx_d.as_view_mut(),
-                &mut ds_d.as_view_mut(),
-                &mut dc_d.as_view_mut(),
-            )
-            .unwrap();
+            let backward = || {
+                let (mut dx_d, mut ds_d, mut dc_d) = (
+                    alloc("dx", shape.x_len()),
+                    alloc("ds", shape.s_len()),
+                    alloc("dc", shape.c_len()),
+                );
+                gate::cuda::gate_backward(
+                    dev,
+                    &shape,
+                    &x_v,
+                    &s_v,
+                    &c_v,
+                    &dy_v,
+                    &mut dev.view_mut(&mut dx_d),
+                    &mut dev.view_mut(&mut ds_d),
+                    &mut dev.view_mut(&mut dc_d),
+                )
+                .unwrap();
+                (down(&dx_d), down(&ds_d), down(&dc_d))
+            };
+            let (dx, ds, dc) = backward();
             let (dx64, ds64, dc64) = backward64(&shape, &i);
-            assert_close(
-                &what("dx"),
-                &load(&stream.clone_dtoh(&dx_d).unwrap()),
-                &dx64,
-                rtol,
-                0.0,
-            );
-            assert_close(
-                &what("ds"),
-                &load(&stream.clone_dtoh(&ds_d).unwrap()),
-                &ds64,
-                rtol,
-                0.1,
-            );
-            assert_close(
-                &what("dc"),
-                &load(&stream.clone_dtoh(&dc_d).unwrap()),
-                &dc64,
-                rtol,
-                0.1,
-            );
+            assert_close(&what("dx"), &dx, &dx64, rtol, 0.0);
+            assert_close(&what("ds"), &ds, &ds64, rtol, 0.1);
+            assert_close(&what("dc"), &dc, &dc64, rtol, 0.1);
 
-            let mut ry_d = alloc(shape.x_len());
-            relu::cuda::relu_forward(gpu, &x_d.as_view(), &mut ry_d.as_view_mut()).unwrap();
+            let mut ry_d = alloc("y", shape.x_len());
+            relu::cuda::relu_forward(dev, &x_v, &mut dev.view_mut(&mut ry_d)).unwrap();
             let mut ry = vec![0.0; shape.x_len()];
             cpu::relu_forward(&i.x, &mut ry).unwrap();
-            assert_eq!(
-                load(&stream.clone_dtoh(&ry_d).unwrap()),
-                ry,
-                "{}",
-                what("relu y")
-            );
-            let mut rdx_d = alloc(shape.x_len());
-            relu::cuda::relu_backward(
-                gpu,
-                &x_d.as_view(),
-                &dy_d.as_view(),
-                &mut rdx_d.as_view_mut(),
-            )
-            .unwrap();
+            assert_eq!(down(&ry_d), ry, "{}", what("relu y"));
+            let mut rdx_d = alloc("dx", shape.x_len());
+            relu::cuda::relu_backward(dev, &x_v, &dy_v, &mut dev.view_mut(&mut rdx_d)).unwrap();
             let mut rdx = vec![0.0; shape.x_len()];
             cpu::relu_backward(&i.x, &i.dy, &mut rdx).unwrap();
-            assert_eq!(
-                load(&stream.clone_dtoh(&rdx_d).unwrap()),
-                rdx,
-                "{}",
-                what("relu dx")
-            );
+            assert_eq!(down(&rdx_d), rdx, "{}", what("relu dx"));
 
             // Same inputs, same bits: the backward has no atomics.
-            let (mut dx2, mut ds2, mut dc2) = (
-                alloc(shape.x_len()),
-                alloc(shape.s_len()),
-                alloc(shape.c_len()),
-            );
-            gate::cuda::gate_backward(
-                gpu,
-                &shape,
-                &x_d.as_view(),
-                &s_d.as_view(),
-                &c_d.as_view(),
-                &dy_d.as_view(),
-                &mut dx2.as_view_mut(),
-                &mut ds2.as_view_mut(),
-                &mut dc2.as_view_mut(),
-            )
-            .unwrap();
-            assert_eq!(
-                load(&stream.clone_dtoh(&ds2).unwrap()),
-                load(&stream.clone_dtoh(&ds_d).unwrap())
-            );
-            assert_eq!(
-                load(&stream.clone_dtoh(&dc2).unwrap()),
-                load(&stream.clone_dtoh(&dc_d).unwrap())
-            );
+            let (_, ds2, dc2) = backward();
+            assert_eq!(ds2, ds);
+            assert_eq!(dc2, dc);
         }
+    }
+
+    /// The odd shapes, plus on a GPU two large ones.
+    fn gpu_shapes() -> Vec<(usize, usize, usize, usize, usize)> {
+        let mut shapes = ODD_SHAPES.to_vec();
+        shapes.extend([(4, 64, 32, 32, 1), (3, 40, 4, 4, 1)]);
+        shapes
+    }
+
+    #[test]
+    fn harness_f32_matches_cpu() {
+        check_dtype::<_, f32>(&HarnessDevice::new(), ODD_SHAPES, 1e-5);
+    }
+
+    #[test]
+    fn harness_f16_matches_cpu() {
+        check_dtype::<_, f16>(&HarnessDevice::new(), ODD_SHAPES, 1e-2);
+    }
+
+    #[test]
+    fn harness_bf16_matches_cpu() {
+        check_dtype::<_, bf16>(&HarnessDevice::new(), ODD_SHAPES, 1e-2);
     }
 
     #[test]
     fn cuda_f32_matches_cpu() {
         if let Some(gpu) = Gpu::for_tests("cuda_f32_matches_cpu") {
-            check_dtype::<f32>(&gpu, 1e-5);
+            check_dtype::<_, f32>(&gpu, &gpu_shapes(), 1e-5);
         }
     }
 
     #[test]
     fn cuda_f16_matches_cpu() {
         if let Some(gpu) = Gpu::for_tests("cuda_f16_matches_cpu") {
-            check_dtype::<f16>(&gpu, 1e-2);
+            check_dtype::<_, f16>(&gpu, &gpu_shapes(), 1e-2);
         }
     }
 
     #[test]
     fn cuda_bf16_matches_cpu() {
         if let Some(gpu) = Gpu::for_tests("cuda_bf16_matches_cpu") {
-            check_dtype::<bf16>(&gpu, 1e-2);
+            check_dtype::<_, bf16>(&gpu, &gpu_shapes(), 1e-2);
         }
     }
 

@@ -1,5 +1,6 @@
 //! The implicit-GEMM convolution kernels (kernels/conv2d.cu), f32, run on the CPU by
-//! sparta-harness with the wrappers' own launch shapes and compared with the f64 CPU
+//! sparta-harness through the CUDA wrappers themselves (on the harness device: their
+//! launch shapes, argument lists and split-K sequence) and compared with the f64 CPU
 //! reference (`conv2d::cpu::forward` / `backward` on the same f32-rounded inputs).
 //!
 //! Shapes cover ResNet's convolutions (3×3 pad 1 stride 1 and 2, 1×1 pad 0 stride 1 and
@@ -12,13 +13,13 @@
 
 mod harness_support;
 
-use harness_support::{dims, rounded, uniform};
+use harness_support::device::HarnessDevice;
+use harness_support::{rounded, uniform};
 use sparta::ops::conv2d::{
-    self, conv2d_forward_launch, conv2d_input_launch, conv2d_weight_launch,
-    conv2d_weight_reduce_launch, conv2d_weight_scratch_len, conv2d_weight_split, ConvGeom,
-    CONV2D_TILE,
+    self, conv2d_weight_scratch_len, conv2d_weight_split, ConvGeom, CONV2D_TILE,
 };
-use sparta_harness::{Arg, Harness, HarnessError};
+use sparta::KernelDevice;
+use sparta_harness::HarnessError;
 
 /// Relative tolerance of f32 against the f64 reference.
 const TOL: f64 = 1e-5;
@@ -46,10 +47,6 @@ fn assert_close(what: &str, got: &[f32], want: &[f64]) {
     if let Some(e) = mismatch(what, got, want) {
         panic!("{e}");
     }
-}
-
-fn i32_arg(v: usize) -> Arg {
-    Arg::I32(i32::try_from(v).unwrap())
 }
 
 /// (N, C, H, W, K, kernel, stride, pad).
@@ -91,53 +88,50 @@ fn geom(&(n, c_in, h, w, c_out, k, stride, pad): &Case) -> ConvGeom {
 }
 
 /// The kernels' geometry arguments `N, C, H, W, K, R, stride, pad, P, Q`.
-fn geom_args(g: &ConvGeom) -> Vec<Arg> {
-    [
-        g.n,
-        g.c_in,
-        g.h,
-        g.w,
-        g.c_out,
-        g.k,
-        g.stride,
-        g.pad,
-        g.h_out(),
-        g.w_out(),
-    ]
-    .into_iter()
-    .map(i32_arg)
-    .collect()
+/// Runs the conv2d_forward wrapper (with `mutant` in place of conv2d_forward_f32 if
+/// given) and returns y.
+fn run_forward(
+    mutant: Option<&str>,
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+) -> Result<Vec<f32>, HarnessError> {
+    let dev = HarnessDevice::maybe_mutant(mutant, "conv2d_forward_f32");
+    let xb = dev.upload("x", x).unwrap();
+    let wb = dev.upload("w", w).unwrap();
+    let mut yb = dev.alloc_scratch::<f32>("y", g.lens().2).unwrap();
+    let r = conv2d::cuda::conv2d_forward(
+        &dev,
+        g,
+        &dev.view(&xb),
+        &dev.view(&wb),
+        &mut dev.view_mut(&mut yb),
+    );
+    dev.harness_result(r)?;
+    Ok(dev.download(&dev.view(&yb)).unwrap())
 }
 
-/// Runs `<prefix>conv2d_forward_f32` (a mutant's prefix, or "") and returns y.
-fn run_forward(prefix: &str, g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>, HarnessError> {
-    let mut h = Harness::new();
-    let xb = h.input("x", x);
-    let wb = h.input("w", w);
-    let yb = h.output::<f32>("y", g.lens().2);
-    let mut args = vec![Arg::Buf(xb), Arg::Buf(wb), Arg::Buf(yb)];
-    args.extend(geom_args(g));
-    let kernel = format!("{prefix}conv2d_forward_f32");
-    h.launch(&kernel, dims(conv2d_forward_launch(g)), &args)?;
-    Ok(h.read::<f32>(yb))
-}
-
-/// Runs `<prefix>conv2d_backward_input_f32` and returns dx.
+/// Runs the conv2d_backward_input wrapper (with `mutant` in place of
+/// conv2d_backward_input_f32 if given) and returns dx.
 fn run_backward_input(
-    prefix: &str,
+    mutant: Option<&str>,
     g: &ConvGeom,
     dy: &[f32],
     w: &[f32],
 ) -> Result<Vec<f32>, HarnessError> {
-    let mut h = Harness::new();
-    let dyb = h.input("dy", dy);
-    let wb = h.input("w", w);
-    let dxb = h.output::<f32>("dx", g.lens().0);
-    let mut args = vec![Arg::Buf(dyb), Arg::Buf(wb), Arg::Buf(dxb)];
-    args.extend(geom_args(g));
-    let kernel = format!("{prefix}conv2d_backward_input_f32");
-    h.launch(&kernel, dims(conv2d_input_launch(g)), &args)?;
-    Ok(h.read::<f32>(dxb))
+    let dev = HarnessDevice::maybe_mutant(mutant, "conv2d_backward_input_f32");
+    let dyb = dev.upload("dy", dy).unwrap();
+    let wb = dev.upload("w", w).unwrap();
+    let mut dxb = dev.alloc_scratch::<f32>("dx", g.lens().0).unwrap();
+    let r = conv2d::cuda::conv2d_backward_input(
+        &dev,
+        g,
+        &dev.view(&dyb),
+        &dev.view(&wb),
+        &mut dev.view_mut(&mut dxb),
+    );
+    dev.harness_result(r)?;
+    Ok(dev.download(&dev.view(&dxb)).unwrap())
 }
 
 #[test]
@@ -148,7 +142,7 @@ fn conv2d_forward_matches_cpu_reference() {
         let (x, x64) = random(x_len, 10 * i as u64);
         let (w, w64) = random(w_len, 10 * i as u64 + 1);
         let want = conv2d::cpu::forward(&g, &x64, &w64);
-        let got = run_forward("", &g, &x, &w)
+        let got = run_forward(None, &g, &x, &w)
             .unwrap_or_else(|e| panic!("conv2d_forward_f32 {case:?}: {e}"));
         assert_close(&format!("conv2d_forward_f32 {case:?}"), &got, &want);
     }
@@ -163,7 +157,7 @@ fn conv2d_backward_input_matches_cpu_reference() {
         let (w, w64) = random(w_len, 10 * i as u64 + 3);
         let (dy, dy64) = random(y_len, 10 * i as u64 + 4);
         let (want, _) = conv2d::cpu::backward(&g, &x64, &w64, &dy64, true, false);
-        let got = run_backward_input("", &g, &dy, &w)
+        let got = run_backward_input(None, &g, &dy, &w)
             .unwrap_or_else(|e| panic!("conv2d_backward_input_f32 {case:?}: {e}"));
         assert_close(
             &format!("conv2d_backward_input_f32 {case:?}"),
@@ -188,43 +182,45 @@ fn conv2d_backward_weight_matches_cpu_reference() {
         let want = want.unwrap();
         let split = conv2d_weight_split(&g);
         split_counts.push(split.splits);
-        let mut h = Harness::new();
-        let xb = h.input("x", &x);
-        let dyb = h.input("dy", &dy);
-        let dwb = h.output::<f32>("dw", w_len);
-        let partial = if split.splits == 1 {
+        let dev = HarnessDevice::new();
+        let xb = dev.upload("x", &x).unwrap();
+        let dyb = dev.upload("dy", &dy).unwrap();
+        let mut dwb = dev.alloc_scratch::<f32>("dw", w_len).unwrap();
+        conv2d::cuda::conv2d_backward_weight(
+            &dev,
+            &g,
+            &dev.view(&xb),
+            &dev.view(&dyb),
+            &mut dev.view_mut(&mut dwb),
+        )
+        .unwrap_or_else(|e| panic!("conv2d_backward_weight {case:?}: {e}"));
+        let reports = dev.reports();
+        let launched: Vec<&str> = reports.iter().map(|r| r.kernel.as_str()).collect();
+        if split.splits == 1 {
             assert_eq!(conv2d_weight_scratch_len(&g), 0);
-            dwb
+            assert_eq!(launched, ["conv2d_backward_weight_f32"]);
         } else {
             assert_eq!(conv2d_weight_scratch_len(&g), split.splits * w_len);
-            h.output::<f32>("partial", split.splits * w_len)
-        };
-        let mut args = vec![Arg::Buf(xb), Arg::Buf(dyb), Arg::Buf(partial)];
-        args.extend(geom_args(&g));
-        args.push(i32_arg(split.chunk));
-        h.launch(
-            "conv2d_backward_weight_f32",
-            dims(conv2d_weight_launch(&g)),
-            &args,
-        )
-        .unwrap_or_else(|e| panic!("conv2d_backward_weight_f32 {case:?}: {e}"));
-        if split.splits > 1 {
-            let args = [
-                Arg::Buf(partial),
-                Arg::Buf(dwb),
-                i32_arg(w_len),
-                i32_arg(split.splits),
-            ];
-            h.launch(
-                "conv2d_backward_weight_reduce_f32",
-                dims(conv2d_weight_reduce_launch(&g)),
-                &args,
-            )
-            .unwrap_or_else(|e| panic!("conv2d_backward_weight_reduce_f32 {case:?}: {e}"));
+            assert_eq!(
+                launched,
+                [
+                    "conv2d_backward_weight_f32",
+                    "conv2d_backward_weight_reduce_f32"
+                ]
+            );
+            // The partials: every one of splits · dw length written, then read once.
+            assert_eq!(
+                reports[0].buffer("dw_partial").bytes,
+                4 * (split.splits * w_len) as u64
+            );
+            assert_eq!(
+                reports[1].buffer("dw_partial").loads,
+                (split.splits * w_len) as u64
+            );
         }
         assert_close(
             &format!("conv2d_backward_weight {case:?} ({split:?})"),
-            &h.read::<f32>(dwb),
+            &dev.download(&dev.view(&dwb)).unwrap(),
             &want,
         );
     }
@@ -267,7 +263,7 @@ fn caught_removed_slice_barrier() {
     let (x, x64) = random(x_len, 900);
     let (w, w64) = random(w_len, 901);
     let want = conv2d::cpu::forward(&g, &x64, &w64);
-    let why = caught(run_forward("conv2d_no_slice_sync__", &g, &x, &w), &want);
+    let why = caught(run_forward(Some("conv2d_no_slice_sync"), &g, &x, &w), &want);
     println!("caught: {why}");
 }
 
@@ -280,7 +276,7 @@ fn caught_wrong_tap_direction_in_input_grad() {
     let (dy, dy64) = random(y_len, 904);
     let (want, _) = conv2d::cpu::backward(&g, &x64, &w64, &dy64, true, false);
     let why = caught(
-        run_backward_input("conv2d_input_tap_sign__", &g, &dy, &w),
+        run_backward_input(Some("conv2d_input_tap_sign"), &g, &dy, &w),
         &want.unwrap(),
     );
     println!("caught: {why}");

@@ -1,28 +1,26 @@
 //! Every DSCANet kernel (kernels/pool.cu, conv1x1.cu, dynconv.cu, fc.cu, sanet.cu), f32,
-//! run on the CPU by sparta-harness with the wrappers' own launch shapes and compared
-//! with the f64 CPU reference on random inputs and odd shapes; the traffic pin of the
-//! global mean pool and a report of the block pool's traffic.
+//! run on the CPU by sparta-harness through the CUDA wrappers themselves (on the harness
+//! device), compared with the f64 CPU reference on random inputs and odd shapes, with
+//! the kernels each wrapper launches; the traffic pin of the global mean pool and a
+//! report of the block pool's traffic.
 //!
 //! Kernels that add with float atomics from several blocks (conv1x1 weight grad, the
-//! dynconv / SANet sums) legitimately depend on the order of the blocks, so they run
-//! under each schedule separately and every result is held to the tolerance.
+//! dynconv / SANet sums) legitimately depend on the order of the blocks: their wrappers
+//! say so (`Determinism::FloatAtomics`), and the harness device requires their three
+//! schedules to agree within a tolerance instead of bitwise; the result is held to the
+//! reference's tolerance.
 
 mod harness_support;
 
-use harness_support::{dims, rounded, uniform};
-use sparta::ops::conv1x1::{
-    self, conv1x1_bias_launch, conv1x1_tile_launch, conv1x1_weight_launch, relu_mask_launch,
-    Conv1x1Shape,
-};
-use sparta::ops::dynconv::{
-    self, dynconv_bias_launch, dynconv_forward_launch, dynconv_input_launch, dynconv_weight_launch,
-    DynConvShape,
-};
-use sparta::ops::fc::{self, fc_forward_launch, fc_input_launch, fc_params_launch, FcShape};
-use sparta::ops::pool::{self, pool_backward_launch, pool_forward_launch, PoolShape};
-use sparta::ops::sanet::{sanet_conv5_launch, sanet_tile_launch, SanetShape};
-use sparta::ops::LaunchDims;
-use sparta_harness::{Arg, Buf, Harness, LaunchReport, SCHEDULES};
+use harness_support::device::{HarnessBuffer, HarnessDevice};
+use harness_support::{rounded, uniform};
+use sparta::ops::conv1x1::{self, Conv1x1Shape};
+use sparta::ops::dynconv::{self, DynConvShape};
+use sparta::ops::fc::{self, FcShape};
+use sparta::ops::pool::{self, PoolShape};
+use sparta::ops::sanet::{self, SanetShape};
+use sparta::KernelDevice;
+use sparta_harness::LaunchReport;
 
 /// Relative tolerance of f32 against the f64 reference.
 const TOL: f64 = 1e-5;
@@ -46,34 +44,13 @@ fn assert_close(what: &str, got: &[f32], want: &[f64]) {
     }
 }
 
-/// Runs a kernel whose result depends on the order of its float atomics under every
-/// schedule, each from `init` (buffer, contents), and checks each `(buffer, reference)`.
-fn launch_each_schedule(
-    h: &mut Harness,
-    kernel: &str,
-    d: LaunchDims,
-    args: &[Arg],
-    init: &[(Buf, &[f32])],
-    check: &[(Buf, &[f64])],
-) {
-    for schedule in SCHEDULES {
-        for (b, data) in init {
-            h.write(*b, data);
-        }
-        h.launch_with(kernel, dims(d), args, schedule)
-            .unwrap_or_else(|e| panic!("{kernel} {schedule:?}: {e}"));
-        for (b, want) in check {
-            assert_close(&format!("{kernel} {schedule:?}"), &h.read::<f32>(*b), want);
-        }
-    }
+fn read(dev: &HarnessDevice, b: &HarnessBuffer<f32>) -> Vec<f32> {
+    dev.download(&dev.view(b)).unwrap()
 }
 
-fn i32_arg(v: usize) -> Arg {
-    Arg::I32(i32::try_from(v).unwrap())
-}
-
-fn i64_arg(v: usize) -> Arg {
-    Arg::I64(i64::try_from(v).unwrap())
+/// Asserts the kernels launched since the last call, in order.
+fn assert_launched(dev: &HarnessDevice, kernels: &[&str]) {
+    assert_eq!(dev.take_launched(), kernels);
 }
 
 // ---- pool ----
@@ -100,26 +77,15 @@ fn pool_shape(&(planes, h, w, b): &(usize, usize, usize, usize)) -> PoolShape {
     }
 }
 
-fn pool_args(shape: &PoolShape, a: Buf, b: Buf, len: usize) -> [Arg; 6] {
-    [
-        Arg::Buf(a),
-        Arg::Buf(b),
-        i64_arg(len),
-        i32_arg(shape.h),
-        i32_arg(shape.w),
-        i32_arg(shape.block),
-    ]
-}
-
 fn run_pool_forward(shape: &PoolShape, x: &[f32]) -> (Vec<f32>, LaunchReport) {
-    let mut h = Harness::new();
-    let xb = h.input("x", x);
-    let yb = h.output::<f32>("y", shape.out_len());
-    let args = pool_args(shape, xb, yb, shape.out_len());
-    let report = h
-        .launch("pool_forward_f32", dims(pool_forward_launch(shape)), &args)
-        .unwrap();
-    (h.read::<f32>(yb), report)
+    let dev = HarnessDevice::new();
+    let xb = dev.upload("x", x).unwrap();
+    let mut y = dev.alloc_scratch::<f32>("y", shape.out_len()).unwrap();
+    pool::cuda::pool_forward(&dev, shape, &dev.view(&xb), &mut dev.view_mut(&mut y)).unwrap();
+    let mut reports = dev.reports();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].kernel, "pool_forward_f32");
+    (read(&dev, &y), reports.remove(0))
 }
 
 #[test]
@@ -135,21 +101,13 @@ fn pool_kernels_match_cpu_reference() {
         let (dy, dy64) = random(shape.out_len(), 20 + i as u64);
         let (dx0, mut dx) = random(shape.in_len(), 30 + i as u64);
         pool::cpu::pool_backward(&shape, &dy64, &mut dx).unwrap();
-        let mut h = Harness::new();
-        let dyb = h.input("dy", &dy);
-        let dxb = h.input("dx", &dx0);
-        let args = pool_args(&shape, dyb, dxb, shape.in_len());
-        h.launch(
-            "pool_backward_f32",
-            dims(pool_backward_launch(&shape)),
-            &args,
-        )
-        .unwrap();
-        assert_close(
-            &format!("pool_backward_f32 {sd:?}"),
-            &h.read::<f32>(dxb),
-            &dx,
-        );
+        let dev = HarnessDevice::new();
+        let dyb = dev.upload("dy", &dy).unwrap();
+        let mut dxb = dev.upload("dx", &dx0).unwrap();
+        pool::cuda::pool_backward(&dev, &shape, &dev.view(&dyb), &mut dev.view_mut(&mut dxb))
+            .unwrap();
+        assert_launched(&dev, &["pool_backward_f32"]);
+        assert_close(&format!("pool_backward_f32 {sd:?}"), &read(&dev, &dxb), &dx);
     }
 }
 
@@ -215,35 +173,29 @@ fn conv1x1_kernels_match_cpu_reference() {
 
         let mut y = vec![0.0; shape.y_len()];
         conv1x1::cpu::conv1x1_forward(&shape, &x64, &w64, &b64, &mut y).unwrap();
-        let mut h = Harness::new();
-        let xb = h.input("x", &x);
-        let wb = h.input("w", &w);
-        let bb = h.input("b", &b);
-        let yb = h.output::<f32>("y", shape.y_len());
-        for relu in [0, 1] {
-            let args = [
-                Arg::Buf(xb),
-                Arg::Buf(wb),
-                Arg::Buf(bb),
-                Arg::Buf(yb),
-                i32_arg(cin),
-                i32_arg(cout),
-                i32_arg(pixels),
-                Arg::I32(relu),
-            ];
-            let d = conv1x1_tile_launch(cout, pixels, n);
-            h.launch("conv1x1_forward_f32", dims(d), &args).unwrap();
-            let want: Vec<f64> = if relu == 0 {
-                y.clone()
-            } else {
-                y.iter().map(|&v| v.max(0.0)).collect()
-            };
-            let got = h.read::<f32>(yb);
-            assert_close(
-                &format!("conv1x1_forward_f32 {sd:?} relu {relu}"),
-                &got,
-                &want,
-            );
+        let dev = HarnessDevice::new();
+        let xb = dev.upload("x", &x).unwrap();
+        let wb = dev.upload("w", &w).unwrap();
+        let bb = dev.upload("b", &b).unwrap();
+        let mut yb = dev.alloc_scratch::<f32>("y", shape.y_len()).unwrap();
+        for relu in [false, true] {
+            conv1x1::cuda::conv1x1_forward(
+                &dev,
+                &shape,
+                &dev.view(&xb),
+                &dev.view(&wb),
+                &dev.view(&bb),
+                &mut dev.view_mut(&mut yb),
+                relu,
+            )
+            .unwrap();
+            assert_launched(&dev, &["conv1x1_forward_f32"]);
+            let want: Vec<f64> = y
+                .iter()
+                .map(|&v| if relu { v.max(0.0) } else { v })
+                .collect();
+            let what = format!("conv1x1_forward_f32 {sd:?} relu {relu}");
+            assert_close(&what, &read(&dev, &yb), &want);
         }
 
         let (dx0, mut dx) = random(shape.x_len(), seed + 4);
@@ -259,63 +211,33 @@ fn conv1x1_kernels_match_cpu_reference() {
             Some(&mut db),
         )
         .unwrap();
-        let dyb = h.input("dy", &dy);
-        let dxb = h.input("dx", &dx0);
-        let dwb = h.input("dw", &dw0);
-        let dbb = h.input("db", &db0);
-        let args = [
-            Arg::Buf(dyb),
-            Arg::Buf(wb),
-            Arg::Buf(dxb),
-            i32_arg(cin),
-            i32_arg(cout),
-            i32_arg(pixels),
-        ];
-        let d = conv1x1_tile_launch(cin, pixels, n);
-        h.launch("conv1x1_backward_input_f32", dims(d), &args)
-            .unwrap();
-        assert_close(
-            &format!("conv1x1_backward_input_f32 {sd:?}"),
-            &h.read::<f32>(dxb),
-            &dx,
-        );
-
-        let args = [
-            Arg::Buf(xb),
-            Arg::Buf(dyb),
-            Arg::Buf(dwb),
-            i32_arg(n),
-            i32_arg(cin),
-            i32_arg(cout),
-            i32_arg(pixels),
-        ];
-        launch_each_schedule(
-            &mut h,
-            "conv1x1_backward_weight_f32",
-            conv1x1_weight_launch(&shape),
-            &args,
-            &[(dwb, &dw0)],
-            &[(dwb, &dw)],
-        );
-
-        let args = [
-            Arg::Buf(dyb),
-            Arg::Buf(dbb),
-            i32_arg(n),
-            i32_arg(cout),
-            i32_arg(pixels),
-        ];
-        h.launch(
-            "conv1x1_backward_bias_f32",
-            dims(conv1x1_bias_launch(&shape)),
-            &args,
+        let dyb = dev.upload("dy", &dy).unwrap();
+        let mut dxb = dev.upload("dx", &dx0).unwrap();
+        let mut dwb = dev.upload("dw", &dw0).unwrap();
+        let mut dbb = dev.upload("db", &db0).unwrap();
+        conv1x1::cuda::conv1x1_backward(
+            &dev,
+            &shape,
+            &dev.view(&xb),
+            &dev.view(&wb),
+            &dev.view(&dyb),
+            Some(&mut dev.view_mut(&mut dxb)),
+            Some(&mut dev.view_mut(&mut dwb)),
+            Some(&mut dev.view_mut(&mut dbb)),
         )
         .unwrap();
-        assert_close(
-            &format!("conv1x1_backward_bias_f32 {sd:?}"),
-            &h.read::<f32>(dbb),
-            &db,
+        assert_launched(
+            &dev,
+            &[
+                "conv1x1_backward_input_f32",
+                "conv1x1_backward_weight_f32",
+                "conv1x1_backward_bias_f32",
+            ],
         );
+        let what = format!("conv1x1_backward_f32 {sd:?}");
+        assert_close(&format!("{what} dx"), &read(&dev, &dxb), &dx);
+        assert_close(&format!("{what} dw"), &read(&dev, &dwb), &dw);
+        assert_close(&format!("{what} db"), &read(&dev, &dbb), &db);
     }
 }
 
@@ -330,13 +252,12 @@ fn relu_mask_matches_cpu_reference() {
             .zip(&dh0)
             .map(|(&h, &d)| if h > 0.0 { f64::from(d) } else { 0.0 })
             .collect();
-        let mut h = Harness::new();
-        let hb = h.input("h", &hv);
-        let dhb = h.input("dh", &dh0);
-        let args = [Arg::Buf(hb), Arg::Buf(dhb), i64_arg(len)];
-        h.launch("relu_mask_f32", dims(relu_mask_launch(len)), &args)
-            .unwrap();
-        assert_close(&format!("relu_mask_f32 {len}"), &h.read::<f32>(dhb), &want);
+        let dev = HarnessDevice::new();
+        let hb = dev.upload("h", &hv).unwrap();
+        let mut dhb = dev.upload("dh", &dh0).unwrap();
+        conv1x1::cuda::relu_mask(&dev, &dev.view(&hb), &mut dev.view_mut(&mut dhb)).unwrap();
+        assert_launched(&dev, &["relu_mask_f32"]);
+        assert_close(&format!("relu_mask_f32 {len}"), &read(&dev, &dhb), &want);
     }
 }
 
@@ -358,31 +279,29 @@ fn fc_kernels_match_cpu_reference() {
 
         let mut y = vec![0.0; n * out];
         fc::cpu::fc_forward(&shape, &x64, &w64, &b64, &mut y).unwrap();
-        let mut h = Harness::new();
-        let xb = h.input("x", &x);
-        let wb = h.input("w", &w);
-        let bb = h.input("b", &b);
-        let yb = h.output::<f32>("y", n * out);
-        for relu in [0, 1] {
-            let args = [
-                Arg::Buf(xb),
-                Arg::Buf(wb),
-                Arg::Buf(bb),
-                Arg::Buf(yb),
-                i32_arg(n),
-                i32_arg(inp),
-                i32_arg(out),
-                Arg::I32(relu),
-            ];
-            h.launch("fc_forward_f32", dims(fc_forward_launch(&shape)), &args)
-                .unwrap();
-            let want: Vec<f64> = if relu == 0 {
-                y.clone()
-            } else {
-                y.iter().map(|&v| v.max(0.0)).collect()
-            };
-            let got = h.read::<f32>(yb);
-            assert_close(&format!("fc_forward_f32 {sd:?} relu {relu}"), &got, &want);
+        let dev = HarnessDevice::new();
+        let xb = dev.upload("x", &x).unwrap();
+        let wb = dev.upload("w", &w).unwrap();
+        let bb = dev.upload("b", &b).unwrap();
+        let mut yb = dev.alloc_scratch::<f32>("y", n * out).unwrap();
+        for relu in [false, true] {
+            fc::cuda::fc_forward(
+                &dev,
+                &shape,
+                &dev.view(&xb),
+                &dev.view(&wb),
+                &dev.view(&bb),
+                &mut dev.view_mut(&mut yb),
+                relu,
+            )
+            .unwrap();
+            assert_launched(&dev, &["fc_forward_f32"]);
+            let want: Vec<f64> = y
+                .iter()
+                .map(|&v| if relu { v.max(0.0) } else { v })
+                .collect();
+            let what = format!("fc_forward_f32 {sd:?} relu {relu}");
+            assert_close(&what, &read(&dev, &yb), &want);
         }
 
         let (dx0, mut dx) = random(n * inp, seed + 4);
@@ -398,47 +317,25 @@ fn fc_kernels_match_cpu_reference() {
             Some(&mut db),
         )
         .unwrap();
-        let dyb = h.input("dy", &dy);
-        let dxb = h.input("dx", &dx0);
-        let dwb = h.input("dw", &dw0);
-        let dbb = h.input("db", &db0);
-        let args = [
-            Arg::Buf(dyb),
-            Arg::Buf(wb),
-            Arg::Buf(dxb),
-            i32_arg(n),
-            i32_arg(inp),
-            i32_arg(out),
-        ];
-        h.launch(
-            "fc_backward_input_f32",
-            dims(fc_input_launch(&shape)),
-            &args,
+        let dyb = dev.upload("dy", &dy).unwrap();
+        let mut dxb = dev.upload("dx", &dx0).unwrap();
+        let mut dwb = dev.upload("dw", &dw0).unwrap();
+        let mut dbb = dev.upload("db", &db0).unwrap();
+        fc::cuda::fc_backward(
+            &dev,
+            &shape,
+            &dev.view(&xb),
+            &dev.view(&wb),
+            &dev.view(&dyb),
+            Some(&mut dev.view_mut(&mut dxb)),
+            Some((&mut dev.view_mut(&mut dwb), &mut dev.view_mut(&mut dbb))),
         )
         .unwrap();
-        assert_close(
-            &format!("fc_backward_input_f32 {sd:?}"),
-            &h.read::<f32>(dxb),
-            &dx,
-        );
-        let args = [
-            Arg::Buf(xb),
-            Arg::Buf(dyb),
-            Arg::Buf(dwb),
-            Arg::Buf(dbb),
-            i32_arg(n),
-            i32_arg(inp),
-            i32_arg(out),
-        ];
-        h.launch(
-            "fc_backward_params_f32",
-            dims(fc_params_launch(&shape)),
-            &args,
-        )
-        .unwrap();
-        let what = format!("fc_backward_params_f32 {sd:?}");
-        assert_close(&format!("{what} dw"), &h.read::<f32>(dwb), &dw);
-        assert_close(&format!("{what} db"), &h.read::<f32>(dbb), &db);
+        assert_launched(&dev, &["fc_backward_input_f32", "fc_backward_params_f32"]);
+        let what = format!("fc_backward_f32 {sd:?}");
+        assert_close(&format!("{what} dx"), &read(&dev, &dxb), &dx);
+        assert_close(&format!("{what} dw"), &read(&dev, &dwb), &dw);
+        assert_close(&format!("{what} db"), &read(&dev, &dbb), &db);
     }
 }
 
@@ -509,69 +406,71 @@ fn dynconv_kernels_match_cpu_reference() {
         add_strided(&mut dw, &dw_dense, k, ld);
         add_strided(&mut db, &db_dense, 1, ld);
 
-        let mut hh = Harness::new();
-        let hb = hh.input("h", &hv);
-        let wb = hh.input("w", &w);
-        let bb = hh.input("b", &b);
-        let dsb = hh.input("ds", &ds);
-        let sb = hh.output::<f32>("s", shape.s_len());
-        let dhb = hh.input("dh", &dh0);
-        let dwb = hh.input("dw", &dw0);
-        let dbb = hh.input("db", &db0);
-        let (ni, ki, pi, ldi) = (i32_arg(n), i32_arg(k), i32_arg(pixels), i32_arg(ld));
-        let args = [
-            Arg::Buf(hb),
-            Arg::Buf(wb),
-            ldi,
-            Arg::Buf(bb),
-            ldi,
-            Arg::Buf(sb),
-            ni,
-            ki,
-            pi,
-        ];
-        hh.launch(
-            "dynconv_forward_f32",
-            dims(dynconv_forward_launch(&shape)),
-            &args,
+        let dev = HarnessDevice::new();
+        let hb = dev.upload("h", &hv).unwrap();
+        let wb = dev.upload("w", &w).unwrap();
+        let bb = dev.upload("b", &b).unwrap();
+        let dsb = dev.upload("ds", &ds).unwrap();
+        let mut sb = dev.alloc_scratch::<f32>("s", shape.s_len()).unwrap();
+        let mut dhb = dev.upload("dh", &dh0).unwrap();
+        let mut dwb = dev.upload("dw", &dw0).unwrap();
+        let mut dbb = dev.upload("db", &db0).unwrap();
+        let (h_view, wv, bv, dsv) = (dev.view(&hb), dev.view(&wb), dev.view(&bb), dev.view(&dsb));
+        dynconv::cuda::dynconv_forward(
+            &dev,
+            &shape,
+            &h_view,
+            &wv,
+            ld,
+            &bv,
+            ld,
+            &mut dev.view_mut(&mut sb),
         )
         .unwrap();
-        assert_close(
-            &format!("dynconv_forward_f32 {sd:?}"),
-            &hh.read::<f32>(sb),
-            &s,
-        );
-
-        let args = [Arg::Buf(wb), ldi, Arg::Buf(dsb), Arg::Buf(dhb), ni, ki, pi];
-        hh.launch(
-            "dynconv_backward_input_f32",
-            dims(dynconv_input_launch(&shape)),
-            &args,
+        assert_close(&format!("dynconv_forward_f32 {sd:?}"), &read(&dev, &sb), &s);
+        dynconv::cuda::dynconv_backward_input(
+            &dev,
+            &shape,
+            &wv,
+            ld,
+            &dsv,
+            &mut dev.view_mut(&mut dhb),
         )
         .unwrap();
         assert_close(
             &format!("dynconv_backward_input_f32 {sd:?}"),
-            &hh.read::<f32>(dhb),
+            &read(&dev, &dhb),
             &dh,
         );
-
-        let args = [Arg::Buf(hb), Arg::Buf(dsb), Arg::Buf(dwb), ldi, ni, ki, pi];
-        launch_each_schedule(
-            &mut hh,
-            "dynconv_backward_weight_f32",
-            dynconv_weight_launch(&shape),
-            &args,
-            &[(dwb, &dw0)],
-            &[(dwb, &dw)],
+        dynconv::cuda::dynconv_backward_weight(
+            &dev,
+            &shape,
+            &h_view,
+            &dsv,
+            &mut dev.view_mut(&mut dwb),
+            ld,
+        )
+        .unwrap();
+        assert_close(
+            &format!("dynconv_backward_weight_f32 {sd:?}"),
+            &read(&dev, &dwb),
+            &dw,
         );
-        let args = [Arg::Buf(dsb), Arg::Buf(dbb), ldi, pi];
-        launch_each_schedule(
-            &mut hh,
-            "dynconv_backward_bias_f32",
-            dynconv_bias_launch(&shape),
-            &args,
-            &[(dbb, &db0)],
-            &[(dbb, &db)],
+        dynconv::cuda::dynconv_backward_bias(&dev, &shape, &dsv, &mut dev.view_mut(&mut dbb), ld)
+            .unwrap();
+        assert_close(
+            &format!("dynconv_backward_bias_f32 {sd:?}"),
+            &read(&dev, &dbb),
+            &db,
+        );
+        assert_launched(
+            &dev,
+            &[
+                "dynconv_forward_f32",
+                "dynconv_backward_input_f32",
+                "dynconv_backward_weight_f32",
+                "dynconv_backward_bias_f32",
+            ],
         );
     }
 }
@@ -608,8 +507,8 @@ fn sanet_kernels_match_cpu_reference() {
         let plane = PoolShape::global(n * co, 1, pixels).unwrap();
         let mut mean = vec![0.0; n * co];
         pool::cpu::pool_forward(&plane, &hv, &mut mean).unwrap();
-        let (q0, q064) = random(n * co, seed + 7);
-        let q: Vec<f64> = q064.iter().zip(&mean).map(|(a, b)| a + b).collect();
+        // Random contents the wrapper must overwrite.
+        let (q0, _) = random(n * co, seed + 7);
         let dyn_shape = DynConvShape::new(n, co, pixels).unwrap();
         let mut s = vec![0.0; n * pixels];
         dynconv::cpu::dynconv_forward(&dyn_shape, &hv, &w564, &b564, &mut s).unwrap();
@@ -639,71 +538,76 @@ fn sanet_kernels_match_cpu_reference() {
             })
             .collect();
 
-        let mut h = Harness::new();
-        let xsb = h.input("xs", &xs);
-        let w3b = h.input("w3", &w3);
-        let b3b = h.input("b3", &b3);
-        let w5b = h.input("w5", &w5);
-        let b5b = h.input("b5", &b5);
-        let dsb = h.input("ds", &ds);
-        let dqb = h.input("dq", &dq);
-        let qb = h.input("q", &q0);
-        let sb = h.output::<f32>("s", n * pixels);
-        let dw5b = h.input("dw5", &dw50);
-        let dhb = h.output::<f32>("dh", shape.h_len());
-        let (ci, coi, pi, ldi) = (i32_arg(c), i32_arg(co), i32_arg(pixels), i32_arg(ld));
-        let conv3_args = [Arg::Buf(xsb), Arg::Buf(w3b), Arg::Buf(b3b)];
-
-        let mut args = conv3_args.to_vec();
-        args.extend([Arg::Buf(qb), ci, coi, pi]);
-        launch_each_schedule(
-            &mut h,
-            "sanet_pool_f32",
-            sanet_tile_launch(&shape),
-            &args,
-            &[(qb, &q0)],
-            &[(qb, &q)],
+        let dev = HarnessDevice::new();
+        let up = |name: &str, v: &[f32]| dev.upload(name, v).unwrap();
+        let (xsb, w3b, b3b) = (up("xs", &xs), up("w3", &w3), up("b3", &b3));
+        let (w5b, b5b, dsb, dqb) = (up("w5", &w5), up("b5", &b5), up("ds", &ds), up("dq", &dq));
+        let (xsv, w3v, b3v) = (dev.view(&xsb), dev.view(&w3b), dev.view(&b3b));
+        let (w5v, b5v, dsv, dqv) = (
+            dev.view(&w5b),
+            dev.view(&b5b),
+            dev.view(&dsb),
+            dev.view(&dqb),
         );
-
-        let mut args = conv3_args.to_vec();
-        args.extend([
-            Arg::Buf(w5b),
-            ldi,
-            Arg::Buf(b5b),
-            ldi,
-            Arg::Buf(sb),
-            ci,
-            coi,
-            pi,
-        ]);
-        h.launch("sanet_conv5_f32", dims(sanet_conv5_launch(&shape)), &args)
+        // q is overwritten: the wrapper zeroes it before the kernel adds into it.
+        let mut qb = up("q", &q0);
+        sanet::cuda::sanet_pool(&dev, &shape, &xsv, &w3v, &b3v, &mut dev.view_mut(&mut qb))
             .unwrap();
-        assert_close(&format!("sanet_conv5_f32 {sd:?}"), &h.read::<f32>(sb), &s);
+        assert_close(&format!("sanet_pool_f32 {sd:?}"), &read(&dev, &qb), &mean);
 
-        let mut args = conv3_args.to_vec();
-        args.extend([Arg::Buf(dsb), Arg::Buf(dw5b), ldi, ci, coi, pi]);
-        launch_each_schedule(
-            &mut h,
-            "sanet_dw5_f32",
-            sanet_tile_launch(&shape),
-            &args,
-            &[(dw5b, &dw50)],
-            &[(dw5b, &dw5)],
+        let mut sb = dev.alloc_scratch::<f32>("s", n * pixels).unwrap();
+        sanet::cuda::sanet_conv5(
+            &dev,
+            &shape,
+            &xsv,
+            &w3v,
+            &b3v,
+            &w5v,
+            ld,
+            &b5v,
+            ld,
+            &mut dev.view_mut(&mut sb),
+        )
+        .unwrap();
+        assert_close(&format!("sanet_conv5_f32 {sd:?}"), &read(&dev, &sb), &s);
+
+        let mut dw5b = up("dw5", &dw50);
+        sanet::cuda::sanet_dw5(
+            &dev,
+            &shape,
+            &xsv,
+            &w3v,
+            &b3v,
+            &dsv,
+            &mut dev.view_mut(&mut dw5b),
+            ld,
+        )
+        .unwrap();
+        assert_close(&format!("sanet_dw5_f32 {sd:?}"), &read(&dev, &dw5b), &dw5);
+
+        let mut dhb = dev.alloc_scratch::<f32>("dh", shape.h_len()).unwrap();
+        sanet::cuda::sanet_dh(
+            &dev,
+            &shape,
+            &xsv,
+            &w3v,
+            &b3v,
+            &w5v,
+            ld,
+            &dsv,
+            &dqv,
+            &mut dev.view_mut(&mut dhb),
+        )
+        .unwrap();
+        assert_close(&format!("sanet_dh_f32 {sd:?}"), &read(&dev, &dhb), &dh);
+        assert_launched(
+            &dev,
+            &[
+                "sanet_pool_f32",
+                "sanet_conv5_f32",
+                "sanet_dw5_f32",
+                "sanet_dh_f32",
+            ],
         );
-
-        let mut args = conv3_args.to_vec();
-        args.extend([
-            Arg::Buf(w5b),
-            ldi,
-            Arg::Buf(dsb),
-            Arg::Buf(dqb),
-            Arg::Buf(dhb),
-            ci,
-            coi,
-            pi,
-        ]);
-        h.launch("sanet_dh_f32", dims(sanet_tile_launch(&shape)), &args)
-            .unwrap();
-        assert_close(&format!("sanet_dh_f32 {sd:?}"), &h.read::<f32>(dhb), &dh);
     }
 }

@@ -1,20 +1,18 @@
 //! Every kernel of kernels/gate.cu and kernels/relu.cu, in every storage type, run on
-//! the CPU by sparta-harness with the wrappers' own launch shapes and compared with the
-//! f64 CPU reference on odd shapes; the traffic pins of the bandwidth-bound kernels; and
+//! the CPU by sparta-harness through the CUDA wrappers themselves (on the harness
+//! device) and compared with the f64 CPU reference on odd shapes, with the sequence of
+//! kernels each wrapper launches; the traffic pins of the bandwidth-bound kernels; and
 //! planted bugs (harness/mutants/) that the harness must catch.
 
 mod harness_support;
 
 use half::{bf16, f16};
-use harness_support::{
-    assert_close, check_close, dims, rounded, tolerance, uniform, widen, Storage,
-};
-use sparta::ops::gate::{
-    cpu, gate_backward_scratch_len, gate_channel_groups, gate_ds_launch, gate_launch,
-    gate_mul_launch, GateShape,
-};
-use sparta::ops::relu::{self, relu_launch};
-use sparta_harness::{Arg, Harness, HarnessError, LaunchReport};
+use harness_support::device::{HarnessBuffer, HarnessDevice};
+use harness_support::{assert_close, check_close, rounded, tolerance, uniform, widen, Storage};
+use sparta::ops::gate::{self, cpu, GateShape};
+use sparta::ops::relu;
+use sparta::KernelDevice;
+use sparta_harness::{HarnessError, LaunchReport};
 
 /// Odd shapes (N, C, H, W, B): C < 32, H·W = 1, N = 1, sizes that are not multiples of
 /// the warp, of the block or of B, more pixels than a block has threads, W = 1.
@@ -30,16 +28,6 @@ const SHAPES: &[(usize, usize, usize, usize, usize)] = &[
 
 fn shape(&(n, c, h, w, b): &(usize, usize, usize, usize, usize)) -> GateShape {
     GateShape::new(n, c, h, w, b).unwrap()
-}
-
-fn i32s(shape: &GateShape) -> [Arg; 5] {
-    [
-        Arg::I32(shape.n as i32),
-        Arg::I32(shape.c as i32),
-        Arg::I32(shape.h as i32),
-        Arg::I32(shape.w as i32),
-        Arg::I32(shape.block as i32),
-    ]
 }
 
 /// Inputs of one gate problem, rounded to T, with the f64 values the reference sees.
@@ -59,22 +47,35 @@ fn problem<T: Storage>(shape: &GateShape, seed: u64) -> Problem<T> {
     }
 }
 
-/// Runs gate_forward_<T> (or a mutant of it, `prefix`) and returns y and the report.
+fn kernels_launched(dev: &HarnessDevice) -> Vec<String> {
+    dev.reports().into_iter().map(|r| r.kernel).collect()
+}
+
+/// Runs the gate_forward wrapper (with `mutant` in place of gate_forward_<T> if given)
+/// and returns y and the report.
 fn run_forward<T: Storage>(
-    prefix: &str,
+    mutant: Option<&str>,
     shape: &GateShape,
     p: &Problem<T>,
 ) -> Result<(Vec<f64>, LaunchReport), HarnessError> {
-    let mut h = Harness::new();
-    let x = h.input("x", &p.x.0);
-    let s = h.input("s", &p.s.0);
-    let c = h.input("c", &p.c.0);
-    let y = h.output::<T>("y", shape.x_len());
-    let mut args = vec![Arg::Buf(x), Arg::Buf(s), Arg::Buf(c), Arg::Buf(y)];
-    args.extend(i32s(shape));
-    let name = format!("{prefix}gate_forward_{}", T::SUFFIX);
-    let report = h.launch(&name, dims(gate_launch(shape)), &args)?;
-    Ok((widen(&h.read::<T>(y)), report))
+    let kernel = format!("gate_forward_{}", T::SUFFIX);
+    let dev = HarnessDevice::maybe_mutant(mutant, &kernel);
+    let x = dev.upload("x", &p.x.0).unwrap();
+    let s = dev.upload("s", &p.s.0).unwrap();
+    let c = dev.upload("c", &p.c.0).unwrap();
+    let mut y = dev.alloc_scratch::<T>("y", shape.x_len()).unwrap();
+    let r = gate::cuda::gate_forward(
+        &dev,
+        shape,
+        &dev.view(&x),
+        &dev.view(&s),
+        &dev.view(&c),
+        &mut dev.view_mut(&mut y),
+    );
+    dev.harness_result(r)?;
+    let report = dev.reports().remove(0);
+    assert_eq!(report.kernel, kernel);
+    Ok((widen(&dev.download(&dev.view(&y)).unwrap()), report))
 }
 
 struct Backward {
@@ -84,57 +85,45 @@ struct Backward {
     report: LaunchReport,
 }
 
-/// Runs gate_backward_<T> then gate_backward_ds_<T>, as the CUDA wrapper does.
+/// Runs the gate_backward wrapper: gate_backward_<T> (or `mutant` in its place) then
+/// gate_backward_ds_<T>.
 fn run_backward<T: Storage>(
-    prefix: &str,
+    mutant: Option<&str>,
     shape: &GateShape,
     p: &Problem<T>,
 ) -> Result<Backward, HarnessError> {
-    let mut h = Harness::new();
-    let x = h.input("x", &p.x.0);
-    let s = h.input("s", &p.s.0);
-    let c = h.input("c", &p.c.0);
-    let dy = h.input("dy", &p.dy.0);
-    let dx = h.output::<T>("dx", shape.x_len());
-    let partial = h.output::<f32>("ds_partial", gate_backward_scratch_len(shape));
-    let dc = h.output::<T>("dc", shape.c_len());
-    let ds = h.output::<T>("ds", shape.s_len());
-    let mut args = vec![
-        Arg::Buf(x),
-        Arg::Buf(s),
-        Arg::Buf(c),
-        Arg::Buf(dy),
-        Arg::Buf(dx),
-        Arg::Buf(partial),
-        Arg::Buf(dc),
-    ];
-    args.extend(i32s(shape));
     let sfx = T::SUFFIX;
-    let report = h.launch(
-        &format!("{prefix}gate_backward_{sfx}"),
-        dims(gate_launch(shape)),
-        &args,
-    )?;
-    let groups = gate_channel_groups(shape) as i32;
-    let ds_args = [
-        Arg::Buf(partial),
-        Arg::Buf(ds),
-        Arg::I32(shape.n as i32),
-        Arg::I32(groups),
-        Arg::I32(shape.h as i32),
-        Arg::I32(shape.w as i32),
-        Arg::I32(shape.block as i32),
-    ];
-    h.launch(
-        &format!("gate_backward_ds_{sfx}"),
-        dims(gate_ds_launch(shape)),
-        &ds_args,
-    )?;
+    let kernel = format!("gate_backward_{sfx}");
+    let dev = HarnessDevice::maybe_mutant(mutant, &kernel);
+    let x = dev.upload("x", &p.x.0).unwrap();
+    let s = dev.upload("s", &p.s.0).unwrap();
+    let c = dev.upload("c", &p.c.0).unwrap();
+    let dy = dev.upload("dy", &p.dy.0).unwrap();
+    let mut dx = dev.alloc_scratch::<T>("dx", shape.x_len()).unwrap();
+    let mut ds = dev.alloc_scratch::<T>("ds", shape.s_len()).unwrap();
+    let mut dc = dev.alloc_scratch::<T>("dc", shape.c_len()).unwrap();
+    let r = gate::cuda::gate_backward(
+        &dev,
+        shape,
+        &dev.view(&x),
+        &dev.view(&s),
+        &dev.view(&c),
+        &dev.view(&dy),
+        &mut dev.view_mut(&mut dx),
+        &mut dev.view_mut(&mut ds),
+        &mut dev.view_mut(&mut dc),
+    );
+    dev.harness_result(r)?;
+    let mut reports = dev.reports();
+    let launched: Vec<&str> = reports.iter().map(|r| r.kernel.as_str()).collect();
+    let expected = mutant.map_or(kernel.clone(), |m| format!("{m}__{kernel}"));
+    assert_eq!(launched, [expected, format!("gate_backward_ds_{sfx}")]);
+    let down = |b: &HarnessBuffer<T>| widen(&dev.download(&dev.view(b)).unwrap());
     Ok(Backward {
-        dx: widen(&h.read::<T>(dx)),
-        ds: widen(&h.read::<T>(ds)),
-        dc: widen(&h.read::<T>(dc)),
-        report,
+        dx: down(&dx),
+        ds: down(&ds),
+        dc: down(&dc),
+        report: reports.remove(0),
     })
 }
 
@@ -159,7 +148,7 @@ fn forward_matches<T: Storage>() {
     for (i, dims) in SHAPES.iter().enumerate() {
         let shape = shape(dims);
         let p = problem::<T>(&shape, 10 * i as u64);
-        let (y, _) = run_forward::<T>("", &shape, &p).unwrap();
+        let (y, _) = run_forward::<T>(None, &shape, &p).unwrap();
         let what = format!("gate_forward_{} {dims:?} y", T::SUFFIX);
         assert_close(&what, &y, &reference_forward(&shape, &p), tolerance::<T>());
     }
@@ -169,7 +158,7 @@ fn backward_matches<T: Storage>() {
     for (i, dims) in SHAPES.iter().enumerate() {
         let shape = shape(dims);
         let p = problem::<T>(&shape, 100 + 10 * i as u64);
-        let got = run_backward::<T>("", &shape, &p).unwrap();
+        let got = run_backward::<T>(None, &shape, &p).unwrap();
         let [dx, ds, dc] = reference_backward(&shape, &p);
         let tol = tolerance::<T>();
         let what = |t: &str| format!("gate_backward_{} {dims:?} {t}", T::SUFFIX);
@@ -191,49 +180,55 @@ fn unfused_matches<T: Storage>() {
         let mut y = vec![0.0; len];
         cpu::gate_forward_unfused(&shape, &p.x.1, &p.s.1, &p.c.1, &mut r, &mut g, &mut y).unwrap();
 
-        let mut h = Harness::new();
-        let s = h.input("s", &p.s.0);
-        let c = h.input("c", &p.c.0);
-        let gb = h.output::<T>("g", len);
-        let mut args = vec![Arg::Buf(s), Arg::Buf(c), Arg::Buf(gb)];
-        args.extend(i32s(&shape));
-        let sfx = T::SUFFIX;
-        h.launch(
-            &format!("gate_unfused_sigmoid_{sfx}"),
-            dims(gate_launch(&shape)),
-            &args,
+        let dev = HarnessDevice::new();
+        let x_d = dev.upload("x", &p.x.0).unwrap();
+        let s_d = dev.upload("s", &p.s.0).unwrap();
+        let c_d = dev.upload("c", &p.c.0).unwrap();
+        let mut r_d = dev.alloc_scratch::<T>("relu_out", len).unwrap();
+        let mut g_d = dev.alloc_scratch::<T>("g", len).unwrap();
+        let mut y_d = dev.alloc_scratch::<T>("y", len).unwrap();
+        gate::cuda::gate_forward_unfused(
+            &dev,
+            &shape,
+            &dev.view(&x_d),
+            &dev.view(&s_d),
+            &dev.view(&c_d),
+            &mut dev.view_mut(&mut r_d),
+            &mut dev.view_mut(&mut g_d),
+            &mut dev.view_mut(&mut y_d),
         )
         .unwrap();
-        let g_got = widen(&h.read::<T>(gb));
+        let sfx = T::SUFFIX;
+        assert_eq!(
+            kernels_launched(&dev),
+            [
+                format!("relu_forward_{sfx}"),
+                format!("gate_unfused_sigmoid_{sfx}"),
+                format!("gate_unfused_mul_{sfx}"),
+            ]
+        );
+        let down = |b: &HarnessBuffer<T>| widen(&dev.download(&dev.view(b)).unwrap());
         let tol = tolerance::<T>();
+        assert_close(&format!("relu_forward_{sfx} {sd:?}"), &down(&r_d), &r, 0.0);
         assert_close(
             &format!("gate_unfused_sigmoid_{sfx} {sd:?}"),
-            &g_got,
+            &down(&g_d),
             &g,
             tol,
         );
 
-        // The multiply on inputs rounded to T, against their exact product.
-        let (a, a64) = rounded::<T>(&r);
-        let (b, b64) = rounded::<T>(&g);
-        let ab = h.input("a", &a);
-        let bb = h.input("b", &b);
-        let yb = h.output::<T>("y", len);
-        let args = [
-            Arg::Buf(ab),
-            Arg::Buf(bb),
-            Arg::Buf(yb),
-            Arg::I64(len as i64),
-        ];
-        h.launch(
-            &format!("gate_unfused_mul_{sfx}"),
-            dims(gate_mul_launch(len)),
-            &args,
-        )
-        .unwrap();
-        let want: Vec<f64> = a64.iter().zip(&b64).map(|(a, b)| a * b).collect();
-        let got = widen(&h.read::<T>(yb));
-        assert_close(&format!("gate_unfused_mul_{sfx} {sd:?}"), &got, &want, tol);
+        // The multiply against the exact product of the two maps it read.
+        let want: Vec<f64> = down(&r_d)
+            .iter()
+            .zip(down(&g_d))
+            .map(|(a, b)| a * b)
+            .collect();
+        assert_close(
+            &format!("gate_unfused_mul_{sfx} {sd:?}"),
+            &down(&y_d),
+            &want,
+            tol,
+        );
     }
 }
 
@@ -252,36 +247,49 @@ fn relu_matches<T: Storage>() {
         relu::cpu::relu_forward(&x64, &mut y).unwrap();
         relu::cpu::relu_backward(&x64, &dy64, &mut dx).unwrap();
 
-        let mut h = Harness::new();
-        let xb = h.input("x", &x);
-        let dyb = h.input("dy", &dy);
-        let yb = h.output::<T>("y", len);
-        let dxb = h.output::<T>("dx", len);
-        let sfx = T::SUFFIX;
-        let d = dims(relu_launch(len));
-        let n = Arg::I64(len as i64);
-        h.launch(
-            &format!("relu_forward_{sfx}"),
-            d,
-            &[Arg::Buf(xb), Arg::Buf(yb), n],
-        )
-        .unwrap();
-        h.launch(
-            &format!("relu_backward_{sfx}"),
-            d,
-            &[Arg::Buf(xb), Arg::Buf(dyb), Arg::Buf(dxb), n],
-        )
-        .unwrap();
+        let (fwd, bwd) = run_relu::<T>(None, &x, &dy).unwrap();
         // ReLU only selects: exact in every type.
-        assert_close(
-            &format!("relu_forward_{sfx} {len}"),
-            &widen(&h.read::<T>(yb)),
-            &y,
-            0.0,
-        );
-        let got = widen(&h.read::<T>(dxb));
-        assert_close(&format!("relu_backward_{sfx} {len}"), &got, &dx, 0.0);
+        let sfx = T::SUFFIX;
+        assert_close(&format!("relu_forward_{sfx} {len}"), &fwd.0, &y, 0.0);
+        assert_close(&format!("relu_backward_{sfx} {len}"), &bwd.0, &dx, 0.0);
     }
+}
+
+/// Runs the relu_forward and relu_backward wrappers (with `mutant` in place of
+/// relu_forward_<T> if given): `(y, report)`, `(dx, report)`.
+#[allow(clippy::type_complexity)]
+fn run_relu<T: Storage>(
+    mutant: Option<&str>,
+    x: &[T],
+    dy: &[T],
+) -> Result<((Vec<f64>, LaunchReport), (Vec<f64>, LaunchReport)), HarnessError> {
+    let sfx = T::SUFFIX;
+    let dev = HarnessDevice::maybe_mutant(mutant, &format!("relu_forward_{sfx}"));
+    let x_d = dev.upload("x", x).unwrap();
+    let dy_d = dev.upload("dy", dy).unwrap();
+    let mut y_d = dev.alloc_scratch::<T>("y", x.len()).unwrap();
+    let mut dx_d = dev.alloc_scratch::<T>("dx", x.len()).unwrap();
+    let r = relu::cuda::relu_forward(&dev, &dev.view(&x_d), &mut dev.view_mut(&mut y_d));
+    dev.harness_result(r)?;
+    let r = relu::cuda::relu_backward(
+        &dev,
+        &dev.view(&x_d),
+        &dev.view(&dy_d),
+        &mut dev.view_mut(&mut dx_d),
+    );
+    dev.harness_result(r)?;
+    let mut reports = dev.reports();
+    let launched: Vec<&str> = reports.iter().map(|r| r.kernel.as_str()).collect();
+    assert_eq!(
+        launched,
+        [
+            format!("relu_forward_{sfx}"),
+            format!("relu_backward_{sfx}")
+        ]
+    );
+    let down = |b: &HarnessBuffer<T>| widen(&dev.download(&dev.view(b)).unwrap());
+    let bwd = (down(&dx_d), reports.remove(1));
+    Ok(((down(&y_d), reports.remove(0)), bwd))
 }
 
 #[test]
@@ -348,10 +356,10 @@ fn traffic_pins<T: Storage>() {
         let shape = shape(d);
         let p = problem::<T>(&shape, 500 + i as u64);
         let len = shape.x_len();
-        let (_, fwd) = run_forward::<T>("", &shape, &p).unwrap();
+        let (_, fwd) = run_forward::<T>(None, &shape, &p).unwrap();
         pin_once(&fwd, "x", false, len);
         pin_once(&fwd, "y", true, len);
-        let bwd = run_backward::<T>("", &shape, &p).unwrap().report;
+        let bwd = run_backward::<T>(None, &shape, &p).unwrap().report;
         pin_once(&bwd, "x", false, len);
         pin_once(&bwd, "dy", false, len);
         pin_once(&bwd, "dx", true, len);
@@ -359,28 +367,8 @@ fn traffic_pins<T: Storage>() {
     }
     for len in [4096usize, 5 * 1024 + 3] {
         let (x, _) = rounded::<T>(&uniform(len, -1.0, 1.0, 7));
-        let mut h = Harness::new();
-        let xb = h.input("x", &x);
-        let dyb = h.input("dy", &x);
-        let yb = h.output::<T>("y", len);
-        let dxb = h.output::<T>("dx", len);
-        let d = dims(relu_launch(len));
-        let n = Arg::I64(len as i64);
+        let ((_, fwd), (_, bwd)) = run_relu::<T>(None, &x, &x).unwrap();
         let sfx = T::SUFFIX;
-        let fwd = h
-            .launch(
-                &format!("relu_forward_{sfx}"),
-                d,
-                &[Arg::Buf(xb), Arg::Buf(yb), n],
-            )
-            .unwrap();
-        let bwd = h
-            .launch(
-                &format!("relu_backward_{sfx}"),
-                d,
-                &[Arg::Buf(xb), Arg::Buf(dyb), Arg::Buf(dxb), n],
-            )
-            .unwrap();
         pin_once(&fwd, "x", false, len);
         pin_once(&fwd, "y", true, len);
         pin_once(&bwd, "x", false, len);
@@ -414,9 +402,9 @@ fn caught_removed_syncthreads_in_gate_backward() {
     let shape = GateShape::new(2, 20, 5, 5, 1).unwrap();
     let p = problem::<f32>(&shape, 42);
     let [_, ds, _] = reference_backward(&shape, &p);
-    assert!(run_backward::<f32>("", &shape, &p).is_ok());
+    assert!(run_backward::<f32>(None, &shape, &p).is_ok());
     let why = caught(
-        run_backward::<f32>("gate_backward_no_ds_sync__", &shape, &p)
+        run_backward::<f32>(Some("gate_backward_no_ds_sync"), &shape, &p)
             .map(|b| check_close("ds", &b.ds, &ds, 1e-5)),
     );
     println!("caught: {why}");
@@ -424,17 +412,9 @@ fn caught_removed_syncthreads_in_gate_backward() {
 
 #[test]
 fn caught_off_by_one_in_relu_tail() {
-    let len = 1000;
-    let x = vec![1.0f32; len];
-    let mut h = Harness::new();
-    let xb = h.input("x", &x);
-    let yb = h.output::<f32>("y", len);
-    let args = [Arg::Buf(xb), Arg::Buf(yb), Arg::I64(len as i64)];
-    let d = dims(relu_launch(len));
-    h.launch("relu_forward_f32", d, &args).unwrap();
-    let err = h
-        .launch("relu_forward_tail_off_by_one__relu_forward_f32", d, &args)
-        .unwrap_err();
+    let x = vec![1.0f32; 1000];
+    assert!(run_relu::<f32>(None, &x, &x).is_ok());
+    let err = run_relu::<f32>(Some("relu_forward_tail_off_by_one"), &x, &x).unwrap_err();
     assert!(
         matches!(&err, HarnessError::OutOfBounds { detail, .. } if detail.contains("write of buffer `y` at element 1000")),
         "{err}"
@@ -447,7 +427,7 @@ fn caught_wrong_shuffle_offset_in_gate_backward() {
     let p = problem::<f32>(&shape, 43);
     let [_, _, dc] = reference_backward(&shape, &p);
     let why = caught(
-        run_backward::<f32>("gate_backward_shuffle_offset__", &shape, &p)
+        run_backward::<f32>(Some("gate_backward_shuffle_offset"), &shape, &p)
             .map(|b| check_close("dc", &b.dc, &dc, 1e-5)),
     );
     println!("caught: {why}");
@@ -458,7 +438,7 @@ fn caught_missing_bounds_check_in_gate_forward() {
     // C = 5 is not a multiple of the block's channel group: the last group overruns.
     let shape = GateShape::new(1, 5, 4, 4, 1).unwrap();
     let p = problem::<f32>(&shape, 44);
-    assert!(run_forward::<f32>("", &shape, &p).is_ok());
-    let err = run_forward::<f32>("gate_forward_no_channel_guard__", &shape, &p).unwrap_err();
+    assert!(run_forward::<f32>(None, &shape, &p).is_ok());
+    let err = run_forward::<f32>(Some("gate_forward_no_channel_guard"), &shape, &p).unwrap_err();
     assert!(matches!(err, HarnessError::OutOfBounds { .. }), "{err}");
 }

@@ -23,6 +23,9 @@ struct EmuBufferDesc {
     uint32_t reserved;
     const char* name;
     unsigned char* written;  // one flag per element, set by stores and atomics
+    // Byte offset of `data` in its allocation (a view at an offset): sectors are counted
+    // at the allocation's 32-byte alignment, as the hardware counts them.
+    uint64_t origin_bytes;
     uint64_t load_sectors, store_sectors, atomic_sectors;
     uint64_t loads, stores, atomics;
 };

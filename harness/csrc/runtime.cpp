@@ -256,7 +256,8 @@ void count_traffic() {
             for (const Access& a : L->fibers[i].thread.log) {
                 EmuBufferDesc& d = L->descs[a.buffer];
                 const uint64_t index = seen[a.buffer * 3 + a.kind]++;
-                const uint64_t s0 = a.byte_offset / 32, s1 = (a.byte_offset + a.bytes - 1) / 32;
+                const uint64_t at = d.origin_bytes + a.byte_offset;
+                const uint64_t s0 = at / 32, s1 = (at + a.bytes - 1) / 32;
                 for (uint64_t s = s0; s <= s1; ++s) keys.push_back(SectorKey{a.buffer, a.kind, index, s});
                 (a.kind == LOAD ? d.loads : a.kind == STORE ? d.stores : d.atomics) += 1;
                 if (a.kind != LOAD && d.written) {

@@ -20,6 +20,7 @@ pub(crate) struct EmuBufferDesc {
     pub reserved: u32,
     pub name: *const c_char,
     pub written: *mut u8,
+    pub origin_bytes: u64,
     pub load_sectors: u64,
     pub store_sectors: u64,
     pub atomic_sectors: u64,

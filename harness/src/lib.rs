@@ -55,8 +55,18 @@ pub struct Buf(usize);
 /// One kernel argument, in the order of the kernel's parameters.
 #[derive(Clone, Copy, Debug)]
 pub enum Arg {
-    /// A `GLOBAL(T)` parameter.
+    /// A `GLOBAL(T)` parameter: the whole buffer.
     Buf(Buf),
+    /// A `GLOBAL(T)` parameter: `len` elements of the buffer from element `offset` (a
+    /// sub-view, as a wrapper that slices per sample passes). The kernel sees only that
+    /// range: an access outside it fails the launch, and an output buffer is poisoned
+    /// and checked for writes only there. Traffic is reported under the buffer's name,
+    /// sized to the view, with sectors at the buffer's alignment.
+    View {
+        buf: Buf,
+        offset: usize,
+        len: usize,
+    },
     I32(i32),
     U32(u32),
     I64(i64),
@@ -335,9 +345,70 @@ impl Buffer {
         // SAFETY: data holds at least len * elem_bytes initialised bytes.
         unsafe { std::slice::from_raw_parts(self.data.as_ptr().cast(), self.len * self.elem_bytes) }
     }
-    fn poison(&mut self) {
-        self.data.fill(u64::MAX);
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `bytes`, and &mut self gives exclusive access.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.data.as_mut_ptr().cast(),
+                self.len * self.elem_bytes,
+            )
+        }
     }
+    /// Fills elements `offset .. offset + len` with 0xFF bytes.
+    fn poison(&mut self, offset: usize, len: usize) {
+        let e = self.elem_bytes;
+        self.bytes_mut()[offset * e..(offset + len) * e].fill(0xFF);
+    }
+    /// Element `i` as f64, when the buffer holds f32 or f64 (else `None`).
+    fn float_at(bytes: &[u8], dtype: &str, i: usize) -> Option<f64> {
+        match dtype {
+            "f32" => Some(f64::from(f32::from_le_bytes(
+                bytes[i * 4..i * 4 + 4].try_into().ok()?,
+            ))),
+            "f64" => Some(f64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().ok()?)),
+            _ => None,
+        }
+    }
+}
+
+/// The first element where `got` and `want` (a buffer's bytes after two schedules)
+/// differ: bitwise, or for f32 / f64 buffers with `tolerance = Some(rel)` by more than
+/// `rel · max |want|` (NaN against a number always differs).
+fn first_difference(
+    got: &[u8],
+    want: &[u8],
+    dtype: &str,
+    elem_bytes: usize,
+    tolerance: Option<f64>,
+) -> Option<usize> {
+    if got == want {
+        return None;
+    }
+    let bitwise = || {
+        got.iter()
+            .zip(want)
+            .position(|(g, w)| g != w)
+            .map(|byte| byte / elem_bytes)
+    };
+    let Some(rel) = tolerance else {
+        return bitwise();
+    };
+    let len = want.len() / elem_bytes;
+    let mut scale = 0.0f64;
+    for i in 0..len {
+        match Buffer::float_at(want, dtype, i) {
+            Some(w) => scale = scale.max(w.abs()),
+            None => return bitwise(),
+        }
+    }
+    (0..len).find(|&i| {
+        let g = Buffer::float_at(got, dtype, i).unwrap_or(f64::NAN);
+        let w = Buffer::float_at(want, dtype, i).unwrap_or(f64::NAN);
+        let same_bits =
+            got[i * elem_bytes..(i + 1) * elem_bytes] == want[i * elem_bytes..(i + 1) * elem_bytes];
+        let within = (g - w).abs() <= rel * scale; // false for NaN
+        !same_bits && !within
+    })
 }
 
 /// Global buffers and kernel launches on the CPU.
@@ -426,6 +497,31 @@ impl Harness {
         dims: Dims,
         args: &[Arg],
     ) -> Result<LaunchReport, HarnessError> {
+        self.launch_schedules(kernel, dims, args, None)
+    }
+
+    /// [`Self::launch`] for a kernel whose float atomics from several blocks make its
+    /// rounding depend on the order of the blocks: each f32 / f64 buffer must agree
+    /// between schedules within `rel_tolerance · max |value|` of the first schedule's
+    /// contents (other buffers bitwise), and the first schedule's contents are kept. A
+    /// race that changes values beyond rounding still fails.
+    pub fn launch_within(
+        &mut self,
+        kernel: &str,
+        dims: Dims,
+        args: &[Arg],
+        rel_tolerance: f64,
+    ) -> Result<LaunchReport, HarnessError> {
+        self.launch_schedules(kernel, dims, args, Some(rel_tolerance))
+    }
+
+    fn launch_schedules(
+        &mut self,
+        kernel: &str,
+        dims: Dims,
+        args: &[Arg],
+        tolerance: Option<f64>,
+    ) -> Result<LaunchReport, HarnessError> {
         let before: Vec<Vec<u64>> = self.buffers.iter().map(|b| b.data.clone()).collect();
         let report = self.launch_with(kernel, dims, args, SCHEDULES[0])?;
         let first: Vec<Vec<u64>> = self.buffers.iter().map(|b| b.data.clone()).collect();
@@ -441,15 +537,21 @@ impl Harness {
                     let want = unsafe {
                         std::slice::from_raw_parts(want.as_ptr().cast::<u8>(), got.len())
                     };
-                    let byte = got.iter().zip(want).position(|(g, w)| g != w).unwrap_or(0);
-                    return Err(HarnessError::ScheduleDependent {
-                        kernel: kernel.to_string(),
-                        buffer: b.name.to_string_lossy().into_owned(),
-                        index: byte / b.elem_bytes,
-                        schedules: (SCHEDULES[0], schedule),
-                    });
+                    if let Some(index) =
+                        first_difference(got, want, b.dtype, b.elem_bytes, tolerance)
+                    {
+                        return Err(HarnessError::ScheduleDependent {
+                            kernel: kernel.to_string(),
+                            buffer: b.name.to_string_lossy().into_owned(),
+                            index,
+                            schedules: (SCHEDULES[0], schedule),
+                        });
+                    }
                 }
             }
+        }
+        for (b, saved) in self.buffers.iter_mut().zip(first) {
+            b.data = saved;
         }
         Ok(report)
     }
@@ -490,18 +592,32 @@ impl Harness {
         }
         check_dims(dims).map_err(arg_error)?;
 
-        // Buffers in argument order; each distinct buffer once, with whether the kernel
-        // may write it (a non-const parameter).
-        let mut used: Vec<usize> = Vec::new();
+        // Buffer views (buffer, offset, len) in argument order; each distinct view once,
+        // with whether the kernel may write it (a non-const parameter).
+        let mut used: Vec<(usize, usize, usize)> = Vec::new();
         let mut writable: Vec<bool> = Vec::new();
         let mut emu_args = Vec::with_capacity(args.len());
         for (p, a) in params.iter().zip(args) {
-            let (kind, bits) = match (a, p.buffer) {
-                (Arg::Buf(b), true) => {
+            let view = match *a {
+                Arg::Buf(b) => Some((b, 0, None)),
+                Arg::View { buf, offset, len } => Some((buf, offset, Some(len))),
+                _ => None,
+            };
+            let (kind, bits) = match (view, p.buffer) {
+                (Some((b, offset, len)), true) => {
                     let buf = self
                         .buffers
                         .get(b.0)
                         .ok_or_else(|| arg_error(format!("`{}`: no such buffer", p.name)))?;
+                    let len = len.unwrap_or(buf.len);
+                    if offset.checked_add(len).is_none_or(|end| end > buf.len) {
+                        return Err(arg_error(format!(
+                            "`{}`: view of {len} elements at {offset} of buffer `{}` ({} elements)",
+                            p.name,
+                            buf.name.to_string_lossy(),
+                            buf.len
+                        )));
+                    }
                     if buf.dtype != p.dtype {
                         return Err(arg_error(format!(
                             "`{}` takes {} elements, buffer `{}` holds {}",
@@ -511,10 +627,11 @@ impl Harness {
                             buf.dtype
                         )));
                     }
-                    let slot = match used.iter().position(|&u| u == b.0) {
+                    let key = (b.0, offset, len);
+                    let slot = match used.iter().position(|&u| u == key) {
                         Some(s) => s,
                         None => {
-                            used.push(b.0);
+                            used.push(key);
                             writable.push(false);
                             used.len() - 1
                         }
@@ -522,21 +639,21 @@ impl Harness {
                     writable[slot] |= !p.is_const;
                     (ffi::ARG_BUFFER, slot as u64)
                 }
-                (Arg::Buf(_), false) => {
+                (Some(_), false) => {
                     return Err(arg_error(format!(
                         "`{}` is a {} scalar, got a buffer",
                         p.name, p.dtype
                     )))
                 }
-                (scalar, false) => (
+                (None, false) => (
                     ffi::ARG_SCALAR,
-                    scalar_bits(scalar, &p.dtype).ok_or_else(|| {
-                        arg_error(format!("`{}` is {}, got {scalar:?}", p.name, p.dtype))
+                    scalar_bits(a, &p.dtype).ok_or_else(|| {
+                        arg_error(format!("`{}` is {}, got {a:?}", p.name, p.dtype))
                     })?,
                 ),
-                (scalar, true) => {
+                (None, true) => {
                     return Err(arg_error(format!(
-                        "`{}` is a buffer of {}, got {scalar:?}",
+                        "`{}` is a buffer of {}, got {a:?}",
                         p.name, p.dtype
                     )))
                 }
@@ -552,28 +669,30 @@ impl Harness {
         let checked: Vec<bool> = used
             .iter()
             .zip(&writable)
-            .map(|(&u, &w)| w && self.buffers[u].output)
+            .map(|(&(u, _, _), &w)| w && self.buffers[u].output)
             .collect();
         let mut written: Vec<Vec<u8>> = Vec::with_capacity(used.len());
-        for (&u, &check) in used.iter().zip(&checked) {
-            let b = &mut self.buffers[u];
+        for (&(u, offset, len), &check) in used.iter().zip(&checked) {
             if check {
-                b.poison();
+                self.buffers[u].poison(offset, len);
             }
-            written.push(vec![0u8; b.len]);
+            written.push(vec![0u8; len]);
         }
         let mut descs: Vec<ffi::EmuBufferDesc> = used
             .iter()
             .zip(written.iter_mut())
-            .map(|(&u, w)| {
+            .map(|(&(u, offset, len), w)| {
                 let b = &mut self.buffers[u];
+                let origin_bytes = offset * b.elem_bytes;
                 ffi::EmuBufferDesc {
-                    data: b.data.as_mut_ptr().cast(),
-                    len: b.len as u64,
+                    // SAFETY (of the add): offset + len ≤ b.len, checked above.
+                    data: unsafe { b.data.as_mut_ptr().cast::<u8>().add(origin_bytes) },
+                    len: len as u64,
                     elem_bytes: b.elem_bytes as u32,
                     reserved: 0,
                     name: b.name.as_ptr(),
                     written: w.as_mut_ptr(),
+                    origin_bytes: origin_bytes as u64,
                     load_sectors: 0,
                     store_sectors: 0,
                     atomic_sectors: 0,
@@ -624,7 +743,7 @@ impl Harness {
                 _ => HarnessError::Usage { kernel, detail },
             });
         }
-        for ((&u, w), &check) in used.iter().zip(&written).zip(&checked) {
+        for ((&(u, _, _), w), &check) in used.iter().zip(&written).zip(&checked) {
             let missing = w.iter().filter(|&&f| f == 0).count();
             if check && missing > 0 {
                 return Err(HarnessError::Unwritten {
@@ -640,11 +759,11 @@ impl Harness {
             buffers: used
                 .iter()
                 .zip(&descs)
-                .map(|(&u, d)| {
+                .map(|(&(u, _, len), d)| {
                     let b = &self.buffers[u];
                     BufferTraffic {
                         name: b.name.to_string_lossy().into_owned(),
-                        bytes: (b.len * b.elem_bytes) as u64,
+                        bytes: (len * b.elem_bytes) as u64,
                         load_sectors: d.load_sectors,
                         store_sectors: d.store_sectors,
                         atomic_sectors: d.atomic_sectors,

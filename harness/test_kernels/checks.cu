@@ -111,3 +111,10 @@ extern "C" __global__ void check_shared_poison_f32(GLOBAL(float) out) {
     __syncthreads();
     slots[threadIdx.x] = 1.0f;
 }
+
+// total[0] += Σ x[i] by one float atomic per thread: the rounding depends on the order
+// of the threads and blocks, the case Harness::launch_within exists for.
+extern "C" __global__ void check_atomic_sum_f32(GLOBAL(const float) x, GLOBAL(float) total, int n) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) atomicAdd(&total[0], x[i]);
+}

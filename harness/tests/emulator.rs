@@ -502,3 +502,107 @@ fn caught_dynamic_shared_overflow() {
         .unwrap_err();
     assert!(matches!(err, HarnessError::SharedBounds { .. }), "{err}");
 }
+
+fn view(buf: sparta_harness::Buf, offset: usize, len: usize) -> Arg {
+    Arg::View { buf, offset, len }
+}
+
+#[test]
+fn views_confine_a_kernel_to_their_range() {
+    let x = random(100, 3);
+    let mut h = Harness::new();
+    let xb = h.input("x", &x);
+    let y = h.output::<f32>("y", 64);
+    h.write(y, &[7.0f32; 64]);
+    let gather = |n: usize| [Arg::F32(1.5), Arg::I32(n as i32), Arg::I32(1)];
+    // y[16 .. 48] = 1.5 · x[10 .. 42]; only the view is poisoned and must be written.
+    let mut args = vec![view(xb, 10, 32), view(y, 16, 32)];
+    args.extend(gather(32));
+    h.launch("check_gather_f32", dims_1d(1, 64, 0), &args)
+        .unwrap();
+    let got = h.read::<f32>(y);
+    for (i, &g) in got.iter().enumerate() {
+        let want = if (16..48).contains(&i) {
+            1.5 * x[i - 6]
+        } else {
+            7.0
+        };
+        assert_eq!(g, want, "y[{i}]");
+    }
+    // One element past the views: out of bounds although the buffers go on.
+    let mut args = vec![view(xb, 10, 32), view(y, 16, 32)];
+    args.extend(gather(33));
+    let err = h
+        .launch("check_gather_f32", dims_1d(1, 64, 0), &args)
+        .unwrap_err();
+    assert!(
+        matches!(&err, HarnessError::OutOfBounds { detail, .. } if detail.contains("read of buffer `x` at element 32 (length 32)")),
+        "{err}"
+    );
+    // A view that leaves its buffer is refused before the launch.
+    let mut args = vec![view(xb, 90, 32), view(y, 16, 32)];
+    args.extend(gather(32));
+    let err = h
+        .launch("check_gather_f32", dims_1d(1, 64, 0), &args)
+        .unwrap_err();
+    assert!(matches!(err, HarnessError::Arguments { .. }), "{err}");
+    // Part of an output left unwritten inside the view is caught.
+    let mut args = vec![view(xb, 10, 32), view(y, 16, 32)];
+    args.extend(gather(31));
+    let err = h
+        .launch("check_gather_f32", dims_1d(1, 64, 0), &args)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            HarnessError::Unwritten {
+                count: 1,
+                first: 31,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn view_traffic_counts_sectors_at_the_buffer_alignment() {
+    let mut h = Harness::new();
+    let xb = h.input("x", &random(64, 4));
+    let y = h.output::<f32>("y", 32);
+    for (offset, sectors) in [(0usize, 4u64), (4, 5), (8, 4)] {
+        let args = [
+            view(xb, offset, 32),
+            Arg::Buf(y),
+            Arg::F32(1.0),
+            Arg::I32(32),
+            Arg::I32(1),
+        ];
+        let r = h
+            .launch("check_gather_f32", dims_1d(1, 32, 0), &args)
+            .unwrap();
+        assert_eq!(r.buffer("x").bytes, 128);
+        assert_eq!(r.buffer("x").load_sectors, sectors, "offset {offset}");
+    }
+}
+
+#[test]
+fn float_atomics_pass_within_a_tolerance_but_not_bitwise() {
+    let n = 1000;
+    let x = random(n, 5);
+    let mut h = Harness::new();
+    let xb = h.input("x", &x);
+    let total = h.input("total", &[0.0f32]);
+    let args = [Arg::Buf(xb), Arg::Buf(total), Arg::I32(n as i32)];
+    let d = dims_1d(8, 128, 0);
+    let err = h.launch("check_atomic_sum_f32", d, &args).unwrap_err();
+    assert!(
+        matches!(&err, HarnessError::ScheduleDependent { buffer, .. } if buffer == "total"),
+        "{err}"
+    );
+    h.write(total, &[0.0f32]);
+    h.launch_within("check_atomic_sum_f32", d, &args, 1e-5)
+        .unwrap();
+    let want: f64 = x.iter().map(|&v| f64::from(v)).sum();
+    assert!(close(h.read::<f32>(total)[0], want, 1e-5));
+}

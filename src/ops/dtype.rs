@@ -1,7 +1,7 @@
 //! The storage types the CUDA kernels are instantiated for, and the suffix that names
 //! each instantiation (`gate_forward_f32`, `gate_forward_f16`, `gate_forward_bf16`).
 
-use cudarc::driver::{DeviceRepr, ValidAsZeroBits};
+use crate::launch::DeviceElem;
 
 mod sealed {
     pub trait Sealed {}
@@ -12,9 +12,7 @@ mod sealed {
 
 /// A kernel storage type: `f32`, `half::f16` or `half::bf16` (sealed). Kernels compute
 /// in f32 whatever the storage.
-pub trait KernelFloat:
-    sealed::Sealed + DeviceRepr + ValidAsZeroBits + Copy + Default + Send + Sync + 'static
-{
+pub trait KernelFloat: sealed::Sealed + DeviceElem {
     /// The kernel name suffix: `f32`, `f16` or `bf16`.
     const SUFFIX: &'static str;
     /// Rounds an f64 to this type (nearest).

@@ -3,6 +3,8 @@
 // Each harness test crate compiles its own copy and uses a subset of it.
 #![allow(dead_code)]
 
+pub mod device;
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sparta::ops::{KernelFloat, LaunchDims};

@@ -1,14 +1,14 @@
-//! The SPARTA layer on a CUDA GPU, f32: the same forward and backward as the CPU path
-//! (fused or unfused SANet), launched on `gpu.stream()` over device buffers.
+//! The SPARTA layer on a [`KernelDevice`] (a CUDA GPU, or the CPU kernel harness in
+//! tests), f32: the same forward and backward as the CPU path (fused or unfused SANet),
+//! a sequence of the ops' CUDA wrappers over device buffers.
 //!
 //! Fused path: `sanet_pool` and `sanet_conv5` recompute h tile by tile, so h is never
 //! in device memory; backward recomputes it in `sanet_dw5` and `sanet_dh` and writes
 //! only dh. Unfused path: Conv3+ReLU writes h, then pool, Conv4, Conv5 read it.
 
-use cudarc::driver::{CudaSlice, CudaView, CudaViewMut};
-
 use super::{SanetPath, SpartaLayer, CONV3_B, CONV3_W};
 use crate::error::{check_len, Result};
+use crate::launch::{KernelDevice, ViewLen};
 use crate::ops::conv1x1::{cuda as conv, Conv1x1Shape};
 use crate::ops::dynconv::{cuda as dynconv, DynConvShape};
 use crate::ops::fc::{cuda as fc, FcShape};
@@ -17,70 +17,76 @@ use crate::ops::pool::{cuda as pool, PoolShape};
 use crate::ops::sanet::cuda as sanet;
 use crate::Gpu;
 
-/// A layer's parameters on a GPU, in [`SpartaLayer::params`] order.
-pub struct SpartaCudaWeights {
+/// A layer's parameters on a device (a GPU unless named), in [`SpartaLayer::params`]
+/// order.
+pub struct SpartaCudaWeights<D: KernelDevice = Gpu> {
     /// One buffer per parameter.
-    pub tensors: Vec<CudaSlice<f32>>,
+    pub tensors: Vec<D::Buffer<f32>>,
 }
 
 /// What [`SpartaLayer::backward_cuda`] needs: p, ReLU(Conv1(p)), c, q, DPNet's output
 /// rows, s, the block-pooled X (B > 1) and, for the unfused path only, h.
-pub struct SpartaCudaCache {
+pub struct SpartaCudaCache<D: KernelDevice = Gpu> {
     shape: GateShape,
-    p: CudaSlice<f32>,
-    a1: CudaSlice<f32>,
-    c: CudaSlice<f32>,
-    xs: Option<CudaSlice<f32>>,
-    q: CudaSlice<f32>,
-    head: Option<CudaSlice<f32>>,
-    s: CudaSlice<f32>,
-    h: Option<CudaSlice<f32>>,
+    p: D::Buffer<f32>,
+    a1: D::Buffer<f32>,
+    c: D::Buffer<f32>,
+    xs: Option<D::Buffer<f32>>,
+    q: D::Buffer<f32>,
+    head: Option<D::Buffer<f32>>,
+    s: D::Buffer<f32>,
+    h: Option<D::Buffer<f32>>,
 }
 
-impl SpartaCudaCache {
+impl<D: KernelDevice> SpartaCudaCache<D> {
     /// The spatial map `s` `[N, SH, SW]`.
-    pub fn s(&self) -> &CudaSlice<f32> {
+    pub fn s(&self) -> &D::Buffer<f32> {
         &self.s
     }
 
     /// The channel vector `c` `[N, C]`.
-    pub fn c(&self) -> &CudaSlice<f32> {
+    pub fn c(&self) -> &D::Buffer<f32> {
         &self.c
     }
 }
 
 /// Gradients from [`SpartaLayer::backward_cuda`].
-pub struct SpartaCudaGrads {
+pub struct SpartaCudaGrads<D: KernelDevice = Gpu> {
     /// Gradient of X.
-    pub dx: CudaSlice<f32>,
+    pub dx: D::Buffer<f32>,
     /// Parameter gradients in [`SpartaLayer::params`] order; empty for a frozen layer.
-    pub params: Vec<CudaSlice<f32>>,
+    pub params: Vec<D::Buffer<f32>>,
 }
 
-/// Conv5's per-sample weights: DPNet's rows (`ld = Co + 1`, bias at offset Co) or the
-/// learned vector broadcast (`ld = 0`).
-fn conv5_rows<'a>(
-    head: Option<&'a CudaSlice<f32>>,
-    weights: &'a SpartaCudaWeights,
+/// Where Conv5's per-sample weights are: `(weights, bias buffer, bias offset, ld)` —
+/// DPNet's rows (`ld = Co + 1`, bias at offset Co of the same buffer) or the learned
+/// vector broadcast (`ld = 0`).
+fn conv5_rows<'a, D: KernelDevice>(
+    head: Option<&'a D::Buffer<f32>>,
+    weights: &'a SpartaCudaWeights<D>,
     co: usize,
-) -> (CudaView<'a, f32>, CudaView<'a, f32>, usize) {
+) -> (&'a D::Buffer<f32>, &'a D::Buffer<f32>, usize, usize) {
     match head {
-        Some(d) => (d.as_view(), d.slice(co..), co + 1),
-        None => (
-            weights.tensors[6].as_view(),
-            weights.tensors[7].as_view(),
-            0,
-        ),
+        Some(d) => (d, d, co, co + 1),
+        None => (&weights.tensors[6], &weights.tensors[7], 0, 0),
     }
 }
 
-/// A weight gradient and its bias gradient.
-type GradPair<'a, 'b> = Option<(&'a mut CudaViewMut<'b, f32>, &'a mut CudaViewMut<'b, f32>)>;
+/// Elements of a buffer.
+fn buffer_len<D: KernelDevice>(dev: &D, b: &D::Buffer<f32>) -> usize {
+    dev.view(b).len()
+}
 
-fn weight_and_bias<'a, 'b>(
-    w: &'a mut Option<CudaViewMut<'b, f32>>,
-    b: &'a mut Option<CudaViewMut<'b, f32>>,
-) -> GradPair<'a, 'b> {
+/// A weight gradient and its bias gradient.
+type GradPair<'a, 'b, D> = Option<(
+    &'a mut <D as KernelDevice>::ViewMut<'b, f32>,
+    &'a mut <D as KernelDevice>::ViewMut<'b, f32>,
+)>;
+
+fn weight_and_bias<'a, 'b, D: KernelDevice>(
+    w: &'a mut Option<D::ViewMut<'b, f32>>,
+    b: &'a mut Option<D::ViewMut<'b, f32>>,
+) -> GradPair<'a, 'b, D> {
     match (w.as_mut(), b.as_mut()) {
         (Some(w), Some(b)) => Some((w, b)),
         _ => None,
@@ -88,150 +94,178 @@ fn weight_and_bias<'a, 'b>(
 }
 
 impl SpartaLayer<f32> {
-    /// Copies the parameters to `gpu`.
-    pub fn to_cuda(&self, gpu: &Gpu) -> Result<SpartaCudaWeights> {
+    /// Copies the parameters to `dev`.
+    pub fn to_cuda<D: KernelDevice>(&self, dev: &D) -> Result<SpartaCudaWeights<D>> {
+        let names = self.config.param_shapes();
         let tensors = self
             .tensors
             .iter()
-            .map(|t| Ok(gpu.stream().clone_htod(t)?))
+            .zip(&names)
+            .map(|(t, (name, _))| dev.upload(name, t))
             .collect::<Result<Vec<_>>>()?;
         Ok(SpartaCudaWeights { tensors })
     }
 
-    fn check_weights(&self, weights: &SpartaCudaWeights) -> Result<()> {
+    fn check_weights<D: KernelDevice>(
+        &self,
+        dev: &D,
+        weights: &SpartaCudaWeights<D>,
+    ) -> Result<()> {
         const OP: &str = "sparta_cuda";
         check_len(OP, "weights", weights.tensors.len(), self.tensors.len())?;
         for ((name, shape), t) in self.config.param_shapes().iter().zip(&weights.tensors) {
-            check_len(OP, name, t.len(), shape.iter().product())?;
+            check_len(OP, name, buffer_len(dev, t), shape.iter().product())?;
         }
         Ok(())
     }
 
-    /// Forward on the GPU: `x` `[n, C, h, w]` on `gpu`, weights from [`Self::to_cuda`].
+    /// Forward on a device (a GPU, or the CPU kernel harness in tests): `x`
+    /// `[n, C, h, w]` on `dev`, weights from [`Self::to_cuda`].
     #[allow(clippy::too_many_arguments)]
-    pub fn forward_cuda(
+    pub fn forward_cuda<D: KernelDevice>(
         &self,
-        gpu: &Gpu,
-        weights: &SpartaCudaWeights,
-        x: &CudaView<'_, f32>,
+        dev: &D,
+        weights: &SpartaCudaWeights<D>,
+        x: &D::View<'_, f32>,
         n: usize,
         h: usize,
         w: usize,
         path: SanetPath,
-    ) -> Result<(CudaSlice<f32>, SpartaCudaCache)> {
+    ) -> Result<(D::Buffer<f32>, SpartaCudaCache<D>)> {
         let (shape, sn) = self.shapes(n, h, w)?;
         check_len("sparta_forward_cuda", "x", x.len(), shape.x_len())?;
-        self.check_weights(weights)?;
+        self.check_weights(dev, weights)?;
         let (c, co, px) = (self.config.channels, self.config.reduced(), sn.pixels);
         let t = &weights.tensors;
-        let stream = gpu.stream();
 
         // CANet: c = Conv2(ReLU(Conv1(mean_hw X))).
-        let mut p = stream.alloc_zeros::<f32>(n * c)?;
+        let mut p = dev.alloc_scratch::<f32>("p", n * c)?;
         pool::pool_forward(
-            gpu,
+            dev,
             &PoolShape::global(n * c, h, w)?,
             x,
-            &mut p.as_view_mut(),
+            &mut dev.view_mut(&mut p),
         )?;
-        let mut a1 = stream.alloc_zeros::<f32>(n * co)?;
-        let (w1, b1) = (t[0].as_view(), t[1].as_view());
+        let mut a1 = dev.alloc_scratch::<f32>("a1", n * co)?;
         let conv1 = FcShape::new(n, c, co)?;
         fc::fc_forward(
-            gpu,
+            dev,
             &conv1,
-            &p.as_view(),
-            &w1,
-            &b1,
-            &mut a1.as_view_mut(),
+            &dev.view(&p),
+            &dev.view(&t[0]),
+            &dev.view(&t[1]),
+            &mut dev.view_mut(&mut a1),
             true,
         )?;
-        let mut cvec = stream.alloc_zeros::<f32>(n * c)?;
-        let (w2, b2) = (t[2].as_view(), t[3].as_view());
+        let mut cvec = dev.alloc_scratch::<f32>("c", n * c)?;
         let conv2 = FcShape::new(n, co, c)?;
         fc::fc_forward(
-            gpu,
+            dev,
             &conv2,
-            &a1.as_view(),
-            &w2,
-            &b2,
-            &mut cvec.as_view_mut(),
+            &dev.view(&a1),
+            &dev.view(&t[2]),
+            &dev.view(&t[3]),
+            &mut dev.view_mut(&mut cvec),
             false,
         )?;
 
         // SANet + DPNet on X pooled by B×B.
         let xs = if shape.block > 1 {
             let block = PoolShape::new(n * c, h, w, shape.block)?;
-            let mut xs = stream.alloc_zeros::<f32>(block.out_len())?;
-            pool::pool_forward(gpu, &block, x, &mut xs.as_view_mut())?;
+            let mut xs = dev.alloc_scratch::<f32>("xs", block.out_len())?;
+            pool::pool_forward(dev, &block, x, &mut dev.view_mut(&mut xs))?;
             Some(xs)
         } else {
             None
         };
-        let xs_view = xs.as_ref().map_or_else(|| x.slice(..), |b| b.as_view());
-        let (w3, b3) = (t[CONV3_W].as_view(), t[CONV3_B].as_view());
-        let mut q = stream.alloc_zeros::<f32>(n * co)?;
-        let hbuf = match path {
-            SanetPath::Fused => {
-                sanet::sanet_pool(gpu, &sn, &xs_view, &w3, &b3, &mut q.as_view_mut())?;
+        // The fused pool zeroes q and adds into it (on the harness a scratch buffer would
+        // be poisoned at that launch), so q starts as zeros.
+        let mut q = dev.alloc_zeros::<f32>("q", n * co)?;
+        let mut s = dev.alloc_scratch::<f32>("s", n * px)?;
+        let mut y = dev.alloc_scratch::<f32>("y", shape.x_len())?;
+        let (hbuf, head);
+        // Views of the buffers end with this block, before the buffers move to the cache.
+        {
+            let xs_view = match &xs {
+                Some(b) => dev.view(b),
+                None => dev.slice(x, 0..x.len())?,
+            };
+            let (w3, b3) = (dev.view(&t[CONV3_W]), dev.view(&t[CONV3_B]));
+            hbuf = match path {
+                SanetPath::Fused => {
+                    sanet::sanet_pool(dev, &sn, &xs_view, &w3, &b3, &mut dev.view_mut(&mut q))?;
+                    None
+                }
+                SanetPath::Unfused => {
+                    let mut hb = dev.alloc_scratch::<f32>("h", sn.h_len())?;
+                    let conv3 = Conv1x1Shape::new(n, c, co, px)?;
+                    conv::conv1x1_forward(
+                        dev,
+                        &conv3,
+                        &xs_view,
+                        &w3,
+                        &b3,
+                        &mut dev.view_mut(&mut hb),
+                        true,
+                    )?;
+                    let mean = PoolShape::global(n * co, 1, px)?;
+                    pool::pool_forward(dev, &mean, &dev.view(&hb), &mut dev.view_mut(&mut q))?;
+                    Some(hb)
+                }
+            };
+            head = if self.config.dpnet {
+                let mut d = dev.alloc_scratch::<f32>("head", n * (co + 1))?;
+                let conv4 = FcShape::new(n, co, co + 1)?;
+                fc::fc_forward(
+                    dev,
+                    &conv4,
+                    &dev.view(&q),
+                    &dev.view(&t[6]),
+                    &dev.view(&t[7]),
+                    &mut dev.view_mut(&mut d),
+                    false,
+                )?;
+                Some(d)
+            } else {
                 None
-            }
-            SanetPath::Unfused => {
-                let mut hb = stream.alloc_zeros::<f32>(sn.h_len())?;
-                let conv3 = Conv1x1Shape::new(n, c, co, px)?;
-                conv::conv1x1_forward(
-                    gpu,
-                    &conv3,
+            };
+            let (w5_buf, b5_buf, b5_at, ld) = conv5_rows(head.as_ref(), weights, co);
+            let w5 = dev.view(w5_buf);
+            let b5 = dev.view_range(b5_buf, b5_at..buffer_len(dev, b5_buf))?;
+            match &hbuf {
+                None => sanet::sanet_conv5(
+                    dev,
+                    &sn,
                     &xs_view,
                     &w3,
                     &b3,
-                    &mut hb.as_view_mut(),
-                    true,
-                )?;
-                let mean = PoolShape::global(n * co, 1, px)?;
-                pool::pool_forward(gpu, &mean, &hb.as_view(), &mut q.as_view_mut())?;
-                Some(hb)
+                    &w5,
+                    ld,
+                    &b5,
+                    ld,
+                    &mut dev.view_mut(&mut s),
+                )?,
+                Some(hb) => dynconv::dynconv_forward(
+                    dev,
+                    &DynConvShape::new(n, co, px)?,
+                    &dev.view(hb),
+                    &w5,
+                    ld,
+                    &b5,
+                    ld,
+                    &mut dev.view_mut(&mut s),
+                )?,
             }
-        };
-        let head = if self.config.dpnet {
-            let mut d = stream.alloc_zeros::<f32>(n * (co + 1))?;
-            let (w4, b4) = (t[6].as_view(), t[7].as_view());
-            let conv4 = FcShape::new(n, co, co + 1)?;
-            fc::fc_forward(
-                gpu,
-                &conv4,
-                &q.as_view(),
-                &w4,
-                &b4,
-                &mut d.as_view_mut(),
-                false,
-            )?;
-            Some(d)
-        } else {
-            None
-        };
-        let (w5, b5, ld) = conv5_rows(head.as_ref(), weights, co);
-        let mut s = stream.alloc_zeros::<f32>(n * px)?;
-        match &hbuf {
-            None => {
-                let mut s_view = s.as_view_mut();
-                sanet::sanet_conv5(gpu, &sn, &xs_view, &w3, &b3, &w5, ld, &b5, ld, &mut s_view)?
-            }
-            Some(hb) => dynconv::dynconv_forward(
-                gpu,
-                &DynConvShape::new(n, co, px)?,
-                &hb.as_view(),
-                &w5,
-                ld,
-                &b5,
-                ld,
-                &mut s.as_view_mut(),
-            )?,
-        }
 
-        let mut y = stream.alloc_zeros::<f32>(shape.x_len())?;
-        let (s_view, c_view) = (s.as_view(), cvec.as_view());
-        gate::gate_forward(gpu, &shape, x, &s_view, &c_view, &mut y.as_view_mut())?;
+            gate::gate_forward(
+                dev,
+                &shape,
+                x,
+                &dev.view(&s),
+                &dev.view(&cvec),
+                &mut dev.view_mut(&mut y),
+            )?;
+        }
         let cache = SpartaCudaCache {
             shape,
             p,
@@ -246,15 +280,15 @@ impl SpartaLayer<f32> {
         Ok((y, cache))
     }
 
-    /// Backward on the GPU: dX and (unless frozen) every parameter's gradient.
-    pub fn backward_cuda(
+    /// Backward on a device: dX and (unless frozen) every parameter's gradient.
+    pub fn backward_cuda<D: KernelDevice>(
         &self,
-        gpu: &Gpu,
-        weights: &SpartaCudaWeights,
-        x: &CudaView<'_, f32>,
-        cache: &SpartaCudaCache,
-        dy: &CudaView<'_, f32>,
-    ) -> Result<SpartaCudaGrads> {
+        dev: &D,
+        weights: &SpartaCudaWeights<D>,
+        x: &D::View<'_, f32>,
+        cache: &SpartaCudaCache<D>,
+        dy: &D::View<'_, f32>,
+    ) -> Result<SpartaCudaGrads<D>> {
         const OP: &str = "sparta_backward_cuda";
         let shape = cache.shape;
         let (_, sn) = self.shapes(shape.n, shape.h, shape.w)?;
@@ -262,111 +296,114 @@ impl SpartaLayer<f32> {
         check_len(OP, "cache block", shape.block, self.config.block)?;
         check_len(OP, "x", x.len(), shape.x_len())?;
         check_len(OP, "dy", dy.len(), shape.x_len())?;
-        self.check_weights(weights)?;
+        self.check_weights(dev, weights)?;
         let (n, c, co, px) = (shape.n, shape.c, self.config.reduced(), sn.pixels);
         let t = &weights.tensors;
-        let stream = gpu.stream();
 
-        let mut dx = stream.alloc_zeros::<f32>(shape.x_len())?;
-        let mut ds = stream.alloc_zeros::<f32>(shape.s_len())?;
-        let mut dc = stream.alloc_zeros::<f32>(shape.c_len())?;
+        // dx is overwritten by the gate, then the pools add into it: zeros, not scratch.
+        let mut dx = dev.alloc_zeros::<f32>("dx", shape.x_len())?;
+        let mut ds = dev.alloc_scratch::<f32>("ds", shape.s_len())?;
+        let mut dc = dev.alloc_scratch::<f32>("dc", shape.c_len())?;
         gate::gate_backward(
-            gpu,
+            dev,
             &shape,
             x,
-            &cache.s.as_view(),
-            &cache.c.as_view(),
+            &dev.view(&cache.s),
+            &dev.view(&cache.c),
             dy,
-            &mut dx.as_view_mut(),
-            &mut ds.as_view_mut(),
-            &mut dc.as_view_mut(),
+            &mut dev.view_mut(&mut dx),
+            &mut dev.view_mut(&mut ds),
+            &mut dev.view_mut(&mut dc),
         )?;
 
         let mut params = Vec::new();
         if !self.config.frozen {
-            for p in t {
-                params.push(stream.alloc_zeros::<f32>(p.len())?);
+            for (p, (name, _)) in t.iter().zip(self.config.param_shapes()) {
+                params.push(dev.alloc_zeros::<f32>(&format!("d{name}"), buffer_len(dev, p))?);
             }
         }
-        let mut views = params.iter_mut().map(|g| g.as_view_mut());
-        let mut g: [Option<CudaViewMut<'_, f32>>; 8] = std::array::from_fn(|_| views.next());
+        let mut views = params.iter_mut().map(|g| dev.view_mut(g));
+        let mut g: [Option<D::ViewMut<'_, f32>>; 8] = std::array::from_fn(|_| views.next());
         let [g1w, g1b, g2w, g2b, g3w, g3b, ghw, ghb] = &mut g;
 
         // CANet backward; dp flows into dX through the mean pool.
-        let mut da1 = stream.alloc_zeros::<f32>(n * co)?;
+        let mut da1 = dev.alloc_zeros::<f32>("da1", n * co)?;
         fc::fc_backward(
-            gpu,
+            dev,
             &FcShape::new(n, co, c)?,
-            &cache.a1.as_view(),
-            &t[2].as_view(),
-            &dc.as_view(),
-            Some(&mut da1.as_view_mut()),
-            weight_and_bias(g2w, g2b),
+            &dev.view(&cache.a1),
+            &dev.view(&t[2]),
+            &dev.view(&dc),
+            Some(&mut dev.view_mut(&mut da1)),
+            weight_and_bias::<D>(g2w, g2b),
         )?;
-        conv::relu_mask(gpu, &cache.a1.as_view(), &mut da1.as_view_mut())?;
-        let mut dp = stream.alloc_zeros::<f32>(n * c)?;
+        conv::relu_mask(dev, &dev.view(&cache.a1), &mut dev.view_mut(&mut da1))?;
+        let mut dp = dev.alloc_zeros::<f32>("dp", n * c)?;
         fc::fc_backward(
-            gpu,
+            dev,
             &FcShape::new(n, c, co)?,
-            &cache.p.as_view(),
-            &t[0].as_view(),
-            &da1.as_view(),
-            Some(&mut dp.as_view_mut()),
-            weight_and_bias(g1w, g1b),
+            &dev.view(&cache.p),
+            &dev.view(&t[0]),
+            &dev.view(&da1),
+            Some(&mut dev.view_mut(&mut dp)),
+            weight_and_bias::<D>(g1w, g1b),
         )?;
         let mean = PoolShape::global(n * c, shape.h, shape.w)?;
-        pool::pool_backward(gpu, &mean, &dp.as_view(), &mut dx.as_view_mut())?;
+        pool::pool_backward(dev, &mean, &dev.view(&dp), &mut dev.view_mut(&mut dx))?;
 
         // Conv5's weight gradients, then back through DPNet to dq.
-        let xs_view = cache
-            .xs
-            .as_ref()
-            .map_or_else(|| x.slice(..), |b| b.as_view());
-        let (w3, b3) = (t[CONV3_W].as_view(), t[CONV3_B].as_view());
+        let xs_view = match &cache.xs {
+            Some(b) => dev.view(b),
+            None => dev.slice(x, 0..x.len())?,
+        };
+        let (w3, b3) = (dev.view(&t[CONV3_W]), dev.view(&t[CONV3_B]));
         let dyn_shape = DynConvShape::new(n, co, px)?;
-        let ds_view = ds.as_view();
-        let conv5_weight_grads = |dw: &mut CudaViewMut<'_, f32>, ld: usize| -> Result<()> {
+        let ds_view = dev.view(&ds);
+        let conv5_weight_grads = |dw: &mut D::ViewMut<'_, f32>, ld: usize| -> Result<()> {
             match &cache.h {
-                None => sanet::sanet_dw5(gpu, &sn, &xs_view, &w3, &b3, &ds_view, dw, ld),
+                None => sanet::sanet_dw5(dev, &sn, &xs_view, &w3, &b3, &ds_view, dw, ld),
                 Some(hb) => dynconv::dynconv_backward_weight(
-                    gpu,
+                    dev,
                     &dyn_shape,
-                    &hb.as_view(),
+                    &dev.view(hb),
                     &ds_view,
                     dw,
                     ld,
                 ),
             }
         };
-        let mut dq = stream.alloc_zeros::<f32>(n * co)?;
+        let mut dq = dev.alloc_zeros::<f32>("dq", n * co)?;
         if cache.head.is_some() {
-            let mut dd = stream.alloc_zeros::<f32>(n * (co + 1))?;
-            conv5_weight_grads(&mut dd.as_view_mut(), co + 1)?;
-            let mut db5 = dd.slice_mut(co..);
-            dynconv::dynconv_backward_bias(gpu, &dyn_shape, &ds_view, &mut db5, co + 1)?;
+            let mut dd = dev.alloc_zeros::<f32>("dd", n * (co + 1))?;
+            {
+                conv5_weight_grads(&mut dev.view_mut(&mut dd), co + 1)?;
+                let mut db5 = dev.view_range_mut(&mut dd, co..n * (co + 1))?;
+                dynconv::dynconv_backward_bias(dev, &dyn_shape, &ds_view, &mut db5, co + 1)?;
+            }
             fc::fc_backward(
-                gpu,
+                dev,
                 &FcShape::new(n, co, co + 1)?,
-                &cache.q.as_view(),
-                &t[6].as_view(),
-                &dd.as_view(),
-                Some(&mut dq.as_view_mut()),
-                weight_and_bias(ghw, ghb),
+                &dev.view(&cache.q),
+                &dev.view(&t[6]),
+                &dev.view(&dd),
+                Some(&mut dev.view_mut(&mut dq)),
+                weight_and_bias::<D>(ghw, ghb),
             )?;
         } else if let (Some(dw5), Some(db5)) = (ghw.as_mut(), ghb.as_mut()) {
             conv5_weight_grads(dw5, 0)?;
-            dynconv::dynconv_backward_bias(gpu, &dyn_shape, &ds_view, db5, 0)?;
+            dynconv::dynconv_backward_bias(dev, &dyn_shape, &ds_view, db5, 0)?;
         }
 
         // dh, then Conv3's backward; for B > 1 dxs flows into dX through the block pool.
-        let (w5, _, ld) = conv5_rows(cache.head.as_ref(), weights, co);
-        let mut dh = stream.alloc_zeros::<f32>(sn.h_len())?;
-        match &cache.h {
-            None => {
-                let dq_view = dq.as_view();
-                let mut dh_view = dh.as_view_mut();
-                sanet::sanet_dh(
-                    gpu,
+        let (w5_buf, _, _, ld) = conv5_rows(cache.head.as_ref(), weights, co);
+        let w5 = dev.view(w5_buf);
+        // The unfused path adds into dh: zeros, not scratch.
+        let mut dh = dev.alloc_zeros::<f32>("dh", sn.h_len())?;
+        {
+            let mut dh_view = dev.view_mut(&mut dh);
+            match &cache.h {
+                None => sanet::sanet_dh(
+                    dev,
                     &sn,
                     &xs_view,
                     &w3,
@@ -374,34 +411,40 @@ impl SpartaLayer<f32> {
                     &w5,
                     ld,
                     &ds_view,
-                    &dq_view,
+                    &dev.view(&dq),
                     &mut dh_view,
-                )?
-            }
-            Some(hb) => {
-                let mut dh_view = dh.as_view_mut();
-                dynconv::dynconv_backward_input(gpu, &dyn_shape, &w5, ld, &ds_view, &mut dh_view)?;
-                let mean = PoolShape::global(n * co, 1, px)?;
-                pool::pool_backward(gpu, &mean, &dq.as_view(), &mut dh_view)?;
-                conv::relu_mask(gpu, &hb.as_view(), &mut dh_view)?;
+                )?,
+                Some(hb) => {
+                    dynconv::dynconv_backward_input(
+                        dev,
+                        &dyn_shape,
+                        &w5,
+                        ld,
+                        &ds_view,
+                        &mut dh_view,
+                    )?;
+                    let mean = PoolShape::global(n * co, 1, px)?;
+                    pool::pool_backward(dev, &mean, &dev.view(&dq), &mut dh_view)?;
+                    conv::relu_mask(dev, &dev.view(hb), &mut dh_view)?;
+                }
             }
         }
         let conv3 = Conv1x1Shape::new(n, c, co, px)?;
         let mut dxs_buf = match &cache.xs {
-            Some(xs) => Some(stream.alloc_zeros::<f32>(xs.len())?),
+            Some(xs) => Some(dev.alloc_zeros::<f32>("dxs", buffer_len(dev, xs))?),
             None => None,
         };
         {
             let mut dxs = match dxs_buf.as_mut() {
-                Some(b) => b.as_view_mut(),
-                None => dx.as_view_mut(),
+                Some(b) => dev.view_mut(b),
+                None => dev.view_mut(&mut dx),
             };
             conv::conv1x1_backward(
-                gpu,
+                dev,
                 &conv3,
                 &xs_view,
                 &w3,
-                &dh.as_view(),
+                &dev.view(&dh),
                 Some(&mut dxs),
                 g3w.as_mut(),
                 g3b.as_mut(),
@@ -409,8 +452,9 @@ impl SpartaLayer<f32> {
         }
         if let Some(dxs) = &dxs_buf {
             let block = PoolShape::new(n * c, shape.h, shape.w, shape.block)?;
-            pool::pool_backward(gpu, &block, &dxs.as_view(), &mut dx.as_view_mut())?;
+            pool::pool_backward(dev, &block, &dev.view(dxs), &mut dev.view_mut(&mut dx))?;
         }
+        drop(g);
         Ok(SpartaCudaGrads { dx, params })
     }
 }

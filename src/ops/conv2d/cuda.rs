@@ -1,18 +1,16 @@
-//! 2-D convolution on a CUDA GPU (`kernels/conv2d.cu`, the implicit-GEMM kernels that
-//! run where cuDNN is missing), f32, over device views. Every launch is queued on
-//! `gpu.stream()`. Each function overwrites its output, as [`super::cpu::forward`] and
+//! 2-D convolution on a [`KernelDevice`] (`kernels/conv2d.cu`, the implicit-GEMM kernels
+//! that run where cuDNN is missing), f32, over device views. Every launch is queued on
+//! the device. Each function overwrites its output, as [`super::cpu::forward`] and
 //! [`super::cpu::backward`] return fresh tensors: a caller that accumulates gradients
 //! adds the result itself.
-
-use cudarc::driver::{CudaView, CudaViewMut, PushKernelArg};
 
 use super::{
     conv2d_forward_launch, conv2d_input_launch, conv2d_weight_launch, conv2d_weight_reduce_launch,
     conv2d_weight_scratch_len, conv2d_weight_split, ConvGeom,
 };
 use crate::error::{check_len, Error, Result};
+use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
 use crate::ops::kernel_args::{check_grid_z, kernel_int};
-use crate::Gpu;
 
 /// The geometry as the kernels' `int` arguments `(N, C, H, W, K, R, stride, pad, P, Q)`,
 /// after checking that the kernels accept it: every size ≥ 1, the kernel fits the padded
@@ -62,14 +60,19 @@ fn kernel_geom(op: &'static str, g: &ConvGeom) -> Result<[i32; 10]> {
     Ok(ints)
 }
 
+/// The geometry's ten `int`s as kernel arguments.
+fn geom_args<B>(dims: &[i32; 10]) -> [KernelArg<B>; 10] {
+    dims.map(KernelArg::I32)
+}
+
 /// `y = conv(x, w)`: x `[n, c_in, h, w]`, w `[c_out, c_in, k, k]`, y `[n, c_out, h_out,
 /// w_out]` overwritten (kernel `conv2d_forward_f32`).
-pub fn conv2d_forward(
-    gpu: &Gpu,
+pub fn conv2d_forward<D: KernelDevice>(
+    dev: &D,
     g: &ConvGeom,
-    x: &CudaView<'_, f32>,
-    w: &CudaView<'_, f32>,
-    y: &mut CudaViewMut<'_, f32>,
+    x: &D::View<'_, f32>,
+    w: &D::View<'_, f32>,
+    y: &mut D::ViewMut<'_, f32>,
 ) -> Result<()> {
     const OP: &str = "conv2d_forward";
     let dims = kernel_geom(OP, g)?;
@@ -77,27 +80,30 @@ pub fn conv2d_forward(
     check_len(OP, "x", x.len(), x_len)?;
     check_len(OP, "w", w.len(), w_len)?;
     check_len(OP, "y", y.len(), y_len)?;
-    let f = gpu.function("conv2d", "conv2d_forward_f32")?;
-    let mut launch = gpu.stream().launch_builder(&f);
-    launch.arg(x).arg(w).arg(y);
-    for d in &dims {
-        launch.arg(d);
-    }
+    let mut args = vec![dev.read(x), dev.read(w), dev.write(y)];
+    args.extend(geom_args(&dims));
     // SAFETY: matches conv2d_forward_f32(x, w, y, N, C, H, W, K, R, stride, pad, P, Q);
     // lengths checked against the geometry.
-    unsafe { launch.launch(conv2d_forward_launch(g).into()) }?;
-    Ok(())
+    unsafe {
+        dev.launch(
+            "conv2d",
+            "conv2d_forward_f32",
+            conv2d_forward_launch(g),
+            Determinism::BitExact,
+            &args,
+        )
+    }
 }
 
 /// Input gradient of [`conv2d_forward`]: `dx` `[n, c_in, h, w]` is overwritten (not
 /// accumulated) with the transposed convolution of `dy` by `w` (kernel
 /// `conv2d_backward_input_f32`).
-pub fn conv2d_backward_input(
-    gpu: &Gpu,
+pub fn conv2d_backward_input<D: KernelDevice>(
+    dev: &D,
     g: &ConvGeom,
-    dy: &CudaView<'_, f32>,
-    w: &CudaView<'_, f32>,
-    dx: &mut CudaViewMut<'_, f32>,
+    dy: &D::View<'_, f32>,
+    w: &D::View<'_, f32>,
+    dx: &mut D::ViewMut<'_, f32>,
 ) -> Result<()> {
     const OP: &str = "conv2d_backward_input";
     let dims = kernel_geom(OP, g)?;
@@ -106,30 +112,33 @@ pub fn conv2d_backward_input(
     check_len(OP, "dy", dy.len(), y_len)?;
     check_len(OP, "w", w.len(), w_len)?;
     check_len(OP, "dx", dx.len(), x_len)?;
-    let f = gpu.function("conv2d", "conv2d_backward_input_f32")?;
-    let mut launch = gpu.stream().launch_builder(&f);
-    launch.arg(dy).arg(w).arg(dx);
-    for d in &dims {
-        launch.arg(d);
-    }
+    let mut args = vec![dev.read(dy), dev.read(w), dev.write(dx)];
+    args.extend(geom_args(&dims));
     // SAFETY: matches conv2d_backward_input_f32(dy, w, dx, N, C, H, W, K, R, stride, pad,
     // P, Q); lengths checked against the geometry.
-    unsafe { launch.launch(conv2d_input_launch(g).into()) }?;
-    Ok(())
+    unsafe {
+        dev.launch(
+            "conv2d",
+            "conv2d_backward_input_f32",
+            conv2d_input_launch(g),
+            Determinism::BitExact,
+            &args,
+        )
+    }
 }
 
 /// Weight gradient of [`conv2d_forward`]: `dw` `[c_out, c_in, k, k]` is overwritten (not
 /// accumulated). Kernel `conv2d_backward_weight_f32` over the chunks of
 /// [`conv2d_weight_split`]; with more than one chunk it writes partial sums to a scratch
-/// of [`conv2d_weight_scratch_len`] f32 allocated on the stream, which
+/// of [`conv2d_weight_scratch_len`] f32 allocated on the device, which
 /// `conv2d_backward_weight_reduce_f32` sums in a fixed order, so the result does not
 /// depend on scheduling.
-pub fn conv2d_backward_weight(
-    gpu: &Gpu,
+pub fn conv2d_backward_weight<D: KernelDevice>(
+    dev: &D,
     g: &ConvGeom,
-    x: &CudaView<'_, f32>,
-    dy: &CudaView<'_, f32>,
-    dw: &mut CudaViewMut<'_, f32>,
+    x: &D::View<'_, f32>,
+    dy: &D::View<'_, f32>,
+    dw: &mut D::ViewMut<'_, f32>,
 ) -> Result<()> {
     const OP: &str = "conv2d_backward_weight";
     let dims = kernel_geom(OP, g)?;
@@ -141,32 +150,45 @@ pub fn conv2d_backward_weight(
     let chunk = kernel_int(OP, "chunk", split.chunk)?;
     let splits = kernel_int(OP, "splits", split.splits)?;
     let len = kernel_int(OP, "dw length", w_len)?;
-    let stream = gpu.stream();
-    let f = gpu.function("conv2d", "conv2d_backward_weight_f32")?;
-    let launch_weight = |partial: &mut CudaViewMut<'_, f32>| -> Result<()> {
-        let mut launch = stream.launch_builder(&f);
-        launch.arg(x).arg(dy).arg(partial);
-        for d in &dims {
-            launch.arg(d);
-        }
-        launch.arg(&chunk);
+    let launch_weight = |partial: &mut D::ViewMut<'_, f32>| -> Result<()> {
+        let mut args = vec![dev.read(x), dev.read(dy), dev.write(partial)];
+        args.extend(geom_args(&dims));
+        args.push(KernelArg::I32(chunk));
         // SAFETY: matches conv2d_backward_weight_f32(x, dy, partial, N, C, H, W, K, R,
         // stride, pad, P, Q, chunk); x and dy checked, partial holds splits · dw length.
-        unsafe { launch.launch(conv2d_weight_launch(g).into()) }?;
-        Ok(())
+        unsafe {
+            dev.launch(
+                "conv2d",
+                "conv2d_backward_weight_f32",
+                conv2d_weight_launch(g),
+                Determinism::BitExact,
+                &args,
+            )
+        }
     };
     if split.splits == 1 {
         return launch_weight(dw);
     }
-    let mut scratch = stream.alloc_zeros::<f32>(conv2d_weight_scratch_len(g))?;
-    launch_weight(&mut scratch.as_view_mut())?;
-    let reduce = gpu.function("conv2d", "conv2d_backward_weight_reduce_f32")?;
-    let mut launch = stream.launch_builder(&reduce);
-    launch.arg(&scratch).arg(dw).arg(&len).arg(&splits);
+    let mut scratch = dev.alloc_scratch::<f32>("dw_partial", conv2d_weight_scratch_len(g))?;
+    launch_weight(&mut dev.view_mut(&mut scratch))?;
+    let partial = dev.view(&scratch);
+    let args = [
+        dev.read(&partial),
+        dev.write(dw),
+        KernelArg::I32(len),
+        KernelArg::I32(splits),
+    ];
     // SAFETY: matches conv2d_backward_weight_reduce_f32(partial, dw, len, splits); scratch
     // holds splits · len elements, dw len.
-    unsafe { launch.launch(conv2d_weight_reduce_launch(g).into()) }?;
-    Ok(())
+    unsafe {
+        dev.launch(
+            "conv2d",
+            "conv2d_backward_weight_reduce_f32",
+            conv2d_weight_reduce_launch(g),
+            Determinism::BitExact,
+            &args,
+        )
+    }
 }
 
 #[cfg(test)]

@@ -1,23 +1,24 @@
-//! The gate on a CUDA GPU (`kernels/gate.cu`) over caller-owned device buffers of f32,
-//! f16 or bf16, and the host-slice wrappers behind [`super::forward`] / [`super::backward`].
-//! Every launch is queued on `gpu.stream()`; nothing here synchronizes except the
-//! host-slice wrappers, which must hand back results.
-
-use cudarc::driver::{CudaView, CudaViewMut, PushKernelArg};
+//! The gate on a [`KernelDevice`] (`kernels/gate.cu`) over caller-owned device views of
+//! f32, f16 or bf16, and the host-slice wrappers behind [`super::forward`] /
+//! [`super::backward`]. Every launch is queued on the device; nothing here synchronizes
+//! except the host-slice wrappers, which must hand back results.
 
 use super::{
     gate_backward_scratch_len, gate_channel_groups, gate_ds_launch, gate_launch, gate_mul_launch,
     GateShape,
 };
 use crate::error::{Error, Result};
+use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
 use crate::ops::dtype::{check_kernel_len, kernel_name, KernelFloat};
 use crate::Gpu;
 
 /// The shape as the kernels' `int` arguments `(N, C, H, W, B)`.
-fn kernel_dims(op: &'static str, shape: &GateShape) -> Result<[i32; 5]> {
+fn kernel_dims<B>(op: &'static str, shape: &GateShape) -> Result<[KernelArg<B>; 5]> {
     check_kernel_len(op, "x", shape.x_len())?;
     let small = |v: usize| {
-        i32::try_from(v).map_err(|_| Error::shape(op, "gate shape", "dims below 2^31", v))
+        i32::try_from(v)
+            .map(KernelArg::I32)
+            .map_err(|_| Error::shape(op, "gate shape", "dims below 2^31", v))
     };
     Ok([
         small(shape.n)?,
@@ -28,14 +29,14 @@ fn kernel_dims(op: &'static str, shape: &GateShape) -> Result<[i32; 5]> {
     ])
 }
 
-/// `y = max(x, 0) · σ(s ⊗ c)` on the GPU (kernel `gate_forward_<T>`).
-pub fn gate_forward<T: KernelFloat>(
-    gpu: &Gpu,
+/// `y = max(x, 0) · σ(s ⊗ c)` (kernel `gate_forward_<T>`).
+pub fn gate_forward<D: KernelDevice, T: KernelFloat>(
+    dev: &D,
     shape: &GateShape,
-    x: &CudaView<'_, T>,
-    s: &CudaView<'_, T>,
-    c: &CudaView<'_, T>,
-    y: &mut CudaViewMut<'_, T>,
+    x: &D::View<'_, T>,
+    s: &D::View<'_, T>,
+    c: &D::View<'_, T>,
+    y: &mut D::ViewMut<'_, T>,
 ) -> Result<()> {
     const OP: &str = "gate_forward";
     shape.check_all(
@@ -48,30 +49,44 @@ pub fn gate_forward<T: KernelFloat>(
         ],
     )?;
     let [n, ch, h, w, b] = kernel_dims(OP, shape)?;
-    let f = gpu.function("gate", &kernel_name::<T>(OP))?;
-    let mut launch = gpu.stream().launch_builder(&f);
-    launch.arg(x).arg(s).arg(c).arg(y);
-    launch.arg(&n).arg(&ch).arg(&h).arg(&w).arg(&b);
+    let args = [
+        dev.read(x),
+        dev.read(s),
+        dev.read(c),
+        dev.write(y),
+        n,
+        ch,
+        h,
+        w,
+        b,
+    ];
     // SAFETY: arguments match gate_forward_<T>(x, s, c, y, N, C, H, W, B) of gate.cu,
-    // and every buffer has the length the shape implies (checked above).
-    unsafe { launch.launch(gate_launch(shape).into()) }?;
-    Ok(())
+    // and every view has the length the shape implies (checked above).
+    unsafe {
+        dev.launch(
+            "gate",
+            &kernel_name::<T>(OP),
+            gate_launch(shape),
+            Determinism::BitExact,
+            &args,
+        )
+    }
 }
 
-/// Backward of [`gate_forward`] on the GPU: `dx` gets the direct term, `ds` and `dc`
-/// are overwritten (kernels `gate_backward_<T>` then `gate_backward_ds_<T>`, with an
-/// f32 scratch of [`gate_backward_scratch_len`] elements allocated on the stream).
+/// Backward of [`gate_forward`]: `dx` gets the direct term, `ds` and `dc` are
+/// overwritten (kernels `gate_backward_<T>` then `gate_backward_ds_<T>`, with an f32
+/// scratch of [`gate_backward_scratch_len`] elements allocated on the device).
 #[allow(clippy::too_many_arguments)]
-pub fn gate_backward<T: KernelFloat>(
-    gpu: &Gpu,
+pub fn gate_backward<D: KernelDevice, T: KernelFloat>(
+    dev: &D,
     shape: &GateShape,
-    x: &CudaView<'_, T>,
-    s: &CudaView<'_, T>,
-    c: &CudaView<'_, T>,
-    dy: &CudaView<'_, T>,
-    dx: &mut CudaViewMut<'_, T>,
-    ds: &mut CudaViewMut<'_, T>,
-    dc: &mut CudaViewMut<'_, T>,
+    x: &D::View<'_, T>,
+    s: &D::View<'_, T>,
+    c: &D::View<'_, T>,
+    dy: &D::View<'_, T>,
+    dx: &mut D::ViewMut<'_, T>,
+    ds: &mut D::ViewMut<'_, T>,
+    dc: &mut D::ViewMut<'_, T>,
 ) -> Result<()> {
     const OP: &str = "gate_backward";
     shape.check_all(
@@ -86,49 +101,76 @@ pub fn gate_backward<T: KernelFloat>(
             ("dc", dc.len()),
         ],
     )?;
-    let [n, ch, h, w, b] = kernel_dims(OP, shape)?;
+    kernel_dims::<()>(OP, shape)?; // every size checked before the first launch
     check_kernel_len(OP, "ds_partial", gate_backward_scratch_len(shape))?;
     let groups = gate_channel_groups(shape) as i32;
-    let stream = gpu.stream();
-    let mut ds_partial = stream.alloc_zeros::<f32>(gate_backward_scratch_len(shape))?;
-
-    let main = gpu.function("gate", &kernel_name::<T>(OP))?;
-    let mut launch = stream.launch_builder(&main);
-    launch
-        .arg(x)
-        .arg(s)
-        .arg(c)
-        .arg(dy)
-        .arg(dx)
-        .arg(&mut ds_partial)
-        .arg(dc);
-    launch.arg(&n).arg(&ch).arg(&h).arg(&w).arg(&b);
-    // SAFETY: arguments match gate_backward_<T>(x, s, c, dy, dx, ds_partial, dc, N, C,
-    // H, W, B); lengths checked above, ds_partial sized by gate_backward_scratch_len.
-    unsafe { launch.launch(gate_launch(shape).into()) }?;
-
-    let pool = gpu.function("gate", &kernel_name::<T>("gate_backward_ds"))?;
-    let mut launch = stream.launch_builder(&pool);
-    launch.arg(&ds_partial).arg(ds);
-    launch.arg(&n).arg(&groups).arg(&h).arg(&w).arg(&b);
+    let mut partial = dev.alloc_scratch::<f32>("ds_partial", gate_backward_scratch_len(shape))?;
+    {
+        let mut partial_out = dev.view_mut(&mut partial);
+        let [n, ch, h, w, b] = kernel_dims(OP, shape)?;
+        let args = [
+            dev.read(x),
+            dev.read(s),
+            dev.read(c),
+            dev.read(dy),
+            dev.write(dx),
+            dev.write(&mut partial_out),
+            dev.write(dc),
+            n,
+            ch,
+            h,
+            w,
+            b,
+        ];
+        // SAFETY: arguments match gate_backward_<T>(x, s, c, dy, dx, ds_partial, dc, N,
+        // C, H, W, B); lengths checked above, ds_partial sized by
+        // gate_backward_scratch_len.
+        unsafe {
+            dev.launch(
+                "gate",
+                &kernel_name::<T>(OP),
+                gate_launch(shape),
+                Determinism::BitExact,
+                &args,
+            )
+        }?;
+    }
+    let partial_in = dev.view(&partial);
+    let [n, _, h, w, b] = kernel_dims(OP, shape)?;
+    let args = [
+        dev.read(&partial_in),
+        dev.write(ds),
+        n,
+        KernelArg::I32(groups),
+        h,
+        w,
+        b,
+    ];
     // SAFETY: arguments match gate_backward_ds_<T>(ds_partial, ds, N, groups, H, W, B).
-    unsafe { launch.launch(gate_ds_launch(shape).into()) }?;
-    Ok(())
+    unsafe {
+        dev.launch(
+            "gate",
+            &kernel_name::<T>("gate_backward_ds"),
+            gate_ds_launch(shape),
+            Determinism::BitExact,
+            &args,
+        )
+    }
 }
 
-/// The unfused peer on the GPU: `relu_forward_<T>` into `relu_out`,
-/// `gate_unfused_sigmoid_<T>` into `gate` (a full `[N, C, H, W]` map), then
-/// `gate_unfused_mul_<T>` into `y`. For benchmarks; same result as [`gate_forward`].
+/// The unfused peer: `relu_forward_<T>` into `relu_out`, `gate_unfused_sigmoid_<T>`
+/// into `gate` (a full `[N, C, H, W]` map), then `gate_unfused_mul_<T>` into `y`. For
+/// benchmarks; same result as [`gate_forward`].
 #[allow(clippy::too_many_arguments)]
-pub fn gate_forward_unfused<T: KernelFloat>(
-    gpu: &Gpu,
+pub fn gate_forward_unfused<D: KernelDevice, T: KernelFloat>(
+    dev: &D,
     shape: &GateShape,
-    x: &CudaView<'_, T>,
-    s: &CudaView<'_, T>,
-    c: &CudaView<'_, T>,
-    relu_out: &mut CudaViewMut<'_, T>,
-    gate: &mut CudaViewMut<'_, T>,
-    y: &mut CudaViewMut<'_, T>,
+    x: &D::View<'_, T>,
+    s: &D::View<'_, T>,
+    c: &D::View<'_, T>,
+    relu_out: &mut D::ViewMut<'_, T>,
+    gate: &mut D::ViewMut<'_, T>,
+    y: &mut D::ViewMut<'_, T>,
 ) -> Result<()> {
     const OP: &str = "gate_forward_unfused";
     shape.check_all(
@@ -142,26 +184,41 @@ pub fn gate_forward_unfused<T: KernelFloat>(
             ("y", y.len()),
         ],
     )?;
-    let [n, ch, h, w, b] = kernel_dims(OP, shape)?;
-    crate::ops::relu::cuda::relu_forward(gpu, x, relu_out)?;
-
-    let stream = gpu.stream();
-    let sigmoid = gpu.function("gate", &kernel_name::<T>("gate_unfused_sigmoid"))?;
-    let mut launch = stream.launch_builder(&sigmoid);
-    launch.arg(s).arg(c).arg(&mut *gate);
-    launch.arg(&n).arg(&ch).arg(&h).arg(&w).arg(&b);
-    // SAFETY: arguments match gate_unfused_sigmoid_<T>(s, c, g, N, C, H, W, B).
-    unsafe { launch.launch(gate_launch(shape).into()) }?;
-
-    let mul = gpu.function("gate", &kernel_name::<T>("gate_unfused_mul"))?;
-    let len = shape.x_len() as i64;
-    let (relu_view, gate_view) = (relu_out.as_view(), gate.as_view());
-    let mut launch = stream.launch_builder(&mul);
-    launch.arg(&relu_view).arg(&gate_view).arg(y).arg(&len);
+    kernel_dims::<()>(OP, shape)?; // every size checked before the first launch
+    crate::ops::relu::cuda::relu_forward(dev, x, relu_out)?;
+    {
+        let [n, ch, h, w, b] = kernel_dims(OP, shape)?;
+        let args = [dev.read(s), dev.read(c), dev.write(gate), n, ch, h, w, b];
+        // SAFETY: arguments match gate_unfused_sigmoid_<T>(s, c, g, N, C, H, W, B).
+        unsafe {
+            dev.launch(
+                "gate",
+                &kernel_name::<T>("gate_unfused_sigmoid"),
+                gate_launch(shape),
+                Determinism::BitExact,
+                &args,
+            )
+        }?;
+    }
+    let len = shape.x_len();
+    let (relu_view, gate_view) = (dev.as_view(relu_out), dev.as_view(gate));
+    let args = [
+        dev.read(&relu_view),
+        dev.read(&gate_view),
+        dev.write(y),
+        KernelArg::I64(len as i64),
+    ];
     // SAFETY: arguments match gate_unfused_mul_<T>(a, b, y, long long len); all three
     // hold len elements.
-    unsafe { launch.launch(gate_mul_launch(shape.x_len()).into()) }?;
-    Ok(())
+    unsafe {
+        dev.launch(
+            "gate",
+            &kernel_name::<T>("gate_unfused_mul"),
+            gate_mul_launch(len),
+            Determinism::BitExact,
+            &args,
+        )
+    }
 }
 
 pub(super) fn gate_forward_host(
@@ -180,7 +237,7 @@ pub(super) fn gate_forward_host(
         stream.clone_htod(c)?,
     );
     let mut y_d = stream.alloc_zeros::<f32>(y.len())?;
-    gate_forward(
+    gate_forward::<Gpu, f32>(
         gpu,
         shape,
         &x_d.as_view(),
@@ -216,7 +273,7 @@ pub(super) fn gate_backward_host(
     let mut dx_d = stream.alloc_zeros::<f32>(dx.len())?;
     let mut ds_d = stream.alloc_zeros::<f32>(ds.len())?;
     let mut dc_d = stream.alloc_zeros::<f32>(dc.len())?;
-    gate_backward(
+    gate_backward::<Gpu, f32>(
         gpu,
         shape,
         &x_d.as_view(),

@@ -1,31 +1,35 @@
-//! Fused SANet kernels on a CUDA GPU (`kernels/sanet.cu`), f32, over device views: h is
+//! Fused SANet kernels on a [`KernelDevice`] (`kernels/sanet.cu`), f32, over device views: h is
 //! recomputed tile by tile in each kernel and never stored.
 //!
 //! Conv5's per-sample weights use the row strides of [`crate::ops::dynconv::cuda`].
 
-use cudarc::driver::{CudaView, CudaViewMut, PushKernelArg};
-
 use super::{sanet_conv5_launch, sanet_tile_launch, SanetShape};
 use crate::error::{check_len, Result};
+use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
 use crate::ops::kernel_args::{check_at_least, check_grid_z, kernel_int, kernel_long, strided_len};
-use crate::Gpu;
 
-fn dims(op: &'static str, shape: &SanetShape) -> Result<[i32; 3]> {
+/// The shape as the kernels' `int` arguments `(c, co, pixels)`.
+fn dims<B>(op: &'static str, shape: &SanetShape) -> Result<[KernelArg<B>; 3]> {
     kernel_long(op, "xs", shape.xs_len().max(shape.h_len()))?;
     check_grid_z(op, "n", shape.n)?;
     Ok([
-        kernel_int(op, "c", shape.c)?,
-        kernel_int(op, "co", shape.co)?,
-        kernel_int(op, "pixels", shape.pixels)?,
+        KernelArg::I32(kernel_int(op, "c", shape.c)?),
+        KernelArg::I32(kernel_int(op, "co", shape.co)?),
+        KernelArg::I32(kernel_int(op, "pixels", shape.pixels)?),
     ])
+}
+
+/// A row stride as the kernels' `int`.
+fn stride<B>(op: &'static str, what: &str, ld: usize) -> Result<KernelArg<B>> {
+    kernel_int(op, what, ld).map(KernelArg::I32)
 }
 
 fn check_conv3(
     op: &'static str,
     shape: &SanetShape,
-    xs: &CudaView<'_, f32>,
-    w3: &CudaView<'_, f32>,
-    b3: &CudaView<'_, f32>,
+    xs: &impl ViewLen,
+    w3: &impl ViewLen,
+    b3: &impl ViewLen,
 ) -> Result<()> {
     check_len(op, "xs", xs.len(), shape.xs_len())?;
     check_len(op, "w3", w3.len(), shape.co * shape.c)?;
@@ -33,48 +37,53 @@ fn check_conv3(
 }
 
 /// `q[n][o] = mean_p ReLU(Conv3(xs))[n][o][p]` (q `[n, co]` is overwritten).
-pub fn sanet_pool(
-    gpu: &Gpu,
+pub fn sanet_pool<D: KernelDevice>(
+    dev: &D,
     shape: &SanetShape,
-    xs: &CudaView<'_, f32>,
-    w3: &CudaView<'_, f32>,
-    b3: &CudaView<'_, f32>,
-    q: &mut CudaViewMut<'_, f32>,
+    xs: &D::View<'_, f32>,
+    w3: &D::View<'_, f32>,
+    b3: &D::View<'_, f32>,
+    q: &mut D::ViewMut<'_, f32>,
 ) -> Result<()> {
     const OP: &str = "sanet_pool";
     check_conv3(OP, shape, xs, w3, b3)?;
     check_len(OP, "q", q.len(), shape.n * shape.co)?;
     let [c, co, pixels] = dims(OP, shape)?;
-    let stream = gpu.stream();
-    stream.memset_zeros(q)?;
-    let f = gpu.function("sanet", "sanet_pool_f32")?;
-    let mut launch = stream.launch_builder(&f);
-    launch
-        .arg(xs)
-        .arg(w3)
-        .arg(b3)
-        .arg(q)
-        .arg(&c)
-        .arg(&co)
-        .arg(&pixels);
+    dev.zero(q)?;
+    let args = [
+        dev.read(xs),
+        dev.read(w3),
+        dev.read(b3),
+        dev.write(q),
+        c,
+        co,
+        pixels,
+    ];
     // SAFETY: matches sanet_pool_f32(xs, w3, b3, q, c, co, pixels); lengths checked.
-    unsafe { launch.launch(sanet_tile_launch(shape).into()) }?;
-    Ok(())
+    unsafe {
+        dev.launch(
+            "sanet",
+            "sanet_pool_f32",
+            sanet_tile_launch(shape),
+            Determinism::FloatAtomics,
+            &args,
+        )
+    }
 }
 
 /// `s[n][p] = b5[n·ldb5] + Σ_o w5[n·ldw5 + o]·ReLU(Conv3(xs))[n][o][p]` (overwritten).
 #[allow(clippy::too_many_arguments)]
-pub fn sanet_conv5(
-    gpu: &Gpu,
+pub fn sanet_conv5<D: KernelDevice>(
+    dev: &D,
     shape: &SanetShape,
-    xs: &CudaView<'_, f32>,
-    w3: &CudaView<'_, f32>,
-    b3: &CudaView<'_, f32>,
-    w5: &CudaView<'_, f32>,
+    xs: &D::View<'_, f32>,
+    w3: &D::View<'_, f32>,
+    b3: &D::View<'_, f32>,
+    w5: &D::View<'_, f32>,
     ldw5: usize,
-    b5: &CudaView<'_, f32>,
+    b5: &D::View<'_, f32>,
     ldb5: usize,
-    s: &mut CudaViewMut<'_, f32>,
+    s: &mut D::ViewMut<'_, f32>,
 ) -> Result<()> {
     const OP: &str = "sanet_conv5";
     check_conv3(OP, shape, xs, w3, b3)?;
@@ -82,35 +91,43 @@ pub fn sanet_conv5(
     check_at_least(OP, "b5", b5.len(), strided_len(shape.n, ldb5, 1))?;
     check_len(OP, "s", s.len(), shape.n * shape.pixels)?;
     let [c, co, pixels] = dims(OP, shape)?;
-    let (ldw5, ldb5) = (kernel_int(OP, "ldw5", ldw5)?, kernel_int(OP, "ldb5", ldb5)?);
-    let f = gpu.function("sanet", "sanet_conv5_f32")?;
-    let mut launch = gpu.stream().launch_builder(&f);
-    launch
-        .arg(xs)
-        .arg(w3)
-        .arg(b3)
-        .arg(w5)
-        .arg(&ldw5)
-        .arg(b5)
-        .arg(&ldb5)
-        .arg(s);
-    launch.arg(&c).arg(&co).arg(&pixels);
+    let (ldw5, ldb5) = (stride(OP, "ldw5", ldw5)?, stride(OP, "ldb5", ldb5)?);
+    let args = [
+        dev.read(xs),
+        dev.read(w3),
+        dev.read(b3),
+        dev.read(w5),
+        ldw5,
+        dev.read(b5),
+        ldb5,
+        dev.write(s),
+        c,
+        co,
+        pixels,
+    ];
     // SAFETY: matches sanet_conv5_f32(xs, w3, b3, w5, ldw5, b5, ldb5, s, c, co, pixels);
     // lengths (with strides) checked above.
-    unsafe { launch.launch(sanet_conv5_launch(shape).into()) }?;
-    Ok(())
+    unsafe {
+        dev.launch(
+            "sanet",
+            "sanet_conv5_f32",
+            sanet_conv5_launch(shape),
+            Determinism::BitExact,
+            &args,
+        )
+    }
 }
 
 /// `dw5[n·lddw5 + o] += Σ_p ds[n][p]·h[n][o][p]` with h recomputed (atomic).
 #[allow(clippy::too_many_arguments)]
-pub fn sanet_dw5(
-    gpu: &Gpu,
+pub fn sanet_dw5<D: KernelDevice>(
+    dev: &D,
     shape: &SanetShape,
-    xs: &CudaView<'_, f32>,
-    w3: &CudaView<'_, f32>,
-    b3: &CudaView<'_, f32>,
-    ds: &CudaView<'_, f32>,
-    dw5: &mut CudaViewMut<'_, f32>,
+    xs: &D::View<'_, f32>,
+    w3: &D::View<'_, f32>,
+    b3: &D::View<'_, f32>,
+    ds: &D::View<'_, f32>,
+    dw5: &mut D::ViewMut<'_, f32>,
     lddw5: usize,
 ) -> Result<()> {
     const OP: &str = "sanet_dw5";
@@ -118,30 +135,45 @@ pub fn sanet_dw5(
     check_len(OP, "ds", ds.len(), shape.n * shape.pixels)?;
     check_at_least(OP, "dw5", dw5.len(), strided_len(shape.n, lddw5, shape.co))?;
     let [c, co, pixels] = dims(OP, shape)?;
-    let lddw5 = kernel_int(OP, "lddw5", lddw5)?;
-    let f = gpu.function("sanet", "sanet_dw5_f32")?;
-    let mut launch = gpu.stream().launch_builder(&f);
-    launch.arg(xs).arg(w3).arg(b3).arg(ds).arg(dw5).arg(&lddw5);
-    launch.arg(&c).arg(&co).arg(&pixels);
-    // SAFETY: matches sanet_dw5_f32(xs, w3, b3, ds, dw5, lddw5, c, co, pixels).
-    unsafe { launch.launch(sanet_tile_launch(shape).into()) }?;
-    Ok(())
+    let lddw5 = stride(OP, "lddw5", lddw5)?;
+    let args = [
+        dev.read(xs),
+        dev.read(w3),
+        dev.read(b3),
+        dev.read(ds),
+        dev.write(dw5),
+        lddw5,
+        c,
+        co,
+        pixels,
+    ];
+    // SAFETY: matches sanet_dw5_f32(xs, w3, b3, ds, dw5, lddw5, c, co, pixels); lengths
+    // (with the stride) checked above.
+    unsafe {
+        dev.launch(
+            "sanet",
+            "sanet_dw5_f32",
+            sanet_tile_launch(shape),
+            Determinism::FloatAtomics,
+            &args,
+        )
+    }
 }
 
 /// `dh[n][o][p] = h > 0 ? w5[n·ldw5 + o]·ds[n][p] + dq[n][o]/P : 0` with h recomputed;
 /// `dh` `[n, co, pixels]` is overwritten. Conv3's backward then runs on dh.
 #[allow(clippy::too_many_arguments)]
-pub fn sanet_dh(
-    gpu: &Gpu,
+pub fn sanet_dh<D: KernelDevice>(
+    dev: &D,
     shape: &SanetShape,
-    xs: &CudaView<'_, f32>,
-    w3: &CudaView<'_, f32>,
-    b3: &CudaView<'_, f32>,
-    w5: &CudaView<'_, f32>,
+    xs: &D::View<'_, f32>,
+    w3: &D::View<'_, f32>,
+    b3: &D::View<'_, f32>,
+    w5: &D::View<'_, f32>,
     ldw5: usize,
-    ds: &CudaView<'_, f32>,
-    dq: &CudaView<'_, f32>,
-    dh: &mut CudaViewMut<'_, f32>,
+    ds: &D::View<'_, f32>,
+    dq: &D::View<'_, f32>,
+    dh: &mut D::ViewMut<'_, f32>,
 ) -> Result<()> {
     const OP: &str = "sanet_dh";
     check_conv3(OP, shape, xs, w3, b3)?;
@@ -150,20 +182,29 @@ pub fn sanet_dh(
     check_len(OP, "dq", dq.len(), shape.n * shape.co)?;
     check_len(OP, "dh", dh.len(), shape.h_len())?;
     let [c, co, pixels] = dims(OP, shape)?;
-    let ldw5 = kernel_int(OP, "ldw5", ldw5)?;
-    let f = gpu.function("sanet", "sanet_dh_f32")?;
-    let mut launch = gpu.stream().launch_builder(&f);
-    launch
-        .arg(xs)
-        .arg(w3)
-        .arg(b3)
-        .arg(w5)
-        .arg(&ldw5)
-        .arg(ds)
-        .arg(dq)
-        .arg(dh);
-    launch.arg(&c).arg(&co).arg(&pixels);
-    // SAFETY: matches sanet_dh_f32(xs, w3, b3, w5, ldw5, ds, dq, dh, c, co, pixels).
-    unsafe { launch.launch(sanet_tile_launch(shape).into()) }?;
-    Ok(())
+    let ldw5 = stride(OP, "ldw5", ldw5)?;
+    let args = [
+        dev.read(xs),
+        dev.read(w3),
+        dev.read(b3),
+        dev.read(w5),
+        ldw5,
+        dev.read(ds),
+        dev.read(dq),
+        dev.write(dh),
+        c,
+        co,
+        pixels,
+    ];
+    // SAFETY: matches sanet_dh_f32(xs, w3, b3, w5, ldw5, ds, dq, dh, c, co, pixels);
+    // lengths (with the stride) checked above.
+    unsafe {
+        dev.launch(
+            "sanet",
+            "sanet_dh_f32",
+            sanet_tile_launch(shape),
+            Determinism::BitExact,
+            &args,
+        )
+    }
 }
