@@ -33,12 +33,18 @@ const COVERED: &[(&str, &str)] = &[
     ("sanet_conv5", "harness_dscanet.rs"),
     ("sanet_dw5", "harness_dscanet.rs"),
     ("sanet_dh", "harness_dscanet.rs"),
+    ("batchnorm_stats", "harness_train_ops.rs"),
+    ("batchnorm_forward", "harness_train_ops.rs"),
+    ("batchnorm_grad_sums", "harness_train_ops.rs"),
+    ("batchnorm_backward_input_train", "harness_train_ops.rs"),
+    ("batchnorm_backward_input_eval", "harness_train_ops.rs"),
 ];
 
 /// The harness test files, by name.
 const TEST_FILES: &[(&str, &str)] = &[
     ("harness_gate.rs", include_str!("harness_gate.rs")),
     ("harness_dscanet.rs", include_str!("harness_dscanet.rs")),
+    ("harness_train_ops.rs", include_str!("harness_train_ops.rs")),
 ];
 
 fn base_name(kernel: &str) -> &str {

@@ -1,0 +1,167 @@
+//! The training-step CUDA kernels (kernels/batchnorm.cu, …) against the f64 CPU
+//! reference; each test skips with a message when no GPU is present. f32 results must be
+//! within 1e-5 of the reference, relative to the reference's largest magnitude.
+
+use std::sync::Arc;
+
+use cudarc::driver::CudaSlice;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sparta::autograd::Tape;
+use sparta::ops::batchnorm::{self, batch_norm, cuda as bn_cuda, BnMode, BnShape};
+use sparta::tensor::Tensor;
+use sparta::Gpu;
+
+fn random(rng: &mut StdRng, len: usize, lo: f64, hi: f64) -> Vec<f64> {
+    (0..len)
+        .map(|_| f64::from(rng.random_range(lo..hi) as f32))
+        .collect()
+}
+
+fn up(gpu: &Arc<Gpu>, v: &[f64]) -> CudaSlice<f32> {
+    let f: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+    gpu.stream().clone_htod(&f).unwrap()
+}
+
+fn down(gpu: &Arc<Gpu>, d: &CudaSlice<f32>) -> Vec<f32> {
+    gpu.stream().clone_dtoh(d).unwrap()
+}
+
+fn assert_matches(what: &str, got: &[f32], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g as f64 - w).abs();
+        assert!(err <= 1e-5 * scale, "{what}[{i}]: GPU {g} vs CPU {w}");
+    }
+}
+
+const BN_EPS: f64 = 1e-5;
+
+#[test]
+fn batchnorm_train_and_eval_match_cpu() {
+    let Some(gpu) = Gpu::for_tests("batchnorm_train_and_eval_match_cpu") else {
+        return;
+    };
+    let mut rng = StdRng::seed_from_u64(7);
+    for (n, c, hw) in [(8, 16, 64), (5, 20, 1), (1, 3, 1), (4, 64, 1024)] {
+        let shape = BnShape::new(n, c, hw).unwrap();
+        let len = shape.len();
+        let x = random(&mut rng, len, -1.0, 3.0);
+        let gamma = random(&mut rng, c, 0.5, 1.5);
+        let beta = random(&mut rng, c, -1.0, 1.0);
+        let dy = random(&mut rng, len, -1.0, 1.0);
+        let running_mean = random(&mut rng, c, -1.0, 1.0);
+        let running_var = random(&mut rng, c, 0.5, 2.0);
+        for train in [true, false] {
+            let mut tape = Tape::<f64>::new();
+            let xv = tape.leaf(Tensor::new(&[n, c, hw], x.clone()).unwrap(), true);
+            let gv = tape.leaf(Tensor::new(&[c], gamma.clone()).unwrap(), true);
+            let bv = tape.leaf(Tensor::new(&[c], beta.clone()).unwrap(), true);
+            let mode = if train {
+                BnMode::Train
+            } else {
+                BnMode::Eval {
+                    mean: &running_mean,
+                    var: &running_var,
+                }
+            };
+            let (y, stats) = batch_norm(&mut tape, xv, gv, bv, mode, BN_EPS).unwrap();
+            let want_y = tape.value(y).data().to_vec();
+            tape.backward_with(y, dy.clone()).unwrap();
+
+            let x_d = up(&gpu, &x);
+            let g_d = up(&gpu, &gamma);
+            let b_d = up(&gpu, &beta);
+            let dy_d = up(&gpu, &dy);
+            let mut rmean_d = up(&gpu, &running_mean);
+            let mut rvar_d = up(&gpu, &running_var);
+            let mut mean_d = gpu.stream().alloc_zeros::<f32>(c).unwrap();
+            let mut var_d = gpu.stream().alloc_zeros::<f32>(c).unwrap();
+            let mut y_d = gpu.stream().alloc_zeros::<f32>(len).unwrap();
+            let mut dx_d = gpu.stream().alloc_zeros::<f32>(len).unwrap();
+            let eps = BN_EPS as f32;
+            if train {
+                bn_cuda::batchnorm_stats(
+                    &gpu,
+                    &shape,
+                    &x_d.as_view(),
+                    &mut mean_d.as_view_mut(),
+                    &mut var_d.as_view_mut(),
+                    &mut rmean_d.as_view_mut(),
+                    &mut rvar_d.as_view_mut(),
+                    0.1,
+                )
+                .unwrap();
+                let stats = stats.as_ref().unwrap();
+                let (mut want_rm, mut want_rv) = (running_mean.clone(), running_var.clone());
+                batchnorm::cpu::update_running(&mut want_rm, &stats.mean, 0.1);
+                batchnorm::cpu::update_running(&mut want_rv, &stats.var_unbiased, 0.1);
+                assert_matches("running mean", &down(&gpu, &rmean_d), &want_rm);
+                assert_matches("running var", &down(&gpu, &rvar_d), &want_rv);
+            }
+            let (stat_mean, stat_var) = if train {
+                (&mean_d, &var_d)
+            } else {
+                (&rmean_d, &rvar_d)
+            };
+            bn_cuda::batchnorm_forward(
+                &gpu,
+                &shape,
+                &x_d.as_view(),
+                &stat_mean.as_view(),
+                &stat_var.as_view(),
+                &g_d.as_view(),
+                &b_d.as_view(),
+                &mut y_d.as_view_mut(),
+                eps,
+            )
+            .unwrap();
+            assert_matches("y", &down(&gpu, &y_d), &want_y);
+            let mut sdy_d = gpu.stream().alloc_zeros::<f32>(c).unwrap();
+            let mut sdyx_d = gpu.stream().alloc_zeros::<f32>(c).unwrap();
+            bn_cuda::batchnorm_grad_sums(
+                &gpu,
+                &shape,
+                &x_d.as_view(),
+                &dy_d.as_view(),
+                &stat_mean.as_view(),
+                &stat_var.as_view(),
+                &mut sdy_d.as_view_mut(),
+                &mut sdyx_d.as_view_mut(),
+                eps,
+            )
+            .unwrap();
+            assert_matches("dbeta", &down(&gpu, &sdy_d), tape.grad(bv).unwrap());
+            assert_matches("dgamma", &down(&gpu, &sdyx_d), tape.grad(gv).unwrap());
+            if train {
+                bn_cuda::batchnorm_backward_input_train(
+                    &gpu,
+                    &shape,
+                    &x_d.as_view(),
+                    &dy_d.as_view(),
+                    &mean_d.as_view(),
+                    &var_d.as_view(),
+                    &g_d.as_view(),
+                    &sdy_d.as_view(),
+                    &sdyx_d.as_view(),
+                    &mut dx_d.as_view_mut(),
+                    eps,
+                )
+                .unwrap();
+            } else {
+                bn_cuda::batchnorm_backward_input_eval(
+                    &gpu,
+                    &shape,
+                    &dy_d.as_view(),
+                    &rvar_d.as_view(),
+                    &g_d.as_view(),
+                    &mut dx_d.as_view_mut(),
+                    eps,
+                )
+                .unwrap();
+            }
+            assert_matches("dx", &down(&gpu, &dx_d), tape.grad(xv).unwrap());
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! The training-step kernels (kernels/batchnorm.cu, …), f32, run on the CPU by
+//! sparta-harness with the wrappers' own launch shapes and compared with the f64 CPU
+//! reference (the tape ops themselves) on random inputs and odd shapes; the traffic pins
+//! of the element-wise kernels.
+
+mod harness_support;
+
+use harness_support::{dims, rounded, uniform};
+use sparta::autograd::Tape;
+use sparta::ops::batchnorm::{
+    self, batch_norm, batchnorm_channel_launch, batchnorm_elementwise_launch, BnMode, BnShape,
+};
+use sparta::tensor::Tensor;
+use sparta_harness::{Arg, Buf, Harness, LaunchReport};
+
+/// Relative tolerance of f32 against the f64 reference.
+const TOL: f64 = 1e-5;
+
+/// Random f32 values in `[lo, hi)` and the same values in f64 (what the reference sees).
+fn random(len: usize, lo: f64, hi: f64, seed: u64) -> (Vec<f32>, Vec<f64>) {
+    rounded::<f32>(&uniform(len, lo, hi, seed))
+}
+
+/// `|got − want| ≤ TOL · max_j |want_j|` for every element: scale-aware, since a sum
+/// that cancels to near zero carries the rounding of its large terms. NaN never passes.
+fn assert_close(what: &str, got: &[f32], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(f64::MIN_POSITIVE, |m, w| m.max(w.abs()));
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let within = (f64::from(g) - w).abs() <= TOL * scale; // false for NaN
+        assert!(
+            within,
+            "{what}[{i}]: {g} vs reference {w} (tolerance {TOL} × {scale})"
+        );
+    }
+}
+
+fn i32_arg(v: usize) -> Arg {
+    Arg::I32(i32::try_from(v).unwrap())
+}
+
+fn i64_arg(v: usize) -> Arg {
+    Arg::I64(i64::try_from(v).unwrap())
+}
+
+/// `buffer` moved exactly once: sectors requested equal `ceil(bytes / 32)` and every
+/// element accessed once.
+fn pin_once(report: &LaunchReport, buffer: &str, store: bool, elements: usize) {
+    let b = report.buffer(buffer);
+    let (ratio, count) = if store {
+        (b.store_ratio(), b.stores)
+    } else {
+        (b.load_ratio(), b.loads)
+    };
+    assert!(
+        ratio == 1.0,
+        "{}: `{buffer}` requested {ratio:.3} × its size\n{report}",
+        report.kernel
+    );
+    assert_eq!(
+        count, elements as u64,
+        "{}: `{buffer}` accesses",
+        report.kernel
+    );
+}
+
+// ---- batch norm ----
+
+const BN_EPS: f64 = 1e-5;
+const BN_MOMENTUM: f64 = 0.1;
+
+/// (N, C, H·W): H·W = 1 ([N, C] inputs), N = 1, a single sample and pixel (M = 1, no
+/// Bessel factor), C = 3, M larger than the block (several elements per thread) and not
+/// a multiple of it.
+const BN_SHAPES: &[(usize, usize, usize)] =
+    &[(2, 3, 35), (5, 20, 1), (1, 3, 1), (1, 2, 300), (3, 4, 97)];
+
+/// The f64 tape op on `x`: output, batch statistics (train) and the gradients of
+/// `Σ y·dy` for x, γ, β.
+struct BnReference {
+    y: Vec<f64>,
+    mean_var_unbiased: Option<(Vec<f64>, Vec<f64>)>,
+    dx: Vec<f64>,
+    dgamma: Vec<f64>,
+    dbeta: Vec<f64>,
+}
+
+fn bn_reference(
+    shape: &BnShape,
+    x: &[f64],
+    gamma: &[f64],
+    beta: &[f64],
+    dy: &[f64],
+    running: Option<(&[f64], &[f64])>,
+) -> BnReference {
+    let mut tape = Tape::<f64>::new();
+    let xs = [shape.n, shape.c, shape.hw];
+    let xv = tape.leaf(Tensor::new(&xs, x.to_vec()).unwrap(), true);
+    let g = tape.leaf(Tensor::new(&[shape.c], gamma.to_vec()).unwrap(), true);
+    let b = tape.leaf(Tensor::new(&[shape.c], beta.to_vec()).unwrap(), true);
+    let mode = match running {
+        None => BnMode::Train,
+        Some((mean, var)) => BnMode::Eval { mean, var },
+    };
+    let (y, stats) = batch_norm(&mut tape, xv, g, b, mode, BN_EPS).unwrap();
+    let yv = tape.value(y).data().to_vec();
+    tape.backward_with(y, dy.to_vec()).unwrap();
+    BnReference {
+        y: yv,
+        mean_var_unbiased: stats.map(|s| (s.mean, s.var_unbiased)),
+        dx: tape.grad(xv).unwrap().to_vec(),
+        dgamma: tape.grad(g).unwrap().to_vec(),
+        dbeta: tape.grad(b).unwrap().to_vec(),
+    }
+}
+
+fn bn_shape_args(shape: &BnShape) -> [Arg; 3] {
+    [i32_arg(shape.n), i32_arg(shape.c), i32_arg(shape.hw)]
+}
+
+#[test]
+fn batchnorm_training_kernels_match_the_tape_op() {
+    for (i, &(n, c, hw)) in BN_SHAPES.iter().enumerate() {
+        let shape = BnShape::new(n, c, hw).unwrap();
+        let len = shape.len();
+        let seed = 100 + 10 * i as u64;
+        // an offset mean, as activations have, so the two-pass variance matters
+        let (x, x64) = random(len, -1.0, 3.0, seed);
+        let (gamma, gamma64) = random(c, 0.5, 1.5, seed + 1);
+        let (beta, beta64) = random(c, -1.0, 1.0, seed + 2);
+        let (dy, dy64) = random(len, -1.0, 1.0, seed + 3);
+        let (rmean, mut rmean64) = random(c, -1.0, 1.0, seed + 4);
+        let (rvar, mut rvar64) = random(c, 0.5, 2.0, seed + 5);
+        let want = bn_reference(&shape, &x64, &gamma64, &beta64, &dy64, None);
+        let (mean64, var_unbiased64) = want.mean_var_unbiased.clone().unwrap();
+        let momentum = BN_MOMENTUM;
+        batchnorm::cpu::update_running(&mut rmean64, &mean64, momentum);
+        batchnorm::cpu::update_running(&mut rvar64, &var_unbiased64, momentum);
+        let sd = (n, c, hw);
+
+        let mut h = Harness::new();
+        let xb = h.input("x", &x);
+        let gb = h.input("gamma", &gamma);
+        let bb = h.input("beta", &beta);
+        let dyb = h.input("dy", &dy);
+        let meanb = h.output::<f32>("mean", c);
+        let varb = h.output::<f32>("var", c);
+        let rmeanb = h.input("running_mean", &rmean);
+        let rvarb = h.input("running_var", &rvar);
+        let mut args = vec![
+            Arg::Buf(xb),
+            Arg::Buf(meanb),
+            Arg::Buf(varb),
+            Arg::Buf(rmeanb),
+            Arg::Buf(rvarb),
+        ];
+        args.extend(bn_shape_args(&shape));
+        args.push(Arg::F32(momentum as f32));
+        h.launch(
+            "batchnorm_stats_f32",
+            dims(batchnorm_channel_launch(&shape)),
+            &args,
+        )
+        .unwrap();
+        let what = format!("batchnorm_stats_f32 {sd:?}");
+        assert_close(&format!("{what} mean"), &h.read::<f32>(meanb), &mean64);
+        let m = (n * hw) as f64;
+        let bessel = if m > 1.0 { m / (m - 1.0) } else { 1.0 };
+        let var64: Vec<f64> = var_unbiased64.iter().map(|v| v / bessel).collect();
+        assert_close(&format!("{what} var"), &h.read::<f32>(varb), &var64);
+        assert_close(
+            &format!("{what} running mean"),
+            &h.read::<f32>(rmeanb),
+            &rmean64,
+        );
+        assert_close(
+            &format!("{what} running var"),
+            &h.read::<f32>(rvarb),
+            &rvar64,
+        );
+
+        let yb = h.output::<f32>("y", len);
+        let args = [
+            Arg::Buf(xb),
+            Arg::Buf(meanb),
+            Arg::Buf(varb),
+            Arg::Buf(gb),
+            Arg::Buf(bb),
+            Arg::Buf(yb),
+            i64_arg(len),
+            i32_arg(c),
+            i32_arg(hw),
+            Arg::F32(BN_EPS as f32),
+        ];
+        h.launch(
+            "batchnorm_forward_f32",
+            dims(batchnorm_elementwise_launch(&shape)),
+            &args,
+        )
+        .unwrap();
+        assert_close(
+            &format!("batchnorm_forward_f32 train {sd:?}"),
+            &h.read::<f32>(yb),
+            &want.y,
+        );
+
+        let sdyb = h.output::<f32>("sum_dy", c);
+        let sdyxb = h.output::<f32>("sum_dy_xhat", c);
+        let mut args = vec![
+            Arg::Buf(xb),
+            Arg::Buf(dyb),
+            Arg::Buf(meanb),
+            Arg::Buf(varb),
+            Arg::Buf(sdyb),
+            Arg::Buf(sdyxb),
+        ];
+        args.extend(bn_shape_args(&shape));
+        args.push(Arg::F32(BN_EPS as f32));
+        h.launch(
+            "batchnorm_grad_sums_f32",
+            dims(batchnorm_channel_launch(&shape)),
+            &args,
+        )
+        .unwrap();
+        let what = format!("batchnorm_grad_sums_f32 {sd:?}");
+        assert_close(&format!("{what} dbeta"), &h.read::<f32>(sdyb), &want.dbeta);
+        assert_close(
+            &format!("{what} dgamma"),
+            &h.read::<f32>(sdyxb),
+            &want.dgamma,
+        );
+
+        let dxb = h.output::<f32>("dx", len);
+        let mut args = vec![
+            Arg::Buf(xb),
+            Arg::Buf(dyb),
+            Arg::Buf(meanb),
+            Arg::Buf(varb),
+            Arg::Buf(gb),
+            Arg::Buf(sdyb),
+            Arg::Buf(sdyxb),
+            Arg::Buf(dxb),
+            i64_arg(len),
+        ];
+        args.extend(bn_shape_args(&shape));
+        args.push(Arg::F32(BN_EPS as f32));
+        h.launch(
+            "batchnorm_backward_input_train_f32",
+            dims(batchnorm_elementwise_launch(&shape)),
+            &args,
+        )
+        .unwrap();
+        assert_close(
+            &format!("batchnorm_backward_input_train_f32 {sd:?}"),
+            &h.read::<f32>(dxb),
+            &want.dx,
+        );
+    }
+}
+
+/// Evaluation mode (running statistics): forward and the input gradient PGD uses; on a
+/// ResNet-like shape whose x, y, dy, dx are each moved once, coalesced.
+#[test]
+fn batchnorm_eval_kernels_match_the_tape_op_and_move_each_tensor_once() {
+    let shapes = BN_SHAPES.iter().copied().chain([(2, 64, 64)]);
+    for (i, (n, c, hw)) in shapes.enumerate() {
+        let shape = BnShape::new(n, c, hw).unwrap();
+        let len = shape.len();
+        let seed = 200 + 10 * i as u64;
+        let (x, x64) = random(len, -1.0, 3.0, seed);
+        let (mean, mean64) = random(c, -1.0, 1.0, seed + 1);
+        let (var, var64) = random(c, 0.1, 2.0, seed + 2);
+        let (gamma, gamma64) = random(c, 0.5, 1.5, seed + 3);
+        let (beta, beta64) = random(c, -1.0, 1.0, seed + 4);
+        let (dy, dy64) = random(len, -1.0, 1.0, seed + 5);
+        let running = Some((mean64.as_slice(), var64.as_slice()));
+        let want = bn_reference(&shape, &x64, &gamma64, &beta64, &dy64, running);
+        let sd = (n, c, hw);
+
+        let mut h = Harness::new();
+        let xb = h.input("x", &x);
+        let meanb = h.input("mean", &mean);
+        let varb = h.input("var", &var);
+        let gb = h.input("gamma", &gamma);
+        let bb = h.input("beta", &beta);
+        let dyb = h.input("dy", &dy);
+        let yb = h.output::<f32>("y", len);
+        let dxb = h.output::<f32>("dx", len);
+        let launch = dims(batchnorm_elementwise_launch(&shape));
+        let eps = Arg::F32(BN_EPS as f32);
+        let args = [
+            Arg::Buf(xb),
+            Arg::Buf(meanb),
+            Arg::Buf(varb),
+            Arg::Buf(gb),
+            Arg::Buf(bb),
+            Arg::Buf(yb),
+            i64_arg(len),
+            i32_arg(c),
+            i32_arg(hw),
+            eps,
+        ];
+        let forward = h.launch("batchnorm_forward_f32", launch, &args).unwrap();
+        let what = format!("batchnorm_forward_f32 eval {sd:?}");
+        assert_close(&what, &h.read::<f32>(yb), &want.y);
+        let args = [
+            Arg::Buf(dyb),
+            Arg::Buf(varb),
+            Arg::Buf(gb),
+            Arg::Buf(dxb),
+            i64_arg(len),
+            i32_arg(c),
+            i32_arg(hw),
+            eps,
+        ];
+        let backward = h
+            .launch("batchnorm_backward_input_eval_f32", launch, &args)
+            .unwrap();
+        let what = format!("batchnorm_backward_input_eval_f32 {sd:?}");
+        assert_close(&what, &h.read::<f32>(dxb), &want.dx);
+        if len % 8 == 0 {
+            pin_once(&forward, "x", false, len);
+            pin_once(&forward, "y", true, len);
+            pin_once(&backward, "dy", false, len);
+            pin_once(&backward, "dx", true, len);
+        }
+    }
+}
+
+/// The training-mode element-wise kernels move x, dy, y, dx once, coalesced.
+#[test]
+fn batchnorm_training_elementwise_kernels_move_each_tensor_once() {
+    let shape = BnShape::new(2, 64, 64).unwrap();
+    let (len, c) = (shape.len(), shape.c);
+    let mut h = Harness::new();
+    let xb = h.input("x", &random(len, -1.0, 1.0, 1).0);
+    let dyb = h.input("dy", &random(len, -1.0, 1.0, 2).0);
+    let per_channel: Vec<Buf> = ["mean", "var", "gamma", "sum_dy", "sum_dy_xhat"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| h.input(name, &random(c, 0.5, 1.0, 3 + i as u64).0))
+        .collect();
+    let dxb = h.output::<f32>("dx", len);
+    let mut args = vec![Arg::Buf(xb), Arg::Buf(dyb)];
+    args.extend(per_channel.iter().map(|&b| Arg::Buf(b)));
+    args.push(Arg::Buf(dxb));
+    args.push(i64_arg(len));
+    args.extend(bn_shape_args(&shape));
+    args.push(Arg::F32(BN_EPS as f32));
+    let report = h
+        .launch(
+            "batchnorm_backward_input_train_f32",
+            dims(batchnorm_elementwise_launch(&shape)),
+            &args,
+        )
+        .unwrap();
+    pin_once(&report, "x", false, len);
+    pin_once(&report, "dy", false, len);
+    pin_once(&report, "dx", true, len);
+}
