@@ -7,8 +7,10 @@ use std::sync::Arc;
 use cudarc::driver::CudaSlice;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use sparta::attack::pgd::argmax_rows;
 use sparta::autograd::Tape;
 use sparta::ops::batchnorm::{self, batch_norm, cuda as bn_cuda, BnMode, BnShape};
+use sparta::ops::loss::{self, cross_entropy, cuda as loss_cuda, Reduction};
 use sparta::tensor::Tensor;
 use sparta::Gpu;
 
@@ -162,6 +164,66 @@ fn batchnorm_train_and_eval_match_cpu() {
                 .unwrap();
             }
             assert_matches("dx", &down(&gpu, &dx_d), tape.grad(xv).unwrap());
+        }
+    }
+}
+
+#[test]
+fn cross_entropy_matches_cpu() {
+    let Some(gpu) = Gpu::for_tests("cross_entropy_matches_cpu") else {
+        return;
+    };
+    let mut rng = StdRng::seed_from_u64(8);
+    for (n, k) in [(128, 10), (1, 1), (37, 200), (1000, 3)] {
+        let z = random(&mut rng, n * k, -5.0, 5.0);
+        let labels: Vec<usize> = (0..n).map(|_| rng.random_range(0..k)).collect();
+        let labels_i32: Vec<i32> = labels.iter().map(|&l| l as i32).collect();
+        let z32: Vec<f32> = z.iter().map(|&v| v as f32).collect();
+        let want_correct: Vec<i32> = argmax_rows(&z32, k)
+            .iter()
+            .zip(&labels)
+            .map(|(b, l)| i32::from(b == l))
+            .collect();
+        let (_, want_loss) = loss::softmax_losses(&z, k, &labels);
+        for reduction in [Reduction::Mean, Reduction::Sum] {
+            let mut tape = Tape::<f64>::new();
+            let zv = tape.leaf(Tensor::new(&[n, k], z.clone()).unwrap(), true);
+            let l = cross_entropy(&mut tape, zv, &labels, reduction).unwrap();
+            let want_total = tape.value(l).data()[0];
+            tape.backward(l).unwrap();
+
+            let stream = gpu.stream();
+            let z_d = up(&gpu, &z);
+            let labels_d = stream.clone_htod(&labels_i32).unwrap();
+            let mut loss_d = stream.alloc_zeros::<f32>(n).unwrap();
+            let mut dz_d = stream.alloc_zeros::<f32>(n * k).unwrap();
+            let mut correct_d = stream.alloc_zeros::<i32>(n).unwrap();
+            let mut total_d = stream.alloc_zeros::<f32>(1).unwrap();
+            let mut hits_d = stream.alloc_zeros::<i32>(1).unwrap();
+            loss_cuda::cross_entropy(
+                &gpu,
+                n,
+                k,
+                &z_d.as_view(),
+                &labels_d.as_view(),
+                reduction,
+                loss_cuda::CrossEntropyOut {
+                    loss: &mut loss_d.as_view_mut(),
+                    dlogits: &mut dz_d.as_view_mut(),
+                    correct: &mut correct_d.as_view_mut(),
+                    loss_total: &mut total_d.as_view_mut(),
+                    correct_total: &mut hits_d.as_view_mut(),
+                },
+            )
+            .unwrap();
+            assert_matches("loss", &down(&gpu, &loss_d), &want_loss);
+            assert_matches("dlogits", &down(&gpu, &dz_d), tape.grad(zv).unwrap());
+            assert_matches("loss total", &down(&gpu, &total_d), &[want_total]);
+            assert_eq!(stream.clone_dtoh(&correct_d).unwrap(), want_correct);
+            assert_eq!(
+                stream.clone_dtoh(&hits_d).unwrap()[0],
+                want_correct.iter().sum::<i32>()
+            );
         }
     }
 }

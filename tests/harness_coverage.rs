@@ -38,6 +38,8 @@ const COVERED: &[(&str, &str)] = &[
     ("batchnorm_grad_sums", "harness_train_ops.rs"),
     ("batchnorm_backward_input_train", "harness_train_ops.rs"),
     ("batchnorm_backward_input_eval", "harness_train_ops.rs"),
+    ("cross_entropy_rows", "harness_train_ops.rs"),
+    ("cross_entropy_reduce", "harness_train_ops.rs"),
 ];
 
 /// The harness test files, by name.

@@ -6,9 +6,13 @@
 mod harness_support;
 
 use harness_support::{dims, rounded, uniform};
+use sparta::attack::pgd::argmax_rows;
 use sparta::autograd::Tape;
 use sparta::ops::batchnorm::{
     self, batch_norm, batchnorm_channel_launch, batchnorm_elementwise_launch, BnMode, BnShape,
+};
+use sparta::ops::loss::{
+    self, cross_entropy, cross_entropy_reduce_launch, cross_entropy_rows_launch, Reduction,
 };
 use sparta::tensor::Tensor;
 use sparta_harness::{Arg, Buf, Harness, LaunchReport};
@@ -357,4 +361,148 @@ fn batchnorm_training_elementwise_kernels_move_each_tensor_once() {
     pin_once(&report, "x", false, len);
     pin_once(&report, "dy", false, len);
     pin_once(&report, "dx", true, len);
+}
+
+// ---- cross-entropy ----
+
+/// (N, K): one class, K < 32, K > 32 and not a multiple of the warp, N not a multiple of
+/// the rows per block, N > the reduce block (several rows per thread).
+const CE_SHAPES: &[(usize, usize)] = &[(1, 1), (3, 10), (9, 33), (17, 100), (300, 7)];
+
+/// Runs both cross-entropy kernels; returns (loss, dlogits, correct, loss_total,
+/// correct_total).
+fn run_cross_entropy(
+    n: usize,
+    k: usize,
+    logits: &[f32],
+    labels: &[i32],
+    scale: f32,
+) -> (Vec<f32>, Vec<f32>, Vec<i32>, f32, i32) {
+    let mut h = Harness::new();
+    let zb = h.input("logits", logits);
+    let lb = h.input("labels", labels);
+    let lossb = h.output::<f32>("loss", n);
+    let dzb = h.output::<f32>("dlogits", n * k);
+    let cb = h.output::<i32>("correct", n);
+    let args = [
+        Arg::Buf(zb),
+        Arg::Buf(lb),
+        Arg::Buf(lossb),
+        Arg::Buf(dzb),
+        Arg::Buf(cb),
+        i32_arg(n),
+        i32_arg(k),
+        Arg::F32(scale),
+    ];
+    h.launch(
+        "cross_entropy_rows_f32",
+        dims(cross_entropy_rows_launch(n)),
+        &args,
+    )
+    .unwrap();
+    let totalb = h.output::<f32>("loss_total", 1);
+    let hitsb = h.output::<i32>("correct_total", 1);
+    let args = [
+        Arg::Buf(lossb),
+        Arg::Buf(cb),
+        Arg::Buf(totalb),
+        Arg::Buf(hitsb),
+        i32_arg(n),
+        Arg::F32(scale),
+    ];
+    h.launch(
+        "cross_entropy_reduce_f32",
+        dims(cross_entropy_reduce_launch()),
+        &args,
+    )
+    .unwrap();
+    (
+        h.read::<f32>(lossb),
+        h.read::<f32>(dzb),
+        h.read::<i32>(cb),
+        h.read::<f32>(totalb)[0],
+        h.read::<i32>(hitsb)[0],
+    )
+}
+
+/// Labels in `0..k`, about a third of them the row's argmax so that `correct` is mixed.
+fn labels_for(logits: &[f32], n: usize, k: usize, seed: u64) -> Vec<usize> {
+    let best = argmax_rows(logits, k);
+    let draws = uniform(2 * n, 0.0, 1.0, seed);
+    (0..n)
+        .map(|i| {
+            if draws[2 * i] < 0.35 {
+                best[i]
+            } else {
+                ((draws[2 * i + 1] * k as f64) as usize).min(k - 1)
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn cross_entropy_kernels_match_the_tape_op() {
+    for (i, &(n, k)) in CE_SHAPES.iter().enumerate() {
+        let seed = 400 + 10 * i as u64;
+        let (z, z64) = random(n * k, -4.0, 4.0, seed);
+        let labels = labels_for(&z, n, k, seed + 1);
+        let labels_i32: Vec<i32> = labels.iter().map(|&l| l as i32).collect();
+        let (_, losses64) = loss::softmax_losses(&z64, k, &labels);
+        let want_hits: Vec<i32> = argmax_rows(&z, k)
+            .iter()
+            .zip(&labels)
+            .map(|(b, l)| i32::from(b == l))
+            .collect();
+        for reduction in [Reduction::Mean, Reduction::Sum] {
+            let mut tape = Tape::<f64>::new();
+            let zv = tape.leaf(Tensor::new(&[n, k], z64.clone()).unwrap(), true);
+            let l = cross_entropy(&mut tape, zv, &labels, reduction).unwrap();
+            let want_total = tape.value(l).data()[0];
+            tape.backward(l).unwrap();
+            let scale = match reduction {
+                Reduction::Mean => 1.0 / n as f32,
+                Reduction::Sum => 1.0,
+            };
+            let (got_loss, got_dz, got_hits, got_total, got_correct) =
+                run_cross_entropy(n, k, &z, &labels_i32, scale);
+            let what = format!("cross_entropy_rows_f32 ({n}, {k}) {reduction:?}");
+            assert_close(&format!("{what} loss"), &got_loss, &losses64);
+            assert_close(&format!("{what} dlogits"), &got_dz, tape.grad(zv).unwrap());
+            assert_eq!(got_hits, want_hits, "{what} correct");
+            let what = format!("cross_entropy_reduce_f32 ({n}, {k}) {reduction:?}");
+            assert_close(&what, &[got_total], &[want_total]);
+            assert_eq!(
+                got_correct,
+                want_hits.iter().sum::<i32>(),
+                "{what} correct total"
+            );
+        }
+    }
+}
+
+/// The accuracy count breaks ties as the CPU does: the first largest logit wins, −0 ties
+/// +0, NaN never wins except that a NaN first logit keeps index 0.
+#[test]
+fn cross_entropy_argmax_breaks_ties_as_the_cpu() {
+    let nan = f32::NAN;
+    let rows: &[[f32; 5]] = &[
+        [1.0, 3.0, 3.0, 2.0, 3.0],
+        [-0.0, 0.0, -1.0, -2.0, -3.0],
+        [0.0, -0.0, -1.0, -2.0, -3.0],
+        [nan, 5.0, 1.0, 2.0, 3.0],
+        [1.0, nan, 4.0, nan, 4.0],
+        [nan, nan, nan, nan, nan],
+        [f32::NEG_INFINITY; 5],
+        [2.0, 2.0, 2.0, 2.0, 2.0],
+    ];
+    let k = 5;
+    let z: Vec<f32> = rows.iter().flatten().copied().collect();
+    let best = argmax_rows(&z, k);
+    for label in 0..k {
+        let labels = vec![label as i32; rows.len()];
+        let (_, _, hits, _, total) = run_cross_entropy(rows.len(), k, &z, &labels, 1.0);
+        let want: Vec<i32> = best.iter().map(|&b| i32::from(b == label)).collect();
+        assert_eq!(hits, want, "label {label}, CPU argmax {best:?}");
+        assert_eq!(total, want.iter().sum::<i32>());
+    }
 }
