@@ -11,6 +11,7 @@ use sparta::attack::pgd::argmax_rows;
 use sparta::autograd::Tape;
 use sparta::ops::batchnorm::{self, batch_norm, cuda as bn_cuda, BnMode, BnShape};
 use sparta::ops::loss::{self, cross_entropy, cuda as loss_cuda, Reduction};
+use sparta::optim::{cuda as optim_cuda, Sgd};
 use sparta::tensor::Tensor;
 use sparta::Gpu;
 
@@ -226,4 +227,53 @@ fn cross_entropy_matches_cpu() {
             );
         }
     }
+}
+
+#[test]
+fn sgd_update_of_a_flat_buffer_matches_cpu() {
+    let Some(gpu) = Gpu::for_tests("sgd_update_of_a_flat_buffer_matches_cpu") else {
+        return;
+    };
+    let mut rng = StdRng::seed_from_u64(9);
+    // ResNet-like tensors (conv weights, BN vectors) in one flat buffer, and an odd tail
+    let sizes = [
+        64 * 3 * 3 * 3,
+        64,
+        64,
+        128 * 64 * 3 * 3,
+        128,
+        10 * 512,
+        10,
+        7,
+    ];
+    let len: usize = sizes.iter().sum();
+    let p = random(&mut rng, len, -1.0, 1.0);
+    let g = random(&mut rng, len, -1.0, 1.0);
+    let v = random(&mut rng, len, -1.0, 1.0);
+    let (lr, momentum, weight_decay) = (0.05f32, 0.9f32, 5e-4f32);
+    let mut sgd = Sgd::new(f64::from(momentum), f64::from(weight_decay), sizes);
+    let mut want_p = p.clone();
+    let mut offset = 0;
+    for (i, &size) in sizes.iter().enumerate() {
+        let range = offset..offset + size;
+        sgd.velocity[i].copy_from_slice(&v[range.clone()]);
+        sgd.update(i, &mut want_p[range.clone()], &g[range], f64::from(lr))
+            .unwrap();
+        offset += size;
+    }
+    let mut p_d = up(&gpu, &p);
+    let g_d = up(&gpu, &g);
+    let mut v_d = up(&gpu, &v);
+    optim_cuda::sgd_update(
+        &gpu,
+        &mut p_d.as_view_mut(),
+        &g_d.as_view(),
+        &mut v_d.as_view_mut(),
+        lr,
+        momentum,
+        weight_decay,
+    )
+    .unwrap();
+    assert_matches("p", &down(&gpu, &p_d), &want_p);
+    assert_matches("v", &down(&gpu, &v_d), &sgd.velocity.concat());
 }

@@ -40,6 +40,7 @@ const COVERED: &[(&str, &str)] = &[
     ("batchnorm_backward_input_eval", "harness_train_ops.rs"),
     ("cross_entropy_rows", "harness_train_ops.rs"),
     ("cross_entropy_reduce", "harness_train_ops.rs"),
+    ("sgd_update", "harness_train_ops.rs"),
 ];
 
 /// The harness test files, by name.

@@ -14,6 +14,7 @@ use sparta::ops::batchnorm::{
 use sparta::ops::loss::{
     self, cross_entropy, cross_entropy_reduce_launch, cross_entropy_rows_launch, Reduction,
 };
+use sparta::optim::{sgd_launch, Sgd};
 use sparta::tensor::Tensor;
 use sparta_harness::{Arg, Buf, Harness, LaunchReport};
 
@@ -504,5 +505,84 @@ fn cross_entropy_argmax_breaks_ties_as_the_cpu() {
         let want: Vec<i32> = best.iter().map(|&b| i32::from(b == label)).collect();
         assert_eq!(hits, want, "label {label}, CPU argmax {best:?}");
         assert_eq!(total, want.iter().sum::<i32>());
+    }
+}
+
+// ---- SGD ----
+
+/// Parameter tensors of odd sizes (a bias of 1, a 3×3 kernel, …) laid out in one flat
+/// buffer, as a model keeps them for the one-launch update.
+const SGD_TENSORS: &[usize] = &[1, 9, 64, 3, 577, 10];
+
+#[test]
+fn sgd_one_launch_over_a_flat_buffer_matches_per_tensor_updates() {
+    let len: usize = SGD_TENSORS.iter().sum();
+    let (p, p64) = random(len, -1.0, 1.0, 500);
+    let (g, g64) = random(len, -1.0, 1.0, 501);
+    let (v, v64) = random(len, -1.0, 1.0, 502);
+    let (lr, momentum, weight_decay) = (0.1f32, 0.9f32, 5e-4f32);
+    let mut sgd = Sgd::new(
+        f64::from(momentum),
+        f64::from(weight_decay),
+        SGD_TENSORS.to_vec(),
+    );
+    let mut want_p = p64.clone();
+    let mut offset = 0;
+    for (i, &size) in SGD_TENSORS.iter().enumerate() {
+        sgd.velocity[i].copy_from_slice(&v64[offset..offset + size]);
+        let range = offset..offset + size;
+        sgd.update(i, &mut want_p[range.clone()], &g64[range], f64::from(lr))
+            .unwrap();
+        offset += size;
+    }
+    let want_v: Vec<f64> = sgd.velocity.concat();
+
+    let mut h = Harness::new();
+    let pb = h.input("p", &p);
+    let gb = h.input("g", &g);
+    let vb = h.input("v", &v);
+    let args = [
+        Arg::Buf(pb),
+        Arg::Buf(gb),
+        Arg::Buf(vb),
+        i64_arg(len),
+        Arg::F32(lr),
+        Arg::F32(momentum),
+        Arg::F32(weight_decay),
+    ];
+    h.launch("sgd_update_f32", dims(sgd_launch(len)), &args)
+        .unwrap();
+    assert_close("sgd_update_f32 p", &h.read::<f32>(pb), &want_p);
+    assert_close("sgd_update_f32 v", &h.read::<f32>(vb), &want_v);
+}
+
+#[test]
+fn sgd_moves_each_buffer_once_coalesced() {
+    for len in [4096, 64 * 3 * 3 * 64 + 64] {
+        let mut h = Harness::new();
+        let pb = h.input("p", &random(len, -1.0, 1.0, 1).0);
+        let gb = h.input("g", &random(len, -1.0, 1.0, 2).0);
+        let vb = h.input("v", &random(len, -1.0, 1.0, 3).0);
+        let args = [
+            Arg::Buf(pb),
+            Arg::Buf(gb),
+            Arg::Buf(vb),
+            i64_arg(len),
+            Arg::F32(0.1),
+            Arg::F32(0.9),
+            Arg::F32(5e-4),
+        ];
+        let report = h
+            .launch("sgd_update_f32", dims(sgd_launch(len)), &args)
+            .unwrap();
+        for (buffer, store) in [
+            ("p", false),
+            ("g", false),
+            ("v", false),
+            ("p", true),
+            ("v", true),
+        ] {
+            pin_once(&report, buffer, store, len);
+        }
     }
 }
