@@ -7,7 +7,8 @@ use std::sync::Arc;
 use cudarc::driver::CudaSlice;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sparta::attack::pgd::argmax_rows;
+use sparta::attack::cuda as attack_cuda;
+use sparta::attack::pgd::{self, argmax_rows, step_direction, Goal, PgdConfig};
 use sparta::autograd::Tape;
 use sparta::ops::batchnorm::{self, batch_norm, cuda as bn_cuda, BnMode, BnShape};
 use sparta::ops::loss::{self, cross_entropy, cuda as loss_cuda, Reduction};
@@ -276,4 +277,60 @@ fn sgd_update_of_a_flat_buffer_matches_cpu() {
     .unwrap();
     assert_matches("p", &down(&gpu, &p_d), &want_p);
     assert_matches("v", &down(&gpu, &v_d), &sgd.velocity.concat());
+}
+
+#[test]
+fn pgd_random_start_and_steps_match_cpu_bit_for_bit() {
+    let Some(gpu) = Gpu::for_tests("pgd_random_start_and_steps_match_cpu_bit_for_bit") else {
+        return;
+    };
+    let len = 64 * 3 * 32 * 32 + 5;
+    let mut rng = StdRng::seed_from_u64(10);
+    for goal in [Goal::Targeted, Goal::Untargeted] {
+        let config = PgdConfig {
+            goal,
+            ..PgdConfig::paper(10)
+        };
+        let eps = config.epsilon;
+        let x0: Vec<f32> = (0..len)
+            .map(|_| rng.random_range(-0.2f32..1.2).clamp(0.0, 1.0))
+            .collect();
+        let noise = pgd::random_start_noise(&mut rng, len, eps);
+        let mut want = pgd::random_start(&x0, &noise, eps);
+        let stream = gpu.stream();
+        let x0_d = stream.clone_htod(&x0).unwrap();
+        let noise_d = stream.clone_htod(&noise).unwrap();
+        let mut x_d = stream.alloc_zeros::<f32>(len).unwrap();
+        attack_cuda::pgd_random_start(
+            &gpu,
+            eps,
+            &mut x_d.as_view_mut(),
+            &x0_d.as_view(),
+            &noise_d.as_view(),
+        )
+        .unwrap();
+        assert!(down(&gpu, &x_d) == want, "random start {goal:?}");
+        for k in 0..config.iterations {
+            let g: Vec<f32> = (0..len)
+                .map(|i| {
+                    if i % 7 == 0 {
+                        0.0
+                    } else {
+                        rng.random_range(-1.0f32..1.0)
+                    }
+                })
+                .collect();
+            pgd::step(&mut want, &g, &x0, step_direction(&config), eps);
+            let g_d = stream.clone_htod(&g).unwrap();
+            attack_cuda::pgd_step(
+                &gpu,
+                &config,
+                &mut x_d.as_view_mut(),
+                &g_d.as_view(),
+                &x0_d.as_view(),
+            )
+            .unwrap();
+            assert!(down(&gpu, &x_d) == want, "step {k} {goal:?}");
+        }
+    }
 }

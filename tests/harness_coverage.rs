@@ -41,6 +41,8 @@ const COVERED: &[(&str, &str)] = &[
     ("cross_entropy_rows", "harness_train_ops.rs"),
     ("cross_entropy_reduce", "harness_train_ops.rs"),
     ("sgd_update", "harness_train_ops.rs"),
+    ("pgd_step", "harness_train_ops.rs"),
+    ("pgd_random_start", "harness_train_ops.rs"),
 ];
 
 /// The harness test files, by name.

@@ -6,7 +6,10 @@
 mod harness_support;
 
 use harness_support::{dims, rounded, uniform};
-use sparta::attack::pgd::argmax_rows;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use sparta::attack::pgd::{self, argmax_rows, step_direction, Goal, PgdConfig};
+use sparta::attack::pgd_launch;
 use sparta::autograd::Tape;
 use sparta::ops::batchnorm::{
     self, batch_norm, batchnorm_channel_launch, batchnorm_elementwise_launch, BnMode, BnShape,
@@ -583,6 +586,109 @@ fn sgd_moves_each_buffer_once_coalesced() {
             ("v", true),
         ] {
             pin_once(&report, buffer, store, len);
+        }
+    }
+}
+
+// ---- PGD step and projection ----
+
+/// Clean images with pixels at and near 0 and 1 (so the [0, 1] clip binds) and a
+/// gradient with exact zeros, a NaN and both signs.
+fn pgd_inputs(len: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let mut x0 = random(len, -0.2, 1.2, seed).0;
+    x0.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
+    let mut g = random(len, -1.0, 1.0, seed + 1).0;
+    for (i, v) in g.iter_mut().enumerate() {
+        if i % 5 == 0 {
+            *v = 0.0;
+        }
+    }
+    if len > 3 {
+        g[3] = f32::NAN;
+        g[2] = -0.0;
+    }
+    (x0, g)
+}
+
+/// Random start then three steps with fresh gradients, for both goals, against
+/// `pgd::random_start` and `pgd::step` bit for bit; lengths 1, an odd image batch and a
+/// multiple of the sector for the traffic pins.
+#[test]
+fn pgd_kernels_match_the_cpu_attack_bit_for_bit() {
+    for (i, len) in [1usize, 2 * 3 * 5 * 7, 4096].into_iter().enumerate() {
+        for goal in [Goal::Targeted, Goal::Untargeted] {
+            let config = PgdConfig {
+                goal,
+                step: 2.0 / 255.0,
+                ..PgdConfig::paper(3)
+            };
+            let eps = config.epsilon;
+            let seed = 600 + 10 * i as u64;
+            let (x0, _) = pgd_inputs(len, seed);
+            let noise = pgd::random_start_noise(&mut StdRng::seed_from_u64(seed), len, eps);
+            let mut want = pgd::random_start(&x0, &noise, eps);
+
+            let mut h = Harness::new();
+            let startb = h.output::<f32>("start", len);
+            let x0b = h.input("x0", &x0);
+            let nb = h.input("noise", &noise);
+            let args = [
+                Arg::Buf(startb),
+                Arg::Buf(x0b),
+                Arg::Buf(nb),
+                i64_arg(len),
+                Arg::F32(eps),
+            ];
+            let start = h
+                .launch("pgd_random_start_f32", dims(pgd_launch(len)), &args)
+                .unwrap();
+            let what = format!("pgd_random_start_f32 len {len} {goal:?}");
+            let x_start = h.read::<f32>(startb);
+            assert_eq!(x_start, want, "{what}");
+
+            // the step updates x in place: an input buffer, holding the start
+            let xb = h.input("x", &x_start);
+            let gb = h.input("grad", &vec![0.0f32; len]);
+            let mut steps = Vec::new();
+            for k in 0..3 {
+                let (_, g) = pgd_inputs(len, seed + 2 + k);
+                pgd::step(&mut want, &g, &x0, step_direction(&config), eps);
+                h.write(gb, &g);
+                let args = [
+                    Arg::Buf(xb),
+                    Arg::Buf(gb),
+                    Arg::Buf(x0b),
+                    i64_arg(len),
+                    Arg::F32(step_direction(&config)),
+                    Arg::F32(eps),
+                ];
+                steps.push(
+                    h.launch("pgd_step_f32", dims(pgd_launch(len)), &args)
+                        .unwrap(),
+                );
+                let got = h.read::<f32>(xb);
+                let what = format!("pgd_step_f32 len {len} {goal:?} step {k}");
+                assert_eq!(got, want, "{what}");
+                assert!(
+                    got.iter()
+                        .zip(&x0)
+                        .all(|(&v, &o)| (0.0..=1.0).contains(&v)
+                            && (v - o).abs() <= eps * (1.0 + 1e-6)),
+                    "{what}: left the ball or the box"
+                );
+            }
+            if len % 8 == 0 {
+                pin_once(&start, "x0", false, len);
+                pin_once(&start, "noise", false, len);
+                pin_once(&start, "start", true, len);
+                for report in &steps {
+                    for (buffer, store) in
+                        [("x", false), ("grad", false), ("x0", false), ("x", true)]
+                    {
+                        pin_once(report, buffer, store, len);
+                    }
+                }
+            }
         }
     }
 }
