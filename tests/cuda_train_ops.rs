@@ -10,6 +10,7 @@ use rand::{Rng, SeedableRng};
 use sparta::attack::cuda as attack_cuda;
 use sparta::attack::pgd::{self, argmax_rows, step_direction, Goal, PgdConfig};
 use sparta::autograd::Tape;
+use sparta::data::augment::{self, crop_flip_draws, crop_flip_params};
 use sparta::ops::batchnorm::{self, batch_norm, cuda as bn_cuda, BnMode, BnShape};
 use sparta::ops::loss::{self, cross_entropy, cuda as loss_cuda, Reduction};
 use sparta::optim::{cuda as optim_cuda, Sgd};
@@ -332,5 +333,38 @@ fn pgd_random_start_and_steps_match_cpu_bit_for_bit() {
             .unwrap();
             assert!(down(&gpu, &x_d) == want, "step {k} {goal:?}");
         }
+    }
+}
+
+#[test]
+fn augment_crop_flip_equals_host_batch_for_the_same_seed() {
+    let Some(gpu) = Gpu::for_tests("augment_crop_flip_equals_host_batch_for_the_same_seed") else {
+        return;
+    };
+    for (seed, shape) in [
+        (11, [128, 3, 32, 32]),
+        (12, [7, 3, 5, 9]),
+        (13, [3, 1, 1, 1]),
+    ] {
+        let [n, c, h, w] = shape;
+        let len = n * c * h * w;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let x: Vec<f32> = (0..len).map(|_| rng.random_range(0.0f32..1.0)).collect();
+        let mut want = x.clone();
+        augment::crop_flip_batch(&mut want, shape, &mut StdRng::seed_from_u64(seed)).unwrap();
+        let params = crop_flip_params(&crop_flip_draws(n, &mut StdRng::seed_from_u64(seed)));
+        let stream = gpu.stream();
+        let src_d = stream.clone_htod(&x).unwrap();
+        let params_d = stream.clone_htod(&params).unwrap();
+        let mut dst_d = stream.alloc_zeros::<f32>(len).unwrap();
+        augment::cuda::crop_flip_batch(
+            &gpu,
+            shape,
+            &src_d.as_view(),
+            &mut dst_d.as_view_mut(),
+            &params_d.as_view(),
+        )
+        .unwrap();
+        assert!(down(&gpu, &dst_d) == want, "{shape:?}");
     }
 }

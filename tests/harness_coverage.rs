@@ -43,6 +43,7 @@ const COVERED: &[(&str, &str)] = &[
     ("sgd_update", "harness_train_ops.rs"),
     ("pgd_step", "harness_train_ops.rs"),
     ("pgd_random_start", "harness_train_ops.rs"),
+    ("augment_crop_flip", "harness_train_ops.rs"),
 ];
 
 /// The harness test files, by name.

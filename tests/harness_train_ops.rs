@@ -11,6 +11,7 @@ use rand::SeedableRng;
 use sparta::attack::pgd::{self, argmax_rows, step_direction, Goal, PgdConfig};
 use sparta::attack::pgd_launch;
 use sparta::autograd::Tape;
+use sparta::data::augment::{crop_flip_batch, crop_flip_draws, crop_flip_launch, crop_flip_params};
 use sparta::ops::batchnorm::{
     self, batch_norm, batchnorm_channel_launch, batchnorm_elementwise_launch, BnMode, BnShape,
 };
@@ -689,6 +690,53 @@ fn pgd_kernels_match_the_cpu_attack_bit_for_bit() {
                     }
                 }
             }
+        }
+    }
+}
+
+// ---- augmentation ----
+
+/// [N, C, H, W]: one 1×1 image (every offset crops to padding), images smaller than the
+/// padding, odd sizes, enough images that every offset and both flips occur.
+const AUGMENT_SHAPES: &[[usize; 4]] = &[[1, 1, 1, 1], [16, 3, 5, 7], [40, 1, 3, 2], [2, 3, 32, 32]];
+
+#[test]
+fn augment_kernel_equals_crop_flip_batch_for_the_same_seed() {
+    for (i, &shape) in AUGMENT_SHAPES.iter().enumerate() {
+        let [n, c, h, w] = shape;
+        let len = n * c * h * w;
+        let seed = 700 + i as u64;
+        let x = random(len, 0.0, 1.0, seed).0;
+        let mut want = x.clone();
+        crop_flip_batch(&mut want, shape, &mut StdRng::seed_from_u64(seed)).unwrap();
+        let draws = crop_flip_draws(n, &mut StdRng::seed_from_u64(seed));
+
+        let mut hs = Harness::new();
+        let srcb = hs.input("src", &x);
+        let dstb = hs.output::<f32>("dst", len);
+        let pb = hs.input("params", &crop_flip_params(&draws));
+        let args = [
+            Arg::Buf(srcb),
+            Arg::Buf(dstb),
+            Arg::Buf(pb),
+            i32_arg(n),
+            i32_arg(c),
+            i32_arg(h),
+            i32_arg(w),
+        ];
+        let report = hs
+            .launch("augment_crop_flip_f32", dims(crop_flip_launch(len)), &args)
+            .unwrap();
+        assert_eq!(
+            hs.read::<f32>(dstb),
+            want,
+            "augment_crop_flip_f32 {shape:?}"
+        );
+        if len % 8 == 0 {
+            pin_once(&report, "dst", true, len);
+        }
+        if n >= 16 {
+            assert!(draws.iter().any(|t| t.flip) && draws.iter().any(|t| !t.flip));
         }
     }
 }
