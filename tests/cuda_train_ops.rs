@@ -11,8 +11,10 @@ use sparta::attack::cuda as attack_cuda;
 use sparta::attack::pgd::{self, argmax_rows, step_direction, Goal, PgdConfig};
 use sparta::autograd::Tape;
 use sparta::data::augment::{self, crop_flip_draws, crop_flip_params};
+use sparta::ops::add::{self as add_op, cuda as add_cuda};
 use sparta::ops::batchnorm::{self, batch_norm, cuda as bn_cuda, BnMode, BnShape};
 use sparta::ops::loss::{self, cross_entropy, cuda as loss_cuda, Reduction};
+use sparta::ops::normalize::{self, cuda as normalize_cuda};
 use sparta::optim::{cuda as optim_cuda, Sgd};
 use sparta::tensor::Tensor;
 use sparta::Gpu;
@@ -366,5 +368,69 @@ fn augment_crop_flip_equals_host_batch_for_the_same_seed() {
         )
         .unwrap();
         assert!(down(&gpu, &dst_d) == want, "{shape:?}");
+    }
+}
+
+#[test]
+fn normalize_and_add_match_cpu() {
+    let Some(gpu) = Gpu::for_tests("normalize_and_add_match_cpu") else {
+        return;
+    };
+    let mut rng = StdRng::seed_from_u64(14);
+    for shape in [[128, 3, 32, 32], [3, 3, 5, 7], [1, 1, 1, 1]] {
+        let [n, c, h, w] = shape;
+        let len = n * c * h * w;
+        let x = random(&mut rng, len, 0.0, 1.0);
+        let dy = random(&mut rng, len, -1.0, 1.0);
+        let mean: Vec<f32> = (0..c).map(|_| rng.random_range(0.3f32..0.6)).collect();
+        let stdev: Vec<f32> = (0..c).map(|_| rng.random_range(0.15f32..0.35)).collect();
+        let mut tape = Tape::<f64>::new();
+        let xv = tape.leaf(Tensor::new(&shape, x.clone()).unwrap(), true);
+        let y = normalize::normalize(&mut tape, xv, &mean, &stdev).unwrap();
+        let want_y = tape.value(y).data().to_vec();
+        tape.backward_with(y, dy.clone()).unwrap();
+
+        let stream = gpu.stream();
+        let x_d = up(&gpu, &x);
+        let dy_d = up(&gpu, &dy);
+        let mean_d = stream.clone_htod(&mean).unwrap();
+        let std_d = stream.clone_htod(&stdev).unwrap();
+        let mut y_d = stream.alloc_zeros::<f32>(len).unwrap();
+        let mut dx_d = stream.alloc_zeros::<f32>(len).unwrap();
+        normalize_cuda::normalize_forward(
+            &gpu,
+            c,
+            h * w,
+            &x_d.as_view(),
+            &mean_d.as_view(),
+            &std_d.as_view(),
+            &mut y_d.as_view_mut(),
+        )
+        .unwrap();
+        assert_matches("normalize y", &down(&gpu, &y_d), &want_y);
+        normalize_cuda::normalize_backward(
+            &gpu,
+            c,
+            h * w,
+            &dy_d.as_view(),
+            &std_d.as_view(),
+            &mut dx_d.as_view_mut(),
+        )
+        .unwrap();
+        assert_matches("normalize dx", &down(&gpu, &dx_d), tape.grad(xv).unwrap());
+
+        let mut tape = Tape::<f64>::new();
+        let av = tape.leaf(Tensor::new(&[len], x.clone()).unwrap(), false);
+        let bv = tape.leaf(Tensor::new(&[len], dy.clone()).unwrap(), false);
+        let sum = add_op::add(&mut tape, av, bv).unwrap();
+        let mut sum_d = stream.alloc_zeros::<f32>(len).unwrap();
+        add_cuda::add_forward(
+            &gpu,
+            &x_d.as_view(),
+            &dy_d.as_view(),
+            &mut sum_d.as_view_mut(),
+        )
+        .unwrap();
+        assert_matches("add", &down(&gpu, &sum_d), tape.value(sum).data());
     }
 }

@@ -44,6 +44,9 @@ const COVERED: &[(&str, &str)] = &[
     ("pgd_step", "harness_train_ops.rs"),
     ("pgd_random_start", "harness_train_ops.rs"),
     ("augment_crop_flip", "harness_train_ops.rs"),
+    ("normalize_forward", "harness_train_ops.rs"),
+    ("normalize_backward", "harness_train_ops.rs"),
+    ("add_forward", "harness_train_ops.rs"),
 ];
 
 /// The harness test files, by name.

@@ -12,12 +12,14 @@ use sparta::attack::pgd::{self, argmax_rows, step_direction, Goal, PgdConfig};
 use sparta::attack::pgd_launch;
 use sparta::autograd::Tape;
 use sparta::data::augment::{crop_flip_batch, crop_flip_draws, crop_flip_launch, crop_flip_params};
+use sparta::ops::add::{self as add_op, add_launch};
 use sparta::ops::batchnorm::{
     self, batch_norm, batchnorm_channel_launch, batchnorm_elementwise_launch, BnMode, BnShape,
 };
 use sparta::ops::loss::{
     self, cross_entropy, cross_entropy_reduce_launch, cross_entropy_rows_launch, Reduction,
 };
+use sparta::ops::normalize::{self, normalize_launch};
 use sparta::optim::{sgd_launch, Sgd};
 use sparta::tensor::Tensor;
 use sparta_harness::{Arg, Buf, Harness, LaunchReport};
@@ -737,6 +739,105 @@ fn augment_kernel_equals_crop_flip_batch_for_the_same_seed() {
         }
         if n >= 16 {
             assert!(draws.iter().any(|t| t.flip) && draws.iter().any(|t| !t.flip));
+        }
+    }
+}
+
+// ---- input normalization and the residual add ----
+
+/// [N, C, H, W]: one pixel, C = 3 (the datasets' RGB), odd planes, a traffic shape.
+const NORMALIZE_SHAPES: &[[usize; 4]] = &[[1, 1, 1, 1], [2, 3, 5, 7], [3, 3, 1, 1], [2, 3, 32, 32]];
+
+#[test]
+fn normalize_kernels_match_the_tape_op() {
+    for (i, &shape) in NORMALIZE_SHAPES.iter().enumerate() {
+        let [n, c, h, w] = shape;
+        let (len, hw) = (n * c * h * w, h * w);
+        let seed = 800 + 10 * i as u64;
+        let (x, x64) = random(len, 0.0, 1.0, seed);
+        let (dy, dy64) = random(len, -1.0, 1.0, seed + 1);
+        let mean = random(c, 0.3, 0.6, seed + 2).0;
+        let stdev = random(c, 0.15, 0.35, seed + 3).0;
+        let mut tape = Tape::<f64>::new();
+        let xv = tape.leaf(Tensor::new(&shape, x64).unwrap(), true);
+        let y = normalize::normalize(&mut tape, xv, &mean, &stdev).unwrap();
+        let want_y = tape.value(y).data().to_vec();
+        tape.backward_with(y, dy64).unwrap();
+
+        let mut h = Harness::new();
+        let xb = h.input("x", &x);
+        let mb = h.input("mean", &mean);
+        let sb = h.input("stdev", &stdev);
+        let dyb = h.input("dy", &dy);
+        let yb = h.output::<f32>("y", len);
+        let dxb = h.output::<f32>("dx", len);
+        let launch = dims(normalize_launch(len));
+        let args = [
+            Arg::Buf(xb),
+            Arg::Buf(mb),
+            Arg::Buf(sb),
+            Arg::Buf(yb),
+            i64_arg(len),
+            i32_arg(c),
+            i32_arg(hw),
+        ];
+        let forward = h.launch("normalize_forward_f32", launch, &args).unwrap();
+        assert_close(
+            &format!("normalize_forward_f32 {shape:?}"),
+            &h.read::<f32>(yb),
+            &want_y,
+        );
+        let args = [
+            Arg::Buf(dyb),
+            Arg::Buf(sb),
+            Arg::Buf(dxb),
+            i64_arg(len),
+            i32_arg(c),
+            i32_arg(hw),
+        ];
+        let backward = h.launch("normalize_backward_f32", launch, &args).unwrap();
+        assert_close(
+            &format!("normalize_backward_f32 {shape:?}"),
+            &h.read::<f32>(dxb),
+            tape.grad(xv).unwrap(),
+        );
+        if len % 8 == 0 {
+            pin_once(&forward, "x", false, len);
+            pin_once(&forward, "y", true, len);
+            pin_once(&backward, "dy", false, len);
+            pin_once(&backward, "dx", true, len);
+        }
+    }
+}
+
+#[test]
+fn add_kernel_matches_the_tape_op() {
+    for (i, len) in [1usize, 3 * 5 * 7, 2 * 64 * 8 * 8].into_iter().enumerate() {
+        let seed = 900 + 10 * i as u64;
+        let (a, a64) = random(len, -1.0, 1.0, seed);
+        let (b, b64) = random(len, -1.0, 1.0, seed + 1);
+        let mut tape = Tape::<f64>::new();
+        let av = tape.leaf(Tensor::new(&[len], a64).unwrap(), false);
+        let bv = tape.leaf(Tensor::new(&[len], b64).unwrap(), false);
+        let y = add_op::add(&mut tape, av, bv).unwrap();
+
+        let mut h = Harness::new();
+        let ab = h.input("a", &a);
+        let bb = h.input("b", &b);
+        let yb = h.output::<f32>("y", len);
+        let args = [Arg::Buf(ab), Arg::Buf(bb), Arg::Buf(yb), i64_arg(len)];
+        let report = h
+            .launch("add_forward_f32", dims(add_launch(len)), &args)
+            .unwrap();
+        assert_close(
+            &format!("add_forward_f32 len {len}"),
+            &h.read::<f32>(yb),
+            tape.value(y).data(),
+        );
+        if len % 8 == 0 {
+            pin_once(&report, "a", false, len);
+            pin_once(&report, "b", false, len);
+            pin_once(&report, "y", true, len);
         }
     }
 }
