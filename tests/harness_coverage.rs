@@ -37,6 +37,20 @@ const COVERED: &[(&str, &str)] = &[
     ("conv2d_backward_input", "harness_conv2d.rs"),
     ("conv2d_backward_weight", "harness_conv2d.rs"),
     ("conv2d_backward_weight_reduce", "harness_conv2d.rs"),
+    ("batchnorm_stats", "harness_train_ops.rs"),
+    ("batchnorm_forward", "harness_train_ops.rs"),
+    ("batchnorm_grad_sums", "harness_train_ops.rs"),
+    ("batchnorm_backward_input_train", "harness_train_ops.rs"),
+    ("batchnorm_backward_input_eval", "harness_train_ops.rs"),
+    ("cross_entropy_rows", "harness_train_ops.rs"),
+    ("cross_entropy_reduce", "harness_train_ops.rs"),
+    ("sgd_update", "harness_train_ops.rs"),
+    ("pgd_step", "harness_train_ops.rs"),
+    ("pgd_random_start", "harness_train_ops.rs"),
+    ("augment_crop_flip", "harness_train_ops.rs"),
+    ("normalize_forward", "harness_train_ops.rs"),
+    ("normalize_backward", "harness_train_ops.rs"),
+    ("add_forward", "harness_train_ops.rs"),
 ];
 
 /// The harness test files, by name.
@@ -44,6 +58,7 @@ const TEST_FILES: &[(&str, &str)] = &[
     ("harness_gate.rs", include_str!("harness_gate.rs")),
     ("harness_dscanet.rs", include_str!("harness_dscanet.rs")),
     ("harness_conv2d.rs", include_str!("harness_conv2d.rs")),
+    ("harness_train_ops.rs", include_str!("harness_train_ops.rs")),
 ];
 
 fn base_name(kernel: &str) -> &str {

@@ -137,6 +137,48 @@ pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<usize> {
         .collect()
 }
 
+/// `v` projected onto `[origin − ε, origin + ε] ∩ [0, 1]` (the ball first).
+pub fn project(v: f32, origin: f32, eps: f32) -> f32 {
+    v.clamp(origin - eps, origin + eps).clamp(0.0, 1.0)
+}
+
+/// The signed step size: `−α` for a targeted attack (descend the target's loss), `+α`
+/// for an untargeted one (ascend the label's loss).
+pub fn step_direction(config: &PgdConfig) -> f32 {
+    match config.goal {
+        Goal::Targeted => -config.step,
+        Goal::Untargeted => config.step,
+    }
+}
+
+/// The random start's noise: one uniform draw in `[−ε, ε]` per element, in order.
+pub fn random_start_noise(rng: &mut impl Rng, len: usize, eps: f32) -> Vec<f32> {
+    (0..len).map(|_| rng.random_range(-eps..=eps)).collect()
+}
+
+/// The random start `project(x₀ + noise, x₀)`.
+pub fn random_start(x0: &[f32], noise: &[f32], eps: f32) -> Vec<f32> {
+    x0.iter()
+        .zip(noise)
+        .map(|(&o, &u)| project(o + u, o, eps))
+        .collect()
+}
+
+/// One PGD step in place: `x ← project(x + direction·sign(g), x₀)` with `sign(0) = 0`
+/// (and 0 for NaN).
+pub fn step(x: &mut [f32], grad: &[f32], x0: &[f32], direction: f32, eps: f32) {
+    for ((v, &g), &o) in x.iter_mut().zip(grad).zip(x0) {
+        let sign = if g > 0.0 {
+            1.0
+        } else if g < 0.0 {
+            -1.0
+        } else {
+            0.0
+        };
+        *v = project(*v + direction * sign, o, eps);
+    }
+}
+
 /// The state of a run after some number of steps.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
@@ -277,18 +319,12 @@ fn one_run<C: Classifier + ?Sized>(
     rng: &mut impl Rng,
 ) -> Result<(Vec<f32>, Vec<Snapshot>)> {
     let eps = config.epsilon;
-    let project = |v: f32, origin: f32| v.clamp(origin - eps, origin + eps).clamp(0.0, 1.0);
     let mut x: Vec<f32> = if config.random_start && eps > 0.0 {
-        x0.iter()
-            .map(|&o| project(o + rng.random_range(-eps..=eps), o))
-            .collect()
+        random_start(x0, &random_start_noise(rng, x0.len(), eps), eps)
     } else {
         x0.to_vec()
     };
-    let direction = match config.goal {
-        Goal::Targeted => -config.step,
-        Goal::Untargeted => config.step,
-    };
+    let direction = step_direction(config);
     let classes = model.num_classes();
     let mut losses = Vec::with_capacity(config.iterations + 1);
     let mut snapshots = Vec::new();
@@ -310,16 +346,7 @@ fn one_run<C: Classifier + ?Sized>(
         let (loss, grad) = model.loss_and_input_grad(&x, shape, targets)?;
         check_len("pgd", "input gradient", grad.len(), x.len())?;
         losses.push(loss);
-        for ((v, &g), &o) in x.iter_mut().zip(&grad).zip(x0) {
-            let sign = if g > 0.0 {
-                1.0
-            } else if g < 0.0 {
-                -1.0
-            } else {
-                0.0
-            };
-            *v = project(*v + direction * sign, o);
-        }
+        step(&mut x, &grad, x0, direction, eps);
     }
     Ok((x, snapshots))
 }

@@ -277,9 +277,11 @@ impl<T: Real> Pass<'_, T> {
         if let Some(stats) = stats {
             let m = T::of_f64(BN_MOMENTUM);
             for (buf, new) in [(bn.mean, &stats.mean), (bn.var, &stats.var_unbiased)] {
-                for (r, &s) in self.buffers[buf].value.data_mut().iter_mut().zip(new) {
-                    *r = (T::one() - m) * *r + m * s;
-                }
+                crate::ops::batchnorm::cpu::update_running(
+                    self.buffers[buf].value.data_mut(),
+                    new,
+                    m,
+                );
             }
         }
         Ok(y)

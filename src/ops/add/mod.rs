@@ -17,10 +17,29 @@
 
 use rayon::prelude::*;
 
+pub mod cuda;
+
 use crate::autograd::{Tape, Var};
 use crate::error::{Error, Result};
+use crate::ops::kernel_args::blocks;
+use crate::ops::LaunchDims;
 use crate::real::Real;
 use crate::tensor::Tensor;
+
+/// Threads per block of `add_forward_f32`.
+pub const ADD_THREADS: u32 = 256;
+
+/// Most blocks of `add_forward_f32` (it is grid-stride).
+pub const ADD_MAX_BLOCKS: u32 = 8192;
+
+/// `add_forward_f32` over `len` elements: grid-stride.
+pub fn add_launch(len: usize) -> LaunchDims {
+    LaunchDims {
+        grid: (blocks(len, ADD_THREADS as usize).min(ADD_MAX_BLOCKS), 1, 1),
+        block: (ADD_THREADS, 1, 1),
+        shared_bytes: 0,
+    }
+}
 
 /// `a + b`.
 pub fn add<T: Real>(tape: &mut Tape<T>, a: Var, b: Var) -> Result<Var> {

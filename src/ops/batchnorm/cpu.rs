@@ -92,3 +92,10 @@ pub fn train_input_grad<T: Real>(
     });
     dx
 }
+
+/// Blends a batch statistic into its running average: `r ← (1 − m)·r + m·s`.
+pub fn update_running<T: Real>(running: &mut [T], batch: &[T], momentum: T) {
+    for (r, &s) in running.iter_mut().zip(batch) {
+        *r = (T::one() - momentum) * *r + momentum * s;
+    }
+}

@@ -20,11 +20,76 @@
 //! ```
 
 pub mod cpu;
+pub mod cuda;
 
 use crate::autograd::{Tape, Var};
 use crate::error::{Error, Result};
+use crate::ops::kernel_args::blocks;
+use crate::ops::LaunchDims;
 use crate::real::Real;
 use crate::tensor::Tensor;
+
+/// Shape of a batch-normalized tensor `[N, C, H·W]` (`hw = 1` for `[N, C]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BnShape {
+    /// Batch size.
+    pub n: usize,
+    /// Channels.
+    pub c: usize,
+    /// Pixels per channel plane (1 for `[N, C]` inputs).
+    pub hw: usize,
+}
+
+impl BnShape {
+    /// Checks that every size is at least one.
+    pub fn new(n: usize, c: usize, hw: usize) -> Result<Self> {
+        if n == 0 || c == 0 || hw == 0 {
+            return Err(Error::Config(format!(
+                "batch_norm: n {n}, c {c} and h·w {hw} must all be ≥ 1"
+            )));
+        }
+        Ok(BnShape { n, c, hw })
+    }
+
+    /// Elements of the tensor.
+    pub fn len(&self) -> usize {
+        self.n * self.c * self.hw
+    }
+
+    /// Never true: every size is at least one.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// Threads per block of every kernel in `kernels/batchnorm.cu` (`BN_THREADS` there).
+pub const BN_THREADS: u32 = 256;
+
+/// Most blocks of the grid-stride element-wise kernels.
+pub const BN_MAX_BLOCKS: usize = 8192;
+
+/// `batchnorm_stats_f32`, `batchnorm_grad_sums_f32`: one block per channel.
+pub fn batchnorm_channel_launch(shape: &BnShape) -> LaunchDims {
+    LaunchDims {
+        grid: (blocks(shape.c, 1), 1, 1),
+        block: (BN_THREADS, 1, 1),
+        shared_bytes: 0,
+    }
+}
+
+/// `batchnorm_forward_f32`, `batchnorm_backward_input_{train,eval}_f32`: grid-stride over
+/// the elements.
+pub fn batchnorm_elementwise_launch(shape: &BnShape) -> LaunchDims {
+    LaunchDims {
+        grid: (
+            blocks(shape.len(), BN_THREADS as usize).min(BN_MAX_BLOCKS as u32),
+            1,
+            1,
+        ),
+        block: (BN_THREADS, 1, 1),
+        shared_bytes: 0,
+    }
+}
 
 /// Which statistics normalize the input.
 #[derive(Clone, Copy, Debug)]

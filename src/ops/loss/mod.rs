@@ -13,8 +13,12 @@
 //! # Ok::<(), sparta::Error>(())
 //! ```
 
+pub mod cuda;
+
 use crate::autograd::{Tape, Var};
 use crate::error::{Error, Result};
+use crate::ops::kernel_args::blocks;
+use crate::ops::LaunchDims;
 use crate::real::Real;
 use crate::tensor::Tensor;
 
@@ -25,6 +29,30 @@ pub enum Reduction {
     Mean,
     /// Sum over the batch (per-sample input gradients for attacks).
     Sum,
+}
+
+/// Rows (one warp each) per block of `cross_entropy_rows_f32` (`CE_ROWS_PER_BLOCK`).
+pub const CE_ROWS_PER_BLOCK: usize = 8;
+
+/// Threads per block of `cross_entropy_reduce_f32` (`CE_REDUCE_THREADS`).
+pub const CE_REDUCE_THREADS: u32 = 256;
+
+/// `cross_entropy_rows_f32`: one warp per row of logits.
+pub fn cross_entropy_rows_launch(n: usize) -> LaunchDims {
+    LaunchDims {
+        grid: (blocks(n, CE_ROWS_PER_BLOCK), 1, 1),
+        block: (32 * CE_ROWS_PER_BLOCK as u32, 1, 1),
+        shared_bytes: 0,
+    }
+}
+
+/// `cross_entropy_reduce_f32`: one block sums the whole batch.
+pub fn cross_entropy_reduce_launch() -> LaunchDims {
+    LaunchDims {
+        grid: (1, 1, 1),
+        block: (CE_REDUCE_THREADS, 1, 1),
+        shared_bytes: 0,
+    }
 }
 
 /// Softmax probabilities of each row and the per-sample losses `−log p[label]`.

@@ -12,10 +12,33 @@
 //! # Ok::<(), sparta::Error>(())
 //! ```
 
+pub mod cuda;
+
 use crate::autograd::{Tape, Var};
 use crate::error::{Error, Result};
+use crate::ops::kernel_args::blocks;
+use crate::ops::LaunchDims;
 use crate::real::Real;
 use crate::tensor::Tensor;
+
+/// Threads per block of the kernels in `kernels/normalize.cu`.
+pub const NORMALIZE_THREADS: u32 = 256;
+
+/// Most blocks of the grid-stride normalize kernels.
+pub const NORMALIZE_MAX_BLOCKS: u32 = 8192;
+
+/// `normalize_forward_f32`, `normalize_backward_f32` over `len` elements: grid-stride.
+pub fn normalize_launch(len: usize) -> LaunchDims {
+    LaunchDims {
+        grid: (
+            blocks(len, NORMALIZE_THREADS as usize).min(NORMALIZE_MAX_BLOCKS),
+            1,
+            1,
+        ),
+        block: (NORMALIZE_THREADS, 1, 1),
+        shared_bytes: 0,
+    }
+}
 
 /// Per-channel `(x − mean) / std` on `x [N,C,H,W]`.
 pub fn normalize<T: Real>(tape: &mut Tape<T>, x: Var, mean: &[f32], std: &[f32]) -> Result<Var> {

@@ -1,10 +1,33 @@
 //! The paper's training augmentation: random crop from a 4-pixel zero-padded image, and a
 //! horizontal flip with probability ½.
 
+pub mod cuda;
+
 use rand::Rng;
 
 use crate::classifier::BatchShape;
 use crate::error::{check_len, Result};
+use crate::ops::kernel_args::blocks;
+use crate::ops::LaunchDims;
+
+/// Threads per block of `augment_crop_flip_f32`.
+pub const AUGMENT_THREADS: u32 = 256;
+
+/// Most blocks of `augment_crop_flip_f32` (it is grid-stride).
+pub const AUGMENT_MAX_BLOCKS: u32 = 8192;
+
+/// `augment_crop_flip_f32` over the `len` pixels of a batch: grid-stride.
+pub fn crop_flip_launch(len: usize) -> LaunchDims {
+    LaunchDims {
+        grid: (
+            blocks(len, AUGMENT_THREADS as usize).min(AUGMENT_MAX_BLOCKS),
+            1,
+            1,
+        ),
+        block: (AUGMENT_THREADS, 1, 1),
+        shared_bytes: 0,
+    }
+}
 
 /// Zero padding on each side before the random crop.
 pub const CROP_PADDING: usize = 4;
@@ -52,6 +75,23 @@ impl CropFlip {
     }
 }
 
+/// The draws of [`crop_flip_batch`] for `n` images, without applying them: the same
+/// `rng` calls in the same order, so a device kernel given these draws reproduces the
+/// host augmentation.
+pub fn crop_flip_draws(n: usize, rng: &mut impl Rng) -> Vec<CropFlip> {
+    (0..n)
+        .map(|_| CropFlip::sample(rng, CROP_PADDING))
+        .collect()
+}
+
+/// The draws as the device kernel takes them: `[dy, dx, flip]` per image, as `i32`.
+pub fn crop_flip_params(draws: &[CropFlip]) -> Vec<i32> {
+    draws
+        .iter()
+        .flat_map(|t| [t.dy as i32, t.dx as i32, i32::from(t.flip)])
+        .collect()
+}
+
 /// Random-crop (4-pixel zero padding) and random-flip every image of the NCHW batch `x`
 /// in place, drawing from `rng` image by image.
 pub fn crop_flip_batch(x: &mut [f32], shape: BatchShape, rng: &mut impl Rng) -> Result<()> {
@@ -59,8 +99,7 @@ pub fn crop_flip_batch(x: &mut [f32], shape: BatchShape, rng: &mut impl Rng) -> 
     check_len("crop_flip_batch", "x", x.len(), n * c * h * w)?;
     let len = c * h * w;
     let mut scratch = vec![0.0; len];
-    for image in x.chunks_exact_mut(len) {
-        let t = CropFlip::sample(rng, CROP_PADDING);
+    for (image, t) in x.chunks_exact_mut(len).zip(crop_flip_draws(n, rng)) {
         t.apply(image, &mut scratch, c, h, w);
         image.copy_from_slice(&scratch);
     }
