@@ -6,6 +6,7 @@
 mod harness_support;
 
 use harness_support::device::HarnessDevice;
+use harness_support::{assert_matches, download, upload_f32};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sparta::ops::conv2d::{conv2d_weight_split, cpu, cuda, ConvGeom};
@@ -16,24 +17,6 @@ fn random(rng: &mut StdRng, len: usize) -> Vec<f64> {
     (0..len)
         .map(|_| f64::from(rng.random_range(-1.0f32..1.0)))
         .collect()
-}
-
-fn up<D: KernelDevice>(dev: &D, name: &str, v: &[f64]) -> D::Buffer<f32> {
-    let f: Vec<f32> = v.iter().map(|&x| x as f32).collect();
-    dev.upload(name, &f).unwrap()
-}
-
-fn down<D: KernelDevice>(dev: &D, d: &D::Buffer<f32>) -> Vec<f32> {
-    dev.download(&dev.view(d)).unwrap()
-}
-
-fn assert_matches(what: &str, got: &[f32], want: &[f64]) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let err = (f64::from(g) - w).abs();
-        assert!(err <= 1e-5 * scale, "{what}[{i}]: GPU {g} vs CPU {w}");
-    }
 }
 
 /// (N, C, H, W, K, kernel, stride, pad).
@@ -85,10 +68,14 @@ fn check_conv2d<D: KernelDevice>(dev: &D, cases: &[Case]) {
         );
         let y = cpu::forward(&g, &x, &wt);
         let (dx, dw) = cpu::backward(&g, &x, &wt, &dy, true, true);
-        let (x_d, w_d, dy_d) = (up(dev, "x", &x), up(dev, "wt", &wt), up(dev, "dy", &dy));
+        let (x_d, w_d, dy_d) = (
+            upload_f32(dev, "x", &x),
+            upload_f32(dev, "wt", &wt),
+            upload_f32(dev, "dy", &dy),
+        );
 
         // Outputs start from garbage: every kernel overwrites.
-        let mut y_d = up(dev, "y", &random(&mut rng, y_len));
+        let mut y_d = upload_f32(dev, "y", &random(&mut rng, y_len));
         cuda::conv2d_forward(
             dev,
             &g,
@@ -97,9 +84,9 @@ fn check_conv2d<D: KernelDevice>(dev: &D, cases: &[Case]) {
             &mut dev.view_mut(&mut y_d),
         )
         .unwrap();
-        assert_matches(&format!("y {g:?}"), &down(dev, &y_d), &y);
+        assert_matches(&format!("y {g:?}"), &download(dev, &y_d), &y);
 
-        let mut dx_d = up(dev, "dx", &random(&mut rng, x_len));
+        let mut dx_d = upload_f32(dev, "dx", &random(&mut rng, x_len));
         cuda::conv2d_backward_input(
             dev,
             &g,
@@ -108,9 +95,9 @@ fn check_conv2d<D: KernelDevice>(dev: &D, cases: &[Case]) {
             &mut dev.view_mut(&mut dx_d),
         )
         .unwrap();
-        assert_matches(&format!("dx {g:?}"), &down(dev, &dx_d), &dx.unwrap());
+        assert_matches(&format!("dx {g:?}"), &download(dev, &dx_d), &dx.unwrap());
 
-        let mut dw_d = up(dev, "dw", &random(&mut rng, w_len));
+        let mut dw_d = upload_f32(dev, "dw", &random(&mut rng, w_len));
         let mut weight_grad = || {
             cuda::conv2d_backward_weight(
                 dev,
@@ -120,7 +107,7 @@ fn check_conv2d<D: KernelDevice>(dev: &D, cases: &[Case]) {
                 &mut dev.view_mut(&mut dw_d),
             )
             .unwrap();
-            down(dev, &dw_d)
+            download(dev, &dw_d)
         };
         let first = weight_grad();
         let split = conv2d_weight_split(&g);

@@ -7,6 +7,7 @@
 mod harness_support;
 
 use harness_support::device::HarnessDevice;
+use harness_support::{assert_matches, download, scratch, upload_f32};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sparta::ops::conv1x1::{cpu as conv_cpu, cuda as conv_cuda, Conv1x1Shape};
@@ -20,53 +21,30 @@ fn random(rng: &mut StdRng, len: usize) -> Vec<f64> {
     (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
 }
 
-fn up<D: KernelDevice>(dev: &D, name: &str, v: &[f64]) -> D::Buffer<f32> {
-    let f: Vec<f32> = v.iter().map(|&x| x as f32).collect();
-    dev.upload(name, &f).unwrap()
-}
-
-fn down<D: KernelDevice>(dev: &D, d: &D::Buffer<f32>) -> Vec<f32> {
-    dev.download(&dev.view(d)).unwrap()
-}
-
-/// A buffer the wrapper overwrites (on the harness: poisoned, and must be fully written).
-fn scratch<D: KernelDevice>(dev: &D, name: &str, len: usize) -> D::Buffer<f32> {
-    dev.alloc_scratch(name, len).unwrap()
-}
-
-fn assert_matches(what: &str, got: &[f32], want: &[f64]) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let err = (g as f64 - w).abs();
-        assert!(err <= 1e-5 * scale, "{what}[{i}]: GPU {g} vs CPU {w}");
-    }
-}
-
 fn check_pool<D: KernelDevice>(dev: &D, shapes: &[PoolShape]) {
     let mut rng = StdRng::seed_from_u64(1);
     for &shape in shapes {
         let x = random(&mut rng, shape.in_len());
         let mut want = vec![0.0; shape.out_len()];
         pool_cpu::pool_forward(&shape, &x, &mut want).unwrap();
-        let x_d = up(dev, "x", &x);
+        let x_d = upload_f32(dev, "x", &x);
         let mut y_d = scratch(dev, "y", shape.out_len());
         pool_cuda::pool_forward(dev, &shape, &dev.view(&x_d), &mut dev.view_mut(&mut y_d)).unwrap();
-        assert_matches("pool y", &down(dev, &y_d), &want);
+        assert_matches("pool y", &download(dev, &y_d), &want);
 
         let dy = random(&mut rng, shape.out_len());
         let dx0 = random(&mut rng, shape.in_len());
         let mut want = dx0.clone();
         pool_cpu::pool_backward(&shape, &dy, &mut want).unwrap();
-        let mut dx_d = up(dev, "dx0", &dx0);
+        let mut dx_d = upload_f32(dev, "dx0", &dx0);
         pool_cuda::pool_backward(
             dev,
             &shape,
-            &dev.view(&up(dev, "dy", &dy)),
+            &dev.view(&upload_f32(dev, "dy", &dy)),
             &mut dev.view_mut(&mut dx_d),
         )
         .unwrap();
-        assert_matches("pool dx", &down(dev, &dx_d), &want);
+        assert_matches("pool dx", &download(dev, &dx_d), &want);
     }
 }
 
@@ -80,7 +58,11 @@ fn check_conv1x1<D: KernelDevice>(dev: &D, shapes: &[Conv1x1Shape]) {
         );
         let mut y = vec![0.0; shape.y_len()];
         conv_cpu::conv1x1_forward(&shape, &x, &w, &b, &mut y).unwrap();
-        let (x_d, w_d, b_d) = (up(dev, "x", &x), up(dev, "w", &w), up(dev, "b", &b));
+        let (x_d, w_d, b_d) = (
+            upload_f32(dev, "x", &x),
+            upload_f32(dev, "w", &w),
+            upload_f32(dev, "b", &b),
+        );
         let mut y_d = scratch(dev, "y", shape.y_len());
         for relu in [false, true] {
             conv_cuda::conv1x1_forward(
@@ -97,7 +79,7 @@ fn check_conv1x1<D: KernelDevice>(dev: &D, shapes: &[Conv1x1Shape]) {
                 .iter()
                 .map(|&v| if relu { v.max(0.0) } else { v })
                 .collect();
-            assert_matches("conv1x1 y", &down(dev, &y_d), &want);
+            assert_matches("conv1x1 y", &download(dev, &y_d), &want);
         }
 
         let dy = random(&mut rng, shape.y_len());
@@ -118,24 +100,24 @@ fn check_conv1x1<D: KernelDevice>(dev: &D, shapes: &[Conv1x1Shape]) {
         )
         .unwrap();
         let (mut dx_d, mut dw_d, mut db_d) = (
-            up(dev, "dx0", &dx0),
-            up(dev, "dw0", &dw0),
-            up(dev, "db0", &db0),
+            upload_f32(dev, "dx0", &dx0),
+            upload_f32(dev, "dw0", &dw0),
+            upload_f32(dev, "db0", &db0),
         );
         conv_cuda::conv1x1_backward(
             dev,
             &shape,
             &dev.view(&x_d),
             &dev.view(&w_d),
-            &dev.view(&up(dev, "dy", &dy)),
+            &dev.view(&upload_f32(dev, "dy", &dy)),
             Some(&mut dev.view_mut(&mut dx_d)),
             Some(&mut dev.view_mut(&mut dw_d)),
             Some(&mut dev.view_mut(&mut db_d)),
         )
         .unwrap();
-        assert_matches("conv1x1 dx", &down(dev, &dx_d), &dx);
-        assert_matches("conv1x1 dw", &down(dev, &dw_d), &dw);
-        assert_matches("conv1x1 db", &down(dev, &db_d), &db);
+        assert_matches("conv1x1 dx", &download(dev, &dx_d), &dx);
+        assert_matches("conv1x1 dw", &download(dev, &dw_d), &dw);
+        assert_matches("conv1x1 db", &download(dev, &db_d), &db);
 
         let h = random(&mut rng, shape.y_len());
         let dh0 = random(&mut rng, shape.y_len());
@@ -144,14 +126,14 @@ fn check_conv1x1<D: KernelDevice>(dev: &D, shapes: &[Conv1x1Shape]) {
             .zip(&dh0)
             .map(|(&h, &d)| if h > 0.0 { d } else { 0.0 })
             .collect();
-        let mut dh_d = up(dev, "dh0", &dh0);
+        let mut dh_d = upload_f32(dev, "dh0", &dh0);
         conv_cuda::relu_mask(
             dev,
-            &dev.view(&up(dev, "h", &h)),
+            &dev.view(&upload_f32(dev, "h", &h)),
             &mut dev.view_mut(&mut dh_d),
         )
         .unwrap();
-        assert_matches("relu mask", &down(dev, &dh_d), &want);
+        assert_matches("relu mask", &download(dev, &dh_d), &want);
     }
 }
 
@@ -166,7 +148,11 @@ fn check_fc<D: KernelDevice>(dev: &D, shapes: &[FcShape]) {
         );
         let mut y = vec![0.0; n * out];
         fc_cpu::fc_forward(&shape, &x, &w, &b, &mut y).unwrap();
-        let (x_d, w_d, b_d) = (up(dev, "x", &x), up(dev, "w", &w), up(dev, "b", &b));
+        let (x_d, w_d, b_d) = (
+            upload_f32(dev, "x", &x),
+            upload_f32(dev, "w", &w),
+            upload_f32(dev, "b", &b),
+        );
         let mut y_d = scratch(dev, "y", n * out);
         for relu in [false, true] {
             fc_cuda::fc_forward(
@@ -183,7 +169,7 @@ fn check_fc<D: KernelDevice>(dev: &D, shapes: &[FcShape]) {
                 .iter()
                 .map(|&v| if relu { v.max(0.0) } else { v })
                 .collect();
-            assert_matches("fc y", &down(dev, &y_d), &want);
+            assert_matches("fc y", &download(dev, &y_d), &want);
         }
         let dy = random(&mut rng, n * out);
         let (dx0, dw0, db0) = (
@@ -203,23 +189,23 @@ fn check_fc<D: KernelDevice>(dev: &D, shapes: &[FcShape]) {
         )
         .unwrap();
         let (mut dx_d, mut dw_d, mut db_d) = (
-            up(dev, "dx0", &dx0),
-            up(dev, "dw0", &dw0),
-            up(dev, "db0", &db0),
+            upload_f32(dev, "dx0", &dx0),
+            upload_f32(dev, "dw0", &dw0),
+            upload_f32(dev, "db0", &db0),
         );
         fc_cuda::fc_backward(
             dev,
             &shape,
             &dev.view(&x_d),
             &dev.view(&w_d),
-            &dev.view(&up(dev, "dy", &dy)),
+            &dev.view(&upload_f32(dev, "dy", &dy)),
             Some(&mut dev.view_mut(&mut dx_d)),
             Some((&mut dev.view_mut(&mut dw_d), &mut dev.view_mut(&mut db_d))),
         )
         .unwrap();
-        assert_matches("fc dx", &down(dev, &dx_d), &dx);
-        assert_matches("fc dw", &down(dev, &dw_d), &dw);
-        assert_matches("fc db", &down(dev, &db_d), &db);
+        assert_matches("fc dx", &download(dev, &dx_d), &dx);
+        assert_matches("fc dw", &download(dev, &dw_d), &dw);
+        assert_matches("fc db", &download(dev, &db_d), &db);
     }
 }
 
@@ -233,7 +219,7 @@ fn check_dynconv<D: KernelDevice>(dev: &D, shape: DynConvShape) {
     let b: Vec<f64> = d.chunks(k + 1).map(|r| r[k]).collect();
     let mut s = vec![0.0; n * p];
     dyn_cpu::dynconv_forward(&shape, &h, &w, &b, &mut s).unwrap();
-    let (h_d, d_d) = (up(dev, "h", &h), up(dev, "d", &d));
+    let (h_d, d_d) = (upload_f32(dev, "h", &h), upload_f32(dev, "d", &d));
     let mut s_d = scratch(dev, "s", n * p);
     let d_view = dev.view(&d_d);
     let bias_rows = dev.slice(&d_view, k..d.len()).unwrap();
@@ -248,7 +234,7 @@ fn check_dynconv<D: KernelDevice>(dev: &D, shape: DynConvShape) {
         &mut dev.view_mut(&mut s_d),
     )
     .unwrap();
-    assert_matches("dynconv s", &down(dev, &s_d), &s);
+    assert_matches("dynconv s", &download(dev, &s_d), &s);
 
     let ds = random(&mut rng, n * p);
     let (mut dh, mut dw, mut db) = (vec![0.0; h.len()], vec![0.0; n * k], vec![0.0; n]);
@@ -262,7 +248,7 @@ fn check_dynconv<D: KernelDevice>(dev: &D, shape: DynConvShape) {
         Some(&mut db),
     )
     .unwrap();
-    let ds_d = up(dev, "ds", &ds);
+    let ds_d = upload_f32(dev, "ds", &ds);
     let mut dh_d = dev.alloc_zeros::<f32>("dh", h.len()).unwrap();
     dyn_cuda::dynconv_backward_input(
         dev,
@@ -273,7 +259,7 @@ fn check_dynconv<D: KernelDevice>(dev: &D, shape: DynConvShape) {
         &mut dev.view_mut(&mut dh_d),
     )
     .unwrap();
-    assert_matches("dynconv dh", &down(dev, &dh_d), &dh);
+    assert_matches("dynconv dh", &download(dev, &dh_d), &dh);
     let mut dd_d = dev.alloc_zeros::<f32>("dd", n * (k + 1)).unwrap();
     dyn_cuda::dynconv_backward_weight(
         dev,
@@ -295,7 +281,7 @@ fn check_dynconv<D: KernelDevice>(dev: &D, shape: DynConvShape) {
         .zip(&db)
         .flat_map(|(r, &b)| r.iter().copied().chain(std::iter::once(b)))
         .collect();
-    assert_matches("dynconv dw, db", &down(dev, &dd_d), &want);
+    assert_matches("dynconv dw, db", &download(dev, &dd_d), &want);
 
     // Broadcast weights (ld = 0): the gradient sums over the batch.
     let mut dw_d = dev.alloc_zeros::<f32>("dw", k).unwrap();
@@ -311,7 +297,7 @@ fn check_dynconv<D: KernelDevice>(dev: &D, shape: DynConvShape) {
     let summed: Vec<f64> = (0..k)
         .map(|j| (0..n).map(|i| dw[i * k + j]).sum())
         .collect();
-    assert_matches("dynconv dw (ld 0)", &down(dev, &dw_d), &summed);
+    assert_matches("dynconv dw (ld 0)", &download(dev, &dw_d), &summed);
 }
 
 fn check_sanet<D: KernelDevice>(dev: &D, shapes: &[SanetShape]) {
@@ -328,7 +314,11 @@ fn check_sanet<D: KernelDevice>(dev: &D, shapes: &[SanetShape]) {
         let (w4, b4) = (random(&mut rng, (co + 1) * co), random(&mut rng, co + 1));
         let src = Conv5Source::Predicted { w4: &w4, b4: &b4 };
         let (out, h) = sanet_cpu::sanet_forward_unfused(&shape, &xs, &w3, &b3, &src).unwrap();
-        let (xs_d, w3_d, b3_d) = (up(dev, "xs", &xs), up(dev, "w3", &w3), up(dev, "b3", &b3));
+        let (xs_d, w3_d, b3_d) = (
+            upload_f32(dev, "xs", &xs),
+            upload_f32(dev, "w3", &w3),
+            upload_f32(dev, "b3", &b3),
+        );
         let mut q_d = dev.alloc_zeros::<f32>("q", n * co).unwrap();
         sanet_cuda::sanet_pool(
             dev,
@@ -339,9 +329,12 @@ fn check_sanet<D: KernelDevice>(dev: &D, shapes: &[SanetShape]) {
             &mut dev.view_mut(&mut q_d),
         )
         .unwrap();
-        assert_matches("sanet q", &down(dev, &q_d), &out.q);
+        assert_matches("sanet q", &download(dev, &q_d), &out.q);
 
-        let (w5_d, b5_d) = (up(dev, "w5", &out.w5), up(dev, "b5", &out.b5));
+        let (w5_d, b5_d) = (
+            upload_f32(dev, "w5", &out.w5),
+            upload_f32(dev, "b5", &out.b5),
+        );
         let mut s_d = scratch(dev, "s", n * p);
         sanet_cuda::sanet_conv5(
             dev,
@@ -356,7 +349,7 @@ fn check_sanet<D: KernelDevice>(dev: &D, shapes: &[SanetShape]) {
             &mut dev.view_mut(&mut s_d),
         )
         .unwrap();
-        assert_matches("sanet s", &down(dev, &s_d), &out.s);
+        assert_matches("sanet s", &download(dev, &s_d), &out.s);
 
         let ds = random(&mut rng, n * p);
         let dq = random(&mut rng, n * co);
@@ -364,7 +357,7 @@ fn check_sanet<D: KernelDevice>(dev: &D, shapes: &[SanetShape]) {
         let dyn_shape = DynConvShape::new(n, co, p).unwrap();
         dyn_cpu::dynconv_backward(&dyn_shape, &h, &out.w5, &ds, None, Some(&mut dw5), None)
             .unwrap();
-        let ds_d = up(dev, "ds", &ds);
+        let ds_d = upload_f32(dev, "ds", &ds);
         let mut dw5_d = dev.alloc_zeros::<f32>("dw5", n * co).unwrap();
         sanet_cuda::sanet_dw5(
             dev,
@@ -377,7 +370,7 @@ fn check_sanet<D: KernelDevice>(dev: &D, shapes: &[SanetShape]) {
             co,
         )
         .unwrap();
-        assert_matches("sanet dw5", &down(dev, &dw5_d), &dw5);
+        assert_matches("sanet dw5", &download(dev, &dw5_d), &dw5);
 
         let want: Vec<f64> = (0..shape.h_len())
             .map(|i| {
@@ -400,12 +393,12 @@ fn check_sanet<D: KernelDevice>(dev: &D, shapes: &[SanetShape]) {
             &dev.view(&w5_d),
             co,
             &dev.view(&ds_d),
-            &dev.view(&up(dev, "dq", &dq)),
+            &dev.view(&upload_f32(dev, "dq", &dq)),
             &mut dev.view_mut(&mut dh_d),
         )
         .unwrap();
         // Where |h| is within f32 rounding of 0 the two ReLU decisions may differ.
-        let got: Vec<f32> = down(dev, &dh_d)
+        let got: Vec<f32> = download(dev, &dh_d)
             .into_iter()
             .zip(&h)
             .zip(&want)

@@ -7,20 +7,12 @@
 
 mod harness_support;
 
+use harness_support::assert_matches;
 use harness_support::device::HarnessDevice;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sparta::nn::sparta::{SanetPath, SpartaConfig, SpartaLayer};
 use sparta::{Gpu, KernelDevice};
-
-fn assert_matches(what: &str, got: &[f32], want: &[f64]) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let err = (g as f64 - w).abs();
-        assert!(err <= 1e-5 * scale, "{what}[{i}]: device {g} vs CPU {w}");
-    }
-}
 
 /// (C, DPNet, B, N, H, W).
 type Case = (usize, bool, usize, usize, usize, usize);

@@ -1,10 +1,14 @@
-//! The training-step CUDA kernels (kernels/batchnorm.cu, …) against the f64 CPU
-//! reference; each test skips with a message when no GPU is present. f32 results must be
-//! within 1e-5 of the reference, relative to the reference's largest magnitude.
+//! The training-step wrappers (batch norm, cross-entropy, SGD, PGD, augmentation,
+//! normalization, the residual add) against the f64 CPU reference: on the CPU kernel
+//! harness always (the small cases), on a GPU when there is one (all cases, ResNet-sized
+//! ones too; without one that part prints that it skipped). f32 results must be within
+//! 1e-5 of the reference, relative to the reference's largest magnitude; PGD and the
+//! augmentation must be bit-exact.
 
-use std::sync::Arc;
+mod harness_support;
 
-use cudarc::driver::CudaSlice;
+use harness_support::device::HarnessDevice;
+use harness_support::{assert_matches, download, scratch, upload_f32};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sparta::attack::cuda as attack_cuda;
@@ -17,7 +21,7 @@ use sparta::ops::loss::{self, cross_entropy, cuda as loss_cuda, Reduction};
 use sparta::ops::normalize::{self, cuda as normalize_cuda};
 use sparta::optim::{cuda as optim_cuda, Sgd};
 use sparta::tensor::Tensor;
-use sparta::Gpu;
+use sparta::{Gpu, KernelDevice};
 
 fn random(rng: &mut StdRng, len: usize, lo: f64, hi: f64) -> Vec<f64> {
     (0..len)
@@ -25,33 +29,23 @@ fn random(rng: &mut StdRng, len: usize, lo: f64, hi: f64) -> Vec<f64> {
         .collect()
 }
 
-fn up(gpu: &Arc<Gpu>, v: &[f64]) -> CudaSlice<f32> {
-    let f: Vec<f32> = v.iter().map(|&x| x as f32).collect();
-    gpu.stream().clone_htod(&f).unwrap()
-}
-
-fn down(gpu: &Arc<Gpu>, d: &CudaSlice<f32>) -> Vec<f32> {
-    gpu.stream().clone_dtoh(d).unwrap()
-}
-
-fn assert_matches(what: &str, got: &[f32], want: &[f64]) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let err = (g as f64 - w).abs();
-        assert!(err <= 1e-5 * scale, "{what}[{i}]: GPU {g} vs CPU {w}");
-    }
-}
-
 const BN_EPS: f64 = 1e-5;
+
+/// (N, C, H·W); the harness runs the first [`BN_HARNESS_CASES`].
+const BN_CASES: &[(usize, usize, usize)] = &[(5, 20, 1), (1, 3, 1), (8, 16, 64), (4, 64, 1024)];
+const BN_HARNESS_CASES: usize = 3;
 
 #[test]
 fn batchnorm_train_and_eval_match_cpu() {
-    let Some(gpu) = Gpu::for_tests("batchnorm_train_and_eval_match_cpu") else {
-        return;
-    };
+    check_batchnorm(&HarnessDevice::new(), &BN_CASES[..BN_HARNESS_CASES]);
+    if let Some(gpu) = Gpu::for_tests("batchnorm_train_and_eval_match_cpu") {
+        check_batchnorm(&gpu, BN_CASES);
+    }
+}
+
+fn check_batchnorm<D: KernelDevice>(dev: &D, cases: &[(usize, usize, usize)]) {
     let mut rng = StdRng::seed_from_u64(7);
-    for (n, c, hw) in [(8, 16, 64), (5, 20, 1), (1, 3, 1), (4, 64, 1024)] {
+    for &(n, c, hw) in cases {
         let shape = BnShape::new(n, c, hw).unwrap();
         let len = shape.len();
         let x = random(&mut rng, len, -1.0, 3.0);
@@ -77,26 +71,26 @@ fn batchnorm_train_and_eval_match_cpu() {
             let want_y = tape.value(y).data().to_vec();
             tape.backward_with(y, dy.clone()).unwrap();
 
-            let x_d = up(&gpu, &x);
-            let g_d = up(&gpu, &gamma);
-            let b_d = up(&gpu, &beta);
-            let dy_d = up(&gpu, &dy);
-            let mut rmean_d = up(&gpu, &running_mean);
-            let mut rvar_d = up(&gpu, &running_var);
-            let mut mean_d = gpu.stream().alloc_zeros::<f32>(c).unwrap();
-            let mut var_d = gpu.stream().alloc_zeros::<f32>(c).unwrap();
-            let mut y_d = gpu.stream().alloc_zeros::<f32>(len).unwrap();
-            let mut dx_d = gpu.stream().alloc_zeros::<f32>(len).unwrap();
+            let x_d = upload_f32(dev, "x", &x);
+            let g_d = upload_f32(dev, "gamma", &gamma);
+            let b_d = upload_f32(dev, "beta", &beta);
+            let dy_d = upload_f32(dev, "dy", &dy);
+            let mut rmean_d = upload_f32(dev, "running_mean", &running_mean);
+            let mut rvar_d = upload_f32(dev, "running_var", &running_var);
+            let mut mean_d = scratch(dev, "mean", c);
+            let mut var_d = scratch(dev, "var", c);
+            let mut y_d = scratch(dev, "y", len);
+            let mut dx_d = scratch(dev, "dx", len);
             let eps = BN_EPS as f32;
             if train {
                 bn_cuda::batchnorm_stats(
-                    &gpu,
+                    dev,
                     &shape,
-                    &x_d.as_view(),
-                    &mut mean_d.as_view_mut(),
-                    &mut var_d.as_view_mut(),
-                    &mut rmean_d.as_view_mut(),
-                    &mut rvar_d.as_view_mut(),
+                    &dev.view(&x_d),
+                    &mut dev.view_mut(&mut mean_d),
+                    &mut dev.view_mut(&mut var_d),
+                    &mut dev.view_mut(&mut rmean_d),
+                    &mut dev.view_mut(&mut rvar_d),
                     0.1,
                 )
                 .unwrap();
@@ -104,8 +98,8 @@ fn batchnorm_train_and_eval_match_cpu() {
                 let (mut want_rm, mut want_rv) = (running_mean.clone(), running_var.clone());
                 batchnorm::cpu::update_running(&mut want_rm, &stats.mean, 0.1);
                 batchnorm::cpu::update_running(&mut want_rv, &stats.var_unbiased, 0.1);
-                assert_matches("running mean", &down(&gpu, &rmean_d), &want_rm);
-                assert_matches("running var", &down(&gpu, &rvar_d), &want_rv);
+                assert_matches("running mean", &download(dev, &rmean_d), &want_rm);
+                assert_matches("running var", &download(dev, &rvar_d), &want_rv);
             }
             let (stat_mean, stat_var) = if train {
                 (&mean_d, &var_d)
@@ -113,73 +107,81 @@ fn batchnorm_train_and_eval_match_cpu() {
                 (&rmean_d, &rvar_d)
             };
             bn_cuda::batchnorm_forward(
-                &gpu,
+                dev,
                 &shape,
-                &x_d.as_view(),
-                &stat_mean.as_view(),
-                &stat_var.as_view(),
-                &g_d.as_view(),
-                &b_d.as_view(),
-                &mut y_d.as_view_mut(),
+                &dev.view(&x_d),
+                &dev.view(stat_mean),
+                &dev.view(stat_var),
+                &dev.view(&g_d),
+                &dev.view(&b_d),
+                &mut dev.view_mut(&mut y_d),
                 eps,
             )
             .unwrap();
-            assert_matches("y", &down(&gpu, &y_d), &want_y);
-            let mut sdy_d = gpu.stream().alloc_zeros::<f32>(c).unwrap();
-            let mut sdyx_d = gpu.stream().alloc_zeros::<f32>(c).unwrap();
+            assert_matches("y", &download(dev, &y_d), &want_y);
+            let mut sdy_d = scratch(dev, "sum_dy", c);
+            let mut sdyx_d = scratch(dev, "sum_dy_xhat", c);
             bn_cuda::batchnorm_grad_sums(
-                &gpu,
+                dev,
                 &shape,
-                &x_d.as_view(),
-                &dy_d.as_view(),
-                &stat_mean.as_view(),
-                &stat_var.as_view(),
-                &mut sdy_d.as_view_mut(),
-                &mut sdyx_d.as_view_mut(),
+                &dev.view(&x_d),
+                &dev.view(&dy_d),
+                &dev.view(stat_mean),
+                &dev.view(stat_var),
+                &mut dev.view_mut(&mut sdy_d),
+                &mut dev.view_mut(&mut sdyx_d),
                 eps,
             )
             .unwrap();
-            assert_matches("dbeta", &down(&gpu, &sdy_d), tape.grad(bv).unwrap());
-            assert_matches("dgamma", &down(&gpu, &sdyx_d), tape.grad(gv).unwrap());
+            assert_matches("dbeta", &download(dev, &sdy_d), tape.grad(bv).unwrap());
+            assert_matches("dgamma", &download(dev, &sdyx_d), tape.grad(gv).unwrap());
             if train {
                 bn_cuda::batchnorm_backward_input_train(
-                    &gpu,
+                    dev,
                     &shape,
-                    &x_d.as_view(),
-                    &dy_d.as_view(),
-                    &mean_d.as_view(),
-                    &var_d.as_view(),
-                    &g_d.as_view(),
-                    &sdy_d.as_view(),
-                    &sdyx_d.as_view(),
-                    &mut dx_d.as_view_mut(),
+                    &dev.view(&x_d),
+                    &dev.view(&dy_d),
+                    &dev.view(&mean_d),
+                    &dev.view(&var_d),
+                    &dev.view(&g_d),
+                    &dev.view(&sdy_d),
+                    &dev.view(&sdyx_d),
+                    &mut dev.view_mut(&mut dx_d),
                     eps,
                 )
                 .unwrap();
             } else {
                 bn_cuda::batchnorm_backward_input_eval(
-                    &gpu,
+                    dev,
                     &shape,
-                    &dy_d.as_view(),
-                    &rvar_d.as_view(),
-                    &g_d.as_view(),
-                    &mut dx_d.as_view_mut(),
+                    &dev.view(&dy_d),
+                    &dev.view(&rvar_d),
+                    &dev.view(&g_d),
+                    &mut dev.view_mut(&mut dx_d),
                     eps,
                 )
                 .unwrap();
             }
-            assert_matches("dx", &down(&gpu, &dx_d), tape.grad(xv).unwrap());
+            assert_matches("dx", &download(dev, &dx_d), tape.grad(xv).unwrap());
         }
     }
 }
 
+/// (N, K); the harness runs the first [`CE_HARNESS_CASES`].
+const CE_CASES: &[(usize, usize)] = &[(1, 1), (37, 200), (128, 10), (1000, 3)];
+const CE_HARNESS_CASES: usize = 2;
+
 #[test]
 fn cross_entropy_matches_cpu() {
-    let Some(gpu) = Gpu::for_tests("cross_entropy_matches_cpu") else {
-        return;
-    };
+    check_cross_entropy(&HarnessDevice::new(), &CE_CASES[..CE_HARNESS_CASES]);
+    if let Some(gpu) = Gpu::for_tests("cross_entropy_matches_cpu") {
+        check_cross_entropy(&gpu, CE_CASES);
+    }
+}
+
+fn check_cross_entropy<D: KernelDevice>(dev: &D, cases: &[(usize, usize)]) {
     let mut rng = StdRng::seed_from_u64(8);
-    for (n, k) in [(128, 10), (1, 1), (37, 200), (1000, 3)] {
+    for &(n, k) in cases {
         let z = random(&mut rng, n * k, -5.0, 5.0);
         let labels: Vec<usize> = (0..n).map(|_| rng.random_range(0..k)).collect();
         let labels_i32: Vec<i32> = labels.iter().map(|&l| l as i32).collect();
@@ -197,65 +199,68 @@ fn cross_entropy_matches_cpu() {
             let want_total = tape.value(l).data()[0];
             tape.backward(l).unwrap();
 
-            let stream = gpu.stream();
-            let z_d = up(&gpu, &z);
-            let labels_d = stream.clone_htod(&labels_i32).unwrap();
-            let mut loss_d = stream.alloc_zeros::<f32>(n).unwrap();
-            let mut dz_d = stream.alloc_zeros::<f32>(n * k).unwrap();
-            let mut correct_d = stream.alloc_zeros::<i32>(n).unwrap();
-            let mut total_d = stream.alloc_zeros::<f32>(1).unwrap();
-            let mut hits_d = stream.alloc_zeros::<i32>(1).unwrap();
+            let z_d = upload_f32(dev, "logits", &z);
+            let labels_d = dev.upload("labels", &labels_i32).unwrap();
+            let mut loss_d = scratch(dev, "loss", n);
+            let mut dz_d = scratch(dev, "dlogits", n * k);
+            let mut correct_d = dev.alloc_scratch::<i32>("correct", n).unwrap();
+            let mut total_d = scratch(dev, "loss_total", 1);
+            let mut hits_d = dev.alloc_scratch::<i32>("correct_total", 1).unwrap();
             loss_cuda::cross_entropy(
-                &gpu,
+                dev,
                 n,
                 k,
-                &z_d.as_view(),
-                &labels_d.as_view(),
+                &dev.view(&z_d),
+                &dev.view(&labels_d),
                 reduction,
                 loss_cuda::CrossEntropyOut {
-                    loss: &mut loss_d.as_view_mut(),
-                    dlogits: &mut dz_d.as_view_mut(),
-                    correct: &mut correct_d.as_view_mut(),
-                    loss_total: &mut total_d.as_view_mut(),
-                    correct_total: &mut hits_d.as_view_mut(),
+                    loss: &mut dev.view_mut(&mut loss_d),
+                    dlogits: &mut dev.view_mut(&mut dz_d),
+                    correct: &mut dev.view_mut(&mut correct_d),
+                    loss_total: &mut dev.view_mut(&mut total_d),
+                    correct_total: &mut dev.view_mut(&mut hits_d),
                 },
             )
             .unwrap();
-            assert_matches("loss", &down(&gpu, &loss_d), &want_loss);
-            assert_matches("dlogits", &down(&gpu, &dz_d), tape.grad(zv).unwrap());
-            assert_matches("loss total", &down(&gpu, &total_d), &[want_total]);
-            assert_eq!(stream.clone_dtoh(&correct_d).unwrap(), want_correct);
-            assert_eq!(
-                stream.clone_dtoh(&hits_d).unwrap()[0],
-                want_correct.iter().sum::<i32>()
-            );
+            assert_matches("loss", &download(dev, &loss_d), &want_loss);
+            assert_matches("dlogits", &download(dev, &dz_d), tape.grad(zv).unwrap());
+            assert_matches("loss total", &download(dev, &total_d), &[want_total]);
+            assert_eq!(download(dev, &correct_d), want_correct);
+            assert_eq!(download(dev, &hits_d)[0], want_correct.iter().sum::<i32>());
         }
     }
 }
 
+/// Tensors of a model in one flat buffer: a few small odd ones (the harness), and
+/// ResNet-like ones (conv weights, BN vectors) with an odd tail.
+const SGD_SMALL: &[usize] = &[27, 4, 4, 7];
+const SGD_RESNET: &[usize] = &[
+    64 * 3 * 3 * 3,
+    64,
+    64,
+    128 * 64 * 3 * 3,
+    128,
+    10 * 512,
+    10,
+    7,
+];
+
 #[test]
 fn sgd_update_of_a_flat_buffer_matches_cpu() {
-    let Some(gpu) = Gpu::for_tests("sgd_update_of_a_flat_buffer_matches_cpu") else {
-        return;
-    };
+    check_sgd(&HarnessDevice::new(), SGD_SMALL);
+    if let Some(gpu) = Gpu::for_tests("sgd_update_of_a_flat_buffer_matches_cpu") {
+        check_sgd(&gpu, SGD_RESNET);
+    }
+}
+
+fn check_sgd<D: KernelDevice>(dev: &D, sizes: &[usize]) {
     let mut rng = StdRng::seed_from_u64(9);
-    // ResNet-like tensors (conv weights, BN vectors) in one flat buffer, and an odd tail
-    let sizes = [
-        64 * 3 * 3 * 3,
-        64,
-        64,
-        128 * 64 * 3 * 3,
-        128,
-        10 * 512,
-        10,
-        7,
-    ];
     let len: usize = sizes.iter().sum();
     let p = random(&mut rng, len, -1.0, 1.0);
     let g = random(&mut rng, len, -1.0, 1.0);
     let v = random(&mut rng, len, -1.0, 1.0);
     let (lr, momentum, weight_decay) = (0.05f32, 0.9f32, 5e-4f32);
-    let mut sgd = Sgd::new(f64::from(momentum), f64::from(weight_decay), sizes);
+    let mut sgd = Sgd::new(f64::from(momentum), f64::from(weight_decay), sizes.to_vec());
     let mut want_p = p.clone();
     let mut offset = 0;
     for (i, &size) in sizes.iter().enumerate() {
@@ -265,34 +270,37 @@ fn sgd_update_of_a_flat_buffer_matches_cpu() {
             .unwrap();
         offset += size;
     }
-    let mut p_d = up(&gpu, &p);
-    let g_d = up(&gpu, &g);
-    let mut v_d = up(&gpu, &v);
+    let mut p_d = upload_f32(dev, "p", &p);
+    let g_d = upload_f32(dev, "g", &g);
+    let mut v_d = upload_f32(dev, "v", &v);
     optim_cuda::sgd_update(
-        &gpu,
-        &mut p_d.as_view_mut(),
-        &g_d.as_view(),
-        &mut v_d.as_view_mut(),
+        dev,
+        &mut dev.view_mut(&mut p_d),
+        &dev.view(&g_d),
+        &mut dev.view_mut(&mut v_d),
         lr,
         momentum,
         weight_decay,
     )
     .unwrap();
-    assert_matches("p", &down(&gpu, &p_d), &want_p);
-    assert_matches("v", &down(&gpu, &v_d), &sgd.velocity.concat());
+    assert_matches("p", &download(dev, &p_d), &want_p);
+    assert_matches("v", &download(dev, &v_d), &sgd.velocity.concat());
 }
 
 #[test]
 fn pgd_random_start_and_steps_match_cpu_bit_for_bit() {
-    let Some(gpu) = Gpu::for_tests("pgd_random_start_and_steps_match_cpu_bit_for_bit") else {
-        return;
-    };
-    let len = 64 * 3 * 32 * 32 + 5;
+    check_pgd(&HarnessDevice::new(), 2 * 3 * 8 * 8 + 5, 3);
+    if let Some(gpu) = Gpu::for_tests("pgd_random_start_and_steps_match_cpu_bit_for_bit") {
+        check_pgd(&gpu, 64 * 3 * 32 * 32 + 5, 10);
+    }
+}
+
+fn check_pgd<D: KernelDevice>(dev: &D, len: usize, iterations: usize) {
     let mut rng = StdRng::seed_from_u64(10);
     for goal in [Goal::Targeted, Goal::Untargeted] {
         let config = PgdConfig {
             goal,
-            ..PgdConfig::paper(10)
+            ..PgdConfig::paper(iterations)
         };
         let eps = config.epsilon;
         let x0: Vec<f32> = (0..len)
@@ -300,19 +308,19 @@ fn pgd_random_start_and_steps_match_cpu_bit_for_bit() {
             .collect();
         let noise = pgd::random_start_noise(&mut rng, len, eps);
         let mut want = pgd::random_start(&x0, &noise, eps);
-        let stream = gpu.stream();
-        let x0_d = stream.clone_htod(&x0).unwrap();
-        let noise_d = stream.clone_htod(&noise).unwrap();
-        let mut x_d = stream.alloc_zeros::<f32>(len).unwrap();
+        let x0_d = dev.upload("x0", &x0).unwrap();
+        let noise_d = dev.upload("noise", &noise).unwrap();
+        // zeros, not scratch: the steps then update it in place
+        let mut x_d = dev.alloc_zeros::<f32>("x", len).unwrap();
         attack_cuda::pgd_random_start(
-            &gpu,
+            dev,
             eps,
-            &mut x_d.as_view_mut(),
-            &x0_d.as_view(),
-            &noise_d.as_view(),
+            &mut dev.view_mut(&mut x_d),
+            &dev.view(&x0_d),
+            &dev.view(&noise_d),
         )
         .unwrap();
-        assert!(down(&gpu, &x_d) == want, "random start {goal:?}");
+        assert!(download(dev, &x_d) == want, "random start {goal:?}");
         for k in 0..config.iterations {
             let g: Vec<f32> = (0..len)
                 .map(|i| {
@@ -324,30 +332,41 @@ fn pgd_random_start_and_steps_match_cpu_bit_for_bit() {
                 })
                 .collect();
             pgd::step(&mut want, &g, &x0, step_direction(&config), eps);
-            let g_d = stream.clone_htod(&g).unwrap();
+            let g_d = dev.upload("grad", &g).unwrap();
             attack_cuda::pgd_step(
-                &gpu,
+                dev,
                 &config,
-                &mut x_d.as_view_mut(),
-                &g_d.as_view(),
-                &x0_d.as_view(),
+                &mut dev.view_mut(&mut x_d),
+                &dev.view(&g_d),
+                &dev.view(&x0_d),
             )
             .unwrap();
-            assert!(down(&gpu, &x_d) == want, "step {k} {goal:?}");
+            assert!(download(dev, &x_d) == want, "step {k} {goal:?}");
         }
     }
 }
 
+/// (seed, [N, C, H, W]); the harness runs the first [`AUGMENT_HARNESS_CASES`].
+const AUGMENT_CASES: &[(u64, [usize; 4])] = &[
+    (12, [7, 3, 5, 9]),
+    (13, [3, 1, 1, 1]),
+    (11, [128, 3, 32, 32]),
+];
+const AUGMENT_HARNESS_CASES: usize = 2;
+
 #[test]
 fn augment_crop_flip_equals_host_batch_for_the_same_seed() {
-    let Some(gpu) = Gpu::for_tests("augment_crop_flip_equals_host_batch_for_the_same_seed") else {
-        return;
-    };
-    for (seed, shape) in [
-        (11, [128, 3, 32, 32]),
-        (12, [7, 3, 5, 9]),
-        (13, [3, 1, 1, 1]),
-    ] {
+    check_augment(
+        &HarnessDevice::new(),
+        &AUGMENT_CASES[..AUGMENT_HARNESS_CASES],
+    );
+    if let Some(gpu) = Gpu::for_tests("augment_crop_flip_equals_host_batch_for_the_same_seed") {
+        check_augment(&gpu, AUGMENT_CASES);
+    }
+}
+
+fn check_augment<D: KernelDevice>(dev: &D, cases: &[(u64, [usize; 4])]) {
+    for &(seed, shape) in cases {
         let [n, c, h, w] = shape;
         let len = n * c * h * w;
         let mut rng = StdRng::seed_from_u64(seed);
@@ -355,29 +374,39 @@ fn augment_crop_flip_equals_host_batch_for_the_same_seed() {
         let mut want = x.clone();
         augment::crop_flip_batch(&mut want, shape, &mut StdRng::seed_from_u64(seed)).unwrap();
         let params = crop_flip_params(&crop_flip_draws(n, &mut StdRng::seed_from_u64(seed)));
-        let stream = gpu.stream();
-        let src_d = stream.clone_htod(&x).unwrap();
-        let params_d = stream.clone_htod(&params).unwrap();
-        let mut dst_d = stream.alloc_zeros::<f32>(len).unwrap();
+        let src_d = dev.upload("src", &x).unwrap();
+        let params_d = dev.upload("params", &params).unwrap();
+        let mut dst_d = scratch(dev, "dst", len);
         augment::cuda::crop_flip_batch(
-            &gpu,
+            dev,
             shape,
-            &src_d.as_view(),
-            &mut dst_d.as_view_mut(),
-            &params_d.as_view(),
+            &dev.view(&src_d),
+            &mut dev.view_mut(&mut dst_d),
+            &dev.view(&params_d),
         )
         .unwrap();
-        assert!(down(&gpu, &dst_d) == want, "{shape:?}");
+        assert!(download(dev, &dst_d) == want, "{shape:?}");
     }
 }
 
+/// [N, C, H, W]; the harness runs the first [`NORMALIZE_HARNESS_CASES`].
+const NORMALIZE_CASES: &[[usize; 4]] = &[[3, 3, 5, 7], [1, 1, 1, 1], [128, 3, 32, 32]];
+const NORMALIZE_HARNESS_CASES: usize = 2;
+
 #[test]
 fn normalize_and_add_match_cpu() {
-    let Some(gpu) = Gpu::for_tests("normalize_and_add_match_cpu") else {
-        return;
-    };
+    check_normalize_and_add(
+        &HarnessDevice::new(),
+        &NORMALIZE_CASES[..NORMALIZE_HARNESS_CASES],
+    );
+    if let Some(gpu) = Gpu::for_tests("normalize_and_add_match_cpu") {
+        check_normalize_and_add(&gpu, NORMALIZE_CASES);
+    }
+}
+
+fn check_normalize_and_add<D: KernelDevice>(dev: &D, shapes: &[[usize; 4]]) {
     let mut rng = StdRng::seed_from_u64(14);
-    for shape in [[128, 3, 32, 32], [3, 3, 5, 7], [1, 1, 1, 1]] {
+    for &shape in shapes {
         let [n, c, h, w] = shape;
         let len = n * c * h * w;
         let x = random(&mut rng, len, 0.0, 1.0);
@@ -390,47 +419,50 @@ fn normalize_and_add_match_cpu() {
         let want_y = tape.value(y).data().to_vec();
         tape.backward_with(y, dy.clone()).unwrap();
 
-        let stream = gpu.stream();
-        let x_d = up(&gpu, &x);
-        let dy_d = up(&gpu, &dy);
-        let mean_d = stream.clone_htod(&mean).unwrap();
-        let std_d = stream.clone_htod(&stdev).unwrap();
-        let mut y_d = stream.alloc_zeros::<f32>(len).unwrap();
-        let mut dx_d = stream.alloc_zeros::<f32>(len).unwrap();
+        let x_d = upload_f32(dev, "x", &x);
+        let dy_d = upload_f32(dev, "dy", &dy);
+        let mean_d = dev.upload("mean", &mean).unwrap();
+        let std_d = dev.upload("stdev", &stdev).unwrap();
+        let mut y_d = scratch(dev, "y", len);
+        let mut dx_d = scratch(dev, "dx", len);
         normalize_cuda::normalize_forward(
-            &gpu,
+            dev,
             c,
             h * w,
-            &x_d.as_view(),
-            &mean_d.as_view(),
-            &std_d.as_view(),
-            &mut y_d.as_view_mut(),
+            &dev.view(&x_d),
+            &dev.view(&mean_d),
+            &dev.view(&std_d),
+            &mut dev.view_mut(&mut y_d),
         )
         .unwrap();
-        assert_matches("normalize y", &down(&gpu, &y_d), &want_y);
+        assert_matches("normalize y", &download(dev, &y_d), &want_y);
         normalize_cuda::normalize_backward(
-            &gpu,
+            dev,
             c,
             h * w,
-            &dy_d.as_view(),
-            &std_d.as_view(),
-            &mut dx_d.as_view_mut(),
+            &dev.view(&dy_d),
+            &dev.view(&std_d),
+            &mut dev.view_mut(&mut dx_d),
         )
         .unwrap();
-        assert_matches("normalize dx", &down(&gpu, &dx_d), tape.grad(xv).unwrap());
+        assert_matches(
+            "normalize dx",
+            &download(dev, &dx_d),
+            tape.grad(xv).unwrap(),
+        );
 
         let mut tape = Tape::<f64>::new();
         let av = tape.leaf(Tensor::new(&[len], x.clone()).unwrap(), false);
         let bv = tape.leaf(Tensor::new(&[len], dy.clone()).unwrap(), false);
         let sum = add_op::add(&mut tape, av, bv).unwrap();
-        let mut sum_d = stream.alloc_zeros::<f32>(len).unwrap();
+        let mut sum_d = scratch(dev, "sum", len);
         add_cuda::add_forward(
-            &gpu,
-            &x_d.as_view(),
-            &dy_d.as_view(),
-            &mut sum_d.as_view_mut(),
+            dev,
+            &dev.view(&x_d),
+            &dev.view(&dy_d),
+            &mut dev.view_mut(&mut sum_d),
         )
         .unwrap();
-        assert_matches("add", &down(&gpu, &sum_d), tape.value(sum).data());
+        assert_matches("add", &download(dev, &sum_d), tape.value(sum).data());
     }
 }

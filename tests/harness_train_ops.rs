@@ -1,57 +1,46 @@
-//! The training-step kernels (kernels/batchnorm.cu, …), f32, run on the CPU by
-//! sparta-harness with the wrappers' own launch shapes and compared with the f64 CPU
-//! reference (the tape ops themselves) on random inputs and odd shapes; the traffic pins
-//! of the element-wise kernels.
+//! The training-step kernels (kernels/batchnorm.cu, cross_entropy.cu, sgd.cu, pgd.cu,
+//! augment.cu, normalize.cu, add.cu), f32, run on the CPU by sparta-harness through the
+//! CUDA wrappers themselves (on the harness device: their launch shapes, argument lists
+//! and launch sequences) and compared with the f64 CPU reference (the tape ops
+//! themselves) on random inputs and odd shapes; the traffic pins of the element-wise
+//! kernels; the wrappers' shape checks.
+//!
+//! Every buffer a wrapper overwrites is poisoned before each launch and must be fully
+//! written; the harness demands bit-identical results under three thread schedules (the
+//! wrappers mark every launch here `Determinism::BitExact`).
 
 mod harness_support;
 
-use harness_support::{dims, rounded, uniform};
+use harness_support::device::{HarnessBuffer, HarnessDevice};
+use harness_support::{assert_matches, download, rounded, uniform};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use sparta::attack::cuda as attack_cuda;
 use sparta::attack::pgd::{self, argmax_rows, step_direction, Goal, PgdConfig};
-use sparta::attack::pgd_launch;
 use sparta::autograd::Tape;
-use sparta::data::augment::{crop_flip_batch, crop_flip_draws, crop_flip_launch, crop_flip_params};
-use sparta::ops::add::{self as add_op, add_launch};
-use sparta::ops::batchnorm::{
-    self, batch_norm, batchnorm_channel_launch, batchnorm_elementwise_launch, BnMode, BnShape,
-};
-use sparta::ops::loss::{
-    self, cross_entropy, cross_entropy_reduce_launch, cross_entropy_rows_launch, Reduction,
-};
-use sparta::ops::normalize::{self, normalize_launch};
-use sparta::optim::{sgd_launch, Sgd};
+use sparta::data::augment::{self, crop_flip_batch, crop_flip_draws, crop_flip_params};
+use sparta::ops::add::{self as add_op, cuda as add_cuda};
+use sparta::ops::batchnorm::{self, batch_norm, cuda as bn_cuda, BnMode, BnShape};
+use sparta::ops::loss::cuda::CrossEntropyOut;
+use sparta::ops::loss::{self, cross_entropy, cuda as loss_cuda, Reduction};
+use sparta::ops::normalize::{self, cuda as normalize_cuda};
+use sparta::optim::{cuda as optim_cuda, Sgd};
 use sparta::tensor::Tensor;
-use sparta_harness::{Arg, Buf, Harness, LaunchReport};
-
-/// Relative tolerance of f32 against the f64 reference.
-const TOL: f64 = 1e-5;
+use sparta::{Error, KernelDevice};
+use sparta_harness::LaunchReport;
 
 /// Random f32 values in `[lo, hi)` and the same values in f64 (what the reference sees).
 fn random(len: usize, lo: f64, hi: f64, seed: u64) -> (Vec<f32>, Vec<f64>) {
     rounded::<f32>(&uniform(len, lo, hi, seed))
 }
 
-/// `|got − want| ≤ TOL · max_j |want_j|` for every element: scale-aware, since a sum
-/// that cancels to near zero carries the rounding of its large terms. NaN never passes.
-fn assert_close(what: &str, got: &[f32], want: &[f64]) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(f64::MIN_POSITIVE, |m, w| m.max(w.abs()));
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let within = (f64::from(g) - w).abs() <= TOL * scale; // false for NaN
-        assert!(
-            within,
-            "{what}[{i}]: {g} vs reference {w} (tolerance {TOL} × {scale})"
-        );
-    }
-}
-
-fn i32_arg(v: usize) -> Arg {
-    Arg::I32(i32::try_from(v).unwrap())
-}
-
-fn i64_arg(v: usize) -> Arg {
-    Arg::I64(i64::try_from(v).unwrap())
+/// The device's launch reports so far, after checking that the wrappers launched exactly
+/// `kernels`, in that order.
+fn launched(dev: &HarnessDevice, kernels: &[&str]) -> Vec<LaunchReport> {
+    let reports = dev.reports();
+    let names: Vec<&str> = reports.iter().map(|r| r.kernel.as_str()).collect();
+    assert_eq!(names, kernels, "launch sequence");
+    reports
 }
 
 /// `buffer` moved exactly once: sectors requested equal `ceil(bytes / 32)` and every
@@ -72,6 +61,20 @@ fn pin_once(report: &LaunchReport, buffer: &str, store: bool, elements: usize) {
         count, elements as u64,
         "{}: `{buffer}` accesses",
         report.kernel
+    );
+}
+
+/// `result` is a shape error about `what` (a typed error, not a panic), and the wrapper
+/// launched nothing: its checks run before its first launch.
+fn assert_rejected(dev: &HarnessDevice, result: sparta::Result<()>, what: &str) {
+    match result {
+        Err(Error::Shape { what: got, .. }) if got == what => {}
+        other => panic!("expected a shape error about `{what}`, got {other:?}"),
+    }
+    assert_eq!(
+        dev.take_launched(),
+        Vec::<String>::new(),
+        "rejected `{what}`"
     );
 }
 
@@ -125,10 +128,8 @@ fn bn_reference(
     }
 }
 
-fn bn_shape_args(shape: &BnShape) -> [Arg; 3] {
-    [i32_arg(shape.n), i32_arg(shape.c), i32_arg(shape.hw)]
-}
-
+/// A training step's four wrappers in order: statistics (and the running update),
+/// forward with the batch statistics, the parameter-gradient sums, the input gradient.
 #[test]
 fn batchnorm_training_kernels_match_the_tape_op() {
     for (i, &(n, c, hw)) in BN_SHAPES.iter().enumerate() {
@@ -144,133 +145,127 @@ fn batchnorm_training_kernels_match_the_tape_op() {
         let (rvar, mut rvar64) = random(c, 0.5, 2.0, seed + 5);
         let want = bn_reference(&shape, &x64, &gamma64, &beta64, &dy64, None);
         let (mean64, var_unbiased64) = want.mean_var_unbiased.clone().unwrap();
-        let momentum = BN_MOMENTUM;
-        batchnorm::cpu::update_running(&mut rmean64, &mean64, momentum);
-        batchnorm::cpu::update_running(&mut rvar64, &var_unbiased64, momentum);
+        batchnorm::cpu::update_running(&mut rmean64, &mean64, BN_MOMENTUM);
+        batchnorm::cpu::update_running(&mut rvar64, &var_unbiased64, BN_MOMENTUM);
         let sd = (n, c, hw);
+        let eps = BN_EPS as f32;
 
-        let mut h = Harness::new();
-        let xb = h.input("x", &x);
-        let gb = h.input("gamma", &gamma);
-        let bb = h.input("beta", &beta);
-        let dyb = h.input("dy", &dy);
-        let meanb = h.output::<f32>("mean", c);
-        let varb = h.output::<f32>("var", c);
-        let rmeanb = h.input("running_mean", &rmean);
-        let rvarb = h.input("running_var", &rvar);
-        let mut args = vec![
-            Arg::Buf(xb),
-            Arg::Buf(meanb),
-            Arg::Buf(varb),
-            Arg::Buf(rmeanb),
-            Arg::Buf(rvarb),
-        ];
-        args.extend(bn_shape_args(&shape));
-        args.push(Arg::F32(momentum as f32));
-        h.launch(
-            "batchnorm_stats_f32",
-            dims(batchnorm_channel_launch(&shape)),
-            &args,
+        let dev = HarnessDevice::new();
+        let xb = dev.upload("x", &x).unwrap();
+        let gb = dev.upload("gamma", &gamma).unwrap();
+        let bb = dev.upload("beta", &beta).unwrap();
+        let dyb = dev.upload("dy", &dy).unwrap();
+        // updated in place, so not poisoned: the kernel reads them first
+        let mut rmeanb = dev.upload("running_mean", &rmean).unwrap();
+        let mut rvarb = dev.upload("running_var", &rvar).unwrap();
+        let mut meanb = dev.alloc_scratch::<f32>("mean", c).unwrap();
+        let mut varb = dev.alloc_scratch::<f32>("var", c).unwrap();
+        let mut yb = dev.alloc_scratch::<f32>("y", len).unwrap();
+        let mut sdyb = dev.alloc_scratch::<f32>("sum_dy", c).unwrap();
+        let mut sdyxb = dev.alloc_scratch::<f32>("sum_dy_xhat", c).unwrap();
+        let mut dxb = dev.alloc_scratch::<f32>("dx", len).unwrap();
+        bn_cuda::batchnorm_stats(
+            &dev,
+            &shape,
+            &dev.view(&xb),
+            &mut dev.view_mut(&mut meanb),
+            &mut dev.view_mut(&mut varb),
+            &mut dev.view_mut(&mut rmeanb),
+            &mut dev.view_mut(&mut rvarb),
+            BN_MOMENTUM as f32,
         )
         .unwrap();
+        bn_cuda::batchnorm_forward(
+            &dev,
+            &shape,
+            &dev.view(&xb),
+            &dev.view(&meanb),
+            &dev.view(&varb),
+            &dev.view(&gb),
+            &dev.view(&bb),
+            &mut dev.view_mut(&mut yb),
+            eps,
+        )
+        .unwrap();
+        bn_cuda::batchnorm_grad_sums(
+            &dev,
+            &shape,
+            &dev.view(&xb),
+            &dev.view(&dyb),
+            &dev.view(&meanb),
+            &dev.view(&varb),
+            &mut dev.view_mut(&mut sdyb),
+            &mut dev.view_mut(&mut sdyxb),
+            eps,
+        )
+        .unwrap();
+        bn_cuda::batchnorm_backward_input_train(
+            &dev,
+            &shape,
+            &dev.view(&xb),
+            &dev.view(&dyb),
+            &dev.view(&meanb),
+            &dev.view(&varb),
+            &dev.view(&gb),
+            &dev.view(&sdyb),
+            &dev.view(&sdyxb),
+            &mut dev.view_mut(&mut dxb),
+            eps,
+        )
+        .unwrap();
+        launched(
+            &dev,
+            &[
+                "batchnorm_stats_f32",
+                "batchnorm_forward_f32",
+                "batchnorm_grad_sums_f32",
+                "batchnorm_backward_input_train_f32",
+            ],
+        );
+
         let what = format!("batchnorm_stats_f32 {sd:?}");
-        assert_close(&format!("{what} mean"), &h.read::<f32>(meanb), &mean64);
+        assert_matches(&format!("{what} mean"), &download(&dev, &meanb), &mean64);
         let m = (n * hw) as f64;
         let bessel = if m > 1.0 { m / (m - 1.0) } else { 1.0 };
         let var64: Vec<f64> = var_unbiased64.iter().map(|v| v / bessel).collect();
-        assert_close(&format!("{what} var"), &h.read::<f32>(varb), &var64);
-        assert_close(
+        assert_matches(&format!("{what} var"), &download(&dev, &varb), &var64);
+        assert_matches(
             &format!("{what} running mean"),
-            &h.read::<f32>(rmeanb),
+            &download(&dev, &rmeanb),
             &rmean64,
         );
-        assert_close(
+        assert_matches(
             &format!("{what} running var"),
-            &h.read::<f32>(rvarb),
+            &download(&dev, &rvarb),
             &rvar64,
         );
-
-        let yb = h.output::<f32>("y", len);
-        let args = [
-            Arg::Buf(xb),
-            Arg::Buf(meanb),
-            Arg::Buf(varb),
-            Arg::Buf(gb),
-            Arg::Buf(bb),
-            Arg::Buf(yb),
-            i64_arg(len),
-            i32_arg(c),
-            i32_arg(hw),
-            Arg::F32(BN_EPS as f32),
-        ];
-        h.launch(
-            "batchnorm_forward_f32",
-            dims(batchnorm_elementwise_launch(&shape)),
-            &args,
-        )
-        .unwrap();
-        assert_close(
+        assert_matches(
             &format!("batchnorm_forward_f32 train {sd:?}"),
-            &h.read::<f32>(yb),
+            &download(&dev, &yb),
             &want.y,
         );
-
-        let sdyb = h.output::<f32>("sum_dy", c);
-        let sdyxb = h.output::<f32>("sum_dy_xhat", c);
-        let mut args = vec![
-            Arg::Buf(xb),
-            Arg::Buf(dyb),
-            Arg::Buf(meanb),
-            Arg::Buf(varb),
-            Arg::Buf(sdyb),
-            Arg::Buf(sdyxb),
-        ];
-        args.extend(bn_shape_args(&shape));
-        args.push(Arg::F32(BN_EPS as f32));
-        h.launch(
-            "batchnorm_grad_sums_f32",
-            dims(batchnorm_channel_launch(&shape)),
-            &args,
-        )
-        .unwrap();
         let what = format!("batchnorm_grad_sums_f32 {sd:?}");
-        assert_close(&format!("{what} dbeta"), &h.read::<f32>(sdyb), &want.dbeta);
-        assert_close(
+        assert_matches(
+            &format!("{what} dbeta"),
+            &download(&dev, &sdyb),
+            &want.dbeta,
+        );
+        assert_matches(
             &format!("{what} dgamma"),
-            &h.read::<f32>(sdyxb),
+            &download(&dev, &sdyxb),
             &want.dgamma,
         );
-
-        let dxb = h.output::<f32>("dx", len);
-        let mut args = vec![
-            Arg::Buf(xb),
-            Arg::Buf(dyb),
-            Arg::Buf(meanb),
-            Arg::Buf(varb),
-            Arg::Buf(gb),
-            Arg::Buf(sdyb),
-            Arg::Buf(sdyxb),
-            Arg::Buf(dxb),
-            i64_arg(len),
-        ];
-        args.extend(bn_shape_args(&shape));
-        args.push(Arg::F32(BN_EPS as f32));
-        h.launch(
-            "batchnorm_backward_input_train_f32",
-            dims(batchnorm_elementwise_launch(&shape)),
-            &args,
-        )
-        .unwrap();
-        assert_close(
+        assert_matches(
             &format!("batchnorm_backward_input_train_f32 {sd:?}"),
-            &h.read::<f32>(dxb),
+            &download(&dev, &dxb),
             &want.dx,
         );
     }
 }
 
-/// Evaluation mode (running statistics): forward and the input gradient PGD uses; on a
-/// ResNet-like shape whose x, y, dy, dx are each moved once, coalesced.
+/// Evaluation mode (running statistics): forward, the input gradient PGD uses and the
+/// parameter-gradient sums; on a ResNet-like shape whose x, y, dy, dx are each moved
+/// once, coalesced.
 #[test]
 fn batchnorm_eval_kernels_match_the_tape_op_and_move_each_tensor_once() {
     let shapes = BN_SHAPES.iter().copied().chain([(2, 64, 64)]);
@@ -287,53 +282,88 @@ fn batchnorm_eval_kernels_match_the_tape_op_and_move_each_tensor_once() {
         let running = Some((mean64.as_slice(), var64.as_slice()));
         let want = bn_reference(&shape, &x64, &gamma64, &beta64, &dy64, running);
         let sd = (n, c, hw);
+        let eps = BN_EPS as f32;
 
-        let mut h = Harness::new();
-        let xb = h.input("x", &x);
-        let meanb = h.input("mean", &mean);
-        let varb = h.input("var", &var);
-        let gb = h.input("gamma", &gamma);
-        let bb = h.input("beta", &beta);
-        let dyb = h.input("dy", &dy);
-        let yb = h.output::<f32>("y", len);
-        let dxb = h.output::<f32>("dx", len);
-        let launch = dims(batchnorm_elementwise_launch(&shape));
-        let eps = Arg::F32(BN_EPS as f32);
-        let args = [
-            Arg::Buf(xb),
-            Arg::Buf(meanb),
-            Arg::Buf(varb),
-            Arg::Buf(gb),
-            Arg::Buf(bb),
-            Arg::Buf(yb),
-            i64_arg(len),
-            i32_arg(c),
-            i32_arg(hw),
+        let dev = HarnessDevice::new();
+        let xb = dev.upload("x", &x).unwrap();
+        let meanb = dev.upload("mean", &mean).unwrap();
+        let varb = dev.upload("var", &var).unwrap();
+        let gb = dev.upload("gamma", &gamma).unwrap();
+        let bb = dev.upload("beta", &beta).unwrap();
+        let dyb = dev.upload("dy", &dy).unwrap();
+        let mut yb = dev.alloc_scratch::<f32>("y", len).unwrap();
+        let mut dxb = dev.alloc_scratch::<f32>("dx", len).unwrap();
+        let mut sdyb = dev.alloc_scratch::<f32>("sum_dy", c).unwrap();
+        let mut sdyxb = dev.alloc_scratch::<f32>("sum_dy_xhat", c).unwrap();
+        bn_cuda::batchnorm_forward(
+            &dev,
+            &shape,
+            &dev.view(&xb),
+            &dev.view(&meanb),
+            &dev.view(&varb),
+            &dev.view(&gb),
+            &dev.view(&bb),
+            &mut dev.view_mut(&mut yb),
             eps,
-        ];
-        let forward = h.launch("batchnorm_forward_f32", launch, &args).unwrap();
-        let what = format!("batchnorm_forward_f32 eval {sd:?}");
-        assert_close(&what, &h.read::<f32>(yb), &want.y);
-        let args = [
-            Arg::Buf(dyb),
-            Arg::Buf(varb),
-            Arg::Buf(gb),
-            Arg::Buf(dxb),
-            i64_arg(len),
-            i32_arg(c),
-            i32_arg(hw),
+        )
+        .unwrap();
+        bn_cuda::batchnorm_backward_input_eval(
+            &dev,
+            &shape,
+            &dev.view(&dyb),
+            &dev.view(&varb),
+            &dev.view(&gb),
+            &mut dev.view_mut(&mut dxb),
             eps,
-        ];
-        let backward = h
-            .launch("batchnorm_backward_input_eval_f32", launch, &args)
-            .unwrap();
-        let what = format!("batchnorm_backward_input_eval_f32 {sd:?}");
-        assert_close(&what, &h.read::<f32>(dxb), &want.dx);
+        )
+        .unwrap();
+        bn_cuda::batchnorm_grad_sums(
+            &dev,
+            &shape,
+            &dev.view(&xb),
+            &dev.view(&dyb),
+            &dev.view(&meanb),
+            &dev.view(&varb),
+            &mut dev.view_mut(&mut sdyb),
+            &mut dev.view_mut(&mut sdyxb),
+            eps,
+        )
+        .unwrap();
+        let reports = launched(
+            &dev,
+            &[
+                "batchnorm_forward_f32",
+                "batchnorm_backward_input_eval_f32",
+                "batchnorm_grad_sums_f32",
+            ],
+        );
+
+        assert_matches(
+            &format!("batchnorm_forward_f32 eval {sd:?}"),
+            &download(&dev, &yb),
+            &want.y,
+        );
+        assert_matches(
+            &format!("batchnorm_backward_input_eval_f32 {sd:?}"),
+            &download(&dev, &dxb),
+            &want.dx,
+        );
+        let what = format!("batchnorm_grad_sums_f32 eval {sd:?}");
+        assert_matches(
+            &format!("{what} dbeta"),
+            &download(&dev, &sdyb),
+            &want.dbeta,
+        );
+        assert_matches(
+            &format!("{what} dgamma"),
+            &download(&dev, &sdyxb),
+            &want.dgamma,
+        );
         if len % 8 == 0 {
-            pin_once(&forward, "x", false, len);
-            pin_once(&forward, "y", true, len);
-            pin_once(&backward, "dy", false, len);
-            pin_once(&backward, "dx", true, len);
+            pin_once(&reports[0], "x", false, len);
+            pin_once(&reports[0], "y", true, len);
+            pin_once(&reports[1], "dy", false, len);
+            pin_once(&reports[1], "dx", true, len);
         }
     }
 }
@@ -343,31 +373,100 @@ fn batchnorm_eval_kernels_match_the_tape_op_and_move_each_tensor_once() {
 fn batchnorm_training_elementwise_kernels_move_each_tensor_once() {
     let shape = BnShape::new(2, 64, 64).unwrap();
     let (len, c) = (shape.len(), shape.c);
-    let mut h = Harness::new();
-    let xb = h.input("x", &random(len, -1.0, 1.0, 1).0);
-    let dyb = h.input("dy", &random(len, -1.0, 1.0, 2).0);
-    let per_channel: Vec<Buf> = ["mean", "var", "gamma", "sum_dy", "sum_dy_xhat"]
-        .iter()
-        .enumerate()
-        .map(|(i, name)| h.input(name, &random(c, 0.5, 1.0, 3 + i as u64).0))
-        .collect();
-    let dxb = h.output::<f32>("dx", len);
-    let mut args = vec![Arg::Buf(xb), Arg::Buf(dyb)];
-    args.extend(per_channel.iter().map(|&b| Arg::Buf(b)));
-    args.push(Arg::Buf(dxb));
-    args.push(i64_arg(len));
-    args.extend(bn_shape_args(&shape));
-    args.push(Arg::F32(BN_EPS as f32));
-    let report = h
-        .launch(
-            "batchnorm_backward_input_train_f32",
-            dims(batchnorm_elementwise_launch(&shape)),
-            &args,
+    let dev = HarnessDevice::new();
+    let xb = dev.upload("x", &random(len, -1.0, 1.0, 1).0).unwrap();
+    let dyb = dev.upload("dy", &random(len, -1.0, 1.0, 2).0).unwrap();
+    let per_channel = |name: &str, seed| dev.upload(name, &random(c, 0.5, 1.0, seed).0).unwrap();
+    let mean = per_channel("mean", 3);
+    let var = per_channel("var", 4);
+    let gamma = per_channel("gamma", 5);
+    let sum_dy = per_channel("sum_dy", 6);
+    let sum_dy_xhat = per_channel("sum_dy_xhat", 7);
+    let mut dxb = dev.alloc_scratch::<f32>("dx", len).unwrap();
+    bn_cuda::batchnorm_backward_input_train(
+        &dev,
+        &shape,
+        &dev.view(&xb),
+        &dev.view(&dyb),
+        &dev.view(&mean),
+        &dev.view(&var),
+        &dev.view(&gamma),
+        &dev.view(&sum_dy),
+        &dev.view(&sum_dy_xhat),
+        &mut dev.view_mut(&mut dxb),
+        BN_EPS as f32,
+    )
+    .unwrap();
+    let reports = launched(&dev, &["batchnorm_backward_input_train_f32"]);
+    pin_once(&reports[0], "x", false, len);
+    pin_once(&reports[0], "dy", false, len);
+    pin_once(&reports[0], "dx", true, len);
+}
+
+/// Wrong lengths, a size of zero (the fields are public; a per-channel kernel would
+/// launch one block for C = 0) and an element count that overflows are shape errors.
+#[test]
+fn batchnorm_wrappers_reject_wrong_shapes() {
+    let shape = BnShape::new(2, 3, 5).unwrap();
+    let dev = HarnessDevice::new();
+    let x = dev.alloc_zeros::<f32>("x", shape.len()).unwrap();
+    let per_channel = dev.alloc_zeros::<f32>("per_channel", shape.c).unwrap();
+    let mut y_short = dev.alloc_zeros::<f32>("y", shape.len() - 1).unwrap();
+    let forward = |shape: &BnShape, y: &mut HarnessBuffer<f32>| {
+        let v = dev.view(&per_channel);
+        bn_cuda::batchnorm_forward(
+            &dev,
+            shape,
+            &dev.view(&x),
+            &v,
+            &v,
+            &v,
+            &v,
+            &mut dev.view_mut(y),
+            1e-5,
         )
-        .unwrap();
-    pin_once(&report, "x", false, len);
-    pin_once(&report, "dy", false, len);
-    pin_once(&report, "dx", true, len);
+    };
+    assert_rejected(&dev, forward(&shape, &mut y_short), "y");
+    let mut y = dev.alloc_zeros::<f32>("y", shape.len()).unwrap();
+    assert_rejected(&dev, forward(&BnShape { c: 0, ..shape }, &mut y), "shape");
+    let huge = BnShape {
+        n: 1 << 40,
+        c: 1 << 40,
+        hw: 1,
+    };
+    assert_rejected(&dev, forward(&huge, &mut y), "n·h·w");
+    let huge = BnShape {
+        n: 1,
+        hw: 1 << 30,
+        ..huge
+    };
+    assert_rejected(&dev, forward(&huge, &mut y), "n·c·h·w");
+
+    let mut stats: [HarnessBuffer<f32>; 4] =
+        std::array::from_fn(|_| dev.alloc_zeros::<f32>("stat", shape.c).unwrap());
+    let [mean, var, running_mean, running_var] = &mut stats;
+    let mut var_long = dev.alloc_zeros::<f32>("var", shape.c + 1).unwrap();
+    let r = bn_cuda::batchnorm_stats(
+        &dev,
+        &shape,
+        &dev.view(&x),
+        &mut dev.view_mut(mean),
+        &mut dev.view_mut(&mut var_long),
+        &mut dev.view_mut(running_mean),
+        &mut dev.view_mut(running_var),
+        0.1,
+    );
+    assert_rejected(&dev, r, "var");
+    let r = bn_cuda::batchnorm_backward_input_eval(
+        &dev,
+        &shape,
+        &dev.view(&x),
+        &dev.view(var),
+        &dev.view(&per_channel),
+        &mut dev.view_mut(&mut y_short),
+        1e-5,
+    );
+    assert_rejected(&dev, r, "dx");
 }
 
 // ---- cross-entropy ----
@@ -376,60 +475,58 @@ fn batchnorm_training_elementwise_kernels_move_each_tensor_once() {
 /// the rows per block, N > the reduce block (several rows per thread).
 const CE_SHAPES: &[(usize, usize)] = &[(1, 1), (3, 10), (9, 33), (17, 100), (300, 7)];
 
-/// Runs both cross-entropy kernels; returns (loss, dlogits, correct, loss_total,
-/// correct_total).
+/// What the cross-entropy wrapper wrote.
+struct CeResult {
+    loss: Vec<f32>,
+    dlogits: Vec<f32>,
+    correct: Vec<i32>,
+    loss_total: f32,
+    correct_total: i32,
+}
+
+/// Runs the cross-entropy wrapper (both kernels) on fresh, poisoned outputs.
 fn run_cross_entropy(
     n: usize,
     k: usize,
     logits: &[f32],
     labels: &[i32],
-    scale: f32,
-) -> (Vec<f32>, Vec<f32>, Vec<i32>, f32, i32) {
-    let mut h = Harness::new();
-    let zb = h.input("logits", logits);
-    let lb = h.input("labels", labels);
-    let lossb = h.output::<f32>("loss", n);
-    let dzb = h.output::<f32>("dlogits", n * k);
-    let cb = h.output::<i32>("correct", n);
-    let args = [
-        Arg::Buf(zb),
-        Arg::Buf(lb),
-        Arg::Buf(lossb),
-        Arg::Buf(dzb),
-        Arg::Buf(cb),
-        i32_arg(n),
-        i32_arg(k),
-        Arg::F32(scale),
-    ];
-    h.launch(
-        "cross_entropy_rows_f32",
-        dims(cross_entropy_rows_launch(n)),
-        &args,
+    reduction: Reduction,
+) -> CeResult {
+    let dev = HarnessDevice::new();
+    let zb = dev.upload("logits", logits).unwrap();
+    let lb = dev.upload("labels", labels).unwrap();
+    let mut lossb = dev.alloc_scratch::<f32>("loss", n).unwrap();
+    let mut dzb = dev.alloc_scratch::<f32>("dlogits", n * k).unwrap();
+    let mut cb = dev.alloc_scratch::<i32>("correct", n).unwrap();
+    let mut totalb = dev.alloc_scratch::<f32>("loss_total", 1).unwrap();
+    let mut hitsb = dev.alloc_scratch::<i32>("correct_total", 1).unwrap();
+    loss_cuda::cross_entropy(
+        &dev,
+        n,
+        k,
+        &dev.view(&zb),
+        &dev.view(&lb),
+        reduction,
+        CrossEntropyOut {
+            loss: &mut dev.view_mut(&mut lossb),
+            dlogits: &mut dev.view_mut(&mut dzb),
+            correct: &mut dev.view_mut(&mut cb),
+            loss_total: &mut dev.view_mut(&mut totalb),
+            correct_total: &mut dev.view_mut(&mut hitsb),
+        },
     )
     .unwrap();
-    let totalb = h.output::<f32>("loss_total", 1);
-    let hitsb = h.output::<i32>("correct_total", 1);
-    let args = [
-        Arg::Buf(lossb),
-        Arg::Buf(cb),
-        Arg::Buf(totalb),
-        Arg::Buf(hitsb),
-        i32_arg(n),
-        Arg::F32(scale),
-    ];
-    h.launch(
-        "cross_entropy_reduce_f32",
-        dims(cross_entropy_reduce_launch()),
-        &args,
-    )
-    .unwrap();
-    (
-        h.read::<f32>(lossb),
-        h.read::<f32>(dzb),
-        h.read::<i32>(cb),
-        h.read::<f32>(totalb)[0],
-        h.read::<i32>(hitsb)[0],
-    )
+    launched(
+        &dev,
+        &["cross_entropy_rows_f32", "cross_entropy_reduce_f32"],
+    );
+    CeResult {
+        loss: download(&dev, &lossb),
+        dlogits: download(&dev, &dzb),
+        correct: download(&dev, &cb),
+        loss_total: download(&dev, &totalb)[0],
+        correct_total: download(&dev, &hitsb)[0],
+    }
 }
 
 /// Labels in `0..k`, about a third of them the row's argmax so that `correct` is mixed.
@@ -466,20 +563,19 @@ fn cross_entropy_kernels_match_the_tape_op() {
             let l = cross_entropy(&mut tape, zv, &labels, reduction).unwrap();
             let want_total = tape.value(l).data()[0];
             tape.backward(l).unwrap();
-            let scale = match reduction {
-                Reduction::Mean => 1.0 / n as f32,
-                Reduction::Sum => 1.0,
-            };
-            let (got_loss, got_dz, got_hits, got_total, got_correct) =
-                run_cross_entropy(n, k, &z, &labels_i32, scale);
+            let got = run_cross_entropy(n, k, &z, &labels_i32, reduction);
             let what = format!("cross_entropy_rows_f32 ({n}, {k}) {reduction:?}");
-            assert_close(&format!("{what} loss"), &got_loss, &losses64);
-            assert_close(&format!("{what} dlogits"), &got_dz, tape.grad(zv).unwrap());
-            assert_eq!(got_hits, want_hits, "{what} correct");
+            assert_matches(&format!("{what} loss"), &got.loss, &losses64);
+            assert_matches(
+                &format!("{what} dlogits"),
+                &got.dlogits,
+                tape.grad(zv).unwrap(),
+            );
+            assert_eq!(got.correct, want_hits, "{what} correct");
             let what = format!("cross_entropy_reduce_f32 ({n}, {k}) {reduction:?}");
-            assert_close(&what, &[got_total], &[want_total]);
+            assert_matches(&what, &[got.loss_total], &[want_total]);
             assert_eq!(
-                got_correct,
+                got.correct_total,
                 want_hits.iter().sum::<i32>(),
                 "{what} correct total"
             );
@@ -507,11 +603,47 @@ fn cross_entropy_argmax_breaks_ties_as_the_cpu() {
     let best = argmax_rows(&z, k);
     for label in 0..k {
         let labels = vec![label as i32; rows.len()];
-        let (_, _, hits, _, total) = run_cross_entropy(rows.len(), k, &z, &labels, 1.0);
+        let got = run_cross_entropy(rows.len(), k, &z, &labels, Reduction::Sum);
         let want: Vec<i32> = best.iter().map(|&b| i32::from(b == label)).collect();
-        assert_eq!(hits, want, "label {label}, CPU argmax {best:?}");
-        assert_eq!(total, want.iter().sum::<i32>());
+        assert_eq!(got.correct, want, "label {label}, CPU argmax {best:?}");
+        assert_eq!(got.correct_total, want.iter().sum::<i32>());
     }
+}
+
+/// Every output is checked before the first launch: a wrong total (written only by the
+/// second kernel) stops the rows kernel too.
+#[test]
+fn cross_entropy_wrapper_rejects_wrong_lengths_before_either_launch() {
+    let (n, k) = (3, 4);
+    let dev = HarnessDevice::new();
+    let zb = dev.alloc_zeros::<f32>("logits", n * k).unwrap();
+    let lb = dev.alloc_zeros::<i32>("labels", n).unwrap();
+    let short_labels = dev.alloc_zeros::<i32>("labels", n - 1).unwrap();
+    let mut lossb = dev.alloc_zeros::<f32>("loss", n).unwrap();
+    let mut dzb = dev.alloc_zeros::<f32>("dlogits", n * k).unwrap();
+    let mut cb = dev.alloc_zeros::<i32>("correct", n).unwrap();
+    let mut totalb = dev.alloc_zeros::<f32>("loss_total", 1).unwrap();
+    let mut hits_long = dev.alloc_zeros::<i32>("correct_total", 2).unwrap();
+    let mut hitsb = dev.alloc_zeros::<i32>("correct_total", 1).unwrap();
+    let mut run = |labels: &HarnessBuffer<i32>, hits: &mut HarnessBuffer<i32>| {
+        loss_cuda::cross_entropy(
+            &dev,
+            n,
+            k,
+            &dev.view(&zb),
+            &dev.view(labels),
+            Reduction::Mean,
+            CrossEntropyOut {
+                loss: &mut dev.view_mut(&mut lossb),
+                dlogits: &mut dev.view_mut(&mut dzb),
+                correct: &mut dev.view_mut(&mut cb),
+                loss_total: &mut dev.view_mut(&mut totalb),
+                correct_total: &mut dev.view_mut(hits),
+            },
+        )
+    };
+    assert_rejected(&dev, run(&lb, &mut hits_long), "correct total");
+    assert_rejected(&dev, run(&short_labels, &mut hitsb), "labels");
 }
 
 // ---- SGD ----
@@ -519,6 +651,32 @@ fn cross_entropy_argmax_breaks_ties_as_the_cpu() {
 /// Parameter tensors of odd sizes (a bias of 1, a 3×3 kernel, …) laid out in one flat
 /// buffer, as a model keeps them for the one-launch update.
 const SGD_TENSORS: &[usize] = &[1, 9, 64, 3, 577, 10];
+
+/// Runs the SGD wrapper over `p`, `g`, `v` (updated in place); returns the device with
+/// its launch report, and the new `p` and `v`.
+fn run_sgd(
+    p: &[f32],
+    g: &[f32],
+    v: &[f32],
+    (lr, momentum, weight_decay): (f32, f32, f32),
+) -> (HarnessDevice, Vec<f32>, Vec<f32>) {
+    let dev = HarnessDevice::new();
+    let mut pb = dev.upload("p", p).unwrap();
+    let gb = dev.upload("g", g).unwrap();
+    let mut vb = dev.upload("v", v).unwrap();
+    optim_cuda::sgd_update(
+        &dev,
+        &mut dev.view_mut(&mut pb),
+        &dev.view(&gb),
+        &mut dev.view_mut(&mut vb),
+        lr,
+        momentum,
+        weight_decay,
+    )
+    .unwrap();
+    let (p, v) = (download(&dev, &pb), download(&dev, &vb));
+    (dev, p, v)
+}
 
 #[test]
 fn sgd_one_launch_over_a_flat_buffer_matches_per_tensor_updates() {
@@ -543,44 +701,18 @@ fn sgd_one_launch_over_a_flat_buffer_matches_per_tensor_updates() {
     }
     let want_v: Vec<f64> = sgd.velocity.concat();
 
-    let mut h = Harness::new();
-    let pb = h.input("p", &p);
-    let gb = h.input("g", &g);
-    let vb = h.input("v", &v);
-    let args = [
-        Arg::Buf(pb),
-        Arg::Buf(gb),
-        Arg::Buf(vb),
-        i64_arg(len),
-        Arg::F32(lr),
-        Arg::F32(momentum),
-        Arg::F32(weight_decay),
-    ];
-    h.launch("sgd_update_f32", dims(sgd_launch(len)), &args)
-        .unwrap();
-    assert_close("sgd_update_f32 p", &h.read::<f32>(pb), &want_p);
-    assert_close("sgd_update_f32 v", &h.read::<f32>(vb), &want_v);
+    let (dev, got_p, got_v) = run_sgd(&p, &g, &v, (lr, momentum, weight_decay));
+    launched(&dev, &["sgd_update_f32"]);
+    assert_matches("sgd_update_f32 p", &got_p, &want_p);
+    assert_matches("sgd_update_f32 v", &got_v, &want_v);
 }
 
 #[test]
 fn sgd_moves_each_buffer_once_coalesced() {
     for len in [4096, 64 * 3 * 3 * 64 + 64] {
-        let mut h = Harness::new();
-        let pb = h.input("p", &random(len, -1.0, 1.0, 1).0);
-        let gb = h.input("g", &random(len, -1.0, 1.0, 2).0);
-        let vb = h.input("v", &random(len, -1.0, 1.0, 3).0);
-        let args = [
-            Arg::Buf(pb),
-            Arg::Buf(gb),
-            Arg::Buf(vb),
-            i64_arg(len),
-            Arg::F32(0.1),
-            Arg::F32(0.9),
-            Arg::F32(5e-4),
-        ];
-        let report = h
-            .launch("sgd_update_f32", dims(sgd_launch(len)), &args)
-            .unwrap();
+        let [p, g, v] = [1, 2, 3].map(|seed| random(len, -1.0, 1.0, seed).0);
+        let (dev, _, _) = run_sgd(&p, &g, &v, (0.1, 0.9, 5e-4));
+        let reports = launched(&dev, &["sgd_update_f32"]);
         for (buffer, store) in [
             ("p", false),
             ("g", false),
@@ -588,9 +720,27 @@ fn sgd_moves_each_buffer_once_coalesced() {
             ("p", true),
             ("v", true),
         ] {
-            pin_once(&report, buffer, store, len);
+            pin_once(&reports[0], buffer, store, len);
         }
     }
+}
+
+#[test]
+fn sgd_wrapper_rejects_wrong_lengths() {
+    let dev = HarnessDevice::new();
+    let mut p = dev.alloc_zeros::<f32>("p", 10).unwrap();
+    let g = dev.alloc_zeros::<f32>("g", 10).unwrap();
+    let mut v_short = dev.alloc_zeros::<f32>("v", 9).unwrap();
+    let r = optim_cuda::sgd_update(
+        &dev,
+        &mut dev.view_mut(&mut p),
+        &dev.view(&g),
+        &mut dev.view_mut(&mut v_short),
+        0.1,
+        0.9,
+        0.0,
+    );
+    assert_rejected(&dev, r, "velocity");
 }
 
 // ---- PGD step and projection ----
@@ -631,45 +781,37 @@ fn pgd_kernels_match_the_cpu_attack_bit_for_bit() {
             let noise = pgd::random_start_noise(&mut StdRng::seed_from_u64(seed), len, eps);
             let mut want = pgd::random_start(&x0, &noise, eps);
 
-            let mut h = Harness::new();
-            let startb = h.output::<f32>("start", len);
-            let x0b = h.input("x0", &x0);
-            let nb = h.input("noise", &noise);
-            let args = [
-                Arg::Buf(startb),
-                Arg::Buf(x0b),
-                Arg::Buf(nb),
-                i64_arg(len),
-                Arg::F32(eps),
-            ];
-            let start = h
-                .launch("pgd_random_start_f32", dims(pgd_launch(len)), &args)
-                .unwrap();
-            let what = format!("pgd_random_start_f32 len {len} {goal:?}");
-            let x_start = h.read::<f32>(startb);
-            assert_eq!(x_start, want, "{what}");
+            let dev = HarnessDevice::new();
+            let mut startb = dev.alloc_scratch::<f32>("start", len).unwrap();
+            let x0b = dev.upload("x0", &x0).unwrap();
+            let nb = dev.upload("noise", &noise).unwrap();
+            attack_cuda::pgd_random_start(
+                &dev,
+                eps,
+                &mut dev.view_mut(&mut startb),
+                &dev.view(&x0b),
+                &dev.view(&nb),
+            )
+            .unwrap();
+            let x_start = download(&dev, &startb);
+            assert_eq!(x_start, want, "pgd_random_start_f32 len {len} {goal:?}");
 
-            // the step updates x in place: an input buffer, holding the start
-            let xb = h.input("x", &x_start);
-            let gb = h.input("grad", &vec![0.0f32; len]);
-            let mut steps = Vec::new();
+            // the step updates x in place: an input buffer (not poisoned), holding the
+            // start
+            let mut xb = dev.upload("x", &x_start).unwrap();
             for k in 0..3 {
                 let (_, g) = pgd_inputs(len, seed + 2 + k);
                 pgd::step(&mut want, &g, &x0, step_direction(&config), eps);
-                h.write(gb, &g);
-                let args = [
-                    Arg::Buf(xb),
-                    Arg::Buf(gb),
-                    Arg::Buf(x0b),
-                    i64_arg(len),
-                    Arg::F32(step_direction(&config)),
-                    Arg::F32(eps),
-                ];
-                steps.push(
-                    h.launch("pgd_step_f32", dims(pgd_launch(len)), &args)
-                        .unwrap(),
-                );
-                let got = h.read::<f32>(xb);
+                let gb = dev.upload("grad", &g).unwrap();
+                attack_cuda::pgd_step(
+                    &dev,
+                    &config,
+                    &mut dev.view_mut(&mut xb),
+                    &dev.view(&gb),
+                    &dev.view(&x0b),
+                )
+                .unwrap();
+                let got = download(&dev, &xb);
                 let what = format!("pgd_step_f32 len {len} {goal:?} step {k}");
                 assert_eq!(got, want, "{what}");
                 assert!(
@@ -680,11 +822,20 @@ fn pgd_kernels_match_the_cpu_attack_bit_for_bit() {
                     "{what}: left the ball or the box"
                 );
             }
+            let reports = launched(
+                &dev,
+                &[
+                    "pgd_random_start_f32",
+                    "pgd_step_f32",
+                    "pgd_step_f32",
+                    "pgd_step_f32",
+                ],
+            );
             if len % 8 == 0 {
-                pin_once(&start, "x0", false, len);
-                pin_once(&start, "noise", false, len);
-                pin_once(&start, "start", true, len);
-                for report in &steps {
+                pin_once(&reports[0], "x0", false, len);
+                pin_once(&reports[0], "noise", false, len);
+                pin_once(&reports[0], "start", true, len);
+                for report in &reports[1..] {
                     for (buffer, store) in
                         [("x", false), ("grad", false), ("x0", false), ("x", true)]
                     {
@@ -694,6 +845,31 @@ fn pgd_kernels_match_the_cpu_attack_bit_for_bit() {
             }
         }
     }
+}
+
+#[test]
+fn pgd_wrappers_reject_wrong_lengths() {
+    let dev = HarnessDevice::new();
+    let mut x = dev.alloc_zeros::<f32>("x", 6).unwrap();
+    let x0_short = dev.alloc_zeros::<f32>("x0", 5).unwrap();
+    let g = dev.alloc_zeros::<f32>("grad", 6).unwrap();
+    let r = attack_cuda::pgd_step(
+        &dev,
+        &PgdConfig::paper(1),
+        &mut dev.view_mut(&mut x),
+        &dev.view(&g),
+        &dev.view(&x0_short),
+    );
+    assert_rejected(&dev, r, "x0");
+    let noise_long = dev.alloc_zeros::<f32>("noise", 7).unwrap();
+    let r = attack_cuda::pgd_random_start(
+        &dev,
+        0.1,
+        &mut dev.view_mut(&mut x),
+        &dev.view(&g),
+        &dev.view(&noise_long),
+    );
+    assert_rejected(&dev, r, "noise");
 }
 
 // ---- augmentation ----
@@ -713,34 +889,52 @@ fn augment_kernel_equals_crop_flip_batch_for_the_same_seed() {
         crop_flip_batch(&mut want, shape, &mut StdRng::seed_from_u64(seed)).unwrap();
         let draws = crop_flip_draws(n, &mut StdRng::seed_from_u64(seed));
 
-        let mut hs = Harness::new();
-        let srcb = hs.input("src", &x);
-        let dstb = hs.output::<f32>("dst", len);
-        let pb = hs.input("params", &crop_flip_params(&draws));
-        let args = [
-            Arg::Buf(srcb),
-            Arg::Buf(dstb),
-            Arg::Buf(pb),
-            i32_arg(n),
-            i32_arg(c),
-            i32_arg(h),
-            i32_arg(w),
-        ];
-        let report = hs
-            .launch("augment_crop_flip_f32", dims(crop_flip_launch(len)), &args)
-            .unwrap();
+        let dev = HarnessDevice::new();
+        let srcb = dev.upload("src", &x).unwrap();
+        let mut dstb = dev.alloc_scratch::<f32>("dst", len).unwrap();
+        let pb = dev.upload("params", &crop_flip_params(&draws)).unwrap();
+        augment::cuda::crop_flip_batch(
+            &dev,
+            shape,
+            &dev.view(&srcb),
+            &mut dev.view_mut(&mut dstb),
+            &dev.view(&pb),
+        )
+        .unwrap();
+        let reports = launched(&dev, &["augment_crop_flip_f32"]);
         assert_eq!(
-            hs.read::<f32>(dstb),
+            download(&dev, &dstb),
             want,
             "augment_crop_flip_f32 {shape:?}"
         );
         if len % 8 == 0 {
-            pin_once(&report, "dst", true, len);
+            pin_once(&reports[0], "dst", true, len);
         }
         if n >= 16 {
             assert!(draws.iter().any(|t| t.flip) && draws.iter().any(|t| !t.flip));
         }
     }
+}
+
+#[test]
+fn augment_wrapper_rejects_wrong_lengths_and_overflowing_shapes() {
+    let shape = [2, 3, 4, 5];
+    let len = 2 * 3 * 4 * 5;
+    let dev = HarnessDevice::new();
+    let src = dev.alloc_zeros::<f32>("src", len).unwrap();
+    let mut dst = dev.alloc_zeros::<f32>("dst", len).unwrap();
+    let params_short = dev.alloc_zeros::<i32>("params", 5).unwrap();
+    let mut run = |shape| {
+        augment::cuda::crop_flip_batch(
+            &dev,
+            shape,
+            &dev.view(&src),
+            &mut dev.view_mut(&mut dst),
+            &dev.view(&params_short),
+        )
+    };
+    assert_rejected(&dev, run(shape), "params");
+    assert_rejected(&dev, run([1 << 40, 1 << 40, 1, 1]), "n·c·h·w");
 }
 
 // ---- input normalization and the residual add ----
@@ -764,50 +958,81 @@ fn normalize_kernels_match_the_tape_op() {
         let want_y = tape.value(y).data().to_vec();
         tape.backward_with(y, dy64).unwrap();
 
-        let mut h = Harness::new();
-        let xb = h.input("x", &x);
-        let mb = h.input("mean", &mean);
-        let sb = h.input("stdev", &stdev);
-        let dyb = h.input("dy", &dy);
-        let yb = h.output::<f32>("y", len);
-        let dxb = h.output::<f32>("dx", len);
-        let launch = dims(normalize_launch(len));
-        let args = [
-            Arg::Buf(xb),
-            Arg::Buf(mb),
-            Arg::Buf(sb),
-            Arg::Buf(yb),
-            i64_arg(len),
-            i32_arg(c),
-            i32_arg(hw),
-        ];
-        let forward = h.launch("normalize_forward_f32", launch, &args).unwrap();
-        assert_close(
+        let dev = HarnessDevice::new();
+        let xb = dev.upload("x", &x).unwrap();
+        let mb = dev.upload("mean", &mean).unwrap();
+        let sb = dev.upload("stdev", &stdev).unwrap();
+        let dyb = dev.upload("dy", &dy).unwrap();
+        let mut yb = dev.alloc_scratch::<f32>("y", len).unwrap();
+        let mut dxb = dev.alloc_scratch::<f32>("dx", len).unwrap();
+        normalize_cuda::normalize_forward(
+            &dev,
+            c,
+            hw,
+            &dev.view(&xb),
+            &dev.view(&mb),
+            &dev.view(&sb),
+            &mut dev.view_mut(&mut yb),
+        )
+        .unwrap();
+        normalize_cuda::normalize_backward(
+            &dev,
+            c,
+            hw,
+            &dev.view(&dyb),
+            &dev.view(&sb),
+            &mut dev.view_mut(&mut dxb),
+        )
+        .unwrap();
+        let reports = launched(&dev, &["normalize_forward_f32", "normalize_backward_f32"]);
+        assert_matches(
             &format!("normalize_forward_f32 {shape:?}"),
-            &h.read::<f32>(yb),
+            &download(&dev, &yb),
             &want_y,
         );
-        let args = [
-            Arg::Buf(dyb),
-            Arg::Buf(sb),
-            Arg::Buf(dxb),
-            i64_arg(len),
-            i32_arg(c),
-            i32_arg(hw),
-        ];
-        let backward = h.launch("normalize_backward_f32", launch, &args).unwrap();
-        assert_close(
+        assert_matches(
             &format!("normalize_backward_f32 {shape:?}"),
-            &h.read::<f32>(dxb),
+            &download(&dev, &dxb),
             tape.grad(xv).unwrap(),
         );
         if len % 8 == 0 {
-            pin_once(&forward, "x", false, len);
-            pin_once(&forward, "y", true, len);
-            pin_once(&backward, "dy", false, len);
-            pin_once(&backward, "dx", true, len);
+            pin_once(&reports[0], "x", false, len);
+            pin_once(&reports[0], "y", true, len);
+            pin_once(&reports[1], "dy", false, len);
+            pin_once(&reports[1], "dx", true, len);
         }
     }
+}
+
+#[test]
+fn normalize_wrappers_reject_partial_images_and_wrong_lengths() {
+    let (c, hw) = (3, 4);
+    let dev = HarnessDevice::new();
+    let x = dev.alloc_zeros::<f32>("x", 2 * c * hw + 1).unwrap();
+    let stats = dev.alloc_zeros::<f32>("stats", c).unwrap();
+    let mut y = dev.alloc_zeros::<f32>("y", 2 * c * hw + 1).unwrap();
+    let r = normalize_cuda::normalize_forward(
+        &dev,
+        c,
+        hw,
+        &dev.view(&x),
+        &dev.view(&stats),
+        &dev.view(&stats),
+        &mut dev.view_mut(&mut y),
+    );
+    assert_rejected(&dev, r, "x");
+    let dy = dev.alloc_zeros::<f32>("dy", 2 * c * hw).unwrap();
+    let std_short = dev.alloc_zeros::<f32>("stdev", c - 1).unwrap();
+    let mut dx = dev.alloc_zeros::<f32>("dx", 2 * c * hw).unwrap();
+    let r = normalize_cuda::normalize_backward(
+        &dev,
+        c,
+        hw,
+        &dev.view(&dy),
+        &dev.view(&std_short),
+        &mut dev.view_mut(&mut dx),
+    );
+    assert_rejected(&dev, r, "std");
 }
 
 #[test]
@@ -821,23 +1046,42 @@ fn add_kernel_matches_the_tape_op() {
         let bv = tape.leaf(Tensor::new(&[len], b64).unwrap(), false);
         let y = add_op::add(&mut tape, av, bv).unwrap();
 
-        let mut h = Harness::new();
-        let ab = h.input("a", &a);
-        let bb = h.input("b", &b);
-        let yb = h.output::<f32>("y", len);
-        let args = [Arg::Buf(ab), Arg::Buf(bb), Arg::Buf(yb), i64_arg(len)];
-        let report = h
-            .launch("add_forward_f32", dims(add_launch(len)), &args)
-            .unwrap();
-        assert_close(
+        let dev = HarnessDevice::new();
+        let ab = dev.upload("a", &a).unwrap();
+        let bb = dev.upload("b", &b).unwrap();
+        let mut yb = dev.alloc_scratch::<f32>("y", len).unwrap();
+        add_cuda::add_forward(
+            &dev,
+            &dev.view(&ab),
+            &dev.view(&bb),
+            &mut dev.view_mut(&mut yb),
+        )
+        .unwrap();
+        let reports = launched(&dev, &["add_forward_f32"]);
+        assert_matches(
             &format!("add_forward_f32 len {len}"),
-            &h.read::<f32>(yb),
+            &download(&dev, &yb),
             tape.value(y).data(),
         );
         if len % 8 == 0 {
-            pin_once(&report, "a", false, len);
-            pin_once(&report, "b", false, len);
-            pin_once(&report, "y", true, len);
+            pin_once(&reports[0], "a", false, len);
+            pin_once(&reports[0], "b", false, len);
+            pin_once(&reports[0], "y", true, len);
         }
     }
+}
+
+#[test]
+fn add_wrapper_rejects_wrong_lengths() {
+    let dev = HarnessDevice::new();
+    let a = dev.alloc_zeros::<f32>("a", 8).unwrap();
+    let b_short = dev.alloc_zeros::<f32>("b", 7).unwrap();
+    let mut y = dev.alloc_zeros::<f32>("y", 8).unwrap();
+    let r = add_cuda::add_forward(
+        &dev,
+        &dev.view(&a),
+        &dev.view(&b_short),
+        &mut dev.view_mut(&mut y),
+    );
+    assert_rejected(&dev, r, "b");
 }

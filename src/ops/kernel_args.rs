@@ -13,6 +13,22 @@ pub(crate) fn kernel_long(op: &'static str, what: &str, v: usize) -> Result<i64>
     i64::try_from(v).map_err(|_| Error::shape(op, what, "a value below 2^63", v))
 }
 
+/// The product of `dims` (an element count), or a shape error naming `what` if it
+/// overflows `usize`: shapes have public fields, and a wrapped product could match a
+/// short view's length.
+pub(crate) fn element_count(op: &'static str, what: &str, dims: &[usize]) -> Result<usize> {
+    dims.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| {
+            Error::shape(
+                op,
+                what,
+                "a product that fits in usize",
+                format!("{dims:?}"),
+            )
+        })
+}
+
 /// Blocks of `per` threads (or items) covering `len`, at least one.
 pub(crate) fn blocks(len: usize, per: usize) -> u32 {
     len.div_ceil(per).clamp(1, u32::MAX as usize) as u32

@@ -7,7 +7,9 @@ pub mod device;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use sparta::launch::DeviceElem;
 use sparta::ops::{KernelFloat, LaunchDims};
+use sparta::KernelDevice;
 use sparta_harness::{Dims, Element};
 
 /// The harness's launch shape for the wrapper's [`LaunchDims`].
@@ -68,5 +70,36 @@ pub fn check_close(what: &str, got: &[f64], want: &[f64], tol: f64) -> Result<()
 pub fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
     if let Err(e) = check_close(what, got, want, tol) {
         panic!("{e}");
+    }
+}
+
+// ---- any device (the harness, or a GPU) ----
+
+/// `v` rounded to f32, in a new device buffer.
+pub fn upload_f32<D: KernelDevice>(dev: &D, name: &str, v: &[f64]) -> D::Buffer<f32> {
+    let f: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+    dev.upload(name, &f).unwrap()
+}
+
+/// An f32 buffer a wrapper overwrites (on the harness: poisoned, and must be fully
+/// written).
+pub fn scratch<D: KernelDevice>(dev: &D, name: &str, len: usize) -> D::Buffer<f32> {
+    dev.alloc_scratch(name, len).unwrap()
+}
+
+/// The contents of a device buffer.
+pub fn download<D: KernelDevice, T: DeviceElem>(dev: &D, buffer: &D::Buffer<T>) -> Vec<T> {
+    dev.download(&dev.view(buffer)).unwrap()
+}
+
+/// A device's f32 result within 1e-5 of the f64 CPU result, relative to the latter's
+/// largest magnitude (scale-aware: sums that cancel carry their terms' rounding). NaN
+/// never passes.
+pub fn assert_matches(what: &str, got: &[f32], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (f64::from(g) - w).abs();
+        assert!(err <= 1e-5 * scale, "{what}[{i}]: device {g} vs CPU {w}");
     }
 }

@@ -1,45 +1,60 @@
-//! The training augmentation on a CUDA GPU (`kernels/augment.cu`), f32, over device
-//! views.
-
-use cudarc::driver::{CudaView, CudaViewMut, PushKernelArg};
+//! The training augmentation on a [`KernelDevice`] (`kernels/augment.cu`), f32, over
+//! device views.
 
 use super::crop_flip_launch;
 use crate::classifier::BatchShape;
 use crate::error::{check_len, Result};
-use crate::ops::kernel_args::{kernel_int, kernel_long};
-use crate::Gpu;
+use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
+use crate::ops::kernel_args::{element_count, kernel_int, kernel_long};
 
 /// Crops and flips every image of the NCHW batch `src` into `dst` as `params` says
 /// (`[dy, dx, flip]` per image, from [`super::crop_flip_params`] of
 /// [`super::crop_flip_draws`]): the device counterpart of [`super::crop_flip_batch`].
-pub fn crop_flip_batch(
-    gpu: &Gpu,
+pub fn crop_flip_batch<D: KernelDevice>(
+    dev: &D,
     shape: BatchShape,
-    src: &CudaView<'_, f32>,
-    dst: &mut CudaViewMut<'_, f32>,
-    params: &CudaView<'_, i32>,
+    src: &D::View<'_, f32>,
+    dst: &mut D::ViewMut<'_, f32>,
+    params: &D::View<'_, i32>,
 ) -> Result<()> {
     const OP: &str = "crop_flip_batch";
     let [n, c, h, w] = shape;
-    let len = n * c * h * w;
+    let len = element_count(OP, "n·c·h·w", &shape)?;
     check_len(OP, "src", src.len(), len)?;
     check_len(OP, "dst", dst.len(), len)?;
-    check_len(OP, "params", params.len(), 3 * n)?;
+    check_len(
+        OP,
+        "params",
+        params.len(),
+        element_count(OP, "3·n", &[3, n])?,
+    )?;
     kernel_long(OP, "n·c·h·w", len)?;
-    let dims = [
+    let [n, c, h, w] = [
         kernel_int(OP, "n", n)?,
         kernel_int(OP, "c", c)?,
         kernel_int(OP, "h", h)?,
         kernel_int(OP, "w", w)?,
     ];
-    let f = gpu.function("augment", "augment_crop_flip_f32")?;
-    let mut launch = gpu.stream().launch_builder(&f);
-    launch.arg(src).arg(dst).arg(params);
-    for d in &dims {
-        launch.arg(d);
+    let args = [
+        dev.read(src),
+        dev.write(dst),
+        dev.read(params),
+        KernelArg::I32(n),
+        KernelArg::I32(c),
+        KernelArg::I32(h),
+        KernelArg::I32(w),
+    ];
+    // SAFETY: matches augment_crop_flip_f32(const float* src, float* dst,
+    // const int* params, int n, int c, int h, int w); src and dst hold n·c·h·w elements
+    // and params 3·n (checked above), and a source pixel is read only where the shifted
+    // row and column fall inside the image.
+    unsafe {
+        dev.launch(
+            "augment",
+            "augment_crop_flip_f32",
+            crop_flip_launch(len),
+            Determinism::BitExact,
+            &args,
+        )
     }
-    // SAFETY: matches augment_crop_flip_f32(src, dst, params, n, c, h, w); lengths
-    // checked.
-    unsafe { launch.launch(crop_flip_launch(len).into()) }?;
-    Ok(())
 }

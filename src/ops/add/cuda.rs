@@ -1,28 +1,33 @@
-//! Element-wise addition on a CUDA GPU (`kernels/add.cu`), f32, over device views.
-
-use cudarc::driver::{CudaView, CudaViewMut, PushKernelArg};
+//! Element-wise addition on a [`KernelDevice`] (`kernels/add.cu`), f32, over device
+//! views.
 
 use super::add_launch;
 use crate::error::{check_len, Result};
+use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
 use crate::ops::kernel_args::kernel_long;
-use crate::Gpu;
 
 /// `y = a + b` (the residual connection); `y` is overwritten. The gradient of both
 /// inputs is the incoming gradient itself, so there is no backward kernel.
-pub fn add_forward(
-    gpu: &Gpu,
-    a: &CudaView<'_, f32>,
-    b: &CudaView<'_, f32>,
-    y: &mut CudaViewMut<'_, f32>,
+pub fn add_forward<D: KernelDevice>(
+    dev: &D,
+    a: &D::View<'_, f32>,
+    b: &D::View<'_, f32>,
+    y: &mut D::ViewMut<'_, f32>,
 ) -> Result<()> {
     const OP: &str = "add_forward";
     check_len(OP, "b", b.len(), a.len())?;
     check_len(OP, "y", y.len(), a.len())?;
     let len = kernel_long(OP, "len", a.len())?;
-    let f = gpu.function("add", "add_forward_f32")?;
-    let mut launch = gpu.stream().launch_builder(&f);
-    launch.arg(a).arg(b).arg(y).arg(&len);
-    // SAFETY: matches add_forward_f32(a, b, y, len); lengths checked.
-    unsafe { launch.launch(add_launch(a.len()).into()) }?;
-    Ok(())
+    let args = [dev.read(a), dev.read(b), dev.write(y), KernelArg::I64(len)];
+    // SAFETY: matches add_forward_f32(const float* a, const float* b, float* y,
+    // long long len); all three views hold len elements (checked above).
+    unsafe {
+        dev.launch(
+            "add",
+            "add_forward_f32",
+            add_launch(a.len()),
+            Determinism::BitExact,
+            &args,
+        )
+    }
 }

@@ -1,22 +1,21 @@
-//! Input normalization on a CUDA GPU (`kernels/normalize.cu`), f32, over device views.
-
-use cudarc::driver::{CudaView, CudaViewMut, PushKernelArg};
+//! Input normalization on a [`KernelDevice`] (`kernels/normalize.cu`), f32, over device
+//! views.
 
 use super::normalize_launch;
 use crate::error::{check_len, Error, Result};
-use crate::ops::kernel_args::{kernel_int, kernel_long};
-use crate::Gpu;
+use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
+use crate::ops::kernel_args::{element_count, kernel_int, kernel_long};
 
 /// `(len, c, hw)` as kernel arguments, after checking `std` and that `x` is whole images.
-fn dims(
+fn dims<B>(
     op: &'static str,
     x_len: usize,
     channels: usize,
     hw: usize,
     stdev_len: usize,
-) -> Result<(i64, i32, i32)> {
+) -> Result<[KernelArg<B>; 3]> {
     check_len(op, "std", stdev_len, channels)?;
-    let image = channels * hw;
+    let image = element_count(op, "c·h·w", &[channels, hw])?;
     if image == 0 || x_len % image != 0 {
         return Err(Error::shape(
             op,
@@ -25,55 +24,75 @@ fn dims(
             x_len,
         ));
     }
-    Ok((
-        kernel_long(op, "len", x_len)?,
-        kernel_int(op, "c", channels)?,
-        kernel_int(op, "h·w", hw)?,
-    ))
+    Ok([
+        KernelArg::I64(kernel_long(op, "len", x_len)?),
+        KernelArg::I32(kernel_int(op, "c", channels)?),
+        KernelArg::I32(kernel_int(op, "h·w", hw)?),
+    ])
 }
 
 /// `y = (x − mean[c]) / std[c]` on `x [N, channels, hw]` (`N` from `x.len()`), as
 /// [`super::normalize`] forms it; `y` is overwritten.
-pub fn normalize_forward(
-    gpu: &Gpu,
+pub fn normalize_forward<D: KernelDevice>(
+    dev: &D,
     channels: usize,
     hw: usize,
-    x: &CudaView<'_, f32>,
-    mean: &CudaView<'_, f32>,
-    stdev: &CudaView<'_, f32>,
-    y: &mut CudaViewMut<'_, f32>,
+    x: &D::View<'_, f32>,
+    mean: &D::View<'_, f32>,
+    stdev: &D::View<'_, f32>,
+    y: &mut D::ViewMut<'_, f32>,
 ) -> Result<()> {
     const OP: &str = "normalize_forward";
     check_len(OP, "mean", mean.len(), channels)?;
     check_len(OP, "y", y.len(), x.len())?;
-    let (len, c, hw_arg) = dims(OP, x.len(), channels, hw, stdev.len())?;
-    let f = gpu.function("normalize", "normalize_forward_f32")?;
-    let mut launch = gpu.stream().launch_builder(&f);
-    launch.arg(x).arg(mean).arg(stdev).arg(y);
-    launch.arg(&len).arg(&c).arg(&hw_arg);
-    // SAFETY: matches normalize_forward_f32(x, mean, stdev, y, len, c, hw); lengths
-    // checked.
-    unsafe { launch.launch(normalize_launch(x.len()).into()) }?;
-    Ok(())
+    let [len, c, hw_arg] = dims(OP, x.len(), channels, hw, stdev.len())?;
+    let args = [
+        dev.read(x),
+        dev.read(mean),
+        dev.read(stdev),
+        dev.write(y),
+        len,
+        c,
+        hw_arg,
+    ];
+    // SAFETY: matches normalize_forward_f32(const float* x, const float* mean,
+    // const float* stdev, float* y, long long len, int c, int hw); x and y hold len
+    // elements, mean and stdev c (checked above), and element i reads channel
+    // (i / hw) % c.
+    unsafe {
+        dev.launch(
+            "normalize",
+            "normalize_forward_f32",
+            normalize_launch(x.len()),
+            Determinism::BitExact,
+            &args,
+        )
+    }
 }
 
 /// The input gradient `dx = dy / std[c]`; `dx` is overwritten.
-pub fn normalize_backward(
-    gpu: &Gpu,
+pub fn normalize_backward<D: KernelDevice>(
+    dev: &D,
     channels: usize,
     hw: usize,
-    dy: &CudaView<'_, f32>,
-    stdev: &CudaView<'_, f32>,
-    dx: &mut CudaViewMut<'_, f32>,
+    dy: &D::View<'_, f32>,
+    stdev: &D::View<'_, f32>,
+    dx: &mut D::ViewMut<'_, f32>,
 ) -> Result<()> {
     const OP: &str = "normalize_backward";
     check_len(OP, "dx", dx.len(), dy.len())?;
-    let (len, c, hw_arg) = dims(OP, dy.len(), channels, hw, stdev.len())?;
-    let f = gpu.function("normalize", "normalize_backward_f32")?;
-    let mut launch = gpu.stream().launch_builder(&f);
-    launch.arg(dy).arg(stdev).arg(dx);
-    launch.arg(&len).arg(&c).arg(&hw_arg);
-    // SAFETY: matches normalize_backward_f32(dy, stdev, dx, len, c, hw); lengths checked.
-    unsafe { launch.launch(normalize_launch(dy.len()).into()) }?;
-    Ok(())
+    let [len, c, hw_arg] = dims(OP, dy.len(), channels, hw, stdev.len())?;
+    let args = [dev.read(dy), dev.read(stdev), dev.write(dx), len, c, hw_arg];
+    // SAFETY: matches normalize_backward_f32(const float* dy, const float* stdev,
+    // float* dx, long long len, int c, int hw); dy and dx hold len elements, stdev c
+    // (checked above), and element i reads channel (i / hw) % c.
+    unsafe {
+        dev.launch(
+            "normalize",
+            "normalize_backward_f32",
+            normalize_launch(dy.len()),
+            Determinism::BitExact,
+            &args,
+        )
+    }
 }
