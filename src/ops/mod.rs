@@ -8,6 +8,7 @@ pub mod gate;
 pub(crate) mod kernel_args;
 mod par;
 pub mod pool;
+pub(crate) mod reduce;
 pub mod relu;
 pub mod sanet;
 

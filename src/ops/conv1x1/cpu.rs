@@ -3,6 +3,7 @@
 use super::Conv1x1Shape;
 use crate::error::{check_len, Result};
 use crate::gemm::{gemm, Op};
+use crate::ops::reduce;
 use crate::real::Real;
 
 /// `y[n] = W · x[n] + b`; `y` is overwritten. `w` is `[cout, cin]`, `b` is `[cout]`.
@@ -60,7 +61,7 @@ pub fn conv1x1_backward<T: Real>(
         check_len(OP, "db", db.len(), co)?;
         for dyn_ in dy.chunks(co * p) {
             for (g, row) in db.iter_mut().zip(dyn_.chunks(p)) {
-                *g += row.iter().copied().sum::<T>();
+                *g += reduce::sum(row);
             }
         }
     }

@@ -13,6 +13,7 @@ use crate::ops::fc::cpu::{fc_backward, fc_forward};
 use crate::ops::fc::FcShape;
 use crate::ops::pool::cpu::{pool_backward, pool_forward};
 use crate::ops::pool::PoolShape;
+use crate::ops::reduce;
 use crate::real::Real;
 
 fn check_params<T: Real>(
@@ -115,12 +116,10 @@ fn relu_in_place<T: Real>(v: &mut [T]) {
 fn relu_rows_and_means<T: Real>(h: &mut [T], p: usize, means: &mut [T]) {
     let inv = T::one() / T::of_f64(p as f64);
     for (row, mean) in h.chunks_mut(p).zip(means.iter_mut()) {
-        let mut sum = T::zero();
         for v in row.iter_mut() {
             *v = v.max(T::zero());
-            sum += *v;
         }
-        *mean = sum * inv;
+        *mean = reduce::sum(row) * inv;
     }
 }
 
@@ -137,7 +136,7 @@ fn conv5_one_sample<T: Real>(h: &[T], p: usize, w5: &[T], b5: T, s: &mut [T]) {
 /// Conv5's weight gradient for one sample: `dw5[k] = Σ_j ds[j]·h[k, j]`.
 fn conv5_weight_grad_one_sample<T: Real>(h: &[T], p: usize, ds: &[T], dw5: &mut [T]) {
     for (g, row) in dw5.iter_mut().zip(h.chunks(p)) {
-        *g = row.iter().zip(ds).map(|(&a, &b)| a * b).sum::<T>();
+        *g = reduce::dot(row, ds);
     }
 }
 
@@ -287,7 +286,7 @@ pub fn sanet_backward_fused<T: Real>(
                         *v = v.max(T::zero());
                     }
                     conv5_weight_grad_one_sample(h, p, ds_i, &mut dw5);
-                    db5[0] = ds_i.iter().copied().sum::<T>();
+                    db5[0] = reduce::sum(ds_i);
                     let head_i = head_sum.as_mut().map(|(w, b)| (&mut w[..], &mut b[..]));
                     let q_i = &out.q[i * co..(i + 1) * co];
                     head_backward(src, co, q_i, &dw5, &db5, &mut dq, head_i);
