@@ -38,6 +38,23 @@ pub(crate) fn sum<T: Real>(v: &[T]) -> T {
     combine(lanes)
 }
 
+/// Replaces each `v[i]` by `f(v[i])` and returns the sum of the new values, in one pass.
+pub(crate) fn map_and_sum<T: Real>(v: &mut [T], f: impl Fn(T) -> T) -> T {
+    let mut lanes = [T::zero(); LANES];
+    let mut chunks = v.chunks_exact_mut(LANES);
+    for chunk in &mut chunks {
+        for (l, x) in lanes.iter_mut().zip(chunk) {
+            *x = f(*x);
+            *l += *x;
+        }
+    }
+    for (l, x) in lanes.iter_mut().zip(chunks.into_remainder()) {
+        *x = f(*x);
+        *l += *x;
+    }
+    combine(lanes)
+}
+
 /// `Σ a[i]·b[i]` over the shorter of the two.
 pub(crate) fn dot<T: Real>(a: &[T], b: &[T]) -> T {
     let len = a.len().min(b.len());
@@ -72,6 +89,17 @@ mod tests {
             );
             assert!(
                 (dot(&a, &b) - want_dot).abs() <= 1e-12 * (1.0 + want_dot.abs()),
+                "{len}"
+            );
+            let mut mapped = a.clone();
+            let want_map: f64 = a.iter().map(|v| v.max(0.0)).sum();
+            let got_map = map_and_sum(&mut mapped, |v| v.max(0.0));
+            assert!(
+                (got_map - want_map).abs() <= 1e-12 * (1.0 + want_map),
+                "{len}"
+            );
+            assert!(
+                mapped.iter().zip(&a).all(|(m, v)| *m == v.max(0.0)),
                 "{len}"
             );
             let nan = [f64::NAN].repeat(len.min(1));

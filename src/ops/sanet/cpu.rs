@@ -116,10 +116,7 @@ fn relu_in_place<T: Real>(v: &mut [T]) {
 fn relu_rows_and_means<T: Real>(h: &mut [T], p: usize, means: &mut [T]) {
     let inv = T::one() / T::of_f64(p as f64);
     for (row, mean) in h.chunks_mut(p).zip(means.iter_mut()) {
-        for v in row.iter_mut() {
-            *v = v.max(T::zero());
-        }
-        *mean = reduce::sum(row) * inv;
+        *mean = reduce::map_and_sum(row, |v| v.max(T::zero())) * inv;
     }
 }
 
