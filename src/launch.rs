@@ -36,7 +36,7 @@ use cudarc::driver::{
     SyncOnDrop, ValidAsZeroBits,
 };
 
-use crate::error::{Error, Result};
+use crate::error::{check_len, Error, Result};
 use crate::ops::LaunchDims;
 use crate::Gpu;
 
@@ -136,8 +136,8 @@ pub trait KernelDevice {
     type View<'a, T: DeviceElem>: ViewLen;
     /// A writable view.
     type ViewMut<'a, T: DeviceElem>: ViewLen;
-    /// An owned device allocation.
-    type Buffer<T: DeviceElem>;
+    /// An owned device allocation (`'static`: a caching allocator keeps freed buffers).
+    type Buffer<T: DeviceElem>: 'static;
     /// A buffer argument of a launch, its element type erased.
     type BufferArg<'a>
     where
@@ -155,6 +155,14 @@ pub trait KernelDevice {
     fn download<T: DeviceElem>(&self, view: &Self::View<'_, T>) -> Result<Vec<T>>;
     /// Sets every element of a view to zero.
     fn zero<T: DeviceElem>(&self, view: &mut Self::ViewMut<'_, T>) -> Result<()>;
+    /// Copies `data` into a view of the same length (queued like a launch).
+    fn write_host<T: DeviceElem>(&self, view: &mut Self::ViewMut<'_, T>, data: &[T]) -> Result<()>;
+    /// Copies one view into another of the same length (queued like a launch).
+    fn copy<T: DeviceElem>(
+        &self,
+        src: &Self::View<'_, T>,
+        dst: &mut Self::ViewMut<'_, T>,
+    ) -> Result<()>;
 
     /// All of a buffer, read-only.
     fn view<'a, T: DeviceElem>(&self, buffer: &'a Self::Buffer<T>) -> Self::View<'a, T>;
@@ -261,6 +269,20 @@ impl KernelDevice for Gpu {
 
     fn zero<T: DeviceElem>(&self, view: &mut CudaViewMut<'_, T>) -> Result<()> {
         Ok(self.stream().memset_zeros(view)?)
+    }
+
+    fn write_host<T: DeviceElem>(&self, view: &mut CudaViewMut<'_, T>, data: &[T]) -> Result<()> {
+        check_len("write_host", "data", data.len(), view.len())?;
+        Ok(self.stream().memcpy_htod(data, view)?)
+    }
+
+    fn copy<T: DeviceElem>(
+        &self,
+        src: &CudaView<'_, T>,
+        dst: &mut CudaViewMut<'_, T>,
+    ) -> Result<()> {
+        check_len("copy", "destination", dst.len(), src.len())?;
+        Ok(self.stream().memcpy_dtod(src, dst)?)
     }
 
     fn view<'a, T: DeviceElem>(&self, buffer: &'a CudaSlice<T>) -> CudaView<'a, T> {
@@ -377,6 +399,12 @@ impl<D: KernelDevice> KernelDevice for Arc<D> {
     }
     fn zero<T: DeviceElem>(&self, view: &mut D::ViewMut<'_, T>) -> Result<()> {
         (**self).zero(view)
+    }
+    fn write_host<T: DeviceElem>(&self, view: &mut D::ViewMut<'_, T>, data: &[T]) -> Result<()> {
+        (**self).write_host(view, data)
+    }
+    fn copy<T: DeviceElem>(&self, src: &D::View<'_, T>, dst: &mut D::ViewMut<'_, T>) -> Result<()> {
+        (**self).copy(src, dst)
     }
     fn view<'a, T: DeviceElem>(&self, buffer: &'a D::Buffer<T>) -> D::View<'a, T> {
         (**self).view(buffer)

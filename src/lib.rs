@@ -1,12 +1,14 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod alloc;
 pub mod attack;
 pub mod autograd;
 pub mod checkpoint;
 pub mod classifier;
 pub mod data;
 pub mod device;
+pub mod dry_run;
 pub mod error;
 pub mod gemm;
 pub mod launch;

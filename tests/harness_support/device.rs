@@ -58,6 +58,20 @@ fn same<T: 'static, U: 'static>(v: Vec<T>) -> Vec<U> {
         .expect("DeviceElem::DTYPE names the element type")
 }
 
+/// A shape error unless `got == expected` (elements).
+fn same_len(op: &'static str, what: &str, got: usize, expected: usize) -> Result<()> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(Error::shape(
+            op,
+            what,
+            format!("{expected} elements"),
+            format!("{got} elements"),
+        ))
+    }
+}
+
 /// A range of a harness buffer, read-only.
 pub struct HarnessView<T> {
     buf: Buf,
@@ -229,6 +243,24 @@ impl KernelDevice for HarnessDevice {
             h.write(v.buf, &all);
         });
         Ok(())
+    }
+
+    fn write_host<T: DeviceElem>(&self, view: &mut HarnessViewMut<T>, data: &[T]) -> Result<()> {
+        let v = &view.0;
+        same_len("write_host", "data", data.len(), v.len)?;
+        with_elem!(T, U => {
+            let mut h = self.harness.borrow_mut();
+            let mut all = h.read::<U>(v.buf);
+            all[v.offset..v.offset + v.len].copy_from_slice(&same::<T, U>(data.to_vec()));
+            h.write(v.buf, &all);
+        });
+        Ok(())
+    }
+
+    fn copy<T: DeviceElem>(&self, src: &HarnessView<T>, dst: &mut HarnessViewMut<T>) -> Result<()> {
+        same_len("copy", "destination", dst.0.len, src.len)?;
+        let data = self.download(src)?;
+        self.write_host(dst, &data)
     }
 
     fn view<T: DeviceElem>(&self, buffer: &HarnessBuffer<T>) -> HarnessView<T> {
