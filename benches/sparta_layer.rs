@@ -157,10 +157,16 @@ fn cuda_layer_vs_relu(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new(name, &id), |b| {
                 b.iter(|| {
                     let (_, cache) = layer
-                        .forward_cuda(&gpu, &weights, &x.as_view(), BATCH, h, w, path)
+                        .forward_cuda(&gpu, &weights.views(&gpu), &x.as_view(), BATCH, h, w, path)
                         .unwrap();
                     let grads = layer
-                        .backward_cuda(&gpu, &weights, &x.as_view(), &cache, &dy.as_view())
+                        .backward_cuda(
+                            &gpu,
+                            &weights.views(&gpu),
+                            &x.as_view(),
+                            &cache,
+                            &dy.as_view(),
+                        )
                         .unwrap();
                     stream.synchronize().unwrap();
                     grads

@@ -88,11 +88,11 @@ fn check_layer<D: KernelDevice>(dev: &D, cases: &[Case]) {
             for path in [SanetPath::Fused, SanetPath::Unfused] {
                 let what = format!("C {ch} DPNet {dpnet} B {block} frozen {frozen} {path:?}");
                 let (y_d, cache_d) = layer32
-                    .forward_cuda(dev, &weights, &x_v, n, h, w, path)
+                    .forward_cuda(dev, &weights.views(dev), &x_v, n, h, w, path)
                     .unwrap();
                 assert_matches(&format!("{what} y"), &down(&y_d), &y_ref);
                 let g = layer32
-                    .backward_cuda(dev, &weights, &x_v, &cache_d, &dy_v)
+                    .backward_cuda(dev, &weights.views(dev), &x_v, &cache_d, &dy_v)
                     .unwrap();
                 assert_matches(&format!("{what} dx"), &down(&g.dx), &g_ref.dx);
                 assert_eq!(g.params.len(), g_ref.params.len(), "{what}");

@@ -24,6 +24,13 @@ pub struct SpartaCudaWeights<D: KernelDevice = Gpu> {
     pub tensors: Vec<D::Buffer<f32>>,
 }
 
+impl<D: KernelDevice> SpartaCudaWeights<D> {
+    /// Views of the parameters, as [`SpartaLayer::forward_cuda`] takes them.
+    pub fn views<'a>(&'a self, dev: &D) -> Vec<D::View<'a, f32>> {
+        self.tensors.iter().map(|t| dev.view(t)).collect()
+    }
+}
+
 /// What [`SpartaLayer::backward_cuda`] needs: p, ReLU(Conv1(p)), c, q, DPNet's output
 /// rows, s, the block-pooled X (B > 1) and, for the unfused path only, h.
 pub struct SpartaCudaCache<D: KernelDevice = Gpu> {
@@ -58,18 +65,35 @@ pub struct SpartaCudaGrads<D: KernelDevice = Gpu> {
     pub params: Vec<D::Buffer<f32>>,
 }
 
-/// Where Conv5's per-sample weights are: `(weights, bias buffer, bias offset, ld)` —
-/// DPNet's rows (`ld = Co + 1`, bias at offset Co of the same buffer) or the learned
-/// vector broadcast (`ld = 0`).
+/// All of a view, as a new view (to hold beside views made from buffers).
+fn whole<'a, D: KernelDevice>(dev: &D, v: &'a D::View<'_, f32>) -> Result<D::View<'a, f32>> {
+    dev.slice(v, 0..v.len())
+}
+
+/// Conv5's per-sample weights, biases and row stride.
+type Conv5Rows<'a, D> = (
+    <D as KernelDevice>::View<'a, f32>,
+    <D as KernelDevice>::View<'a, f32>,
+    usize,
+);
+
+/// Conv5's per-sample weights and biases and their row stride `ld`: DPNet's rows
+/// (`ld = Co + 1`, the bias at offset Co of the same buffer) or the learned vector
+/// broadcast (`ld = 0`).
 fn conv5_rows<'a, D: KernelDevice>(
+    dev: &D,
     head: Option<&'a D::Buffer<f32>>,
-    weights: &'a SpartaCudaWeights<D>,
+    weights: &'a [D::View<'_, f32>],
     co: usize,
-) -> (&'a D::Buffer<f32>, &'a D::Buffer<f32>, usize, usize) {
-    match head {
-        Some(d) => (d, d, co, co + 1),
-        None => (&weights.tensors[6], &weights.tensors[7], 0, 0),
-    }
+) -> Result<Conv5Rows<'a, D>> {
+    Ok(match head {
+        Some(d) => (
+            dev.view(d),
+            dev.view_range(d, co..buffer_len(dev, d))?,
+            co + 1,
+        ),
+        None => (whole(dev, &weights[6])?, whole(dev, &weights[7])?, 0),
+    })
 }
 
 /// Elements of a buffer.
@@ -106,26 +130,23 @@ impl SpartaLayer<f32> {
         Ok(SpartaCudaWeights { tensors })
     }
 
-    fn check_weights<D: KernelDevice>(
-        &self,
-        dev: &D,
-        weights: &SpartaCudaWeights<D>,
-    ) -> Result<()> {
+    fn check_weights<D: KernelDevice>(&self, weights: &[D::View<'_, f32>]) -> Result<()> {
         const OP: &str = "sparta_cuda";
-        check_len(OP, "weights", weights.tensors.len(), self.tensors.len())?;
-        for ((name, shape), t) in self.config.param_shapes().iter().zip(&weights.tensors) {
-            check_len(OP, name, buffer_len(dev, t), shape.iter().product())?;
+        check_len(OP, "weights", weights.len(), self.tensors.len())?;
+        for ((name, shape), t) in self.config.param_shapes().iter().zip(weights) {
+            check_len(OP, name, t.len(), shape.iter().product())?;
         }
         Ok(())
     }
 
     /// Forward on a device (a GPU, or the CPU kernel harness in tests): `x`
-    /// `[n, C, h, w]` on `dev`, weights from [`Self::to_cuda`].
+    /// `[n, C, h, w]` on `dev`, weights in [`SpartaLayer::params`] order (views of
+    /// [`Self::to_cuda`]'s buffers, [`SpartaCudaWeights::views`], or of a model's).
     #[allow(clippy::too_many_arguments)]
     pub fn forward_cuda<D: KernelDevice>(
         &self,
         dev: &D,
-        weights: &SpartaCudaWeights<D>,
+        weights: &[D::View<'_, f32>],
         x: &D::View<'_, f32>,
         n: usize,
         h: usize,
@@ -134,9 +155,9 @@ impl SpartaLayer<f32> {
     ) -> Result<(D::Buffer<f32>, SpartaCudaCache<D>)> {
         let (shape, sn) = self.shapes(n, h, w)?;
         check_len("sparta_forward_cuda", "x", x.len(), shape.x_len())?;
-        self.check_weights(dev, weights)?;
+        self.check_weights::<D>(weights)?;
         let (c, co, px) = (self.config.channels, self.config.reduced(), sn.pixels);
-        let t = &weights.tensors;
+        let t = weights;
 
         // CANet: c = Conv2(ReLU(Conv1(mean_hw X))).
         let mut p = dev.alloc_scratch::<f32>("p", n * c)?;
@@ -152,8 +173,8 @@ impl SpartaLayer<f32> {
             dev,
             &conv1,
             &dev.view(&p),
-            &dev.view(&t[0]),
-            &dev.view(&t[1]),
+            &t[0],
+            &t[1],
             &mut dev.view_mut(&mut a1),
             true,
         )?;
@@ -163,8 +184,8 @@ impl SpartaLayer<f32> {
             dev,
             &conv2,
             &dev.view(&a1),
-            &dev.view(&t[2]),
-            &dev.view(&t[3]),
+            &t[2],
+            &t[3],
             &mut dev.view_mut(&mut cvec),
             false,
         )?;
@@ -190,7 +211,7 @@ impl SpartaLayer<f32> {
                 Some(b) => dev.view(b),
                 None => dev.slice(x, 0..x.len())?,
             };
-            let (w3, b3) = (dev.view(&t[CONV3_W]), dev.view(&t[CONV3_B]));
+            let (w3, b3) = (whole(dev, &t[CONV3_W])?, whole(dev, &t[CONV3_B])?);
             hbuf = match path {
                 SanetPath::Fused => {
                     sanet::sanet_pool(dev, &sn, &xs_view, &w3, &b3, &mut dev.view_mut(&mut q))?;
@@ -220,8 +241,8 @@ impl SpartaLayer<f32> {
                     dev,
                     &conv4,
                     &dev.view(&q),
-                    &dev.view(&t[6]),
-                    &dev.view(&t[7]),
+                    &t[6],
+                    &t[7],
                     &mut dev.view_mut(&mut d),
                     false,
                 )?;
@@ -229,9 +250,7 @@ impl SpartaLayer<f32> {
             } else {
                 None
             };
-            let (w5_buf, b5_buf, b5_at, ld) = conv5_rows(head.as_ref(), weights, co);
-            let w5 = dev.view(w5_buf);
-            let b5 = dev.view_range(b5_buf, b5_at..buffer_len(dev, b5_buf))?;
+            let (w5, b5, ld) = conv5_rows(dev, head.as_ref(), weights, co)?;
             match &hbuf {
                 None => sanet::sanet_conv5(
                     dev,
@@ -284,7 +303,7 @@ impl SpartaLayer<f32> {
     pub fn backward_cuda<D: KernelDevice>(
         &self,
         dev: &D,
-        weights: &SpartaCudaWeights<D>,
+        weights: &[D::View<'_, f32>],
         x: &D::View<'_, f32>,
         cache: &SpartaCudaCache<D>,
         dy: &D::View<'_, f32>,
@@ -296,9 +315,9 @@ impl SpartaLayer<f32> {
         check_len(OP, "cache block", shape.block, self.config.block)?;
         check_len(OP, "x", x.len(), shape.x_len())?;
         check_len(OP, "dy", dy.len(), shape.x_len())?;
-        self.check_weights(dev, weights)?;
+        self.check_weights::<D>(weights)?;
         let (n, c, co, px) = (shape.n, shape.c, self.config.reduced(), sn.pixels);
-        let t = &weights.tensors;
+        let t = weights;
 
         // dx is overwritten by the gate, then the pools add into it: zeros, not scratch.
         let mut dx = dev.alloc_zeros::<f32>("dx", shape.x_len())?;
@@ -319,7 +338,7 @@ impl SpartaLayer<f32> {
         let mut params = Vec::new();
         if !self.config.frozen {
             for (p, (name, _)) in t.iter().zip(self.config.param_shapes()) {
-                params.push(dev.alloc_zeros::<f32>(&format!("d{name}"), buffer_len(dev, p))?);
+                params.push(dev.alloc_zeros::<f32>(&format!("d{name}"), p.len())?);
             }
         }
         let mut views = params.iter_mut().map(|g| dev.view_mut(g));
@@ -332,7 +351,7 @@ impl SpartaLayer<f32> {
             dev,
             &FcShape::new(n, co, c)?,
             &dev.view(&cache.a1),
-            &dev.view(&t[2]),
+            &t[2],
             &dev.view(&dc),
             Some(&mut dev.view_mut(&mut da1)),
             weight_and_bias::<D>(g2w, g2b),
@@ -343,7 +362,7 @@ impl SpartaLayer<f32> {
             dev,
             &FcShape::new(n, c, co)?,
             &dev.view(&cache.p),
-            &dev.view(&t[0]),
+            &t[0],
             &dev.view(&da1),
             Some(&mut dev.view_mut(&mut dp)),
             weight_and_bias::<D>(g1w, g1b),
@@ -356,7 +375,7 @@ impl SpartaLayer<f32> {
             Some(b) => dev.view(b),
             None => dev.slice(x, 0..x.len())?,
         };
-        let (w3, b3) = (dev.view(&t[CONV3_W]), dev.view(&t[CONV3_B]));
+        let (w3, b3) = (whole(dev, &t[CONV3_W])?, whole(dev, &t[CONV3_B])?);
         let dyn_shape = DynConvShape::new(n, co, px)?;
         let ds_view = dev.view(&ds);
         let conv5_weight_grads = |dw: &mut D::ViewMut<'_, f32>, ld: usize| -> Result<()> {
@@ -384,7 +403,7 @@ impl SpartaLayer<f32> {
                 dev,
                 &FcShape::new(n, co, co + 1)?,
                 &dev.view(&cache.q),
-                &dev.view(&t[6]),
+                &t[6],
                 &dev.view(&dd),
                 Some(&mut dev.view_mut(&mut dq)),
                 weight_and_bias::<D>(ghw, ghb),
@@ -395,8 +414,7 @@ impl SpartaLayer<f32> {
         }
 
         // dh, then Conv3's backward; for B > 1 dxs flows into dX through the block pool.
-        let (w5_buf, _, _, ld) = conv5_rows(cache.head.as_ref(), weights, co);
-        let w5 = dev.view(w5_buf);
+        let (w5, _, ld) = conv5_rows(dev, cache.head.as_ref(), weights, co)?;
         // The unfused path adds into dh: zeros, not scratch.
         let mut dh = dev.alloc_zeros::<f32>("dh", sn.h_len())?;
         {
