@@ -137,15 +137,16 @@ impl ResNetConfig {
 
 /// Parameter and buffer indices of one batch norm.
 #[derive(Clone, Copy, Debug)]
-struct Bn {
-    gamma: usize,
-    beta: usize,
-    mean: usize,
-    var: usize,
+pub(crate) struct Bn {
+    pub(crate) gamma: usize,
+    pub(crate) beta: usize,
+    pub(crate) mean: usize,
+    pub(crate) var: usize,
 }
 
+/// A block's post-residual activation.
 #[derive(Clone, Copy, Debug)]
-enum Act {
+pub(crate) enum Act {
     Relu,
     /// Index into [`ResNet::sparta`].
     Sparta(usize),
@@ -153,9 +154,9 @@ enum Act {
 
 /// A SPARTA slot: the layer (for its configuration; weights live in the model's
 /// parameter list) and the indices of its parameters there.
-struct SpartaSlot<T: Real> {
-    layer: SpartaLayer<T>,
-    params: Vec<usize>,
+pub(crate) struct SpartaSlot<T: Real> {
+    pub(crate) layer: SpartaLayer<T>,
+    pub(crate) params: Vec<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -169,6 +170,68 @@ struct Block {
     act: Act,
 }
 
+/// The ops a ResNet forward pass is made of, on some tape: the CPU pass here and the
+/// device pass of [`super::device_resnet`] implement them, so the network's wiring
+/// ([`Arch::forward`]) is written once. Weights are named by their index in the model's
+/// parameter list.
+pub(crate) trait Layers {
+    /// The input normalization layer.
+    fn normalize(&mut self, x: Var) -> Result<Var>;
+    /// A bias-free square convolution with parameter `weight`.
+    fn conv2d(&mut self, x: Var, weight: usize, stride: usize, pad: usize) -> Result<Var>;
+    /// Batch norm (batch statistics in training, running ones otherwise).
+    fn bn(&mut self, x: Var, bn: Bn) -> Result<Var>;
+    /// ReLU.
+    fn relu(&mut self, x: Var) -> Result<Var>;
+    /// The residual addition.
+    fn add(&mut self, a: Var, b: Var) -> Result<Var>;
+    /// SPARTA slot `slot` as one fused node.
+    fn sparta(&mut self, x: Var, slot: usize) -> Result<Var>;
+    /// Mean over H×W.
+    fn global_avg_pool(&mut self, x: Var) -> Result<Var>;
+    /// `x·Wᵀ + b`.
+    fn linear(&mut self, x: Var, weight: usize, bias: usize) -> Result<Var>;
+}
+
+/// The network's wiring: which parameters each layer uses, in forward order.
+#[derive(Clone, Debug)]
+pub(crate) struct Arch {
+    stem: (usize, Bn),
+    blocks: Vec<Block>,
+    fc: (usize, usize),
+}
+
+impl Arch {
+    /// Pushes the forward pass of the images `x` and returns the logits.
+    pub(crate) fn forward<L: Layers>(&self, l: &mut L, x: Var) -> Result<Var> {
+        let h = l.normalize(x)?;
+        let h = l.conv2d(h, self.stem.0, 1, 1)?;
+        let h = l.bn(h, self.stem.1)?;
+        let mut h = l.relu(h)?;
+        for blk in &self.blocks {
+            let o = l.conv2d(h, blk.conv1, blk.stride, 1)?;
+            let o = l.bn(o, blk.bn1)?;
+            let o = l.relu(o)?;
+            let o = l.conv2d(o, blk.conv2, 1, 1)?;
+            let o = l.bn(o, blk.bn2)?;
+            let short = match blk.shortcut {
+                Some((conv, bn)) => {
+                    let s = l.conv2d(h, conv, blk.stride, 0)?;
+                    l.bn(s, bn)?
+                }
+                None => h,
+            };
+            let sum = l.add(o, short)?;
+            h = match blk.act {
+                Act::Relu => l.relu(sum)?,
+                Act::Sparta(i) => l.sparta(sum, i)?,
+            };
+        }
+        let p = l.global_avg_pool(h)?;
+        l.linear(p, self.fc.0, self.fc.1)
+    }
+}
+
 /// One row of [`ResNet::summary`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct SummaryRow {
@@ -180,21 +243,19 @@ pub struct SummaryRow {
     pub params: usize,
 }
 
-const BN_EPS: f64 = 1e-5;
-const BN_MOMENTUM: f64 = 0.1;
+pub(crate) const BN_EPS: f64 = 1e-5;
+pub(crate) const BN_MOMENTUM: f64 = 0.1;
 
 /// A CIFAR-style ResNet with its SGD state.
 pub struct ResNet<T: Real> {
     config: ResNetConfig,
     params: Vec<Named<T>>,
     buffers: Vec<Named<T>>,
-    stem: (usize, Bn),
-    blocks: Vec<Block>,
-    sparta: Vec<SpartaSlot<T>>,
-    fc: (usize, usize),
-    sgd: Sgd<T>,
+    pub(crate) arch: Arch,
+    pub(crate) sparta: Vec<SpartaSlot<T>>,
+    pub(crate) sgd: Sgd<T>,
     /// Per parameter: whether training updates it (false for frozen SPARTA layers).
-    trainable: Vec<bool>,
+    pub(crate) trainable: Vec<bool>,
 }
 
 struct Builder<'a, T> {
@@ -240,16 +301,25 @@ impl<T: Real> Builder<'_, T> {
     }
 }
 
-/// Per-forward context: the tape, parameter handles, mode and buffers to update.
+/// Per-forward context on the CPU tape: parameter handles, mode and buffers to update.
 struct Pass<'a, T: Real> {
     tape: &'a mut Tape<T>,
     sparta: &'a [SpartaSlot<T>],
     pv: Vec<Var>,
     train: bool,
     buffers: &'a mut [Named<T>],
+    config: &'a ResNetConfig,
 }
 
-impl<T: Real> Pass<'_, T> {
+impl<T: Real> Layers for Pass<'_, T> {
+    fn normalize(&mut self, x: Var) -> Result<Var> {
+        normalize(self.tape, x, &self.config.mean, &self.config.std)
+    }
+
+    fn conv2d(&mut self, x: Var, weight: usize, stride: usize, pad: usize) -> Result<Var> {
+        conv2d(self.tape, x, self.pv[weight], stride, pad)
+    }
+
     fn bn(&mut self, x: Var, bn: Bn) -> Result<Var> {
         let (y, stats) = if self.train {
             batch_norm(
@@ -287,15 +357,26 @@ impl<T: Real> Pass<'_, T> {
         Ok(y)
     }
 
-    fn act(&mut self, x: Var, act: Act) -> Result<Var> {
-        match act {
-            Act::Relu => relu(self.tape, x),
-            Act::Sparta(i) => {
-                let slot = &self.sparta[i];
-                let params: Vec<Var> = slot.params.iter().map(|&j| self.pv[j]).collect();
-                sparta(self.tape, x, slot.layer.clone(), &params)
-            }
-        }
+    fn relu(&mut self, x: Var) -> Result<Var> {
+        relu(self.tape, x)
+    }
+
+    fn add(&mut self, a: Var, b: Var) -> Result<Var> {
+        add(self.tape, a, b)
+    }
+
+    fn sparta(&mut self, x: Var, slot: usize) -> Result<Var> {
+        let slot = &self.sparta[slot];
+        let params: Vec<Var> = slot.params.iter().map(|&j| self.pv[j]).collect();
+        sparta(self.tape, x, slot.layer.clone(), &params)
+    }
+
+    fn global_avg_pool(&mut self, x: Var) -> Result<Var> {
+        pool::global_avg_pool(self.tape, x)
+    }
+
+    fn linear(&mut self, x: Var, weight: usize, bias: usize) -> Result<Var> {
+        linear(self.tape, x, self.pv[weight], self.pv[bias])
     }
 }
 
@@ -399,10 +480,8 @@ impl<T: Real> ResNet<T> {
             config,
             params,
             buffers,
-            stem,
-            blocks,
+            arch: Arch { stem, blocks, fc },
             sparta: sparta_slots,
-            fc,
             sgd,
             trainable,
         })
@@ -426,6 +505,11 @@ impl<T: Real> ResNet<T> {
     /// Buffers: batch-norm running statistics.
     pub fn buffers(&self) -> &[Named<T>] {
         &self.buffers
+    }
+
+    /// Mutable buffers (to copy a device model's state back).
+    pub fn buffers_mut(&mut self) -> &mut [Named<T>] {
+        &mut self.buffers
     }
 
     /// Number of learned scalars.
@@ -526,29 +610,9 @@ impl<T: Real> ResNet<T> {
             pv,
             train,
             buffers: &mut self.buffers,
+            config: &self.config,
         };
-        let h = normalize(pass.tape, x, &self.config.mean, &self.config.std)?;
-        let h = conv2d(pass.tape, h, pass.pv[self.stem.0], 1, 1)?;
-        let h = pass.bn(h, self.stem.1)?;
-        let mut h = relu(pass.tape, h)?;
-        for blk in &self.blocks {
-            let o = conv2d(pass.tape, h, pass.pv[blk.conv1], blk.stride, 1)?;
-            let o = pass.bn(o, blk.bn1)?;
-            let o = relu(pass.tape, o)?;
-            let o = conv2d(pass.tape, o, pass.pv[blk.conv2], 1, 1)?;
-            let o = pass.bn(o, blk.bn2)?;
-            let short = match blk.shortcut {
-                Some((conv, bn)) => {
-                    let s = conv2d(pass.tape, h, pass.pv[conv], blk.stride, 0)?;
-                    pass.bn(s, bn)?
-                }
-                None => h,
-            };
-            let sum = add(pass.tape, o, short)?;
-            h = pass.act(sum, blk.act)?;
-        }
-        let p = pool::global_avg_pool(pass.tape, h)?;
-        let logits = linear(pass.tape, p, pass.pv[self.fc.0], pass.pv[self.fc.1])?;
+        let logits = self.arch.forward(&mut pass, x)?;
         Ok((logits, pass.pv))
     }
 
