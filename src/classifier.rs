@@ -5,6 +5,9 @@
 
 use std::path::Path;
 
+use rand::RngCore;
+
+use crate::attack::pgd::{PgdConfig, Snapshot};
 use crate::error::Result;
 
 /// Shape of an image batch, NCHW.
@@ -27,6 +30,31 @@ pub trait Classifier {
         shape: BatchShape,
         labels: &[usize],
     ) -> Result<(Vec<f32>, Vec<f32>)>;
+
+    /// The iterations of one PGD run (see [`crate::attack::pgd::run_on_host`] for the
+    /// arguments and results): the attack calls this once per run, so a model on a
+    /// device keeps the images there between steps. The default runs the loop on the
+    /// host through the two methods above.
+    fn pgd_run(
+        &mut self,
+        x0: &[f32],
+        noise: Option<&[f32]>,
+        shape: BatchShape,
+        targets: &[usize],
+        config: &PgdConfig,
+        at: &[usize],
+    ) -> Result<(Vec<f32>, Vec<Snapshot>)> {
+        crate::attack::pgd::run_on_host(self, x0, noise, shape, targets, config, at)
+    }
+}
+
+/// What one training step does to its batch before the SGD step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchRecipe {
+    /// Random crop (4-pixel padding) and horizontal flip.
+    pub augment: bool,
+    /// Train on the adversarial images of this attack instead of the batch itself.
+    pub attack: Option<PgdConfig>,
 }
 
 /// Loss and accuracy of one training step.
@@ -50,6 +78,30 @@ pub trait Trainable: Classifier {
         labels: &[usize],
         lr: f32,
     ) -> Result<StepStats>;
+
+    /// One training step on a batch as the trainer hands it over: augmentation, then
+    /// the attack, then [`Trainable::train_step`], drawing from `rng` in that order
+    /// (crop and flip per image, the attack's targets, its random start). The default
+    /// does the first two on the host; a model on a device does all three there.
+    fn train_batch(
+        &mut self,
+        x: &[f32],
+        shape: BatchShape,
+        labels: &[usize],
+        recipe: &BatchRecipe,
+        rng: &mut dyn RngCore,
+        lr: f32,
+    ) -> Result<StepStats> {
+        let mut x = x.to_vec();
+        if recipe.augment {
+            crate::data::augment::crop_flip_batch(&mut x, shape, &mut &mut *rng)?;
+        }
+        if let Some(attack) = &recipe.attack {
+            x = crate::attack::pgd::pgd(self, &x, shape, labels, attack, &mut &mut *rng)?
+                .adversarial;
+        }
+        self.train_step(&x, shape, labels, lr)
+    }
 
     /// Writes parameters, buffers and optimizer state to `path` (safetensors),
     /// atomically: a crash leaves either the old file or the new one.

@@ -263,11 +263,21 @@ fn prepare<C: Classifier + ?Sized>(
     config: &PgdConfig,
     rng: &mut impl Rng,
 ) -> Result<Vec<usize>> {
+    prepare_for(model.num_classes(), x.len(), shape, labels, config, rng)
+}
+
+fn prepare_for(
+    classes: usize,
+    x_len: usize,
+    shape: BatchShape,
+    labels: &[usize],
+    config: &PgdConfig,
+    rng: &mut impl Rng,
+) -> Result<Vec<usize>> {
     config.validate()?;
     let [n, c, h, w] = shape;
-    check_len("pgd", "x", x.len(), n * c * h * w)?;
+    check_len("pgd", "x", x_len, n * c * h * w)?;
     check_len("pgd", "labels", labels.len(), n)?;
-    let classes = model.num_classes();
     if let Some(&bad) = labels.iter().find(|&&l| l >= classes) {
         return Err(Error::shape("pgd", "labels", format!("< {classes}"), bad));
     }
@@ -308,7 +318,8 @@ fn keep_better(kept: &mut PgdOutcome, run: PgdOutcome, goal: Goal, len: usize) {
 }
 
 /// One PGD run from a fresh start, with a snapshot after each step count in `at`;
-/// returns the final images too.
+/// returns the final images too. The random start's noise is drawn here, so the RNG
+/// stream is the same whichever device the model runs the iterations on.
 fn one_run<C: Classifier + ?Sized>(
     model: &mut C,
     x0: &[f32],
@@ -319,10 +330,33 @@ fn one_run<C: Classifier + ?Sized>(
     rng: &mut impl Rng,
 ) -> Result<(Vec<f32>, Vec<Snapshot>)> {
     let eps = config.epsilon;
-    let mut x: Vec<f32> = if config.random_start && eps > 0.0 {
-        random_start(x0, &random_start_noise(rng, x0.len(), eps), eps)
-    } else {
-        x0.to_vec()
+    let noise = (config.random_start && eps > 0.0).then(|| random_start_noise(rng, x0.len(), eps));
+    let (x, snapshots) = model.pgd_run(x0, noise.as_deref(), shape, targets, config, at)?;
+    check_len("pgd", "adversarial images", x.len(), x0.len())?;
+    Ok((x, snapshots))
+}
+
+/// The iterations of one PGD run through [`Classifier::logits`] and
+/// [`Classifier::loss_and_input_grad`], on the host: the default
+/// [`Classifier::pgd_run`]. Starts at `random_start(x0, noise)` when `noise` is given,
+/// else at `x0`; takes `config.iterations` steps toward (targeted) or away from
+/// `targets`, with a [`Snapshot`] after each step count in `at`.
+pub fn run_on_host<C: Classifier + ?Sized>(
+    model: &mut C,
+    x0: &[f32],
+    noise: Option<&[f32]>,
+    shape: BatchShape,
+    targets: &[usize],
+    config: &PgdConfig,
+    at: &[usize],
+) -> Result<(Vec<f32>, Vec<Snapshot>)> {
+    let eps = config.epsilon;
+    let mut x: Vec<f32> = match noise {
+        Some(u) => {
+            check_len("pgd", "noise", u.len(), x0.len())?;
+            random_start(x0, u, eps)
+        }
+        None => x0.to_vec(),
     };
     let direction = step_direction(config);
     let classes = model.num_classes();
@@ -331,14 +365,7 @@ fn one_run<C: Classifier + ?Sized>(
     for it in 0..=config.iterations {
         if at.contains(&it) {
             let logits = model.logits(&x, shape)?;
-            check_len("pgd", "logits", logits.len(), targets.len() * classes)?;
-            let mut curve = losses.clone();
-            curve.push(cross_entropy(&logits, classes, targets));
-            snapshots.push(Snapshot {
-                iterations: it,
-                predictions: argmax_rows(&logits, classes),
-                losses: curve,
-            });
+            snapshots.push(snapshot(&logits, classes, targets, &losses, it)?);
         }
         if it == config.iterations {
             break;
@@ -349,6 +376,39 @@ fn one_run<C: Classifier + ?Sized>(
         step(&mut x, &grad, x0, direction, eps);
     }
     Ok((x, snapshots))
+}
+
+/// The snapshot after `it` steps: predictions from `logits`, and the loss curve so far
+/// followed by the losses of `logits` toward `targets`.
+pub fn snapshot(
+    logits: &[f32],
+    classes: usize,
+    targets: &[usize],
+    losses: &[Vec<f32>],
+    it: usize,
+) -> Result<Snapshot> {
+    check_len("pgd", "logits", logits.len(), targets.len() * classes)?;
+    let mut curve = losses.to_vec();
+    curve.push(cross_entropy(logits, classes, targets));
+    Ok(Snapshot {
+        iterations: it,
+        predictions: argmax_rows(logits, classes),
+        losses: curve,
+    })
+}
+
+/// The targets of an attack on a batch with true `labels`, drawn as [`pgd`] draws them
+/// (targeted: uniform among the wrong classes; untargeted: the labels), after checking
+/// the arguments.
+pub fn draw_targets(
+    classes: usize,
+    x_len: usize,
+    shape: BatchShape,
+    labels: &[usize],
+    config: &PgdConfig,
+    rng: &mut impl Rng,
+) -> Result<Vec<usize>> {
+    prepare_for(classes, x_len, shape, labels, config, rng)
 }
 
 #[cfg(test)]

@@ -15,9 +15,8 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::attack::pgd::{pgd, PgdConfig};
-use crate::classifier::Trainable;
-use crate::data::augment::crop_flip_batch;
+use crate::attack::pgd::PgdConfig;
+use crate::classifier::{BatchRecipe, Trainable};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::optim::LrSchedule;
@@ -231,13 +230,11 @@ pub fn train<M: Trainable + ?Sized>(
             let shape = shape_of(indices.len());
             let lr = config.lr_at(epoch, b, steps_per_epoch);
             let mut rng = stream(config.seed, BATCH_STREAM, epoch, b);
-            if config.augment {
-                crop_flip_batch(&mut x, shape, &mut rng)?;
-            }
-            if let Some(attack) = &config.adversarial {
-                x = pgd(model, &x, shape, &labels, attack, &mut rng)?.adversarial;
-            }
-            let stats = model.train_step(&x, shape, &labels, lr)?;
+            let recipe = BatchRecipe {
+                augment: config.augment,
+                attack: config.adversarial,
+            };
+            let stats = model.train_batch(&x, shape, &labels, &recipe, &mut rng, lr)?;
             if !stats.loss.is_finite() {
                 return Err(Error::Config(format!(
                     "training diverged: loss {} at epoch {epoch} step {b} (lr {lr})",
