@@ -23,6 +23,7 @@
 //! # Ok::<(), sparta::Error>(())
 //! ```
 
+pub mod device;
 #[cfg(test)]
 pub(crate) mod gradcheck;
 

@@ -1,0 +1,975 @@
+//! A [`ResNet`] whose parameters, buffers, optimizer state, activations and gradients
+//! live on a [`KernelDevice`]: the training and attack path on a GPU.
+//!
+//! [`DeviceResNet`] runs the same wiring as the CPU model on a
+//! [`DeviceTape`], with every op one of the crate's CUDA wrappers: implicit-GEMM conv2d,
+//! batch norm, ReLU, the residual add, the fused SPARTA layer, pooling, the linear
+//! layer, cross-entropy, SGD, the PGD step and random start, crop + flip. Inside a
+//! step nothing returns to the host but the loss and accuracy (and, in an attack, the
+//! per-sample losses of each iteration, which the paper's loss curves need): images and
+//! labels go up once, the random draws (crops, flips, targets, the random start) are
+//! made on the host from the trainer's stream, so a run follows the CPU model's RNG
+//! stream exactly.
+//!
+//! All allocations go through a [`CachingDevice`]: from the second step on, a step
+//! allocates nothing on the device ([`DeviceResNet::alloc_stats`]).
+//!
+//! The host [`ResNet`] it was made from is kept for its configuration and wiring;
+//! [`DeviceResNet::to_host`] gives the device state back as a host model (checkpoints
+//! are written from it, so they are the CPU model's files).
+//!
+//! ```
+//! use sparta::nn::device_resnet::DeviceResNet;
+//! use sparta::nn::{ResNet, ResNetConfig};
+//! use sparta::KernelDevice;
+//! # fn demo<D: KernelDevice + 'static>(gpu: D) -> sparta::Result<()> {
+//! let host = ResNet::<f32>::new(ResNetConfig::small(1, 10), 0)?;
+//! let mut model = DeviceResNet::new(gpu, host)?;
+//! # Ok(()) }
+//! ```
+
+use std::rc::Rc;
+
+use rand::RngCore;
+
+use super::resnet::{Bn, Layers, ResNet, BN_EPS, BN_MOMENTUM};
+use super::sparta::{SanetPath, SpartaLayer};
+use crate::alloc::{CacheStats, CachingDevice};
+use crate::attack::cuda::{pgd_random_start, pgd_step};
+use crate::attack::pgd::{self, draw_targets, random_start_noise, PgdConfig, Snapshot};
+use crate::autograd::device::{DeviceNodes, DeviceTape};
+use crate::autograd::Var;
+use crate::classifier::{BatchRecipe, BatchShape, Classifier, StepStats, Trainable};
+use crate::data::augment::{crop_flip_draws, crop_flip_params, cuda as augment_cuda};
+use crate::error::{check_len, Error, Result};
+use crate::launch::{KernelDevice, ViewLen};
+use crate::ops::add::cuda::add_forward;
+use crate::ops::batchnorm::{cuda as bn, BnShape};
+use crate::ops::conv2d::{cuda as conv, ConvGeom};
+use crate::ops::fc::{cuda as fc, FcShape};
+use crate::ops::loss::cuda::{cross_entropy as device_cross_entropy, CrossEntropyOut};
+use crate::ops::loss::Reduction;
+use crate::ops::normalize::cuda::{normalize_backward, normalize_forward};
+use crate::ops::pool::{cuda as pool, PoolShape};
+use crate::optim::cuda::sgd_update;
+
+type Dev<D> = CachingDevice<D>;
+type Buf<D> = <CachingDevice<D> as KernelDevice>::Buffer<f32>;
+type View<'a, D> = <CachingDevice<D> as KernelDevice>::View<'a, f32>;
+
+/// A ResNet on a device (see the module docs).
+pub struct DeviceResNet<D: KernelDevice + 'static> {
+    dev: Dev<D>,
+    host: ResNet<f32>,
+    /// The learned parameters in the host model's order, then the normalization
+    /// layer's mean and standard deviation (constants the tape reads like parameters).
+    params: Vec<Buf<D>>,
+    velocity: Vec<Buf<D>>,
+    /// Batch-norm running statistics, in the host model's buffer order.
+    running: Vec<Buf<D>>,
+    sparta: Vec<(Rc<SpartaLayer<f32>>, Vec<usize>)>,
+}
+
+/// What a forward pass on the tape produced.
+struct Forward {
+    x: Var,
+    logits: Var,
+    params: Vec<Var>,
+}
+
+impl<D: KernelDevice + 'static> DeviceResNet<D> {
+    /// Copies `host`'s parameters, running statistics and SGD velocity onto `dev`.
+    pub fn new(dev: D, host: ResNet<f32>) -> Result<Self> {
+        let dev = CachingDevice::new(dev);
+        let mut params = host
+            .params()
+            .iter()
+            .map(|p| dev.upload(&p.name, p.value.data()))
+            .collect::<Result<Vec<_>>>()?;
+        params.push(dev.upload("normalize.mean", &host.config().mean)?);
+        params.push(dev.upload("normalize.std", &host.config().std)?);
+        let velocity = host
+            .params()
+            .iter()
+            .zip(&host.sgd.velocity)
+            .map(|(p, v)| dev.upload(&format!("optim.velocity.{}", p.name), v))
+            .collect::<Result<Vec<_>>>()?;
+        let running = host
+            .buffers()
+            .iter()
+            .map(|b| dev.upload(&b.name, b.value.data()))
+            .collect::<Result<Vec<_>>>()?;
+        let sparta = host
+            .sparta
+            .iter()
+            .map(|s| (Rc::new(s.layer.clone()), s.params.clone()))
+            .collect();
+        Ok(Self {
+            dev,
+            host,
+            params,
+            velocity,
+            running,
+            sparta,
+        })
+    }
+
+    /// The device (with its allocation cache).
+    pub fn device(&self) -> &CachingDevice<D> {
+        &self.dev
+    }
+
+    /// Device allocations and bytes so far: after the first step of a run, further
+    /// steps of the same batch shape add no allocation.
+    pub fn alloc_stats(&self) -> CacheStats {
+        self.dev.stats()
+    }
+
+    /// The model as it is on the device, on the host: parameters, running statistics
+    /// and SGD velocity copied back (for checkpoints, or to compare with the CPU path).
+    pub fn to_host(&self) -> Result<ResNet<f32>> {
+        let dev = &self.dev;
+        let mut host = ResNet::new(self.host.config().clone(), 0)?;
+        let n = host.params().len();
+        for (p, b) in host.params_mut().iter_mut().zip(&self.params[..n]) {
+            p.value
+                .data_mut()
+                .copy_from_slice(&dev.download(&dev.view(b))?);
+        }
+        for (p, b) in host.buffers_mut().iter_mut().zip(&self.running) {
+            p.value
+                .data_mut()
+                .copy_from_slice(&dev.download(&dev.view(b))?);
+        }
+        for (v, b) in host.sgd.velocity.iter_mut().zip(&self.velocity) {
+            *v = dev.download(&dev.view(b))?;
+        }
+        Ok(host)
+    }
+
+    /// Overwrites the device state with `host`'s, which must have this model's
+    /// configuration.
+    fn write_state(&mut self, host: &ResNet<f32>) -> Result<()> {
+        let dev = &self.dev;
+        for (b, p) in self.params.iter_mut().zip(host.params()) {
+            dev.write_host(&mut dev.view_mut(b), p.value.data())?;
+        }
+        for (b, p) in self.running.iter_mut().zip(host.buffers()) {
+            dev.write_host(&mut dev.view_mut(b), p.value.data())?;
+        }
+        for (b, v) in self.velocity.iter_mut().zip(&host.sgd.velocity) {
+            dev.write_host(&mut dev.view_mut(b), v)?;
+        }
+        Ok(())
+    }
+
+    fn check_batch(&self, x: &[f32], shape: BatchShape, labels: Option<&[usize]>) -> Result<()> {
+        let c = self.host.config().in_channels;
+        if shape[1] != c || shape.contains(&0) {
+            return Err(Error::shape(
+                "device_resnet",
+                "x",
+                format!("[N ≥ 1, {c}, H ≥ 1, W ≥ 1]"),
+                format!("{shape:?}"),
+            ));
+        }
+        check_len("device_resnet", "x", x.len(), shape.iter().product())?;
+        if let Some(l) = labels {
+            check_len("device_resnet", "labels", l.len(), shape[0])?;
+            let k = self.host.config().classes;
+            if let Some(&bad) = l.iter().find(|&&l| l >= k) {
+                return Err(Error::Config(format!(
+                    "device_resnet: label {bad} with {k} classes"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn upload_labels(&self, labels: &[usize]) -> Result<<Dev<D> as KernelDevice>::Buffer<i32>> {
+        let ints: Vec<i32> = labels.iter().map(|&l| l as i32).collect();
+        self.dev.upload("labels", &ints)
+    }
+}
+
+/// Pushes the forward pass of `x` (`shape`, on the device) onto a new tape over
+/// `params`. `param_grads` marks the trainable parameters as needing gradients,
+/// `x_grad` the images.
+#[allow(clippy::too_many_arguments)]
+fn forward<'t, D: KernelDevice + 'static>(
+    dev: &'t Dev<D>,
+    params: &'t [Buf<D>],
+    running: &mut [Buf<D>],
+    host: &ResNet<f32>,
+    sparta: &[(Rc<SpartaLayer<f32>>, Vec<usize>)],
+    x: Buf<D>,
+    shape: BatchShape,
+    train: bool,
+    param_grads: bool,
+    x_grad: bool,
+) -> Result<(DeviceTape<'t, Dev<D>>, Forward)> {
+    let mut tape = DeviceTape::new(dev, params);
+    let xv = tape.leaf(x, &shape, x_grad)?;
+    let n = host.params().len();
+    let pv: Vec<Var> = host
+        .params()
+        .iter()
+        .zip(&host.trainable)
+        .enumerate()
+        .map(|(i, (p, &t))| tape.param(i, p.value.shape(), param_grads && t))
+        .collect();
+    let c = host.config().in_channels;
+    let consts = (tape.param(n, &[c], false), tape.param(n + 1, &[c], false));
+    let mut pass = DevicePass {
+        tape: &mut tape,
+        pv: &pv,
+        consts,
+        train,
+        running,
+        sparta,
+    };
+    let logits = host.arch.forward(&mut pass, xv)?;
+    Ok((
+        tape,
+        Forward {
+            x: xv,
+            logits,
+            params: pv,
+        },
+    ))
+}
+
+/// Per-sample losses, logits gradient and the batch totals of one cross-entropy.
+struct Loss<D: KernelDevice + 'static> {
+    rows: Buf<D>,
+    dlogits: Buf<D>,
+    total: Buf<D>,
+    correct: <Dev<D> as KernelDevice>::Buffer<i32>,
+}
+
+fn loss<D: KernelDevice + 'static>(
+    dev: &Dev<D>,
+    logits: &View<'_, D>,
+    labels: &<Dev<D> as KernelDevice>::Buffer<i32>,
+    n: usize,
+    classes: usize,
+    reduction: Reduction,
+) -> Result<Loss<D>> {
+    let mut rows = dev.alloc_scratch::<f32>("loss", n)?;
+    let mut dlogits = dev.alloc_scratch::<f32>("dlogits", n * classes)?;
+    let mut correct_rows = dev.alloc_scratch::<i32>("correct", n)?;
+    let mut total = dev.alloc_scratch::<f32>("loss_total", 1)?;
+    let mut correct = dev.alloc_scratch::<i32>("correct_total", 1)?;
+    device_cross_entropy(
+        dev,
+        n,
+        classes,
+        logits,
+        &dev.view(labels),
+        reduction,
+        CrossEntropyOut {
+            loss: &mut dev.view_mut(&mut rows),
+            dlogits: &mut dev.view_mut(&mut dlogits),
+            correct: &mut dev.view_mut(&mut correct_rows),
+            loss_total: &mut dev.view_mut(&mut total),
+            correct_total: &mut dev.view_mut(&mut correct),
+        },
+    )?;
+    Ok(Loss {
+        rows,
+        dlogits,
+        total,
+        correct,
+    })
+}
+
+impl<D: KernelDevice + 'static> DeviceResNet<D> {
+    /// Logits of the images in `x` (on the device), evaluation mode.
+    fn device_logits(&mut self, x: Buf<D>, shape: BatchShape) -> Result<Vec<f32>> {
+        let (tape, f) = forward(
+            &self.dev,
+            &self.params,
+            &mut self.running,
+            &self.host,
+            &self.sparta,
+            x,
+            shape,
+            false,
+            false,
+            false,
+        )?;
+        let logits = self.dev.download(&tape.value(f.logits))?;
+        Ok(logits)
+    }
+
+    /// Per-sample losses toward `labels` and the gradient of their sum with respect to
+    /// the images `x` (evaluation mode, no parameter gradient).
+    fn device_input_grad(
+        &mut self,
+        x: Buf<D>,
+        shape: BatchShape,
+        labels: &<Dev<D> as KernelDevice>::Buffer<i32>,
+    ) -> Result<(Buf<D>, Buf<D>)> {
+        let classes = self.host.config().classes;
+        let (mut tape, f) = forward(
+            &self.dev,
+            &self.params,
+            &mut self.running,
+            &self.host,
+            &self.sparta,
+            x,
+            shape,
+            false,
+            false,
+            true,
+        )?;
+        let l = loss(
+            &self.dev,
+            &tape.value(f.logits),
+            labels,
+            shape[0],
+            classes,
+            Reduction::Sum,
+        )?;
+        tape.backward_with(f.logits, l.dlogits)?;
+        let grad = match tape.take_grad(f.x) {
+            Some(g) => g,
+            None => self.dev.alloc_zeros("dx", shape.iter().product())?,
+        };
+        Ok((l.rows, grad))
+    }
+
+    /// One SGD step on the images `x` (on the device), training mode.
+    fn device_train_step(
+        &mut self,
+        x: Buf<D>,
+        shape: BatchShape,
+        labels: &<Dev<D> as KernelDevice>::Buffer<i32>,
+        lr: f32,
+    ) -> Result<StepStats> {
+        let classes = self.host.config().classes;
+        let (mut tape, f) = forward(
+            &self.dev,
+            &self.params,
+            &mut self.running,
+            &self.host,
+            &self.sparta,
+            x,
+            shape,
+            true,
+            true,
+            false,
+        )?;
+        let l = loss(
+            &self.dev,
+            &tape.value(f.logits),
+            labels,
+            shape[0],
+            classes,
+            Reduction::Mean,
+        )?;
+        tape.backward_with(f.logits, l.dlogits)?;
+        let grads: Vec<Option<Buf<D>>> = f.params.iter().map(|&v| tape.take_grad(v)).collect();
+        drop(tape);
+        let dev = &self.dev;
+        let cfg = self.host.config();
+        for (i, g) in grads.into_iter().enumerate() {
+            if !self.host.trainable[i] {
+                continue;
+            }
+            let g = match g {
+                Some(g) => g,
+                None => dev.alloc_zeros("grad", dev.view(&self.params[i]).len())?,
+            };
+            sgd_update(
+                dev,
+                &mut dev.view_mut(&mut self.params[i]),
+                &dev.view(&g),
+                &mut dev.view_mut(&mut self.velocity[i]),
+                lr,
+                cfg.momentum,
+                cfg.weight_decay,
+            )?;
+        }
+        let loss = dev.download(&dev.view(&l.total))?[0];
+        let correct = dev.download(&dev.view(&l.correct))?[0];
+        Ok(StepStats {
+            loss,
+            correct: correct as usize,
+        })
+    }
+
+    /// The PGD iterations on the device from `x0` (on the device): the random start
+    /// from `noise`, then `config.iterations` steps, with a snapshot after each count
+    /// in `at` (see [`pgd::run_on_host`]). Returns the adversarial images, on the
+    /// device.
+    fn device_pgd(
+        &mut self,
+        x0: &Buf<D>,
+        noise: Option<&[f32]>,
+        shape: BatchShape,
+        targets: &[usize],
+        config: &PgdConfig,
+        at: &[usize],
+    ) -> Result<(Buf<D>, Vec<Snapshot>)> {
+        let len: usize = shape.iter().product();
+        let classes = self.host.config().classes;
+        let target_buf = self.upload_labels(targets)?;
+        // The steps update x in place: zeros (an initialized buffer), not scratch.
+        let mut x = self.dev.alloc_zeros::<f32>("pgd.x", len)?;
+        {
+            let dev = &self.dev;
+            match noise {
+                Some(u) => {
+                    check_len("pgd", "noise", u.len(), len)?;
+                    let noise = dev.upload("pgd.noise", u)?;
+                    pgd_random_start(
+                        dev,
+                        config.epsilon,
+                        &mut dev.view_mut(&mut x),
+                        &dev.view(x0),
+                        &dev.view(&noise),
+                    )?;
+                }
+                None => dev.copy(&dev.view(x0), &mut dev.view_mut(&mut x))?,
+            }
+        }
+        let mut losses = Vec::with_capacity(config.iterations + 1);
+        let mut snapshots = Vec::new();
+        for it in 0..=config.iterations {
+            if at.contains(&it) {
+                let logits = self.device_logits(self.copy_of(&x)?, shape)?;
+                snapshots.push(pgd::snapshot(&logits, classes, targets, &losses, it)?);
+            }
+            if it == config.iterations {
+                break;
+            }
+            let (rows, grad) = self.device_input_grad(self.copy_of(&x)?, shape, &target_buf)?;
+            let dev = &self.dev;
+            losses.push(dev.download(&dev.view(&rows))?);
+            pgd_step(
+                dev,
+                config,
+                &mut dev.view_mut(&mut x),
+                &dev.view(&grad),
+                &dev.view(x0),
+            )?;
+        }
+        Ok((x, snapshots))
+    }
+
+    /// A device copy of `b` (the tape takes its leaves by value).
+    fn copy_of(&self, b: &Buf<D>) -> Result<Buf<D>> {
+        let dev = &self.dev;
+        let mut out = dev.alloc_scratch::<f32>("copy", dev.view(b).len())?;
+        dev.copy(&dev.view(b), &mut dev.view_mut(&mut out))?;
+        Ok(out)
+    }
+}
+
+impl<D: KernelDevice + 'static> Classifier for DeviceResNet<D> {
+    fn num_classes(&self) -> usize {
+        self.host.config().classes
+    }
+
+    fn logits(&mut self, x: &[f32], shape: BatchShape) -> Result<Vec<f32>> {
+        self.check_batch(x, shape, None)?;
+        let xb = self.dev.upload("x", x)?;
+        self.device_logits(xb, shape)
+    }
+
+    fn loss_and_input_grad(
+        &mut self,
+        x: &[f32],
+        shape: BatchShape,
+        labels: &[usize],
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        self.check_batch(x, shape, Some(labels))?;
+        let xb = self.dev.upload("x", x)?;
+        let lb = self.upload_labels(labels)?;
+        let (rows, grad) = self.device_input_grad(xb, shape, &lb)?;
+        let dev = &self.dev;
+        let losses = dev.download(&dev.view(&rows))?;
+        let grad = dev.download(&dev.view(&grad))?;
+        Ok((losses, grad))
+    }
+
+    fn pgd_run(
+        &mut self,
+        x0: &[f32],
+        noise: Option<&[f32]>,
+        shape: BatchShape,
+        targets: &[usize],
+        config: &PgdConfig,
+        at: &[usize],
+    ) -> Result<(Vec<f32>, Vec<Snapshot>)> {
+        self.check_batch(x0, shape, Some(targets))?;
+        let x0b = self.dev.upload("pgd.x0", x0)?;
+        let (x, snapshots) = self.device_pgd(&x0b, noise, shape, targets, config, at)?;
+        let x = self.dev.download(&self.dev.view(&x))?;
+        Ok((x, snapshots))
+    }
+}
+
+impl<D: KernelDevice + 'static> Trainable for DeviceResNet<D> {
+    fn train_step(
+        &mut self,
+        x: &[f32],
+        shape: BatchShape,
+        labels: &[usize],
+        lr: f32,
+    ) -> Result<StepStats> {
+        self.check_batch(x, shape, Some(labels))?;
+        let xb = self.dev.upload("x", x)?;
+        let lb = self.upload_labels(labels)?;
+        self.device_train_step(xb, shape, &lb, lr)
+    }
+
+    fn train_batch(
+        &mut self,
+        x: &[f32],
+        shape: BatchShape,
+        labels: &[usize],
+        recipe: &BatchRecipe,
+        rng: &mut dyn RngCore,
+        lr: f32,
+    ) -> Result<StepStats> {
+        self.check_batch(x, shape, Some(labels))?;
+        let mut rng = rng;
+        let mut xb = self.dev.upload("x", x)?;
+        if recipe.augment {
+            let draws = crop_flip_params(&crop_flip_draws(shape[0], &mut rng));
+            let dev = &self.dev;
+            let params = dev.upload("augment.params", &draws)?;
+            let mut out = dev.alloc_scratch::<f32>("augment.x", x.len())?;
+            augment_cuda::crop_flip_batch(
+                dev,
+                shape,
+                &dev.view(&xb),
+                &mut dev.view_mut(&mut out),
+                &dev.view(&params),
+            )?;
+            xb = out;
+        }
+        if let Some(attack) = &recipe.attack {
+            if attack.restarts != 1 {
+                return Err(Error::Config(format!(
+                    "adversarial training on the device runs one restart, got {}",
+                    attack.restarts
+                )));
+            }
+            let classes = self.host.config().classes;
+            let targets = draw_targets(classes, x.len(), shape, labels, attack, &mut rng)?;
+            let eps = attack.epsilon;
+            let noise = (attack.random_start && eps > 0.0)
+                .then(|| random_start_noise(&mut rng, x.len(), eps));
+            let (adv, _) = self.device_pgd(&xb, noise.as_deref(), shape, &targets, attack, &[])?;
+            xb = adv;
+        }
+        let lb = self.upload_labels(labels)?;
+        self.device_train_step(xb, shape, &lb, lr)
+    }
+
+    fn save(&self, path: &std::path::Path) -> Result<()> {
+        self.to_host()?.save_checkpoint(path)
+    }
+
+    fn load(&mut self, path: &std::path::Path) -> Result<()> {
+        let mut host = ResNet::new(self.host.config().clone(), 0)?;
+        host.load_checkpoint(path)?;
+        self.write_state(&host)
+    }
+}
+
+/// The [`Layers`] of a forward pass on a [`DeviceTape`].
+struct DevicePass<'a, 't, D: KernelDevice + 'static> {
+    tape: &'a mut DeviceTape<'t, Dev<D>>,
+    pv: &'a [Var],
+    /// The normalization layer's mean and standard deviation.
+    consts: (Var, Var),
+    train: bool,
+    running: &'a mut [Buf<D>],
+    sparta: &'a [(Rc<SpartaLayer<f32>>, Vec<usize>)],
+}
+
+/// `[n, c, h, w]` of a 4-D node.
+fn nchw(op: &'static str, shape: &[usize]) -> Result<[usize; 4]> {
+    shape
+        .try_into()
+        .map_err(|_| Error::shape(op, "x", "[N, C, H, W]", format!("{shape:?}")))
+}
+
+/// Mutable views of two distinct elements of `v`.
+fn two_mut<T>(v: &mut [T], i: usize, j: usize) -> (&mut T, &mut T) {
+    assert_ne!(i, j, "two different buffers");
+    if i < j {
+        let (a, b) = v.split_at_mut(j);
+        (&mut a[i], &mut b[0])
+    } else {
+        let (a, b) = v.split_at_mut(i);
+        (&mut b[0], &mut a[j])
+    }
+}
+
+impl<D: KernelDevice + 'static> Layers for DevicePass<'_, '_, D> {
+    fn normalize(&mut self, x: Var) -> Result<Var> {
+        let dev = self.tape.dev();
+        let shape = self.tape.shape(x).to_vec();
+        let [_, c, h, w] = nchw("normalize", &shape)?;
+        let len: usize = shape.iter().product();
+        let (mean, std) = self.consts;
+        let mut y = dev.alloc_scratch::<f32>("normalize.y", len)?;
+        normalize_forward(
+            dev,
+            c,
+            h * w,
+            &self.tape.value(x),
+            &self.tape.value(mean),
+            &self.tape.value(std),
+            &mut dev.view_mut(&mut y),
+        )?;
+        self.tape.push_op(y, &shape, &[x], || {
+            Box::new(move |nodes: &DeviceNodes<'_, Dev<D>>, dy: &View<'_, D>| {
+                let dev = nodes.dev();
+                let mut dx = dev.alloc_scratch::<f32>("normalize.dx", len)?;
+                normalize_backward(
+                    dev,
+                    c,
+                    h * w,
+                    dy,
+                    &nodes.value(std),
+                    &mut dev.view_mut(&mut dx),
+                )?;
+                Ok(vec![(x, dx)])
+            })
+        })
+    }
+
+    fn conv2d(&mut self, x: Var, weight: usize, stride: usize, pad: usize) -> Result<Var> {
+        let dev = self.tape.dev();
+        let wv = self.pv[weight];
+        let [n, c_in, h, w] = nchw("conv2d", self.tape.shape(x))?;
+        let ws = self.tape.shape(wv).to_vec();
+        if ws.len() != 4 || ws[1] != c_in || ws[2] != ws[3] {
+            return Err(Error::shape(
+                "conv2d",
+                "weight",
+                format!("[Co, {c_in}, K, K]"),
+                format!("{ws:?}"),
+            ));
+        }
+        let g = ConvGeom {
+            n,
+            c_in,
+            h,
+            w,
+            c_out: ws[0],
+            k: ws[2],
+            stride,
+            pad,
+        };
+        let (x_len, w_len, y_len) = g.lens();
+        let mut y = dev.alloc_scratch::<f32>("conv2d.y", y_len)?;
+        conv::conv2d_forward(
+            dev,
+            &g,
+            &self.tape.value(x),
+            &self.tape.value(wv),
+            &mut dev.view_mut(&mut y),
+        )?;
+        let shape = [n, g.c_out, g.h_out(), g.w_out()];
+        self.tape.push_op(y, &shape, &[x, wv], || {
+            Box::new(move |nodes: &DeviceNodes<'_, Dev<D>>, dy: &View<'_, D>| {
+                let dev = nodes.dev();
+                let mut grads = Vec::new();
+                if nodes.requires_grad(x) {
+                    let mut dx = dev.alloc_scratch::<f32>("conv2d.dx", x_len)?;
+                    conv::conv2d_backward_input(
+                        dev,
+                        &g,
+                        dy,
+                        &nodes.value(wv),
+                        &mut dev.view_mut(&mut dx),
+                    )?;
+                    grads.push((x, dx));
+                }
+                if nodes.requires_grad(wv) {
+                    let mut dw = dev.alloc_scratch::<f32>("conv2d.dw", w_len)?;
+                    conv::conv2d_backward_weight(
+                        dev,
+                        &g,
+                        &nodes.value(x),
+                        dy,
+                        &mut dev.view_mut(&mut dw),
+                    )?;
+                    grads.push((wv, dw));
+                }
+                Ok(grads)
+            })
+        })
+    }
+
+    fn bn(&mut self, x: Var, slot: Bn) -> Result<Var> {
+        let dev = self.tape.dev();
+        let shape = self.tape.shape(x).to_vec();
+        let [n, c, h, w] = nchw("batch_norm", &shape)?;
+        let bs = BnShape::new(n, c, h * w)?;
+        let len = bs.len();
+        let (gamma, beta) = (self.pv[slot.gamma], self.pv[slot.beta]);
+        let eps = BN_EPS as f32;
+        let mut mean = dev.alloc_scratch::<f32>("bn.mean", c)?;
+        let mut var = dev.alloc_scratch::<f32>("bn.var", c)?;
+        {
+            let (rm, rv) = two_mut(self.running, slot.mean, slot.var);
+            if self.train {
+                bn::batchnorm_stats(
+                    dev,
+                    &bs,
+                    &self.tape.value(x),
+                    &mut dev.view_mut(&mut mean),
+                    &mut dev.view_mut(&mut var),
+                    &mut dev.view_mut(rm),
+                    &mut dev.view_mut(rv),
+                    BN_MOMENTUM as f32,
+                )?;
+            } else {
+                // The backward reads the statistics after later layers have run: copies.
+                dev.copy(&dev.view(rm), &mut dev.view_mut(&mut mean))?;
+                dev.copy(&dev.view(rv), &mut dev.view_mut(&mut var))?;
+            }
+        }
+        let mut y = dev.alloc_scratch::<f32>("bn.y", len)?;
+        bn::batchnorm_forward(
+            dev,
+            &bs,
+            &self.tape.value(x),
+            &dev.view(&mean),
+            &dev.view(&var),
+            &self.tape.value(gamma),
+            &self.tape.value(beta),
+            &mut dev.view_mut(&mut y),
+            eps,
+        )?;
+        let train = self.train;
+        self.tape.push_op(y, &shape, &[x, gamma, beta], || {
+            Box::new(move |nodes: &DeviceNodes<'_, Dev<D>>, dy: &View<'_, D>| {
+                let dev = nodes.dev();
+                let xv = nodes.value(x);
+                let (mean, var) = (dev.view(&mean), dev.view(&var));
+                let mut grads = Vec::new();
+                let need_sums = train || nodes.requires_grad(gamma) || nodes.requires_grad(beta);
+                let sums = if need_sums {
+                    let mut sum_dy = dev.alloc_scratch::<f32>("bn.dbeta", c)?;
+                    let mut sum_dy_xhat = dev.alloc_scratch::<f32>("bn.dgamma", c)?;
+                    bn::batchnorm_grad_sums(
+                        dev,
+                        &bs,
+                        &xv,
+                        dy,
+                        &mean,
+                        &var,
+                        &mut dev.view_mut(&mut sum_dy),
+                        &mut dev.view_mut(&mut sum_dy_xhat),
+                        eps,
+                    )?;
+                    Some((sum_dy, sum_dy_xhat))
+                } else {
+                    None
+                };
+                if nodes.requires_grad(x) {
+                    let mut dx = dev.alloc_scratch::<f32>("bn.dx", len)?;
+                    match (&sums, train) {
+                        (Some((sum_dy, sum_dy_xhat)), true) => bn::batchnorm_backward_input_train(
+                            dev,
+                            &bs,
+                            &xv,
+                            dy,
+                            &mean,
+                            &var,
+                            &nodes.value(gamma),
+                            &dev.view(sum_dy),
+                            &dev.view(sum_dy_xhat),
+                            &mut dev.view_mut(&mut dx),
+                            eps,
+                        )?,
+                        _ => bn::batchnorm_backward_input_eval(
+                            dev,
+                            &bs,
+                            dy,
+                            &var,
+                            &nodes.value(gamma),
+                            &mut dev.view_mut(&mut dx),
+                            eps,
+                        )?,
+                    }
+                    grads.push((x, dx));
+                }
+                if let Some((sum_dy, sum_dy_xhat)) = sums {
+                    if nodes.requires_grad(gamma) {
+                        grads.push((gamma, sum_dy_xhat));
+                    }
+                    if nodes.requires_grad(beta) {
+                        grads.push((beta, sum_dy));
+                    }
+                }
+                Ok(grads)
+            })
+        })
+    }
+
+    fn relu(&mut self, x: Var) -> Result<Var> {
+        self.tape.relu(x)
+    }
+
+    fn add(&mut self, a: Var, b: Var) -> Result<Var> {
+        let dev = self.tape.dev();
+        let shape = self.tape.shape(a).to_vec();
+        if self.tape.shape(b) != shape.as_slice() {
+            return Err(Error::shape(
+                "add",
+                "b",
+                format!("{shape:?}"),
+                format!("{:?}", self.tape.shape(b)),
+            ));
+        }
+        let len: usize = shape.iter().product();
+        let mut y = dev.alloc_scratch::<f32>("add.y", len)?;
+        add_forward(
+            dev,
+            &self.tape.value(a),
+            &self.tape.value(b),
+            &mut dev.view_mut(&mut y),
+        )?;
+        self.tape.push_op(y, &shape, &[a, b], || {
+            Box::new(move |nodes: &DeviceNodes<'_, Dev<D>>, dy: &View<'_, D>| {
+                let dev = nodes.dev();
+                let mut grads = Vec::new();
+                for v in [a, b].into_iter().filter(|&v| nodes.requires_grad(v)) {
+                    let mut d = dev.alloc_scratch::<f32>("add.d", len)?;
+                    dev.copy(dy, &mut dev.view_mut(&mut d))?;
+                    grads.push((v, d));
+                }
+                Ok(grads)
+            })
+        })
+    }
+
+    fn sparta(&mut self, x: Var, slot: usize) -> Result<Var> {
+        let (layer, indices) = &self.sparta[slot];
+        let layer = Rc::clone(layer);
+        let vars: Vec<Var> = indices.iter().map(|&i| self.pv[i]).collect();
+        let shape = self.tape.shape(x).to_vec();
+        let [n, _, h, w] = nchw("sparta", &shape)?;
+        let (y, cache) = {
+            let weights: Vec<View<'_, D>> = vars.iter().map(|&v| self.tape.value(v)).collect();
+            layer.forward_cuda(
+                self.tape.dev(),
+                &weights,
+                &self.tape.value(x),
+                n,
+                h,
+                w,
+                SanetPath::Fused,
+            )?
+        };
+        let mut inputs = vec![x];
+        inputs.extend(&vars);
+        self.tape.push_op(y, &shape, &inputs, || {
+            Box::new(move |nodes: &DeviceNodes<'_, Dev<D>>, dy: &View<'_, D>| {
+                let dev = nodes.dev();
+                let weights: Vec<View<'_, D>> = vars.iter().map(|&v| nodes.value(v)).collect();
+                let g = layer.backward_cuda(dev, &weights, &nodes.value(x), &cache, dy)?;
+                let mut grads = Vec::new();
+                if nodes.requires_grad(x) {
+                    grads.push((x, g.dx));
+                }
+                for (v, p) in vars.iter().zip(g.params) {
+                    if nodes.requires_grad(*v) {
+                        grads.push((*v, p));
+                    }
+                }
+                Ok(grads)
+            })
+        })
+    }
+
+    fn global_avg_pool(&mut self, x: Var) -> Result<Var> {
+        let dev = self.tape.dev();
+        let [n, c, h, w] = nchw("global_avg_pool", self.tape.shape(x))?;
+        let ps = PoolShape::global(n * c, h, w)?;
+        let mut y = dev.alloc_scratch::<f32>("pool.y", n * c)?;
+        pool::pool_forward(dev, &ps, &self.tape.value(x), &mut dev.view_mut(&mut y))?;
+        self.tape.push_op(y, &[n, c], &[x], || {
+            Box::new(move |nodes: &DeviceNodes<'_, Dev<D>>, dy: &View<'_, D>| {
+                let dev = nodes.dev();
+                // The pool's backward adds into dx.
+                let mut dx = dev.alloc_zeros::<f32>("pool.dx", n * c * h * w)?;
+                pool::pool_backward(dev, &ps, dy, &mut dev.view_mut(&mut dx))?;
+                Ok(vec![(x, dx)])
+            })
+        })
+    }
+
+    fn linear(&mut self, x: Var, weight: usize, bias: usize) -> Result<Var> {
+        let dev = self.tape.dev();
+        let (wv, bv) = (self.pv[weight], self.pv[bias]);
+        let xs = self.tape.shape(x).to_vec();
+        let ws = self.tape.shape(wv).to_vec();
+        if xs.len() != 2 || ws.len() != 2 || ws[1] != xs[1] {
+            return Err(Error::shape(
+                "linear",
+                "x / weight",
+                "x [N,I], weight [O,I]",
+                format!("{xs:?} / {ws:?}"),
+            ));
+        }
+        let fs = FcShape::new(xs[0], xs[1], ws[0])?;
+        let mut y = dev.alloc_scratch::<f32>("linear.y", fs.n * fs.out)?;
+        fc::fc_forward(
+            dev,
+            &fs,
+            &self.tape.value(x),
+            &self.tape.value(wv),
+            &self.tape.value(bv),
+            &mut dev.view_mut(&mut y),
+            false,
+        )?;
+        self.tape.push_op(y, &[fs.n, fs.out], &[x, wv, bv], || {
+            Box::new(move |nodes: &DeviceNodes<'_, Dev<D>>, dy: &View<'_, D>| {
+                let dev = nodes.dev();
+                // fc_backward adds into its outputs.
+                let mut dx = match nodes.requires_grad(x) {
+                    true => Some(dev.alloc_zeros::<f32>("linear.dx", fs.n * fs.inp)?),
+                    false => None,
+                };
+                let params = nodes.requires_grad(wv) || nodes.requires_grad(bv);
+                let mut dw = dev.alloc_zeros::<f32>("linear.dw", fs.out * fs.inp)?;
+                let mut db = dev.alloc_zeros::<f32>("linear.db", fs.out)?;
+                {
+                    let mut dx_view = dx.as_mut().map(|b| dev.view_mut(b));
+                    let (mut dw_view, mut db_view) = (dev.view_mut(&mut dw), dev.view_mut(&mut db));
+                    fc::fc_backward(
+                        dev,
+                        &fs,
+                        &nodes.value(x),
+                        &nodes.value(wv),
+                        dy,
+                        dx_view.as_mut(),
+                        params.then_some((&mut dw_view, &mut db_view)),
+                    )?;
+                }
+                let mut grads = Vec::new();
+                if let Some(dx) = dx {
+                    grads.push((x, dx));
+                }
+                if nodes.requires_grad(wv) {
+                    grads.push((wv, dw));
+                }
+                if nodes.requires_grad(bv) {
+                    grads.push((bv, db));
+                }
+                Ok(grads)
+            })
+        })
+    }
+}
