@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds, here, what a lent GPU machine runs (it has no Rust toolchain and no network):
-# the test and bench executables, with nvcc so the PTX is embedded, stripped, copied into
+# the test and bench executables and examples/gpu_train_step, with nvcc so the PTX is
+# embedded, stripped, copied into
 # gpu-bundle/ (git-ignored; carry it with the device tool, 64 MiB at most) together with
 # scripts/gpu-check.sh and the PyTorch peer scripts/torch_peer.py.
 #   scripts/build-gpu-bundle.sh && du -sh gpu-bundle
@@ -18,11 +19,15 @@ for line in sys.stdin:
 }
 # Only the tests that touch CUDA and the CPU references they compare with.
 list_executables test --workspace | while read -r name exe; do
-    case "$name" in cuda_*|gate|sparta_layer|sparta) cp "$exe" "gpu-bundle/tests/$name";; esac
+    case "$name" in cuda_*|gate|sparta_layer|sparta|device_resnet) cp "$exe" "gpu-bundle/tests/$name";; esac
+done
+mkdir -p gpu-bundle/examples
+list_executables build --example gpu_train_step | while read -r name exe; do
+    cp "$exe" "gpu-bundle/examples/$name"
 done
 list_executables bench --workspace | while read -r name exe; do
     cp "$exe" "gpu-bundle/benches/$name"
 done
-strip gpu-bundle/tests/* gpu-bundle/benches/*
+strip gpu-bundle/tests/* gpu-bundle/benches/* gpu-bundle/examples/*
 cp scripts/gpu-check.sh scripts/torch_peer.py gpu-bundle/
 du -sh gpu-bundle

@@ -7,8 +7,8 @@
 # 3. runs the benches (CPU and CUDA groups);
 # 4. runs the PyTorch peer (torch_peer.py, with the python that has torch): the eager
 #    gate next to ReLU, and ResNet-18 PGD-10 training steps (batch 128) with ReLU and
-#    SPARTA: images/s and peak memory. sparta's own GPU training step does not exist yet
-#    (issue 7), so its column is empty until it does;
+#    SPARTA: images/s and peak memory, next to sparta's own step on the device
+#    (examples/gpu_train_step: the same model, attack and optimizer);
 # 5. prints a short table; full logs go to $OUT (or ./gpu-out).
 # Never run on a GPU so far: no GPU has been lent to this project.
 set -uo pipefail
@@ -50,6 +50,9 @@ if python3 -c "import torch" 2>/dev/null; then
     for act in relu sparta; do
         python3 "$here/torch_peer.py" train --act "$act" >> "$out/torch-train.jsonl" 2>> "$out/torch-train.err"
     done
+    for act in relu sparta; do
+        "$here/examples/gpu_train_step" --act "$act" --steps 5 >> "$out/sparta-train.jsonl" 2>> "$out/sparta-train.err"
+    done
     python3 - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]
@@ -59,12 +62,24 @@ for line in open(f"{out}/torch-gate.jsonl"):
     r = json.loads(line)
     print(f"| {r['shape']} | {r['relu_fwd']:.3f} | {r['gate_fwd']:.3f} | {r['relu_fwd_bwd']:.3f} | {r['gate_fwd_bwd']:.3f} |")
 print()
-print("| ResNet-18 PGD-10 train step, batch 128 | params | torch images/s | torch peak MiB | sparta images/s |")
-print("|---|---|---|---|---|")
+ours = {}
+try:
+    for line in open(f"{out}/sparta-train.jsonl"):
+        r = json.loads(line)
+        ours[r["act"]] = r
+except FileNotFoundError:
+    pass
+print("| ResNet-18 PGD-10 train step, batch 128 | params torch / sparta | torch images/s | torch peak MiB | sparta images/s | sparta peak MiB | sparta / torch | allocations after warm-up |")
+print("|---|---|---|---|---|---|---|---|")
 for line in open(f"{out}/torch-train.jsonl"):
     r = json.loads(line)
     peak = r["peak_memory_bytes"] / 2**20 if r["peak_memory_bytes"] else float("nan")
-    print(f"| {r['act']} | {r['parameters']} | {r['images_per_s']:.1f} | {peak:.0f} | not implemented (issue 7) |")
+    s = ours.get(r["act"])
+    if s:
+        mine = f"{s['images_per_s']:.1f} | {s['peak_memory_bytes'] / 2**20:.0f} | {s['images_per_s'] / r['images_per_s']:.2f} | {s['device_allocations_after_warmup']}"
+    else:
+        mine = "failed (see sparta-train.err) | | |"
+    print(f"| {r['act']} | {r['parameters']} / {s['parameters'] if s else '?'} | {r['images_per_s']:.1f} | {peak:.0f} | {mine} |")
 PY
 else
     echo "no python3 with torch here: peer skipped"

@@ -18,13 +18,15 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use sparta::attack::{evaluate, Goal, PgdConfig, RobustnessReport};
+use sparta::classifier::Trainable;
 use sparta::data::{Dataset, DatasetKind, Split};
+use sparta::nn::device_resnet::DeviceResNet;
 use sparta::nn::resnet::{Depth, ResNet, ResNetConfig};
 use sparta::optim::LrSchedule;
 use sparta::plot::{loss_curves_png, CurveSeries};
 use sparta::train::checkpoint::write_atomically;
 use sparta::train::{train, EpochStats, TrainConfig};
-use sparta::{Error, Result};
+use sparta::{Device, Error, Result};
 
 #[derive(Parser)]
 #[command(
@@ -90,8 +92,8 @@ struct Common {
     /// Folder of the data set's files (default: where its package or download puts them).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Compute device. The ResNet runs on the CPU autograd tape; `cuda` is refused until
-    /// the CUDA training path exists, and `auto` uses the CPU.
+    /// Compute device: `cpu` (the CPU autograd tape), `cuda` (GPU 0: the whole step on
+    /// the device), or `auto` (CUDA when a GPU is found, else the CPU with a notice).
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
     /// Seed of weights, shuffles, crops and attack targets/starts.
@@ -275,14 +277,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_device(device: DeviceArg) -> Result<()> {
-    if device == DeviceArg::Cuda {
-        return Err(Error::Config(
-            "--device cuda: the ResNet trains on the CPU tape in this build; use --device cpu or auto"
-                .into(),
-        ));
-    }
-    Ok(())
+/// The model on the device asked for, and the device's name: the host model itself
+/// on the CPU, a [`DeviceResNet`] (parameters, activations and optimizer state on the
+/// GPU) on CUDA.
+fn on_device(device: DeviceArg, model: ResNet<f32>) -> Result<(Box<dyn Trainable>, String)> {
+    let device = match device {
+        DeviceArg::Cpu => Device::Cpu,
+        DeviceArg::Auto => Device::detect(),
+        DeviceArg::Cuda => Device::from_name("cuda")?,
+    };
+    let name = device.to_string();
+    Ok(match device {
+        Device::Cpu => (Box::new(model), name),
+        Device::Cuda(gpu) => (Box::new(DeviceResNet::new(gpu, model)?), name),
+    })
 }
 
 /// `relu`, `sparta` or a spec, to the spec string of [`ResNetConfig`]: a leading
@@ -358,7 +366,6 @@ struct TrainReport<'a> {
 }
 
 fn run_train(a: TrainArgs) -> Result<ExitCode> {
-    check_device(a.common.device)?;
     let kind = a.common.dataset.kind();
     let data = load_split(&a.common, Split::Train, a.train_limit)?;
     let mconfig = model_config(&a.model, kind)?;
@@ -367,6 +374,8 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
         let copied = model.load_sparta_from(from)?;
         eprintln!("SPARTA weights: {copied} tensors from {}", from.display());
     }
+    let parameters = model.param_count();
+    let (mut model, device) = on_device(a.common.device, model)?;
     let config = TrainConfig {
         epochs: a.epochs,
         batch_size: a.common.batch_size,
@@ -405,12 +414,11 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
         "standard".into()
     };
     eprintln!(
-        "train: {} ({} images), ResNet-{} act {:?} ({} parameters), {mode}, {} epochs, seed {}, CPU",
+        "train: {} ({} images), ResNet-{} act {:?} ({parameters} parameters), {mode}, {} epochs, seed {}, {device}",
         data.name,
         data.len(),
         a.model.model,
         mconfig.activation,
-        model.param_count(),
         config.epochs,
         config.seed
     );
@@ -425,7 +433,7 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
     let start = Instant::now();
     let mut current: Option<(usize, ProgressBar)> = None;
     let outcome = train(
-        &mut model,
+        model.as_mut(),
         &data,
         &config,
         Some(&ckpt_dir),
@@ -465,7 +473,7 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
             ckpt_dir.display()
         );
     } else {
-        sparta::classifier::Trainable::save(&model, &model_file)?;
+        model.save(&model_file)?;
     }
     let test = if outcome.interrupted || a.no_test {
         None
@@ -478,7 +486,7 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
         };
         let b = bar(test.len(), "clean test".into());
         let r = evaluate(
-            &mut model,
+            model.as_mut(),
             &test,
             a.common.batch_size,
             &clean,
@@ -493,7 +501,7 @@ fn run_train(a: TrainArgs) -> Result<ExitCode> {
         dataset: &data.name,
         train_images: data.len(),
         model: &mconfig,
-        parameters: model.param_count(),
+        parameters,
         config: &config,
         history: &outcome.state.history,
         seconds,
@@ -555,8 +563,9 @@ fn attack_name(c: &PgdConfig) -> String {
 }
 
 fn run_eval(a: EvalArgs) -> Result<ExitCode> {
-    check_device(a.common.device)?;
-    let mut model = load_model(&a.checkpoint)?;
+    let model = load_model(&a.checkpoint)?;
+    let config = model.config().clone();
+    let (mut model, _) = on_device(a.common.device, model)?;
     let test = load_split(&a.common, Split::Test, a.common.test_limit)?;
     let mut iterations = a.iterations.clone();
     iterations.insert(0, 0);
@@ -570,7 +579,7 @@ fn run_eval(a: EvalArgs) -> Result<ExitCode> {
     );
     let b = bar(test.len(), name);
     let mut reports = evaluate(
-        &mut model,
+        model.as_mut(),
         &test,
         a.common.batch_size,
         &a.attack.config(0),
@@ -586,7 +595,7 @@ fn run_eval(a: EvalArgs) -> Result<ExitCode> {
     let report = EvalReport {
         checkpoint: a.checkpoint.display().to_string(),
         dataset: &test.name,
-        model: model.config(),
+        model: &config,
         seed: a.common.seed,
         clean_error,
         attacks,
@@ -616,7 +625,6 @@ fn run_eval(a: EvalArgs) -> Result<ExitCode> {
 }
 
 fn run_attack(a: AttackArgs) -> Result<ExitCode> {
-    check_device(a.common.device)?;
     if !a.label.is_empty() && a.label.len() != a.checkpoint.len() {
         return Err(Error::Config(format!(
             "{} --label for {} --checkpoint",
@@ -629,15 +637,16 @@ fn run_attack(a: AttackArgs) -> Result<ExitCode> {
     let mut series = Vec::new();
     let mut reports = Vec::new();
     for (i, path) in a.checkpoint.iter().enumerate() {
-        let mut model = load_model(path)?;
+        let model = load_model(path)?;
         let label = a
             .label
             .get(i)
             .cloned()
             .unwrap_or_else(|| model.config().activation.clone());
+        let (mut model, _) = on_device(a.common.device, model)?;
         let b = bar(test.len(), format!("{label}: {}", attack_name(&config)));
         let r = evaluate(
-            &mut model,
+            model.as_mut(),
             &test,
             a.common.batch_size,
             &config,
