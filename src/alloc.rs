@@ -37,6 +37,7 @@ use std::rc::Rc;
 
 use crate::error::Result;
 use crate::launch::{Determinism, DeviceElem, KernelArg, KernelDevice};
+use crate::ops::conv2d::{ConvGeom, ConvPass};
 use crate::ops::LaunchDims;
 
 /// What [`CachingDevice`] has done so far.
@@ -286,6 +287,17 @@ impl<D: KernelDevice + 'static> KernelDevice for CachingDevice<D> {
         view: &'a mut D::ViewMut<'_, T>,
     ) -> KernelArg<D::BufferArg<'a>> {
         self.inner.write(view)
+    }
+
+    fn library_conv2d(
+        &self,
+        pass: ConvPass,
+        g: &ConvGeom,
+        a: &D::View<'_, f32>,
+        b: &D::View<'_, f32>,
+        out: &mut D::ViewMut<'_, f32>,
+    ) -> Result<bool> {
+        self.inner.library_conv2d(pass, g, a, b, out)
     }
 
     unsafe fn launch(

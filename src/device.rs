@@ -11,6 +11,7 @@ use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
 use cudarc::nvrtc::{CompileOptions, Ptx};
 
 use crate::error::{Error, Result};
+use crate::ops::conv2d::cudnn::CudnnConv;
 
 /// One embedded kernel family (`kernels/<module>.cu`).
 pub(crate) struct KernelSource {
@@ -86,6 +87,7 @@ pub struct Gpu {
     ordinal: usize,
     name: String,
     compute_capability: (i32, i32),
+    cudnn: CudnnConv,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -121,6 +123,7 @@ impl Gpu {
             stream,
             modules: Mutex::new(HashMap::new()),
             ordinal,
+            cudnn: CudnnConv::new(),
         }))
     }
 
@@ -148,6 +151,11 @@ impl Gpu {
     /// The stream every op of this crate launches on.
     pub fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
+    }
+
+    /// The cuDNN convolutions (opened on first use).
+    pub(crate) fn cudnn(&self) -> &CudnnConv {
+        &self.cudnn
     }
 
     /// The device name the driver reports.

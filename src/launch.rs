@@ -37,6 +37,7 @@ use cudarc::driver::{
 };
 
 use crate::error::{check_len, Error, Result};
+use crate::ops::conv2d::{ConvGeom, ConvPass};
 use crate::ops::LaunchDims;
 use crate::Gpu;
 
@@ -206,6 +207,23 @@ pub trait KernelDevice {
         view: &'a mut Self::ViewMut<'_, T>,
     ) -> KernelArg<Self::BufferArg<'a>>;
 
+    /// Runs convolution product `pass` of `g` on the device's own convolution library
+    /// (cuDNN on a [`Gpu`] that has it) and returns true, or returns false when the
+    /// device has none (the default), so the caller launches the handwritten kernels.
+    /// Operands and output as [`crate::ops::conv2d::cuda::conv2d`] describes them, their
+    /// lengths already checked.
+    fn library_conv2d(
+        &self,
+        pass: ConvPass,
+        g: &ConvGeom,
+        a: &Self::View<'_, f32>,
+        b: &Self::View<'_, f32>,
+        out: &mut Self::ViewMut<'_, f32>,
+    ) -> Result<bool> {
+        let _ = (pass, g, a, b, out);
+        Ok(false)
+    }
+
     /// Queues kernel `kernel` of `kernels/<module>.cu` with launch shape `dims`.
     ///
     /// # Safety
@@ -350,6 +368,17 @@ impl KernelDevice for Gpu {
         KernelArg::Buffer(GpuBufferArg { ptr, _sync: sync })
     }
 
+    fn library_conv2d(
+        &self,
+        pass: ConvPass,
+        g: &ConvGeom,
+        a: &CudaView<'_, f32>,
+        b: &CudaView<'_, f32>,
+        out: &mut CudaViewMut<'_, f32>,
+    ) -> Result<bool> {
+        self.cudnn().run(self.stream(), pass, g, a, b, out)
+    }
+
     unsafe fn launch(
         &self,
         module: &'static str,
@@ -442,6 +471,16 @@ impl<D: KernelDevice> KernelDevice for Arc<D> {
     }
     fn as_view<'a, T: DeviceElem>(&self, view: &'a D::ViewMut<'_, T>) -> D::View<'a, T> {
         (**self).as_view(view)
+    }
+    fn library_conv2d(
+        &self,
+        pass: ConvPass,
+        g: &ConvGeom,
+        a: &D::View<'_, f32>,
+        b: &D::View<'_, f32>,
+        out: &mut D::ViewMut<'_, f32>,
+    ) -> Result<bool> {
+        (**self).library_conv2d(pass, g, a, b, out)
     }
     fn read<'a, T: DeviceElem>(&'a self, view: &'a D::View<'_, T>) -> KernelArg<D::BufferArg<'a>> {
         (**self).read(view)

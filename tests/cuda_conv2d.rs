@@ -1,7 +1,8 @@
-//! The implicit-GEMM convolution wrappers against the f64 CPU reference: on the CPU
-//! kernel harness always (the odd cases), on a GPU when there is one (ResNet-18's
-//! convolutions too; without one that part prints that it skipped). f32 results must be
-//! within 1e-5 of the reference, relative to the reference's largest magnitude.
+//! The implicit-GEMM convolution wrappers, and `cuda::conv2d` (cuDNN on a GPU that has
+//! it, else those kernels), against the f64 CPU reference: on the CPU kernel harness
+//! always (the odd cases), on a GPU when there is one (ResNet-18's convolutions too;
+//! without one that part prints that it skipped). f32 results must be within 1e-5 of
+//! the reference, relative to the reference's largest magnitude.
 
 mod harness_support;
 
@@ -9,7 +10,7 @@ use harness_support::device::HarnessDevice;
 use harness_support::{assert_matches, download, upload_f32};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sparta::ops::conv2d::{conv2d_weight_split, cpu, cuda, ConvGeom};
+use sparta::ops::conv2d::{conv2d_weight_split, cpu, cuda, ConvGeom, ConvPass};
 use sparta::{Error, Gpu, KernelDevice};
 
 /// Random values rounded to f32, as f64 (what both the GPU and the reference see).
@@ -124,6 +125,75 @@ fn check_conv2d<D: KernelDevice>(dev: &D, cases: &[Case]) {
 }
 
 #[test]
+fn conv2d_dispatch_matches_cpu() {
+    check_dispatch(&HarnessDevice::new(), &CASES[..ODD_CASES]);
+    if let Some(gpu) = Gpu::for_tests("conv2d_dispatch_matches_cpu") {
+        check_dispatch(&gpu, CASES);
+    }
+}
+
+/// `cuda::conv2d` for the three passes, twice each (the second from the algorithm
+/// cache on a GPU, and bit-identical: the backward algorithms are deterministic).
+fn check_dispatch<D: KernelDevice>(dev: &D, cases: &[Case]) {
+    let mut rng = StdRng::seed_from_u64(8);
+    for &(n, c_in, h, w, c_out, k, stride, pad) in cases {
+        let g = ConvGeom {
+            n,
+            c_in,
+            h,
+            w,
+            c_out,
+            k,
+            stride,
+            pad,
+        };
+        let (x_len, w_len, y_len) = g.lens();
+        let (x, wt, dy) = (
+            random(&mut rng, x_len),
+            random(&mut rng, w_len),
+            random(&mut rng, y_len),
+        );
+        let y = cpu::forward(&g, &x, &wt);
+        let (dx, dw) = cpu::backward(&g, &x, &wt, &dy, true, true);
+        let (x_d, w_d, dy_d) = (
+            upload_f32(dev, "x", &x),
+            upload_f32(dev, "wt", &wt),
+            upload_f32(dev, "dy", &dy),
+        );
+        let passes = [
+            (ConvPass::Forward, &x_d, &w_d, y_len, y),
+            (ConvPass::BackwardData, &dy_d, &w_d, x_len, dx.unwrap()),
+            (ConvPass::BackwardFilter, &x_d, &dy_d, w_len, dw.unwrap()),
+        ];
+        for (pass, a, b, len, want) in passes {
+            let mut out = upload_f32(dev, "out", &random(&mut rng, len));
+            let mut run = || {
+                cuda::conv2d(
+                    dev,
+                    pass,
+                    &g,
+                    &dev.view(a),
+                    &dev.view(b),
+                    &mut dev.view_mut(&mut out),
+                )
+                .unwrap();
+                download(dev, &out)
+            };
+            let first = run();
+            assert_matches(&format!("{pass:?} {g:?}"), &first, &want);
+            let again = run();
+            assert!(
+                first
+                    .iter()
+                    .zip(&again)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{pass:?} {g:?}: two runs differ"
+            );
+        }
+    }
+}
+
+#[test]
 fn conv2d_wrappers_reject_wrong_lengths_and_geometry() {
     check_rejects(&HarnessDevice::new());
     if let Some(gpu) = Gpu::for_tests("conv2d_wrappers_reject_wrong_lengths_and_geometry") {
@@ -170,6 +240,19 @@ fn check_rejects<D: KernelDevice>(dev: &D) {
     .unwrap_err();
     assert!(
         matches!(&err, Error::Shape { what, .. } if what == "geometry"),
+        "{err}"
+    );
+    let err = cuda::conv2d(
+        dev,
+        ConvPass::Forward,
+        &g,
+        &dev.view(&x),
+        &dev.view(&w),
+        &mut dev.view_mut(&mut y_short),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::Shape { what, .. } if what == "output"),
         "{err}"
     );
 }

@@ -45,7 +45,7 @@ use crate::error::{check_len, Error, Result};
 use crate::launch::{KernelDevice, ViewLen};
 use crate::ops::add::cuda::add_forward;
 use crate::ops::batchnorm::{cuda as bn, BnShape};
-use crate::ops::conv2d::{cuda as conv, ConvGeom};
+use crate::ops::conv2d::{cuda as conv, ConvGeom, ConvPass};
 use crate::ops::fc::{cuda as fc, FcShape};
 use crate::ops::loss::cuda::{cross_entropy as device_cross_entropy, CrossEntropyOut};
 use crate::ops::loss::Reduction;
@@ -670,8 +670,9 @@ impl<D: KernelDevice + 'static> Layers for DevicePass<'_, '_, D> {
         };
         let (x_len, w_len, y_len) = g.lens();
         let mut y = dev.alloc_scratch::<f32>("conv2d.y", y_len)?;
-        conv::conv2d_forward(
+        conv::conv2d(
             dev,
+            ConvPass::Forward,
             &g,
             &self.tape.value(x),
             &self.tape.value(wv),

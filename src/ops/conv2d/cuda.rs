@@ -1,12 +1,13 @@
-//! 2-D convolution on a [`KernelDevice`] (`kernels/conv2d.cu`, the implicit-GEMM kernels
-//! that run where cuDNN is missing), f32, over device views. Every launch is queued on
-//! the device. Each function overwrites its output, as [`super::cpu::forward`] and
+//! 2-D convolution on a [`KernelDevice`], f32, over device views: [`conv2d`] with the
+//! device's convolution library when it has one (cuDNN on a GPU), and the handwritten
+//! implicit-GEMM kernels (`kernels/conv2d.cu`) that run where it is missing and on the
+//! CPU kernel harness. Every launch is queued on the device. Each function overwrites its output, as [`super::cpu::forward`] and
 //! [`super::cpu::backward`] return fresh tensors: a caller that accumulates gradients
 //! adds the result itself.
 
 use super::{
     conv2d_forward_launch, conv2d_input_launch, conv2d_weight_launch, conv2d_weight_reduce_launch,
-    conv2d_weight_scratch_len, conv2d_weight_split, ConvGeom,
+    conv2d_weight_scratch_len, conv2d_weight_split, ConvGeom, ConvPass,
 };
 use crate::error::{check_len, Error, Result};
 use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
@@ -63,6 +64,39 @@ fn kernel_geom(op: &'static str, g: &ConvGeom) -> Result<[i32; 10]> {
 /// The geometry's ten `int`s as kernel arguments.
 fn geom_args<B>(dims: &[i32; 10]) -> [KernelArg<B>; 10] {
     dims.map(KernelArg::I32)
+}
+
+/// One convolution product, `out` overwritten: [`ConvPass::Forward`] `(x, w) → y`,
+/// [`ConvPass::BackwardData`] `(dy, w) → dx`, [`ConvPass::BackwardFilter`] `(x, dy) → dw`.
+/// Runs on the device's library ([`KernelDevice::library_conv2d`]: cuDNN on a GPU) when
+/// it has one, else on the implicit-GEMM kernels below.
+pub fn conv2d<D: KernelDevice>(
+    dev: &D,
+    pass: ConvPass,
+    g: &ConvGeom,
+    a: &D::View<'_, f32>,
+    b: &D::View<'_, f32>,
+    out: &mut D::ViewMut<'_, f32>,
+) -> Result<()> {
+    const OP: &str = "conv2d";
+    kernel_geom(OP, g)?;
+    let (x_len, w_len, y_len) = g.lens();
+    let (a_len, b_len, out_len) = match pass {
+        ConvPass::Forward => (x_len, w_len, y_len),
+        ConvPass::BackwardData => (y_len, w_len, x_len),
+        ConvPass::BackwardFilter => (x_len, y_len, w_len),
+    };
+    check_len(OP, "first operand", a.len(), a_len)?;
+    check_len(OP, "second operand", b.len(), b_len)?;
+    check_len(OP, "output", out.len(), out_len)?;
+    if dev.library_conv2d(pass, g, a, b, out)? {
+        return Ok(());
+    }
+    match pass {
+        ConvPass::Forward => conv2d_forward(dev, g, a, b, out),
+        ConvPass::BackwardData => conv2d_backward_input(dev, g, a, b, out),
+        ConvPass::BackwardFilter => conv2d_backward_weight(dev, g, a, b, out),
+    }
 }
 
 /// `y = conv(x, w)`: x `[n, c_in, h, w]`, w `[c_out, c_in, k, k]`, y `[n, c_out, h_out,

@@ -16,8 +16,10 @@
 
 pub mod cpu;
 pub mod cuda;
+pub(crate) mod cudnn;
 
 pub use cpu::ConvGeom;
+pub use cudnn::ConvPass;
 
 use crate::autograd::{Tape, Var};
 use crate::error::{Error, Result};
