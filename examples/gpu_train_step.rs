@@ -69,7 +69,16 @@ fn parse() -> std::result::Result<Args, String> {
     Ok(a)
 }
 
-fn run<D: KernelDevice + 'static>(dev: D, device_name: &str, a: &Args) -> Result<String> {
+/// `used` reads the device memory in use from the driver (after the timed steps, with
+/// the model alive): the allocator's bytes plus the CUDA context, the modules and
+/// cuDNN's workspace.
+fn run<D: KernelDevice + 'static>(
+    dev: D,
+    device_name: &str,
+    conv: &str,
+    used: &dyn Fn() -> Option<usize>,
+    a: &Args,
+) -> Result<String> {
     let spec = if a.act == "sparta" { "G1-4.B2" } else { "relu" };
     let host = ResNet::<f32>::new(ResNetConfig::resnet18(3, 10).with_activation(spec), 0)?;
     let parameters = host.param_count();
@@ -100,7 +109,8 @@ fn run<D: KernelDevice + 'static>(dev: D, device_name: &str, a: &Args) -> Result
     let stats = model.alloc_stats();
     let json = serde_json::json!({
         "bench": "resnet18_pgd_train_step",
-        "framework": "sparta DeviceResNet (implicit-GEMM conv2d)",
+        "framework": "sparta DeviceResNet",
+        "conv2d": conv,
         "device": device_name,
         "act": a.act,
         "parameters": parameters,
@@ -113,6 +123,7 @@ fn run<D: KernelDevice + 'static>(dev: D, device_name: &str, a: &Args) -> Result
         "peak_memory_bytes": stats.bytes_reserved,
         "peak_in_use_bytes": stats.peak_bytes_in_use,
         "device_allocations_after_warmup": stats.device_allocations - warm.device_allocations,
+        "driver_memory_used_bytes": used(),
     });
     Ok(json.to_string())
 }
@@ -126,12 +137,27 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = if args.dry_run {
-        run(DryRunDevice, "dry run (no kernel executed)", &args)
+        run(
+            DryRunDevice,
+            "dry run (no kernel executed)",
+            "none",
+            &|| None,
+            &args,
+        )
     } else {
         match Gpu::new(0) {
             Ok(gpu) => {
                 let name = gpu.name().to_string();
-                run(gpu, &name, &args)
+                // SAFETY: only probes whether the shared library can be opened.
+                let cudnn = unsafe { cudarc::cudnn::sys::is_culib_present() };
+                let conv = match std::env::var("SPARTA_CONV") {
+                    Ok(v) if v == "implicit-gemm" => "implicit-gemm",
+                    _ if cudnn => "cudnn",
+                    _ => "implicit-gemm",
+                };
+                let ctx = gpu.context().clone();
+                let used = move || ctx.mem_get_info().ok().map(|(free, total)| total - free);
+                run(gpu, &name, conv, &used, &args)
             }
             Err(e) => {
                 eprintln!("gpu_train_step: no GPU ({e})");

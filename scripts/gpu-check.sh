@@ -52,6 +52,7 @@ if python3 -c "import torch" 2>/dev/null; then
     done
     for act in relu sparta; do
         "$here/examples/gpu_train_step" --act "$act" --steps 5 >> "$out/sparta-train.jsonl" 2>> "$out/sparta-train.err"
+        SPARTA_CONV=implicit-gemm "$here/examples/gpu_train_step" --act "$act" --steps 3 >> "$out/sparta-train-igemm.jsonl" 2>> "$out/sparta-train.err"
     done
     python3 - "$out" <<'PY'
 import json, sys
@@ -80,6 +81,16 @@ for line in open(f"{out}/torch-train.jsonl"):
     else:
         mine = "failed (see sparta-train.err) | | |"
     print(f"| {r['act']} | {r['parameters']} / {s['parameters'] if s else '?'} | {r['images_per_s']:.1f} | {peak:.0f} | {mine} |")
+print()
+print("sparta's step, every run (conv2d library, images/s, allocator peak MiB, driver-reported MiB in use):")
+for name in ["sparta-train.jsonl", "sparta-train-igemm.jsonl"]:
+    try:
+        for line in open(f"{out}/{name}"):
+            r = json.loads(line)
+            used = r["driver_memory_used_bytes"]
+            print(f"  {r['act']:6} conv2d={r['conv2d']:13} {r['images_per_s']:8.1f} img/s  {r['peak_memory_bytes'] / 2**20:7.0f} MiB  {used / 2**20 if used else float('nan'):7.0f} MiB")
+    except FileNotFoundError:
+        print(f"  {name}: missing")
 PY
 else
     echo "no python3 with torch here: peer skipped"
