@@ -166,6 +166,7 @@ fn cuda_layer_vs_relu(c: &mut Criterion) {
                             &x.as_view(),
                             &cache,
                             &dy.as_view(),
+                            true,
                         )
                         .unwrap();
                     stream.synchronize().unwrap();

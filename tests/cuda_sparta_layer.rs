@@ -92,9 +92,17 @@ fn check_layer<D: KernelDevice>(dev: &D, cases: &[Case]) {
                     .unwrap();
                 assert_matches(&format!("{what} y"), &down(&y_d), &y_ref);
                 let g = layer32
-                    .backward_cuda(dev, &weights.views(dev), &x_v, &cache_d, &dy_v)
+                    .backward_cuda(dev, &weights.views(dev), &x_v, &cache_d, &dy_v, true)
                     .unwrap();
                 assert_matches(&format!("{what} dx"), &down(&g.dx), &g_ref.dx);
+                let input_only = layer32
+                    .backward_cuda(dev, &weights.views(dev), &x_v, &cache_d, &dy_v, false)
+                    .unwrap();
+                assert!(
+                    input_only.params.is_empty(),
+                    "{what}: no parameter gradients asked"
+                );
+                assert_eq!(down(&input_only.dx), down(&g.dx), "{what}: dx alone");
                 assert_eq!(g.params.len(), g_ref.params.len(), "{what}");
                 for ((name, _, _), (got, want)) in layer32
                     .params()

@@ -879,11 +879,14 @@ impl<D: KernelDevice + 'static> Layers for DevicePass<'_, '_, D> {
             Box::new(move |nodes: &DeviceNodes<'_, Dev<D>>, dy: &View<'_, D>| {
                 let dev = nodes.dev();
                 let weights: Vec<View<'_, D>> = vars.iter().map(|&v| nodes.value(v)).collect();
-                let g = layer.backward_cuda(dev, &weights, &nodes.value(x), &cache, dy)?;
+                let param_grads = vars.iter().any(|&v| nodes.requires_grad(v));
+                let g =
+                    layer.backward_cuda(dev, &weights, &nodes.value(x), &cache, dy, param_grads)?;
                 let mut grads = Vec::new();
                 if nodes.requires_grad(x) {
                     grads.push((x, g.dx));
                 }
+                // Empty when no parameter asked for one.
                 for (v, p) in vars.iter().zip(g.params) {
                     if nodes.requires_grad(*v) {
                         grads.push((*v, p));

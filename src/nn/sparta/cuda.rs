@@ -61,7 +61,8 @@ impl<D: KernelDevice> SpartaCudaCache<D> {
 pub struct SpartaCudaGrads<D: KernelDevice = Gpu> {
     /// Gradient of X.
     pub dx: D::Buffer<f32>,
-    /// Parameter gradients in [`SpartaLayer::params`] order; empty for a frozen layer.
+    /// Parameter gradients in [`SpartaLayer::params`] order; empty for a frozen layer
+    /// and when they were not asked for.
     pub params: Vec<D::Buffer<f32>>,
 }
 
@@ -299,7 +300,9 @@ impl SpartaLayer<f32> {
         Ok((y, cache))
     }
 
-    /// Backward on a device: dX and (unless frozen) every parameter's gradient.
+    /// Backward on a device: dX and, with `param_grads` and unless the layer is frozen,
+    /// every parameter's gradient (an attack asks for dX alone, which skips Conv3's
+    /// weight-gradient product over every pixel and the other weight gradients).
     pub fn backward_cuda<D: KernelDevice>(
         &self,
         dev: &D,
@@ -307,6 +310,7 @@ impl SpartaLayer<f32> {
         x: &D::View<'_, f32>,
         cache: &SpartaCudaCache<D>,
         dy: &D::View<'_, f32>,
+        param_grads: bool,
     ) -> Result<SpartaCudaGrads<D>> {
         const OP: &str = "sparta_backward_cuda";
         let shape = cache.shape;
@@ -336,7 +340,7 @@ impl SpartaLayer<f32> {
         )?;
 
         let mut params = Vec::new();
-        if !self.config.frozen {
+        if param_grads && !self.config.frozen {
             for (p, (name, _)) in t.iter().zip(self.config.param_shapes()) {
                 params.push(dev.alloc_zeros::<f32>(&format!("d{name}"), p.len())?);
             }
