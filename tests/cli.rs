@@ -332,3 +332,40 @@ fn missing_and_truncated_files_are_errors_that_name_the_file() {
     assert!(stderr.contains(images.to_str().unwrap()), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// `--device cuda` trains on the GPU when there is one; without one it is an error that
+/// says so (never a panic), and `--device auto` falls back to the CPU with a notice.
+#[test]
+fn device_flag_uses_the_gpu_or_says_why_not() {
+    let data = data_dir("device");
+    let run = data.join("run");
+    let (data_s, run_s) = (data.to_str().unwrap(), run.to_str().unwrap());
+    let with_device = |device: &'static str| {
+        let mut args = train_args(data_s, run_s, "1");
+        let at = args
+            .iter()
+            .position(|a| *a == "cpu")
+            .expect("common() sets --device cpu");
+        args[at] = device;
+        args.push("--fresh");
+        sparta(&args)
+    };
+    let gpu = sparta::Gpu::new(0).is_ok();
+    let out = with_device("cuda");
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    if gpu {
+        assert_ok(&out, "train --device cuda");
+        assert!(stderr.contains("cuda:0"), "{stderr}");
+    } else {
+        assert!(
+            !out.status.success(),
+            "--device cuda without a GPU must fail"
+        );
+        assert!(stderr.contains("CUDA"), "{stderr}");
+        let out = with_device("auto");
+        assert_ok(&out, "train --device auto");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("using the CPU"), "{stderr}");
+    }
+}

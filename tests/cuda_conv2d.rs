@@ -48,27 +48,56 @@ fn conv2d_kernels_match_cpu() {
     }
 }
 
+/// A case's geometry, random x, w and dy, and the CPU reference's y, dx and dw.
+struct CaseData {
+    g: ConvGeom,
+    x: Vec<f64>,
+    wt: Vec<f64>,
+    dy: Vec<f64>,
+    y: Vec<f64>,
+    dx: Vec<f64>,
+    dw: Vec<f64>,
+}
+
+fn case_data(rng: &mut StdRng, &(n, c_in, h, w, c_out, k, stride, pad): &Case) -> CaseData {
+    let g = ConvGeom {
+        n,
+        c_in,
+        h,
+        w,
+        c_out,
+        k,
+        stride,
+        pad,
+    };
+    let (x_len, w_len, y_len) = g.lens();
+    let (x, wt, dy) = (random(rng, x_len), random(rng, w_len), random(rng, y_len));
+    let y = cpu::forward(&g, &x, &wt);
+    let (dx, dw) = cpu::backward(&g, &x, &wt, &dy, true, true);
+    CaseData {
+        g,
+        x,
+        wt,
+        dy,
+        y,
+        dx: dx.expect("asked for dx"),
+        dw: dw.expect("asked for dw"),
+    }
+}
+
 fn check_conv2d<D: KernelDevice>(dev: &D, cases: &[Case]) {
     let mut rng = StdRng::seed_from_u64(7);
-    for &(n, c_in, h, w, c_out, k, stride, pad) in cases {
-        let g = ConvGeom {
-            n,
-            c_in,
-            h,
-            w,
-            c_out,
-            k,
-            stride,
-            pad,
-        };
+    for case in cases {
+        let CaseData {
+            g,
+            x,
+            wt,
+            dy,
+            y,
+            dx,
+            dw,
+        } = case_data(&mut rng, case);
         let (x_len, w_len, y_len) = g.lens();
-        let (x, wt, dy) = (
-            random(&mut rng, x_len),
-            random(&mut rng, w_len),
-            random(&mut rng, y_len),
-        );
-        let y = cpu::forward(&g, &x, &wt);
-        let (dx, dw) = cpu::backward(&g, &x, &wt, &dy, true, true);
         let (x_d, w_d, dy_d) = (
             upload_f32(dev, "x", &x),
             upload_f32(dev, "wt", &wt),
@@ -96,7 +125,7 @@ fn check_conv2d<D: KernelDevice>(dev: &D, cases: &[Case]) {
             &mut dev.view_mut(&mut dx_d),
         )
         .unwrap();
-        assert_matches(&format!("dx {g:?}"), &download(dev, &dx_d), &dx.unwrap());
+        assert_matches(&format!("dx {g:?}"), &download(dev, &dx_d), &dx);
 
         let mut dw_d = upload_f32(dev, "dw", &random(&mut rng, w_len));
         let mut weight_grad = || {
@@ -112,7 +141,7 @@ fn check_conv2d<D: KernelDevice>(dev: &D, cases: &[Case]) {
         };
         let first = weight_grad();
         let split = conv2d_weight_split(&g);
-        assert_matches(&format!("dw {g:?} {split:?}"), &first, &dw.unwrap());
+        assert_matches(&format!("dw {g:?} {split:?}"), &first, &dw);
         let again = weight_grad();
         assert!(
             first
@@ -136,25 +165,17 @@ fn conv2d_dispatch_matches_cpu() {
 /// cache on a GPU, and bit-identical: the backward algorithms are deterministic).
 fn check_dispatch<D: KernelDevice>(dev: &D, cases: &[Case]) {
     let mut rng = StdRng::seed_from_u64(8);
-    for &(n, c_in, h, w, c_out, k, stride, pad) in cases {
-        let g = ConvGeom {
-            n,
-            c_in,
-            h,
-            w,
-            c_out,
-            k,
-            stride,
-            pad,
-        };
+    for case in cases {
+        let CaseData {
+            g,
+            x,
+            wt,
+            dy,
+            y,
+            dx,
+            dw,
+        } = case_data(&mut rng, case);
         let (x_len, w_len, y_len) = g.lens();
-        let (x, wt, dy) = (
-            random(&mut rng, x_len),
-            random(&mut rng, w_len),
-            random(&mut rng, y_len),
-        );
-        let y = cpu::forward(&g, &x, &wt);
-        let (dx, dw) = cpu::backward(&g, &x, &wt, &dy, true, true);
         let (x_d, w_d, dy_d) = (
             upload_f32(dev, "x", &x),
             upload_f32(dev, "wt", &wt),
@@ -162,8 +183,8 @@ fn check_dispatch<D: KernelDevice>(dev: &D, cases: &[Case]) {
         );
         let passes = [
             (ConvPass::Forward, &x_d, &w_d, y_len, y),
-            (ConvPass::BackwardData, &dy_d, &w_d, x_len, dx.unwrap()),
-            (ConvPass::BackwardFilter, &x_d, &dy_d, w_len, dw.unwrap()),
+            (ConvPass::BackwardData, &dy_d, &w_d, x_len, dx),
+            (ConvPass::BackwardFilter, &x_d, &dy_d, w_len, dw),
         ];
         for (pass, a, b, len, want) in passes {
             let mut out = upload_f32(dev, "out", &random(&mut rng, len));

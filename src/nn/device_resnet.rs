@@ -192,51 +192,58 @@ impl<D: KernelDevice + 'static> DeviceResNet<D> {
     }
 }
 
-/// Pushes the forward pass of `x` (`shape`, on the device) onto a new tape over
-/// `params`. `param_grads` marks the trainable parameters as needing gradients,
-/// `x_grad` the images.
-#[allow(clippy::too_many_arguments)]
-fn forward<'t, D: KernelDevice + 'static>(
-    dev: &'t Dev<D>,
-    params: &'t [Buf<D>],
-    running: &mut [Buf<D>],
-    host: &ResNet<f32>,
-    sparta: &[(Rc<SpartaLayer<f32>>, Vec<usize>)],
-    x: Buf<D>,
-    shape: BatchShape,
-    train: bool,
-    param_grads: bool,
-    x_grad: bool,
-) -> Result<(DeviceTape<'t, Dev<D>>, Forward)> {
-    let mut tape = DeviceTape::new(dev, params);
-    let xv = tape.leaf(x, &shape, x_grad)?;
-    let n = host.params().len();
-    let pv: Vec<Var> = host
-        .params()
-        .iter()
-        .zip(&host.trainable)
-        .enumerate()
-        .map(|(i, (p, &t))| tape.param(i, p.value.shape(), param_grads && t))
-        .collect();
-    let c = host.config().in_channels;
-    let consts = (tape.param(n, &[c], false), tape.param(n + 1, &[c], false));
-    let mut pass = DevicePass {
-        tape: &mut tape,
-        pv: &pv,
-        consts,
-        train,
-        running,
-        sparta,
-    };
-    let logits = host.arch.forward(&mut pass, xv)?;
-    Ok((
-        tape,
-        Forward {
-            x: xv,
-            logits,
-            params: pv,
-        },
-    ))
+/// What a forward pass is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Evaluation mode, no gradient (logits).
+    Eval,
+    /// Evaluation mode, the images' gradient only (an attack step).
+    Attack,
+    /// Training mode (batch statistics, running ones updated), the trainable
+    /// parameters' gradients.
+    Train,
+}
+
+impl<D: KernelDevice + 'static> DeviceResNet<D> {
+    /// Pushes the forward pass of `x` (`shape`, on the device) onto a new tape over the
+    /// model's parameters; the tape's `dev()` is the model's device.
+    fn forward(
+        &mut self,
+        x: Buf<D>,
+        shape: BatchShape,
+        mode: Mode,
+    ) -> Result<(DeviceTape<'_, Dev<D>>, Forward)> {
+        let mut tape = DeviceTape::new(&self.dev, &self.params);
+        let xv = tape.leaf(x, &shape, mode == Mode::Attack)?;
+        let host = &self.host;
+        let n = host.params().len();
+        let pv: Vec<Var> = host
+            .params()
+            .iter()
+            .zip(&host.trainable)
+            .enumerate()
+            .map(|(i, (p, &t))| tape.param(i, p.value.shape(), mode == Mode::Train && t))
+            .collect();
+        let c = host.config().in_channels;
+        let consts = (tape.param(n, &[c], false), tape.param(n + 1, &[c], false));
+        let mut pass = DevicePass {
+            tape: &mut tape,
+            pv: &pv,
+            consts,
+            train: mode == Mode::Train,
+            running: &mut self.running,
+            sparta: &self.sparta,
+        };
+        let logits = host.arch.forward(&mut pass, xv)?;
+        Ok((
+            tape,
+            Forward {
+                x: xv,
+                logits,
+                params: pv,
+            },
+        ))
+    }
 }
 
 /// Per-sample losses, logits gradient and the batch totals of one cross-entropy.
@@ -286,19 +293,8 @@ fn loss<D: KernelDevice + 'static>(
 impl<D: KernelDevice + 'static> DeviceResNet<D> {
     /// Logits of the images in `x` (on the device), evaluation mode.
     fn device_logits(&mut self, x: Buf<D>, shape: BatchShape) -> Result<Vec<f32>> {
-        let (tape, f) = forward(
-            &self.dev,
-            &self.params,
-            &mut self.running,
-            &self.host,
-            &self.sparta,
-            x,
-            shape,
-            false,
-            false,
-            false,
-        )?;
-        let logits = self.dev.download(&tape.value(f.logits))?;
+        let (tape, f) = self.forward(x, shape, Mode::Eval)?;
+        let logits = tape.dev().download(&tape.value(f.logits))?;
         Ok(logits)
     }
 
@@ -311,20 +307,10 @@ impl<D: KernelDevice + 'static> DeviceResNet<D> {
         labels: &<Dev<D> as KernelDevice>::Buffer<i32>,
     ) -> Result<(Buf<D>, Buf<D>)> {
         let classes = self.host.config().classes;
-        let (mut tape, f) = forward(
-            &self.dev,
-            &self.params,
-            &mut self.running,
-            &self.host,
-            &self.sparta,
-            x,
-            shape,
-            false,
-            false,
-            true,
-        )?;
+        let (mut tape, f) = self.forward(x, shape, Mode::Attack)?;
+        let dev = tape.dev();
         let l = loss(
-            &self.dev,
+            dev,
             &tape.value(f.logits),
             labels,
             shape[0],
@@ -334,7 +320,7 @@ impl<D: KernelDevice + 'static> DeviceResNet<D> {
         tape.backward_with(f.logits, l.dlogits)?;
         let grad = match tape.take_grad(f.x) {
             Some(g) => g,
-            None => self.dev.alloc_zeros("dx", shape.iter().product())?,
+            None => dev.alloc_zeros("dx", shape.iter().product())?,
         };
         Ok((l.rows, grad))
     }
@@ -348,20 +334,9 @@ impl<D: KernelDevice + 'static> DeviceResNet<D> {
         lr: f32,
     ) -> Result<StepStats> {
         let classes = self.host.config().classes;
-        let (mut tape, f) = forward(
-            &self.dev,
-            &self.params,
-            &mut self.running,
-            &self.host,
-            &self.sparta,
-            x,
-            shape,
-            true,
-            true,
-            false,
-        )?;
+        let (mut tape, f) = self.forward(x, shape, Mode::Train)?;
         let l = loss(
-            &self.dev,
+            tape.dev(),
             &tape.value(f.logits),
             labels,
             shape[0],
