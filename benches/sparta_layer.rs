@@ -16,7 +16,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sparta::gemm::{gemm, Op};
-use sparta::nn::sparta::{SanetPath, SpartaConfig, SpartaLayer};
+use sparta::nn::sparta::{SanetPath, SpartaConfig, SpartaGrads, SpartaLayer};
 use sparta::ops::relu::cpu as relu;
 use sparta::ops::relu::cuda as relu_cuda;
 use sparta::ops::sanet::{cpu as sanet, Conv5Source, SanetGrads, SanetParamGrads, SanetShape};
@@ -60,6 +60,19 @@ fn layer_vs_relu(c: &mut Criterion) {
                 })
             });
         }
+        // Y and the gradients in buffers kept across calls, as the ReLU bench keeps its
+        // y and dx: the allocating calls above also pay for faulting in two fresh
+        // x-sized buffers per call.
+        group.bench_function(BenchmarkId::new("sparta_fused_fwd_bwd_reused", &id), |b| {
+            let mut y = vec![0.0f32; len];
+            let mut grads = SpartaGrads::zeros(&layer, len);
+            b.iter(|| {
+                let cache = layer
+                    .forward_into(&x, BATCH, h, w, SanetPath::Fused, &mut y)
+                    .unwrap();
+                layer.backward_into(&x, &cache, &dy, &mut grads).unwrap();
+            })
+        });
     }
     group.finish();
 }

@@ -17,13 +17,16 @@ use sparta::nn::device_resnet::DeviceResNet;
 use sparta::nn::{Depth, ResNet, ResNetConfig};
 use sparta::{Gpu, KernelDevice};
 
-/// One block per group, widths 4/8/8/8, SPARTA on groups 2 and 4 (with and without
-/// DPNet would need two models; the spec's default keeps DPNet on).
+/// One block per group, widths 4/8/8/8, SPARTA (with DPNet, B = 1) on groups 2 and 4.
 fn tiny(classes: usize) -> ResNetConfig {
+    tiny_with(classes, "G2,4.B1")
+}
+
+fn tiny_with(classes: usize, activation: &str) -> ResNetConfig {
     ResNetConfig {
         depth: Depth::Small,
         widths: [4, 8, 8, 8],
-        ..ResNetConfig::small(2, classes).with_activation("G2,4.B1")
+        ..ResNetConfig::small(2, classes).with_activation(activation)
     }
 }
 
@@ -275,6 +278,17 @@ fn check_training<D: KernelDevice + 'static>(
     let stats = device.alloc_stats();
     assert!(stats.reuses > stats.device_allocations, "{stats:?}");
     assert!(stats.peak_bytes_in_use <= stats.bytes_reserved, "{stats:?}");
+}
+
+/// The paper's variants on the device: SPARTA-w/o-DPNet with block size 2 (on a 3×3 map:
+/// a partial block), and frozen SPARTA layers (no gradient, no update) beside trained
+/// convolutions.
+#[test]
+fn sparta_variants_train_on_the_device_as_on_the_cpu() {
+    for spec in ["G2,4.B1 nodpnet block=2", "G1,3.B1 frozen"] {
+        eprintln!("{spec}");
+        check_training(HarnessDevice::new(), &tiny_with(3, spec), [4, 2, 6, 6], 3);
+    }
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sparta::nn::sparta::{SanetPath, SpartaConfig, SpartaLayer};
+use sparta::nn::sparta::{SanetPath, SpartaConfig, SpartaGrads, SpartaLayer};
 
 fn random(rng: &mut StdRng, len: usize) -> Vec<f64> {
     (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
@@ -131,6 +131,40 @@ fn fused_and_unfused_paths_agree() {
         for (a, b) in all_f.zip(all_u) {
             assert!((a - b).abs() <= 1e-12 * a.abs().max(1.0), "{a} vs {b}");
         }
+    }
+}
+
+/// Reused output buffers (holding the previous call's values, or garbage) give exactly
+/// what fresh ones give; wrong-sized ones are shape errors.
+#[test]
+fn forward_and_backward_into_reused_buffers_match_the_allocating_calls() {
+    let mut rng = StdRng::seed_from_u64(9);
+    for (dpnet, block) in [(true, 1), (false, 2)] {
+        let layer = SpartaLayer::<f64>::new(config(6, dpnet, block), &mut rng);
+        let (n, h, w) = (2, 5, 4);
+        let x = random(&mut rng, n * 6 * h * w);
+        let dy = random(&mut rng, x.len());
+        let (y, cache) = layer.forward(&x, n, h, w).unwrap();
+        let want = layer.backward(&x, &cache, &dy).unwrap();
+        let mut y2 = vec![f64::NAN; x.len()];
+        let mut g2 = SpartaGrads::zeros(&layer, x.len());
+        g2.dx.fill(7.0);
+        g2.params.iter_mut().for_each(|p| p.fill(-3.0));
+        for _ in 0..2 {
+            let c2 = layer
+                .forward_into(&x, n, h, w, SanetPath::Fused, &mut y2)
+                .unwrap();
+            layer.backward_into(&x, &c2, &dy, &mut g2).unwrap();
+            assert_eq!(y2, y);
+            assert_eq!(g2.dx, want.dx);
+            assert_eq!(g2.params, want.params);
+        }
+        let mut short = vec![0.0; x.len() - 1];
+        assert!(layer
+            .forward_into(&x, n, h, w, SanetPath::Fused, &mut short)
+            .is_err());
+        g2.params.pop();
+        assert!(layer.backward_into(&x, &cache, &dy, &mut g2).is_err());
     }
 }
 

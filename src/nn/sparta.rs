@@ -189,6 +189,26 @@ pub struct SpartaGrads<T> {
     pub params: Vec<Vec<T>>,
 }
 
+impl<T: Real> SpartaGrads<T> {
+    /// Zeroed gradients of `layer` for an input of `x_len` elements, for
+    /// [`SpartaLayer::backward_into`] to fill again and again.
+    pub fn zeros(layer: &SpartaLayer<T>, x_len: usize) -> Self {
+        let params = if layer.config.frozen {
+            Vec::new()
+        } else {
+            layer
+                .tensors
+                .iter()
+                .map(|t| vec![T::zero(); t.len()])
+                .collect()
+        };
+        Self {
+            dx: vec![T::zero(); x_len],
+            params,
+        }
+    }
+}
+
 /// A SPARTA activation layer: DSCANet's weights and its [`SpartaConfig`].
 #[derive(Clone, Debug)]
 pub struct SpartaLayer<T: Real = f32> {
@@ -303,8 +323,25 @@ impl<T: Real> SpartaLayer<T> {
         w: usize,
         path: SanetPath,
     ) -> Result<(Vec<T>, SpartaCache<T>)> {
+        let mut y = vec![T::zero(); x.len()];
+        let cache = self.forward_into(x, n, h, w, path, &mut y)?;
+        Ok((y, cache))
+    }
+
+    /// [`Self::forward_with`] into a caller's `y` (overwritten), so that repeated calls
+    /// reuse one output buffer instead of faulting in a fresh one each time.
+    pub fn forward_into(
+        &self,
+        x: &[T],
+        n: usize,
+        h: usize,
+        w: usize,
+        path: SanetPath,
+        y: &mut [T],
+    ) -> Result<SpartaCache<T>> {
         let (shape, sanet_shape) = self.shapes(n, h, w)?;
         check_len("sparta_forward", "x", x.len(), shape.x_len())?;
+        check_len("sparta_forward", "y", y.len(), shape.x_len())?;
         let (c, co) = (self.config.channels, self.config.reduced());
         let t = &self.tensors;
 
@@ -344,9 +381,8 @@ impl<T: Real> SpartaLayer<T> {
             }
         };
 
-        let mut y = vec![T::zero(); shape.x_len()];
-        gate::gate_forward(&shape, x, &sanet.s, &cvec, &mut y)?;
-        let cache = SpartaCache {
+        gate::gate_forward(&shape, x, &sanet.s, &cvec, y)?;
+        Ok(SpartaCache {
             shape,
             p,
             z1,
@@ -354,8 +390,7 @@ impl<T: Real> SpartaLayer<T> {
             xs,
             sanet,
             h: hbuf,
-        };
-        Ok((y, cache))
+        })
     }
 
     fn block_pool(&self, x: &[T], shape: &GateShape) -> Result<Option<Vec<T>>> {
@@ -372,6 +407,20 @@ impl<T: Real> SpartaLayer<T> {
     /// CANet, SANet and DPNet) and, unless the layer is frozen, every parameter's
     /// gradient. `x` is the forward's input; `cache` its cache.
     pub fn backward(&self, x: &[T], cache: &SpartaCache<T>, dy: &[T]) -> Result<SpartaGrads<T>> {
+        let mut grads = SpartaGrads::zeros(self, x.len());
+        self.backward_into(x, cache, dy, &mut grads)?;
+        Ok(grads)
+    }
+
+    /// [`Self::backward`] into gradients from [`SpartaGrads::zeros`] (overwritten), so
+    /// that repeated calls reuse the buffers.
+    pub fn backward_into(
+        &self,
+        x: &[T],
+        cache: &SpartaCache<T>,
+        dy: &[T],
+        grads: &mut SpartaGrads<T>,
+    ) -> Result<()> {
         const OP: &str = "sparta_backward";
         let shape = cache.shape;
         let (_, sanet_shape) = self.shapes(shape.n, shape.h, shape.w)?;
@@ -387,8 +436,21 @@ impl<T: Real> SpartaLayer<T> {
         check_len(OP, "dy", dy.len(), shape.x_len())?;
         let (n, c, co) = (shape.n, shape.c, self.config.reduced());
         let t = &self.tensors;
+        let SpartaGrads { dx, params } = grads;
+        check_len(OP, "dx", dx.len(), shape.x_len())?;
+        let want_params = if self.config.frozen { 0 } else { t.len() };
+        check_len(OP, "parameter gradients", params.len(), want_params)?;
+        for ((name, _), (g, p)) in self
+            .config
+            .param_shapes()
+            .iter()
+            .zip(params.iter_mut().zip(t))
+        {
+            check_len(OP, name, g.len(), p.len())?;
+            // The backward adds into the parameter gradients; dx is overwritten first.
+            g.fill(T::zero());
+        }
 
-        let mut dx = vec![T::zero(); shape.x_len()];
         let mut ds = vec![T::zero(); shape.s_len()];
         let mut dc = vec![T::zero(); shape.c_len()];
         gate::gate_backward(
@@ -397,19 +459,11 @@ impl<T: Real> SpartaLayer<T> {
             &cache.sanet.s,
             &cache.c,
             dy,
-            &mut dx,
+            dx,
             &mut ds,
             &mut dc,
         )?;
 
-        let mut params: Vec<Vec<T>> = if self.config.frozen {
-            Vec::new()
-        } else {
-            self.tensors
-                .iter()
-                .map(|t| vec![T::zero(); t.len()])
-                .collect()
-        };
         let mut pg: Vec<Option<&mut [T]>> = params.iter_mut().map(|g| Some(&mut g[..])).collect();
         pg.resize_with(self.tensors.len(), || None);
 
@@ -440,7 +494,7 @@ impl<T: Real> SpartaLayer<T> {
             pg[CONV1_W].take(),
             pg[CONV1_B].take(),
         )?;
-        pool_backward(&PoolShape::global(n * c, shape.h, shape.w)?, &dp, &mut dx)?;
+        pool_backward(&PoolShape::global(n * c, shape.h, shape.w)?, &dp, dx)?;
 
         // SANet + DPNet backward; for B > 1 dxs flows into dX through the block pool.
         let sanet_params = match (
@@ -460,7 +514,7 @@ impl<T: Real> SpartaLayer<T> {
         let mut dxs_buf = cache.xs.as_ref().map(|xs| vec![T::zero(); xs.len()]);
         let xs = cache.xs.as_deref().unwrap_or(x);
         let grads = SanetGrads {
-            dxs: dxs_buf.as_deref_mut().unwrap_or(&mut dx),
+            dxs: dxs_buf.as_deref_mut().unwrap_or(dx),
             params: sanet_params,
         };
         let (w3, b3, src) = (&t[CONV3_W], &t[CONV3_B], self.conv5_source());
@@ -472,9 +526,9 @@ impl<T: Real> SpartaLayer<T> {
         }
         if let Some(dxs) = dxs_buf {
             let pool = PoolShape::new(n * c, shape.h, shape.w, shape.block)?;
-            pool_backward(&pool, &dxs, &mut dx)?;
+            pool_backward(&pool, &dxs, dx)?;
         }
-        Ok(SpartaGrads { dx, params })
+        Ok(())
     }
 
     /// Writes the parameters to a safetensors file under their names (see the module

@@ -289,13 +289,13 @@ pub fn sanet_backward_fused<T: Real>(
                     head_backward(src, co, q_i, &dw5, &db5, &mut dq, head_i);
                     // h becomes dh: Conv5 and the pool feed every positive h, ReLU
                     // blocks the rest.
+                    // Branch-free (the gradient formed for every element, then
+                    // selected), so that the loop vectorizes.
                     for ((row, &wk), &dqk) in h.chunks_mut(p).zip(w5_i).zip(&dq) {
+                        let pooled = dqk * inv_p;
                         for (v, &d) in row.iter_mut().zip(ds_i) {
-                            *v = if *v > T::zero() {
-                                wk * d + dqk * inv_p
-                            } else {
-                                T::zero()
-                            };
+                            let g = wk * d + pooled;
+                            *v = if *v > T::zero() { g } else { T::zero() };
                         }
                     }
                     let (dw3, db3) = match conv3_sum.as_mut() {
