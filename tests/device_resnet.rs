@@ -231,26 +231,13 @@ fn check_training<D: KernelDevice + 'static>(
         let (x, labels) = batch(shape, config.classes, 100 + step as u64);
         let recipe = &recipes[step % 2];
         let seed = 200 + step as u64;
-        let want = cpu
-            .train_batch(
-                &x,
-                shape,
-                &labels,
-                recipe,
-                &mut ChaCha8Rng::seed_from_u64(seed),
-                0.05,
-            )
-            .unwrap();
-        let got = device
-            .train_batch(
-                &x,
-                shape,
-                &labels,
-                recipe,
-                &mut ChaCha8Rng::seed_from_u64(seed),
-                0.05,
-            )
-            .unwrap();
+        let step_on = |m: &mut dyn Trainable| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            m.train_batch(&x, shape, &labels, recipe, &mut rng, 0.05)
+                .unwrap()
+        };
+        let want = step_on(&mut cpu);
+        let got = step_on(&mut device);
         assert!(
             (got.loss - want.loss).abs() <= 1e-5 * want.loss.abs().max(1.0),
             "step {step}: loss {} on the device, {} on the CPU",

@@ -263,10 +263,13 @@ fn prepare<C: Classifier + ?Sized>(
     config: &PgdConfig,
     rng: &mut impl Rng,
 ) -> Result<Vec<usize>> {
-    prepare_for(model.num_classes(), x.len(), shape, labels, config, rng)
+    draw_targets(model.num_classes(), x.len(), shape, labels, config, rng)
 }
 
-fn prepare_for(
+/// The targets of an attack on a batch with true `labels`, drawn as [`pgd`] draws them
+/// (targeted: uniform among the wrong classes; untargeted: the labels), after checking
+/// the arguments.
+pub fn draw_targets(
     classes: usize,
     x_len: usize,
     shape: BatchShape,
@@ -395,20 +398,6 @@ pub fn snapshot(
         predictions: argmax_rows(logits, classes),
         losses: curve,
     })
-}
-
-/// The targets of an attack on a batch with true `labels`, drawn as [`pgd`] draws them
-/// (targeted: uniform among the wrong classes; untargeted: the labels), after checking
-/// the arguments.
-pub fn draw_targets(
-    classes: usize,
-    x_len: usize,
-    shape: BatchShape,
-    labels: &[usize],
-    config: &PgdConfig,
-    rng: &mut impl Rng,
-) -> Result<Vec<usize>> {
-    prepare_for(classes, x_len, shape, labels, config, rng)
 }
 
 #[cfg(test)]
