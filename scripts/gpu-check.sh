@@ -4,17 +4,22 @@
 # 1. records the machine (nvidia-smi, which CUDA libraries are found);
 # 2. runs every GPU test (CUDA vs the CPU reference; they fail, not skip, if the GPU is
 #    missing here because SPARTA_REQUIRE_GPU=1);
-# 3. runs the benches (CPU and CUDA groups);
+# 3. runs the benches' CUDA groups;
 # 4. runs the PyTorch peer (torch_peer.py, with the python that has torch): the eager
 #    gate next to ReLU, and ResNet-18 PGD-10 training steps (batch 128) with ReLU and
 #    SPARTA: images/s and peak memory, next to sparta's own step on the device
 #    (examples/gpu_train_step: the same model, attack and optimizer);
 # 5. prints a short table; full logs go to $OUT (or ./gpu-out).
 # Never run on a GPU so far: no GPU has been lent to this project.
+#   bash gpu-bundle/gpu-check.sh [all|tests|perf]   (tests: step 2; perf: steps 3-4)
+# Split in two calls when one device call's time limit is short.
 set -uo pipefail
+what="${1:-all}"
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${OUT:-$here/../gpu-out}"; mkdir -p "$out"
-# cudarc loads libcuda/libnvrtc by name: add the toolkit and PyTorch's wheel libraries.
+# cudarc loads libcuda/libnvrtc/libcudnn by name: add the toolkit and PyTorch's wheel
+# libraries.
+LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}"
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
          $(python3 -c 'import nvidia, os; p = nvidia.__path__[0]; print(" ".join(os.path.join(p, d, "lib") for d in os.listdir(p)))' 2>/dev/null); do
     [ -d "$d" ] && LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d"
@@ -24,35 +29,41 @@ export LD_LIBRARY_PATH SPARTA_REQUIRE_GPU=1
 head -n 12 "$out/machine.txt"
 
 status=()
-for t in "$here"/tests/*; do
+[ "$what" = perf ] || for t in "$here"/tests/*; do
     name=$(basename "$t")
-    if "$t" --test-threads=1 > "$out/test-$name.log" 2>&1; then r=pass; else r=FAIL; fi
+    if timeout 300 "$t" --test-threads=1 > "$out/test-$name.log" 2>&1; then r=pass; else r=FAIL; fi
     skipped=$(grep -c "skipped, no GPU" "$out/test-$name.log")
     status+=("| test $name | $r | $(grep -m1 '^test result' "$out/test-$name.log") | skipped: $skipped |")
 done
-for b in "$here"/benches/*; do
+[ "$what" = tests ] || for b in "$here"/benches/*; do
     name=$(basename "$b")
-    "$b" --bench --warm-up-time 1 --measurement-time 3 > "$out/bench-$name.log" 2>&1
+    # Only the CUDA groups: the CPU groups are this project's CPU numbers, not the GPU's.
+    timeout 300 "$b" --bench cuda --warm-up-time 1 --measurement-time 3 > "$out/bench-$name.log" 2>&1
     status+=("| bench $name | rc=$? | see bench-$name.log | |")
 done
 echo
 echo "| what | result | summary | |"
 echo "|---|---|---|---|"
 printf '%s\n' "${status[@]}"
+[ "$what" = tests ] && exit 0
 echo
 echo "Bench lines (time, throughput):"
 grep -hE "^(cpu|cuda)/|time:|thrpt:" "$out"/bench-*.log | paste - - - 2>/dev/null | head -n 60
 
+# sparta's own ResNet-18 PGD-10 step, with cuDNN and with the implicit-GEMM fallback.
+for act in relu sparta; do
+    timeout 180 "$here/examples/gpu_train_step" --act "$act" --steps 5 >> "$out/sparta-train.jsonl" 2>> "$out/sparta-train.err"
+    SPARTA_CONV=implicit-gemm timeout 180 "$here/examples/gpu_train_step" --act "$act" --steps 3 >> "$out/sparta-train-igemm.jsonl" 2>> "$out/sparta-train.err"
+done
+echo
+echo "sparta's step (JSON lines):"
+cat "$out"/sparta-train*.jsonl 2>/dev/null
 echo
 echo "PyTorch peer (eager):"
 if python3 -c "import torch" 2>/dev/null; then
-    python3 "$here/torch_peer.py" gate > "$out/torch-gate.jsonl" 2> "$out/torch-gate.err"
+    timeout 300 python3 "$here/torch_peer.py" gate > "$out/torch-gate.jsonl" 2> "$out/torch-gate.err"
     for act in relu sparta; do
-        python3 "$here/torch_peer.py" train --act "$act" >> "$out/torch-train.jsonl" 2>> "$out/torch-train.err"
-    done
-    for act in relu sparta; do
-        "$here/examples/gpu_train_step" --act "$act" --steps 5 >> "$out/sparta-train.jsonl" 2>> "$out/sparta-train.err"
-        SPARTA_CONV=implicit-gemm "$here/examples/gpu_train_step" --act "$act" --steps 3 >> "$out/sparta-train-igemm.jsonl" 2>> "$out/sparta-train.err"
+        timeout 300 python3 "$here/torch_peer.py" train --act "$act" >> "$out/torch-train.jsonl" 2>> "$out/torch-train.err"
     done
     python3 - "$out" <<'PY'
 import json, sys
