@@ -34,7 +34,7 @@ pub trait Real:
     }
 
     /// `C = alpha·A·B + beta·C` with explicit row/column strides (matrixmultiply's
-    /// convention); see [`crate::cpu::gemm`] for the safe, checked wrapper.
+    /// convention); see [`crate::gemm::gemm`] for the safe, checked wrapper.
     ///
     /// # Safety
     /// Pointers and strides must describe in-bounds matrices of the given sizes, and

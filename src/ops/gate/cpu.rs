@@ -1,8 +1,8 @@
 //! The gate on the CPU: the reference every kernel is checked against, and fast enough
 //! to train with (memory-bound at the ResNet-18 shapes; numbers in docs/gate.md).
 //!
-//! Work splits over samples n with rayon (one task owns x[n], y[n] / dx[n], ds[n], dc[n],
-//! so no reduction crosses tasks and results do not depend on the thread count); small
+//! Work splits over samples n with rayon (one task owns `x[n]`, `y[n]` / `dx[n]`, `ds[n]`,
+//! `dc[n]`, so no reduction crosses tasks and results do not depend on the thread count); small
 //! tensors run serially. Inner loops run over one channel plane with `s[n]` expanded to
 //! H·W pixels once per sample (for B = 1 it is used in place), so they are plain
 //! contiguous loops the compiler vectorizes. f32 uses the vectorizable sigmoid of
