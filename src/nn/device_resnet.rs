@@ -5,9 +5,9 @@
 //! [`DeviceTape`], with every op one of the crate's CUDA wrappers: implicit-GEMM conv2d,
 //! batch norm, ReLU, the residual add, the fused SPARTA layer, pooling, the linear
 //! layer, cross-entropy, SGD, the PGD step and random start, crop + flip. Inside a
-//! step nothing returns to the host but the loss and accuracy (and, in an attack, the
-//! per-sample losses of each iteration, which the paper's loss curves need): images and
-//! labels go up once, the random draws (crops, flips, targets, the random start) are
+//! step nothing returns to the host but the loss and accuracy (and, in an evaluation
+//! attack, the logits and per-sample losses its snapshots report): images and labels go
+//! up once, the random draws (crops, flips, targets, the random start) are
 //! made on the host from the trainer's stream, so a run follows the CPU model's RNG
 //! stream exactly.
 //!
@@ -409,10 +409,16 @@ impl<D: KernelDevice + 'static> DeviceResNet<D> {
                 None => dev.copy(&dev.view(x0), &mut dev.view_mut(&mut x))?,
             }
         }
+        // Per-iteration losses stay on the device until a snapshot reads them: a run
+        // with no snapshot (adversarial training) never waits for the device.
+        let mut pending: Vec<Buf<D>> = Vec::new();
         let mut losses = Vec::with_capacity(config.iterations + 1);
         let mut snapshots = Vec::new();
         for it in 0..=config.iterations {
             if at.contains(&it) {
+                for rows in pending.drain(..) {
+                    losses.push(self.dev.download(&self.dev.view(&rows))?);
+                }
                 let logits = self.device_logits(self.copy_of(&x)?, shape)?;
                 snapshots.push(pgd::snapshot(&logits, classes, targets, &losses, it)?);
             }
@@ -420,8 +426,8 @@ impl<D: KernelDevice + 'static> DeviceResNet<D> {
                 break;
             }
             let (rows, grad) = self.device_input_grad(self.copy_of(&x)?, shape, &target_buf)?;
+            pending.push(rows);
             let dev = &self.dev;
-            losses.push(dev.download(&dev.view(&rows))?);
             pgd_step(
                 dev,
                 config,
