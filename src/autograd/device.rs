@@ -42,9 +42,10 @@ enum Value<B> {
 pub type DeviceGrads<D> = Vec<(Var, <D as KernelDevice>::Buffer<f32>)>;
 
 /// A node's backward on the device: given the nodes and the gradient of the node's
-/// output, the gradients of its inputs (fresh buffers; the tape sums them).
+/// output (the closure owns it, so it may pass it on as an input's gradient instead of
+/// copying it), the gradients of its inputs (buffers the tape then owns and sums).
 pub type DeviceBackwardFn<D> = Box<
-    dyn FnOnce(&DeviceNodes<'_, D>, &<D as KernelDevice>::View<'_, f32>) -> Result<DeviceGrads<D>>,
+    dyn FnOnce(&DeviceNodes<'_, D>, <D as KernelDevice>::Buffer<f32>) -> Result<DeviceGrads<D>>,
 >;
 
 struct Node<D: KernelDevice> {
@@ -214,7 +215,7 @@ impl<'t, D: KernelDevice> DeviceTape<'t, D> {
                     params: self.params,
                     nodes: &self.nodes,
                 };
-                f(&nodes, &dev.view(&dy))?
+                f(&nodes, dy)?
             };
             for (input, g) in grads {
                 if input.0 >= i {
@@ -268,8 +269,9 @@ impl<'t, D: KernelDevice> DeviceTape<'t, D> {
         let mut y = dev.alloc_scratch::<f32>("relu.y", len)?;
         relu_forward(dev, &self.value(x), &mut dev.view_mut(&mut y))?;
         self.push_op(y, &shape, &[x], || {
-            Box::new(move |nodes: &DeviceNodes<'_, D>, dy: &D::View<'_, f32>| {
+            Box::new(move |nodes: &DeviceNodes<'_, D>, dy: D::Buffer<f32>| {
                 let dev = nodes.dev();
+                let dy = &dev.view(&dy);
                 let mut dx = dev.alloc_scratch::<f32>("relu.dx", len)?;
                 relu_backward(dev, &nodes.value(x), dy, &mut dev.view_mut(&mut dx))?;
                 Ok(vec![(x, dx)])

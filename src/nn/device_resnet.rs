@@ -610,8 +610,9 @@ impl<D: KernelDevice + 'static> Layers for DevicePass<'_, '_, D> {
             &mut dev.view_mut(&mut y),
         )?;
         self.tape.push_op(y, &shape, &[x], || {
-            Box::new(move |nodes: &DeviceNodes<'_, Dev<D>>, dy: &View<'_, D>| {
+            Box::new(move |nodes: &DeviceNodes<'_, Dev<D>>, dy: Buf<D>| {
                 let dev = nodes.dev();
+                let dy = &dev.view(&dy);
                 let mut dx = dev.alloc_scratch::<f32>("normalize.dx", len)?;
                 normalize_backward(
                     dev,
@@ -661,8 +662,9 @@ impl<D: KernelDevice + 'static> Layers for DevicePass<'_, '_, D> {
         )?;
         let shape = [n, g.c_out, g.h_out(), g.w_out()];
         self.tape.push_op(y, &shape, &[x, wv], || {
-            Box::new(move |nodes: &DeviceNodes<'_, Dev<D>>, dy: &View<'_, D>| {
+            Box::new(move |nodes: &DeviceNodes<'_, Dev<D>>, dy: Buf<D>| {
                 let dev = nodes.dev();
+                let dy = &dev.view(&dy);
                 let mut grads = Vec::new();
                 if nodes.requires_grad(x) {
                     let mut dx = dev.alloc_scratch::<f32>("conv2d.dx", x_len)?;
@@ -734,8 +736,9 @@ impl<D: KernelDevice + 'static> Layers for DevicePass<'_, '_, D> {
         )?;
         let train = self.train;
         self.tape.push_op(y, &shape, &[x, gamma, beta], || {
-            Box::new(move |nodes: &DeviceNodes<'_, Dev<D>>, dy: &View<'_, D>| {
+            Box::new(move |nodes: &DeviceNodes<'_, Dev<D>>, dy: Buf<D>| {
                 let dev = nodes.dev();
+                let dy = &dev.view(&dy);
                 let xv = nodes.value(x);
                 let (mean, var) = (dev.view(&mean), dev.view(&var));
                 let mut grads = Vec::new();
@@ -823,13 +826,17 @@ impl<D: KernelDevice + 'static> Layers for DevicePass<'_, '_, D> {
             &mut dev.view_mut(&mut y),
         )?;
         self.tape.push_op(y, &shape, &[a, b], || {
-            Box::new(move |nodes: &DeviceNodes<'_, Dev<D>>, dy: &View<'_, D>| {
+            Box::new(move |nodes: &DeviceNodes<'_, Dev<D>>, dy: Buf<D>| {
                 let dev = nodes.dev();
+                // dy itself goes to one input; only a second one needs a copy.
                 let mut grads = Vec::new();
-                for v in [a, b].into_iter().filter(|&v| nodes.requires_grad(v)) {
+                if nodes.requires_grad(b) && nodes.requires_grad(a) {
                     let mut d = dev.alloc_scratch::<f32>("add.d", len)?;
-                    dev.copy(dy, &mut dev.view_mut(&mut d))?;
-                    grads.push((v, d));
+                    dev.copy(&dev.view(&dy), &mut dev.view_mut(&mut d))?;
+                    grads.push((b, d));
+                    grads.push((a, dy));
+                } else if let Some(v) = [a, b].into_iter().find(|&v| nodes.requires_grad(v)) {
+                    grads.push((v, dy));
                 }
                 Ok(grads)
             })
@@ -857,8 +864,9 @@ impl<D: KernelDevice + 'static> Layers for DevicePass<'_, '_, D> {
         let mut inputs = vec![x];
         inputs.extend(&vars);
         self.tape.push_op(y, &shape, &inputs, || {
-            Box::new(move |nodes: &DeviceNodes<'_, Dev<D>>, dy: &View<'_, D>| {
+            Box::new(move |nodes: &DeviceNodes<'_, Dev<D>>, dy: Buf<D>| {
                 let dev = nodes.dev();
+                let dy = &dev.view(&dy);
                 let weights: Vec<View<'_, D>> = vars.iter().map(|&v| nodes.value(v)).collect();
                 let param_grads = vars.iter().any(|&v| nodes.requires_grad(v));
                 let g =
@@ -885,8 +893,9 @@ impl<D: KernelDevice + 'static> Layers for DevicePass<'_, '_, D> {
         let mut y = dev.alloc_scratch::<f32>("pool.y", n * c)?;
         pool::pool_forward(dev, &ps, &self.tape.value(x), &mut dev.view_mut(&mut y))?;
         self.tape.push_op(y, &[n, c], &[x], || {
-            Box::new(move |nodes: &DeviceNodes<'_, Dev<D>>, dy: &View<'_, D>| {
+            Box::new(move |nodes: &DeviceNodes<'_, Dev<D>>, dy: Buf<D>| {
                 let dev = nodes.dev();
+                let dy = &dev.view(&dy);
                 // The pool's backward adds into dx.
                 let mut dx = dev.alloc_zeros::<f32>("pool.dx", n * c * h * w)?;
                 pool::pool_backward(dev, &ps, dy, &mut dev.view_mut(&mut dx))?;
@@ -920,8 +929,9 @@ impl<D: KernelDevice + 'static> Layers for DevicePass<'_, '_, D> {
             false,
         )?;
         self.tape.push_op(y, &[fs.n, fs.out], &[x, wv, bv], || {
-            Box::new(move |nodes: &DeviceNodes<'_, Dev<D>>, dy: &View<'_, D>| {
+            Box::new(move |nodes: &DeviceNodes<'_, Dev<D>>, dy: Buf<D>| {
                 let dev = nodes.dev();
+                let dy = &dev.view(&dy);
                 // fc_backward adds into its outputs.
                 let mut dx = match nodes.requires_grad(x) {
                     true => Some(dev.alloc_zeros::<f32>("linear.dx", fs.n * fs.inp)?),
