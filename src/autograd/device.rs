@@ -261,6 +261,16 @@ impl<'t, D: KernelDevice> DeviceTape<'t, D> {
         self.nodes[v.0].grad.take()
     }
 
+    /// Ends the tape and gives back the buffer of leaf `v` (one pushed with
+    /// [`Self::leaf`]; `None` for a parameter), so a caller's input outlives the pass
+    /// without a copy.
+    pub fn into_leaf(mut self, v: Var) -> Option<D::Buffer<f32>> {
+        match self.nodes.swap_remove(v.0).value {
+            Value::Owned(b) => Some(b),
+            Value::Param(_) => None,
+        }
+    }
+
     /// `max(x, 0)`, on the device.
     pub fn relu(&mut self, x: Var) -> Result<Var> {
         let dev = self.dev;

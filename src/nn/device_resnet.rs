@@ -292,20 +292,24 @@ fn loss<D: KernelDevice + 'static>(
 
 impl<D: KernelDevice + 'static> DeviceResNet<D> {
     /// Logits of the images in `x` (on the device), evaluation mode.
-    fn device_logits(&mut self, x: Buf<D>, shape: BatchShape) -> Result<Vec<f32>> {
+    /// Gives `x` back after the pass.
+    fn device_logits(&mut self, x: Buf<D>, shape: BatchShape) -> Result<(Vec<f32>, Buf<D>)> {
         let (tape, f) = self.forward(x, shape, Mode::Eval)?;
         let logits = tape.dev().download(&tape.value(f.logits))?;
-        Ok(logits)
+        let x = tape
+            .into_leaf(f.x)
+            .expect("the images are a leaf the tape owns");
+        Ok((logits, x))
     }
 
     /// Per-sample losses toward `labels` and the gradient of their sum with respect to
-    /// the images `x` (evaluation mode, no parameter gradient).
+    /// the images `x` (evaluation mode, no parameter gradient); gives `x` back.
     fn device_input_grad(
         &mut self,
         x: Buf<D>,
         shape: BatchShape,
         labels: &<Dev<D> as KernelDevice>::Buffer<i32>,
-    ) -> Result<(Buf<D>, Buf<D>)> {
+    ) -> Result<(Buf<D>, Buf<D>, Buf<D>)> {
         let classes = self.host.config().classes;
         let (mut tape, f) = self.forward(x, shape, Mode::Attack)?;
         let dev = tape.dev();
@@ -322,7 +326,10 @@ impl<D: KernelDevice + 'static> DeviceResNet<D> {
             Some(g) => g,
             None => dev.alloc_zeros("dx", shape.iter().product())?,
         };
-        Ok((l.rows, grad))
+        let x = tape
+            .into_leaf(f.x)
+            .expect("the images are a leaf the tape owns");
+        Ok((l.rows, grad, x))
     }
 
     /// One SGD step on the images `x` (on the device), training mode.
@@ -419,13 +426,15 @@ impl<D: KernelDevice + 'static> DeviceResNet<D> {
                 for rows in pending.drain(..) {
                     losses.push(self.dev.download(&self.dev.view(&rows))?);
                 }
-                let logits = self.device_logits(self.copy_of(&x)?, shape)?;
+                let (logits, back) = self.device_logits(x, shape)?;
+                x = back;
                 snapshots.push(pgd::snapshot(&logits, classes, targets, &losses, it)?);
             }
             if it == config.iterations {
                 break;
             }
-            let (rows, grad) = self.device_input_grad(self.copy_of(&x)?, shape, &target_buf)?;
+            let (rows, grad, back) = self.device_input_grad(x, shape, &target_buf)?;
+            x = back;
             pending.push(rows);
             let dev = &self.dev;
             pgd_step(
@@ -438,14 +447,6 @@ impl<D: KernelDevice + 'static> DeviceResNet<D> {
         }
         Ok((x, snapshots))
     }
-
-    /// A device copy of `b` (the tape takes its leaves by value).
-    fn copy_of(&self, b: &Buf<D>) -> Result<Buf<D>> {
-        let dev = &self.dev;
-        let mut out = dev.alloc_scratch::<f32>("copy", dev.view(b).len())?;
-        dev.copy(&dev.view(b), &mut dev.view_mut(&mut out))?;
-        Ok(out)
-    }
 }
 
 impl<D: KernelDevice + 'static> Classifier for DeviceResNet<D> {
@@ -456,7 +457,7 @@ impl<D: KernelDevice + 'static> Classifier for DeviceResNet<D> {
     fn logits(&mut self, x: &[f32], shape: BatchShape) -> Result<Vec<f32>> {
         self.check_batch(x, shape, None)?;
         let xb = self.dev.upload("x", x)?;
-        self.device_logits(xb, shape)
+        Ok(self.device_logits(xb, shape)?.0)
     }
 
     fn loss_and_input_grad(
@@ -468,7 +469,7 @@ impl<D: KernelDevice + 'static> Classifier for DeviceResNet<D> {
         self.check_batch(x, shape, Some(labels))?;
         let xb = self.dev.upload("x", x)?;
         let lb = self.upload_labels(labels)?;
-        let (rows, grad) = self.device_input_grad(xb, shape, &lb)?;
+        let (rows, grad, _) = self.device_input_grad(xb, shape, &lb)?;
         let dev = &self.dev;
         let losses = dev.download(&dev.view(&rows))?;
         let grad = dev.download(&dev.view(&grad))?;
