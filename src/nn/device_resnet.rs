@@ -702,11 +702,29 @@ impl<D: KernelDevice + 'static> Layers for DevicePass<'_, '_, D> {
         let len = bs.len();
         let (gamma, beta) = (self.pv[slot.gamma], self.pv[slot.beta]);
         let eps = BN_EPS as f32;
-        let mut mean = dev.alloc_scratch::<f32>("bn.mean", c)?;
-        let mut var = dev.alloc_scratch::<f32>("bn.var", c)?;
-        {
+        let needs_grad = [x, gamma, beta].iter().any(|&v| self.tape.requires_grad(v));
+        let mut y = dev.alloc_scratch::<f32>("bn.y", len)?;
+        let forward = |mean: &View<'_, D>, var: &View<'_, D>, y: &mut Buf<D>| {
+            bn::batchnorm_forward(
+                dev,
+                &bs,
+                &self.tape.value(x),
+                mean,
+                var,
+                &self.tape.value(gamma),
+                &self.tape.value(beta),
+                &mut dev.view_mut(y),
+                eps,
+            )
+        };
+        // The statistics the backward reads: the batch's in training; in evaluation
+        // copies of the running ones (the backward runs after later layers), made only
+        // when there will be a backward.
+        let saved = {
             let (rm, rv) = two_mut(self.running, slot.mean, slot.var);
             if self.train {
+                let mut mean = dev.alloc_scratch::<f32>("bn.mean", c)?;
+                let mut var = dev.alloc_scratch::<f32>("bn.var", c)?;
                 bn::batchnorm_stats(
                     dev,
                     &bs,
@@ -717,31 +735,31 @@ impl<D: KernelDevice + 'static> Layers for DevicePass<'_, '_, D> {
                     &mut dev.view_mut(rv),
                     BN_MOMENTUM as f32,
                 )?;
+                forward(&dev.view(&mean), &dev.view(&var), &mut y)?;
+                Some((mean, var))
             } else {
-                // The backward reads the statistics after later layers have run: copies.
-                dev.copy(&dev.view(rm), &mut dev.view_mut(&mut mean))?;
-                dev.copy(&dev.view(rv), &mut dev.view_mut(&mut var))?;
+                forward(&dev.view(rm), &dev.view(rv), &mut y)?;
+                if needs_grad {
+                    let mut mean = dev.alloc_scratch::<f32>("bn.mean", c)?;
+                    let mut var = dev.alloc_scratch::<f32>("bn.var", c)?;
+                    dev.copy(&dev.view(rm), &mut dev.view_mut(&mut mean))?;
+                    dev.copy(&dev.view(rv), &mut dev.view_mut(&mut var))?;
+                    Some((mean, var))
+                } else {
+                    None
+                }
             }
-        }
-        let mut y = dev.alloc_scratch::<f32>("bn.y", len)?;
-        bn::batchnorm_forward(
-            dev,
-            &bs,
-            &self.tape.value(x),
-            &dev.view(&mean),
-            &dev.view(&var),
-            &self.tape.value(gamma),
-            &self.tape.value(beta),
-            &mut dev.view_mut(&mut y),
-            eps,
-        )?;
+        };
         let train = self.train;
         self.tape.push_op(y, &shape, &[x, gamma, beta], || {
             Box::new(move |nodes: &DeviceNodes<'_, Dev<D>>, dy: Buf<D>| {
                 let dev = nodes.dev();
                 let dy = &dev.view(&dy);
                 let xv = nodes.value(x);
-                let (mean, var) = (dev.view(&mean), dev.view(&var));
+                let (mean, var) = saved
+                    .as_ref()
+                    .expect("statistics are saved whenever there is a backward");
+                let (mean, var) = (dev.view(mean), dev.view(var));
                 let mut grads = Vec::new();
                 let need_sums = train || nodes.requires_grad(gamma) || nodes.requires_grad(beta);
                 let sums = if need_sums {
