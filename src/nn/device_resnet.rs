@@ -129,7 +129,7 @@ impl<D: KernelDevice + 'static> DeviceResNet<D> {
     /// and SGD velocity copied back (for checkpoints, or to compare with the CPU path).
     pub fn to_host(&self) -> Result<ResNet<f32>> {
         let dev = &self.dev;
-        let mut host = ResNet::new(self.host.config().clone(), 0)?;
+        let mut host = self.host.clone();
         let n = host.params().len();
         for (p, b) in host.params_mut().iter_mut().zip(&self.params[..n]) {
             p.value
@@ -557,7 +557,7 @@ impl<D: KernelDevice + 'static> Trainable for DeviceResNet<D> {
     }
 
     fn load(&mut self, path: &std::path::Path) -> Result<()> {
-        let mut host = ResNet::new(self.host.config().clone(), 0)?;
+        let mut host = self.host.clone();
         host.load_checkpoint(path)?;
         self.write_state(&host)
     }

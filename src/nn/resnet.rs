@@ -154,6 +154,7 @@ pub(crate) enum Act {
 
 /// A SPARTA slot: the layer (for its configuration; weights live in the model's
 /// parameter list) and the indices of its parameters there.
+#[derive(Clone)]
 pub(crate) struct SpartaSlot<T: Real> {
     pub(crate) layer: SpartaLayer<T>,
     pub(crate) params: Vec<usize>,
@@ -247,6 +248,7 @@ pub(crate) const BN_EPS: f64 = 1e-5;
 pub(crate) const BN_MOMENTUM: f64 = 0.1;
 
 /// A CIFAR-style ResNet with its SGD state.
+#[derive(Clone)]
 pub struct ResNet<T: Real> {
     config: ResNetConfig,
     params: Vec<Named<T>>,
