@@ -89,8 +89,10 @@ impl From<cudarc::nvrtc::CompileError> for Error {
     }
 }
 
-/// Checks that a buffer has `expected` elements.
-pub(crate) fn check_len(op: &'static str, what: &str, got: usize, expected: usize) -> Result<()> {
+/// Checks that a buffer has `expected` elements: `Ok`, or an [`Error::Shape`] of `op`
+/// naming `what` with both lengths (for implementors of
+/// [`KernelDevice`](crate::KernelDevice) too).
+pub fn check_len(op: &'static str, what: &str, got: usize, expected: usize) -> Result<()> {
     if got == expected {
         Ok(())
     } else {

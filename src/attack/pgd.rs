@@ -203,7 +203,7 @@ pub fn pgd<C: Classifier + ?Sized>(
     config: &PgdConfig,
     rng: &mut impl Rng,
 ) -> Result<PgdOutcome> {
-    let targets = prepare(model, x, shape, labels, config, rng)?;
+    let targets = draw_targets(model.num_classes(), x.len(), shape, labels, config, rng)?;
     let len = shape[1] * shape[2] * shape[3];
     let mut best: Option<PgdOutcome> = None;
     for _ in 0..config.restarts {
@@ -245,25 +245,13 @@ pub fn pgd_snapshots<C: Classifier + ?Sized>(
             config.restarts
         )));
     }
-    let targets = prepare(model, x, shape, labels, config, rng)?;
+    let targets = draw_targets(model.num_classes(), x.len(), shape, labels, config, rng)?;
     let config = PgdConfig {
         iterations: at.iter().copied().max().unwrap_or(0),
         ..*config
     };
     let (_, snapshots) = one_run(model, x, shape, &targets, &config, at, rng)?;
     Ok((targets, snapshots))
-}
-
-/// Checks the arguments and draws the targets.
-fn prepare<C: Classifier + ?Sized>(
-    model: &mut C,
-    x: &[f32],
-    shape: BatchShape,
-    labels: &[usize],
-    config: &PgdConfig,
-    rng: &mut impl Rng,
-) -> Result<Vec<usize>> {
-    draw_targets(model.num_classes(), x.len(), shape, labels, config, rng)
 }
 
 /// The targets of an attack on a batch with true `labels`, drawn as [`pgd`] draws them

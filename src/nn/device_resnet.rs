@@ -164,26 +164,7 @@ impl<D: KernelDevice + 'static> DeviceResNet<D> {
     }
 
     fn check_batch(&self, x: &[f32], shape: BatchShape, labels: Option<&[usize]>) -> Result<()> {
-        let c = self.host.config().in_channels;
-        if shape[1] != c || shape.contains(&0) {
-            return Err(Error::shape(
-                "device_resnet",
-                "x",
-                format!("[N ≥ 1, {c}, H ≥ 1, W ≥ 1]"),
-                format!("{shape:?}"),
-            ));
-        }
-        check_len("device_resnet", "x", x.len(), shape.iter().product())?;
-        if let Some(l) = labels {
-            check_len("device_resnet", "labels", l.len(), shape[0])?;
-            let k = self.host.config().classes;
-            if let Some(&bad) = l.iter().find(|&&l| l >= k) {
-                return Err(Error::Config(format!(
-                    "device_resnet: label {bad} with {k} classes"
-                )));
-            }
-        }
-        Ok(())
+        self.host.check_batch(x, shape, labels)
     }
 
     fn upload_labels(&self, labels: &[usize]) -> Result<<Dev<D> as KernelDevice>::Buffer<i32>> {

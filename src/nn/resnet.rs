@@ -618,10 +618,32 @@ impl<T: Real> ResNet<T> {
         Ok((logits, pass.pv))
     }
 
-    fn check_batch(&self, x: &[T], shape: BatchShape, labels: Option<&[usize]>) -> Result<()> {
+    /// Checks a host batch before it goes into a pass (on the CPU or a device): its
+    /// shape, its length and the labels' count and range.
+    pub(crate) fn check_batch(
+        &self,
+        x: &[T],
+        shape: BatchShape,
+        labels: Option<&[usize]>,
+    ) -> Result<()> {
+        let c = self.config.in_channels;
+        if shape[1] != c || shape.contains(&0) {
+            return Err(Error::shape(
+                "resnet",
+                "x",
+                format!("[N ≥ 1, {c}, H ≥ 1, W ≥ 1]"),
+                format!("{shape:?}"),
+            ));
+        }
         crate::error::check_len("resnet", "x", x.len(), shape.iter().product())?;
         if let Some(l) = labels {
             crate::error::check_len("resnet", "labels", l.len(), shape[0])?;
+            let k = self.config.classes;
+            if let Some(&bad) = l.iter().find(|&&l| l >= k) {
+                return Err(Error::Config(format!(
+                    "resnet: label {bad} with {k} classes"
+                )));
+            }
         }
         Ok(())
     }

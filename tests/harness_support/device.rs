@@ -16,6 +16,7 @@ use std::marker::PhantomData;
 use std::ops::Range;
 
 use half::{bf16, f16};
+use sparta::error::check_len;
 use sparta::launch::{Determinism, DeviceElem, Dtype, KernelArg, KernelDevice, ViewLen};
 use sparta::ops::LaunchDims;
 use sparta::{Error, Result};
@@ -56,20 +57,6 @@ fn same<T: 'static, U: 'static>(v: Vec<T>) -> Vec<U> {
     *(Box::new(v) as Box<dyn Any>)
         .downcast::<Vec<U>>()
         .expect("DeviceElem::DTYPE names the element type")
-}
-
-/// A shape error unless `got == expected` (elements).
-fn same_len(op: &'static str, what: &str, got: usize, expected: usize) -> Result<()> {
-    if got == expected {
-        Ok(())
-    } else {
-        Err(Error::shape(
-            op,
-            what,
-            format!("{expected} elements"),
-            format!("{got} elements"),
-        ))
-    }
 }
 
 /// A range of a harness buffer, read-only.
@@ -247,7 +234,7 @@ impl KernelDevice for HarnessDevice {
 
     fn write_host<T: DeviceElem>(&self, view: &mut HarnessViewMut<T>, data: &[T]) -> Result<()> {
         let v = &view.0;
-        same_len("write_host", "data", data.len(), v.len)?;
+        check_len("write_host", "data", data.len(), v.len)?;
         with_elem!(T, U => {
             let mut h = self.harness.borrow_mut();
             let mut all = h.read::<U>(v.buf);
@@ -258,7 +245,7 @@ impl KernelDevice for HarnessDevice {
     }
 
     fn copy<T: DeviceElem>(&self, src: &HarnessView<T>, dst: &mut HarnessViewMut<T>) -> Result<()> {
-        same_len("copy", "destination", dst.0.len, src.len)?;
+        check_len("copy", "destination", dst.0.len, src.len)?;
         let data = self.download(src)?;
         self.write_host(dst, &data)
     }
