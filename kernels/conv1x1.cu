@@ -1,10 +1,14 @@
-// 1×1 convolution over pixels (DSCANet's Conv3, unfused path) and its backward, f32.
+// 1×1 convolution over pixels (DSCANet's Conv3, unfused path) and its backward.
 //
 //   forward:       y[n][o][p] = b[o] + Σ_i w[o][i]·x[n][i][p]      (then ReLU if relu != 0)
 //   input grad:    dx[n][i][p] += Σ_o w[o][i]·dy[n][o][p]
 //   weight grad:   dw[o][i] += Σ_n Σ_p dy[n][o][p]·x[n][i][p]
 //   bias grad:     db[o] += Σ_n Σ_p dy[n][o][p]
 //   ReLU mask:     dh[i] = h[i] > 0 ? dh[i] : 0
+//
+// The suffix of forward, input grad and weight grad (_f32, _f16, _bf16) is the storage of
+// the layer input x and its gradient dx (X itself when B = 1); w, b, y, dy and the
+// gradients of w and b are f32, as is all arithmetic. Bias grad and mask are f32 only.
 //
 // Launch shapes (src/ops/conv1x1/mod.rs):
 // - forward / input grad: grid (ceil(P/16), ceil(rows/16), N), block (16, 16); thread
@@ -16,9 +20,10 @@
 #include "common.cuh"
 #include "conv1x1_tile.cuh"
 
-extern "C" __global__ void conv1x1_forward_f32(GLOBAL(const float) x, GLOBAL(const float) w,
-                                               GLOBAL(const float) b, GLOBAL(float) y, int cin,
-                                               int cout, int pixels, int relu) {
+template <typename T>
+__device__ __forceinline__ void conv1x1_forward_impl(GLOBAL(const T) x, GLOBAL(const float) w,
+                                                     GLOBAL(const float) b, GLOBAL(float) y, int cin,
+                                                     int cout, int pixels, int relu) {
     const int n = blockIdx.z;
     const int o = blockIdx.y * CONV_TILE + threadIdx.y;
     const int p = blockIdx.x * CONV_TILE + threadIdx.x;
@@ -29,19 +34,24 @@ extern "C" __global__ void conv1x1_forward_f32(GLOBAL(const float) x, GLOBAL(con
     }
 }
 
-extern "C" __global__ void conv1x1_backward_input_f32(GLOBAL(const float) dy, GLOBAL(const float) w,
-                                                      GLOBAL(float) dx, int cin, int cout, int pixels) {
+template <typename T>
+__device__ __forceinline__ void conv1x1_backward_input_impl(GLOBAL(const float) dy, GLOBAL(const float) w,
+                                                            GLOBAL(T) dx, int cin, int cout, int pixels) {
     const int n = blockIdx.z;
     const int i = blockIdx.y * CONV_TILE + threadIdx.y;
     const int p = blockIdx.x * CONV_TILE + threadIdx.x;
     // Wᵀ: row i of the product reads column i of w.
     const float acc = conv1x1_tile_dot(w, 1, cin, cin, dy + (long long)n * cout * pixels, cout, pixels, i, p);
-    if (i < cin && p < pixels) dx[((long long)n * cin + i) * pixels + p] += acc;
+    if (i < cin && p < pixels) {
+        const long long at = ((long long)n * cin + i) * pixels + p;
+        dx[at] = from_f32<T>(to_f32(dx[at]) + acc);
+    }
 }
 
-extern "C" __global__ void conv1x1_backward_weight_f32(GLOBAL(const float) x, GLOBAL(const float) dy,
-                                                       GLOBAL(float) dw, int n_samples, int cin,
-                                                       int cout, int pixels) {
+template <typename T>
+__device__ __forceinline__ void conv1x1_backward_weight_impl(GLOBAL(const T) x, GLOBAL(const float) dy,
+                                                             GLOBAL(float) dw, int n_samples, int cin,
+                                                             int cout, int pixels) {
     __shared__ float dy_tile[CONV_TILE][CONV_TILE + 1];
     __shared__ float x_tile[CONV_TILE][CONV_TILE + 1];
     const int tx = threadIdx.x, ty = threadIdx.y;
@@ -53,7 +63,7 @@ extern "C" __global__ void conv1x1_backward_weight_f32(GLOBAL(const float) x, GL
             // dy_tile[r][k] = dy[n][o0 + r][p0 + k], x_tile[c][k] = x[n][i0 + c][p0 + k].
             const bool p_ok = p0 + tx < pixels;
             dy_tile[ty][tx] = (p_ok && o0 + ty < cout) ? dy[dy_off + (long long)(o0 + ty) * pixels + p0 + tx] : 0.0f;
-            x_tile[ty][tx] = (p_ok && i0 + ty < cin) ? x[x_off + (long long)(i0 + ty) * pixels + p0 + tx] : 0.0f;
+            x_tile[ty][tx] = (p_ok && i0 + ty < cin) ? to_f32(x[x_off + (long long)(i0 + ty) * pixels + p0 + tx]) : 0.0f;
             __syncthreads();
             for (int k = 0; k < CONV_TILE; ++k) acc += dy_tile[ty][k] * x_tile[tx][k];
             __syncthreads();
@@ -62,6 +72,28 @@ extern "C" __global__ void conv1x1_backward_weight_f32(GLOBAL(const float) x, GL
     const int o = o0 + ty, i = i0 + tx;
     if (o < cout && i < cin) atomicAdd(&dw[(long long)o * cin + i], acc);
 }
+
+#define CONV1X1_ENTRY_POINTS(SUFFIX, T)                                                             \
+    extern "C" __global__ void conv1x1_forward_##SUFFIX(GLOBAL(const T) x, GLOBAL(const float) w,   \
+                                                        GLOBAL(const float) b, GLOBAL(float) y,     \
+                                                        int cin, int cout, int pixels, int relu) {  \
+        conv1x1_forward_impl<T>(x, w, b, y, cin, cout, pixels, relu);                               \
+    }                                                                                               \
+    extern "C" __global__ void conv1x1_backward_input_##SUFFIX(GLOBAL(const float) dy,              \
+                                                               GLOBAL(const float) w, GLOBAL(T) dx, \
+                                                               int cin, int cout, int pixels) {     \
+        conv1x1_backward_input_impl<T>(dy, w, dx, cin, cout, pixels);                               \
+    }                                                                                               \
+    extern "C" __global__ void conv1x1_backward_weight_##SUFFIX(GLOBAL(const T) x,                  \
+                                                                GLOBAL(const float) dy,             \
+                                                                GLOBAL(float) dw, int n_samples,    \
+                                                                int cin, int cout, int pixels) {    \
+        conv1x1_backward_weight_impl<T>(x, dy, dw, n_samples, cin, cout, pixels);                   \
+    }
+
+CONV1X1_ENTRY_POINTS(f32, float)
+CONV1X1_ENTRY_POINTS(f16, __half)
+CONV1X1_ENTRY_POINTS(bf16, __nv_bfloat16)
 
 extern "C" __global__ void conv1x1_backward_bias_f32(GLOBAL(const float) dy, GLOBAL(float) db,
                                                      int n_samples, int cout, int pixels) {

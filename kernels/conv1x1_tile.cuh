@@ -4,16 +4,18 @@
 // conv1x1_tile_dot returns Σ_k A(r, k)·B(k, p) for r = blockIdx-tile row + threadIdx.y and
 // p = pixel tile + threadIdx.x: A is `rows × K` read through explicit strides (so the
 // weight can be used as stored or transposed), B is a row-major `K × pixels` matrix (one
-// sample's channels × pixels). Out-of-range rows and pixels contribute zeros and return
+// sample's channels × pixels) stored as TB (f32, f16 or bf16; widened to f32 as it is
+// staged). Out-of-range rows and pixels contribute zeros and return
 // 0, so edge tiles need no special case. Every thread of the 16×16 block must call it:
 // it synchronizes the block.
 #pragma once
 
 #define CONV_TILE 16
 
+template <typename TB>
 __device__ __forceinline__ float conv1x1_tile_dot(GLOBAL(const float) a, long long a_row_stride,
                                                   long long a_col_stride, int rows,
-                                                  GLOBAL(const float) b, int K, int pixels,
+                                                  GLOBAL(const TB) b, int K, int pixels,
                                                   int r, int p) {
     __shared__ float a_tile[CONV_TILE][CONV_TILE + 1];
     __shared__ float b_tile[CONV_TILE][CONV_TILE + 1];
@@ -24,7 +26,7 @@ __device__ __forceinline__ float conv1x1_tile_dot(GLOBAL(const float) a, long lo
         a_tile[ty][tx] = (r < rows && k0 + tx < K)
                              ? a[r * a_row_stride + (long long)(k0 + tx) * a_col_stride]
                              : 0.0f;
-        b_tile[ty][tx] = (p < pixels && k0 + ty < K) ? b[(long long)(k0 + ty) * pixels + p] : 0.0f;
+        b_tile[ty][tx] = (p < pixels && k0 + ty < K) ? to_f32(b[(long long)(k0 + ty) * pixels + p]) : 0.0f;
         __syncthreads();
         for (int k = 0; k < CONV_TILE; ++k) acc += a_tile[ty][k] * b_tile[k][tx];
         __syncthreads();

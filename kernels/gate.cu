@@ -19,6 +19,8 @@
 //       ds[n,bh,bw] = Σ_grp Σ_{(h,w) in the B×B block (bh,bw)} ds_partial[n,grp,h,w]
 //   gate_unfused_sigmoid_<T>(s, c, g, N, C, H, W, B)   g = σ(s ⊗ c) as a full [N,C,H,W]
 //   gate_unfused_mul_<T>(a, b, y, long long len)       y = a · b
+//   gate_forward_f32map_<T>, gate_backward_f32map_<T> (T = f16, bf16): the same with
+//       s, c, dc in f32 (the SPARTA layer's maps); then gate_backward_ds_f32 for ds.
 // The unfused peer is relu_forward (relu.cu), then these two: three passes over memory.
 //
 // Launch shape of gate_forward, gate_backward and gate_unfused_sigmoid
@@ -74,9 +76,9 @@ __device__ __forceinline__ int gate_s_index(int n, int p, int H, int W, int B) {
     return (n * sh + h / B) * sw + w / B;
 }
 
-template <typename T>
-__device__ __forceinline__ void gate_forward_impl(GLOBAL(const T) x, GLOBAL(const T) s,
-                                                  GLOBAL(const T) c, GLOBAL(T) y, int N, int C,
+template <typename T, typename M>
+__device__ __forceinline__ void gate_forward_impl(GLOBAL(const T) x, GLOBAL(const M) s,
+                                                  GLOBAL(const M) c, GLOBAL(T) y, int N, int C,
                                                   int H, int W, int B) {
     const GateTile t = gate_tile(C);
     if (t.n >= N) return;
@@ -102,11 +104,11 @@ __device__ __forceinline__ void gate_forward_impl(GLOBAL(const T) x, GLOBAL(cons
     }
 }
 
-template <typename T>
-__device__ __forceinline__ void gate_backward_impl(GLOBAL(const T) x, GLOBAL(const T) s,
-                                                   GLOBAL(const T) c, GLOBAL(const T) dy,
+template <typename T, typename M>
+__device__ __forceinline__ void gate_backward_impl(GLOBAL(const T) x, GLOBAL(const M) s,
+                                                   GLOBAL(const M) c, GLOBAL(const T) dy,
                                                    GLOBAL(T) dx, GLOBAL(float) ds_partial,
-                                                   GLOBAL(T) dc, int N, int C, int H, int W,
+                                                   GLOBAL(M) dc, int N, int C, int H, int W,
                                                    int B) {
     // One float per thread: the block is always 256 threads (PX · CY).
     __shared__ float red[256];
@@ -171,7 +173,7 @@ __device__ __forceinline__ void gate_backward_impl(GLOBAL(const T) x, GLOBAL(con
         if (threadIdx.x == 0 && ch < C) {
             float sum = 0.0f;
             for (int k = 0; k < warps_per_row; ++k) sum += red[threadIdx.y * warps_per_row + k];
-            dc[t.n * C + ch] = from_f32<T>(sum);
+            dc[t.n * C + ch] = from_f32<M>(sum);
         }
         __syncthreads();
     }
@@ -245,13 +247,13 @@ __device__ __forceinline__ void gate_unfused_mul_impl(GLOBAL(const T) a, GLOBAL(
     extern "C" __global__ void gate_forward_##SUFFIX(GLOBAL(const T) x, GLOBAL(const T) s,    \
                                                      GLOBAL(const T) c, GLOBAL(T) y, int N,   \
                                                      int C, int H, int W, int B) {            \
-        gate_forward_impl<T>(x, s, c, y, N, C, H, W, B);                                      \
+        gate_forward_impl<T, T>(x, s, c, y, N, C, H, W, B);                                      \
     }                                                                                         \
     extern "C" __global__ void gate_backward_##SUFFIX(                                        \
         GLOBAL(const T) x, GLOBAL(const T) s, GLOBAL(const T) c, GLOBAL(const T) dy,          \
         GLOBAL(T) dx, GLOBAL(float) ds_partial, GLOBAL(T) dc, int N, int C, int H, int W,     \
         int B) {                                                                              \
-        gate_backward_impl<T>(x, s, c, dy, dx, ds_partial, dc, N, C, H, W, B);                \
+        gate_backward_impl<T, T>(x, s, c, dy, dx, ds_partial, dc, N, C, H, W, B);                \
     }                                                                                         \
     extern "C" __global__ void gate_backward_ds_##SUFFIX(GLOBAL(const float) ds_partial,      \
                                                          GLOBAL(T) ds, int N, int groups,     \
@@ -272,3 +274,21 @@ __device__ __forceinline__ void gate_unfused_mul_impl(GLOBAL(const T) a, GLOBAL(
 GATE_ENTRY_POINTS(f32, float)
 GATE_ENTRY_POINTS(f16, __half)
 GATE_ENTRY_POINTS(bf16, __nv_bfloat16)
+
+// Activations in f16 / bf16, maps in f32 (the SPARTA layer's own s and c): no rounding of
+// s, c, ds or dc to the activation type. ds is finished by gate_backward_ds_f32.
+#define GATE_F32MAP_ENTRY_POINTS(SUFFIX, T)                                                   \
+    extern "C" __global__ void gate_forward_f32map_##SUFFIX(                                  \
+        GLOBAL(const T) x, GLOBAL(const float) s, GLOBAL(const float) c, GLOBAL(T) y, int N,  \
+        int C, int H, int W, int B) {                                                         \
+        gate_forward_impl<T, float>(x, s, c, y, N, C, H, W, B);                               \
+    }                                                                                         \
+    extern "C" __global__ void gate_backward_f32map_##SUFFIX(                                 \
+        GLOBAL(const T) x, GLOBAL(const float) s, GLOBAL(const float) c, GLOBAL(const T) dy,  \
+        GLOBAL(T) dx, GLOBAL(float) ds_partial, GLOBAL(float) dc, int N, int C, int H, int W, \
+        int B) {                                                                              \
+        gate_backward_impl<T, float>(x, s, c, dy, dx, ds_partial, dc, N, C, H, W, B);         \
+    }
+
+GATE_F32MAP_ENTRY_POINTS(f16, __half)
+GATE_F32MAP_ENTRY_POINTS(bf16, __nv_bfloat16)

@@ -1,8 +1,11 @@
 // Block average pool over planes of H×W (B×B blocks, partial edge blocks average their
-// valid pixels; B ≥ max(H, W) gives the plane mean) and its backward, f32.
+// valid pixels; B ≥ max(H, W) gives the plane mean) and its backward.
 //
 //   forward:   y[pl][oi][oj] = mean of x[pl] over block (oi, oj)
 //   backward:  dx[pl][i][j] += dy[pl][i/B][j/B] / count(i/B, j/B)
+//
+// The suffix (_f32, _f16, _bf16) is the storage of the activation-sized x and dx; the
+// pooled y and dy are always f32 (DSCANet's internals), as is all arithmetic.
 //
 // Launch shapes (src/ops/pool/mod.rs):
 // - forward: grid ceil(out_len/8), block 256; each warp owns one output cell, its lanes
@@ -16,8 +19,9 @@ __device__ __forceinline__ int pool_count(int h, int w, int block, int oi, int o
     return rows * cols;
 }
 
-extern "C" __global__ void pool_forward_f32(GLOBAL(const float) x, GLOBAL(float) y, long long out_len,
-                                            int h, int w, int block) {
+template <typename T>
+__device__ __forceinline__ void pool_forward_impl(GLOBAL(const T) x, GLOBAL(float) y, long long out_len,
+                                                  int h, int w, int block) {
     const long long cell = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / 32;
     const int lane = threadIdx.x % 32;
     if (cell >= out_len) return;  // whole warps leave together: out_len is per warp
@@ -28,18 +32,33 @@ extern "C" __global__ void pool_forward_f32(GLOBAL(const float) x, GLOBAL(float)
     const int cols = min(w, (oj + 1) * block) - oj * block;
     const long long base = plane * h * w + (long long)(oi * block) * w + oj * block;
     float acc = 0.0f;
-    for (int k = lane; k < rows * cols; k += 32) acc += x[base + (long long)(k / cols) * w + k % cols];
+    for (int k = lane; k < rows * cols; k += 32) acc += to_f32(x[base + (long long)(k / cols) * w + k % cols]);
     acc = warp_sum(acc);
     if (lane == 0) y[cell] = acc / (float)(rows * cols);
 }
 
-extern "C" __global__ void pool_backward_f32(GLOBAL(const float) dy, GLOBAL(float) dx, long long in_len,
-                                             int h, int w, int block) {
+template <typename T>
+__device__ __forceinline__ void pool_backward_impl(GLOBAL(const float) dy, GLOBAL(T) dx, long long in_len,
+                                                   int h, int w, int block) {
     const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= in_len) return;
     const long long plane = idx / (h * w);
     const int i = (int)(idx % (h * w)) / w, j = (int)(idx % (h * w)) % w;
     const int oh = (h + block - 1) / block, ow = (w + block - 1) / block;
     const int oi = i / block, oj = j / block;
-    dx[idx] += dy[(plane * oh + oi) * ow + oj] / (float)pool_count(h, w, block, oi, oj);
+    dx[idx] = from_f32<T>(to_f32(dx[idx]) + dy[(plane * oh + oi) * ow + oj] / (float)pool_count(h, w, block, oi, oj));
 }
+
+#define POOL_ENTRY_POINTS(SUFFIX, T)                                                            \
+    extern "C" __global__ void pool_forward_##SUFFIX(GLOBAL(const T) x, GLOBAL(float) y,        \
+                                                     long long out_len, int h, int w, int block) { \
+        pool_forward_impl<T>(x, y, out_len, h, w, block);                                       \
+    }                                                                                           \
+    extern "C" __global__ void pool_backward_##SUFFIX(GLOBAL(const float) dy, GLOBAL(T) dx,     \
+                                                      long long in_len, int h, int w, int block) { \
+        pool_backward_impl<T>(dy, dx, in_len, h, w, block);                                     \
+    }
+
+POOL_ENTRY_POINTS(f32, float)
+POOL_ENTRY_POINTS(f16, __half)
+POOL_ENTRY_POINTS(bf16, __nv_bfloat16)

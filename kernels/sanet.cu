@@ -1,4 +1,4 @@
-// Fused SANet kernels, f32: h = ReLU(Conv3(xs)) is computed in registers tile by tile
+// Fused SANet kernels: h = ReLU(Conv3(xs)) is computed in registers tile by tile
 // and never written to device memory; backward recomputes it.
 //
 //   sanet_pool:    q[n][o] += (1/P) Σ_p h[n][o][p]                        (q zeroed first)
@@ -11,6 +11,9 @@
 // ld = Co+1, bias at offset Co) or one learned vector broadcast to every sample (ld = 0);
 // the gradient strides do the same, and with ld = 0 the atomics sum over samples.
 //
+// The suffix (_f32, _f16, _bf16) is the storage of xs (X itself when B = 1, else the f32
+// block pool); weights, q, s, ds, dq, dh and all arithmetic are f32.
+//
 // Launch shapes (src/ops/sanet/mod.rs):
 // - sanet_pool, sanet_dw5, sanet_dh: grid (ceil(P/16), ceil(Co/16), N), block (16, 16);
 //   thread (tx, ty) owns h[n][o0 + ty][p0 + tx] (conv1x1_tile.cuh).
@@ -19,7 +22,8 @@
 #include "common.cuh"
 #include "conv1x1_tile.cuh"
 
-__device__ __forceinline__ float sanet_h(GLOBAL(const float) xs, GLOBAL(const float) w3,
+template <typename T>
+__device__ __forceinline__ float sanet_h(GLOBAL(const T) xs, GLOBAL(const float) w3,
                                          GLOBAL(const float) b3, int c, int co, int pixels, int n,
                                          int o, int p) {
     const float acc = conv1x1_tile_dot(w3, c, 1, co, xs + (long long)n * c * pixels, c, pixels, o, p);
@@ -28,7 +32,8 @@ __device__ __forceinline__ float sanet_h(GLOBAL(const float) xs, GLOBAL(const fl
     return v > 0.0f ? v : 0.0f;
 }
 
-extern "C" __global__ void sanet_pool_f32(GLOBAL(const float) xs, GLOBAL(const float) w3,
+template <typename T>
+__device__ __forceinline__ void sanet_pool_impl(GLOBAL(const T) xs, GLOBAL(const float) w3,
                                           GLOBAL(const float) b3, GLOBAL(float) q, int c, int co,
                                           int pixels) {
     const int n = blockIdx.z;
@@ -38,7 +43,8 @@ extern "C" __global__ void sanet_pool_f32(GLOBAL(const float) xs, GLOBAL(const f
     if (threadIdx.x == 0 && o < co) atomicAdd(&q[(long long)n * co + o], row / (float)pixels);
 }
 
-extern "C" __global__ void sanet_conv5_f32(GLOBAL(const float) xs, GLOBAL(const float) w3,
+template <typename T>
+__device__ __forceinline__ void sanet_conv5_impl(GLOBAL(const T) xs, GLOBAL(const float) w3,
                                            GLOBAL(const float) b3, GLOBAL(const float) w5, int ldw5,
                                            GLOBAL(const float) b5, int ldb5, GLOBAL(float) s, int c,
                                            int co, int pixels) {
@@ -58,7 +64,8 @@ extern "C" __global__ void sanet_conv5_f32(GLOBAL(const float) xs, GLOBAL(const 
     if (ty == 0 && p < pixels) s[(long long)n * pixels + p] = total + b5[(long long)n * ldb5];
 }
 
-extern "C" __global__ void sanet_dw5_f32(GLOBAL(const float) xs, GLOBAL(const float) w3,
+template <typename T>
+__device__ __forceinline__ void sanet_dw5_impl(GLOBAL(const T) xs, GLOBAL(const float) w3,
                                          GLOBAL(const float) b3, GLOBAL(const float) ds,
                                          GLOBAL(float) dw5, int lddw5, int c, int co, int pixels) {
     const int n = blockIdx.z;
@@ -69,7 +76,8 @@ extern "C" __global__ void sanet_dw5_f32(GLOBAL(const float) xs, GLOBAL(const fl
     if (threadIdx.x == 0 && o < co) atomicAdd(&dw5[(long long)n * lddw5 + o], row);
 }
 
-extern "C" __global__ void sanet_dh_f32(GLOBAL(const float) xs, GLOBAL(const float) w3,
+template <typename T>
+__device__ __forceinline__ void sanet_dh_impl(GLOBAL(const T) xs, GLOBAL(const float) w3,
                                         GLOBAL(const float) b3, GLOBAL(const float) w5, int ldw5,
                                         GLOBAL(const float) ds, GLOBAL(const float) dq,
                                         GLOBAL(float) dh, int c, int co, int pixels) {
@@ -84,3 +92,32 @@ extern "C" __global__ void sanet_dh_f32(GLOBAL(const float) xs, GLOBAL(const flo
                                         : 0.0f;
     }
 }
+
+#define SANET_ENTRY_POINTS(SUFFIX, T)                                                              \
+    extern "C" __global__ void sanet_pool_##SUFFIX(GLOBAL(const T) xs, GLOBAL(const float) w3,     \
+                                                   GLOBAL(const float) b3, GLOBAL(float) q, int c, \
+                                                   int co, int pixels) {                           \
+        sanet_pool_impl<T>(xs, w3, b3, q, c, co, pixels);                                          \
+    }                                                                                              \
+    extern "C" __global__ void sanet_conv5_##SUFFIX(                                               \
+        GLOBAL(const T) xs, GLOBAL(const float) w3, GLOBAL(const float) b3,                        \
+        GLOBAL(const float) w5, int ldw5, GLOBAL(const float) b5, int ldb5, GLOBAL(float) s,       \
+        int c, int co, int pixels) {                                                               \
+        sanet_conv5_impl<T>(xs, w3, b3, w5, ldw5, b5, ldb5, s, c, co, pixels);                     \
+    }                                                                                              \
+    extern "C" __global__ void sanet_dw5_##SUFFIX(GLOBAL(const T) xs, GLOBAL(const float) w3,      \
+                                                  GLOBAL(const float) b3, GLOBAL(const float) ds,  \
+                                                  GLOBAL(float) dw5, int lddw5, int c, int co,     \
+                                                  int pixels) {                                    \
+        sanet_dw5_impl<T>(xs, w3, b3, ds, dw5, lddw5, c, co, pixels);                              \
+    }                                                                                              \
+    extern "C" __global__ void sanet_dh_##SUFFIX(                                                  \
+        GLOBAL(const T) xs, GLOBAL(const float) w3, GLOBAL(const float) b3,                        \
+        GLOBAL(const float) w5, int ldw5, GLOBAL(const float) ds, GLOBAL(const float) dq,          \
+        GLOBAL(float) dh, int c, int co, int pixels) {                                             \
+        sanet_dh_impl<T>(xs, w3, b3, w5, ldw5, ds, dq, dh, c, co, pixels);                         \
+    }
+
+SANET_ENTRY_POINTS(f32, float)
+SANET_ENTRY_POINTS(f16, __half)
+SANET_ENTRY_POINTS(bf16, __nv_bfloat16)

@@ -11,6 +11,8 @@ const COVERED: &[(&str, &str)] = &[
     ("gate_forward", "harness_gate.rs"),
     ("gate_backward", "harness_gate.rs"),
     ("gate_backward_ds", "harness_gate.rs"),
+    ("gate_forward_f32map", "harness_gate.rs"),
+    ("gate_backward_f32map", "harness_gate.rs"),
     ("gate_unfused_sigmoid", "harness_gate.rs"),
     ("gate_unfused_mul", "harness_gate.rs"),
     ("relu_forward", "harness_gate.rs"),

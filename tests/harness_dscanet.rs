@@ -1,5 +1,6 @@
 //! Every DSCANet kernel (kernels/pool.cu, conv1x1.cu, dynconv.cu, fc.cu, sanet.cu), f32,
-//! run on the CPU by sparta-harness through the CUDA wrappers themselves (on the harness
+//! and those that read or write an activation-sized tensor (pool, conv1x1, sanet) also
+//! with that tensor stored as f16 and bf16, run on the CPU by sparta-harness through the CUDA wrappers themselves (on the harness
 //! device), compared with the f64 CPU reference on random inputs and odd shapes, with
 //! the kernels each wrapper launches; the traffic pin of the global mean pool and a
 //! report of the block pool's traffic.
@@ -12,8 +13,9 @@
 
 mod harness_support;
 
+use half::{bf16, f16};
 use harness_support::device::{HarnessBuffer, HarnessDevice};
-use harness_support::{rounded, uniform};
+use harness_support::{rounded, tolerance, uniform, widen, Storage};
 use sparta::ops::conv1x1::{self, Conv1x1Shape};
 use sparta::ops::dynconv::{self, DynConvShape};
 use sparta::ops::fc::{self, FcShape};
@@ -27,19 +29,29 @@ const TOL: f64 = 1e-5;
 
 /// Random f32 values and the same values in f64 (what the reference sees).
 fn random(len: usize, seed: u64) -> (Vec<f32>, Vec<f64>) {
-    rounded::<f32>(&uniform(len, -1.0, 1.0, seed))
+    random_as::<f32>(len, seed)
+}
+
+/// Random values stored as T and the same values in f64.
+fn random_as<T: Storage>(len: usize, seed: u64) -> (Vec<T>, Vec<f64>) {
+    rounded::<T>(&uniform(len, -1.0, 1.0, seed))
 }
 
 /// `|got − want| ≤ TOL · max_j |want_j|` for every element: scale-aware, since a sum
 /// that cancels to near zero carries the rounding of its large terms. NaN never passes.
 fn assert_close(what: &str, got: &[f32], want: &[f64]) {
+    assert_close_within(what, &widen(got), want, TOL);
+}
+
+/// [`assert_close`] at tolerance `tol` (a result stored as f16 / bf16).
+fn assert_close_within(what: &str, got: &[f64], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     let scale = want.iter().fold(f64::MIN_POSITIVE, |m, w| m.max(w.abs()));
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let within = (f64::from(g) - w).abs() <= TOL * scale; // false for NaN
+        let within = (g - w).abs() <= tol * scale; // false for NaN
         assert!(
             within,
-            "{what}[{i}]: {g} vs reference {w} (tolerance {TOL} × {scale})"
+            "{what}[{i}]: {g} vs reference {w} (tolerance {tol} × {scale})"
         );
     }
 }
@@ -48,9 +60,14 @@ fn read(dev: &HarnessDevice, b: &HarnessBuffer<f32>) -> Vec<f32> {
     dev.download(&dev.view(b)).unwrap()
 }
 
+fn read_wide<T: Storage>(dev: &HarnessDevice, b: &HarnessBuffer<T>) -> Vec<f64> {
+    widen(&dev.download(&dev.view(b)).unwrap())
+}
+
 /// Asserts the kernels launched since the last call, in order.
-fn assert_launched(dev: &HarnessDevice, kernels: &[&str]) {
-    assert_eq!(dev.take_launched(), kernels);
+fn assert_launched<S: AsRef<str>>(dev: &HarnessDevice, kernels: &[S]) {
+    let want: Vec<&str> = kernels.iter().map(AsRef::as_ref).collect();
+    assert_eq!(dev.take_launched(), want);
 }
 
 // ---- pool ----
@@ -77,38 +94,49 @@ fn pool_shape(&(planes, h, w, b): &(usize, usize, usize, usize)) -> PoolShape {
     }
 }
 
-fn run_pool_forward(shape: &PoolShape, x: &[f32]) -> (Vec<f32>, LaunchReport) {
+fn run_pool_forward<T: Storage>(shape: &PoolShape, x: &[T]) -> (Vec<f32>, LaunchReport) {
     let dev = HarnessDevice::new();
     let xb = dev.upload("x", x).unwrap();
     let mut y = dev.alloc_scratch::<f32>("y", shape.out_len()).unwrap();
     pool::cuda::pool_forward(&dev, shape, &dev.view(&xb), &mut dev.view_mut(&mut y)).unwrap();
     let mut reports = dev.reports();
     assert_eq!(reports.len(), 1);
-    assert_eq!(reports[0].kernel, "pool_forward_f32");
+    assert_eq!(reports[0].kernel, format!("pool_forward_{}", T::SUFFIX));
     (read(&dev, &y), reports.remove(0))
 }
 
-#[test]
-fn pool_kernels_match_cpu_reference() {
+/// x (forward) and dx (backward) stored as T; the pooled side is f32, so the forward is
+/// exact-input f32 arithmetic (f32's tolerance) and only dx is rounded to T.
+fn pool_kernels_match<T: Storage>() {
+    let sfx = T::SUFFIX;
     for (i, sd) in POOL_SHAPES.iter().enumerate() {
         let shape = pool_shape(sd);
-        let (x, x64) = random(shape.in_len(), 10 + i as u64);
+        let (x, x64) = random_as::<T>(shape.in_len(), 10 + i as u64);
         let mut y = vec![0.0; shape.out_len()];
         pool::cpu::pool_forward(&shape, &x64, &mut y).unwrap();
         let (got, _) = run_pool_forward(&shape, &x);
-        assert_close(&format!("pool_forward_f32 {sd:?}"), &got, &y);
+        assert_close(&format!("pool_forward_{sfx} {sd:?}"), &got, &y);
 
         let (dy, dy64) = random(shape.out_len(), 20 + i as u64);
-        let (dx0, mut dx) = random(shape.in_len(), 30 + i as u64);
+        let (dx0, mut dx) = random_as::<T>(shape.in_len(), 30 + i as u64);
         pool::cpu::pool_backward(&shape, &dy64, &mut dx).unwrap();
         let dev = HarnessDevice::new();
         let dyb = dev.upload("dy", &dy).unwrap();
         let mut dxb = dev.upload("dx", &dx0).unwrap();
         pool::cuda::pool_backward(&dev, &shape, &dev.view(&dyb), &mut dev.view_mut(&mut dxb))
             .unwrap();
-        assert_launched(&dev, &["pool_backward_f32"]);
-        assert_close(&format!("pool_backward_f32 {sd:?}"), &read(&dev, &dxb), &dx);
+        let kernel = format!("pool_backward_{sfx}");
+        assert_launched(&dev, &[&kernel]);
+        let what = format!("{kernel} {sd:?}");
+        assert_close_within(&what, &read_wide(&dev, &dxb), &dx, tolerance::<T>());
     }
+}
+
+#[test]
+fn pool_kernels_match_cpu_reference() {
+    pool_kernels_match::<f32>();
+    pool_kernels_match::<f16>();
+    pool_kernels_match::<bf16>();
 }
 
 /// The global mean pool reads x once, coalesced: sectors requested within 3 % of
@@ -160,12 +188,14 @@ const CONV_SHAPES: &[(usize, usize, usize, usize)] = &[
     (4, 20, 3, 7),
 ];
 
-#[test]
-fn conv1x1_kernels_match_cpu_reference() {
+/// x and dx stored as T; w, b, y and the parameter gradients are f32 from exact inputs
+/// (f32's tolerance), dx is rounded to T once.
+fn conv1x1_kernels_match<T: Storage>() {
+    let sfx = T::SUFFIX;
     for (i, &(n, cin, cout, pixels)) in CONV_SHAPES.iter().enumerate() {
         let shape = Conv1x1Shape::new(n, cin, cout, pixels).unwrap();
         let seed = 100 + 10 * i as u64;
-        let (x, x64) = random(shape.x_len(), seed);
+        let (x, x64) = random_as::<T>(shape.x_len(), seed);
         let (w, w64) = random(shape.w_len(), seed + 1);
         let (b, b64) = random(cout, seed + 2);
         let (dy, dy64) = random(shape.y_len(), seed + 3);
@@ -189,16 +219,16 @@ fn conv1x1_kernels_match_cpu_reference() {
                 relu,
             )
             .unwrap();
-            assert_launched(&dev, &["conv1x1_forward_f32"]);
+            assert_launched(&dev, &[format!("conv1x1_forward_{sfx}")]);
             let want: Vec<f64> = y
                 .iter()
                 .map(|&v| if relu { v.max(0.0) } else { v })
                 .collect();
-            let what = format!("conv1x1_forward_f32 {sd:?} relu {relu}");
+            let what = format!("conv1x1_forward_{sfx} {sd:?} relu {relu}");
             assert_close(&what, &read(&dev, &yb), &want);
         }
 
-        let (dx0, mut dx) = random(shape.x_len(), seed + 4);
+        let (dx0, mut dx) = random_as::<T>(shape.x_len(), seed + 4);
         let (dw0, mut dw) = random(shape.w_len(), seed + 5);
         let (db0, mut db) = random(cout, seed + 6);
         conv1x1::cpu::conv1x1_backward(
@@ -229,16 +259,24 @@ fn conv1x1_kernels_match_cpu_reference() {
         assert_launched(
             &dev,
             &[
-                "conv1x1_backward_input_f32",
-                "conv1x1_backward_weight_f32",
-                "conv1x1_backward_bias_f32",
+                format!("conv1x1_backward_input_{sfx}"),
+                format!("conv1x1_backward_weight_{sfx}"),
+                "conv1x1_backward_bias_f32".to_string(),
             ],
         );
-        let what = format!("conv1x1_backward_f32 {sd:?}");
-        assert_close(&format!("{what} dx"), &read(&dev, &dxb), &dx);
+        let what = format!("conv1x1_backward_{sfx} {sd:?}");
+        let dx_got = read_wide(&dev, &dxb);
+        assert_close_within(&format!("{what} dx"), &dx_got, &dx, tolerance::<T>());
         assert_close(&format!("{what} dw"), &read(&dev, &dwb), &dw);
         assert_close(&format!("{what} db"), &read(&dev, &dbb), &db);
     }
+}
+
+#[test]
+fn conv1x1_kernels_match_cpu_reference() {
+    conv1x1_kernels_match::<f32>();
+    conv1x1_kernels_match::<f16>();
+    conv1x1_kernels_match::<bf16>();
 }
 
 #[test]
@@ -485,14 +523,15 @@ const SANET_SHAPES: &[(usize, usize, usize, usize, usize)] = &[
 ];
 
 /// The fused kernels against the unfused reference: h = ReLU(Conv3(xs)) from the conv1x1
-/// reference, then the pool, dynamic conv and their gradients on h.
-#[test]
-fn sanet_kernels_match_cpu_reference() {
+/// reference, then the pool, dynamic conv and their gradients on h. xs is stored as T;
+/// every output is f32 from exact inputs, held to f32's tolerance.
+fn sanet_kernels_match<T: Storage>() {
+    let sfx = T::SUFFIX;
     for (i, &(n, c, co, pixels, ld)) in SANET_SHAPES.iter().enumerate() {
         let shape = SanetShape::new(n, c, co, pixels).unwrap();
         let sd = (n, c, co, pixels, ld);
         let seed = 500 + 10 * i as u64;
-        let (xs, xs64) = random(shape.xs_len(), seed);
+        let (xs, xs64) = random_as::<T>(shape.xs_len(), seed);
         let (w3, w364) = random(co * c, seed + 1);
         let (b3, b364) = random(co, seed + 2);
         let (w5, w564) = strided_rows(n, co, ld, seed + 3);
@@ -540,7 +579,8 @@ fn sanet_kernels_match_cpu_reference() {
 
         let dev = HarnessDevice::new();
         let up = |name: &str, v: &[f32]| dev.upload(name, v).unwrap();
-        let (xsb, w3b, b3b) = (up("xs", &xs), up("w3", &w3), up("b3", &b3));
+        let xsb = dev.upload("xs", &xs).unwrap();
+        let (w3b, b3b) = (up("w3", &w3), up("b3", &b3));
         let (w5b, b5b, dsb, dqb) = (up("w5", &w5), up("b5", &b5), up("ds", &ds), up("dq", &dq));
         let (xsv, w3v, b3v) = (dev.view(&xsb), dev.view(&w3b), dev.view(&b3b));
         let (w5v, b5v, dsv, dqv) = (
@@ -553,7 +593,7 @@ fn sanet_kernels_match_cpu_reference() {
         let mut qb = up("q", &q0);
         sanet::cuda::sanet_pool(&dev, &shape, &xsv, &w3v, &b3v, &mut dev.view_mut(&mut qb))
             .unwrap();
-        assert_close(&format!("sanet_pool_f32 {sd:?}"), &read(&dev, &qb), &mean);
+        assert_close(&format!("sanet_pool_{sfx} {sd:?}"), &read(&dev, &qb), &mean);
 
         let mut sb = dev.alloc_scratch::<f32>("s", n * pixels).unwrap();
         sanet::cuda::sanet_conv5(
@@ -569,7 +609,7 @@ fn sanet_kernels_match_cpu_reference() {
             &mut dev.view_mut(&mut sb),
         )
         .unwrap();
-        assert_close(&format!("sanet_conv5_f32 {sd:?}"), &read(&dev, &sb), &s);
+        assert_close(&format!("sanet_conv5_{sfx} {sd:?}"), &read(&dev, &sb), &s);
 
         let mut dw5b = up("dw5", &dw50);
         sanet::cuda::sanet_dw5(
@@ -583,7 +623,7 @@ fn sanet_kernels_match_cpu_reference() {
             ld,
         )
         .unwrap();
-        assert_close(&format!("sanet_dw5_f32 {sd:?}"), &read(&dev, &dw5b), &dw5);
+        assert_close(&format!("sanet_dw5_{sfx} {sd:?}"), &read(&dev, &dw5b), &dw5);
 
         let mut dhb = dev.alloc_scratch::<f32>("dh", shape.h_len()).unwrap();
         sanet::cuda::sanet_dh(
@@ -599,15 +639,15 @@ fn sanet_kernels_match_cpu_reference() {
             &mut dev.view_mut(&mut dhb),
         )
         .unwrap();
-        assert_close(&format!("sanet_dh_f32 {sd:?}"), &read(&dev, &dhb), &dh);
-        assert_launched(
-            &dev,
-            &[
-                "sanet_pool_f32",
-                "sanet_conv5_f32",
-                "sanet_dw5_f32",
-                "sanet_dh_f32",
-            ],
-        );
+        assert_close(&format!("sanet_dh_{sfx} {sd:?}"), &read(&dev, &dhb), &dh);
+        let kernels = ["sanet_pool", "sanet_conv5", "sanet_dw5", "sanet_dh"];
+        assert_launched(&dev, &kernels.map(|k| format!("{k}_{sfx}")));
     }
+}
+
+#[test]
+fn sanet_kernels_match_cpu_reference() {
+    sanet_kernels_match::<f32>();
+    sanet_kernels_match::<f16>();
+    sanet_kernels_match::<bf16>();
 }

@@ -10,7 +10,7 @@ use half::{bf16, f16};
 use harness_support::device::{HarnessBuffer, HarnessDevice};
 use harness_support::{assert_close, check_close, rounded, tolerance, uniform, widen, Storage};
 use sparta::ops::gate::{self, cpu, GateShape};
-use sparta::ops::relu;
+use sparta::ops::{relu, GateMapFloat};
 use sparta::KernelDevice;
 use sparta_harness::{HarnessError, LaunchReport};
 
@@ -304,6 +304,77 @@ fn gate_backward_matches_cpu_reference() {
     backward_matches::<f32>();
     backward_matches::<f16>();
     backward_matches::<bf16>();
+}
+
+/// gate_forward_f32map_<T> and gate_backward_f32map_<T> (then gate_backward_ds_f32):
+/// activations x, dy, y, dx stored as T, maps s, c, ds, dc as f32. The maps' gradients
+/// see only exact inputs and f32 arithmetic, so they are held to f32's tolerance; y and
+/// dx to T's.
+fn f32_maps_match<T: Storage>()
+where
+    f32: GateMapFloat<T>,
+{
+    let sfx = T::SUFFIX;
+    for (i, dims) in SHAPES.iter().enumerate() {
+        let shape = shape(dims);
+        let seed = 500 + 10 * i as u64;
+        let (s32, s64) = rounded::<f32>(&uniform(shape.s_len(), -3.0, 3.0, seed + 1));
+        let (c32, c64) = rounded::<f32>(&uniform(shape.c_len(), -3.0, 3.0, seed + 2));
+        // The maps' T side stays empty: the kernels read s32 and c32, the reference the f64.
+        let p = Problem::<T> {
+            x: rounded(&uniform(shape.x_len(), -2.0, 2.0, seed)),
+            s: (Vec::new(), s64),
+            c: (Vec::new(), c64),
+            dy: rounded(&uniform(shape.x_len(), -1.0, 1.0, seed + 3)),
+        };
+        let dev = HarnessDevice::new();
+        let x = dev.upload("x", &p.x.0).unwrap();
+        let dy = dev.upload("dy", &p.dy.0).unwrap();
+        let s = dev.upload("s", &s32).unwrap();
+        let c = dev.upload("c", &c32).unwrap();
+        let mut y = dev.alloc_scratch::<T>("y", shape.x_len()).unwrap();
+        let mut dx = dev.alloc_scratch::<T>("dx", shape.x_len()).unwrap();
+        let mut ds = dev.alloc_scratch::<f32>("ds", shape.s_len()).unwrap();
+        let mut dc = dev.alloc_scratch::<f32>("dc", shape.c_len()).unwrap();
+        let (x_v, s_v, c_v) = (dev.view(&x), dev.view(&s), dev.view(&c));
+        gate::cuda::gate_forward(&dev, &shape, &x_v, &s_v, &c_v, &mut dev.view_mut(&mut y))
+            .unwrap();
+        gate::cuda::gate_backward(
+            &dev,
+            &shape,
+            &x_v,
+            &s_v,
+            &c_v,
+            &dev.view(&dy),
+            &mut dev.view_mut(&mut dx),
+            &mut dev.view_mut(&mut ds),
+            &mut dev.view_mut(&mut dc),
+        )
+        .unwrap();
+        assert_eq!(
+            kernels_launched(&dev),
+            [
+                format!("gate_forward_f32map_{sfx}"),
+                format!("gate_backward_f32map_{sfx}"),
+                "gate_backward_ds_f32".to_string()
+            ]
+        );
+        let what = |t: &str| format!("gate f32 maps, {sfx} activations {dims:?} {t}");
+        let tol = tolerance::<T>();
+        let down = |b: &HarnessBuffer<T>| widen(&dev.download(&dev.view(b)).unwrap());
+        let down32 = |b: &HarnessBuffer<f32>| widen(&dev.download(&dev.view(b)).unwrap());
+        assert_close(&what("y"), &down(&y), &reference_forward(&shape, &p), tol);
+        let [dx64, ds64, dc64] = reference_backward(&shape, &p);
+        assert_close(&what("dx"), &down(&dx), &dx64, tol);
+        assert_close(&what("ds"), &down32(&ds), &ds64, tolerance::<f32>());
+        assert_close(&what("dc"), &down32(&dc), &dc64, tolerance::<f32>());
+    }
+}
+
+#[test]
+fn gate_with_f32_maps_matches_cpu_reference() {
+    f32_maps_match::<f16>();
+    f32_maps_match::<bf16>();
 }
 
 #[test]

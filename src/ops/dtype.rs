@@ -51,6 +51,32 @@ impl KernelFloat for half::bf16 {
     }
 }
 
+mod sealed_map {
+    pub trait Sealed<T> {}
+    impl<T: super::KernelFloat> Sealed<T> for T {}
+    impl Sealed<half::f16> for f32 {}
+    impl Sealed<half::bf16> for f32 {}
+}
+
+/// The storage of the gate's small maps (`s`, `c`, `ds`, `dc`) beside activations
+/// stored as `T` (sealed): `T` itself (kernels `gate_*_<T>`), or f32 beside f16 / bf16
+/// activations (kernels `gate_*_f32map_<T>`: the SPARTA layer keeps its maps in f32, so
+/// they are never rounded to the activations' type).
+pub trait GateMapFloat<T: KernelFloat>: KernelFloat + sealed_map::Sealed<T> {
+    /// The kernel name for `base` with activations `T` and maps `Self`.
+    fn gate_kernel(base: &str) -> String {
+        if Self::SUFFIX == T::SUFFIX {
+            kernel_name::<T>(base)
+        } else {
+            format!("{base}_f32map_{}", T::SUFFIX)
+        }
+    }
+}
+
+impl<T: KernelFloat> GateMapFloat<T> for T {}
+impl GateMapFloat<half::f16> for f32 {}
+impl GateMapFloat<half::bf16> for f32 {}
+
 /// The kernel name `{base}_{suffix}` for storage type `T`.
 pub(crate) fn kernel_name<T: KernelFloat>(base: &str) -> String {
     format!("{base}_{}", T::SUFFIX)

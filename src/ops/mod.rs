@@ -12,7 +12,7 @@ pub(crate) mod reduce;
 pub mod relu;
 pub mod sanet;
 
-pub use dtype::KernelFloat;
+pub use dtype::{GateMapFloat, KernelFloat};
 
 /// Grid, block and dynamic shared memory of one kernel launch.
 ///

@@ -1,6 +1,7 @@
 //! The SPARTA layer on a [`KernelDevice`] (a CUDA GPU, or the CPU kernel harness in
-//! tests), f32: the same forward and backward as the CPU path (fused or unfused SANet),
-//! a sequence of the ops' CUDA wrappers over device buffers.
+//! tests): the same forward and backward as the CPU path (fused or unfused SANet), a
+//! sequence of the ops' CUDA wrappers over device buffers. X, Y and their gradients are
+//! stored as f32, f16 or bf16; weights and everything DSCANet computes stay f32.
 //!
 //! Fused path: `sanet_pool` and `sanet_conv5` recompute h tile by tile, so h is never
 //! in device memory; backward recomputes it in `sanet_dw5` and `sanet_dh` and writes
@@ -14,7 +15,8 @@ use crate::ops::dynconv::{cuda as dynconv, DynConvShape};
 use crate::ops::fc::{cuda as fc, FcShape};
 use crate::ops::gate::{cuda as gate, GateShape};
 use crate::ops::pool::{cuda as pool, PoolShape};
-use crate::ops::sanet::cuda as sanet;
+use crate::ops::sanet::{cuda as sanet, SanetShape};
+use crate::ops::{GateMapFloat, KernelFloat};
 use crate::Gpu;
 
 /// A layer's parameters on a device (a GPU unless named), in [`SpartaLayer::params`]
@@ -57,10 +59,18 @@ impl<D: KernelDevice> SpartaCudaCache<D> {
     }
 }
 
+/// What SANet and DPNet's forward hands on: q, DPNet's rows, s and (unfused) h.
+struct SanetForward<D: KernelDevice> {
+    q: D::Buffer<f32>,
+    head: Option<D::Buffer<f32>>,
+    s: D::Buffer<f32>,
+    h: Option<D::Buffer<f32>>,
+}
+
 /// Gradients from [`SpartaLayer::backward_cuda`].
-pub struct SpartaCudaGrads<D: KernelDevice = Gpu> {
-    /// Gradient of X.
-    pub dx: D::Buffer<f32>,
+pub struct SpartaCudaGrads<D: KernelDevice = Gpu, T: KernelFloat = f32> {
+    /// Gradient of X, stored like X.
+    pub dx: D::Buffer<T>,
     /// Parameter gradients in [`SpartaLayer::params`] order; empty for a frozen layer
     /// and when they were not asked for.
     pub params: Vec<D::Buffer<f32>>,
@@ -141,23 +151,29 @@ impl SpartaLayer<f32> {
     }
 
     /// Forward on a device (a GPU, or the CPU kernel harness in tests): `x`
-    /// `[n, C, h, w]` on `dev`, weights in [`SpartaLayer::params`] order (views of
-    /// [`Self::to_cuda`]'s buffers, [`SpartaCudaWeights::views`], or of a model's).
+    /// `[n, C, h, w]` on `dev` stored as f32, f16 or bf16 (`T`; `y` the same), weights
+    /// in [`SpartaLayer::params`] order (views of [`Self::to_cuda`]'s buffers,
+    /// [`SpartaCudaWeights::views`], or of a model's). Everything DSCANet computes (the
+    /// pooled X, q, s, c) is f32 whatever `T`: only the activation-sized tensors take
+    /// the storage type, and the gate reads s and c unrounded.
     #[allow(clippy::too_many_arguments)]
-    pub fn forward_cuda<D: KernelDevice>(
+    pub fn forward_cuda<D: KernelDevice, T: KernelFloat>(
         &self,
         dev: &D,
         weights: &[D::View<'_, f32>],
-        x: &D::View<'_, f32>,
+        x: &D::View<'_, T>,
         n: usize,
         h: usize,
         w: usize,
         path: SanetPath,
-    ) -> Result<(D::Buffer<f32>, SpartaCudaCache<D>)> {
+    ) -> Result<(D::Buffer<T>, SpartaCudaCache<D>)>
+    where
+        f32: GateMapFloat<T>,
+    {
         let (shape, sn) = self.shapes(n, h, w)?;
         check_len("sparta_forward_cuda", "x", x.len(), shape.x_len())?;
         self.check_weights::<D>(weights)?;
-        let (c, co, px) = (self.config.channels, self.config.reduced(), sn.pixels);
+        let (c, co) = (self.config.channels, self.config.reduced());
         let t = weights;
 
         // CANet: c = Conv2(ReLU(Conv1(mean_hw X))).
@@ -191,7 +207,7 @@ impl SpartaLayer<f32> {
             false,
         )?;
 
-        // SANet + DPNet on X pooled by B×B.
+        // SANet + DPNet on X pooled by B×B (f32), or on X itself when B = 1.
         let xs = if shape.block > 1 {
             let block = PoolShape::new(n * c, h, w, shape.block)?;
             let mut xs = dev.alloc_scratch::<f32>("xs", block.out_len())?;
@@ -200,71 +216,84 @@ impl SpartaLayer<f32> {
         } else {
             None
         };
+        let sanet = match &xs {
+            Some(b) => self.sanet_forward(dev, &sn, t, &dev.view(b), path)?,
+            None => self.sanet_forward(dev, &sn, t, x, path)?,
+        };
+        let mut y = dev.alloc_scratch::<T>("y", shape.x_len())?;
+        gate::gate_forward(
+            dev,
+            &shape,
+            x,
+            &dev.view(&sanet.s),
+            &dev.view(&cvec),
+            &mut dev.view_mut(&mut y),
+        )?;
+        let cache = SpartaCudaCache {
+            shape,
+            p,
+            a1,
+            c: cvec,
+            xs,
+            q: sanet.q,
+            head: sanet.head,
+            s: sanet.s,
+            h: sanet.h,
+        };
+        Ok((y, cache))
+    }
+
+    /// SANet and DPNet forward on `xs` (X when B = 1, else its f32 block pool): q, the
+    /// DPNet rows, s and, on the unfused path, h.
+    fn sanet_forward<D: KernelDevice, XS: KernelFloat>(
+        &self,
+        dev: &D,
+        sn: &SanetShape,
+        t: &[D::View<'_, f32>],
+        xs: &D::View<'_, XS>,
+        path: SanetPath,
+    ) -> Result<SanetForward<D>> {
+        let (n, c, co, px) = (sn.n, self.config.channels, self.config.reduced(), sn.pixels);
         // The fused pool zeroes q and adds into it (on the harness a scratch buffer would
         // be poisoned at that launch), so q starts as zeros.
         let mut q = dev.alloc_zeros::<f32>("q", n * co)?;
         let mut s = dev.alloc_scratch::<f32>("s", n * px)?;
-        let mut y = dev.alloc_scratch::<f32>("y", shape.x_len())?;
-        let (hbuf, head);
-        // Views of the buffers end with this block, before the buffers move to the cache.
-        {
-            let xs_view = match &xs {
-                Some(b) => dev.view(b),
-                None => dev.slice(x, 0..x.len())?,
-            };
-            let (w3, b3) = (whole(dev, &t[CONV3_W])?, whole(dev, &t[CONV3_B])?);
-            hbuf = match path {
-                SanetPath::Fused => {
-                    sanet::sanet_pool(dev, &sn, &xs_view, &w3, &b3, &mut dev.view_mut(&mut q))?;
-                    None
-                }
-                SanetPath::Unfused => {
-                    let mut hb = dev.alloc_scratch::<f32>("h", sn.h_len())?;
-                    let conv3 = Conv1x1Shape::new(n, c, co, px)?;
-                    conv::conv1x1_forward(
-                        dev,
-                        &conv3,
-                        &xs_view,
-                        &w3,
-                        &b3,
-                        &mut dev.view_mut(&mut hb),
-                        true,
-                    )?;
-                    let mean = PoolShape::global(n * co, 1, px)?;
-                    pool::pool_forward(dev, &mean, &dev.view(&hb), &mut dev.view_mut(&mut q))?;
-                    Some(hb)
-                }
-            };
-            head = if self.config.dpnet {
-                let mut d = dev.alloc_scratch::<f32>("head", n * (co + 1))?;
-                let conv4 = FcShape::new(n, co, co + 1)?;
-                fc::fc_forward(
-                    dev,
-                    &conv4,
-                    &dev.view(&q),
-                    &t[6],
-                    &t[7],
-                    &mut dev.view_mut(&mut d),
-                    false,
-                )?;
-                Some(d)
-            } else {
+        let (w3, b3) = (whole(dev, &t[CONV3_W])?, whole(dev, &t[CONV3_B])?);
+        let h = match path {
+            SanetPath::Fused => {
+                sanet::sanet_pool(dev, sn, xs, &w3, &b3, &mut dev.view_mut(&mut q))?;
                 None
-            };
-            let (w5, b5, ld) = conv5_rows(dev, head.as_ref(), weights, co)?;
-            match &hbuf {
-                None => sanet::sanet_conv5(
-                    dev,
-                    &sn,
-                    &xs_view,
-                    &w3,
-                    &b3,
-                    &w5,
-                    ld,
-                    &b5,
-                    ld,
-                    &mut dev.view_mut(&mut s),
-                )?,
+            }
+            SanetPath::Unfused => {
+                let mut hb = dev.alloc_scratch::<f32>("h", sn.h_len())?;
+                let conv3 = Conv1x1Shape::new(n, c, co, px)?;
+                conv::conv1x1_forward(dev, &conv3, xs, &w3, &b3, &mut dev.view_mut(&mut hb), true)?;
+                let mean = PoolShape::global(n * co, 1, px)?;
+                pool::pool_forward(dev, &mean, &dev.view(&hb), &mut dev.view_mut(&mut q))?;
+                Some(hb)
+            }
+        };
+        let head = if self.config.dpnet {
+            let mut d = dev.alloc_scratch::<f32>("head", n * (co + 1))?;
+            let conv4 = FcShape::new(n, co, co + 1)?;
+            fc::fc_forward(
+                dev,
+                &conv4,
+                &dev.view(&q),
+                &t[6],
+                &t[7],
+                &mut dev.view_mut(&mut d),
+                false,
+            )?;
+            Some(d)
+        } else {
+            None
+        };
+        {
+            let (w5, b5, ld) = conv5_rows(dev, head.as_ref(), t, co)?;
+            let mut s_out = dev.view_mut(&mut s);
+            match &h {
+                None => sanet::sanet_conv5(dev, sn, xs, &w3, &b3, &w5, ld, &b5, ld, &mut s_out)?,
                 Some(hb) => dynconv::dynconv_forward(
                     dev,
                     &DynConvShape::new(n, co, px)?,
@@ -273,45 +302,30 @@ impl SpartaLayer<f32> {
                     ld,
                     &b5,
                     ld,
-                    &mut dev.view_mut(&mut s),
+                    &mut s_out,
                 )?,
             }
-
-            gate::gate_forward(
-                dev,
-                &shape,
-                x,
-                &dev.view(&s),
-                &dev.view(&cvec),
-                &mut dev.view_mut(&mut y),
-            )?;
         }
-        let cache = SpartaCudaCache {
-            shape,
-            p,
-            a1,
-            c: cvec,
-            xs,
-            q,
-            head,
-            s,
-            h: hbuf,
-        };
-        Ok((y, cache))
+        Ok(SanetForward { q, head, s, h })
     }
 
-    /// Backward on a device: dX and, with `param_grads` and unless the layer is frozen,
-    /// every parameter's gradient (an attack asks for dX alone, which skips Conv3's
-    /// weight-gradient product over every pixel and the other weight gradients).
-    pub fn backward_cuda<D: KernelDevice>(
+    /// Backward on a device: dX (stored as `T`, like `x` and `dy`) and, with
+    /// `param_grads` and unless the layer is frozen, every parameter's gradient (an
+    /// attack asks for dX alone, which skips Conv3's weight-gradient product over every
+    /// pixel and the other weight gradients). dX gets the gate's term, then DSCANet's
+    /// two paths are added to it, each summed in f32 and rounded once to `T`.
+    pub fn backward_cuda<D: KernelDevice, T: KernelFloat>(
         &self,
         dev: &D,
         weights: &[D::View<'_, f32>],
-        x: &D::View<'_, f32>,
+        x: &D::View<'_, T>,
         cache: &SpartaCudaCache<D>,
-        dy: &D::View<'_, f32>,
+        dy: &D::View<'_, T>,
         param_grads: bool,
-    ) -> Result<SpartaCudaGrads<D>> {
+    ) -> Result<SpartaCudaGrads<D, T>>
+    where
+        f32: GateMapFloat<T>,
+    {
         const OP: &str = "sparta_backward_cuda";
         let shape = cache.shape;
         let (_, sn) = self.shapes(shape.n, shape.h, shape.w)?;
@@ -320,11 +334,11 @@ impl SpartaLayer<f32> {
         check_len(OP, "x", x.len(), shape.x_len())?;
         check_len(OP, "dy", dy.len(), shape.x_len())?;
         self.check_weights::<D>(weights)?;
-        let (n, c, co, px) = (shape.n, shape.c, self.config.reduced(), sn.pixels);
+        let (n, c, co) = (shape.n, shape.c, self.config.reduced());
         let t = weights;
 
         // dx is overwritten by the gate, then the pools add into it: zeros, not scratch.
-        let mut dx = dev.alloc_zeros::<f32>("dx", shape.x_len())?;
+        let mut dx = dev.alloc_zeros::<T>("dx", shape.x_len())?;
         let mut ds = dev.alloc_scratch::<f32>("ds", shape.s_len())?;
         let mut dc = dev.alloc_scratch::<f32>("dc", shape.c_len())?;
         gate::gate_backward(
@@ -347,7 +361,7 @@ impl SpartaLayer<f32> {
         }
         let mut views = params.iter_mut().map(|g| dev.view_mut(g));
         let mut g: [Option<D::ViewMut<'_, f32>>; 8] = std::array::from_fn(|_| views.next());
-        let [g1w, g1b, g2w, g2b, g3w, g3b, ghw, ghb] = &mut g;
+        let [g1w, g1b, g2w, g2b, sanet_grads @ ..] = &mut g;
 
         // CANet backward; dp flows into dX through the mean pool.
         let mut da1 = dev.alloc_zeros::<f32>("da1", n * co)?;
@@ -374,25 +388,68 @@ impl SpartaLayer<f32> {
         let mean = PoolShape::global(n * c, shape.h, shape.w)?;
         pool::pool_backward(dev, &mean, &dev.view(&dp), &mut dev.view_mut(&mut dx))?;
 
-        // Conv5's weight gradients, then back through DPNet to dq.
-        let xs_view = match &cache.xs {
-            Some(b) => dev.view(b),
-            None => dev.slice(x, 0..x.len())?,
+        // SANet and DPNet: on B = 1 their dX term goes straight into dx; for B > 1 into
+        // the gradient of the f32 block pool, which then flows into dx.
+        let ds_view = dev.view(&ds);
+        match &cache.xs {
+            None => self.sanet_backward(
+                dev,
+                &sn,
+                t,
+                cache,
+                x,
+                &ds_view,
+                &mut dev.view_mut(&mut dx),
+                sanet_grads,
+            )?,
+            Some(xs) => {
+                let mut dxs = dev.alloc_zeros::<f32>("dxs", buffer_len(dev, xs))?;
+                self.sanet_backward(
+                    dev,
+                    &sn,
+                    t,
+                    cache,
+                    &dev.view(xs),
+                    &ds_view,
+                    &mut dev.view_mut(&mut dxs),
+                    sanet_grads,
+                )?;
+                let block = PoolShape::new(n * c, shape.h, shape.w, shape.block)?;
+                pool::pool_backward(dev, &block, &dev.view(&dxs), &mut dev.view_mut(&mut dx))?;
+            }
+        }
+        drop(g);
+        Ok(SpartaCudaGrads { dx, params })
+    }
+
+    /// SANet and DPNet backward given ds: Conv5's (or DPNet's) weight gradients, dq,
+    /// dh, then Conv3's backward, whose input gradient is added to `dxs` (the gradient
+    /// of `xs`, stored like it). `grads` are the gradients of Conv3's and Conv4's (or
+    /// Conv5's) weights and biases, `None` where not asked for.
+    #[allow(clippy::too_many_arguments)]
+    fn sanet_backward<'b, D: KernelDevice, XS: KernelFloat>(
+        &self,
+        dev: &D,
+        sn: &SanetShape,
+        t: &[D::View<'_, f32>],
+        cache: &SpartaCudaCache<D>,
+        xs: &D::View<'_, XS>,
+        ds: &D::View<'_, f32>,
+        dxs: &mut D::ViewMut<'_, XS>,
+        grads: &mut [Option<D::ViewMut<'b, f32>>],
+    ) -> Result<()> {
+        let (n, c, co, px) = (sn.n, self.config.channels, self.config.reduced(), sn.pixels);
+        let [g3w, g3b, ghw, ghb] = grads else {
+            unreachable!("the layer has four SANet/DPNet parameters")
         };
         let (w3, b3) = (whole(dev, &t[CONV3_W])?, whole(dev, &t[CONV3_B])?);
         let dyn_shape = DynConvShape::new(n, co, px)?;
-        let ds_view = dev.view(&ds);
         let conv5_weight_grads = |dw: &mut D::ViewMut<'_, f32>, ld: usize| -> Result<()> {
             match &cache.h {
-                None => sanet::sanet_dw5(dev, &sn, &xs_view, &w3, &b3, &ds_view, dw, ld),
-                Some(hb) => dynconv::dynconv_backward_weight(
-                    dev,
-                    &dyn_shape,
-                    &dev.view(hb),
-                    &ds_view,
-                    dw,
-                    ld,
-                ),
+                None => sanet::sanet_dw5(dev, sn, xs, &w3, &b3, ds, dw, ld),
+                Some(hb) => {
+                    dynconv::dynconv_backward_weight(dev, &dyn_shape, &dev.view(hb), ds, dw, ld)
+                }
             }
         };
         let mut dq = dev.alloc_zeros::<f32>("dq", n * co)?;
@@ -401,7 +458,7 @@ impl SpartaLayer<f32> {
             {
                 conv5_weight_grads(&mut dev.view_mut(&mut dd), co + 1)?;
                 let mut db5 = dev.view_range_mut(&mut dd, co..n * (co + 1))?;
-                dynconv::dynconv_backward_bias(dev, &dyn_shape, &ds_view, &mut db5, co + 1)?;
+                dynconv::dynconv_backward_bias(dev, &dyn_shape, ds, &mut db5, co + 1)?;
             }
             fc::fc_backward(
                 dev,
@@ -414,11 +471,11 @@ impl SpartaLayer<f32> {
             )?;
         } else if let (Some(dw5), Some(db5)) = (ghw.as_mut(), ghb.as_mut()) {
             conv5_weight_grads(dw5, 0)?;
-            dynconv::dynconv_backward_bias(dev, &dyn_shape, &ds_view, db5, 0)?;
+            dynconv::dynconv_backward_bias(dev, &dyn_shape, ds, db5, 0)?;
         }
 
-        // dh, then Conv3's backward; for B > 1 dxs flows into dX through the block pool.
-        let (w5, _, ld) = conv5_rows(dev, cache.head.as_ref(), weights, co)?;
+        // dh, then Conv3's backward.
+        let (w5, _, ld) = conv5_rows(dev, cache.head.as_ref(), t, co)?;
         // The unfused path adds into dh: zeros, not scratch.
         let mut dh = dev.alloc_zeros::<f32>("dh", sn.h_len())?;
         {
@@ -426,57 +483,34 @@ impl SpartaLayer<f32> {
             match &cache.h {
                 None => sanet::sanet_dh(
                     dev,
-                    &sn,
-                    &xs_view,
+                    sn,
+                    xs,
                     &w3,
                     &b3,
                     &w5,
                     ld,
-                    &ds_view,
+                    ds,
                     &dev.view(&dq),
                     &mut dh_view,
                 )?,
                 Some(hb) => {
-                    dynconv::dynconv_backward_input(
-                        dev,
-                        &dyn_shape,
-                        &w5,
-                        ld,
-                        &ds_view,
-                        &mut dh_view,
-                    )?;
+                    dynconv::dynconv_backward_input(dev, &dyn_shape, &w5, ld, ds, &mut dh_view)?;
                     let mean = PoolShape::global(n * co, 1, px)?;
                     pool::pool_backward(dev, &mean, &dev.view(&dq), &mut dh_view)?;
                     conv::relu_mask(dev, &dev.view(hb), &mut dh_view)?;
                 }
             }
         }
-        let conv3 = Conv1x1Shape::new(n, c, co, px)?;
-        let mut dxs_buf = match &cache.xs {
-            Some(xs) => Some(dev.alloc_zeros::<f32>("dxs", buffer_len(dev, xs))?),
-            None => None,
-        };
-        {
-            let mut dxs = match dxs_buf.as_mut() {
-                Some(b) => dev.view_mut(b),
-                None => dev.view_mut(&mut dx),
-            };
-            conv::conv1x1_backward(
-                dev,
-                &conv3,
-                &xs_view,
-                &w3,
-                &dev.view(&dh),
-                Some(&mut dxs),
-                g3w.as_mut(),
-                g3b.as_mut(),
-            )?;
-        }
-        if let Some(dxs) = &dxs_buf {
-            let block = PoolShape::new(n * c, shape.h, shape.w, shape.block)?;
-            pool::pool_backward(dev, &block, &dev.view(dxs), &mut dev.view_mut(&mut dx))?;
-        }
-        drop(g);
-        Ok(SpartaCudaGrads { dx, params })
+        conv::conv1x1_backward(
+            dev,
+            &Conv1x1Shape::new(n, c, co, px)?,
+            xs,
+            &w3,
+            &dev.view(&dh),
+            Some(dxs),
+            g3w.as_mut(),
+            g3b.as_mut(),
+        )?;
+        Ok(())
     }
 }

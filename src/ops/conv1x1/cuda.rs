@@ -1,10 +1,12 @@
-//! 1×1 convolution on a [`KernelDevice`] (`kernels/conv1x1.cu`), f32, over device views.
+//! 1×1 convolution on a [`KernelDevice`] (`kernels/conv1x1.cu`) over device views: the
+//! input `x` and its gradient `dx` stored as f32, f16 or bf16 (`T`), everything else f32.
 
 use super::{
     conv1x1_bias_launch, conv1x1_tile_launch, conv1x1_weight_launch, relu_mask_launch, Conv1x1Shape,
 };
 use crate::error::{check_len, Result};
 use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
+use crate::ops::dtype::{kernel_name, KernelFloat};
 use crate::ops::kernel_args::{check_grid_z, kernel_int, kernel_long};
 
 /// The shape as the kernels' `int` arguments `(n, cin, cout, pixels)`.
@@ -18,11 +20,12 @@ fn dims<B>(op: &'static str, shape: &Conv1x1Shape) -> Result<[KernelArg<B>; 4]> 
     ])
 }
 
-/// `y[n] = W·x[n] + b`, then ReLU when `relu`; `y` is overwritten.
-pub fn conv1x1_forward<D: KernelDevice>(
+/// `y[n] = W·x[n] + b`, then ReLU when `relu`; `y` is overwritten (kernel
+/// `conv1x1_forward_<T>`).
+pub fn conv1x1_forward<D: KernelDevice, T: KernelFloat>(
     dev: &D,
     shape: &Conv1x1Shape,
-    x: &D::View<'_, f32>,
+    x: &D::View<'_, T>,
     w: &D::View<'_, f32>,
     b: &D::View<'_, f32>,
     y: &mut D::ViewMut<'_, f32>,
@@ -45,12 +48,12 @@ pub fn conv1x1_forward<D: KernelDevice>(
         pixels,
         KernelArg::I32(i32::from(relu)),
     ];
-    // SAFETY: matches conv1x1_forward_f32(x, w, b, y, cin, cout, pixels, relu); lengths
+    // SAFETY: matches conv1x1_forward_<T>(x, w, b, y, cin, cout, pixels, relu); lengths
     // checked above.
     unsafe {
         dev.launch(
             "conv1x1",
-            "conv1x1_forward_f32",
+            &kernel_name::<T>(OP),
             conv1x1_tile_launch(shape.cout, shape.pixels, shape.n),
             Determinism::BitExact,
             &args,
@@ -59,15 +62,16 @@ pub fn conv1x1_forward<D: KernelDevice>(
 }
 
 /// Adds the gradients of [`conv1x1_forward`] (without ReLU) given `dy`; a `None`
-/// gradient is not computed. See [`super::cpu::conv1x1_backward`].
+/// gradient is not computed; `dx` is accumulated in f32 and rounded once to `T`. See
+/// [`super::cpu::conv1x1_backward`].
 #[allow(clippy::too_many_arguments)]
-pub fn conv1x1_backward<D: KernelDevice>(
+pub fn conv1x1_backward<D: KernelDevice, T: KernelFloat>(
     dev: &D,
     shape: &Conv1x1Shape,
-    x: &D::View<'_, f32>,
+    x: &D::View<'_, T>,
     w: &D::View<'_, f32>,
     dy: &D::View<'_, f32>,
-    dx: Option<&mut D::ViewMut<'_, f32>>,
+    dx: Option<&mut D::ViewMut<'_, T>>,
     dw: Option<&mut D::ViewMut<'_, f32>>,
     db: Option<&mut D::ViewMut<'_, f32>>,
 ) -> Result<()> {
@@ -89,11 +93,11 @@ pub fn conv1x1_backward<D: KernelDevice>(
     if let Some(dx) = dx {
         let [_, cin, cout, pixels] = dims(OP, shape)?;
         let args = [dev.read(dy), dev.read(w), dev.write(dx), cin, cout, pixels];
-        // SAFETY: matches conv1x1_backward_input_f32(dy, w, dx, cin, cout, pixels).
+        // SAFETY: matches conv1x1_backward_input_<T>(dy, w, dx, cin, cout, pixels).
         unsafe {
             dev.launch(
                 "conv1x1",
-                "conv1x1_backward_input_f32",
+                &kernel_name::<T>("conv1x1_backward_input"),
                 conv1x1_tile_launch(shape.cin, shape.pixels, shape.n),
                 Determinism::BitExact,
                 &args,
@@ -111,11 +115,11 @@ pub fn conv1x1_backward<D: KernelDevice>(
             cout,
             pixels,
         ];
-        // SAFETY: matches conv1x1_backward_weight_f32(x, dy, dw, n, cin, cout, pixels).
+        // SAFETY: matches conv1x1_backward_weight_<T>(x, dy, dw, n, cin, cout, pixels).
         unsafe {
             dev.launch(
                 "conv1x1",
-                "conv1x1_backward_weight_f32",
+                &kernel_name::<T>("conv1x1_backward_weight"),
                 conv1x1_weight_launch(shape),
                 Determinism::FloatAtomics,
                 &args,

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
-use crate::ops::dtype::{check_kernel_len, kernel_name, KernelFloat};
+use crate::ops::dtype::{check_kernel_len, kernel_name, GateMapFloat, KernelFloat};
 use crate::Gpu;
 
 /// The shape as the kernels' `int` arguments `(N, C, H, W, B)`.
@@ -29,13 +29,14 @@ fn kernel_dims<B>(op: &'static str, shape: &GateShape) -> Result<[KernelArg<B>; 
     ])
 }
 
-/// `y = max(x, 0) · σ(s ⊗ c)` (kernel `gate_forward_<T>`).
-pub fn gate_forward<D: KernelDevice, T: KernelFloat>(
+/// `y = max(x, 0) · σ(s ⊗ c)` (kernel `gate_forward_<T>`, or `gate_forward_f32map_<T>`
+/// for f32 maps beside f16 / bf16 activations; see [`GateMapFloat`]).
+pub fn gate_forward<D: KernelDevice, T: KernelFloat, M: GateMapFloat<T>>(
     dev: &D,
     shape: &GateShape,
     x: &D::View<'_, T>,
-    s: &D::View<'_, T>,
-    c: &D::View<'_, T>,
+    s: &D::View<'_, M>,
+    c: &D::View<'_, M>,
     y: &mut D::ViewMut<'_, T>,
 ) -> Result<()> {
     const OP: &str = "gate_forward";
@@ -65,7 +66,7 @@ pub fn gate_forward<D: KernelDevice, T: KernelFloat>(
     unsafe {
         dev.launch(
             "gate",
-            &kernel_name::<T>(OP),
+            &M::gate_kernel(OP),
             gate_launch(shape),
             Determinism::BitExact,
             &args,
@@ -74,19 +75,20 @@ pub fn gate_forward<D: KernelDevice, T: KernelFloat>(
 }
 
 /// Backward of [`gate_forward`]: `dx` gets the direct term, `ds` and `dc` are
-/// overwritten (kernels `gate_backward_<T>` then `gate_backward_ds_<T>`, with an f32
-/// scratch of [`gate_backward_scratch_len`] elements allocated on the device).
+/// overwritten (kernels `gate_backward_<T>` then `gate_backward_ds_<T>`, or with f32
+/// maps `gate_backward_f32map_<T>` then `gate_backward_ds_f32`; an f32 scratch of
+/// [`gate_backward_scratch_len`] elements is allocated on the device).
 #[allow(clippy::too_many_arguments)]
-pub fn gate_backward<D: KernelDevice, T: KernelFloat>(
+pub fn gate_backward<D: KernelDevice, T: KernelFloat, M: GateMapFloat<T>>(
     dev: &D,
     shape: &GateShape,
     x: &D::View<'_, T>,
-    s: &D::View<'_, T>,
-    c: &D::View<'_, T>,
+    s: &D::View<'_, M>,
+    c: &D::View<'_, M>,
     dy: &D::View<'_, T>,
     dx: &mut D::ViewMut<'_, T>,
-    ds: &mut D::ViewMut<'_, T>,
-    dc: &mut D::ViewMut<'_, T>,
+    ds: &mut D::ViewMut<'_, M>,
+    dc: &mut D::ViewMut<'_, M>,
 ) -> Result<()> {
     const OP: &str = "gate_backward";
     shape.check_all(
@@ -123,12 +125,12 @@ pub fn gate_backward<D: KernelDevice, T: KernelFloat>(
             b,
         ];
         // SAFETY: arguments match gate_backward_<T>(x, s, c, dy, dx, ds_partial, dc, N,
-        // C, H, W, B); lengths checked above, ds_partial sized by
-        // gate_backward_scratch_len.
+        // C, H, W, B) (or its f32map twin, same order); lengths checked above,
+        // ds_partial sized by gate_backward_scratch_len.
         unsafe {
             dev.launch(
                 "gate",
-                &kernel_name::<T>(OP),
+                &M::gate_kernel(OP),
                 gate_launch(shape),
                 Determinism::BitExact,
                 &args,
@@ -146,11 +148,11 @@ pub fn gate_backward<D: KernelDevice, T: KernelFloat>(
         w,
         b,
     ];
-    // SAFETY: arguments match gate_backward_ds_<T>(ds_partial, ds, N, groups, H, W, B).
+    // SAFETY: arguments match gate_backward_ds_<M>(ds_partial, ds, N, groups, H, W, B).
     unsafe {
         dev.launch(
             "gate",
-            &kernel_name::<T>("gate_backward_ds"),
+            &kernel_name::<M>("gate_backward_ds"),
             gate_ds_launch(shape),
             Determinism::BitExact,
             &args,
@@ -237,7 +239,7 @@ pub(super) fn gate_forward_host(
         stream.clone_htod(c)?,
     );
     let mut y_d = stream.alloc_zeros::<f32>(y.len())?;
-    gate_forward::<Gpu, f32>(
+    gate_forward::<Gpu, f32, f32>(
         gpu,
         shape,
         &x_d.as_view(),
@@ -273,7 +275,7 @@ pub(super) fn gate_backward_host(
     let mut dx_d = stream.alloc_zeros::<f32>(dx.len())?;
     let mut ds_d = stream.alloc_zeros::<f32>(ds.len())?;
     let mut dc_d = stream.alloc_zeros::<f32>(dc.len())?;
-    gate_backward::<Gpu, f32>(
+    gate_backward::<Gpu, f32, f32>(
         gpu,
         shape,
         &x_d.as_view(),

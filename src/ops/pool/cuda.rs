@@ -1,8 +1,10 @@
-//! Block average pool on a [`KernelDevice`] (`kernels/pool.cu`), f32, over device views.
+//! Block average pool on a [`KernelDevice`] (`kernels/pool.cu`) over device views: the
+//! activation side (`x`, `dx`) stored as f32, f16 or bf16, the pooled side always f32.
 
 use super::{pool_backward_launch, pool_forward_launch, PoolShape};
 use crate::error::{check_len, Result};
 use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
+use crate::ops::dtype::{kernel_name, KernelFloat};
 use crate::ops::kernel_args::{kernel_int, kernel_long};
 
 /// The shape as the kernels' `int` arguments `(h, w, block)`.
@@ -14,11 +16,12 @@ fn dims<B>(op: &'static str, shape: &PoolShape) -> Result<[KernelArg<B>; 3]> {
     ])
 }
 
-/// `y` = block means of `x` (overwritten); see [`super::cpu::pool_forward`].
-pub fn pool_forward<D: KernelDevice>(
+/// `y` = block means of `x` (overwritten; kernel `pool_forward_<T>`); see
+/// [`super::cpu::pool_forward`].
+pub fn pool_forward<D: KernelDevice, T: KernelFloat>(
     dev: &D,
     shape: &PoolShape,
-    x: &D::View<'_, f32>,
+    x: &D::View<'_, T>,
     y: &mut D::ViewMut<'_, f32>,
 ) -> Result<()> {
     const OP: &str = "pool_forward";
@@ -27,11 +30,11 @@ pub fn pool_forward<D: KernelDevice>(
     let out_len = kernel_long(OP, "y", shape.out_len())?;
     let [h, w, b] = dims(OP, shape)?;
     let args = [dev.read(x), dev.write(y), KernelArg::I64(out_len), h, w, b];
-    // SAFETY: matches pool_forward_f32(x, y, out_len, h, w, block); lengths checked.
+    // SAFETY: matches pool_forward_<T>(x, y, out_len, h, w, block); lengths checked.
     unsafe {
         dev.launch(
             "pool",
-            "pool_forward_f32",
+            &kernel_name::<T>(OP),
             pool_forward_launch(shape),
             Determinism::BitExact,
             &args,
@@ -39,12 +42,13 @@ pub fn pool_forward<D: KernelDevice>(
     }
 }
 
-/// Adds the pool's input gradient to `dx`; see [`super::cpu::pool_backward`].
-pub fn pool_backward<D: KernelDevice>(
+/// Adds the pool's input gradient to `dx` (in f32, rounded once to `T`; kernel
+/// `pool_backward_<T>`); see [`super::cpu::pool_backward`].
+pub fn pool_backward<D: KernelDevice, T: KernelFloat>(
     dev: &D,
     shape: &PoolShape,
     dy: &D::View<'_, f32>,
-    dx: &mut D::ViewMut<'_, f32>,
+    dx: &mut D::ViewMut<'_, T>,
 ) -> Result<()> {
     const OP: &str = "pool_backward";
     check_len(OP, "dy", dy.len(), shape.out_len())?;
@@ -52,11 +56,11 @@ pub fn pool_backward<D: KernelDevice>(
     let in_len = kernel_long(OP, "dx", shape.in_len())?;
     let [h, w, b] = dims(OP, shape)?;
     let args = [dev.read(dy), dev.write(dx), KernelArg::I64(in_len), h, w, b];
-    // SAFETY: matches pool_backward_f32(dy, dx, in_len, h, w, block); lengths checked.
+    // SAFETY: matches pool_backward_<T>(dy, dx, in_len, h, w, block); lengths checked.
     unsafe {
         dev.launch(
             "pool",
-            "pool_backward_f32",
+            &kernel_name::<T>(OP),
             pool_backward_launch(shape),
             Determinism::BitExact,
             &args,

@@ -1,11 +1,13 @@
-//! Fused SANet kernels on a [`KernelDevice`] (`kernels/sanet.cu`), f32, over device views: h is
-//! recomputed tile by tile in each kernel and never stored.
+//! Fused SANet kernels on a [`KernelDevice`] (`kernels/sanet.cu`) over device views: h is
+//! recomputed tile by tile in each kernel and never stored. `xs` is stored as f32, f16 or
+//! bf16 (`T`, kernel suffix `_<T>`); weights, maps and gradients are f32.
 //!
 //! Conv5's per-sample weights use the row strides of [`crate::ops::dynconv::cuda`].
 
 use super::{sanet_conv5_launch, sanet_tile_launch, SanetShape};
 use crate::error::{check_len, Result};
 use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
+use crate::ops::dtype::{kernel_name, KernelFloat};
 use crate::ops::kernel_args::{check_at_least, check_grid_z, kernel_int, kernel_long, strided_len};
 
 /// The shape as the kernels' `int` arguments `(c, co, pixels)`.
@@ -37,10 +39,10 @@ fn check_conv3(
 }
 
 /// `q[n][o] = mean_p ReLU(Conv3(xs))[n][o][p]` (q `[n, co]` is overwritten).
-pub fn sanet_pool<D: KernelDevice>(
+pub fn sanet_pool<D: KernelDevice, T: KernelFloat>(
     dev: &D,
     shape: &SanetShape,
-    xs: &D::View<'_, f32>,
+    xs: &D::View<'_, T>,
     w3: &D::View<'_, f32>,
     b3: &D::View<'_, f32>,
     q: &mut D::ViewMut<'_, f32>,
@@ -59,11 +61,11 @@ pub fn sanet_pool<D: KernelDevice>(
         co,
         pixels,
     ];
-    // SAFETY: matches sanet_pool_f32(xs, w3, b3, q, c, co, pixels); lengths checked.
+    // SAFETY: matches sanet_pool_<T>(xs, w3, b3, q, c, co, pixels); lengths checked.
     unsafe {
         dev.launch(
             "sanet",
-            "sanet_pool_f32",
+            &kernel_name::<T>(OP),
             sanet_tile_launch(shape),
             Determinism::FloatAtomics,
             &args,
@@ -73,10 +75,10 @@ pub fn sanet_pool<D: KernelDevice>(
 
 /// `s[n][p] = b5[n·ldb5] + Σ_o w5[n·ldw5 + o]·ReLU(Conv3(xs))[n][o][p]` (overwritten).
 #[allow(clippy::too_many_arguments)]
-pub fn sanet_conv5<D: KernelDevice>(
+pub fn sanet_conv5<D: KernelDevice, T: KernelFloat>(
     dev: &D,
     shape: &SanetShape,
-    xs: &D::View<'_, f32>,
+    xs: &D::View<'_, T>,
     w3: &D::View<'_, f32>,
     b3: &D::View<'_, f32>,
     w5: &D::View<'_, f32>,
@@ -105,12 +107,12 @@ pub fn sanet_conv5<D: KernelDevice>(
         co,
         pixels,
     ];
-    // SAFETY: matches sanet_conv5_f32(xs, w3, b3, w5, ldw5, b5, ldb5, s, c, co, pixels);
+    // SAFETY: matches sanet_conv5_<T>(xs, w3, b3, w5, ldw5, b5, ldb5, s, c, co, pixels);
     // lengths (with strides) checked above.
     unsafe {
         dev.launch(
             "sanet",
-            "sanet_conv5_f32",
+            &kernel_name::<T>(OP),
             sanet_conv5_launch(shape),
             Determinism::BitExact,
             &args,
@@ -120,10 +122,10 @@ pub fn sanet_conv5<D: KernelDevice>(
 
 /// `dw5[n·lddw5 + o] += Σ_p ds[n][p]·h[n][o][p]` with h recomputed (atomic).
 #[allow(clippy::too_many_arguments)]
-pub fn sanet_dw5<D: KernelDevice>(
+pub fn sanet_dw5<D: KernelDevice, T: KernelFloat>(
     dev: &D,
     shape: &SanetShape,
-    xs: &D::View<'_, f32>,
+    xs: &D::View<'_, T>,
     w3: &D::View<'_, f32>,
     b3: &D::View<'_, f32>,
     ds: &D::View<'_, f32>,
@@ -147,12 +149,12 @@ pub fn sanet_dw5<D: KernelDevice>(
         co,
         pixels,
     ];
-    // SAFETY: matches sanet_dw5_f32(xs, w3, b3, ds, dw5, lddw5, c, co, pixels); lengths
+    // SAFETY: matches sanet_dw5_<T>(xs, w3, b3, ds, dw5, lddw5, c, co, pixels); lengths
     // (with the stride) checked above.
     unsafe {
         dev.launch(
             "sanet",
-            "sanet_dw5_f32",
+            &kernel_name::<T>(OP),
             sanet_tile_launch(shape),
             Determinism::FloatAtomics,
             &args,
@@ -163,10 +165,10 @@ pub fn sanet_dw5<D: KernelDevice>(
 /// `dh[n][o][p] = h > 0 ? w5[n·ldw5 + o]·ds[n][p] + dq[n][o]/P : 0` with h recomputed;
 /// `dh` `[n, co, pixels]` is overwritten. Conv3's backward then runs on dh.
 #[allow(clippy::too_many_arguments)]
-pub fn sanet_dh<D: KernelDevice>(
+pub fn sanet_dh<D: KernelDevice, T: KernelFloat>(
     dev: &D,
     shape: &SanetShape,
-    xs: &D::View<'_, f32>,
+    xs: &D::View<'_, T>,
     w3: &D::View<'_, f32>,
     b3: &D::View<'_, f32>,
     w5: &D::View<'_, f32>,
@@ -196,12 +198,12 @@ pub fn sanet_dh<D: KernelDevice>(
         co,
         pixels,
     ];
-    // SAFETY: matches sanet_dh_f32(xs, w3, b3, w5, ldw5, ds, dq, dh, c, co, pixels);
+    // SAFETY: matches sanet_dh_<T>(xs, w3, b3, w5, ldw5, ds, dq, dh, c, co, pixels);
     // lengths (with the stride) checked above.
     unsafe {
         dev.launch(
             "sanet",
-            "sanet_dh_f32",
+            &kernel_name::<T>(OP),
             sanet_tile_launch(shape),
             Determinism::BitExact,
             &args,
