@@ -187,6 +187,46 @@ fn cuda_layer_vs_relu(c: &mut Criterion) {
                 })
             });
         }
+        // f16 activations (weights and DSCANet's maps stay f32), beside f16 ReLU.
+        let to_f16 = |v: &[f32]| {
+            v.iter()
+                .map(|&v| half::f16::from_f32(v))
+                .collect::<Vec<_>>()
+        };
+        let x16 = stream
+            .clone_htod(&to_f16(&stream.clone_dtoh(&x).unwrap()))
+            .unwrap();
+        let dy16 = stream
+            .clone_htod(&to_f16(&stream.clone_dtoh(&dy).unwrap()))
+            .unwrap();
+        group.bench_function(BenchmarkId::new("relu_fwd_bwd_f16", &id), |b| {
+            let mut y = stream.alloc_zeros::<half::f16>(len).unwrap();
+            let mut dx = stream.alloc_zeros::<half::f16>(len).unwrap();
+            b.iter(|| {
+                relu_cuda::relu_forward(&gpu, &x16.as_view(), &mut y.as_view_mut()).unwrap();
+                relu_cuda::relu_backward(
+                    &gpu,
+                    &x16.as_view(),
+                    &dy16.as_view(),
+                    &mut dx.as_view_mut(),
+                )
+                .unwrap();
+                stream.synchronize().unwrap();
+            })
+        });
+        group.bench_function(BenchmarkId::new("sparta_fused_fwd_bwd_f16", &id), |b| {
+            b.iter(|| {
+                let views = weights.views(&gpu);
+                let (_, cache) = layer
+                    .forward_cuda(&gpu, &views, &x16.as_view(), BATCH, h, w, SanetPath::Fused)
+                    .unwrap();
+                let grads = layer
+                    .backward_cuda(&gpu, &views, &x16.as_view(), &cache, &dy16.as_view(), true)
+                    .unwrap();
+                stream.synchronize().unwrap();
+                grads
+            })
+        });
     }
     group.finish();
 }
