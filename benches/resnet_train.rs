@@ -18,6 +18,8 @@ use sparta::nn::resnet::{ResNet, ResNetConfig};
 const BATCH: usize = 128;
 
 fn resnet18_train_step(c: &mut Criterion) {
+    // As the CLI runs it (src/bin/sparta.rs).
+    sparta::host_memory::keep_freed_host_memory();
     let mut group = c.benchmark_group("resnet18_train_cpu");
     group.sample_size(10);
     group.warm_up_time(Duration::from_secs(1));

@@ -11,6 +11,7 @@ pub mod device;
 pub mod dry_run;
 pub mod error;
 pub mod gemm;
+pub mod host_memory;
 pub mod launch;
 pub mod nn;
 pub mod ops;

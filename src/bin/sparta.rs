@@ -262,6 +262,9 @@ static STOP: AtomicBool = AtomicBool::new(false);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A training or attack run frees and reallocates activation-sized buffers every
+    // step; keeping them in the heap spares the page faults (sparta::host_memory).
+    sparta::host_memory::keep_freed_host_memory();
     let result = match cli.command {
         Command::Train(a) => run_train(a),
         Command::Eval(a) => run_eval(a),
