@@ -42,17 +42,27 @@ fn direct_conv(x: &Tensor<f64>, w: &Tensor<f64>, stride: usize, pad: usize) -> V
 
 const CONV_CASES: [(usize, usize, usize); 4] = [(3, 1, 1), (3, 2, 1), (1, 1, 0), (1, 2, 0)];
 
+/// Image widths: short rows, and rows longer than the 16-element steps the CPU conv's
+/// im2col and col2im copy them in (a full step plus a remainder).
+const CONV_WIDTHS: [usize; 2] = [6, 21];
+
 #[test]
 fn conv2d_values_match_direct_loop() {
-    for (k, stride, pad) in CONV_CASES {
-        let x = random(&[2, 3, 5, 6], 1);
+    for ((k, stride, pad), width) in CONV_CASES
+        .into_iter()
+        .flat_map(|c| CONV_WIDTHS.map(|w| (c, w)))
+    {
+        let x = random(&[2, 3, 5, width], 1);
         let w = random(&[4, 3, k, k], 2);
         let mut tape = Tape::new();
         let (xv, wv) = (tape.leaf(x.clone(), false), tape.leaf(w.clone(), false));
         let y = conv2d::conv2d(&mut tape, xv, wv, stride, pad).unwrap();
         let want = direct_conv(&x, &w, stride, pad);
         for (a, b) in tape.value(y).data().iter().zip(&want) {
-            assert!((a - b).abs() <= 1e-12, "k{k} s{stride}: {a} vs {b}");
+            assert!(
+                (a - b).abs() <= 1e-12,
+                "k{k} s{stride} w{width}: {a} vs {b}"
+            );
         }
         assert_eq!(tape.value(y).len(), want.len());
     }
@@ -60,9 +70,12 @@ fn conv2d_values_match_direct_loop() {
 
 #[test]
 fn conv2d_gradients() {
-    for (k, stride, pad) in CONV_CASES {
+    for ((k, stride, pad), width) in CONV_CASES
+        .into_iter()
+        .flat_map(|c| CONV_WIDTHS.map(|w| (c, w)))
+    {
         let inputs = [
-            (random(&[2, 3, 5, 6], 3), true),
+            (random(&[2, 3, 5, width], 3), true),
             (random(&[4, 3, k, k], 4), true),
         ];
         check(&inputs, |t, v| conv2d::conv2d(t, v[0], v[1], stride, pad));
