@@ -113,3 +113,18 @@ impl Real for f64 {
         matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
     }
 }
+
+/// Whether `T` is f32: the CPU ops then take their vectorizable f32 paths.
+pub(crate) fn is_f32<T: 'static>() -> bool {
+    std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+}
+
+/// Views a `[T]` as `[f32]`; only called when `T` is f32 (same size and alignment).
+pub(crate) fn f32s<T: Real>(v: &[T]) -> &[f32] {
+    bytemuck::cast_slice(v)
+}
+
+/// Views a `[T]` as `[f32]`, mutably; only called when `T` is f32.
+pub(crate) fn f32s_mut<T: Real>(v: &mut [T]) -> &mut [f32] {
+    bytemuck::cast_slice_mut(v)
+}

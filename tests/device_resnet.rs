@@ -278,6 +278,16 @@ fn sparta_variants_train_on_the_device_as_on_the_cpu() {
     }
 }
 
+/// The paper's smooth baselines as the base activation, alone and beside SPARTA: the
+/// device's pointwise kernels train as the CPU's tape ops do.
+#[test]
+fn baseline_activations_train_on_the_device_as_on_the_cpu() {
+    for spec in ["gelu", "elu", "G2.B1 base=silu", "softplus"] {
+        eprintln!("{spec}");
+        check_training(HarnessDevice::new(), &tiny_with(3, spec), [4, 2, 6, 6], 2);
+    }
+}
+
 #[test]
 fn checkpoints_move_between_the_device_and_the_cpu() {
     let config = tiny(3);

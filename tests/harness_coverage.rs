@@ -53,6 +53,8 @@ const COVERED: &[(&str, &str)] = &[
     ("normalize_forward", "harness_train_ops.rs"),
     ("normalize_backward", "harness_train_ops.rs"),
     ("add_forward", "harness_train_ops.rs"),
+    ("pointwise_forward", "harness_train_ops.rs"),
+    ("pointwise_backward", "harness_train_ops.rs"),
 ];
 
 /// The harness test files, by name.

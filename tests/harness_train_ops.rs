@@ -1,5 +1,5 @@
 //! The training-step kernels (kernels/batchnorm.cu, cross_entropy.cu, sgd.cu, pgd.cu,
-//! augment.cu, normalize.cu, add.cu), f32, run on the CPU by sparta-harness through the
+//! augment.cu, normalize.cu, add.cu, pointwise.cu), f32, run on the CPU by sparta-harness through the
 //! CUDA wrappers themselves (on the harness device: their launch shapes, argument lists
 //! and launch sequences) and compared with the f64 CPU reference (the tape ops
 //! themselves) on random inputs and odd shapes; the traffic pins of the element-wise
@@ -1084,4 +1084,77 @@ fn add_wrapper_rejects_wrong_lengths() {
         &mut dev.view_mut(&mut y),
     );
     assert_rejected(&dev, r, "b");
+}
+
+// ---- pointwise (the smooth baseline activations) ----
+
+/// Every smooth activation, forward and backward, against the f64 tape op: inputs over
+/// [−8, 8] (both branches of ELU and Softplus, GELU's and SiLU's tails), lengths that do
+/// and do not fill a block, each tensor moved once.
+#[test]
+fn pointwise_kernels_match_the_tape_op_and_move_each_tensor_once() {
+    use sparta::ops::pointwise::{cuda as pointwise_cuda, tape::pointwise, Pointwise};
+    let kinds = [
+        Pointwise::Elu,
+        Pointwise::Gelu,
+        Pointwise::Silu,
+        Pointwise::Softplus,
+    ];
+    for (k, kind) in kinds.into_iter().enumerate() {
+        for (i, len) in [1usize, 255, 1024, 3001].into_iter().enumerate() {
+            let seed = 40 + 10 * k as u64 + i as u64;
+            let (x, x64) = random(len, -8.0, 8.0, seed);
+            let (dy, dy64) = random(len, -1.0, 1.0, seed + 100);
+            let mut tape = Tape::<f64>::new();
+            let xv = tape.leaf(Tensor::new(&[len], x64).unwrap(), true);
+            let y = pointwise(&mut tape, xv, kind).unwrap();
+            tape.backward_with(y, dy64).unwrap();
+            let what = |t: &str| format!("pointwise {kind:?} len {len} {t}");
+
+            let dev = HarnessDevice::new();
+            let xb = dev.upload("x", &x).unwrap();
+            let dyb = dev.upload("dy", &dy).unwrap();
+            let mut yb = dev.alloc_scratch::<f32>("y", len).unwrap();
+            let mut dxb = dev.alloc_scratch::<f32>("dx", len).unwrap();
+            pointwise_cuda::pointwise_forward(
+                &dev,
+                kind,
+                &dev.view(&xb),
+                &mut dev.view_mut(&mut yb),
+            )
+            .unwrap();
+            pointwise_cuda::pointwise_backward(
+                &dev,
+                kind,
+                &dev.view(&xb),
+                &dev.view(&dyb),
+                &mut dev.view_mut(&mut dxb),
+            )
+            .unwrap();
+            let reports = launched(&dev, &["pointwise_forward_f32", "pointwise_backward_f32"]);
+            assert_matches(&what("y"), &download(&dev, &yb), tape.value(y).data());
+            assert_matches(&what("dx"), &download(&dev, &dxb), tape.grad(xv).unwrap());
+            if len % 8 == 0 {
+                pin_once(&reports[0], "x", false, len);
+                pin_once(&reports[0], "y", true, len);
+                pin_once(&reports[1], "dy", false, len);
+                pin_once(&reports[1], "dx", true, len);
+            }
+        }
+    }
+}
+
+#[test]
+fn pointwise_wrappers_reject_wrong_lengths() {
+    use sparta::ops::pointwise::{cuda as pointwise_cuda, Pointwise};
+    let dev = HarnessDevice::new();
+    let x = dev.alloc_zeros::<f32>("x", 8).unwrap();
+    let mut y_short = dev.alloc_zeros::<f32>("y", 7).unwrap();
+    let r = pointwise_cuda::pointwise_forward(
+        &dev,
+        Pointwise::Gelu,
+        &dev.view(&x),
+        &mut dev.view_mut(&mut y_short),
+    );
+    assert_rejected(&dev, r, "y");
 }

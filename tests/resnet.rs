@@ -60,7 +60,7 @@ fn richardson(f: &mut impl FnMut(f64) -> f64, h: f64) -> f64 {
 
 #[test]
 fn whole_network_gradients_match_finite_differences() {
-    for spec in ["relu", "G2,4.B1"] {
+    for spec in ["relu", "G2,4.B1", "gelu", "G4.B1 base=elu"] {
         whole_network_fd(spec);
     }
 }

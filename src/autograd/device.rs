@@ -28,7 +28,8 @@ use super::Var;
 use crate::error::{check_len, Error, Result};
 use crate::launch::{KernelDevice, ViewLen};
 use crate::ops::add::cuda::add_forward;
-use crate::ops::relu::cuda::{relu_backward, relu_forward};
+use crate::ops::pointwise::cuda::{pointwise_backward, pointwise_forward};
+use crate::ops::pointwise::Pointwise;
 
 /// Where a node's value is.
 enum Value<B> {
@@ -273,17 +274,22 @@ impl<'t, D: KernelDevice> DeviceTape<'t, D> {
 
     /// `max(x, 0)`, on the device.
     pub fn relu(&mut self, x: Var) -> Result<Var> {
+        self.pointwise(x, Pointwise::Relu)
+    }
+
+    /// `kind(x)` (ReLU or a smooth baseline activation), on the device.
+    pub fn pointwise(&mut self, x: Var, kind: Pointwise) -> Result<Var> {
         let dev = self.dev;
         let shape = self.shape(x).to_vec();
         let len: usize = shape.iter().product();
-        let mut y = dev.alloc_scratch::<f32>("relu.y", len)?;
-        relu_forward(dev, &self.value(x), &mut dev.view_mut(&mut y))?;
+        let mut y = dev.alloc_scratch::<f32>("act.y", len)?;
+        pointwise_forward(dev, kind, &self.value(x), &mut dev.view_mut(&mut y))?;
         self.push_op(y, &shape, &[x], || {
             Box::new(move |nodes: &DeviceNodes<'_, D>, dy: D::Buffer<f32>| {
                 let dev = nodes.dev();
                 let dy = &dev.view(&dy);
-                let mut dx = dev.alloc_scratch::<f32>("relu.dx", len)?;
-                relu_backward(dev, &nodes.value(x), dy, &mut dev.view_mut(&mut dx))?;
+                let mut dx = dev.alloc_scratch::<f32>("act.dx", len)?;
+                pointwise_backward(dev, kind, &nodes.value(x), dy, &mut dev.view_mut(&mut dx))?;
                 Ok(vec![(x, dx)])
             })
         })

@@ -50,6 +50,7 @@ use crate::ops::fc::{cuda as fc, FcShape};
 use crate::ops::loss::cuda::{cross_entropy as device_cross_entropy, CrossEntropyOut};
 use crate::ops::loss::Reduction;
 use crate::ops::normalize::cuda::{normalize_backward, normalize_forward};
+use crate::ops::pointwise::Pointwise;
 use crate::ops::pool::{cuda as pool, PoolShape};
 use crate::optim::cuda::sgd_update;
 
@@ -802,8 +803,8 @@ impl<D: KernelDevice + 'static> Layers for DevicePass<'_, '_, D> {
         })
     }
 
-    fn relu(&mut self, x: Var) -> Result<Var> {
-        self.tape.relu(x)
+    fn pointwise(&mut self, x: Var, kind: Pointwise) -> Result<Var> {
+        self.tape.pointwise(x, kind)
     }
 
     fn add(&mut self, a: Var, b: Var) -> Result<Var> {

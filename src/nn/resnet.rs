@@ -32,8 +32,10 @@ use crate::classifier::{BatchShape, Classifier, StepStats, Trainable};
 use crate::error::{Error, Result};
 use crate::ops::batchnorm::{batch_norm, BnMode};
 use crate::ops::loss::{cross_entropy, softmax_losses, Reduction};
+use crate::ops::pointwise::Pointwise;
 use crate::ops::{
-    add::add, conv2d::conv2d, linear::linear, normalize::normalize, pool, relu::relu,
+    add::add, conv2d::conv2d, linear::linear, normalize::normalize, pointwise::tape::pointwise,
+    pool, relu::relu,
 };
 use crate::optim::Sgd;
 use crate::real::Real;
@@ -147,7 +149,8 @@ pub(crate) struct Bn {
 /// A block's post-residual activation.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Act {
-    Relu,
+    /// The network's base activation ([`Arch`]'s `base`).
+    Base,
     /// Index into [`ResNet::sparta`].
     Sparta(usize),
 }
@@ -182,8 +185,8 @@ pub(crate) trait Layers {
     fn conv2d(&mut self, x: Var, weight: usize, stride: usize, pad: usize) -> Result<Var>;
     /// Batch norm (batch statistics in training, running ones otherwise).
     fn bn(&mut self, x: Var, bn: Bn) -> Result<Var>;
-    /// ReLU.
-    fn relu(&mut self, x: Var) -> Result<Var>;
+    /// The network's base activation (ReLU, or a smooth baseline).
+    fn pointwise(&mut self, x: Var, kind: Pointwise) -> Result<Var>;
     /// The residual addition.
     fn add(&mut self, a: Var, b: Var) -> Result<Var>;
     /// SPARTA slot `slot` as one fused node.
@@ -197,6 +200,8 @@ pub(crate) trait Layers {
 /// The network's wiring: which parameters each layer uses, in forward order.
 #[derive(Clone, Debug)]
 pub(crate) struct Arch {
+    /// The activation everywhere SPARTA is not.
+    base: Pointwise,
     stem: (usize, Bn),
     blocks: Vec<Block>,
     fc: (usize, usize),
@@ -208,11 +213,11 @@ impl Arch {
         let h = l.normalize(x)?;
         let h = l.conv2d(h, self.stem.0, 1, 1)?;
         let h = l.bn(h, self.stem.1)?;
-        let mut h = l.relu(h)?;
+        let mut h = l.pointwise(h, self.base)?;
         for blk in &self.blocks {
             let o = l.conv2d(h, blk.conv1, blk.stride, 1)?;
             let o = l.bn(o, blk.bn1)?;
-            let o = l.relu(o)?;
+            let o = l.pointwise(o, self.base)?;
             let o = l.conv2d(o, blk.conv2, 1, 1)?;
             let o = l.bn(o, blk.bn2)?;
             let short = match blk.shortcut {
@@ -224,7 +229,7 @@ impl Arch {
             };
             let sum = l.add(o, short)?;
             h = match blk.act {
-                Act::Relu => l.relu(sum)?,
+                Act::Base => l.pointwise(sum, self.base)?,
                 Act::Sparta(i) => l.sparta(sum, i)?,
             };
         }
@@ -359,8 +364,11 @@ impl<T: Real> Layers for Pass<'_, T> {
         Ok(y)
     }
 
-    fn relu(&mut self, x: Var) -> Result<Var> {
-        relu(self.tape, x)
+    fn pointwise(&mut self, x: Var, kind: Pointwise) -> Result<Var> {
+        match kind {
+            Pointwise::Relu => relu(self.tape, x),
+            _ => pointwise(self.tape, x, kind),
+        }
     }
 
     fn add(&mut self, a: Var, b: Var) -> Result<Var> {
@@ -446,7 +454,7 @@ impl<T: Real> ResNet<T> {
                     sparta_slots.push(SpartaSlot { layer, params });
                     Act::Sparta(sparta_slots.len() - 1)
                 } else {
-                    Act::Relu
+                    Act::Base
                 };
                 blocks.push(Block {
                     conv1,
@@ -482,7 +490,12 @@ impl<T: Real> ResNet<T> {
             config,
             params,
             buffers,
-            arch: Arch { stem, blocks, fc },
+            arch: Arch {
+                base: spec.base,
+                stem,
+                blocks,
+                fc,
+            },
             sparta: sparta_slots,
             sgd,
             trainable,

@@ -16,8 +16,15 @@
 //! average-pooled input, paper Eq. 6), `frozen` (the SPARTA layers' DSCANet weights are
 //! not trained: the paper's transferred SPARTA, with weights loaded from another model),
 //! e.g. `G1-4.B2 nodpnet block=2`.
+//!
+//! Everywhere SPARTA is not (the stem, inside the blocks, the other post-residual
+//! slots) the network uses its base activation, ReLU unless an option `base=NAME` says
+//! otherwise: one of the paper's smooth baselines `elu`, `gelu`, `silu` (or `swish`),
+//! `softplus` ([`Pointwise`]). A plain network with one of them is spelt by its name
+//! alone: `gelu` is `relu base=gelu`.
 
 use crate::error::{Error, Result};
+use crate::ops::pointwise::Pointwise;
 
 /// Which blocks of a group (or which groups) a term selects.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +44,8 @@ pub struct ActivationSpec {
     pub block: usize,
     /// Whether the SPARTA layers' weights stay fixed during training.
     pub frozen: bool,
+    /// The activation everywhere SPARTA is not.
+    pub base: Pointwise,
 }
 
 fn parse_select(s: &str, what: &str, spec: &str) -> Result<Select> {
@@ -77,17 +86,22 @@ impl ActivationSpec {
             dpnet: true,
             block: 1,
             frozen: false,
+            base: Pointwise::Relu,
         };
-        match placement {
-            "relu" => {}
-            "all" => out.terms.push((Select::All, Select::All)),
-            _ => {
+        match Pointwise::from_name(placement) {
+            Some(base) => out.base = base,
+            None if placement == "all" => out.terms.push((Select::All, Select::All)),
+            None => {
                 for term in placement.split('+') {
                     let (g, b) = term
                         .strip_prefix('G')
                         .and_then(|t| t.split_once(".B"))
                         .ok_or_else(|| {
-                            Error::Config(format!("activation spec {spec:?}: term {term:?} is not G<groups>.B<blocks>"))
+                            Error::Config(format!(
+                                "activation spec {spec:?}: term {term:?} is not G<groups>.B<blocks> \
+                                 (nor `all`, nor one of the activations {})",
+                                Pointwise::ALL.map(Pointwise::name).join(", ")
+                            ))
                         })?;
                     out.terms.push((
                         parse_select(g, "group", spec)?,
@@ -100,6 +114,14 @@ impl ActivationSpec {
             match opt.split_once('=') {
                 None if opt == "nodpnet" => out.dpnet = false,
                 None if opt == "frozen" => out.frozen = true,
+                Some(("base", name)) => {
+                    out.base = Pointwise::from_name(name).ok_or_else(|| {
+                        Error::Config(format!(
+                            "activation spec {spec:?}: base activation {name:?} is none of {}",
+                            Pointwise::ALL.map(Pointwise::name).join(", ")
+                        ))
+                    })?;
+                }
                 Some(("block", b)) => {
                     out.block = b.parse().ok().filter(|&b| b >= 1).ok_or_else(|| {
                         Error::Config(format!("activation spec {spec:?}: block size {b:?}"))
@@ -115,9 +137,9 @@ impl ActivationSpec {
         Ok(out)
     }
 
-    /// Whether no slot uses SPARTA.
-    pub fn is_relu(&self) -> bool {
-        self.terms.is_empty()
+    /// Whether any slot uses SPARTA (false: the base activation everywhere).
+    pub fn uses_sparta(&self) -> bool {
+        !self.terms.is_empty()
     }
 
     /// For a network with `blocks[g]` blocks in group `g`, which block slots use SPARTA
@@ -175,7 +197,18 @@ mod tests {
         let f = ActivationSpec::parse("G4.B2 frozen").unwrap();
         assert!(f.frozen && f.dpnet && !ActivationSpec::parse("G4.B2").unwrap().frozen);
         let s = ActivationSpec::parse("G1-4.B2 nodpnet block=2").unwrap();
-        assert!(!s.dpnet && s.block == 2);
+        assert!(!s.dpnet && s.block == 2 && s.base == Pointwise::Relu && s.uses_sparta());
+        assert!(!ActivationSpec::parse("relu").unwrap().uses_sparta());
+        let g = ActivationSpec::parse("gelu").unwrap();
+        assert_eq!(
+            (g.base, g.resolve(&r18).unwrap()),
+            (Pointwise::Gelu, on("relu"))
+        );
+        let s = ActivationSpec::parse("G4.B2 base=swish").unwrap();
+        assert_eq!(
+            (s.base, s.resolve(&r18).unwrap()),
+            (Pointwise::Silu, on("G4.B2"))
+        );
     }
 
     #[test]
@@ -187,6 +220,7 @@ mod tests {
             "G1.B2 fast",
             "G1.B1 block=0",
             "X1.B1",
+            "G1.B1 base=tanh",
         ] {
             assert!(ActivationSpec::parse(bad).is_err(), "{bad}");
         }

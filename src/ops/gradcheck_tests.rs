@@ -5,6 +5,7 @@ use crate::autograd::gradcheck::{check, random};
 use crate::autograd::Tape;
 use crate::ops::batchnorm::{batch_norm, BnMode};
 use crate::ops::loss::{cross_entropy, Reduction};
+use crate::ops::pointwise::{tape::pointwise, Pointwise};
 use crate::ops::{add, conv2d, linear, normalize, pool, relu};
 use crate::tensor::Tensor;
 
@@ -142,6 +143,19 @@ fn batch_norm_train_normalizes_and_reports_unbiased_variance() {
         m.abs() < 1e-12 && (v - 1.0).abs() < 1e-12,
         "mean {m}, var {v}"
     );
+}
+
+#[test]
+fn pointwise_gradients() {
+    for kind in Pointwise::ALL.into_iter().filter(|&k| k != Pointwise::Relu) {
+        let inputs = [(random(&[2, 3, 4, 5], 19), true)];
+        check(&inputs, |t, v| {
+            // Through a sum with itself, so dy is not all ones.
+            let y = pointwise(t, v[0], kind)?;
+            let y2 = add::add(t, y, v[0])?;
+            pointwise(t, y2, kind)
+        });
+    }
 }
 
 #[test]

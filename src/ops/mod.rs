@@ -7,6 +7,7 @@ pub mod fc;
 pub mod gate;
 pub(crate) mod kernel_args;
 mod par;
+pub mod pointwise;
 pub mod pool;
 pub(crate) mod reduce;
 pub mod relu;

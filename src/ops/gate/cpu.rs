@@ -8,14 +8,13 @@
 //! contiguous loops the compiler vectorizes. f32 uses the vectorizable sigmoid of
 //! `sigmoid.rs`; f64 uses `exp`.
 
-use std::any::TypeId;
-
 use rayon::prelude::*;
 
 use super::sigmoid::{Exact, FastF32, Sigmoid};
 use super::GateShape;
 use crate::error::Result;
 use crate::ops::par::{for_each_piece, worth_parallel};
+use crate::real::{f32s, f32s_mut, is_f32};
 use crate::Real;
 
 pub use crate::ops::relu::cpu::{relu_backward, relu_forward};
@@ -168,19 +167,6 @@ pub fn gate_forward_unfused<T: Real>(
         }
     });
     Ok(())
-}
-
-fn is_f32<T: 'static>() -> bool {
-    TypeId::of::<T>() == TypeId::of::<f32>()
-}
-
-/// Views a `[T]` as `[f32]`; only called when `T` is f32 (same size and alignment).
-fn f32s<T: Real>(v: &[T]) -> &[f32] {
-    bytemuck::cast_slice(v)
-}
-
-fn f32s_mut<T: Real>(v: &mut [T]) -> &mut [f32] {
-    bytemuck::cast_slice_mut(v)
 }
 
 /// `s[n]` at pixel resolution: the slice itself for B = 1, else expanded into `buf`.

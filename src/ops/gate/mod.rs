@@ -11,7 +11,7 @@
 
 pub mod cpu;
 pub mod cuda;
-mod sigmoid;
+pub(crate) mod sigmoid;
 
 use crate::error::{Error, Result};
 use crate::ops::LaunchDims;

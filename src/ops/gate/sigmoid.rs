@@ -9,6 +9,7 @@
 //! Only e^(−|a|) ≤ 1 is ever formed, so nothing overflows; for a < 0, σ = e/(1 + e)
 //! keeps full relative accuracy down to the smallest normals. Measured against f64 in
 //! tests/gate.rs (`sigmoid_f32_matches_f64`): within 1e-5 relative over a ∈ [−120, 120].
+//! The smooth baseline activations' f32 CPU loops (`ops::pointwise`) use it too.
 
 /// A sigmoid the gate's CPU loops are instantiated with.
 pub(crate) trait Sigmoid<T>: Sync {
@@ -53,7 +54,7 @@ impl<T: crate::Real> Sigmoid<T> for Exact {
 /// e^v for v ≤ 0 (NaN gives NaN). Below −104 the true value rounds to 0 in f32; the
 /// clamp keeps the exponent arithmetic in range and returns a value that rounds alike.
 #[inline(always)]
-fn exp_nonpositive<const FMA: bool>(v: f32) -> f32 {
+pub(crate) fn exp_nonpositive<const FMA: bool>(v: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5·2^23: adding it rounds to an integer in the low bits
     const LN2_HI: f32 = 0.693_359_4; // ln2 = LN2_HI + LN2_LO, LN2_HI exact in 9 bits
     const LN2_LO: f32 = -2.121_944_4e-4;
