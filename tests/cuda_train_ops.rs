@@ -1,5 +1,5 @@
 //! The training-step wrappers (batch norm, cross-entropy, SGD, PGD, augmentation,
-//! normalization, the residual add) against the f64 CPU reference: on the CPU kernel
+//! normalization, the residual add, the pointwise activations) against the f64 CPU reference: on the CPU kernel
 //! harness always (the small cases), on a GPU when there is one (all cases, ResNet-sized
 //! ones too; without one that part prints that it skipped). f32 results must be within
 //! 1e-5 of the reference, relative to the reference's largest magnitude; PGD and the
@@ -464,5 +464,50 @@ fn check_normalize_and_add<D: KernelDevice>(dev: &D, shapes: &[[usize; 4]]) {
         )
         .unwrap();
         assert_matches("add", &download(dev, &sum_d), tape.value(sum).data());
+    }
+}
+
+#[test]
+fn pointwise_activations_match_cpu() {
+    check_pointwise(&HarnessDevice::new(), &[1, 300]);
+    if let Some(gpu) = Gpu::for_tests("pointwise_activations_match_cpu") {
+        check_pointwise(&gpu, &[1, 300, 128 * 64 * 32 * 32]);
+    }
+}
+
+fn check_pointwise<D: KernelDevice>(dev: &D, lens: &[usize]) {
+    use sparta::ops::pointwise::{cpu as pointwise_cpu, cuda as pointwise_cuda, Pointwise};
+    let mut rng = StdRng::seed_from_u64(13);
+    for kind in Pointwise::ALL {
+        for &len in lens {
+            let x = random(&mut rng, len, -10.0, 10.0);
+            let dy = random(&mut rng, len, -1.0, 1.0);
+            let (mut y, mut dx) = (vec![0.0; len], vec![0.0; len]);
+            pointwise_cpu::forward(kind, &x, &mut y).unwrap();
+            pointwise_cpu::backward(kind, &x, &dy, &mut dx).unwrap();
+            let (xb, dyb) = (upload_f32(dev, "x", &x), upload_f32(dev, "dy", &dy));
+            let (mut yb, mut dxb) = (scratch(dev, "y", len), scratch(dev, "dx", len));
+            pointwise_cuda::pointwise_forward(
+                dev,
+                kind,
+                &dev.view(&xb),
+                &mut dev.view_mut(&mut yb),
+            )
+            .unwrap();
+            pointwise_cuda::pointwise_backward(
+                dev,
+                kind,
+                &dev.view(&xb),
+                &dev.view(&dyb),
+                &mut dev.view_mut(&mut dxb),
+            )
+            .unwrap();
+            assert_matches(&format!("{kind:?} y, len {len}"), &download(dev, &yb), &y);
+            assert_matches(
+                &format!("{kind:?} dx, len {len}"),
+                &download(dev, &dxb),
+                &dx,
+            );
+        }
     }
 }
