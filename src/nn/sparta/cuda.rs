@@ -436,12 +436,10 @@ impl SpartaLayer<f32> {
         xs: &D::View<'_, XS>,
         ds: &D::View<'_, f32>,
         dxs: &mut D::ViewMut<'_, XS>,
-        grads: &mut [Option<D::ViewMut<'b, f32>>],
+        grads: &mut [Option<D::ViewMut<'b, f32>>; 4],
     ) -> Result<()> {
         let (n, c, co, px) = (sn.n, self.config.channels, self.config.reduced(), sn.pixels);
-        let [g3w, g3b, ghw, ghb] = grads else {
-            unreachable!("the layer has four SANet/DPNet parameters")
-        };
+        let [g3w, g3b, ghw, ghb] = grads;
         let (w3, b3) = (whole(dev, &t[CONV3_W])?, whole(dev, &t[CONV3_B])?);
         let dyn_shape = DynConvShape::new(n, co, px)?;
         let conv5_weight_grads = |dw: &mut D::ViewMut<'_, f32>, ld: usize| -> Result<()> {
