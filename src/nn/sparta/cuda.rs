@@ -474,8 +474,11 @@ impl SpartaLayer<f32> {
 
         // dh, then Conv3's backward.
         let (w5, _, ld) = conv5_rows(dev, cache.head.as_ref(), t, co)?;
-        // The unfused path adds into dh: zeros, not scratch.
-        let mut dh = dev.alloc_zeros::<f32>("dh", sn.h_len())?;
+        // sanet_dh overwrites dh (scratch, no memset); the unfused path adds into it.
+        let mut dh = match cache.h {
+            None => dev.alloc_scratch::<f32>("dh", sn.h_len())?,
+            Some(_) => dev.alloc_zeros::<f32>("dh", sn.h_len())?,
+        };
         {
             let mut dh_view = dev.view_mut(&mut dh);
             match &cache.h {

@@ -106,7 +106,6 @@ fn gelu_parts<T: Real, M: Math<T>>(x: T) -> (T, T, T) {
 #[inline(always)]
 fn value<T: Real, M: Math<T>>(kind: Pointwise, x: T) -> T {
     let zero = T::zero();
-    let positive = if x > zero { x } else { zero };
     match kind {
         Pointwise::Relu => {
             if x < zero {
@@ -126,7 +125,10 @@ fn value<T: Real, M: Math<T>>(kind: Pointwise, x: T) -> T {
         Pointwise::Gelu => x * gelu_parts::<T, M>(x).0,
         Pointwise::Silu => x * sigmoid::<T, M>(x),
         // max(x, 0) + ln(1 + e^−|x|): no overflow, full precision for x ≪ 0.
-        Pointwise::Softplus => positive + M::ln_1p_unit(M::exp_nonpositive(-x.abs())),
+        Pointwise::Softplus => {
+            let positive = if x > zero { x } else { zero };
+            positive + M::ln_1p_unit(M::exp_nonpositive(-x.abs()))
+        }
     }
 }
 
