@@ -566,6 +566,101 @@ mod cuda {
         }
     }
 
+    /// The f32-map gate (`gate_{forward,backward}_f32map_<T>`, then `gate_backward_ds_f32`):
+    /// x, dy, y, dx stored as `T` (f16 / bf16), s, c, ds, dc as f32. y and dx are held to
+    /// `T`'s tolerance against f64; ds and dc see only exact inputs and the f32 kernel's
+    /// arithmetic in its order, so they must equal, bit for bit, what `gate_backward_f32`
+    /// gives on the same values widened to f32.
+    fn check_f32_maps<D: KernelDevice, T: KernelFloat>(
+        dev: &D,
+        shapes: &[(usize, usize, usize, usize, usize)],
+    ) where
+        f32: sparta::ops::GateMapFloat<T>,
+    {
+        for (k, dims) in shapes.iter().enumerate() {
+            let shape = shape_of(dims);
+            let raw = inputs(&shape, 3000 + k as u64);
+            let (x, dy) = (store::<T>(&raw.x), store::<T>(&raw.dy));
+            let (s, c) = (store::<f32>(&raw.s), store::<f32>(&raw.c));
+            let i = Inputs {
+                x: load(&x),
+                s: load(&s),
+                c: load(&c),
+                dy: load(&dy),
+            };
+            let what = |name: &str| format!("{name} f32 maps, {} at {dims:?}", T::SUFFIX);
+            let (x_d, dy_d) = (dev.upload("x", &x).unwrap(), dev.upload("dy", &dy).unwrap());
+            let (s_d, c_d) = (dev.upload("s", &s).unwrap(), dev.upload("c", &c).unwrap());
+            let (x_v, s_v, c_v) = (dev.view(&x_d), dev.view(&s_d), dev.view(&c_d));
+            let mut y_d = dev.alloc_scratch::<T>("y", shape.x_len()).unwrap();
+            let mut dx_d = dev.alloc_scratch::<T>("dx", shape.x_len()).unwrap();
+            let mut ds_d = dev.alloc_scratch::<f32>("ds", shape.s_len()).unwrap();
+            let mut dc_d = dev.alloc_scratch::<f32>("dc", shape.c_len()).unwrap();
+            gate::cuda::gate_forward(dev, &shape, &x_v, &s_v, &c_v, &mut dev.view_mut(&mut y_d))
+                .unwrap();
+            gate::cuda::gate_backward(
+                dev,
+                &shape,
+                &x_v,
+                &s_v,
+                &c_v,
+                &dev.view(&dy_d),
+                &mut dev.view_mut(&mut dx_d),
+                &mut dev.view_mut(&mut ds_d),
+                &mut dev.view_mut(&mut dc_d),
+            )
+            .unwrap();
+            let y = load(&dev.download(&dev.view(&y_d)).unwrap());
+            assert_close(
+                &what("y"),
+                &y,
+                &forward64(&shape, &i.x, &i.s, &i.c),
+                1e-2,
+                0.0,
+            );
+            let (dx64, _, _) = backward64(&shape, &i);
+            let dx = load(&dev.download(&dev.view(&dx_d)).unwrap());
+            assert_close(&what("dx"), &dx, &dx64, 1e-2, 0.0);
+            let (x32, dy32) = (store::<f32>(&i.x), store::<f32>(&i.dy));
+            let (x32_d, dy32_d) = (
+                dev.upload("x", &x32).unwrap(),
+                dev.upload("dy", &dy32).unwrap(),
+            );
+            let mut dx32_d = dev.alloc_scratch::<f32>("dx", shape.x_len()).unwrap();
+            let mut ds32_d = dev.alloc_scratch::<f32>("ds", shape.s_len()).unwrap();
+            let mut dc32_d = dev.alloc_scratch::<f32>("dc", shape.c_len()).unwrap();
+            gate::cuda::gate_backward(
+                dev,
+                &shape,
+                &dev.view(&x32_d),
+                &s_v,
+                &c_v,
+                &dev.view(&dy32_d),
+                &mut dev.view_mut(&mut dx32_d),
+                &mut dev.view_mut(&mut ds32_d),
+                &mut dev.view_mut(&mut dc32_d),
+            )
+            .unwrap();
+            let down = |b: &D::Buffer<f32>| dev.download(&dev.view(b)).unwrap();
+            assert_eq!(down(&ds_d), down(&ds32_d), "{}", what("ds"));
+            assert_eq!(down(&dc_d), down(&dc32_d), "{}", what("dc"));
+        }
+    }
+
+    #[test]
+    fn harness_f32_maps_match_cpu() {
+        check_f32_maps::<_, f16>(&HarnessDevice::new(), ODD_SHAPES);
+        check_f32_maps::<_, bf16>(&HarnessDevice::new(), ODD_SHAPES);
+    }
+
+    #[test]
+    fn cuda_f32_maps_match_cpu() {
+        if let Some(gpu) = Gpu::for_tests("cuda_f32_maps_match_cpu") {
+            check_f32_maps::<_, f16>(&gpu, &gpu_shapes());
+            check_f32_maps::<_, bf16>(&gpu, &gpu_shapes());
+        }
+    }
+
     /// The odd shapes, plus on a GPU two large ones.
     fn gpu_shapes() -> Vec<(usize, usize, usize, usize, usize)> {
         let mut shapes = ODD_SHAPES.to_vec();
