@@ -10,6 +10,7 @@
 
 use rayon::prelude::*;
 
+use super::product;
 use super::sigmoid::{Exact, FastF32, Sigmoid};
 use super::GateShape;
 use crate::error::Result;
@@ -183,39 +184,68 @@ fn pixel_s<'a, T: Real>(shape: &GateShape, s_n: &'a [T], buf: &'a mut Vec<T>) ->
     buf
 }
 
+/// One task's reusable buffers: `s` expanded to pixels (B > 1), per-pixel `ds` (B > 1),
+/// and the product loops' `w = |s|·log2(e)`.
+struct Scratch<T> {
+    s_px: Vec<T>,
+    ds_px: Vec<T>,
+    w: Vec<f32>,
+}
+
+impl<T> Scratch<T> {
+    fn new() -> Scratch<T> {
+        Scratch {
+            s_px: Vec::new(),
+            ds_px: Vec::new(),
+            w: Vec::new(),
+        }
+    }
+}
+
 /// Runs `per_sample(n, out_n, scratch)` over the samples' slices of `out`, each task
-/// with its own scratch vectors; in parallel when worth it.
+/// with its own [`Scratch`]; in parallel when worth it.
 fn for_each_sample<T: Real, O: Send>(
     shape: &GateShape,
     out: &mut [O],
-    per_sample: impl Fn(usize, &mut O, &mut (Vec<T>, Vec<T>)) + Sync + Send,
+    per_sample: impl Fn(usize, &mut O, &mut Scratch<T>) + Sync + Send,
 ) {
     if worth_parallel(shape.x_len(), shape.n) {
-        out.par_iter_mut().enumerate().for_each_init(
-            || (Vec::new(), Vec::new()),
-            |buf, (n, o)| per_sample(n, o, buf),
-        );
+        out.par_iter_mut()
+            .enumerate()
+            .for_each_init(Scratch::new, |scratch, (n, o)| per_sample(n, o, scratch));
     } else {
-        let mut buf = (Vec::new(), Vec::new());
+        let mut scratch = Scratch::new();
         for (n, o) in out.iter_mut().enumerate() {
-            per_sample(n, o, &mut buf);
+            per_sample(n, o, &mut scratch);
         }
     }
+}
+
+/// `w` for `product`'s loops when they apply: f32 with FMA (`S::PRODUCT_LOOPS`) and
+/// every |s·c| of the sample in their range; else the generic loops run.
+#[inline(always)]
+fn product_w<'w, T: Real, S: Sigmoid<T>>(
+    s: &[T],
+    c: &[T],
+    w: &'w mut Vec<f32>,
+) -> Option<&'w [f32]> {
+    (S::PRODUCT_LOOPS && is_f32::<T>() && product::prepare(f32s(s), f32s(c), w)).then_some(&w[..])
 }
 
 fn forward_impl<T: Real, S: Sigmoid<T>>(shape: &GateShape, x: &[T], s: &[T], c: &[T], y: &mut [T]) {
     let (chw, ssz) = (shape.c * shape.hw(), shape.sh() * shape.sw());
     let vectors = vectors();
     let mut samples: Vec<&mut [T]> = y.chunks_exact_mut(chw).collect();
-    for_each_sample(shape, &mut samples, |n, y_n, (buf, _)| {
-        let s_px = pixel_s(shape, &s[n * ssz..][..ssz], buf);
+    for_each_sample(shape, &mut samples, |n, y_n, scratch| {
+        let s_px = pixel_s(shape, &s[n * ssz..][..ssz], &mut scratch.s_px);
         let (x_n, c_n) = (&x[n * chw..][..chw], &c[n * shape.c..][..shape.c]);
+        let w = &mut scratch.w;
         match vectors {
             // SAFETY: vectors() checked that the CPU has the loop's features.
             #[cfg(target_arch = "x86_64")]
-            Vectors::Avx2 => unsafe { forward_avx2::<T, S::Wide>(x_n, s_px, c_n, y_n) },
+            Vectors::Avx2 => unsafe { forward_avx2::<T, S::Wide>(x_n, s_px, c_n, y_n, w) },
             #[cfg(target_arch = "x86_64")]
-            Vectors::Avx512 => unsafe { forward_avx512::<T, S::Wide>(x_n, s_px, c_n, y_n) },
+            Vectors::Avx512 => unsafe { forward_avx512::<T, S::Wide>(x_n, s_px, c_n, y_n, w) },
             Vectors::Baseline => forward_sample::<T, S>(x_n, s_px, c_n, y_n),
         }
     });
@@ -283,19 +313,32 @@ fn vectors() -> Vectors {
     Vectors::Baseline
 }
 
-/// Copies of the per-sample loops compiled with `$features` enabled; callers check the
-/// features with [`vectors`] first.
+/// Copies of the per-sample loops compiled with `$features` enabled, taking `product`'s
+/// loops where [`product_w`] allows (`w` is their scratch); callers check the features
+/// with [`vectors`] first.
 #[cfg(target_arch = "x86_64")]
 macro_rules! wide_loops {
     ($features:literal, $fwd:ident, $map:ident, $bwd:ident) => {
         #[target_feature(enable = $features)]
-        unsafe fn $fwd<T: Real, S: Sigmoid<T>>(x: &[T], s: &[T], c: &[T], y: &mut [T]) {
-            forward_sample::<T, S>(x, s, c, y)
+        unsafe fn $fwd<T: Real, S: Sigmoid<T>>(
+            x: &[T],
+            s: &[T],
+            c: &[T],
+            y: &mut [T],
+            w: &mut Vec<f32>,
+        ) {
+            match product_w::<T, S>(s, c, w) {
+                Some(w) => product::forward_sample(f32s(x), f32s(s), w, f32s(c), f32s_mut(y)),
+                None => forward_sample::<T, S>(x, s, c, y),
+            }
         }
 
         #[target_feature(enable = $features)]
-        unsafe fn $map<T: Real, S: Sigmoid<T>>(s: &[T], c: &[T], gate: &mut [T]) {
-            gate_map_sample::<T, S>(s, c, gate)
+        unsafe fn $map<T: Real, S: Sigmoid<T>>(s: &[T], c: &[T], gate: &mut [T], w: &mut Vec<f32>) {
+            match product_w::<T, S>(s, c, w) {
+                Some(w) => product::gate_map_sample(f32s(s), w, f32s(c), f32s_mut(gate)),
+                None => gate_map_sample::<T, S>(s, c, gate),
+            }
         }
 
         #[allow(clippy::too_many_arguments)]
@@ -308,8 +351,21 @@ macro_rules! wide_loops {
             dx: &mut [T],
             ds: &mut [T],
             dc: &mut [T],
+            w: &mut Vec<f32>,
         ) {
-            backward_sample::<T, S>(x, s, c, dy, dx, ds, dc)
+            match product_w::<T, S>(s, c, w) {
+                Some(w) => product::backward_sample(
+                    f32s(x),
+                    f32s(s),
+                    w,
+                    f32s(c),
+                    f32s(dy),
+                    f32s_mut(dx),
+                    f32s_mut(ds),
+                    f32s_mut(dc),
+                ),
+                None => backward_sample::<T, S>(x, s, c, dy, dx, ds, dc),
+            }
         }
     };
 }
@@ -328,15 +384,15 @@ fn gate_map_impl<T: Real, S: Sigmoid<T>>(shape: &GateShape, s: &[T], c: &[T], ga
     let (chw, ssz) = (shape.c * shape.hw(), shape.sh() * shape.sw());
     let vectors = vectors();
     let mut samples: Vec<&mut [T]> = gate.chunks_exact_mut(chw).collect();
-    for_each_sample(shape, &mut samples, |n, g_n, (buf, _)| {
-        let s_px = pixel_s(shape, &s[n * ssz..][..ssz], buf);
-        let c_n = &c[n * shape.c..][..shape.c];
+    for_each_sample(shape, &mut samples, |n, g_n, scratch| {
+        let s_px = pixel_s(shape, &s[n * ssz..][..ssz], &mut scratch.s_px);
+        let (c_n, w) = (&c[n * shape.c..][..shape.c], &mut scratch.w);
         match vectors {
             // SAFETY: vectors() checked that the CPU has the loop's features.
             #[cfg(target_arch = "x86_64")]
-            Vectors::Avx2 => unsafe { gate_map_avx2::<T, S::Wide>(s_px, c_n, g_n) },
+            Vectors::Avx2 => unsafe { gate_map_avx2::<T, S::Wide>(s_px, c_n, g_n, w) },
             #[cfg(target_arch = "x86_64")]
-            Vectors::Avx512 => unsafe { gate_map_avx512::<T, S::Wide>(s_px, c_n, g_n) },
+            Vectors::Avx512 => unsafe { gate_map_avx512::<T, S::Wide>(s_px, c_n, g_n, w) },
             Vectors::Baseline => gate_map_sample::<T, S>(s_px, c_n, g_n),
         }
     });
@@ -387,8 +443,13 @@ fn backward_impl<T: Real, S: Sigmoid<T>>(
         .zip(dc.chunks_exact_mut(shape.c))
         .map(|((dx, ds), dc)| BackwardOut { dx, ds, dc })
         .collect();
-    for_each_sample(shape, &mut samples, |n, out, (s_buf, ds_buf)| {
-        let s_px = pixel_s(shape, &s[n * ssz..][..ssz], s_buf);
+    for_each_sample(shape, &mut samples, |n, out, scratch| {
+        let Scratch {
+            s_px,
+            ds_px: ds_buf,
+            w,
+        } = scratch;
+        let s_px = pixel_s(shape, &s[n * ssz..][..ssz], s_px);
         // Per-pixel ds: straight into ds[n] for B = 1, else a scratch plane to pool.
         let ds_px: &mut [T] = if shape.block == 1 {
             &mut *out.ds
@@ -404,11 +465,11 @@ fn backward_impl<T: Real, S: Sigmoid<T>>(
             // SAFETY: vectors() checked that the CPU has the loop's features.
             #[cfg(target_arch = "x86_64")]
             Vectors::Avx2 => unsafe {
-                backward_avx2::<T, S::Wide>(x_n, s_px, c_n, dy_n, dx_n, ds_px, dc_n)
+                backward_avx2::<T, S::Wide>(x_n, s_px, c_n, dy_n, dx_n, ds_px, dc_n, w)
             },
             #[cfg(target_arch = "x86_64")]
             Vectors::Avx512 => unsafe {
-                backward_avx512::<T, S::Wide>(x_n, s_px, c_n, dy_n, dx_n, ds_px, dc_n)
+                backward_avx512::<T, S::Wide>(x_n, s_px, c_n, dy_n, dx_n, ds_px, dc_n, w)
             },
             Vectors::Baseline => backward_sample::<T, S>(x_n, s_px, c_n, dy_n, dx_n, ds_px, dc_n),
         }
@@ -490,7 +551,7 @@ fn backward_sample<T: Real, S: Sigmoid<T>>(
 /// 398–423 µs after, three runs each). Keeping the accumulator in a register instead (a
 /// separate scalar for the tail) measured slower again (459–480 µs).
 #[inline(always)]
-fn tree_sum<T: Real>(lanes: [T; LANES]) -> T {
+pub(super) fn tree_sum<T: Real>(lanes: [T; LANES]) -> T {
     let mut h8 = [T::zero(); 8];
     for k in 0..8 {
         h8[k] = lanes[k] + lanes[k + 8];
@@ -519,10 +580,19 @@ mod tests {
     use super::*;
 
     /// The per-sample loops compiled for the baseline target agree with the AVX2/FMA
-    /// and AVX-512 ones this CPU has (tests/gate.rs exercises the widest one).
+    /// and AVX-512 ones this CPU has (tests/gate.rs exercises the widest one), both
+    /// where the wide ones take `product`'s loops (|s·c| ≤ 12) and where a sample's
+    /// |s·c| reaches 720 and they fall back to the clamping ones.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn baseline_and_wide_loops_agree() {
+        for s_scale in [1.5, 90.0] {
+            baseline_and_wide_loops_agree_at(s_scale);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn baseline_and_wide_loops_agree_at(s_scale: f32) {
         let tiers: &[Vectors] = match vectors() {
             Vectors::Baseline => {
                 eprintln!("baseline_and_wide_loops_agree: skipped, no AVX2/FMA");
@@ -535,9 +605,13 @@ mod tests {
         let wave = |k: usize, scale: f32| ((k * 7919 % 1000) as f32 / 250.0 - 2.0) * scale;
         let x: Vec<f32> = (0..c * hw).map(|k| wave(k, 1.0)).collect();
         let dy: Vec<f32> = (0..c * hw).map(|k| wave(k + 3, 0.5)).collect();
-        let s: Vec<f32> = (0..hw).map(|k| wave(k + 11, 1.5)).collect();
+        let s: Vec<f32> = (0..hw).map(|k| wave(k + 11, s_scale)).collect();
         let cv: Vec<f32> = (0..c).map(|k| wave(k + 17, 2.0)).collect();
+        let mut w = Vec::new();
+        let product = product_w::<f32, FastF32<true>>(&s, &cv, &mut w).is_some();
+        assert_eq!(product, s_scale < 10.0, "which loops the wide tiers take");
         let run = |tier: Vectors| {
+            let mut w = Vec::new();
             let (mut y, mut dx, mut g) = (vec![0.0; c * hw], vec![0.0; c * hw], vec![0.0; c * hw]);
             let (mut ds, mut dc) = (vec![0.0; hw], vec![0.0; c]);
             type Wide = FastF32<true>;
@@ -545,14 +619,16 @@ mod tests {
             unsafe {
                 match tier {
                     Vectors::Avx2 => {
-                        forward_avx2::<f32, Wide>(&x, &s, &cv, &mut y);
-                        gate_map_avx2::<f32, Wide>(&s, &cv, &mut g);
-                        backward_avx2::<f32, Wide>(&x, &s, &cv, &dy, &mut dx, &mut ds, &mut dc);
+                        forward_avx2::<f32, Wide>(&x, &s, &cv, &mut y, &mut w);
+                        gate_map_avx2::<f32, Wide>(&s, &cv, &mut g, &mut w);
+                        let (dx, ds, dc) = (&mut dx, &mut ds, &mut dc);
+                        backward_avx2::<f32, Wide>(&x, &s, &cv, &dy, dx, ds, dc, &mut w);
                     }
                     Vectors::Avx512 => {
-                        forward_avx512::<f32, Wide>(&x, &s, &cv, &mut y);
-                        gate_map_avx512::<f32, Wide>(&s, &cv, &mut g);
-                        backward_avx512::<f32, Wide>(&x, &s, &cv, &dy, &mut dx, &mut ds, &mut dc);
+                        forward_avx512::<f32, Wide>(&x, &s, &cv, &mut y, &mut w);
+                        gate_map_avx512::<f32, Wide>(&s, &cv, &mut g, &mut w);
+                        let (dx, ds, dc) = (&mut dx, &mut ds, &mut dc);
+                        backward_avx512::<f32, Wide>(&x, &s, &cv, &dy, dx, ds, dc, &mut w);
                     }
                     Vectors::Baseline => {
                         forward_sample::<f32, FastF32>(&x, &s, &cv, &mut y);
@@ -575,7 +651,10 @@ mod tests {
                 let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
                 for (k, (p, q)) in a.iter().zip(b).enumerate() {
                     let within = (p - q).abs() <= 1e-5 * q.abs().max(0.1 * scale);
-                    assert!(within, "{tier:?} {name}[{k}]: baseline {p:e}, wide {q:e}");
+                    assert!(
+                        within,
+                        "{tier:?} {name}[{k}] (s scale {s_scale}): baseline {p:e}, wide {q:e}"
+                    );
                 }
             }
         }

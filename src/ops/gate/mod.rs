@@ -11,6 +11,7 @@
 
 pub mod cpu;
 pub mod cuda;
+mod product;
 pub(crate) mod sigmoid;
 
 use crate::error::{Error, Result};

@@ -15,6 +15,8 @@
 pub(crate) trait Sigmoid<T>: Sync {
     /// The same sigmoid for loops compiled with AVX2 and FMA enabled.
     type Wide: Sigmoid<T>;
+    /// Whether loops instantiated with it may take `product`'s f32 FMA loops instead.
+    const PRODUCT_LOOPS: bool = false;
     fn sigmoid(a: T) -> T;
 }
 
@@ -28,6 +30,7 @@ pub(crate) struct Exact;
 
 impl<const FMA: bool> Sigmoid<f32> for FastF32<FMA> {
     type Wide = FastF32<true>;
+    const PRODUCT_LOOPS: bool = FMA;
     #[inline(always)]
     fn sigmoid(a: f32) -> f32 {
         let e = exp_nonpositive::<FMA>(-a.abs());

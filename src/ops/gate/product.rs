@@ -1,0 +1,238 @@
+//! The gate's f32 loops for CPUs with FMA: σ(s·c) evaluated from the factors, never from
+//! the product.
+//!
+//! Every gate element needs `e = e^(−|s·c|)`. The generic loops (`sigmoid.rs`) form
+//! a = s·c, take |a|, clamp it and then run the exp's range reduction on it: five vector
+//! operations before the polynomial. Here each sample first stores `w = |s|·log2(e)`
+//! per pixel; then `e = 2^(w·(−|c|))` with the product taken inside the two FMAs of the
+//! range reduction (`t = w·v + ROUND`, `r = w·v − n`, both exact in the fused product),
+//! so per element the exp is three operations and a polynomial. The sign of a, which
+//! picks σ = 1/(1+e) or e/(1+e), is the sign of s flipped by that of c, one compare.
+//! On the 2-core Zen 5 box (two 512-bit vector operations per cycle) that is the
+//! difference between 22 and 15 operations per 16 elements; docs/gate.md has the
+//! numbers.
+//!
+//! The loops need no clamp because a sample takes them only when
+//! `max w · max |c| ≤ PRODUCT_LOG2_MAX`; the others (|s·c| beyond 104, an infinity)
+//! take the generic, clamping loops. NaN in x, s or c still gives NaN.
+//!
+//! Accuracy matches the generic f32 path: rounding `w` costs the same 2^−24 relative as
+//! rounding a = s·c did there, and the polynomial is the same minimax one rescaled to
+//! base 2 (4.4e-7 relative); tests/gate.rs holds both paths to the f64 reference.
+
+/// Lanes per fixed chunk, as in `cpu.rs`.
+const LANES: usize = 16;
+
+/// Largest `w·|c|` (a base-2 exponent) the loops take: 2^−150 is already below half the
+/// smallest subnormal, and the exponent arithmetic stays valid down to 2^−190.
+const PRODUCT_LOG2_MAX: f32 = 150.0;
+
+/// `w[k] = |s[k]|·log2(e)` into `w`; whether every `w·|c|` of the sample is at most
+/// [`PRODUCT_LOG2_MAX`] (false when one is infinite; NaN inputs pass, and propagate).
+pub(super) fn prepare(s: &[f32], c: &[f32], w: &mut Vec<f32>) -> bool {
+    w.clear();
+    w.extend(s.iter().map(|v| v.abs() * std::f32::consts::LOG2_E));
+    let max_of = |m: f32, v: f32| if v > m { v } else { m };
+    let w_max = w.iter().copied().fold(0.0, max_of);
+    let c_max = c.iter().map(|v| v.abs()).fold(0.0, max_of);
+    w_max * c_max <= PRODUCT_LOG2_MAX
+}
+
+/// `2^(w·v)` for `w ≥ 0`, `v ≤ 0`, `w·|v| ≤ PRODUCT_LOG2_MAX`. Only for loops compiled
+/// with FMA (elsewhere `mul_add` is a libm call).
+#[inline(always)]
+fn exp2_product(w: f32, v: f32) -> f32 {
+    // 1.5·2^23 rounds to an integer in the low mantissa bits; the extra 191 = 127 + 64
+    // puts n + 191 in the bits that `<< 23` moves into the exponent field, so the shift
+    // alone builds 2^(n + 64). The 2^−64 that undoes it is folded into the
+    // coefficients, which keeps results down to 2^−150 exact through one rounding.
+    const ROUND: f32 = 12_582_912.0 + 191.0;
+    const LN2: f64 = std::f64::consts::LN_2;
+    const TWO_POW_MINUS_64: f64 = 1.0 / 18_446_744_073_709_551_616.0;
+    // sigmoid.rs's minimax e^ρ on |ρ| ≤ ln2/2, as 2^r = e^(r·ln2): k_i·ln2^i.
+    const COEFFS: [f64; 6] = [
+        1.0,
+        0.999_993_74,
+        0.499_993_74,
+        0.166_876_76,
+        0.041_875_48,
+        0.006_953_334,
+    ];
+    const Q: [f32; 6] = {
+        let mut q = [0.0f32; 6];
+        let (mut k, mut ln2_pow) = (0, TWO_POW_MINUS_64);
+        while k < 6 {
+            q[k] = (COEFFS[k] * ln2_pow) as f32;
+            ln2_pow *= LN2;
+            k += 1;
+        }
+        q
+    };
+    let t = w.mul_add(v, ROUND);
+    let minus_n = ROUND - t;
+    let r = w.mul_add(v, minus_n);
+    let p = Q[..5].iter().rev().fold(Q[5], |acc, &k| acc.mul_add(r, k));
+    p * f32::from_bits(t.to_bits() << 23)
+}
+
+/// What one element of a plane needs besides its own x and pixel: `v = −|c|` and
+/// whether c is negative (which flips the sign of a = s·c).
+#[derive(Clone, Copy)]
+struct Channel {
+    v: f32,
+    negative: bool,
+}
+
+impl Channel {
+    fn new(c: f32) -> Channel {
+        Channel {
+            v: -c.abs(),
+            negative: c < 0.0,
+        }
+    }
+
+    /// `(e, a < 0)` for a = s·c. At s = 0 or c = 0 the sign is moot: e = 1.
+    #[inline(always)]
+    fn exp_and_sign(self, s: f32, w: f32) -> (f32, bool) {
+        (exp2_product(w, self.v), (s < 0.0) != self.negative)
+    }
+}
+
+/// `y = max(x,0)·σ(s·c)` for one sample (`x`, `y`: `[C, H·W]`; `s`, `w`: H·W).
+///
+/// Planes run in fixed [`LANES`]-element array chunks and a scalar tail, as in
+/// `cpu.rs`: LLVM turns the arrays into straight-line vector code with no bounds checks.
+#[inline(always)]
+pub(super) fn forward_sample(x: &[f32], s: &[f32], w: &[f32], c: &[f32], y: &mut [f32]) {
+    let hw = s.len();
+    for ((y, x), &cv) in y.chunks_exact_mut(hw).zip(x.chunks_exact(hw)).zip(c) {
+        let channel = Channel::new(cv);
+        let element = |x: f32, s: f32, w: f32| {
+            let (e, negative) = channel.exp_and_sign(s, w);
+            let r = if x < 0.0 { 0.0 } else { x };
+            let numerator = if negative { r * e } else { r };
+            numerator / (1.0 + e)
+        };
+        let mut ys = y.chunks_exact_mut(LANES);
+        let mut xs = x.chunks_exact(LANES);
+        let mut ss = s.chunks_exact(LANES);
+        let mut ws = w.chunks_exact(LANES);
+        for (((y, x), s), w) in (&mut ys).zip(&mut xs).zip(&mut ss).zip(&mut ws) {
+            let y: &mut [f32; LANES] = y.try_into().unwrap();
+            let (x, s, w) = (lanes(x), lanes(s), lanes(w));
+            for k in 0..LANES {
+                y[k] = element(x[k], s[k], w[k]);
+            }
+        }
+        let tail = ys.into_remainder().iter_mut().zip(xs.remainder());
+        for ((y, &x), (&s, &w)) in tail.zip(ss.remainder().iter().zip(ws.remainder())) {
+            *y = element(x, s, w);
+        }
+    }
+}
+
+/// A full chunk as an array, so that indexing it needs no bounds check.
+#[inline(always)]
+fn lanes(v: &[f32]) -> &[f32; LANES] {
+    v.try_into().unwrap()
+}
+
+/// The unfused peer's σ(s·c) map for one sample.
+#[inline(always)]
+pub(super) fn gate_map_sample(s: &[f32], w: &[f32], c: &[f32], gate: &mut [f32]) {
+    let hw = s.len();
+    for (g, &cv) in gate.chunks_exact_mut(hw).zip(c) {
+        let channel = Channel::new(cv);
+        let element = |s: f32, w: f32| {
+            let (e, negative) = channel.exp_and_sign(s, w);
+            let numerator = if negative { e } else { 1.0 };
+            numerator / (1.0 + e)
+        };
+        let mut gs = g.chunks_exact_mut(LANES);
+        let mut ss = s.chunks_exact(LANES);
+        let mut ws = w.chunks_exact(LANES);
+        for ((g, s), w) in (&mut gs).zip(&mut ss).zip(&mut ws) {
+            let g: &mut [f32; LANES] = g.try_into().unwrap();
+            let (s, w) = (lanes(s), lanes(w));
+            for k in 0..LANES {
+                g[k] = element(s[k], w[k]);
+            }
+        }
+        let tail = gs.into_remainder().iter_mut().zip(ss.remainder());
+        for ((g, &s), &w) in tail.zip(ws.remainder()) {
+            *g = element(s, w);
+        }
+    }
+}
+
+/// dx, per-pixel ds and dc of one sample, as `cpu.rs`'s `backward_sample`, with
+/// g·(1 − g) = e/(1 + e)² (no cancellation where g is near 1).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(super) fn backward_sample(
+    x: &[f32],
+    s: &[f32],
+    w: &[f32],
+    c: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    ds: &mut [f32],
+    dc: &mut [f32],
+) {
+    let hw = s.len();
+    ds.fill(0.0);
+    let planes = x
+        .chunks_exact(hw)
+        .zip(dy.chunks_exact(hw))
+        .zip(dx.chunks_exact_mut(hw));
+    for (((x, dy), dx), (&cv, dc)) in planes.zip(c.iter().zip(dc.iter_mut())) {
+        let channel = Channel::new(cv);
+        let mut lane_sums = [0.0f32; LANES];
+        let element =
+            |x: f32, dy: f32, s: f32, w: f32, dx: &mut f32, ds: &mut f32, sum: &mut f32| {
+                let (e, negative) = channel.exp_and_sign(s, w);
+                let d = 1.0 / (1.0 + e);
+                let ed = e * d;
+                let g = if negative { ed } else { d };
+                *dx = if x >= 0.0 { dy * g } else { 0.0 };
+                let r = if x < 0.0 { 0.0 } else { x };
+                let da = dy * r * (ed * d);
+                *ds = da.mul_add(cv, *ds);
+                *sum = da.mul_add(s, *sum);
+            };
+        let mut xs = x.chunks_exact(LANES);
+        let mut dys = dy.chunks_exact(LANES);
+        let mut ss = s.chunks_exact(LANES);
+        let mut ws = w.chunks_exact(LANES);
+        let mut dxs = dx.chunks_exact_mut(LANES);
+        let mut dss = ds.chunks_exact_mut(LANES);
+        let inputs = (&mut xs).zip(&mut dys).zip(&mut ss).zip(&mut ws);
+        for ((((x, dy), s), w), (dx, ds)) in inputs.zip((&mut dxs).zip(&mut dss)) {
+            let (x, dy, s, w) = (lanes(x), lanes(dy), lanes(s), lanes(w));
+            let dx: &mut [f32; LANES] = dx.try_into().unwrap();
+            let ds: &mut [f32; LANES] = ds.try_into().unwrap();
+            for k in 0..LANES {
+                element(
+                    x[k],
+                    dy[k],
+                    s[k],
+                    w[k],
+                    &mut dx[k],
+                    &mut ds[k],
+                    &mut lane_sums[k],
+                );
+            }
+        }
+        let inputs = xs
+            .remainder()
+            .iter()
+            .zip(dys.remainder())
+            .zip(ss.remainder());
+        let outputs = dxs.into_remainder().iter_mut().zip(dss.into_remainder());
+        let tail = inputs.zip(ws.remainder()).zip(outputs).zip(&mut lane_sums);
+        for (((((&x, &dy), &s), &w), (dx, ds)), sum) in tail {
+            element(x, dy, s, w, dx, ds, sum);
+        }
+        *dc = super::cpu::tree_sum(lane_sums);
+    }
+}
