@@ -582,17 +582,20 @@ mod tests {
     /// The per-sample loops compiled for the baseline target agree with the AVX2/FMA
     /// and AVX-512 ones this CPU has (tests/gate.rs exercises the widest one), both
     /// where the wide ones take `product`'s loops (|s·c| ≤ 12) and where a sample's
-    /// |s·c| reaches 720 and they fall back to the clamping ones.
+    /// |s·c| reaches 720 and they fall back to the clamping ones; planes of 37 pixels
+    /// (two vectors and a tail) and of 16 (one vector, `product`'s own loops for it).
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn baseline_and_wide_loops_agree() {
         for s_scale in [1.5, 90.0] {
-            baseline_and_wide_loops_agree_at(s_scale);
+            for hw in [37, 16] {
+                baseline_and_wide_loops_agree_at(s_scale, hw);
+            }
         }
     }
 
     #[cfg(target_arch = "x86_64")]
-    fn baseline_and_wide_loops_agree_at(s_scale: f32) {
+    fn baseline_and_wide_loops_agree_at(s_scale: f32, hw: usize) {
         let tiers: &[Vectors] = match vectors() {
             Vectors::Baseline => {
                 eprintln!("baseline_and_wide_loops_agree: skipped, no AVX2/FMA");
@@ -601,7 +604,7 @@ mod tests {
             Vectors::Avx2 => &[Vectors::Avx2],
             Vectors::Avx512 => &[Vectors::Avx2, Vectors::Avx512],
         };
-        let (c, hw) = (5, 37);
+        let c = 5;
         let wave = |k: usize, scale: f32| ((k * 7919 % 1000) as f32 / 250.0 - 2.0) * scale;
         let x: Vec<f32> = (0..c * hw).map(|k| wave(k, 1.0)).collect();
         let dy: Vec<f32> = (0..c * hw).map(|k| wave(k + 3, 0.5)).collect();
@@ -653,7 +656,7 @@ mod tests {
                     let within = (p - q).abs() <= 1e-5 * q.abs().max(0.1 * scale);
                     assert!(
                         within,
-                        "{tier:?} {name}[{k}] (s scale {s_scale}): baseline {p:e}, wide {q:e}"
+                        "{tier:?} {name}[{k}] (s scale {s_scale}, {hw} px): baseline {p:e}, wide {q:e}"
                     );
                 }
             }

@@ -105,14 +105,26 @@ impl Channel {
 #[inline(always)]
 pub(super) fn forward_sample(x: &[f32], s: &[f32], w: &[f32], c: &[f32], y: &mut [f32]) {
     let hw = s.len();
+    let element = |channel: Channel, x: f32, s: f32, w: f32| {
+        let (e, negative) = channel.exp_and_sign(s, w);
+        let r = if x < 0.0 { 0.0 } else { x };
+        let numerator = if negative { r * e } else { r };
+        numerator / (1.0 + e)
+    };
+    if hw == LANES {
+        let (s, w) = (lanes(s), lanes(w));
+        for ((y, x), &cv) in y.chunks_exact_mut(LANES).zip(x.chunks_exact(LANES)).zip(c) {
+            let (y, x, channel): (&mut [f32; LANES], _, _) =
+                (y.try_into().unwrap(), lanes(x), Channel::new(cv));
+            for k in 0..LANES {
+                y[k] = element(channel, x[k], s[k], w[k]);
+            }
+        }
+        return;
+    }
     for ((y, x), &cv) in y.chunks_exact_mut(hw).zip(x.chunks_exact(hw)).zip(c) {
         let channel = Channel::new(cv);
-        let element = |x: f32, s: f32, w: f32| {
-            let (e, negative) = channel.exp_and_sign(s, w);
-            let r = if x < 0.0 { 0.0 } else { x };
-            let numerator = if negative { r * e } else { r };
-            numerator / (1.0 + e)
-        };
+        let element = |x: f32, s: f32, w: f32| element(channel, x, s, w);
         let mut ys = y.chunks_exact_mut(LANES);
         let mut xs = x.chunks_exact(LANES);
         let mut ss = s.chunks_exact(LANES);
@@ -181,22 +193,46 @@ pub(super) fn backward_sample(
 ) {
     let hw = s.len();
     ds.fill(0.0);
+    let element = |channel: Channel, x: f32, dy: f32, s: f32, w: f32| {
+        let (e, negative) = channel.exp_and_sign(s, w);
+        let d = 1.0 / (1.0 + e);
+        let ed = e * d;
+        let g = if negative { ed } else { d };
+        let dx = if x >= 0.0 { dy * g } else { 0.0 };
+        let r = if x < 0.0 { 0.0 } else { x };
+        (dx, dy * r * (ed * d))
+    };
     let planes = x
         .chunks_exact(hw)
         .zip(dy.chunks_exact(hw))
         .zip(dx.chunks_exact_mut(hw));
+    if hw == LANES {
+        // One vector per plane: ds stays in registers across the channels (in memory
+        // it is a store-to-load chain through every plane) and dc needs no lane array.
+        let (s, w, ds): (_, _, &mut [f32; LANES]) = (lanes(s), lanes(w), ds.try_into().unwrap());
+        let mut ds_acc = [0.0f32; LANES];
+        for (((x, dy), dx), (&cv, dc)) in planes.zip(c.iter().zip(dc.iter_mut())) {
+            let (x, dy, channel) = (lanes(x), lanes(dy), Channel::new(cv));
+            let dx: &mut [f32; LANES] = dx.try_into().unwrap();
+            let mut products = [0.0f32; LANES];
+            for k in 0..LANES {
+                let (dx_k, da) = element(channel, x[k], dy[k], s[k], w[k]);
+                dx[k] = dx_k;
+                ds_acc[k] = da.mul_add(cv, ds_acc[k]);
+                products[k] = da * s[k];
+            }
+            *dc = super::cpu::tree_sum(products);
+        }
+        *ds = ds_acc;
+        return;
+    }
     for (((x, dy), dx), (&cv, dc)) in planes.zip(c.iter().zip(dc.iter_mut())) {
         let channel = Channel::new(cv);
         let mut lane_sums = [0.0f32; LANES];
         let element =
             |x: f32, dy: f32, s: f32, w: f32, dx: &mut f32, ds: &mut f32, sum: &mut f32| {
-                let (e, negative) = channel.exp_and_sign(s, w);
-                let d = 1.0 / (1.0 + e);
-                let ed = e * d;
-                let g = if negative { ed } else { d };
-                *dx = if x >= 0.0 { dy * g } else { 0.0 };
-                let r = if x < 0.0 { 0.0 } else { x };
-                let da = dy * r * (ed * d);
+                let (dx_k, da) = element(channel, x, dy, s, w);
+                *dx = dx_k;
                 *ds = da.mul_add(cv, *ds);
                 *sum = da.mul_add(s, *sum);
             };
