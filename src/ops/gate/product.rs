@@ -20,6 +20,8 @@
 //! rounding a = s·c did there, and the polynomial is the same minimax one rescaled to
 //! base 2 (4.4e-7 relative); tests/gate.rs holds both paths to the f64 reference.
 
+use super::sigmoid::EXP_MINIMAX;
+
 /// Lanes per fixed chunk, as in `cpu.rs`.
 const LANES: usize = 16;
 
@@ -49,20 +51,12 @@ fn exp2_product(w: f32, v: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0 + 191.0;
     const LN2: f64 = std::f64::consts::LN_2;
     const TWO_POW_MINUS_64: f64 = 1.0 / 18_446_744_073_709_551_616.0;
-    // sigmoid.rs's minimax e^ρ on |ρ| ≤ ln2/2, as 2^r = e^(r·ln2): k_i·ln2^i.
-    const COEFFS: [f64; 6] = [
-        1.0,
-        0.999_993_74,
-        0.499_993_74,
-        0.166_876_76,
-        0.041_875_48,
-        0.006_953_334,
-    ];
+    // The generic path's minimax e^ρ on |ρ| ≤ ln2/2, as 2^r = e^(r·ln2): k_i·ln2^i.
     const Q: [f32; 6] = {
         let mut q = [0.0f32; 6];
         let (mut k, mut ln2_pow) = (0, TWO_POW_MINUS_64);
         while k < 6 {
-            q[k] = (COEFFS[k] * ln2_pow) as f32;
+            q[k] = (EXP_MINIMAX[k] as f64 * ln2_pow) as f32;
             ln2_pow *= LN2;
             k += 1;
         }
