@@ -1,12 +1,13 @@
 //! The gate on the CPU: the reference every kernel is checked against, and fast enough
-//! to train with (memory-bound at the ResNet-18 shapes; numbers in docs/gate.md).
+//! to train with (numbers and where it falls short of ReLU in docs/gate.md).
 //!
 //! Work splits over samples n with rayon (one task owns `x[n]`, `y[n]` / `dx[n]`, `ds[n]`,
 //! `dc[n]`, so no reduction crosses tasks and results do not depend on the thread count); small
 //! tensors run serially. Inner loops run over one channel plane with `s[n]` expanded to
 //! H·W pixels once per sample (for B = 1 it is used in place), so they are plain
 //! contiguous loops the compiler vectorizes. f32 uses the vectorizable sigmoid of
-//! `sigmoid.rs`; f64 uses `exp`.
+//! `sigmoid.rs`, or on CPUs with FMA the loops of `product.rs` (σ from the factors s and
+//! c); f64 uses `exp`.
 
 use rayon::prelude::*;
 
@@ -21,7 +22,7 @@ use crate::Real;
 pub use crate::ops::relu::cpu::{relu_backward, relu_forward};
 
 /// Lanes of the per-channel `dc` accumulator: independent sums let the loop vectorize.
-const LANES: usize = 16;
+pub(super) const LANES: usize = 16;
 
 /// `y = max(x, 0) · σ(s[n, h/B, w/B] · c[n, ch])`.
 ///

@@ -20,10 +20,8 @@
 //! rounding a = s·c did there, and the polynomial is the same minimax one rescaled to
 //! base 2 (4.4e-7 relative); tests/gate.rs holds both paths to the f64 reference.
 
+use super::cpu::LANES;
 use super::sigmoid::EXP_MINIMAX;
-
-/// Lanes per fixed chunk, as in `cpu.rs`.
-const LANES: usize = 16;
 
 /// Largest `w·|c|` (a base-2 exponent) the loops take: 2^−150 is already below half the
 /// smallest subnormal, and the exponent arithmetic stays valid down to 2^−190.
@@ -96,6 +94,8 @@ impl Channel {
 ///
 /// Planes run in fixed [`LANES`]-element array chunks and a scalar tail, as in
 /// `cpu.rs`: LLVM turns the arrays into straight-line vector code with no bounds checks.
+/// Planes of exactly one chunk (4×4) skip the per-plane chunk iterators, which cost as
+/// much as the element math there (512×4×4: 128–133 → 115–121 µs).
 #[inline(always)]
 pub(super) fn forward_sample(x: &[f32], s: &[f32], w: &[f32], c: &[f32], y: &mut [f32]) {
     let hw = s.len();
@@ -186,7 +186,6 @@ pub(super) fn backward_sample(
     dc: &mut [f32],
 ) {
     let hw = s.len();
-    ds.fill(0.0);
     let element = |channel: Channel, x: f32, dy: f32, s: f32, w: f32| {
         let (e, negative) = channel.exp_and_sign(s, w);
         let d = 1.0 / (1.0 + e);
@@ -220,6 +219,7 @@ pub(super) fn backward_sample(
         *ds = ds_acc;
         return;
     }
+    ds.fill(0.0);
     for (((x, dy), dx), (&cv, dc)) in planes.zip(c.iter().zip(dc.iter_mut())) {
         let channel = Channel::new(cv);
         let mut lane_sums = [0.0f32; LANES];
