@@ -109,27 +109,26 @@ impl GateShape {
 
     /// Checks one buffer's length against the shape, naming its layout on failure.
     fn check(&self, op: &'static str, what: &str, got: usize) -> Result<()> {
-        let (expected, layout) = match what {
-            "s" | "ds" => (
-                self.s_len(),
-                format!("[{}, {}, {}]", self.n, self.sh(), self.sw()),
-            ),
-            "c" | "dc" => (self.c_len(), format!("[{}, {}]", self.n, self.c)),
-            _ => (
-                self.x_len(),
-                format!("[{}, {}, {}, {}]", self.n, self.c, self.h, self.w),
-            ),
+        let expected = match what {
+            "s" | "ds" => self.s_len(),
+            "c" | "dc" => self.c_len(),
+            _ => self.x_len(),
         };
         if got == expected {
-            Ok(())
-        } else {
-            Err(Error::shape(
-                op,
-                what,
-                format!("{layout} ({expected} elements)"),
-                format!("{got} elements"),
-            ))
+            return Ok(());
         }
+        // Formatted only here: a call that passes pays for no strings.
+        let layout = match what {
+            "s" | "ds" => format!("[{}, {}, {}]", self.n, self.sh(), self.sw()),
+            "c" | "dc" => format!("[{}, {}]", self.n, self.c),
+            _ => format!("[{}, {}, {}, {}]", self.n, self.c, self.h, self.w),
+        };
+        Err(Error::shape(
+            op,
+            what,
+            format!("{layout} ({expected} elements)"),
+            format!("{got} elements"),
+        ))
     }
 
     /// Validates the shape and every `(name, len)` pair.
