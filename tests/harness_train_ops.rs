@@ -359,7 +359,7 @@ fn batchnorm_eval_kernels_match_the_tape_op_and_move_each_tensor_once() {
             &download(&dev, &sdyxb),
             &want.dgamma,
         );
-        if len % 8 == 0 {
+        if len.is_multiple_of(8) {
             pin_once(&reports[0], "x", false, len);
             pin_once(&reports[0], "y", true, len);
             pin_once(&reports[1], "dy", false, len);

@@ -16,7 +16,7 @@ fn dims<B>(
 ) -> Result<[KernelArg<B>; 3]> {
     check_len(op, "std", stdev_len, channels)?;
     let image = element_count(op, "c·h·w", &[channels, hw])?;
-    if image == 0 || x_len % image != 0 {
+    if image == 0 || !x_len.is_multiple_of(image) {
         return Err(Error::shape(
             op,
             "x",
