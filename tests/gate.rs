@@ -223,8 +223,8 @@ fn f32_matches_f64() {
 fn sigmoid_f32_matches_f64() {
     // y = 1 · σ(s · 1) and dx = 1 · σ(s · 1) over sweeps of s: the f32 sigmoid against
     // f64's exp. Sample 0 stays within |s·c| ≤ 103, where CPUs with FMA evaluate σ from
-    // the factors (`product.rs`); sample 1 reaches 120, which sends it to the clamping
-    // loops.
+    // the factors (`product.rs`, `avx512.rs`); sample 1 reaches 120, which sends it to
+    // the clamping loops.
     let points = 4801;
     let sweep = |reach: f64| (0..points).map(move |k| reach * (2.0 * k as f64 / 4800.0 - 1.0));
     let sweep: Vec<f64> = sweep(103.0)
@@ -379,6 +379,43 @@ fn gate_propagates_nan() {
     .unwrap();
     assert!(dx[17..].iter().all(|v| v.is_nan()) && dc[1].is_nan());
     assert!(ds.iter().all(|v| v.is_nan()));
+    // NaN in x: dX is 0 there ([x ≥ 0] is false), but dA is NaN, so the pixel's ds and
+    // the channel's dc are NaN and nothing else is; in a full vector, in a tail, and in
+    // a 4×4 plane (one vector, loops of its own), in f32 as in f64.
+    for (hw, at) in [(17, 3), (17, 16), (16, 5)] {
+        let shape = GateShape::new(1, 2, 1, hw, 1).unwrap();
+        let mut x = vec![1.0f64; shape.x_len()];
+        x[hw + at] = f64::NAN;
+        let s = vec![0.5f64; hw];
+        let (dy, c) = (vec![1.0f64; x.len()], [1.0, -2.0]);
+        let (dx64, ds64, dc64) = backward64(
+            &shape,
+            &Inputs {
+                x: x.clone(),
+                s: s.clone(),
+                c: c.to_vec(),
+                dy: dy.clone(),
+            },
+        );
+        let (mut dx, mut ds, mut dc) = (vec![0.0f32; x.len()], vec![0.0f32; hw], [0.0f32; 2]);
+        let (x, s, c, dy) = (to_f32(&x), to_f32(&s), to_f32(&c), to_f32(&dy));
+        cpu::gate_backward(&shape, &x, &s, &c, &dy, &mut dx, &mut ds, &mut dc).unwrap();
+        for (got, want) in [
+            (to_f64(&dx), dx64),
+            (to_f64(&ds), ds64),
+            (to_f64(&dc), dc64),
+        ] {
+            let nans = |v: &[f64]| v.iter().map(|v| v.is_nan()).collect::<Vec<_>>();
+            assert_eq!(
+                nans(&got),
+                nans(&want),
+                "NaN at x[{}], {hw} pixels",
+                hw + at
+            );
+        }
+        assert_eq!(dx[hw + at], 0.0);
+        assert!(ds[at].is_nan() && dc[1].is_nan() && !dc[0].is_nan());
+    }
 }
 
 #[test]

@@ -6,11 +6,13 @@
 //! tensors run serially. Inner loops run over one channel plane with `s[n]` expanded to
 //! H·W pixels once per sample (for B = 1 it is used in place), so they are plain
 //! contiguous loops the compiler vectorizes. f32 uses the vectorizable sigmoid of
-//! `sigmoid.rs`, or on CPUs with FMA the loops of `product.rs` (σ from the factors s and
-//! c); f64 uses `exp`.
+//! `sigmoid.rs`, or on CPUs with FMA σ from the factors s and c: the loops of
+//! `product.rs` (AVX2) or `avx512.rs` (AVX-512, intrinsics); f64 uses `exp`.
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+use super::avx512;
 use super::product;
 use super::sigmoid::{Exact, FastF32, Sigmoid};
 use super::GateShape;
@@ -284,8 +286,8 @@ fn forward_sample<T: Real, S: Sigmoid<T>>(x: &[T], s: &[T], c: &[T], y: &mut [T]
 }
 
 /// The vector instructions the per-sample loops are compiled for: the x86-64 baseline
-/// the crate is built for (SSE2, 4 lanes), AVX2 + FMA (8 lanes), or AVX-512 (16 lanes;
-/// on Zen 4 the forward runs ~20 % and the backward ~10–25 % faster than with AVX2).
+/// the crate is built for (SSE2, 4 lanes), AVX2 + FMA (8 lanes), or AVX-512 (16 lanes,
+/// and the f32 product loops in intrinsics: `avx512.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Vectors {
     Baseline,
@@ -314,12 +316,13 @@ fn vectors() -> Vectors {
     Vectors::Baseline
 }
 
-/// Copies of the per-sample loops compiled with `$features` enabled, taking `product`'s
-/// loops where [`product_w`] allows (`w` is their scratch); callers check the features
-/// with [`vectors`] first.
+/// Copies of the per-sample loops compiled with `$features` enabled, taking the f32
+/// product loops of module `$product` (`product.rs`, or `avx512.rs` in intrinsics) where
+/// [`product_w`] allows (`w` is their scratch); callers check the features with
+/// [`vectors`] first.
 #[cfg(target_arch = "x86_64")]
 macro_rules! wide_loops {
-    ($features:literal, $fwd:ident, $map:ident, $bwd:ident) => {
+    ($features:literal, $product:ident, $fwd:ident, $map:ident, $bwd:ident) => {
         #[target_feature(enable = $features)]
         unsafe fn $fwd<T: Real, S: Sigmoid<T>>(
             x: &[T],
@@ -329,7 +332,7 @@ macro_rules! wide_loops {
             w: &mut Vec<f32>,
         ) {
             match product_w::<T, S>(s, c, w) {
-                Some(w) => product::forward_sample(f32s(x), f32s(s), w, f32s(c), f32s_mut(y)),
+                Some(w) => $product::forward_sample(f32s(x), f32s(s), w, f32s(c), f32s_mut(y)),
                 None => forward_sample::<T, S>(x, s, c, y),
             }
         }
@@ -337,7 +340,7 @@ macro_rules! wide_loops {
         #[target_feature(enable = $features)]
         unsafe fn $map<T: Real, S: Sigmoid<T>>(s: &[T], c: &[T], gate: &mut [T], w: &mut Vec<f32>) {
             match product_w::<T, S>(s, c, w) {
-                Some(w) => product::gate_map_sample(f32s(s), w, f32s(c), f32s_mut(gate)),
+                Some(w) => $product::gate_map_sample(f32s(s), w, f32s(c), f32s_mut(gate)),
                 None => gate_map_sample::<T, S>(s, c, gate),
             }
         }
@@ -355,7 +358,7 @@ macro_rules! wide_loops {
             w: &mut Vec<f32>,
         ) {
             match product_w::<T, S>(s, c, w) {
-                Some(w) => product::backward_sample(
+                Some(w) => $product::backward_sample(
                     f32s(x),
                     f32s(s),
                     w,
@@ -372,10 +375,17 @@ macro_rules! wide_loops {
 }
 
 #[cfg(target_arch = "x86_64")]
-wide_loops!("avx2,fma", forward_avx2, gate_map_avx2, backward_avx2);
+wide_loops!(
+    "avx2,fma",
+    product,
+    forward_avx2,
+    gate_map_avx2,
+    backward_avx2
+);
 #[cfg(target_arch = "x86_64")]
 wide_loops!(
     "avx2,fma,avx512f,avx512vl,avx512dq,avx512bw",
+    avx512,
     forward_avx512,
     gate_map_avx512,
     backward_avx512

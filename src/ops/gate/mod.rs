@@ -9,6 +9,8 @@
 //! Shapes: `x, y, dy, dx: [N, C, H, W]`, `c, dc: [N, C]`, `s, ds: [N, SH, SW]` with
 //! `SH = ceil(H/B)`, `SW = ceil(W/B)` for block size `B` ([`GateShape`]).
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub mod cpu;
 pub mod cuda;
 mod product;

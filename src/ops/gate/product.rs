@@ -1,5 +1,6 @@
-//! The gate's f32 loops for CPUs with FMA: σ(s·c) evaluated from the factors, never from
-//! the product.
+//! The gate's f32 loops for CPUs with AVX2 and FMA: σ(s·c) evaluated from the factors,
+//! never from the product. CPUs with AVX-512 take `avx512.rs`, the same idea in
+//! intrinsics with a cheaper exp.
 //!
 //! Every gate element needs `e = e^(−|s·c|)`. The generic loops (`sigmoid.rs`) form
 //! a = s·c, take |a|, clamp it and then run the exp's range reduction on it: five vector
