@@ -1,8 +1,8 @@
 //! The three CPU ratios at the ResNet-18 shapes (N = 128, f32), from the best of
-//! many runs: gate forward / ReLU forward, unfused peer / gate forward, gate backward /
-//! ReLU backward. On a shared VM a criterion mean moves by ±20 % between runs (other
-//! tenants share the L3); the minimum moves far less, which is what an A/B comparison of
-//! two commits needs. `benches/gate.rs` remains the criterion record.
+//! many runs (a few seconds in all): gate forward / ReLU forward, unfused peer / gate
+//! forward, gate backward / ReLU backward. On a shared VM a criterion mean moves by
+//! ±20 % and more between runs; the minimum moves less, which is what an A/B comparison
+//! of two commits needs. `benches/gate.rs` remains the criterion record.
 //!
 //!     cargo bench --bench gate_ratios                 # the four shapes
 //!     cargo bench --bench gate_ratios -- --in-cache   # one sample, one thread
@@ -63,7 +63,7 @@ fn ratios() {
     for dims in SHAPES {
         let d = Data::new(128, dims);
         let len = d.shape.x_len();
-        // ~2 s per shape whatever its size.
+        // 200 runs at 256×8×8, as many elements in all at the other shapes.
         let runs = 200 * (128 * 256 * 64) / len;
         let (mut y, mut r, mut g) = (vec![0.0f32; len], vec![0.0f32; len], vec![0.0f32; len]);
         let (mut dx, mut ds, mut dc) = (
