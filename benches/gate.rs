@@ -8,42 +8,14 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use sparta::ops::gate::{self, cpu, GateShape};
 use sparta::ops::relu;
 use sparta::Gpu;
 
+mod gate_data;
+use gate_data::{Data, SHAPES};
+
 const BATCH: usize = 128;
-/// (C, H, W) after each ResNet-18 group on CIFAR.
-const SHAPES: [(usize, usize, usize); 4] = [(64, 32, 32), (128, 16, 16), (256, 8, 8), (512, 4, 4)];
-
-struct Data {
-    shape: GateShape,
-    x: Vec<f32>,
-    s: Vec<f32>,
-    c: Vec<f32>,
-    dy: Vec<f32>,
-}
-
-impl Data {
-    fn new(c: usize, h: usize, w: usize) -> Data {
-        let shape = GateShape::new(BATCH, c, h, w, 1).unwrap();
-        let mut rng = StdRng::seed_from_u64(1);
-        let mut fill = |len: usize| (0..len).map(|_| rng.random_range(-2.0f32..2.0)).collect();
-        Data {
-            x: fill(shape.x_len()),
-            s: fill(shape.s_len()),
-            c: fill(shape.c_len()),
-            dy: fill(shape.x_len()),
-            shape,
-        }
-    }
-
-    fn label(&self) -> String {
-        format!("{}x{}x{}", self.shape.c, self.shape.h, self.shape.w)
-    }
-}
 
 /// Minimal bytes: f32 elements read plus written.
 fn bytes(elements: usize) -> Throughput {
@@ -56,8 +28,8 @@ fn gate_bytes(shape: &GateShape) -> (Throughput, Throughput) {
 }
 
 fn cpu_benches(crit: &mut Criterion) {
-    for (c, h, w) in SHAPES {
-        let d = Data::new(c, h, w);
+    for dims in SHAPES {
+        let d = Data::new(BATCH, dims);
         let len = d.shape.x_len();
         let (fwd_bytes, bwd_bytes) = gate_bytes(&d.shape);
         let mut group = crit.benchmark_group("cpu");
@@ -103,8 +75,8 @@ fn cuda_benches(crit: &mut Criterion) {
         return;
     };
     let stream = gpu.stream().clone();
-    for (c, h, w) in SHAPES {
-        let d = Data::new(c, h, w);
+    for dims in SHAPES {
+        let d = Data::new(BATCH, dims);
         let shape = d.shape;
         let len = shape.x_len();
         let (fwd_bytes, bwd_bytes) = gate_bytes(&shape);

@@ -13,35 +13,10 @@
 
 use std::time::Instant;
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use sparta::ops::gate::{cpu, GateShape};
+use sparta::ops::gate::cpu;
 
-const SHAPES: [(usize, usize, usize); 4] = [(64, 32, 32), (128, 16, 16), (256, 8, 8), (512, 4, 4)];
-
-struct Data {
-    shape: GateShape,
-    x: Vec<f32>,
-    s: Vec<f32>,
-    c: Vec<f32>,
-    dy: Vec<f32>,
-}
-
-impl Data {
-    /// The values of `benches/gate.rs`: uniform in [−2, 2), seed 1.
-    fn new(n: usize, (c, h, w): (usize, usize, usize)) -> Data {
-        let shape = GateShape::new(n, c, h, w, 1).unwrap();
-        let mut rng = StdRng::seed_from_u64(1);
-        let mut fill = |len: usize| (0..len).map(|_| rng.random_range(-2.0f32..2.0)).collect();
-        Data {
-            x: fill(shape.x_len()),
-            s: fill(shape.s_len()),
-            c: fill(shape.c_len()),
-            dy: fill(shape.x_len()),
-            shape,
-        }
-    }
-}
+mod gate_data;
+use gate_data::{Data, SHAPES};
 
 /// Seconds of the fastest of `runs` calls of `f` (after one untimed call), each call
 /// repeated `inner` times inside the timing.
@@ -81,12 +56,10 @@ fn ratios() {
             us(&mut || cpu::gate_backward(shape, x, s, c, dy, &mut dx, &mut ds, &mut dc).unwrap());
         let relu_bwd = us(&mut || cpu::relu_backward(x, dy, &mut dx).unwrap());
         println!(
-            "{:>3}x{}x{}: gate_fwd {gate_fwd:7.1} relu_fwd {relu_fwd:7.1} unfused {unfused:7.1} \
+            "{:>9}: gate_fwd {gate_fwd:7.1} relu_fwd {relu_fwd:7.1} unfused {unfused:7.1} \
              gate_bwd {gate_bwd:7.1} relu_bwd {relu_bwd:7.1} | fwd/relu {:.2} \
              unfused/fwd {:.2} bwd/relu {:.2}",
-            dims.0,
-            dims.1,
-            dims.2,
+            d.label(),
             gate_fwd / relu_fwd,
             unfused / gate_fwd,
             gate_bwd / relu_bwd,
@@ -118,8 +91,8 @@ fn in_cache() {
         });
         let relu_fwd = cycles(&mut || cpu::relu_forward(x, &mut y).unwrap());
         println!(
-            "{:>3}x{}x{}: gate_fwd {gate_fwd:5.1} gate_bwd {gate_bwd:5.1} relu_fwd {relu_fwd:5.1}",
-            dims.0, dims.1, dims.2
+            "{:>9}: gate_fwd {gate_fwd:5.1} gate_bwd {gate_bwd:5.1} relu_fwd {relu_fwd:5.1}",
+            d.label()
         );
     }
 }
