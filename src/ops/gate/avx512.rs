@@ -278,8 +278,8 @@ fn backward_lanes(
     let (zero, one) = (_mm512_setzero_ps(), _mm512_set1_ps(1.0));
     let e = exp2.product(w, ch.v32);
     // With q = 1/(1+e): g = σ(a) is q for a ≥ 0 and e·q for a < 0, 1 − g = σ(−a) the
-    // other way round. The factors that pick them are formed beside the division, so
-    // that only two multiplies wait for it.
+    // other way round. The factors that pick them are formed beside the division;
+    // after it dX is one multiply by q and dA two.
     let dy = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, zero), dy);
     let dy_g = _mm512_mask_mul_ps(dy, negative, dy, e); // dy·g·(1 + e)
     let r = _mm512_max_ps(zero, x);
