@@ -221,13 +221,13 @@ fn f32_matches_f64() {
 
 #[test]
 fn sigmoid_f32_matches_f64() {
-    // y = 1 · σ(s · 1) and dx = 1 · σ(s · 1) over sweeps of s: the f32 sigmoid against
-    // f64's exp. Sample 0 stays within |s·c| ≤ 103, where CPUs with FMA evaluate σ from
-    // the factors (`product.rs`, `avx512.rs`); sample 1 reaches 120, which sends it to
-    // the clamping loops.
+    // y = 1 · σ(s · 1), dx = 1 · σ(s · 1) and ds = σ(s)·σ(−s) over sweeps of s: the f32
+    // sigmoid against f64's exp. Sample 0 stays within |s·c| ≤ 87.02, where CPUs with
+    // FMA evaluate σ from the factors (`product.rs`, `avx512.rs`: e^(±s·c) normal up to
+    // 2^126 = e^87.34); sample 1 reaches 120, which sends it to the clamping loops.
     let points = 4801;
     let sweep = |reach: f64| (0..points).map(move |k| reach * (2.0 * k as f64 / 4800.0 - 1.0));
-    let sweep: Vec<f64> = sweep(103.0)
+    let sweep: Vec<f64> = sweep(87.0)
         .chain(sweep(120.0))
         .map(|v| v + 0.0123)
         .collect();
@@ -243,13 +243,15 @@ fn sigmoid_f32_matches_f64() {
         &shape, &f32s.0, &f32s.1, &f32s.2, &f32s.0, &mut dx, &mut ds, &mut dc,
     )
     .unwrap();
+    let sigmoid = |a: f64| 1.0 / (1.0 + (-a).exp());
+    let want_ds: Vec<f64> = s.iter().map(|&a| sigmoid(a) * sigmoid(-a)).collect();
     // Below σ ≈ 1e-38 f32 has only subnormals; compare there to their spacing.
-    for (what, got) in [("y", &y), ("dx", &dx)] {
-        for (k, (&g, &w)) in got.iter().zip(&want).enumerate() {
+    for (what, got, want) in [("y", &y, &want), ("dx", &dx, &want), ("ds", &ds, &want_ds)] {
+        for (k, (&g, &w)) in got.iter().zip(want).enumerate() {
             let tol = 1e-5 * w + 2.0 * f32::from_bits(1) as f64;
             assert!(
                 (g as f64 - w).abs() <= tol,
-                "{what}: σ({}) = {g:e}, want {w:e}",
+                "{what}[{k}]: at s = {}: {g:e}, want {w:e}",
                 s[k]
             );
         }
@@ -275,8 +277,8 @@ fn unfused_peer_equals_fused() {
         vec![0.0f32; x.len()],
     );
     cpu::gate_forward_unfused(&shape, &x, &s, &c, &mut r, &mut g, &mut y).unwrap();
-    // f32 rounds in a different order: the fused loop divides r·e (or r) by 1 + e, the
-    // peer multiplies r by the stored e/(1 + e), so they may differ in the last bits.
+    // f32 rounds in a different order: the fused loop divides r by 1 + e, the peer
+    // multiplies r by the stored 1/(1 + e), so they may differ in the last bits.
     for (k, (&u, &f)) in y.iter().zip(&fused32).enumerate() {
         assert!(
             (u - f).abs() <= 2.0 * f32::EPSILON * f.abs(),

@@ -187,12 +187,10 @@ fn pixel_s<'a, T: Real>(shape: &GateShape, s_n: &'a [T], buf: &'a mut Vec<T>) ->
     buf
 }
 
-/// One task's reusable buffers: `s` expanded to pixels (B > 1), per-pixel `ds` (B > 1),
-/// and the product loops' `w = |s|·log2(e)`.
+/// One task's reusable buffers: `s` expanded to pixels and per-pixel `ds` (both B > 1).
 struct Scratch<T> {
     s_px: Vec<T>,
     ds_px: Vec<T>,
-    w: Vec<f32>,
 }
 
 impl<T> Scratch<T> {
@@ -200,7 +198,6 @@ impl<T> Scratch<T> {
         Scratch {
             s_px: Vec::new(),
             ds_px: Vec::new(),
-            w: Vec::new(),
         }
     }
 }
@@ -224,15 +221,12 @@ fn for_each_sample<T: Real, O: Send>(
     }
 }
 
-/// `w` for `product`'s loops when they apply: f32 with FMA (`S::PRODUCT_LOOPS`) and
-/// every |s·c| of the sample in their range; else the generic loops run.
+/// Whether a sample takes the product loops (`product.rs`, `avx512.rs`): f32 with FMA
+/// (`S::PRODUCT_LOOPS`) and every |s·c| of the sample in their range; else the generic
+/// loops run.
 #[inline(always)]
-fn product_w<'w, T: Real, S: Sigmoid<T>>(
-    s: &[T],
-    c: &[T],
-    w: &'w mut Vec<f32>,
-) -> Option<&'w [f32]> {
-    (S::PRODUCT_LOOPS && is_f32::<T>() && product::prepare(f32s(s), f32s(c), w)).then_some(&w[..])
+fn product_loops<T: Real, S: Sigmoid<T>>(s: &[T], c: &[T]) -> bool {
+    S::PRODUCT_LOOPS && is_f32::<T>() && product::in_range(f32s(s), f32s(c))
 }
 
 fn forward_impl<T: Real, S: Sigmoid<T>>(shape: &GateShape, x: &[T], s: &[T], c: &[T], y: &mut [T]) {
@@ -242,13 +236,12 @@ fn forward_impl<T: Real, S: Sigmoid<T>>(shape: &GateShape, x: &[T], s: &[T], c: 
     for_each_sample(shape, &mut samples, |n, y_n, scratch| {
         let s_px = pixel_s(shape, &s[n * ssz..][..ssz], &mut scratch.s_px);
         let (x_n, c_n) = (&x[n * chw..][..chw], &c[n * shape.c..][..shape.c]);
-        let w = &mut scratch.w;
         match vectors {
             // SAFETY: vectors() checked that the CPU has the loop's features.
             #[cfg(target_arch = "x86_64")]
-            Vectors::Avx2 => unsafe { forward_avx2::<T, S::Wide>(x_n, s_px, c_n, y_n, w) },
+            Vectors::Avx2 => unsafe { forward_avx2::<T, S::Wide>(x_n, s_px, c_n, y_n) },
             #[cfg(target_arch = "x86_64")]
-            Vectors::Avx512 => unsafe { forward_avx512::<T, S::Wide>(x_n, s_px, c_n, y_n, w) },
+            Vectors::Avx512 => unsafe { forward_avx512::<T, S::Wide>(x_n, s_px, c_n, y_n) },
             Vectors::Baseline => forward_sample::<T, S>(x_n, s_px, c_n, y_n),
         }
     });
@@ -318,30 +311,25 @@ fn vectors() -> Vectors {
 
 /// Copies of the per-sample loops compiled with `$features` enabled, taking the f32
 /// product loops of module `$product` (`product.rs`, or `avx512.rs` in intrinsics) where
-/// [`product_w`] allows (`w` is their scratch); callers check the features with
-/// [`vectors`] first.
+/// [`product_loops`] allows; callers check the features with [`vectors`] first.
 #[cfg(target_arch = "x86_64")]
 macro_rules! wide_loops {
     ($features:literal, $product:ident, $fwd:ident, $map:ident, $bwd:ident) => {
         #[target_feature(enable = $features)]
-        unsafe fn $fwd<T: Real, S: Sigmoid<T>>(
-            x: &[T],
-            s: &[T],
-            c: &[T],
-            y: &mut [T],
-            w: &mut Vec<f32>,
-        ) {
-            match product_w::<T, S>(s, c, w) {
-                Some(w) => $product::forward_sample(f32s(x), f32s(s), w, f32s(c), f32s_mut(y)),
-                None => forward_sample::<T, S>(x, s, c, y),
+        unsafe fn $fwd<T: Real, S: Sigmoid<T>>(x: &[T], s: &[T], c: &[T], y: &mut [T]) {
+            if product_loops::<T, S>(s, c) {
+                $product::forward_sample(f32s(x), f32s(s), f32s(c), f32s_mut(y));
+            } else {
+                forward_sample::<T, S>(x, s, c, y);
             }
         }
 
         #[target_feature(enable = $features)]
-        unsafe fn $map<T: Real, S: Sigmoid<T>>(s: &[T], c: &[T], gate: &mut [T], w: &mut Vec<f32>) {
-            match product_w::<T, S>(s, c, w) {
-                Some(w) => $product::gate_map_sample(f32s(s), w, f32s(c), f32s_mut(gate)),
-                None => gate_map_sample::<T, S>(s, c, gate),
+        unsafe fn $map<T: Real, S: Sigmoid<T>>(s: &[T], c: &[T], gate: &mut [T]) {
+            if product_loops::<T, S>(s, c) {
+                $product::gate_map_sample(f32s(s), f32s(c), f32s_mut(gate));
+            } else {
+                gate_map_sample::<T, S>(s, c, gate);
             }
         }
 
@@ -355,20 +343,19 @@ macro_rules! wide_loops {
             dx: &mut [T],
             ds: &mut [T],
             dc: &mut [T],
-            w: &mut Vec<f32>,
         ) {
-            match product_w::<T, S>(s, c, w) {
-                Some(w) => $product::backward_sample(
+            if product_loops::<T, S>(s, c) {
+                $product::backward_sample(
                     f32s(x),
                     f32s(s),
-                    w,
                     f32s(c),
                     f32s(dy),
                     f32s_mut(dx),
                     f32s_mut(ds),
                     f32s_mut(dc),
-                ),
-                None => backward_sample::<T, S>(x, s, c, dy, dx, ds, dc),
+                );
+            } else {
+                backward_sample::<T, S>(x, s, c, dy, dx, ds, dc);
             }
         }
     };
@@ -397,13 +384,13 @@ fn gate_map_impl<T: Real, S: Sigmoid<T>>(shape: &GateShape, s: &[T], c: &[T], ga
     let mut samples: Vec<&mut [T]> = gate.chunks_exact_mut(chw).collect();
     for_each_sample(shape, &mut samples, |n, g_n, scratch| {
         let s_px = pixel_s(shape, &s[n * ssz..][..ssz], &mut scratch.s_px);
-        let (c_n, w) = (&c[n * shape.c..][..shape.c], &mut scratch.w);
+        let c_n = &c[n * shape.c..][..shape.c];
         match vectors {
             // SAFETY: vectors() checked that the CPU has the loop's features.
             #[cfg(target_arch = "x86_64")]
-            Vectors::Avx2 => unsafe { gate_map_avx2::<T, S::Wide>(s_px, c_n, g_n, w) },
+            Vectors::Avx2 => unsafe { gate_map_avx2::<T, S::Wide>(s_px, c_n, g_n) },
             #[cfg(target_arch = "x86_64")]
-            Vectors::Avx512 => unsafe { gate_map_avx512::<T, S::Wide>(s_px, c_n, g_n, w) },
+            Vectors::Avx512 => unsafe { gate_map_avx512::<T, S::Wide>(s_px, c_n, g_n) },
             Vectors::Baseline => gate_map_sample::<T, S>(s_px, c_n, g_n),
         }
     });
@@ -458,7 +445,6 @@ fn backward_impl<T: Real, S: Sigmoid<T>>(
         let Scratch {
             s_px,
             ds_px: ds_buf,
-            w,
         } = scratch;
         let s_px = pixel_s(shape, &s[n * ssz..][..ssz], s_px);
         // Per-pixel ds: straight into ds[n] for B = 1, else a scratch plane to pool.
@@ -476,11 +462,11 @@ fn backward_impl<T: Real, S: Sigmoid<T>>(
             // SAFETY: vectors() checked that the CPU has the loop's features.
             #[cfg(target_arch = "x86_64")]
             Vectors::Avx2 => unsafe {
-                backward_avx2::<T, S::Wide>(x_n, s_px, c_n, dy_n, dx_n, ds_px, dc_n, w)
+                backward_avx2::<T, S::Wide>(x_n, s_px, c_n, dy_n, dx_n, ds_px, dc_n)
             },
             #[cfg(target_arch = "x86_64")]
             Vectors::Avx512 => unsafe {
-                backward_avx512::<T, S::Wide>(x_n, s_px, c_n, dy_n, dx_n, ds_px, dc_n, w)
+                backward_avx512::<T, S::Wide>(x_n, s_px, c_n, dy_n, dx_n, ds_px, dc_n)
             },
             Vectors::Baseline => backward_sample::<T, S>(x_n, s_px, c_n, dy_n, dx_n, ds_px, dc_n),
         }
@@ -503,7 +489,7 @@ fn backward_sample<T: Real, S: Sigmoid<T>>(
     dc: &mut [T],
 ) {
     let hw = s.len();
-    let (zero, one) = (T::zero(), T::one());
+    let zero = T::zero();
     ds.fill(zero);
     let planes = x
         .chunks_exact(hw)
@@ -512,10 +498,10 @@ fn backward_sample<T: Real, S: Sigmoid<T>>(
     for (((x, dy), dx), (&cv, dc)) in planes.zip(c.iter().zip(dc.iter_mut())) {
         let mut lanes = [zero; LANES];
         let element = |x: T, dy: T, dx: &mut T, ds: &mut T, sv: T, lane: &mut T| {
-            let g = S::sigmoid(sv * cv);
+            let (g, slope) = S::sigmoid_and_slope(sv * cv);
             *dx = if x >= zero { dy * g } else { zero };
             let r = if x < zero { zero } else { x };
-            let da = dy * r * g * (one - g);
+            let da = dy * r * slope;
             *ds += da * cv;
             *lane += da * sv;
         };
@@ -621,11 +607,9 @@ mod tests {
         let dy: Vec<f32> = (0..c * hw).map(|k| wave(k + 3, 0.5)).collect();
         let s: Vec<f32> = (0..hw).map(|k| wave(k + 11, s_scale)).collect();
         let cv: Vec<f32> = (0..c).map(|k| wave(k + 17, 2.0)).collect();
-        let mut w = Vec::new();
-        let product = product_w::<f32, FastF32<true>>(&s, &cv, &mut w).is_some();
+        let product = product_loops::<f32, FastF32<true>>(&s, &cv);
         assert_eq!(product, s_scale < 10.0, "which loops the wide tiers take");
         let run = |tier: Vectors| {
-            let mut w = Vec::new();
             let (mut y, mut dx, mut g) = (vec![0.0; c * hw], vec![0.0; c * hw], vec![0.0; c * hw]);
             let (mut ds, mut dc) = (vec![0.0; hw], vec![0.0; c]);
             type Wide = FastF32<true>;
@@ -633,16 +617,16 @@ mod tests {
             unsafe {
                 match tier {
                     Vectors::Avx2 => {
-                        forward_avx2::<f32, Wide>(&x, &s, &cv, &mut y, &mut w);
-                        gate_map_avx2::<f32, Wide>(&s, &cv, &mut g, &mut w);
+                        forward_avx2::<f32, Wide>(&x, &s, &cv, &mut y);
+                        gate_map_avx2::<f32, Wide>(&s, &cv, &mut g);
                         let (dx, ds, dc) = (&mut dx, &mut ds, &mut dc);
-                        backward_avx2::<f32, Wide>(&x, &s, &cv, &dy, dx, ds, dc, &mut w);
+                        backward_avx2::<f32, Wide>(&x, &s, &cv, &dy, dx, ds, dc);
                     }
                     Vectors::Avx512 => {
-                        forward_avx512::<f32, Wide>(&x, &s, &cv, &mut y, &mut w);
-                        gate_map_avx512::<f32, Wide>(&s, &cv, &mut g, &mut w);
+                        forward_avx512::<f32, Wide>(&x, &s, &cv, &mut y);
+                        gate_map_avx512::<f32, Wide>(&s, &cv, &mut g);
                         let (dx, ds, dc) = (&mut dx, &mut ds, &mut dc);
-                        backward_avx512::<f32, Wide>(&x, &s, &cv, &dy, dx, ds, dc, &mut w);
+                        backward_avx512::<f32, Wide>(&x, &s, &cv, &dy, dx, ds, dc);
                     }
                     Vectors::Baseline => {
                         forward_sample::<f32, FastF32>(&x, &s, &cv, &mut y);

@@ -2,39 +2,34 @@
 //! never from the product. CPUs with AVX-512 take `avx512.rs`, the same idea in
 //! intrinsics with a cheaper exp.
 //!
-//! Every gate element needs `e = e^(−|s·c|)`. The generic loops (`sigmoid.rs`) form
+//! Every gate element needs `e = e^(−s·c)`. The generic loops (`sigmoid.rs`) form
 //! a = s·c, take |a|, clamp it and then run the exp's range reduction on it: five vector
-//! operations before the polynomial. Here each sample first stores `w = |s|·log2(e)`
-//! per pixel; then `e = 2^(w·(−|c|))` with the product taken inside the two FMAs of the
-//! range reduction (`t = w·v + ROUND`, `r = w·v − n`, both exact in the fused product),
-//! so per element the exp is three operations and a polynomial. The sign of a, which
-//! picks σ = 1/(1+e) or e/(1+e), is the sign of s flipped by that of c, one compare.
-//! On the 2-core Zen 5 box (two 512-bit vector operations per cycle) that is the
-//! difference between 22 and 15 operations per 16 elements; docs/gate.md has the
-//! numbers.
+//! operations before the polynomial. Here `e = 2^(s·v)` with `v = −log2(e)·c` formed once
+//! per channel, and the product taken inside the two FMAs of the range reduction
+//! (`t = s·v + ROUND`, `r = s·v − n`, both exact in the fused product), so per element
+//! the exp is three operations and a polynomial. Then σ(s·c) = 1/(1 + e) whatever the
+//! sign of s·c, with no select on it.
 //!
-//! The loops need no clamp because a sample takes them only when
-//! `max w · max |c| ≤ PRODUCT_LOG2_MAX`; the others (|s·c| beyond 104, an infinity)
-//! take the generic, clamping loops. NaN in x, s or c still gives NaN.
+//! That needs `e^(±s·c)` to be a normal f32, so a sample takes these loops only when
+//! [`in_range`]: `max |s| · max |c| · log2(e) ≤ EXP2_LOG2_MAX`; the others (|s·c| beyond
+//! 87, an infinity) take the generic, clamping loops. NaN in x, s or c still gives NaN.
 //!
-//! Accuracy matches the generic f32 path: rounding `w` costs the same 2^−24 relative as
+//! Accuracy matches the generic f32 path: rounding `v` costs the same 2^−24 relative as
 //! rounding a = s·c did there, and the polynomial is the same minimax one rescaled to
 //! base 2 (4.4e-7 relative); tests/gate.rs holds both paths to the f64 reference.
 
 use super::cpu::LANES;
 use super::sigmoid::EXP_MINIMAX;
 
-/// Largest `w·|c|` (a base-2 exponent) the loops take: 2^−150 is already below half the
-/// smallest subnormal, and the exponent arithmetic stays valid down to 2^−190.
-const PRODUCT_LOG2_MAX: f32 = 150.0;
+/// Largest `|s·c|·log2(e)` the loops take: `2^±126` are the extremes of the normal f32
+/// exponent the loops build with one shift.
+const EXP2_LOG2_MAX: f32 = 126.0;
 
-/// `w[k] = |s[k]|·log2(e)` into `w`; whether every `w·|c|` of the sample is at most
-/// [`PRODUCT_LOG2_MAX`] (false when one is infinite; NaN inputs pass, and propagate).
+/// Whether every `|s·c|` of a sample is within [`EXP2_LOG2_MAX`] (false when one is
+/// infinite; NaN inputs pass, and propagate). The loops of `avx512.rs` need it too.
 #[inline(always)]
-pub(super) fn prepare(s: &[f32], c: &[f32], w: &mut Vec<f32>) -> bool {
-    w.clear();
-    w.extend(s.iter().map(|v| v.abs() * std::f32::consts::LOG2_E));
-    max_abs(w) * max_abs(c) <= PRODUCT_LOG2_MAX
+pub(super) fn in_range(s: &[f32], c: &[f32]) -> bool {
+    max_abs(s) * max_abs(c) * std::f32::consts::LOG2_E <= EXP2_LOG2_MAX
 }
 
 /// The largest |v| (0 for none; NaN skipped), in [`LANES`] independent maxima: folded
@@ -55,21 +50,18 @@ fn max_abs(v: &[f32]) -> f32 {
     maxima.into_iter().chain(tail).fold(0.0, max_of)
 }
 
-/// `2^(w·v)` for `w ≥ 0`, `v ≤ 0`, `w·|v| ≤ PRODUCT_LOG2_MAX`. Only for loops compiled
-/// with FMA (elsewhere `mul_add` is a libm call).
+/// `e^(−s·c) = 2^(s·v)` for `v = −log2(e)·c`, `|s·v| ≤ EXP2_LOG2_MAX`. Only for loops
+/// compiled with FMA (elsewhere `mul_add` is a libm call).
 #[inline(always)]
-fn exp2_product(w: f32, v: f32) -> f32 {
-    // 1.5·2^23 rounds to an integer in the low mantissa bits; the extra 191 = 127 + 64
-    // puts n + 191 in the bits that `<< 23` moves into the exponent field, so the shift
-    // alone builds 2^(n + 64). The 2^−64 that undoes it is folded into the
-    // coefficients, which keeps results down to 2^−150 exact through one rounding.
-    const ROUND: f32 = 12_582_912.0 + 191.0;
+fn exp2_product(s: f32, v: f32) -> f32 {
+    // 1.5·2^23 rounds to an integer n in the low mantissa bits; the extra 127 puts
+    // n + 127 there, which `<< 23` moves into the exponent field: 2^n.
+    const ROUND: f32 = 12_582_912.0 + 127.0;
     const LN2: f64 = std::f64::consts::LN_2;
-    const TWO_POW_MINUS_64: f64 = 1.0 / 18_446_744_073_709_551_616.0;
     // The generic path's minimax e^ρ on |ρ| ≤ ln2/2, as 2^r = e^(r·ln2): k_i·ln2^i.
     const Q: [f32; 6] = {
         let mut q = [0.0f32; 6];
-        let (mut k, mut ln2_pow) = (0, TWO_POW_MINUS_64);
+        let (mut k, mut ln2_pow) = (0, 1.0);
         while k < 6 {
             q[k] = (EXP_MINIMAX[k] as f64 * ln2_pow) as f32;
             ln2_pow *= LN2;
@@ -77,79 +69,57 @@ fn exp2_product(w: f32, v: f32) -> f32 {
         }
         q
     };
-    let t = w.mul_add(v, ROUND);
+    let t = s.mul_add(v, ROUND);
     let minus_n = ROUND - t;
-    let r = w.mul_add(v, minus_n);
+    let r = s.mul_add(v, minus_n);
     let p = Q[..5].iter().rev().fold(Q[5], |acc, &k| acc.mul_add(r, k));
     p * f32::from_bits(t.to_bits() << 23)
 }
 
-/// What one element of a plane needs besides its own x and pixel: `v = −|c|` and
-/// whether c is negative (which flips the sign of a = s·c).
-#[derive(Clone, Copy)]
-struct Channel {
-    v: f32,
-    negative: bool,
+/// `v = −log2(e)·c`, what a channel gives [`exp2_product`].
+fn channel_v(c: f32) -> f32 {
+    -std::f32::consts::LOG2_E * c
 }
 
-impl Channel {
-    fn new(c: f32) -> Channel {
-        Channel {
-            v: -c.abs(),
-            negative: c < 0.0,
-        }
-    }
-
-    /// `(e, a < 0)` for a = s·c. At s = 0 or c = 0 the sign is moot: e = 1.
-    #[inline(always)]
-    fn exp_and_sign(self, s: f32, w: f32) -> (f32, bool) {
-        (exp2_product(w, self.v), (s < 0.0) != self.negative)
-    }
-}
-
-/// `y = max(x,0)·σ(s·c)` for one sample (`x`, `y`: `[C, H·W]`; `s`, `w`: H·W).
+/// `y = max(x,0)·σ(s·c)` for one sample (`x`, `y`: `[C, H·W]`; `s`: H·W).
 ///
 /// Planes run in fixed [`LANES`]-element array chunks and a scalar tail, as in
 /// `cpu.rs`: LLVM turns the arrays into straight-line vector code with no bounds checks.
 /// Planes of exactly one chunk (4×4) skip the per-plane chunk iterators, which cost as
 /// much as the element math there (512×4×4: 128–133 → 115–121 µs).
 #[inline(always)]
-pub(super) fn forward_sample(x: &[f32], s: &[f32], w: &[f32], c: &[f32], y: &mut [f32]) {
+pub(super) fn forward_sample(x: &[f32], s: &[f32], c: &[f32], y: &mut [f32]) {
     let hw = s.len();
-    let element = |channel: Channel, x: f32, s: f32, w: f32| {
-        let (e, negative) = channel.exp_and_sign(s, w);
+    let element = |v: f32, x: f32, s: f32| {
         let r = if x < 0.0 { 0.0 } else { x };
-        let numerator = if negative { r * e } else { r };
-        numerator / (1.0 + e)
+        r / (1.0 + exp2_product(s, v))
     };
     if hw == LANES {
-        let (s, w) = (lanes(s), lanes(w));
+        let s = lanes(s);
         for ((y, x), &cv) in y.chunks_exact_mut(LANES).zip(x.chunks_exact(LANES)).zip(c) {
-            let (y, x, channel): (&mut [f32; LANES], _, _) =
-                (y.try_into().unwrap(), lanes(x), Channel::new(cv));
+            let (y, x, v): (&mut [f32; LANES], _, _) =
+                (y.try_into().unwrap(), lanes(x), channel_v(cv));
             for k in 0..LANES {
-                y[k] = element(channel, x[k], s[k], w[k]);
+                y[k] = element(v, x[k], s[k]);
             }
         }
         return;
     }
     for ((y, x), &cv) in y.chunks_exact_mut(hw).zip(x.chunks_exact(hw)).zip(c) {
-        let channel = Channel::new(cv);
-        let element = |x: f32, s: f32, w: f32| element(channel, x, s, w);
+        let v = channel_v(cv);
         let mut ys = y.chunks_exact_mut(LANES);
         let mut xs = x.chunks_exact(LANES);
         let mut ss = s.chunks_exact(LANES);
-        let mut ws = w.chunks_exact(LANES);
-        for (((y, x), s), w) in (&mut ys).zip(&mut xs).zip(&mut ss).zip(&mut ws) {
+        for ((y, x), s) in (&mut ys).zip(&mut xs).zip(&mut ss) {
             let y: &mut [f32; LANES] = y.try_into().unwrap();
-            let (x, s, w) = (lanes(x), lanes(s), lanes(w));
+            let (x, s) = (lanes(x), lanes(s));
             for k in 0..LANES {
-                y[k] = element(x[k], s[k], w[k]);
+                y[k] = element(v, x[k], s[k]);
             }
         }
         let tail = ys.into_remainder().iter_mut().zip(xs.remainder());
-        for ((y, &x), (&s, &w)) in tail.zip(ss.remainder().iter().zip(ws.remainder())) {
-            *y = element(x, s, w);
+        for ((y, &x), &s) in tail.zip(ss.remainder()) {
+            *y = element(v, x, s);
         }
     }
 }
@@ -162,40 +132,32 @@ fn lanes(v: &[f32]) -> &[f32; LANES] {
 
 /// The unfused peer's σ(s·c) map for one sample.
 #[inline(always)]
-pub(super) fn gate_map_sample(s: &[f32], w: &[f32], c: &[f32], gate: &mut [f32]) {
+pub(super) fn gate_map_sample(s: &[f32], c: &[f32], gate: &mut [f32]) {
     let hw = s.len();
     for (g, &cv) in gate.chunks_exact_mut(hw).zip(c) {
-        let channel = Channel::new(cv);
-        let element = |s: f32, w: f32| {
-            let (e, negative) = channel.exp_and_sign(s, w);
-            let numerator = if negative { e } else { 1.0 };
-            numerator / (1.0 + e)
-        };
+        let v = channel_v(cv);
+        let element = |s: f32| 1.0 / (1.0 + exp2_product(s, v));
         let mut gs = g.chunks_exact_mut(LANES);
         let mut ss = s.chunks_exact(LANES);
-        let mut ws = w.chunks_exact(LANES);
-        for ((g, s), w) in (&mut gs).zip(&mut ss).zip(&mut ws) {
-            let g: &mut [f32; LANES] = g.try_into().unwrap();
-            let (s, w) = (lanes(s), lanes(w));
+        for (g, s) in (&mut gs).zip(&mut ss) {
+            let (g, s): (&mut [f32; LANES], _) = (g.try_into().unwrap(), lanes(s));
             for k in 0..LANES {
-                g[k] = element(s[k], w[k]);
+                g[k] = element(s[k]);
             }
         }
-        let tail = gs.into_remainder().iter_mut().zip(ss.remainder());
-        for ((g, &s), &w) in tail.zip(ws.remainder()) {
-            *g = element(s, w);
+        for (g, &s) in gs.into_remainder().iter_mut().zip(ss.remainder()) {
+            *g = element(s);
         }
     }
 }
 
 /// dx, per-pixel ds and dc of one sample, as `cpu.rs`'s `backward_sample`, with
-/// g·(1 − g) = e/(1 + e)² (no cancellation where g is near 1).
-#[allow(clippy::too_many_arguments)]
+/// g = q = 1/(1 + e) and 1 − g = e·q (no cancellation where g is near 1; at most 1, so
+/// that it meets r before e, up to 2^126, can overflow a product).
 #[inline(always)]
 pub(super) fn backward_sample(
     x: &[f32],
     s: &[f32],
-    w: &[f32],
     c: &[f32],
     dy: &[f32],
     dx: &mut [f32],
@@ -203,14 +165,12 @@ pub(super) fn backward_sample(
     dc: &mut [f32],
 ) {
     let hw = s.len();
-    let element = |channel: Channel, x: f32, dy: f32, s: f32, w: f32| {
-        let (e, negative) = channel.exp_and_sign(s, w);
-        let d = 1.0 / (1.0 + e);
-        let ed = e * d;
-        let g = if negative { ed } else { d };
-        let dx = if x >= 0.0 { dy * g } else { 0.0 };
+    let element = |v: f32, x: f32, dy: f32, s: f32| {
+        let e = exp2_product(s, v);
+        let q = 1.0 / (1.0 + e);
+        let dx = if x >= 0.0 { dy * q } else { 0.0 };
         let r = if x < 0.0 { 0.0 } else { x };
-        (dx, dy * r * (ed * d))
+        (dx, dx * (r * (e * q)))
     };
     let planes = x
         .chunks_exact(hw)
@@ -219,14 +179,14 @@ pub(super) fn backward_sample(
     if hw == LANES {
         // One vector per plane: ds stays in registers across the channels (in memory
         // it is a store-to-load chain through every plane) and dc needs no lane array.
-        let (s, w, ds): (_, _, &mut [f32; LANES]) = (lanes(s), lanes(w), ds.try_into().unwrap());
+        let (s, ds): (_, &mut [f32; LANES]) = (lanes(s), ds.try_into().unwrap());
         let mut ds_acc = [0.0f32; LANES];
         for (((x, dy), dx), (&cv, dc)) in planes.zip(c.iter().zip(dc.iter_mut())) {
-            let (x, dy, channel) = (lanes(x), lanes(dy), Channel::new(cv));
+            let (x, dy, v) = (lanes(x), lanes(dy), channel_v(cv));
             let dx: &mut [f32; LANES] = dx.try_into().unwrap();
             let mut products = [0.0f32; LANES];
             for k in 0..LANES {
-                let (dx_k, da) = element(channel, x[k], dy[k], s[k], w[k]);
+                let (dx_k, da) = element(v, x[k], dy[k], s[k]);
                 dx[k] = dx_k;
                 ds_acc[k] = da.mul_add(cv, ds_acc[k]);
                 products[k] = da * s[k];
@@ -238,47 +198,33 @@ pub(super) fn backward_sample(
     }
     ds.fill(0.0);
     for (((x, dy), dx), (&cv, dc)) in planes.zip(c.iter().zip(dc.iter_mut())) {
-        let channel = Channel::new(cv);
+        let v = channel_v(cv);
         let mut lane_sums = [0.0f32; LANES];
-        let element =
-            |x: f32, dy: f32, s: f32, w: f32, dx: &mut f32, ds: &mut f32, sum: &mut f32| {
-                let (dx_k, da) = element(channel, x, dy, s, w);
-                *dx = dx_k;
-                *ds = da.mul_add(cv, *ds);
-                *sum = da.mul_add(s, *sum);
-            };
+        let element = |x: f32, dy: f32, s: f32, dx: &mut f32, ds: &mut f32, sum: &mut f32| {
+            let (dx_k, da) = element(v, x, dy, s);
+            *dx = dx_k;
+            *ds = da.mul_add(cv, *ds);
+            *sum = da.mul_add(s, *sum);
+        };
         let mut xs = x.chunks_exact(LANES);
         let mut dys = dy.chunks_exact(LANES);
         let mut ss = s.chunks_exact(LANES);
-        let mut ws = w.chunks_exact(LANES);
         let mut dxs = dx.chunks_exact_mut(LANES);
         let mut dss = ds.chunks_exact_mut(LANES);
-        let inputs = (&mut xs).zip(&mut dys).zip(&mut ss).zip(&mut ws);
-        for ((((x, dy), s), w), (dx, ds)) in inputs.zip((&mut dxs).zip(&mut dss)) {
-            let (x, dy, s, w) = (lanes(x), lanes(dy), lanes(s), lanes(w));
+        let inputs = (&mut xs).zip(&mut dys).zip(&mut ss);
+        for (((x, dy), s), (dx, ds)) in inputs.zip((&mut dxs).zip(&mut dss)) {
+            let (x, dy, s) = (lanes(x), lanes(dy), lanes(s));
             let dx: &mut [f32; LANES] = dx.try_into().unwrap();
             let ds: &mut [f32; LANES] = ds.try_into().unwrap();
             for k in 0..LANES {
-                element(
-                    x[k],
-                    dy[k],
-                    s[k],
-                    w[k],
-                    &mut dx[k],
-                    &mut ds[k],
-                    &mut lane_sums[k],
-                );
+                element(x[k], dy[k], s[k], &mut dx[k], &mut ds[k], &mut lane_sums[k]);
             }
         }
-        let inputs = xs
-            .remainder()
-            .iter()
-            .zip(dys.remainder())
-            .zip(ss.remainder());
+        let inputs = xs.remainder().iter().zip(dys.remainder());
         let outputs = dxs.into_remainder().iter_mut().zip(dss.into_remainder());
-        let tail = inputs.zip(ws.remainder()).zip(outputs).zip(&mut lane_sums);
-        for (((((&x, &dy), &s), &w), (dx, ds)), sum) in tail {
-            element(x, dy, s, w, dx, ds, sum);
+        let tail = inputs.zip(ss.remainder()).zip(outputs).zip(&mut lane_sums);
+        for ((((&x, &dy), &s), (dx, ds)), sum) in tail {
+            element(x, dy, s, dx, ds, sum);
         }
         *dc = super::cpu::tree_sum(lane_sums);
     }
@@ -289,7 +235,7 @@ mod tests {
     use super::*;
 
     /// The lane maxima find the largest |v| wherever it sits (any lane, the tail, a
-    /// negative value), skip NaN, and give 0 for an empty slice, so `prepare` sends a
+    /// negative value), skip NaN, and give 0 for an empty slice, so `in_range` sends a
     /// sample with one large |c| past the end of the full chunks to the clamping loops.
     #[test]
     fn max_abs_finds_the_largest_magnitude_anywhere() {
@@ -305,8 +251,10 @@ mod tests {
             }
         }
         let (s, mut c) = (vec![1.0f32; 16], vec![0.5f32; 37]);
-        assert!(prepare(&s, &c, &mut Vec::new()));
-        c[36] = -150.0;
-        assert!(!prepare(&s, &c, &mut Vec::new()));
+        assert!(in_range(&s, &c));
+        c[36] = -87.0; // 125.5 in base 2
+        assert!(in_range(&s, &c));
+        c[36] = -88.0; // 127.0
+        assert!(!in_range(&s, &c));
     }
 }
