@@ -221,10 +221,12 @@ fn f32_matches_f64() {
 
 #[test]
 fn sigmoid_f32_matches_f64() {
-    // y = 1 · σ(s · 1), dx = 1 · σ(s · 1) and ds = σ(s)·σ(−s) over sweeps of s: the f32
-    // sigmoid against f64's exp. Sample 0 stays within |s·c| ≤ 87.02, where CPUs with
-    // FMA evaluate σ from the factors (`product.rs`, `avx512.rs`: e^(±s·c) normal up to
-    // 2^126 = e^87.34); sample 1 reaches 120, which sends it to the clamping loops.
+    // y = 1 · σ(a), dx = 1 · σ(a) and ds = c·σ(a)·σ(−a) over sweeps of a = s·c: the f32
+    // sigmoid against f64's exp. Sample 0 stays within |a| ≤ 87.02, where CPUs with FMA
+    // evaluate σ from the factors (`product.rs`, `avx512.rs`: e^(±a) normal up to
+    // 2^126 = e^87.34); sample 1 reaches 120, which sends it to the clamping loops. With
+    // c ≠ 1 the loops' rounded factor −log2(e)·c shows too: its relative error times |a|
+    // is the exp's, up to 7e-6 at |a| = 87.
     let points = 4801;
     let sweep = |reach: f64| (0..points).map(move |k| reach * (2.0 * k as f64 / 4800.0 - 1.0));
     let sweep: Vec<f64> = sweep(87.0)
@@ -232,28 +234,32 @@ fn sigmoid_f32_matches_f64() {
         .map(|v| v + 0.0123)
         .collect();
     let shape = GateShape::new(2, 1, 1, points, 1).unwrap();
-    let s = to_f64(&to_f32(&sweep));
-    let (x, c) = (vec![1.0; sweep.len()], [1.0, 1.0]);
-    let mut y = vec![0.0f32; sweep.len()];
-    cpu::gate_forward(&shape, &to_f32(&x), &to_f32(&s), &to_f32(&c), &mut y).unwrap();
-    let want = forward64(&shape, &x, &s, &c);
-    let (mut dx, mut ds, mut dc) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()], [0.0f32; 2]);
-    let f32s = (to_f32(&x), to_f32(&s), to_f32(&c));
-    cpu::gate_backward(
-        &shape, &f32s.0, &f32s.1, &f32s.2, &f32s.0, &mut dx, &mut ds, &mut dc,
-    )
-    .unwrap();
     let sigmoid = |a: f64| 1.0 / (1.0 + (-a).exp());
-    let want_ds: Vec<f64> = s.iter().map(|&a| sigmoid(a) * sigmoid(-a)).collect();
-    // Below σ ≈ 1e-38 f32 has only subnormals; compare there to their spacing.
-    for (what, got, want) in [("y", &y, &want), ("dx", &dx, &want), ("ds", &ds, &want_ds)] {
-        for (k, (&g, &w)) in got.iter().zip(want).enumerate() {
-            let tol = 1e-5 * w + 2.0 * f32::from_bits(1) as f64;
-            assert!(
-                (g as f64 - w).abs() <= tol,
-                "{what}[{k}]: at s = {}: {g:e}, want {w:e}",
-                s[k]
-            );
+    for cv in [1.0, -0.7, 2.9] {
+        let s = to_f64(&to_f32(&sweep.iter().map(|a| a / cv).collect::<Vec<_>>()));
+        let c = to_f64(&to_f32(&[cv, cv]));
+        let x = vec![1.0; sweep.len()];
+        let (x32, s32, c32) = (to_f32(&x), to_f32(&s), to_f32(&c));
+        let mut y = vec![0.0f32; sweep.len()];
+        cpu::gate_forward(&shape, &x32, &s32, &c32, &mut y).unwrap();
+        let want = forward64(&shape, &x, &s, &c);
+        let (mut dx, mut ds, mut dc) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()], [0.0f32; 2]);
+        cpu::gate_backward(&shape, &x32, &s32, &c32, &x32, &mut dx, &mut ds, &mut dc).unwrap();
+        let want_ds: Vec<f64> = s
+            .iter()
+            .map(|&s| c[0] * sigmoid(s * c[0]) * sigmoid(-s * c[0]))
+            .collect();
+        // Below σ ≈ 1e-38 f32 has only subnormals; compare there to their spacing.
+        for (what, got, want) in [("y", &y, &want), ("dx", &dx, &want), ("ds", &ds, &want_ds)] {
+            for (k, (&g, &w)) in got.iter().zip(want).enumerate() {
+                let tol = 1e-5 * w.abs() + 2.0 * f32::from_bits(1) as f64;
+                assert!(
+                    (g as f64 - w).abs() <= tol,
+                    "{what}[{k}]: at s = {}, c = {}: {g:e}, want {w:e}",
+                    s[k],
+                    c[0]
+                );
+            }
         }
     }
 }
