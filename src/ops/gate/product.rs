@@ -50,10 +50,11 @@ fn max_abs(v: &[f32]) -> f32 {
     maxima.into_iter().chain(tail).fold(0.0, max_of)
 }
 
-/// `e^(−s·c) = 2^(s·v)` for `v = −log2(e)·c`, `|s·v| ≤ EXP2_LOG2_MAX`. Only for loops
-/// compiled with FMA (elsewhere `mul_add` is a libm call).
+/// `(p, scale)` with `p·scale = e^(−s·c) = 2^(s·v)` for `v = −log2(e)·c`,
+/// `|s·v| ≤ EXP2_LOG2_MAX`: left apart so that the forward's `1 + e` is one FMA. Only
+/// for loops compiled with FMA (elsewhere `mul_add` is a libm call).
 #[inline(always)]
-fn exp2_product(s: f32, v: f32) -> f32 {
+fn exp2_product(s: f32, v: f32) -> (f32, f32) {
     // 1.5·2^23 rounds to an integer n in the low mantissa bits; the extra 127 puts
     // n + 127 there, which `<< 23` moves into the exponent field: 2^n.
     const ROUND: f32 = 12_582_912.0 + 127.0;
@@ -73,7 +74,14 @@ fn exp2_product(s: f32, v: f32) -> f32 {
     let minus_n = ROUND - t;
     let r = s.mul_add(v, minus_n);
     let p = Q[..5].iter().rev().fold(Q[5], |acc, &k| acc.mul_add(r, k));
-    p * f32::from_bits(t.to_bits() << 23)
+    (p, f32::from_bits(t.to_bits() << 23))
+}
+
+/// `1 + e^(−s·c)`, the denominator of σ(s·c), from [`exp2_product`].
+#[inline(always)]
+fn one_plus_exp(s: f32, v: f32) -> f32 {
+    let (p, scale) = exp2_product(s, v);
+    p.mul_add(scale, 1.0)
 }
 
 /// `v = −log2(e)·c`, what a channel gives [`exp2_product`].
@@ -92,7 +100,7 @@ pub(super) fn forward_sample(x: &[f32], s: &[f32], c: &[f32], y: &mut [f32]) {
     let hw = s.len();
     let element = |v: f32, x: f32, s: f32| {
         let r = if x < 0.0 { 0.0 } else { x };
-        r / (1.0 + exp2_product(s, v))
+        r / one_plus_exp(s, v)
     };
     if hw == LANES {
         let s = lanes(s);
@@ -136,7 +144,7 @@ pub(super) fn gate_map_sample(s: &[f32], c: &[f32], gate: &mut [f32]) {
     let hw = s.len();
     for (g, &cv) in gate.chunks_exact_mut(hw).zip(c) {
         let v = channel_v(cv);
-        let element = |s: f32| 1.0 / (1.0 + exp2_product(s, v));
+        let element = |s: f32| 1.0 / one_plus_exp(s, v);
         let mut gs = g.chunks_exact_mut(LANES);
         let mut ss = s.chunks_exact(LANES);
         for (g, s) in (&mut gs).zip(&mut ss) {
@@ -166,7 +174,8 @@ pub(super) fn backward_sample(
 ) {
     let hw = s.len();
     let element = |v: f32, x: f32, dy: f32, s: f32| {
-        let e = exp2_product(s, v);
+        let (p, scale) = exp2_product(s, v);
+        let e = p * scale;
         let q = 1.0 / (1.0 + e);
         let dx = if x >= 0.0 { dy * q } else { 0.0 };
         let r = if x < 0.0 { 0.0 } else { x };
