@@ -4,6 +4,7 @@
 //! input read once, every output written once), so GB/s compares with copy bandwidth.
 //!
 //!     cargo bench --bench gate
+//!     SPARTA_CPU_VECTORS=avx2 cargo bench --bench gate -- cpu/   # a narrower CPU tier
 
 use std::time::Duration;
 
@@ -28,6 +29,10 @@ fn gate_bytes(shape: &GateShape) -> (Throughput, Throughput) {
 }
 
 fn cpu_benches(crit: &mut Criterion) {
+    println!(
+        "gate CPU loops: {} (SPARTA_CPU_VECTORS picks another)",
+        cpu::vector_tier()
+    );
     for dims in SHAPES {
         let d = Data::new(BATCH, dims);
         let len = d.shape.x_len();

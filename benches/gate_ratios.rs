@@ -6,6 +6,7 @@
 //!
 //!     cargo bench --bench gate_ratios                 # the four shapes
 //!     cargo bench --bench gate_ratios -- --in-cache   # one sample, one thread
+//!     SPARTA_CPU_VECTORS=avx2 cargo bench --bench gate_ratios   # a narrower CPU tier
 //!
 //! `--in-cache` times the per-sample loops on one sample that stays in L1/L2 and reports
 //! cycles per 16 elements at `GHZ` (default 3.6): the loops' own cost, with no memory
@@ -103,6 +104,10 @@ fn main() {
     if !args.iter().any(|a| a == "--bench") {
         return;
     }
+    println!(
+        "gate CPU loops: {} (SPARTA_CPU_VECTORS picks another)",
+        cpu::vector_tier()
+    );
     if args.iter().any(|a| a == "--in-cache") {
         in_cache();
     } else {

@@ -264,6 +264,23 @@ fn sigmoid_f32_matches_f64() {
     }
 }
 
+/// CI runs this file once per vector tier (`SPARTA_CPU_VECTORS`): each run must really
+/// have taken the tier it names, where the CPU has it.
+#[test]
+fn loops_take_the_tier_the_environment_names() {
+    let tier = cpu::vector_tier();
+    let asked = std::env::var("SPARTA_CPU_VECTORS").ok();
+    #[cfg(target_arch = "x86_64")]
+    let has_avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+    #[cfg(not(target_arch = "x86_64"))]
+    let has_avx2 = false;
+    match asked.as_deref() {
+        Some("baseline") => assert_eq!(tier, "baseline"),
+        Some("avx2") if has_avx2 => assert_eq!(tier, "avx2"),
+        _ => eprintln!("gate CPU loops: {tier}"),
+    }
+}
+
 #[test]
 fn unfused_peer_equals_fused() {
     let shape = GateShape::new(3, 5, 7, 6, 2).unwrap();

@@ -281,7 +281,7 @@ fn forward_sample<T: Real, S: Sigmoid<T>>(x: &[T], s: &[T], c: &[T], y: &mut [T]
 /// The vector instructions the per-sample loops are compiled for: the x86-64 baseline
 /// the crate is built for (SSE2, 4 lanes), AVX2 + FMA (8 lanes), or AVX-512 (16 lanes,
 /// and the f32 product loops in intrinsics: `avx512.rs`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Vectors {
     Baseline,
     #[cfg(target_arch = "x86_64")]
@@ -290,8 +290,81 @@ enum Vectors {
     Avx512,
 }
 
-/// The widest [`Vectors`] this CPU has; std detects once and caches.
+/// The [`Vectors`] the loops run with, chosen once: the widest this CPU has, or a
+/// narrower one named by `SPARTA_CPU_VECTORS` (`baseline`, `avx2`, `avx512`), so that
+/// tests and benches can run every tier on one machine. A tier the CPU lacks, or a name
+/// it does not know, gets a one-line notice and the widest tier.
 fn vectors() -> Vectors {
+    static CHOSEN: std::sync::OnceLock<Vectors> = std::sync::OnceLock::new();
+    *CHOSEN.get_or_init(|| {
+        let widest = widest_vectors();
+        let Ok(name) = std::env::var("SPARTA_CPU_VECTORS") else {
+            return widest;
+        };
+        match parse_vectors(&name) {
+            Some(asked) if asked <= widest => asked,
+            asked => {
+                let why = match asked {
+                    Some(_) => "this CPU lacks it".to_string(),
+                    None => {
+                        let names: Vec<_> = Vectors::ALL.iter().map(|t| t.name()).collect();
+                        format!("not one of {}", names.join(", "))
+                    }
+                };
+                eprintln!(
+                    "sparta: SPARTA_CPU_VECTORS={name}: {why}; using {}",
+                    widest.name()
+                );
+                widest
+            }
+        }
+    })
+}
+
+/// Which vector instructions the gate's CPU loops run with: `"baseline"` (SSE2 on
+/// x86-64, the target's own elsewhere), `"avx2"` (with FMA) or `"avx512"`; the widest
+/// the CPU has unless `SPARTA_CPU_VECTORS` names a narrower one. Benchmarks print it.
+///
+/// ```
+/// let tier = sparta::ops::gate::cpu::vector_tier();
+/// assert!(["baseline", "avx2", "avx512"].contains(&tier));
+/// ```
+pub fn vector_tier() -> &'static str {
+    vectors().name()
+}
+
+impl Vectors {
+    /// Every tier this target can have, narrowest first.
+    const ALL: &[Vectors] = &[
+        Vectors::Baseline,
+        #[cfg(target_arch = "x86_64")]
+        Vectors::Avx2,
+        #[cfg(target_arch = "x86_64")]
+        Vectors::Avx512,
+    ];
+
+    /// Its name in `SPARTA_CPU_VECTORS` and [`vector_tier`].
+    fn name(self) -> &'static str {
+        match self {
+            Vectors::Baseline => "baseline",
+            #[cfg(target_arch = "x86_64")]
+            Vectors::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Vectors::Avx512 => "avx512",
+        }
+    }
+}
+
+/// The tier `SPARTA_CPU_VECTORS` names (`avx2` and `avx512` only exist on x86-64).
+fn parse_vectors(name: &str) -> Option<Vectors> {
+    Vectors::ALL
+        .iter()
+        .copied()
+        .find(|tier| tier.name() == name)
+}
+
+/// The widest [`Vectors`] this CPU has.
+fn widest_vectors() -> Vectors {
     #[cfg(target_arch = "x86_64")]
     {
         let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
@@ -576,6 +649,20 @@ fn pool_blocks<T: Real>(shape: &GateShape, ds_px: &[T], ds: &mut [T]) {
 mod tests {
     use super::*;
 
+    /// Every tier's name parses back to it, and nothing else parses.
+    #[test]
+    fn tier_names_round_trip() {
+        for &tier in Vectors::ALL {
+            assert_eq!(parse_vectors(tier.name()), Some(tier), "{}", tier.name());
+        }
+        assert!(Vectors::ALL.windows(2).all(|pair| pair[0] < pair[1]));
+        for name in ["", "AVX2", "sse2", "avx512f", "avx"] {
+            assert_eq!(parse_vectors(name), None, "{name:?}");
+        }
+        assert!(vectors() <= widest_vectors());
+        assert_eq!(parse_vectors(vector_tier()), Some(vectors()));
+    }
+
     /// The per-sample loops compiled for the baseline target agree with the AVX2/FMA
     /// and AVX-512 ones this CPU has (tests/gate.rs exercises the widest one), both
     /// where the wide ones take `product`'s loops (|s·c| ≤ 12) and where a sample's
@@ -593,7 +680,7 @@ mod tests {
 
     #[cfg(target_arch = "x86_64")]
     fn baseline_and_wide_loops_agree_at(s_scale: f32, hw: usize) {
-        let tiers: &[Vectors] = match vectors() {
+        let tiers: &[Vectors] = match widest_vectors() {
             Vectors::Baseline => {
                 eprintln!("baseline_and_wide_loops_agree: skipped, no AVX2/FMA");
                 return;
