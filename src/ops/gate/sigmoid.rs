@@ -60,14 +60,7 @@ impl<T: crate::Real> Sigmoid<T> for Exact {
     type Wide = Exact;
     #[inline(always)]
     fn sigmoid(a: T) -> T {
-        let one = T::one();
-        let e = (-a.abs()).exp();
-        let d = one / (one + e);
-        if a >= T::zero() {
-            d
-        } else {
-            e * d
-        }
+        Self::sigmoid_and_slope(a).0
     }
 
     #[inline(always)]
