@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job: standard vs PGD-10 adversarial training of the small ResNet on
 # Fashion-MNIST on the CPU, for ReLU and for SPARTA with the same seed, then clean and
-# targeted PGD-10/30/50 error of each model and the PGD-10 loss curves of all of them on
-# one chart. A subset keeps it to minutes; every size is an environment variable. An
+# targeted PGD-10/30/50 error of each model, the PGD-10 loss curves of all of them on
+# one chart, and their feature maps before and after each activation for clean and
+# PGD-10 images (how much of the attack each activation passes on). A subset keeps it to minutes; every size is an environment variable. An
 # activation this build cannot construct (SPARTA before the SPARTA layer is wired into
 # the ResNet) is skipped with the reason.
 #
@@ -63,6 +64,11 @@ done
 echo "== PGD-10 loss curves"
 "$SPARTA" attack "${COMMON[@]}" "${models[@]}" --iterations 10 --out "$OUT/attack"
 { echo "### PGD-10 loss per iteration"; echo; cat "$OUT/attack/attack.md"; } >> "$OUT/summary.md"
+
+echo "== feature maps before and after each activation, clean vs PGD-10"
+"$SPARTA" features "${COMMON[@]}" "${models[@]}" --iterations 10 --out "$OUT/features"
+{ echo; echo "### Feature maps: how much of the attack each activation passes on"; echo;
+  cat "$OUT/features/features.md"; } >> "$OUT/summary.md"
 
 echo
 cat "$OUT/summary.md"

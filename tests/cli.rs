@@ -244,6 +244,59 @@ fn train_resume_eval_and_attack_write_their_results() {
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     assert_eq!(json(&fig.join("attack.json")).as_array().unwrap().len(), 2);
 
+    // Feature maps of the same model twice: identical rows, one per block of the small
+    // preset, and the figure (image 13: in the second batch); an image index past the
+    // test images is an error.
+    let maps = data.join("maps");
+    let mut features = vec!["features"];
+    features.extend(common(d, maps.to_str().unwrap()));
+    features.extend([
+        "--checkpoint",
+        m,
+        "--checkpoint",
+        m,
+        "--iterations",
+        "2",
+        "--image",
+        "13",
+    ]);
+    let out = sparta(&features);
+    assert_ok(&out, "features");
+    let report = json(&maps.join("features.json"));
+    let rows = report.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{report}");
+    assert_eq!(
+        rows[0]["label"], "G1-4.Blast",
+        "no --label: the activation spec"
+    );
+    assert_eq!(rows[0]["shifts"], rows[1]["shifts"]);
+    let shifts = rows[0]["shifts"].as_array().unwrap();
+    let blocks: Vec<&str> = shifts
+        .iter()
+        .map(|s| s["block"].as_str().unwrap())
+        .collect();
+    assert_eq!(blocks, ["layer1.0", "layer2.0", "layer3.0", "layer4.0"]);
+    for s in shifts {
+        assert_eq!(s["sparta"], true, "{s}");
+        for key in ["input", "output"] {
+            let v = s[key].as_f64().unwrap();
+            assert!(v > 0.0 && v.is_finite(), "{s}");
+        }
+    }
+    let md = std::fs::read_to_string(maps.join("features.md")).unwrap();
+    assert!(md.contains("| G1-4.Blast | layer4.0 | SPARTA |"), "{md}");
+    let png = std::fs::read(maps.join("feature_maps.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let image = features.iter().position(|a| *a == "13").unwrap();
+    features[image] = "20";
+    let out = sparta(&features);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("image 20"),
+        "{}",
+        text(&out.stderr)
+    );
+
     // Transferred SPARTA: this model's SPARTA weights start a new model and stay fixed.
     let frozen = data.join("frozen");
     let mut args = train_args(d, frozen.to_str().unwrap(), "1");

@@ -293,3 +293,68 @@ fn frozen_sparta_loads_from_another_model_and_stays_fixed() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `activation_maps` records each block's post-residual activation, in block order: ReLU
+/// maps satisfy Y = max(X, 0); SPARTA's differ from that; and the last block's Y is what
+/// the head sees (its global mean through the linear layer gives the logits).
+#[test]
+fn activation_maps_are_the_blocks_activations() {
+    for spec in ["relu", "G1.B1+G1-4.B2"] {
+        let config = ResNetConfig {
+            depth: Depth::R18,
+            widths: [4, 8, 8, 8],
+            ..tiny_config().with_activation(spec)
+        };
+        let mut model = ResNet::<f32>::new(config, 9).unwrap();
+        let (x, _) = f32_batch(3, 8);
+        let shape = [3, 1, 8, 8];
+        let maps = model.activation_maps(&x, shape).unwrap();
+        let names: Vec<&str> = maps.iter().map(|m| m.block.as_str()).collect();
+        let expected = [
+            "layer1.0", "layer1.1", "layer2.0", "layer2.1", "layer3.0", "layer3.1", "layer4.0",
+            "layer4.1",
+        ];
+        assert_eq!(names, expected, "{spec}");
+        let last: Vec<bool> = maps.iter().map(|m| m.last_in_group).collect();
+        assert_eq!(last, [false, true].repeat(4), "{spec}");
+        let sides = [8, 8, 4, 4, 2, 2, 1, 1];
+        for (m, side) in maps.iter().zip(sides) {
+            assert_eq!(m.shape[2..], [side, side], "{spec} {}", m.block);
+            let len = m.shape.iter().product::<usize>();
+            assert_eq!((m.input.len(), m.output.len()), (len, len));
+            let is_relu = m
+                .input
+                .iter()
+                .zip(&m.output)
+                .all(|(&x, &y)| y == x.max(0.0));
+            let sparta = spec != "relu" && (m.block == "layer1.0" || m.last_in_group);
+            assert_eq!(m.sparta, sparta, "{spec} {}", m.block);
+            assert_eq!(is_relu, !sparta, "{spec} {}", m.block);
+        }
+
+        let last = maps.last().unwrap();
+        let [n, c, h, w] = last.shape;
+        let pooled: Vec<f32> = last
+            .output
+            .chunks(h * w)
+            .map(|plane| plane.iter().sum::<f32>() / (h * w) as f32)
+            .collect();
+        let param = |name: &str| {
+            let p = model.params().iter().find(|p| p.name == name).unwrap();
+            p.value.data().to_vec()
+        };
+        let (fc_w, fc_b) = (param("fc.weight"), param("fc.bias"));
+        let logits = model.logits(&x, shape).unwrap();
+        let classes = fc_b.len();
+        for i in 0..n {
+            for k in 0..classes {
+                let head: f32 = (0..c).map(|j| fc_w[k * c + j] * pooled[i * c + j]).sum();
+                let got = logits[i * classes + k];
+                assert!(
+                    (head + fc_b[k] - got).abs() < 1e-5,
+                    "{spec}: {head} vs {got}"
+                );
+            }
+        }
+    }
+}

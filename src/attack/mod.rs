@@ -3,9 +3,11 @@
 
 pub mod cuda;
 pub mod evaluate;
+pub mod features;
 pub mod pgd;
 
 pub use evaluate::{evaluate, RobustnessReport};
+pub use features::{compare_features, FeatureReport, FeatureShift};
 pub use pgd::{pgd, Goal, PgdConfig, PgdOutcome};
 
 use crate::ops::kernel_args::blocks;

@@ -17,13 +17,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use sparta::attack::{evaluate, Goal, PgdConfig, RobustnessReport};
+use sparta::attack::features::channel_mean;
+use sparta::attack::{
+    compare_features, evaluate, FeatureReport, FeatureShift, Goal, PgdConfig, RobustnessReport,
+};
 use sparta::classifier::Trainable;
 use sparta::data::{Dataset, DatasetKind, Split};
 use sparta::nn::device_resnet::DeviceResNet;
 use sparta::nn::resnet::{Depth, ResNet, ResNetConfig};
 use sparta::optim::LrSchedule;
-use sparta::plot::{loss_curves_png, CurveSeries};
+use sparta::plot::{heatmaps_png, loss_curves_png, CurveSeries, Heatmap};
 use sparta::train::checkpoint::write_atomically;
 use sparta::train::{train, EpochStats, TrainConfig};
 use sparta::{Device, Error, Result};
@@ -47,6 +50,9 @@ enum Command {
     Eval(EvalArgs),
     /// PGD loss per iteration (mean ± std) of one or more models: CSV and PNG.
     Attack(AttackArgs),
+    /// Feature maps before and after each block's activation, clean vs PGD images: how
+    /// much of the attack each activation passes on (JSON, markdown and a PNG).
+    Features(FeaturesArgs),
     /// Layer table and parameter count of a model configuration.
     Info(InfoArgs),
 }
@@ -248,6 +254,26 @@ struct AttackArgs {
 }
 
 #[derive(Args)]
+struct FeaturesArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    attack: AttackFlags,
+    /// Model files to compare (repeat); each gets a clean and an adversarial row.
+    #[arg(long, required = true)]
+    checkpoint: Vec<PathBuf>,
+    /// Label of each checkpoint, in order (default: its activation spec).
+    #[arg(long)]
+    label: Vec<String>,
+    /// PGD iterations of the adversarial images.
+    #[arg(long, default_value_t = 10)]
+    iterations: usize,
+    /// The test image the figure shows (an index within --test-limit).
+    #[arg(long, default_value_t = 0)]
+    image: usize,
+}
+
+#[derive(Args)]
 struct InfoArgs {
     #[command(flatten)]
     model: ModelArgs,
@@ -271,6 +297,7 @@ fn main() -> ExitCode {
         Command::Train(a) => run_train(a),
         Command::Eval(a) => run_eval(a),
         Command::Attack(a) => run_attack(a),
+        Command::Features(a) => run_features(a),
         Command::Info(a) => run_info(a),
     };
     match result {
@@ -630,24 +657,14 @@ fn run_eval(a: EvalArgs) -> Result<ExitCode> {
 }
 
 fn run_attack(a: AttackArgs) -> Result<ExitCode> {
-    if !a.label.is_empty() && a.label.len() != a.checkpoint.len() {
-        return Err(Error::Config(format!(
-            "{} --label for {} --checkpoint",
-            a.label.len(),
-            a.checkpoint.len()
-        )));
-    }
+    check_labels(&a.label, &a.checkpoint)?;
     let test = load_split(&a.common, Split::Test, a.common.test_limit)?;
     let config = a.attack.config(a.iterations);
     let mut series = Vec::new();
     let mut reports = Vec::new();
     for (i, path) in a.checkpoint.iter().enumerate() {
         let model = load_model(path)?;
-        let label = a
-            .label
-            .get(i)
-            .cloned()
-            .unwrap_or_else(|| model.config().activation.clone());
+        let label = label(&a.label, i, &model);
         let (mut model, _) = on_device(a.common.device, model)?;
         let b = bar(test.len(), format!("{label}: {}", attack_name(&config)));
         let r = evaluate(
@@ -727,6 +744,141 @@ fn run_attack(a: AttackArgs) -> Result<ExitCode> {
         out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--label` is given once per `--checkpoint` or not at all.
+fn check_labels(given: &[String], checkpoints: &[PathBuf]) -> Result<()> {
+    if given.is_empty() || given.len() == checkpoints.len() {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "{} --label for {} --checkpoint",
+            given.len(),
+            checkpoints.len()
+        )))
+    }
+}
+
+/// Checkpoint `i`'s label: its `--label`, else the model's activation spec.
+fn label(given: &[String], i: usize, model: &ResNet<f32>) -> String {
+    given
+        .get(i)
+        .cloned()
+        .unwrap_or_else(|| model.config().activation.clone())
+}
+
+fn run_features(a: FeaturesArgs) -> Result<ExitCode> {
+    check_labels(&a.label, &a.checkpoint)?;
+    let test = load_split(&a.common, Split::Test, a.common.test_limit)?;
+    let config = a.attack.config(a.iterations);
+    let attack = attack_name(&config);
+    let mut reports = Vec::new();
+    for (i, path) in a.checkpoint.iter().enumerate() {
+        let mut model = load_model(path)?;
+        let label = label(&a.label, i, &model);
+        let (mut attacker, _) = on_device(a.common.device, model.clone())?;
+        let b = bar(test.len(), format!("{label}: {attack}, feature maps"));
+        let report = compare_features(
+            &mut model,
+            attacker.as_mut(),
+            &test,
+            a.common.batch_size,
+            &config,
+            a.common.seed,
+            a.image,
+            |n| b.inc(n as u64),
+        )?;
+        b.finish();
+        reports.push((label, path.display().to_string(), report));
+    }
+    let out = &a.common.out;
+    create_dir(out)?;
+    #[derive(Serialize)]
+    struct Row<'a> {
+        label: &'a str,
+        checkpoint: &'a str,
+        attack: &'a str,
+        images: usize,
+        shifts: &'a [FeatureShift],
+    }
+    let rows: Vec<Row> = reports
+        .iter()
+        .map(|(label, checkpoint, r)| Row {
+            label,
+            checkpoint,
+            attack: &attack,
+            images: test.len(),
+            shifts: &r.shifts,
+        })
+        .collect();
+    write_json(&out.join("features.json"), &rows)?;
+    let mut md = format!(
+        "{attack} on {} ({} images): relative change of each block's activation input X and output Y\n\n\
+         | model | block | activation | ‖ΔX‖/‖X‖ | ‖ΔY‖/‖Y‖ | ratio |\n|---|---|---|---:|---:|---:|\n",
+        test.name,
+        test.len()
+    );
+    for (label, _, r) in &reports {
+        for s in &r.shifts {
+            md += &format!(
+                "| {label} | {} | {} | {:.3} | {:.3} | {:.2} |\n",
+                s.block,
+                if s.sparta { "SPARTA" } else { "base" },
+                s.input,
+                s.output,
+                s.output / s.input
+            );
+        }
+    }
+    write_text(&out.join("features.md"), &md)?;
+    print!("{md}");
+    let title = format!(
+        "{} image {}: channel mean of each group's last activation, input X and output Y",
+        test.name, a.image
+    );
+    let grid = feature_map_rows(&reports, &attack);
+    heatmaps_png(&out.join("feature_maps.png"), &title, &grid)?;
+    eprintln!(
+        "wrote {}/features.json, features.md, feature_maps.png",
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The feature-map figure's rows: per model a clean and an adversarial row; per
+/// group-end block the channel mean of X and of Y, each pair of rows on one colour scale.
+fn feature_map_rows(
+    reports: &[(String, String, FeatureReport)],
+    attack: &str,
+) -> Vec<(String, Vec<Heatmap>)> {
+    let mut grid = Vec::new();
+    for (label, _, r) in reports {
+        let (mut clean, mut adv) = (Vec::new(), Vec::new());
+        for (c, d) in r.clean.iter().zip(&r.adversarial) {
+            if !c.last_in_group {
+                continue;
+            }
+            for (name, before, after) in [("X", &c.input, &d.input), ("Y", &c.output, &d.output)] {
+                let clean_mean = channel_mean(before, c.shape);
+                let adv_mean = channel_mean(after, d.shape);
+                let both = || clean_mean.iter().chain(&adv_mean);
+                let lo = both().fold(f32::INFINITY, |m, &v| m.min(v));
+                let hi = both().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                let map = |values: Vec<f32>| Heatmap {
+                    title: format!("{} {name} [{lo:.2}, {hi:.2}]", c.block),
+                    height: c.shape[2],
+                    width: c.shape[3],
+                    values,
+                    range: (lo, hi),
+                };
+                clean.push(map(clean_mean));
+                adv.push(map(adv_mean));
+            }
+        }
+        grid.push((format!("{label}\nclean"), clean));
+        grid.push((format!("{label}\n{attack}"), adv));
+    }
+    grid
 }
 
 fn run_info(a: InfoArgs) -> Result<ExitCode> {

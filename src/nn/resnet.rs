@@ -165,6 +165,10 @@ pub(crate) struct SpartaSlot<T: Real> {
 
 #[derive(Clone, Debug)]
 struct Block {
+    /// Its parameters' prefix in the checkpoint, `layer{group}.{index}`.
+    name: String,
+    /// Whether it is the last block of its group.
+    last_in_group: bool,
     conv1: usize,
     bn1: Bn,
     conv2: usize,
@@ -195,6 +199,8 @@ pub(crate) trait Layers {
     fn global_avg_pool(&mut self, x: Var) -> Result<Var>;
     /// `x·Wᵀ + b`.
     fn linear(&mut self, x: Var, weight: usize, bias: usize) -> Result<Var>;
+    /// Sees the input and output of block `block`'s post-residual activation.
+    fn observe_block_activation(&mut self, _block: usize, _input: Var, _output: Var) {}
 }
 
 /// The network's wiring: which parameters each layer uses, in forward order.
@@ -214,7 +220,7 @@ impl Arch {
         let h = l.conv2d(h, self.stem.0, 1, 1)?;
         let h = l.bn(h, self.stem.1)?;
         let mut h = l.pointwise(h, self.base)?;
-        for blk in &self.blocks {
+        for (k, blk) in self.blocks.iter().enumerate() {
             let o = l.conv2d(h, blk.conv1, blk.stride, 1)?;
             let o = l.bn(o, blk.bn1)?;
             let o = l.pointwise(o, self.base)?;
@@ -232,6 +238,7 @@ impl Arch {
                 Act::Base => l.pointwise(sum, self.base)?,
                 Act::Sparta(i) => l.sparta(sum, i)?,
             };
+            l.observe_block_activation(k, sum, h);
         }
         let p = l.global_avg_pool(h)?;
         l.linear(p, self.fc.0, self.fc.1)
@@ -316,7 +323,12 @@ struct Pass<'a, T: Real> {
     train: bool,
     buffers: &'a mut [Named<T>],
     config: &'a ResNetConfig,
+    /// The blocks' activations, when asked for.
+    observed: Option<Observed>,
 }
+
+/// `(block, input, output)` of each block's post-residual activation, in block order.
+type Observed = Vec<(usize, Var, Var)>;
 
 impl<T: Real> Layers for Pass<'_, T> {
     fn normalize(&mut self, x: Var) -> Result<Var> {
@@ -388,6 +400,30 @@ impl<T: Real> Layers for Pass<'_, T> {
     fn linear(&mut self, x: Var, weight: usize, bias: usize) -> Result<Var> {
         linear(self.tape, x, self.pv[weight], self.pv[bias])
     }
+
+    fn observe_block_activation(&mut self, block: usize, input: Var, output: Var) {
+        if let Some(observed) = &mut self.observed {
+            observed.push((block, input, output));
+        }
+    }
+}
+
+/// What one block's post-residual activation (the base activation or SPARTA) took in and
+/// gave out for a batch: [`ResNet::activation_maps`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActivationMaps<T> {
+    /// The block, named as its parameters are in the checkpoint (`layer2.0`).
+    pub block: String,
+    /// Whether it is the last block of its group, where the paper puts SPARTA.
+    pub last_in_group: bool,
+    /// Whether the activation is SPARTA.
+    pub sparta: bool,
+    /// `[N, C, H, W]` of both maps.
+    pub shape: [usize; 4],
+    /// X, the activation's input.
+    pub input: Vec<T>,
+    /// Y, its output.
+    pub output: Vec<T>,
 }
 
 impl<T: Real> ResNet<T> {
@@ -457,6 +493,8 @@ impl<T: Real> ResNet<T> {
                     Act::Base
                 };
                 blocks.push(Block {
+                    name: p,
+                    last_in_group: i + 1 == group_on.len(),
                     conv1,
                     bn1,
                     conv2,
@@ -604,6 +642,20 @@ impl<T: Real> ResNet<T> {
         train: bool,
         param_grads: bool,
     ) -> Result<(Var, Vec<Var>)> {
+        let (logits, pv, _) = self.pass(tape, x, train, param_grads, false)?;
+        Ok((logits, pv))
+    }
+
+    /// [`ResNet::forward`], and with `observe` the `(block, input, output)` of every
+    /// block's post-residual activation.
+    fn pass(
+        &mut self,
+        tape: &mut Tape<T>,
+        x: Var,
+        train: bool,
+        param_grads: bool,
+        observe: bool,
+    ) -> Result<(Var, Vec<Var>, Option<Observed>)> {
         let xs = tape.shape(x).to_vec();
         if xs.len() != 4 || xs[1] != self.config.in_channels {
             return Err(Error::shape(
@@ -626,9 +678,52 @@ impl<T: Real> ResNet<T> {
             train,
             buffers: &mut self.buffers,
             config: &self.config,
+            observed: observe.then(Vec::new),
         };
         let logits = self.arch.forward(&mut pass, x)?;
-        Ok((logits, pass.pv))
+        Ok((logits, pass.pv, pass.observed))
+    }
+
+    /// The input and output of every block's post-residual activation on the images `x`
+    /// (`[N, C, H, W]` in [0, 1]), in evaluation mode, in block order: the feature maps
+    /// before and after the activation that the paper's figure compares.
+    ///
+    /// ```
+    /// use sparta::nn::resnet::{ResNet, ResNetConfig};
+    ///
+    /// let config = ResNetConfig::small(1, 10).with_activation("G1-4.Blast");
+    /// let mut model = ResNet::<f32>::new(config, 0)?;
+    /// let maps = model.activation_maps(&vec![0.5; 28 * 28], [1, 1, 28, 28])?;
+    /// assert_eq!(maps.len(), 4); // one block per group in the small preset
+    /// assert_eq!((maps[1].block.as_str(), maps[1].shape), ("layer2.0", [1, 32, 14, 14]));
+    /// assert!(maps.iter().all(|m| m.sparta && m.input.len() == m.output.len()));
+    /// # Ok::<(), sparta::Error>(())
+    /// ```
+    pub fn activation_maps(
+        &mut self,
+        x: &[T],
+        shape: BatchShape,
+    ) -> Result<Vec<ActivationMaps<T>>> {
+        self.check_batch(x, shape, None)?;
+        let mut tape = Tape::new();
+        let xv = tape.leaf(Tensor::new(&shape, x.to_vec())?, false);
+        let (_, _, observed) = self.pass(&mut tape, xv, false, false, true)?;
+        let maps = observed
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, input, output)| {
+                let blk = &self.arch.blocks[k];
+                let dims = tape.shape(input);
+                ActivationMaps {
+                    block: blk.name.clone(),
+                    last_in_group: blk.last_in_group,
+                    sparta: matches!(blk.act, Act::Sparta(_)),
+                    shape: [dims[0], dims[1], dims[2], dims[3]],
+                    input: tape.value(input).data().to_vec(),
+                    output: tape.value(output).data().to_vec(),
+                }
+            });
+        Ok(maps.collect())
     }
 
     /// Checks a host batch before it goes into a pass (on the CPU or a device): its
