@@ -49,7 +49,7 @@ enum Command {
     /// Clean and PGD-10/30/50 error of a trained model.
     Eval(EvalArgs),
     /// PGD loss per iteration (mean ± std) of one or more models: CSV and PNG.
-    Attack(AttackArgs),
+    Attack(CompareArgs),
     /// Feature maps before and after each block's activation, clean vs PGD images: how
     /// much of the attack each activation passes on (JSON, markdown and a PNG).
     Features(FeaturesArgs),
@@ -236,16 +236,18 @@ struct EvalArgs {
     iterations: Vec<usize>,
 }
 
+/// Models attacked side by side (`attack`, `features`).
 #[derive(Args)]
-struct AttackArgs {
+struct CompareArgs {
     #[command(flatten)]
     common: Common,
     #[command(flatten)]
     attack: AttackFlags,
-    /// Model files to attack (repeat); each gets a series on the chart.
+    /// Model files to attack (repeat); each gets its series on the chart (`attack`) or
+    /// its clean and adversarial rows (`features`).
     #[arg(long, required = true)]
     checkpoint: Vec<PathBuf>,
-    /// Legend label of each checkpoint, in order (default: its activation spec).
+    /// Label of each checkpoint, in order (default: its activation spec).
     #[arg(long)]
     label: Vec<String>,
     /// PGD iterations.
@@ -253,21 +255,33 @@ struct AttackArgs {
     iterations: usize,
 }
 
+impl CompareArgs {
+    /// `--label` is given once per `--checkpoint` or not at all.
+    fn check_labels(&self) -> Result<()> {
+        if self.label.is_empty() || self.label.len() == self.checkpoint.len() {
+            Ok(())
+        } else {
+            Err(Error::Config(format!(
+                "{} --label for {} --checkpoint",
+                self.label.len(),
+                self.checkpoint.len()
+            )))
+        }
+    }
+
+    /// Checkpoint `i`'s label: its `--label`, else the model's activation spec.
+    fn label(&self, i: usize, model: &ResNet<f32>) -> String {
+        self.label
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| model.config().activation.clone())
+    }
+}
+
 #[derive(Args)]
 struct FeaturesArgs {
     #[command(flatten)]
-    common: Common,
-    #[command(flatten)]
-    attack: AttackFlags,
-    /// Model files to compare (repeat); each gets a clean and an adversarial row.
-    #[arg(long, required = true)]
-    checkpoint: Vec<PathBuf>,
-    /// Label of each checkpoint, in order (default: its activation spec).
-    #[arg(long)]
-    label: Vec<String>,
-    /// PGD iterations of the adversarial images.
-    #[arg(long, default_value_t = 10)]
-    iterations: usize,
+    compare: CompareArgs,
     /// The test image the figure shows (an index within --test-limit).
     #[arg(long, default_value_t = 0)]
     image: usize,
@@ -656,15 +670,15 @@ fn run_eval(a: EvalArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_attack(a: AttackArgs) -> Result<ExitCode> {
-    check_labels(&a.label, &a.checkpoint)?;
+fn run_attack(a: CompareArgs) -> Result<ExitCode> {
+    a.check_labels()?;
     let test = load_split(&a.common, Split::Test, a.common.test_limit)?;
     let config = a.attack.config(a.iterations);
     let mut series = Vec::new();
     let mut reports = Vec::new();
     for (i, path) in a.checkpoint.iter().enumerate() {
         let model = load_model(path)?;
-        let label = label(&a.label, i, &model);
+        let label = a.label(i, &model);
         let (mut model, _) = on_device(a.common.device, model)?;
         let b = bar(test.len(), format!("{label}: {}", attack_name(&config)));
         let r = evaluate(
@@ -746,36 +760,15 @@ fn run_attack(a: AttackArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--label` is given once per `--checkpoint` or not at all.
-fn check_labels(given: &[String], checkpoints: &[PathBuf]) -> Result<()> {
-    if given.is_empty() || given.len() == checkpoints.len() {
-        Ok(())
-    } else {
-        Err(Error::Config(format!(
-            "{} --label for {} --checkpoint",
-            given.len(),
-            checkpoints.len()
-        )))
-    }
-}
-
-/// Checkpoint `i`'s label: its `--label`, else the model's activation spec.
-fn label(given: &[String], i: usize, model: &ResNet<f32>) -> String {
-    given
-        .get(i)
-        .cloned()
-        .unwrap_or_else(|| model.config().activation.clone())
-}
-
-fn run_features(a: FeaturesArgs) -> Result<ExitCode> {
-    check_labels(&a.label, &a.checkpoint)?;
+fn run_features(FeaturesArgs { compare: a, image }: FeaturesArgs) -> Result<ExitCode> {
+    a.check_labels()?;
     let test = load_split(&a.common, Split::Test, a.common.test_limit)?;
     let config = a.attack.config(a.iterations);
     let attack = attack_name(&config);
     let mut reports = Vec::new();
     for (i, path) in a.checkpoint.iter().enumerate() {
         let mut model = load_model(path)?;
-        let label = label(&a.label, i, &model);
+        let label = a.label(i, &model);
         let (mut attacker, _) = on_device(a.common.device, model.clone())?;
         let b = bar(test.len(), format!("{label}: {attack}, feature maps"));
         let report = compare_features(
@@ -785,7 +778,7 @@ fn run_features(a: FeaturesArgs) -> Result<ExitCode> {
             a.common.batch_size,
             &config,
             a.common.seed,
-            a.image,
+            image,
             |n| b.inc(n as u64),
         )?;
         b.finish();
@@ -834,7 +827,7 @@ fn run_features(a: FeaturesArgs) -> Result<ExitCode> {
     print!("{md}");
     let title = format!(
         "{} image {}: channel mean of each group's last activation, input X and output Y",
-        test.name, a.image
+        test.name, image
     );
     let grid = feature_map_rows(&reports, &attack);
     heatmaps_png(&out.join("feature_maps.png"), &title, &grid)?;
