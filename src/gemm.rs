@@ -70,12 +70,10 @@ pub fn gemm<T: Real>(
     if m == 0 || n == 0 {
         return;
     }
-    if beta == T::zero() {
-        // matrixmultiply reads C when beta == 0 is not special-cased for NaN inputs.
-        c[..m * n].fill(T::zero());
-    }
     if k == 0 {
-        if beta != T::zero() {
+        if beta == T::zero() {
+            c[..m * n].fill(T::zero());
+        } else {
             c[..m * n].iter_mut().for_each(|v| *v *= beta);
         }
         return;
@@ -176,6 +174,40 @@ mod tests {
         assert!(block_len(4099, 3 * 4099 * 300).is_some());
         assert!(block_len(3, 4097 * 3 * 300).is_none());
         assert!(block_len(4097, 4097 * 3 * 300).is_some());
+    }
+
+    /// With β = 0, C is written, never read (matrixmultiply's kernels promise it, and
+    /// nothing here zeroes C first): NaN in C must not reach the result, in f32 and f64,
+    /// at shapes with edge tiles, several k blocks and the rayon split.
+    #[test]
+    fn beta_zero_never_reads_c() {
+        fn check<T: Real>(m: usize, n: usize, k: usize) {
+            let a: Vec<T> = (0..m * k)
+                .map(|i| T::of_f64((i as f64 * 0.37).sin()))
+                .collect();
+            let b: Vec<T> = (0..k * n)
+                .map(|i| T::of_f64((i as f64 * 0.11).cos()))
+                .collect();
+            for (ta, tb) in [(Op::N, Op::N), (Op::T, Op::N), (Op::N, Op::T)] {
+                let mut c = vec![T::of_f64(f64::NAN); m * n];
+                gemm(m, n, k, T::one(), &a, ta, &b, tb, T::zero(), &mut c);
+                let bad = c.iter().position(|v| !v.is_finite());
+                assert_eq!(bad, None, "{m}x{n}x{k} {ta:?}{tb:?}");
+            }
+        }
+        for (m, n, k) in [
+            (1, 1, 1),
+            (17, 9, 3),
+            (65, 33, 600),
+            (64, 4099, 300),
+            (4097, 3, 300),
+        ] {
+            check::<f32>(m, n, k);
+            check::<f64>(m, n, k);
+        }
+        let mut c = vec![f32::NAN; 6];
+        gemm(2, 3, 0, 1.0, &[], Op::N, &[], Op::N, 0.0, &mut c);
+        assert_eq!(c, [0.0; 6], "k = 0, β = 0: zeros");
     }
 
     #[test]
