@@ -48,6 +48,33 @@ pub trait Classifier {
     }
 }
 
+/// What one block's post-residual activation (the base activation or SPARTA) took in and
+/// gave out for a batch: [`InspectActivations::activation_maps`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActivationMaps<T> {
+    /// The block, named as its parameters are in the checkpoint (`layer2.0`).
+    pub block: String,
+    /// Whether it is the last block of its group, where the paper puts SPARTA.
+    pub last_in_group: bool,
+    /// Whether the activation is SPARTA.
+    pub sparta: bool,
+    /// `[N, C, H, W]` of both maps.
+    pub shape: [usize; 4],
+    /// X, the activation's input.
+    pub input: Vec<T>,
+    /// Y, its output.
+    pub output: Vec<T>,
+}
+
+/// A [`Classifier`] whose blocks' activations can be read out: the feature maps
+/// `sparta features` compares.
+pub trait InspectActivations: Classifier {
+    /// The input and output of every block's post-residual activation on the images `x`
+    /// (`[N, C, H, W]` in [0, 1]), in evaluation mode, in block order.
+    fn activation_maps(&mut self, x: &[f32], shape: BatchShape)
+        -> Result<Vec<ActivationMaps<f32>>>;
+}
+
 /// What one training step does to its batch before the SGD step.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BatchRecipe {

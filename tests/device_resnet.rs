@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sparta::attack::pgd::{self, PgdConfig};
-use sparta::classifier::{BatchRecipe, BatchShape, Classifier, Trainable};
+use sparta::classifier::{BatchRecipe, BatchShape, Classifier, InspectActivations, Trainable};
 use sparta::nn::device_resnet::DeviceResNet;
 use sparta::nn::{Depth, ResNet, ResNetConfig};
 use sparta::{Gpu, KernelDevice};
@@ -286,6 +286,32 @@ fn baseline_activations_train_on_the_device_as_on_the_cpu() {
         eprintln!("{spec}");
         check_training(HarnessDevice::new(), &tiny_with(3, spec), [4, 2, 6, 6], 2);
     }
+}
+
+/// The feature maps `sparta features` reads: every block's activation input and output
+/// on the device equal the CPU model's (tiny: SPARTA on groups 2 and 4, ReLU elsewhere).
+#[test]
+fn activation_maps_match_cpu() {
+    check_maps(HarnessDevice::new(), &tiny(3), [2, 2, 6, 6]);
+    if let Some(gpu) = Gpu::for_tests("activation_maps_match_cpu") {
+        check_maps(gpu, &ResNetConfig::small(3, 10), [8, 3, 32, 32]);
+    }
+}
+
+fn check_maps<D: KernelDevice + 'static>(dev: D, config: &ResNetConfig, shape: BatchShape) {
+    let (mut device, mut cpu) = models(dev, config, 4);
+    let (x, _) = batch(shape, config.classes, 5);
+    let want = InspectActivations::activation_maps(&mut cpu, &x, shape).unwrap();
+    let got = device.activation_maps(&x, shape).unwrap();
+    assert_eq!(got.len(), want.len());
+    assert!(want.iter().any(|m| m.sparta) && want.iter().any(|m| !m.sparta));
+    for (g, w) in got.iter().zip(&want) {
+        let what = format!("{} ({}sparta)", w.block, if w.sparta { "" } else { "not " });
+        assert_eq!((&g.block, g.shape, g.sparta), (&w.block, w.shape, w.sparta));
+        assert_close(&format!("{what} input"), &g.input, &w.input, 1e-5);
+        assert_close(&format!("{what} output"), &g.output, &w.output, 1e-5);
+    }
+    assert!(device.activation_maps(&x[1..], shape).is_err());
 }
 
 #[test]

@@ -9,10 +9,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::pgd::{pgd, PgdConfig};
-use crate::classifier::Classifier;
+use crate::classifier::{ActivationMaps, InspectActivations};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::nn::resnet::{ActivationMaps, ResNet};
 
 /// The relative change an attack made to one block's activation maps, over every
 /// image seen.
@@ -40,7 +39,7 @@ pub struct FeatureShifts {
 
 impl FeatureShifts {
     /// Adds one batch: the maps of its clean and of its adversarial images, as
-    /// [`ResNet::activation_maps`] returns them (same blocks, same shapes).
+    /// [`InspectActivations::activation_maps`] returns them (same blocks, same shapes).
     pub fn add(
         &mut self,
         clean: &[ActivationMaps<f32>],
@@ -117,15 +116,12 @@ pub struct FeatureReport {
     pub adversarial: Vec<ActivationMaps<f32>>,
 }
 
-/// Attacks `data` in batches with `attacker` (PGD as configured, the same images
-/// `sparta eval` attacks for the same seed and batch size) and compares the
-/// activation maps `model` computes for the clean and the adversarial images.
-/// `attacker` is `model` itself or its copy on a device. `progress` is told the images
-/// done after each batch.
-#[allow(clippy::too_many_arguments)]
-pub fn compare_features<C: Classifier + ?Sized>(
-    model: &mut ResNet<f32>,
-    attacker: &mut C,
+/// Attacks `data` in batches with `model` (PGD as configured, the same images
+/// `sparta eval` attacks for the same seed and batch size) and compares its activation
+/// maps for the clean and the adversarial images. `progress` is told the images done
+/// after each batch.
+pub fn compare_features<M: InspectActivations + ?Sized>(
+    model: &mut M,
     data: &Dataset,
     batch: usize,
     attack: &PgdConfig,
@@ -149,7 +145,7 @@ pub fn compare_features<C: Classifier + ?Sized>(
         // The batch's random stream as `evaluate` draws it.
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(b as u64);
-        let outcome = pgd(attacker, &x, shape, &labels, attack, &mut rng)?;
+        let outcome = pgd(model, &x, shape, &labels, attack, &mut rng)?;
         let clean = model.activation_maps(&x, shape)?;
         let adversarial = model.activation_maps(&outcome.adversarial, shape)?;
         shifts.add(&clean, &adversarial)?;
@@ -237,13 +233,12 @@ mod tests {
     /// nothing, and an image index past the data is an error.
     #[test]
     fn compare_features_keeps_the_image_asked_for() {
-        use crate::nn::resnet::ResNetConfig;
+        use crate::nn::resnet::{ResNet, ResNetConfig};
         let config = ResNetConfig {
             widths: [2, 3, 3, 4],
             ..ResNetConfig::small(1, 3).with_activation("G1-4.Blast")
         };
         let mut model = ResNet::<f32>::new(config, 4).unwrap();
-        let mut attacker = model.clone();
         let data = Dataset {
             name: "tiny".into(),
             images: (0..5 * 64).map(|i| (i * 37 % 256) as u8).collect(),
@@ -255,16 +250,7 @@ mod tests {
         };
         let attack = PgdConfig::paper(2);
         let mut run = |attack: &PgdConfig, image: usize| {
-            compare_features(
-                &mut model,
-                &mut attacker,
-                &data,
-                2,
-                attack,
-                1,
-                image,
-                |_| {},
-            )
+            compare_features(&mut model, &data, 2, attack, 1, image, |_| {})
         };
         let report = run(&attack, 3).unwrap();
         assert_eq!(report.shifts.len(), 4);

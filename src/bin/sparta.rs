@@ -21,7 +21,7 @@ use sparta::attack::features::channel_mean;
 use sparta::attack::{
     compare_features, evaluate, FeatureReport, FeatureShift, Goal, PgdConfig, RobustnessReport,
 };
-use sparta::classifier::Trainable;
+use sparta::classifier::{InspectActivations, Trainable};
 use sparta::data::{Dataset, DatasetKind, Split};
 use sparta::nn::device_resnet::DeviceResNet;
 use sparta::nn::resnet::{Depth, ResNet, ResNetConfig};
@@ -326,16 +326,32 @@ fn main() -> ExitCode {
 /// The model on the device asked for, and the device's name: the host model itself
 /// on the CPU, a [`DeviceResNet`] (parameters, activations and optimizer state on the
 /// GPU) on CUDA.
-fn on_device(device: DeviceArg, model: ResNet<f32>) -> Result<(Box<dyn Trainable>, String)> {
-    let device = match device {
+/// The device `--device` names.
+fn device_of(device: DeviceArg) -> Result<Device> {
+    Ok(match device {
         DeviceArg::Cpu => Device::Cpu,
         DeviceArg::Auto => Device::detect(),
         DeviceArg::Cuda => Device::from_name("cuda")?,
-    };
+    })
+}
+
+fn on_device(device: DeviceArg, model: ResNet<f32>) -> Result<(Box<dyn Trainable>, String)> {
+    let device = device_of(device)?;
     let name = device.to_string();
     Ok(match device {
         Device::Cpu => (Box::new(model), name),
         Device::Cuda(gpu) => (Box::new(DeviceResNet::new(gpu, model)?), name),
+    })
+}
+
+/// [`on_device`] for `features`, which reads the activations too.
+fn inspector_on_device(
+    device: DeviceArg,
+    model: ResNet<f32>,
+) -> Result<Box<dyn InspectActivations>> {
+    Ok(match device_of(device)? {
+        Device::Cpu => Box::new(model),
+        Device::Cuda(gpu) => Box::new(DeviceResNet::new(gpu, model)?),
     })
 }
 
@@ -767,13 +783,12 @@ fn run_features(FeaturesArgs { compare: a, image }: FeaturesArgs) -> Result<Exit
     let attack = attack_name(&config);
     let mut reports = Vec::new();
     for (i, path) in a.checkpoint.iter().enumerate() {
-        let mut model = load_model(path)?;
+        let model = load_model(path)?;
         let label = a.label(i, &model);
-        let (mut attacker, _) = on_device(a.common.device, model.clone())?;
+        let mut model = inspector_on_device(a.common.device, model)?;
         let b = bar(test.len(), format!("{label}: {attack}, feature maps"));
         let report = compare_features(
-            &mut model,
-            attacker.as_mut(),
+            model.as_mut(),
             &test,
             a.common.batch_size,
             &config,

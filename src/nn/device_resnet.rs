@@ -32,14 +32,16 @@ use std::rc::Rc;
 
 use rand::RngCore;
 
-use super::resnet::{Bn, Layers, ResNet, BN_EPS, BN_MOMENTUM};
+use super::resnet::{Bn, Layers, Observed, ResNet, BN_EPS, BN_MOMENTUM};
 use super::sparta::{SanetPath, SpartaLayer};
 use crate::alloc::{CacheStats, CachingDevice};
 use crate::attack::cuda::{pgd_random_start, pgd_step};
 use crate::attack::pgd::{self, draw_targets, random_start_noise, PgdConfig, Snapshot};
 use crate::autograd::device::{DeviceNodes, DeviceTape};
 use crate::autograd::Var;
-use crate::classifier::{BatchRecipe, BatchShape, Classifier, StepStats, Trainable};
+use crate::classifier::{
+    ActivationMaps, BatchRecipe, BatchShape, Classifier, InspectActivations, StepStats, Trainable,
+};
 use crate::data::augment::{crop_flip_draws, crop_flip_params, cuda as augment_cuda};
 use crate::error::{check_len, Error, Result};
 use crate::launch::{KernelDevice, ViewLen};
@@ -76,6 +78,8 @@ struct Forward {
     x: Var,
     logits: Var,
     params: Vec<Var>,
+    /// The blocks' activations ([`Mode::Inspect`] only).
+    observed: Option<Observed>,
 }
 
 impl<D: KernelDevice + 'static> DeviceResNet<D> {
@@ -179,6 +183,8 @@ impl<D: KernelDevice + 'static> DeviceResNet<D> {
 enum Mode {
     /// Evaluation mode, no gradient (logits).
     Eval,
+    /// As `Eval`, noting every block's activation (feature maps).
+    Inspect,
     /// Evaluation mode, the images' gradient only (an attack step).
     Attack,
     /// Training mode (batch statistics, running ones updated), the trainable
@@ -215,14 +221,17 @@ impl<D: KernelDevice + 'static> DeviceResNet<D> {
             train: mode == Mode::Train,
             running: &mut self.running,
             sparta: &self.sparta,
+            observed: (mode == Mode::Inspect).then(Vec::new),
         };
         let logits = host.arch.forward(&mut pass, xv)?;
+        let observed = pass.observed;
         Ok((
             tape,
             Forward {
                 x: xv,
                 logits,
                 params: pv,
+                observed,
             },
         ))
     }
@@ -431,6 +440,22 @@ impl<D: KernelDevice + 'static> DeviceResNet<D> {
     }
 }
 
+impl<D: KernelDevice + 'static> InspectActivations for DeviceResNet<D> {
+    fn activation_maps(
+        &mut self,
+        x: &[f32],
+        shape: BatchShape,
+    ) -> Result<Vec<ActivationMaps<f32>>> {
+        self.check_batch(x, shape, None)?;
+        let xb = self.dev.upload("x", x)?;
+        // The tape keeps the model borrowed, so the wiring that names the maps is copied.
+        let arch = self.host.arch.clone();
+        let (tape, f) = self.forward(xb, shape, Mode::Inspect)?;
+        let read = |v| Ok((tape.shape(v).to_vec(), tape.dev().download(&tape.value(v))?));
+        arch.observed_maps(f.observed.unwrap_or_default(), read)
+    }
+}
+
 impl<D: KernelDevice + 'static> Classifier for DeviceResNet<D> {
     fn num_classes(&self) -> usize {
         self.host.config().classes
@@ -554,6 +579,8 @@ struct DevicePass<'a, 't, D: KernelDevice + 'static> {
     train: bool,
     running: &'a mut [Buf<D>],
     sparta: &'a [(Rc<SpartaLayer<f32>>, Vec<usize>)],
+    /// The blocks' activations, when asked for.
+    observed: Option<Observed>,
 }
 
 /// `[n, c, h, w]` of a 4-D node.
@@ -967,5 +994,11 @@ impl<D: KernelDevice + 'static> Layers for DevicePass<'_, '_, D> {
                 Ok(grads)
             })
         })
+    }
+
+    fn observe_block_activation(&mut self, block: usize, input: Var, output: Var) {
+        if let Some(observed) = &mut self.observed {
+            observed.push((block, input, output));
+        }
     }
 }

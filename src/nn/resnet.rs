@@ -28,7 +28,9 @@ use super::sparta::{SpartaConfig, SpartaLayer};
 use super::sparta_node::sparta;
 use super::spec::ActivationSpec;
 use crate::autograd::{Tape, Var};
-use crate::classifier::{BatchShape, Classifier, StepStats, Trainable};
+use crate::classifier::{
+    ActivationMaps, BatchShape, Classifier, InspectActivations, StepStats, Trainable,
+};
 use crate::error::{Error, Result};
 use crate::ops::batchnorm::{batch_norm, BnMode};
 use crate::ops::loss::{cross_entropy, softmax_losses, Reduction};
@@ -243,6 +245,31 @@ impl Arch {
         let p = l.global_avg_pool(h)?;
         l.linear(p, self.fc.0, self.fc.1)
     }
+
+    /// The maps of the `observed` activations, each tensor's shape and values read by
+    /// `read` from whichever tape the pass ran on.
+    pub(crate) fn observed_maps<T>(
+        &self,
+        observed: Observed,
+        mut read: impl FnMut(Var) -> Result<(Vec<usize>, Vec<T>)>,
+    ) -> Result<Vec<ActivationMaps<T>>> {
+        observed
+            .into_iter()
+            .map(|(k, input, output)| {
+                let blk = &self.blocks[k];
+                let (dims, input) = read(input)?;
+                let (_, output) = read(output)?;
+                Ok(ActivationMaps {
+                    block: blk.name.clone(),
+                    last_in_group: blk.last_in_group,
+                    sparta: matches!(blk.act, Act::Sparta(_)),
+                    shape: [dims[0], dims[1], dims[2], dims[3]],
+                    input,
+                    output,
+                })
+            })
+            .collect()
+    }
 }
 
 /// One row of [`ResNet::summary`].
@@ -328,7 +355,7 @@ struct Pass<'a, T: Real> {
 }
 
 /// `(block, input, output)` of each block's post-residual activation, in block order.
-type Observed = Vec<(usize, Var, Var)>;
+pub(crate) type Observed = Vec<(usize, Var, Var)>;
 
 impl<T: Real> Layers for Pass<'_, T> {
     fn normalize(&mut self, x: Var) -> Result<Var> {
@@ -406,24 +433,6 @@ impl<T: Real> Layers for Pass<'_, T> {
             observed.push((block, input, output));
         }
     }
-}
-
-/// What one block's post-residual activation (the base activation or SPARTA) took in and
-/// gave out for a batch: [`ResNet::activation_maps`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct ActivationMaps<T> {
-    /// The block, named as its parameters are in the checkpoint (`layer2.0`).
-    pub block: String,
-    /// Whether it is the last block of its group, where the paper puts SPARTA.
-    pub last_in_group: bool,
-    /// Whether the activation is SPARTA.
-    pub sparta: bool,
-    /// `[N, C, H, W]` of both maps.
-    pub shape: [usize; 4],
-    /// X, the activation's input.
-    pub input: Vec<T>,
-    /// Y, its output.
-    pub output: Vec<T>,
 }
 
 impl<T: Real> ResNet<T> {
@@ -708,22 +717,8 @@ impl<T: Real> ResNet<T> {
         let mut tape = Tape::new();
         let xv = tape.leaf(Tensor::new(&shape, x.to_vec())?, false);
         let (_, _, observed) = self.pass(&mut tape, xv, false, false, true)?;
-        let maps = observed
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, input, output)| {
-                let blk = &self.arch.blocks[k];
-                let dims = tape.shape(input);
-                ActivationMaps {
-                    block: blk.name.clone(),
-                    last_in_group: blk.last_in_group,
-                    sparta: matches!(blk.act, Act::Sparta(_)),
-                    shape: [dims[0], dims[1], dims[2], dims[3]],
-                    input: tape.value(input).data().to_vec(),
-                    output: tape.value(output).data().to_vec(),
-                }
-            });
-        Ok(maps.collect())
+        let read = |v| Ok((tape.shape(v).to_vec(), tape.value(v).data().to_vec()));
+        self.arch.observed_maps(observed.unwrap_or_default(), read)
     }
 
     /// Checks a host batch before it goes into a pass (on the CPU or a device): its
@@ -903,6 +898,16 @@ impl Classifier for ResNet<f32> {
         tape.backward(total)?;
         let grad = tape.take_grad(xv).unwrap_or_else(|| vec![0.0; x.len()]);
         Ok((losses, grad))
+    }
+}
+
+impl InspectActivations for ResNet<f32> {
+    fn activation_maps(
+        &mut self,
+        x: &[f32],
+        shape: BatchShape,
+    ) -> Result<Vec<ActivationMaps<f32>>> {
+        ResNet::activation_maps(self, x, shape)
     }
 }
 
