@@ -164,8 +164,11 @@ pub struct Heatmap {
     pub range: (f32, f32),
 }
 
-/// Panel size in pixels: the map's square and its caption.
-const PANEL: (u32, u32) = (150, 172);
+/// Side in pixels of a panel's square for maps up to that many pixels a side; larger
+/// maps get a larger square, one pixel per value.
+const MAP_SIDE: u32 = 136;
+/// What a panel adds to its square: a margin to the right, the caption above.
+const PANEL_MARGIN: (u32, u32) = (14, 36);
 /// Width of the row labels' column, height of the title.
 const LABEL_WIDTH: u32 = 190;
 const TITLE_HEIGHT: u32 = 44;
@@ -191,9 +194,15 @@ pub fn heatmaps_png(path: &Path, title: &str, rows: &[(String, Vec<Heatmap>)]) -
         )));
     }
     register_font();
+    let largest = rows
+        .iter()
+        .flat_map(|(_, r)| r)
+        .map(|m| m.height.max(m.width));
+    let side = largest.max().unwrap_or(0).max(MAP_SIDE as usize) as u32;
+    let panel = (side + PANEL_MARGIN.0, side + PANEL_MARGIN.1);
     let size = (
-        LABEL_WIDTH + cols as u32 * PANEL.0 + 10,
-        TITLE_HEIGHT + rows.len() as u32 * PANEL.1 + 10,
+        LABEL_WIDTH + cols as u32 * panel.0 + 10,
+        TITLE_HEIGHT + rows.len() as u32 * panel.1 + 10,
     );
     let mut rgb = vec![0u8; (size.0 * size.1 * 3) as usize];
     let draw_error = |e: String| Error::format(path, format!("drawing the heatmaps failed: {e}"));
@@ -203,15 +212,15 @@ pub fn heatmaps_png(path: &Path, title: &str, rows: &[(String, Vec<Heatmap>)]) -
         let text = |size: u32| ("sans-serif", size).into_font().color(&BLACK);
         root.draw_text(title, &text(22), (10, 10))
             .map_err(|e| draw_error(e.to_string()))?;
-        let side = PANEL.0 as i32 - 14;
+        let side = side as i32;
         for (r, (label, maps)) in rows.iter().enumerate() {
-            let top = (TITLE_HEIGHT + r as u32 * PANEL.1) as i32;
+            let top = (TITLE_HEIGHT + r as u32 * panel.1) as i32;
             for (k, line) in label.lines().enumerate() {
                 root.draw_text(line, &text(16), (10, top + 10 + side / 2 + 20 * k as i32))
                     .map_err(|e| draw_error(e.to_string()))?;
             }
             for (k, m) in maps.iter().enumerate() {
-                let left = (LABEL_WIDTH + k as u32 * PANEL.0) as i32;
+                let left = (LABEL_WIDTH + k as u32 * panel.0) as i32;
                 root.draw_text(&m.title, &text(13), (left, top + 2))
                     .map_err(|e| draw_error(e.to_string()))?;
                 let (y0, cell_h, cell_w) =
@@ -219,7 +228,7 @@ pub fn heatmaps_png(path: &Path, title: &str, rows: &[(String, Vec<Heatmap>)]) -
                 for (i, &v) in m.values.iter().enumerate() {
                     let (y, x) = ((i / m.width) as i32, (i % m.width) as i32);
                     let corner = (left + x * cell_w, y0 + y * cell_h);
-                    let far = (corner.0 + cell_w.max(1), corner.1 + cell_h.max(1));
+                    let far = (corner.0 + cell_w, corner.1 + cell_h);
                     root.draw(&Rectangle::new(
                         [corner, far],
                         colour_of(v, m.range).filled(),
@@ -338,9 +347,10 @@ mod tests {
         let mut reader = decoder.read_info().unwrap();
         let mut buf = vec![0; reader.output_buffer_size().unwrap()];
         let info = reader.next_frame(&mut buf).unwrap();
+        let panel = (MAP_SIDE + PANEL_MARGIN.0, MAP_SIDE + PANEL_MARGIN.1);
         let expected = (
-            LABEL_WIDTH + 3 * PANEL.0 + 10,
-            TITLE_HEIGHT + 2 * PANEL.1 + 10,
+            LABEL_WIDTH + 3 * panel.0 + 10,
+            TITLE_HEIGHT + 2 * panel.1 + 10,
         );
         assert_eq!((info.width, info.height), expected);
         let pixels: Vec<&[u8]> = buf.chunks_exact(3).collect();
@@ -365,5 +375,13 @@ mod tests {
         let err = heatmaps_png(&path, "t", &[("r".into(), vec![wrong])]).unwrap_err();
         assert!(err.to_string().contains("3 values for 2×2"), "{err}");
         assert!(heatmaps_png(&path, "t", &[]).is_err());
+
+        // A map wider than the square widens every panel: one pixel per value.
+        let wide = vec![("wide".to_string(), vec![ramp(3, 300), ramp(2, 2)])];
+        heatmaps_png(&path, "t", &wide).unwrap();
+        let decoder =
+            png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
+        let info = decoder.read_info().unwrap().info().clone();
+        assert_eq!(info.width, LABEL_WIDTH + 2 * (300 + PANEL_MARGIN.0) + 10);
     }
 }
