@@ -18,6 +18,7 @@ pub mod ops;
 pub mod optim;
 pub mod plot;
 pub mod real;
+mod scratch;
 pub mod tensor;
 #[cfg(test)]
 mod testing;

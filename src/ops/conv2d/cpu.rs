@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use crate::gemm::{gemm, Op};
 use crate::real::Real;
+use crate::scratch::with_scratch;
 
 /// Shapes of a square-kernel, bias-free 2-D convolution, NCHW.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -210,12 +211,29 @@ pub fn forward<T: Real>(g: &ConvGeom, x: &[T], weight: &[T]) -> Vec<T> {
     let hwo = g.h_out() * g.w_out();
     let per = g.samples_per_chunk();
     let mut y = vec![T::zero(); g.n * g.c_out * hwo];
-    let mut col = vec![T::zero(); g.patch() * per * hwo];
-    let mut out = vec![T::zero(); g.c_out * per * hwo];
+    // im2col and the GEMM overwrite their parts of col and out before reading them.
+    with_scratch(g.patch() * per * hwo, |col: &mut [T]| {
+        with_scratch(g.c_out * per * hwo, |out: &mut [T]| {
+            forward_chunks(g, x, weight, col, out, &mut y)
+        })
+    });
+    y
+}
+
+fn forward_chunks<T: Real>(
+    g: &ConvGeom,
+    x: &[T],
+    weight: &[T],
+    col: &mut [T],
+    out: &mut [T],
+    y: &mut [T],
+) {
+    let hwo = g.h_out() * g.w_out();
+    let per = g.samples_per_chunk();
     for s0 in (0..g.n).step_by(per) {
         let nb = per.min(g.n - s0);
         let cols = nb * hwo;
-        im2col(g, x, s0, nb, &mut col);
+        im2col(g, x, s0, nb, col);
         gemm(
             g.c_out,
             cols,
@@ -223,10 +241,10 @@ pub fn forward<T: Real>(g: &ConvGeom, x: &[T], weight: &[T]) -> Vec<T> {
             T::one(),
             weight,
             Op::N,
-            &col,
+            col,
             Op::N,
             T::zero(),
-            &mut out,
+            out,
         );
         // out is [c_out, nb·hwo]; y wants [nb, c_out, hwo].
         y[s0 * g.c_out * hwo..(s0 + nb) * g.c_out * hwo]
@@ -237,7 +255,6 @@ pub fn forward<T: Real>(g: &ConvGeom, x: &[T], weight: &[T]) -> Vec<T> {
                 dst.copy_from_slice(&out[co * cols + s * hwo..][..hwo]);
             });
     }
-    y
 }
 
 /// Gradients of `conv(x, weight)` given `dy`: `(dx, dweight)`, each only if asked for.
@@ -253,8 +270,29 @@ pub fn backward<T: Real>(
     let per = g.samples_per_chunk();
     let mut dx = want_dx.then(|| vec![T::zero(); x.len()]);
     let mut dw = want_dw.then(|| vec![T::zero(); weight.len()]);
-    let mut col = vec![T::zero(); g.patch() * per * hwo];
-    let mut dyc = vec![T::zero(); g.c_out * per * hwo];
+    // dyc is copied in full, col written by im2col or the GEMM, before either is read.
+    with_scratch(g.patch() * per * hwo, |col: &mut [T]| {
+        with_scratch(g.c_out * per * hwo, |dyc: &mut [T]| {
+            let (dx, dw) = (dx.as_deref_mut(), dw.as_deref_mut());
+            backward_chunks(g, x, weight, dy, col, dyc, dx, dw)
+        })
+    });
+    (dx, dw)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backward_chunks<T: Real>(
+    g: &ConvGeom,
+    x: &[T],
+    weight: &[T],
+    dy: &[T],
+    col: &mut [T],
+    dyc: &mut [T],
+    mut dx: Option<&mut [T]>,
+    mut dw: Option<&mut [T]>,
+) {
+    let hwo = g.h_out() * g.w_out();
+    let per = g.samples_per_chunk();
     for s0 in (0..g.n).step_by(per) {
         let nb = per.min(g.n - s0);
         let cols = nb * hwo;
@@ -268,22 +306,22 @@ pub fn backward<T: Real>(
                         .copy_from_slice(&dy[((s0 + s) * g.c_out + co) * hwo..][..hwo]);
                 }
             });
-        if let Some(dw) = dw.as_mut() {
-            im2col(g, x, s0, nb, &mut col);
+        if let Some(dw) = dw.as_deref_mut() {
+            im2col(g, x, s0, nb, col);
             gemm(
                 g.c_out,
                 g.patch(),
                 cols,
                 T::one(),
-                &dyc,
+                dyc,
                 Op::N,
-                &col,
+                col,
                 Op::T,
                 T::one(),
                 dw,
             );
         }
-        if let Some(dx) = dx.as_mut() {
+        if let Some(dx) = dx.as_deref_mut() {
             gemm(
                 g.patch(),
                 cols,
@@ -291,13 +329,12 @@ pub fn backward<T: Real>(
                 T::one(),
                 weight,
                 Op::T,
-                &dyc,
+                dyc,
                 Op::N,
                 T::zero(),
-                &mut col,
+                col,
             );
-            col2im(g, &col, s0, nb, dx);
+            col2im(g, col, s0, nb, dx);
         }
     }
-    (dx, dw)
 }
