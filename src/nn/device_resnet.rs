@@ -221,10 +221,9 @@ impl<D: KernelDevice + 'static> DeviceResNet<D> {
             train: mode == Mode::Train,
             running: &mut self.running,
             sparta: &self.sparta,
-            observed: (mode == Mode::Inspect).then(Vec::new),
         };
-        let logits = host.arch.forward(&mut pass, xv)?;
-        let observed = pass.observed;
+        let mut observed = (mode == Mode::Inspect).then(Vec::new);
+        let logits = host.arch.forward(&mut pass, xv, observed.as_mut())?;
         Ok((
             tape,
             Forward {
@@ -579,8 +578,6 @@ struct DevicePass<'a, 't, D: KernelDevice + 'static> {
     train: bool,
     running: &'a mut [Buf<D>],
     sparta: &'a [(Rc<SpartaLayer<f32>>, Vec<usize>)],
-    /// The blocks' activations, when asked for.
-    observed: Option<Observed>,
 }
 
 /// `[n, c, h, w]` of a 4-D node.
@@ -994,11 +991,5 @@ impl<D: KernelDevice + 'static> Layers for DevicePass<'_, '_, D> {
                 Ok(grads)
             })
         })
-    }
-
-    fn observe_block_activation(&mut self, block: usize, input: Var, output: Var) {
-        if let Some(observed) = &mut self.observed {
-            observed.push((block, input, output));
-        }
     }
 }

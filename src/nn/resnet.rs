@@ -201,8 +201,6 @@ pub(crate) trait Layers {
     fn global_avg_pool(&mut self, x: Var) -> Result<Var>;
     /// `x·Wᵀ + b`.
     fn linear(&mut self, x: Var, weight: usize, bias: usize) -> Result<Var>;
-    /// Sees the input and output of block `block`'s post-residual activation.
-    fn observe_block_activation(&mut self, _block: usize, _input: Var, _output: Var) {}
 }
 
 /// The network's wiring: which parameters each layer uses, in forward order.
@@ -216,8 +214,14 @@ pub(crate) struct Arch {
 }
 
 impl Arch {
-    /// Pushes the forward pass of the images `x` and returns the logits.
-    pub(crate) fn forward<L: Layers>(&self, l: &mut L, x: Var) -> Result<Var> {
+    /// Pushes the forward pass of the images `x` and returns the logits; notes each
+    /// block's post-residual activation in `observed` when given.
+    pub(crate) fn forward<L: Layers>(
+        &self,
+        l: &mut L,
+        x: Var,
+        mut observed: Option<&mut Observed>,
+    ) -> Result<Var> {
         let h = l.normalize(x)?;
         let h = l.conv2d(h, self.stem.0, 1, 1)?;
         let h = l.bn(h, self.stem.1)?;
@@ -240,7 +244,9 @@ impl Arch {
                 Act::Base => l.pointwise(sum, self.base)?,
                 Act::Sparta(i) => l.sparta(sum, i)?,
             };
-            l.observe_block_activation(k, sum, h);
+            if let Some(observed) = observed.as_deref_mut() {
+                observed.push((k, sum, h));
+            }
         }
         let p = l.global_avg_pool(h)?;
         l.linear(p, self.fc.0, self.fc.1)
@@ -350,8 +356,6 @@ struct Pass<'a, T: Real> {
     train: bool,
     buffers: &'a mut [Named<T>],
     config: &'a ResNetConfig,
-    /// The blocks' activations, when asked for.
-    observed: Option<Observed>,
 }
 
 /// `(block, input, output)` of each block's post-residual activation, in block order.
@@ -426,12 +430,6 @@ impl<T: Real> Layers for Pass<'_, T> {
 
     fn linear(&mut self, x: Var, weight: usize, bias: usize) -> Result<Var> {
         linear(self.tape, x, self.pv[weight], self.pv[bias])
-    }
-
-    fn observe_block_activation(&mut self, block: usize, input: Var, output: Var) {
-        if let Some(observed) = &mut self.observed {
-            observed.push((block, input, output));
-        }
     }
 }
 
@@ -687,10 +685,10 @@ impl<T: Real> ResNet<T> {
             train,
             buffers: &mut self.buffers,
             config: &self.config,
-            observed: observe.then(Vec::new),
         };
-        let logits = self.arch.forward(&mut pass, x)?;
-        Ok((logits, pass.pv, pass.observed))
+        let mut observed = observe.then(Vec::new);
+        let logits = self.arch.forward(&mut pass, x, observed.as_mut())?;
+        Ok((logits, pass.pv, observed))
     }
 
     /// The input and output of every block's post-residual activation on the images `x`
