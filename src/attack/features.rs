@@ -168,10 +168,12 @@ fn one_image(maps: &ActivationMaps<f32>, i: usize) -> ActivationMaps<f32> {
     let [_, c, h, w] = maps.shape;
     let len = c * h * w;
     ActivationMaps {
+        block: maps.block.clone(),
+        last_in_group: maps.last_in_group,
+        sparta: maps.sparta,
         shape: [1, c, h, w],
         input: maps.input[i * len..][..len].to_vec(),
         output: maps.output[i * len..][..len].to_vec(),
-        ..maps.clone()
     }
 }
 
