@@ -1,10 +1,11 @@
-//! Named tensors to and from safetensors files, written atomically.
+//! Named tensors to and from safetensors files: written atomically, and finite both ways.
 //!
-//! A write goes to a temporary file in the same folder, is flushed to disk, and is then
-//! renamed over the target, so a crash leaves either the old file or the new one.
+//! A write goes through [`crate::storage::write_atomically`], so a crash leaves either the
+//! old file or the new one. A tensor holding NaN or an infinity is never written
+//! ([`Error::NonFinite`]) and never read back (an [`Error::Format`] naming it): a model
+//! that diverged cannot become a checkpoint, and a damaged file cannot become a model.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -26,12 +27,30 @@ fn dtype<T: Real>() -> Dtype {
     }
 }
 
-/// Writes `tensors` (name, shape, values) and string `metadata` to `path` atomically.
+/// The first value of `values` that is NaN or infinite, with its index.
+fn first_non_finite<T: Real>(values: &[T]) -> Option<(usize, f64)> {
+    values
+        .iter()
+        .position(|v| !v.as_f64().is_finite())
+        .map(|i| (i, values[i].as_f64()))
+}
+
+/// Writes `tensors` (name, shape, values) and string `metadata` to `path` atomically;
+/// [`Error::NonFinite`] (and nothing written) when a value is NaN or infinite.
 pub fn save<T: Real>(
     path: &Path,
     tensors: &[(String, Vec<usize>, &[T])],
     metadata: HashMap<String, String>,
 ) -> Result<()> {
+    for (name, _, data) in tensors {
+        if let Some((index, value)) = first_non_finite(data) {
+            return Err(Error::NonFinite {
+                tensor: name.clone(),
+                index,
+                value,
+            });
+        }
+    }
     let views = tensors
         .iter()
         .map(|(name, shape, data)| {
@@ -42,49 +61,97 @@ pub fn save<T: Real>(
         .collect::<Result<Vec<_>>>()?;
     let bytes = safetensors::serialize(views, Some(metadata))
         .map_err(|e| Error::format(path, e.to_string()))?;
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::format(path, "not a file path"))?
-        .to_string_lossy();
-    let tmp = path.with_file_name(format!(".{file_name}.tmp{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()
-    };
-    if let Err(e) = write() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(&tmp, e));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    // Persist the rename itself; not every platform lets a folder be opened, so this is
-    // best effort.
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    crate::storage::write_atomically(path, &bytes)
 }
 
-/// Reads every tensor of `path` (which must all have `T`'s dtype) and the metadata.
+/// The little-endian F32 or F64 data of a view, converted to `T`; `None` for another
+/// dtype.
+fn decode<T: Real>(view: &TensorView<'_>) -> Option<Vec<T>> {
+    let data = view.data();
+    match view.dtype() {
+        Dtype::F32 => Some(
+            data.chunks_exact(4)
+                .map(|b| T::of_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+                .collect(),
+        ),
+        Dtype::F64 => Some(
+            data.chunks_exact(8)
+                .map(|b| {
+                    let bytes = [b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]];
+                    T::of_f64(f64::from_le_bytes(bytes))
+                })
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// Reads every tensor of `path` (F32 or F64, converted to `T`) and the metadata. The
+/// safetensors header is checked against the file's length before any tensor is
+/// copied; a tensor of another dtype, or holding NaN or an infinity, is an error naming
+/// it.
 pub fn load<T: Real>(path: &Path) -> Result<(TensorMap<T>, HashMap<String, String>)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let (_, meta) =
-        SafeTensors::read_metadata(&bytes).map_err(|e| Error::format(path, e.to_string()))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::format(path, e.to_string()))?;
+    let bytes = crate::storage::read_regular_file(path)?;
+    let not_safetensors = |e: safetensors::SafeTensorError| {
+        Error::format(path, format!("not a safetensors file: {e}"))
+    };
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(not_safetensors)?;
+    let st = SafeTensors::deserialize(&bytes).map_err(not_safetensors)?;
     let mut out = HashMap::new();
     for (name, view) in st.iter() {
-        if view.dtype() != dtype::<T>() {
+        let values = decode::<T>(&view).ok_or_else(|| {
+            Error::format(
+                path,
+                format!("tensor {name} is {}, expected F32 or F64", view.dtype()),
+            )
+        })?;
+        if let Some((i, v)) = first_non_finite(&values) {
             return Err(Error::format(
                 path,
-                format!("tensor {name} is {}, expected {}", view.dtype(), T::DTYPE),
+                format!("tensor {name} holds {v} at index {i}: a checkpoint must be finite"),
             ));
         }
-        // The file's bytes need not be aligned for T: copy them into a typed buffer.
-        let mut values = vec![T::zero(); view.shape().iter().product()];
-        bytemuck::cast_slice_mut::<T, u8>(&mut values).copy_from_slice(view.data());
         out.insert(name.to_string(), (view.shape().to_vec(), values));
     }
     Ok((out, meta.metadata().clone().unwrap_or_default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_file(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("sparta-ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(name)
+    }
+
+    #[test]
+    fn non_finite_tensors_are_neither_written_nor_read() {
+        let path = temp_file("nan.safetensors");
+        let good = [1.0f32, 2.0, 3.0];
+        let bad = [1.0f32, f32::NAN, 3.0];
+        save(&path, &[("w".into(), vec![3], &good[..])], HashMap::new()).unwrap();
+        let err = save(&path, &[("w".into(), vec![3], &bad[..])], HashMap::new()).unwrap_err();
+        assert!(
+            matches!(&err, Error::NonFinite { tensor, index: 1, value } if tensor == "w" && value.is_nan()),
+            "{err:?}"
+        );
+        assert_eq!(load::<f32>(&path).unwrap().0["w"].1, good, "old file kept");
+
+        // A file written by another program with an infinity in it.
+        let view = TensorView::new(
+            Dtype::F32,
+            vec![2],
+            bytemuck::cast_slice(&[0.5f32, f32::INFINITY]),
+        )
+        .unwrap();
+        let bytes = safetensors::serialize([("layer.weight", view)], None).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        let msg = load::<f64>(&path).unwrap_err().to_string();
+        assert!(
+            msg.contains("tensor layer.weight holds inf at index 1"),
+            "{msg}"
+        );
+    }
 }

@@ -39,6 +39,48 @@ pub enum Error {
     /// A configuration or argument that is invalid whatever the data.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Another run holds the lock of the folder a run would write into.
+    #[error(
+        "{} is in use by another sparta run{}: one run per output folder (wait for it, or \
+         choose another --out)",
+        dir.display(),
+        holder.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    Locked {
+        /// The folder.
+        dir: PathBuf,
+        /// The process that holds it, when its lock file says.
+        holder: Option<u32>,
+    },
+    /// A tensor about to be saved holds NaN or an infinity.
+    #[error("tensor {tensor} holds {value} at index {index}")]
+    NonFinite {
+        /// The tensor's name.
+        tensor: String,
+        /// Where in it (row-major).
+        index: usize,
+        /// The value found there.
+        value: f64,
+    },
+    /// Training produced a non-finite loss or non-finite weights; no checkpoint was
+    /// written from that step.
+    #[error(
+        "training diverged at epoch {epoch}, step {step}: {what}; {}",
+        match last_good {
+            Some(p) => format!("the last good checkpoint is {}", p.display()),
+            None => "no checkpoint had been written".to_string(),
+        }
+    )]
+    Diverged {
+        /// The epoch, counted from 1.
+        epoch: usize,
+        /// The step within the epoch, counted from 1.
+        step: usize,
+        /// What was not finite.
+        what: String,
+        /// The model file of the last checkpoint written, if any.
+        last_good: Option<PathBuf>,
+    },
 }
 
 /// `Result` with the crate's [`Error`].

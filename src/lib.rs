@@ -10,6 +10,7 @@ pub mod data;
 pub mod device;
 pub mod dry_run;
 pub mod error;
+pub mod experiment;
 pub mod gemm;
 pub mod host_memory;
 pub mod launch;
@@ -19,6 +20,7 @@ pub mod optim;
 pub mod plot;
 pub mod real;
 mod scratch;
+pub mod storage;
 pub mod tensor;
 #[cfg(test)]
 mod testing;

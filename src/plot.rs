@@ -281,7 +281,7 @@ fn write_png(path: &Path, rgb: &[u8], (w, h): (u32, u32)) -> Result<()> {
             .write_image_data(rgb)
             .map_err(|e| Error::format(path, format!("PNG encoding failed: {e}")))?;
     }
-    crate::train::checkpoint::write_atomically(path, &png_bytes)
+    crate::storage::write_atomically(path, &png_bytes)
 }
 
 #[cfg(test)]

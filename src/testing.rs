@@ -11,7 +11,7 @@ use crate::classifier::{BatchShape, Classifier, StepStats, Trainable};
 use crate::error::{Error, Result};
 
 /// `logits = W·x + b`, trained with SGD (momentum 0.9).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SoftmaxRegression {
     pub classes: usize,
     pub inputs: usize,
@@ -139,14 +139,35 @@ impl Trainable for SoftmaxRegression {
         Ok(StepStats { loss, correct })
     }
 
+    /// Weight, bias and velocity through [`crate::checkpoint`], as the real models
+    /// save: atomically, and never with a non-finite value.
     fn save(&self, path: &Path) -> Result<()> {
-        let json = serde_json::to_vec(self).map_err(|e| Error::format(path, e.to_string()))?;
-        crate::train::checkpoint::write_atomically(path, &json)
+        let tensors = [
+            (
+                "weight".to_string(),
+                vec![self.weight.len()],
+                &self.weight[..],
+            ),
+            ("bias".to_string(), vec![self.bias.len()], &self.bias[..]),
+            (
+                "velocity".to_string(),
+                vec![self.velocity.len()],
+                &self.velocity[..],
+            ),
+        ];
+        crate::checkpoint::save(path, &tensors, Default::default())
     }
 
     fn load(&mut self, path: &Path) -> Result<()> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        *self = serde_json::from_slice(&bytes).map_err(|e| Error::format(path, e.to_string()))?;
+        let (mut file, _) = crate::checkpoint::load::<f32>(path)?;
+        let mut take = |name: &str, len: usize| match file.remove(name) {
+            Some((_, v)) if v.len() == len => Ok(v),
+            _ => Err(Error::format(path, format!("no {len}-value tensor {name}"))),
+        };
+        let weight = take("weight", self.weight.len())?;
+        let bias = take("bias", self.bias.len())?;
+        self.velocity = take("velocity", self.velocity.len())?;
+        (self.weight, self.bias) = (weight, bias);
         Ok(())
     }
 }

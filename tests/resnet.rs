@@ -7,12 +7,25 @@ use sparta::nn::resnet::{Depth, ResNet, ResNetConfig};
 use sparta::ops::loss::{cross_entropy, Reduction};
 use sparta::tensor::Tensor;
 
+/// The paper's parameter counts, from the built models (ReLU and SPARTA on the last
+/// block of every group), and from the configurations alone
+/// ([`ResNetConfig::value_counts`], which checkpoints are checked with before a model
+/// is allocated).
 #[test]
-fn plain_resnet_parameter_counts_match_the_paper() {
+fn parameter_counts_match_the_paper() {
+    let cases = [
+        (ResNetConfig::resnet18(3, 10), "relu", 11_173_962),
+        (ResNetConfig::resnet18(3, 10), "G1-4.Blast", 11_980_558),
+        (ResNetConfig::resnet34(3, 10), "relu", 21_282_122),
+        (ResNetConfig::resnet34(3, 10), "G1-4.Blast", 22_088_718),
+    ];
+    for (config, act, paper) in cases {
+        let config = config.with_activation(act);
+        let model = ResNet::<f32>::new(config.clone(), 0).unwrap();
+        assert_eq!(model.param_count(), paper, "{:?} {act}", config.depth);
+        assert_eq!(config.value_counts().unwrap().parameters, paper);
+    }
     let r18 = ResNet::<f32>::new(ResNetConfig::resnet18(3, 10).with_activation("relu"), 0).unwrap();
-    assert_eq!(r18.param_count(), 11_173_962);
-    let r34 = ResNet::<f32>::new(ResNetConfig::resnet34(3, 10).with_activation("relu"), 0).unwrap();
-    assert_eq!(r34.param_count(), 21_282_122);
     assert!(r18
         .params()
         .iter()
@@ -22,6 +35,50 @@ fn plain_resnet_parameter_counts_match_the_paper() {
     assert!(rows
         .iter()
         .any(|r| r.name == "layer4.1.bn2.running_var" && r.params == 0));
+}
+
+/// [`ResNetConfig::value_counts`] counts what [`ResNet::new`] builds for every depth,
+/// placement and option that changes a shape; a wrong count would refuse good
+/// checkpoints (or admit an allocation the file does not back).
+#[test]
+fn value_counts_are_what_the_model_holds() {
+    let depths = [
+        ResNetConfig::resnet18(3, 7),
+        ResNetConfig::resnet34(1, 200),
+        ResNetConfig::small(2, 10),
+    ];
+    let specs = [
+        "relu",
+        "G1-4.Blast",
+        "all nodpnet",
+        "G4.Blast block=2",
+        "G1.B1+G3.Blast frozen",
+        "gelu",
+        "sparta base=silu",
+    ];
+    for config in depths {
+        for spec in specs {
+            let spec = spec.replace("sparta", "G1-4.Blast");
+            let config = ResNetConfig {
+                widths: [4, 6, 8, 10],
+                ..config.clone().with_activation(&spec)
+            };
+            let model = ResNet::<f32>::new(config.clone(), 0).unwrap();
+            let counts = config.value_counts().unwrap();
+            let buffers: usize = model.buffers().iter().map(|b| b.value.len()).sum();
+            assert_eq!(
+                (counts.parameters, counts.buffers),
+                (model.param_count(), buffers),
+                "{:?} {spec}",
+                config.depth
+            );
+        }
+    }
+    let huge = ResNetConfig {
+        widths: [usize::MAX / 2, 1, 1, 1],
+        ..ResNetConfig::small(1, 10)
+    };
+    assert!(huge.value_counts().is_err());
 }
 
 fn tiny_config() -> ResNetConfig {
@@ -185,8 +242,8 @@ fn checkpoint_round_trip_is_bit_exact() {
     let mut a = ResNet::<f32>::new(tiny_config(), 7).unwrap();
     a.train_step(&x, shape, &labels, 0.1).unwrap();
     a.save(&path).unwrap();
-    let mut b = ResNet::<f32>::new(ResNet::<f32>::read_config(&path).unwrap(), 8).unwrap();
-    b.load(&path).unwrap();
+    let mut b = ResNet::<f32>::from_checkpoint(&path).unwrap();
+    assert_eq!(b.config(), a.config());
     let bits = |m: &ResNet<f32>| -> Vec<u32> {
         m.params()
             .iter()

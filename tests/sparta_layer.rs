@@ -198,11 +198,10 @@ fn parameter_count_matches_design_formula_for_resnet_widths() {
         let stored: usize = layer.params().iter().map(|(_, d, _)| d.len()).sum();
         assert_eq!(stored, count);
     }
-    // SPARTA on G{1,2,3,4}.B2 of CIFAR ResNet-18 adds 806,596: 11,173,962 → 11,980,558
-    // (paper: 11.99 M); ResNet-34: 21,282,122 → 22,088,718 (paper: 22.11 M).
+    // Four layers at the widths of ResNet-18/34's groups add 806,596 parameters; the
+    // built networks' totals are pinned in tests/resnet.rs.
     let added: usize = expected.iter().map(|(_, n)| n).sum();
-    assert_eq!(11_173_962 + added, 11_980_558);
-    assert_eq!(21_282_122 + added, 22_088_718);
+    assert_eq!(added, 806_596);
     // Without DPNet Conv4 is replaced by Co + 1 learned numbers.
     let no_dp = config(64, false, 1);
     assert_eq!(no_dp.param_count(), 3 * (64 * 64 + 64) + 65);

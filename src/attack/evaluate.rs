@@ -51,6 +51,13 @@ pub fn evaluate<C: Classifier + ?Sized>(
             data.len()
         )));
     }
+    for &k in iterations {
+        PgdConfig {
+            iterations: k,
+            ..*attack
+        }
+        .validate()?;
+    }
     let classes = model.num_classes();
     let mut tallies: Vec<Tally> = iterations.iter().map(|&k| Tally::new(k)).collect();
     let mut clean_wrong = 0usize;

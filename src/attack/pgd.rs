@@ -21,6 +21,20 @@ pub enum Goal {
     Untargeted,
 }
 
+impl std::str::FromStr for Goal {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "targeted" => Ok(Goal::Targeted),
+            "untargeted" => Ok(Goal::Untargeted),
+            _ => Err(Error::Config(format!(
+                "attack goal {s:?}: expected targeted or untargeted"
+            ))),
+        }
+    }
+}
+
 /// Settings of one PGD attack.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PgdConfig {
@@ -52,21 +66,32 @@ impl PgdConfig {
         }
     }
 
-    fn validate(&self) -> Result<()> {
-        let ok = self.epsilon.is_finite()
-            && self.epsilon >= 0.0
-            && self.step.is_finite()
-            && self.step >= 0.0
-            && self.restarts >= 1;
-        if ok {
-            Ok(())
+    /// Checks ε in [0, 1], a step in [0, 1], iterations up to [`MAX_ITERATIONS`] and
+    /// restarts from 1 to [`MAX_RESTARTS`]: an attack outside these bounds is a mistake
+    /// (ε in pixel units, say) or would not finish.
+    pub fn validate(&self) -> Result<()> {
+        let unit = |v: f32| (0.0..=1.0).contains(&v);
+        let fault = if !unit(self.epsilon) {
+            format!("ε {} is outside [0, 1] (of the pixel range)", self.epsilon)
+        } else if !unit(self.step) {
+            format!("step {} is outside [0, 1] (of the pixel range)", self.step)
+        } else if self.iterations > MAX_ITERATIONS {
+            format!("{} iterations, at most {MAX_ITERATIONS}", self.iterations)
+        } else if !(1..=MAX_RESTARTS).contains(&self.restarts) {
+            format!("{} restarts, 1 to {MAX_RESTARTS}", self.restarts)
         } else {
-            Err(Error::Config(format!(
-                "PGD needs finite ε ≥ 0, step ≥ 0 and at least one restart, got {self:?}"
-            )))
-        }
+            return Ok(());
+        };
+        Err(Error::Config(format!("PGD attack: {fault}")))
     }
 }
+
+/// The most iterations [`PgdConfig::validate`] accepts: a hundred times PGD-1000, the
+/// longest attack in common use (as a sanity check of a robustness claim).
+pub const MAX_ITERATIONS: usize = 100_000;
+
+/// The most restarts [`PgdConfig::validate`] accepts.
+pub const MAX_RESTARTS: usize = 1_000;
 
 /// What an attack on one batch produced.
 #[derive(Clone, Debug, PartialEq)]

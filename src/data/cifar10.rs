@@ -5,8 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{check_labels, read_file, Dataset, Split};
+use super::{check_labels, Dataset, Split};
 use crate::error::{Error, Result};
+use crate::storage::read_regular_file;
 
 /// Bytes of one image.
 const IMAGE_BYTES: usize = 3 * 32 * 32;
@@ -37,7 +38,7 @@ pub fn load_files(name: &str, paths: &[PathBuf]) -> Result<Dataset> {
     let mut images = Vec::new();
     let mut labels = Vec::new();
     for path in paths {
-        let bytes = read_file(path)?;
+        let bytes = read_regular_file(path)?;
         if bytes.is_empty() || bytes.len() % RECORD_BYTES != 0 {
             return Err(Error::format(
                 path,

@@ -5,11 +5,12 @@
 //! type `0x08` with 1 dim `[n]`. Gzip is recognised by its magic bytes `1f 8b`, not by
 //! the file name.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::{check_labels, read_file, Dataset, Split};
+use super::inflate::{check_declared, read_at_most};
+use super::{check_labels, Dataset, Split};
 use crate::error::{Error, Result};
+use crate::storage::read_regular_file;
 
 /// The u8 data type code of IDX.
 const IDX_U8: u8 = 0x08;
@@ -25,19 +26,56 @@ pub struct IdxArray {
 
 /// Reads an IDX file of u8 values, decompressing it first if it is gzip.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
-    let raw = read_file(path)?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| {
-                Error::format(path, format!("gzip stream is corrupt or truncated: {e}"))
-            })?;
-        out
+    let raw = read_regular_file(path)?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        parse_idx(path, &gunzip(path, &raw)?)
     } else {
-        raw
+        parse_idx(path, &raw)
+    }
+}
+
+/// The decompressed bytes of a gzip'd IDX file, read no further than its header's
+/// dimensions say the data goes (plus one byte, so that [`parse_idx`] sees trailing
+/// data): a stream that inflates without end is cut there, and dimensions larger than
+/// the compressed bytes can hold are refused before their data is read.
+fn gunzip(path: &Path, raw: &[u8]) -> Result<Vec<u8>> {
+    let corrupt = |e: std::io::Error| {
+        Error::format(path, format!("gzip stream is corrupt or truncated: {e}"))
     };
-    parse_idx(path, &bytes)
+    let mut stream = flate2::read::GzDecoder::new(raw);
+    let mut out = Vec::new();
+    read_at_most(&mut stream, 4, &mut out).map_err(corrupt)?;
+    if out.len() < 4 {
+        return Ok(out);
+    }
+    read_at_most(&mut stream, 4 * out[3] as usize, &mut out).map_err(corrupt)?;
+    let Some(dims) = header_dims(&out) else {
+        return Ok(out);
+    };
+    let count = data_len(path, &dims)?;
+    check_declared(path, "the IDX header", count, raw.len())?;
+    read_at_most(&mut stream, count + 1, &mut out).map_err(corrupt)?;
+    Ok(out)
+}
+
+/// The dimensions the header at the start of `bytes` declares, `None` when the header
+/// is incomplete.
+fn header_dims(bytes: &[u8]) -> Option<Vec<usize>> {
+    let ndims = *bytes.get(3)? as usize;
+    let sizes = bytes.get(4..4 + 4 * ndims)?;
+    Some(
+        sizes
+            .chunks_exact(4)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
+            .collect(),
+    )
+}
+
+/// The number of data bytes `dims` need; an error when their product overflows.
+fn data_len(path: &Path, dims: &[usize]) -> Result<usize> {
+    dims.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| Error::format(path, format!("dimensions {dims:?} overflow")))
 }
 
 /// Parses the bytes of an (uncompressed) IDX file; `path` is only for errors.
@@ -68,7 +106,7 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
     }
     let ndims = bytes[3] as usize;
     let header = 4 + 4 * ndims;
-    if bytes.len() < header {
+    let Some(dims) = header_dims(bytes) else {
         return Err(Error::format(
             path,
             format!(
@@ -76,15 +114,8 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
                 bytes.len()
             ),
         ));
-    }
-    let dims: Vec<usize> = bytes[4..header]
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
-        .collect();
-    let count = dims
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| Error::format(path, format!("dimensions {dims:?} overflow")))?;
+    };
+    let count = data_len(path, &dims)?;
     let have = bytes.len() - header;
     if have != count {
         let what = if have < count {
@@ -119,6 +150,12 @@ pub fn load_pair(
             format!("images have {} dimensions, expected 3", images.dims.len()),
         ));
     };
+    if height == 0 || width == 0 {
+        return Err(Error::format(
+            images_path,
+            format!("images are {height}×{width}: both sides must be at least 1"),
+        ));
+    }
     let [n_labels] = labels.dims[..] else {
         return Err(Error::format(
             labels_path,
@@ -164,13 +201,14 @@ pub fn load_fashion_mnist(dir: &Path, split: Split) -> Result<Dataset> {
     )
 }
 
-/// `dir/stem.gz` if it exists, else `dir/stem`; a not-found error names both.
+/// `dir/stem.gz` if anything is there, else `dir/stem` (whose read then reports what
+/// is wrong with it); a not-found error names both.
 fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
     let gz = dir.join(format!("{stem}.gz"));
     let raw = dir.join(stem);
-    if gz.is_file() {
+    if gz.symlink_metadata().is_ok() {
         Ok(gz)
-    } else if raw.is_file() {
+    } else if raw.symlink_metadata().is_ok() {
         Ok(raw)
     } else {
         Err(Error::io(

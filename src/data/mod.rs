@@ -6,6 +6,7 @@
 pub mod augment;
 pub mod cifar10;
 pub mod idx;
+mod inflate;
 pub mod svhn;
 pub mod tiny_imagenet;
 
@@ -65,7 +66,46 @@ impl Dataset {
     }
 }
 
+/// What a model was trained on, as checkpoints record it: the data set's name (without
+/// split or limit) and the shape of its images and labels. Evaluating or resuming on
+/// data with other facts is refused unless asked for.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DatasetInfo {
+    /// `fashion-mnist`, `cifar10`, … (the part of [`Dataset::name`] before any `/`).
+    pub name: String,
+    /// Channels per image.
+    pub channels: usize,
+    /// Image height.
+    pub height: usize,
+    /// Image width.
+    pub width: usize,
+    /// Number of classes.
+    pub classes: usize,
+}
+
+impl std::fmt::Display for DatasetInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}×{}×{} images, {} classes)",
+            self.name, self.channels, self.height, self.width, self.classes
+        )
+    }
+}
+
 impl Dataset {
+    /// Its [`DatasetInfo`].
+    pub fn info(&self) -> DatasetInfo {
+        let name = self.name.split('/').next().unwrap_or_default();
+        DatasetInfo {
+            name: name.to_string(),
+            channels: self.channels,
+            height: self.height,
+            width: self.width,
+            classes: self.classes,
+        }
+    }
+
     /// The first `n` images (all of them when `n ≥ len`), named `<name>[..n]`.
     pub fn take(&self, n: usize) -> Dataset {
         let n = n.min(self.len());
@@ -141,14 +181,36 @@ impl DatasetKind {
         }
     }
 
-    /// Loads one split from `dir`.
+    /// Loads one split from `dir`, and checks that it is this data set: its images have
+    /// the published shape and its classes the published count ([`Self::shape_and_classes`]),
+    /// and it holds at least one image. (The format readers alone accept any size, so
+    /// that other sets in the same formats load too.)
     pub fn load(self, dir: &Path, split: Split) -> Result<Dataset> {
-        match self {
+        let data = match self {
             DatasetKind::Cifar10 => cifar10::load(dir, split),
             DatasetKind::Svhn => svhn::load(dir, split),
             DatasetKind::TinyImagenet => tiny_imagenet::load(dir, split),
             DatasetKind::FashionMnist => idx::load_fashion_mnist(dir, split),
+        }?;
+        let ([c, h, w], classes) = self.shape_and_classes();
+        let got = [data.channels, data.height, data.width];
+        if got != [c, h, w] || data.classes != classes || data.is_empty() {
+            return Err(Error::format(
+                dir,
+                format!(
+                    "the {} split of {} should hold {c}×{h}×{w} images of {classes} classes, \
+                     found {} images of {}×{}×{} and {} classes",
+                    split.as_str(),
+                    self.name(),
+                    data.len(),
+                    got[0],
+                    got[1],
+                    got[2],
+                    data.classes
+                ),
+            ));
         }
+        Ok(data)
     }
 }
 
@@ -170,11 +232,6 @@ impl std::str::FromStr for DatasetKind {
             ))
         })
     }
-}
-
-/// Reads a whole file, naming it in the error.
-pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::io(path, e))
 }
 
 /// Checks that every label is below `classes`, naming the file and the first bad one.

@@ -32,6 +32,12 @@ pub fn load_file(name: &str, path: &Path) -> Result<Dataset> {
             ),
         ));
     };
+    if h == 0 || w == 0 {
+        return Err(Error::format(
+            path,
+            format!("X has dimensions {:?}: images must be at least 1×1", x.dims),
+        ));
+    }
     if c != 3 {
         return Err(Error::format(
             path,

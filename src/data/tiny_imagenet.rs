@@ -18,8 +18,9 @@ use zune_core::colorspace::ColorSpace;
 use zune_core::options::DecoderOptions;
 use zune_jpeg::JpegDecoder;
 
-use super::{read_file, Dataset, Split};
+use super::{Dataset, Split};
 use crate::error::{Error, Result};
+use crate::storage::read_regular_file;
 
 /// Side of every image.
 const SIDE: usize = 64;
@@ -53,7 +54,7 @@ pub fn load(dir: &Path, split: Split) -> Result<Dataset> {
 
 /// The class ids in file order, each unique.
 fn read_wnids(path: &Path) -> Result<Vec<String>> {
-    let text = String::from_utf8(read_file(path)?)
+    let text = String::from_utf8(read_regular_file(path)?)
         .map_err(|e| Error::format(path, format!("not UTF-8: {e}")))?;
     let wnids: Vec<String> = text
         .lines()
@@ -114,7 +115,7 @@ fn val_files(dir: &Path, wnids: &[String]) -> Result<Vec<(PathBuf, u16)>> {
         .map(|(i, w)| (w.as_str(), i as u16))
         .collect();
     let annotations = dir.join("val").join("val_annotations.txt");
-    let text = String::from_utf8(read_file(&annotations)?)
+    let text = String::from_utf8(read_regular_file(&annotations)?)
         .map_err(|e| Error::format(&annotations, format!("not UTF-8: {e}")))?;
     let mut label_of = HashMap::new();
     for (line_no, line) in text
@@ -158,24 +159,36 @@ fn val_files(dir: &Path, wnids: &[String]) -> Result<Vec<(PathBuf, u16)>> {
         .collect()
 }
 
-/// Decodes a 64×64 JPEG to RGB bytes in CHW order.
+/// Decodes a 64×64 JPEG to RGB bytes in CHW order. The size is checked from the
+/// frame header before any pixel is decoded, so a header that claims a huge image
+/// allocates nothing.
 fn decode_rgb_chw(path: &Path) -> Result<Vec<u8>> {
-    let bytes = read_file(path)?;
+    let bytes = read_regular_file(path)?;
     let options = DecoderOptions::default()
         .jpeg_set_out_colorspace(ColorSpace::RGB)
         .set_strict_mode(true);
     let mut decoder = JpegDecoder::new_with_options(ZCursor::new(&bytes), options);
-    let hwc = decoder
-        .decode()
-        .map_err(|e| Error::format(path, format!("not a decodable JPEG: {e:?}")))?;
+    let undecodable = |e| Error::format(path, format!("not a decodable JPEG: {e:?}"));
+    decoder.decode_headers().map_err(undecodable)?;
     let info = decoder
         .info()
         .ok_or_else(|| Error::format(path, "JPEG without a frame header"))?;
     let (w, h) = (info.width as usize, info.height as usize);
-    if (w, h) != (SIDE, SIDE) || hwc.len() != SIDE * SIDE * 3 {
+    if (w, h) != (SIDE, SIDE) {
         return Err(Error::format(
             path,
             format!("image is {w}×{h}, Tiny-ImageNet images are {SIDE}×{SIDE}"),
+        ));
+    }
+    let hwc = decoder.decode().map_err(undecodable)?;
+    if hwc.len() != SIDE * SIDE * 3 {
+        return Err(Error::format(
+            path,
+            format!(
+                "decoded to {} bytes, a {SIDE}×{SIDE} RGB image has {}",
+                hwc.len(),
+                SIDE * SIDE * 3
+            ),
         ));
     }
     let mut chw = vec![0u8; hwc.len()];

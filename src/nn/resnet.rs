@@ -31,6 +31,7 @@ use crate::autograd::{Tape, Var};
 use crate::classifier::{
     ActivationMaps, BatchShape, Classifier, InspectActivations, StepStats, Trainable,
 };
+use crate::data::DatasetInfo;
 use crate::error::{Error, Result};
 use crate::ops::batchnorm::{batch_norm, BnMode};
 use crate::ops::loss::{cross_entropy, softmax_losses, Reduction};
@@ -62,6 +63,17 @@ impl Depth {
             Depth::R34 => [3, 4, 6, 3],
             Depth::Small => [1, 1, 1, 1],
         }
+    }
+}
+
+impl std::fmt::Display for Depth {
+    /// The name [`FromStr`] reads: `18`, `34`, `small`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Depth::R18 => "18",
+            Depth::R34 => "34",
+            Depth::Small => "small",
+        })
     }
 }
 
@@ -100,6 +112,11 @@ pub struct ResNetConfig {
     pub momentum: f32,
     /// SGD weight decay.
     pub weight_decay: f32,
+    /// The data set the model is trained on, recorded in its checkpoints so that
+    /// evaluating or resuming it on other data is refused unless asked for; `None` for a
+    /// model made without one (and in checkpoints written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetInfo>,
 }
 
 impl ResNetConfig {
@@ -114,6 +131,7 @@ impl ResNetConfig {
             std: vec![0.25; in_channels],
             momentum: 0.9,
             weight_decay: 1e-4,
+            dataset: None,
         }
     }
 
@@ -137,6 +155,97 @@ impl ResNetConfig {
         self.activation = spec.into();
         self
     }
+
+    /// How many values the model this configuration describes holds: learned
+    /// parameters and buffers (running statistics), counted from the configuration
+    /// alone with checked arithmetic, so that a configuration read from a file can be
+    /// checked against the file before the model is allocated. Errors on an invalid
+    /// spec or a count that overflows.
+    pub fn value_counts(&self) -> Result<ValueCounts> {
+        let spec = ActivationSpec::parse(&self.activation)?;
+        let on = spec.resolve(&self.depth.blocks())?;
+        let mut n = ValueCounter {
+            counts: ValueCounts::default(),
+            config: self,
+        };
+        let w = self.widths;
+        n.learned(&[w[0], self.in_channels, 3, 3])?;
+        n.batch_norm(w[0])?;
+        let mut c_in = w[0];
+        for (g, group_on) in on.iter().enumerate() {
+            for (i, &use_sparta) in group_on.iter().enumerate() {
+                let c = w[g];
+                n.learned(&[c, c_in, 3, 3])?;
+                n.batch_norm(c)?;
+                n.learned(&[c, c, 3, 3])?;
+                n.batch_norm(c)?;
+                if (g > 0 && i == 0) || c_in != c {
+                    n.learned(&[c, c_in])?;
+                    n.batch_norm(c)?;
+                }
+                if use_sparta {
+                    let sparta = SpartaConfig {
+                        dpnet: spec.dpnet,
+                        ..SpartaConfig::new(c)
+                    };
+                    for (_, shape) in sparta.param_shapes() {
+                        n.learned(&shape)?;
+                    }
+                }
+                c_in = c;
+            }
+        }
+        n.learned(&[self.classes, c_in])?;
+        n.learned(&[self.classes])?;
+        Ok(n.counts)
+    }
+}
+
+/// Sums tensor sizes for [`ResNetConfig::value_counts`], failing on overflow.
+struct ValueCounter<'a> {
+    counts: ValueCounts,
+    config: &'a ResNetConfig,
+}
+
+impl ValueCounter<'_> {
+    fn size(&self, shape: &[usize]) -> Result<usize> {
+        shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| self.overflow())
+    }
+
+    fn overflow(&self) -> Error {
+        Error::Config(format!(
+            "the model of {:?} has more values than can be counted",
+            self.config
+        ))
+    }
+
+    fn learned(&mut self, shape: &[usize]) -> Result<()> {
+        let size = self.size(shape)?;
+        self.counts.parameters =
+            (self.counts.parameters.checked_add(size)).ok_or_else(|| self.overflow())?;
+        Ok(())
+    }
+
+    /// Weight and bias learned, running mean and variance kept.
+    fn batch_norm(&mut self, c: usize) -> Result<()> {
+        self.learned(&[2, c])?;
+        let size = self.size(&[2, c])?;
+        self.counts.buffers =
+            (self.counts.buffers.checked_add(size)).ok_or_else(|| self.overflow())?;
+        Ok(())
+    }
+}
+
+/// What [`ResNetConfig::value_counts`] counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ValueCounts {
+    /// Learned scalars ([`ResNet::param_count`]).
+    pub parameters: usize,
+    /// Running statistics.
+    pub buffers: usize,
 }
 
 /// Parameter and buffer indices of one batch norm.
@@ -804,9 +913,48 @@ impl<T: Real> ResNet<T> {
     }
 
     /// Restores what [`ResNet::save_checkpoint`] wrote. Every tensor must be present
-    /// with its shape, and nothing else; the model is unchanged on error.
+    /// with its shape, and nothing else; every value must be finite and every running
+    /// variance non-negative; the model is unchanged on error.
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<()> {
-        let (mut file, _) = crate::checkpoint::load::<T>(path)?;
+        let (file, _) = crate::checkpoint::load::<T>(path)?;
+        self.assign(path, file)
+    }
+
+    /// Builds the model a checkpoint holds: its configuration (metadata `config`),
+    /// then its tensors. The configuration is untrusted: the values it implies
+    /// ([`ResNetConfig::value_counts`], plus one SGD velocity per parameter) must be the
+    /// values the file holds before anything is allocated for the model.
+    pub fn from_checkpoint(path: &Path) -> Result<Self> {
+        let (file, meta) = crate::checkpoint::load::<T>(path)?;
+        let config = config_of(path, &meta)?;
+        let counts = config
+            .value_counts()
+            .map_err(|e| Error::format(path, format!("config: {e}")))?;
+        let implied = counts
+            .parameters
+            .checked_mul(2)
+            .and_then(|v| v.checked_add(counts.buffers));
+        let stored: usize = file.values().map(|(_, v)| v.len()).sum();
+        if implied != Some(stored) {
+            return Err(Error::format(
+                path,
+                format!(
+                    "its config describes a model of {} parameters and {} buffer values \
+                     (with SGD velocity, {} values) but the file holds {stored}",
+                    counts.parameters,
+                    counts.buffers,
+                    implied.map_or("more than can be counted".into(), |v| v.to_string())
+                ),
+            ));
+        }
+        let mut model = ResNet::new(config, 0)?;
+        model.assign(path, file)?;
+        Ok(model)
+    }
+
+    /// Moves the tensors of `file` (read from `path`) into the model: see
+    /// [`ResNet::load_checkpoint`].
+    fn assign(&mut self, path: &Path, mut file: crate::checkpoint::TensorMap<T>) -> Result<()> {
         let mut take = |name: &str, shape: &[usize]| -> Result<Vec<T>> {
             let (s, v) = file
                 .remove(name)
@@ -837,6 +985,19 @@ impl<T: Real> ResNet<T> {
         if let Some(extra) = file.keys().min() {
             return Err(Error::format(path, format!("unexpected tensor {extra}")));
         }
+        for (b, v) in self.buffers.iter().zip(&buffers) {
+            let negative = v.iter().position(|x| x.as_f64() < 0.0);
+            if let (true, Some(i)) = (b.name.ends_with(".running_var"), negative) {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "tensor {} holds the negative variance {} at index {i}",
+                        b.name,
+                        v[i].as_f64()
+                    ),
+                ));
+            }
+        }
         for (p, v) in self.params.iter_mut().zip(params) {
             p.value.data_mut().copy_from_slice(&v);
         }
@@ -846,15 +1007,14 @@ impl<T: Real> ResNet<T> {
         self.sgd.velocity = velocity;
         Ok(())
     }
+}
 
-    /// Reads the configuration stored in a checkpoint (to rebuild the model first).
-    pub fn read_config(path: &Path) -> Result<ResNetConfig> {
-        let (_, meta) = crate::checkpoint::load::<T>(path)?;
-        let json = meta
-            .get("config")
-            .ok_or_else(|| Error::format(path, "no config in metadata"))?;
-        serde_json::from_str(json).map_err(|e| Error::format(path, format!("config: {e}")))
-    }
+/// The configuration in a checkpoint's metadata.
+fn config_of(path: &Path, meta: &HashMap<String, String>) -> Result<ResNetConfig> {
+    let json = meta
+        .get("config")
+        .ok_or_else(|| Error::format(path, "no config in metadata"))?;
+    serde_json::from_str(json).map_err(|e| Error::format(path, format!("config: {e}")))
 }
 
 fn count_correct<T: Real>(logits: &[T], k: usize, labels: &[usize]) -> usize {

@@ -28,11 +28,10 @@
 //! # Ok::<(), sparta::Error>(())
 //! ```
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 
 use rand::Rng;
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::error::{check_len, Error, Result};
 use crate::ops::fc::cpu::{fc_backward, fc_forward};
@@ -535,75 +534,46 @@ impl<T: Real> SpartaLayer<T> {
     /// docs), atomically: a temporary file next to `path`, then a rename. The config is
     /// stored in the file's metadata for readers; [`Self::load`] checks names and shapes.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let dtype = dtype_of::<T>();
-        let views = self
+        let tensors: Vec<(String, Vec<usize>, &[T])> = self
             .params()
             .into_iter()
-            .map(|(name, data, shape)| {
-                let view = TensorView::new(dtype, shape, bytemuck::cast_slice(data))
-                    .map_err(|e| Error::format(path, format!("{name}: {e}")))?;
-                Ok((name, view))
-            })
-            .collect::<Result<Vec<_>>>()?;
+            .map(|(name, data, shape)| (name.to_string(), shape, data))
+            .collect();
         let meta = HashMap::from([
             ("channels".to_string(), self.config.channels.to_string()),
             ("dpnet".to_string(), self.config.dpnet.to_string()),
             ("block".to_string(), self.config.block.to_string()),
         ]);
-        let bytes = safetensors::serialize(views, Some(meta))
-            .map_err(|e| Error::format(path, e.to_string()))?;
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = std::path::PathBuf::from(tmp);
-        std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+        crate::checkpoint::save(path, &tensors, meta)
     }
 
     /// Reads parameters saved by [`Self::save`] (F32 or F64 tensors, converted to `T`).
     /// A file whose tensors are missing, extra or wrongly shaped for this layer's config
     /// is an [`Error::Format`] naming each of them; the layer is unchanged then.
     pub fn load(&mut self, path: &Path) -> Result<()> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let file = SafeTensors::deserialize(&bytes)
-            .map_err(|e| Error::format(path, format!("not a safetensors file: {e}")))?;
+        let (mut file, _) = crate::checkpoint::load::<T>(path)?;
         let expected = self.config.param_shapes();
-        let wanted: HashSet<&str> = expected.iter().map(|(n, _)| *n).collect();
-        let mut problems = Vec::new();
-        let mut extra: Vec<String> = file
-            .names()
-            .into_iter()
-            .filter(|n| !wanted.contains(n))
-            .map(String::from)
-            .collect();
+        let mut loaded = Vec::with_capacity(expected.len());
+        let (mut missing, mut misshaped) = (Vec::new(), Vec::new());
+        for (name, shape) in &expected {
+            match file.remove(*name) {
+                None => missing.push(*name),
+                Some((got, _)) if got != *shape => {
+                    misshaped.push(format!("{name} has shape {got:?}, expected {shape:?}"))
+                }
+                Some((_, data)) => loaded.push(data),
+            }
+        }
+        let mut extra: Vec<String> = file.into_keys().collect();
         extra.sort();
+        let mut problems = Vec::new();
+        if !missing.is_empty() {
+            problems.push(format!("missing tensors: {}", missing.join(", ")));
+        }
         if !extra.is_empty() {
             problems.push(format!("unexpected tensors: {}", extra.join(", ")));
         }
-        let mut loaded = Vec::with_capacity(expected.len());
-        let mut missing = Vec::new();
-        for (name, shape) in &expected {
-            let Ok(view) = file.tensor(name) else {
-                missing.push(*name);
-                continue;
-            };
-            if view.shape() != shape.as_slice() {
-                problems.push(format!(
-                    "{name} has shape {:?}, expected {shape:?}",
-                    view.shape()
-                ));
-                continue;
-            }
-            match decode::<T>(&view) {
-                Some(data) => loaded.push(data),
-                None => problems.push(format!(
-                    "{name} has dtype {:?}, expected F32 or F64",
-                    view.dtype()
-                )),
-            }
-        }
-        if !missing.is_empty() {
-            problems.insert(0, format!("missing tensors: {}", missing.join(", ")));
-        }
+        problems.extend(misshaped);
         if !problems.is_empty() {
             return Err(Error::format(
                 path,
@@ -622,30 +592,4 @@ impl<T: Real> SpartaLayer<T> {
 
 fn relu<T: Real>(v: &[T]) -> Vec<T> {
     v.iter().map(|x| x.max(T::zero())).collect()
-}
-
-fn dtype_of<T: Real>() -> Dtype {
-    if T::DTYPE == "F64" {
-        Dtype::F64
-    } else {
-        Dtype::F32
-    }
-}
-
-/// The little-endian F32 or F64 data of a view, converted to `T`.
-fn decode<T: Real>(view: &TensorView<'_>) -> Option<Vec<T>> {
-    let data = view.data();
-    match view.dtype() {
-        Dtype::F32 => Some(
-            data.chunks_exact(4)
-                .map(|b| T::of_f32(f32::from_le_bytes(b.try_into().expect("4 bytes"))))
-                .collect(),
-        ),
-        Dtype::F64 => Some(
-            data.chunks_exact(8)
-                .map(|b| T::of_f64(f64::from_le_bytes(b.try_into().expect("8 bytes"))))
-                .collect(),
-        ),
-        _ => None,
-    }
 }

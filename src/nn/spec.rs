@@ -48,10 +48,14 @@ pub struct ActivationSpec {
     pub base: Pointwise,
 }
 
+/// The largest group or block index a spec may name: far above any ResNet's (4 groups
+/// of at most 6 blocks here), low enough that a range in a file cannot exhaust memory.
+const MAX_INDEX: usize = 64;
+
 fn parse_select(s: &str, what: &str, spec: &str) -> Result<Select> {
     let bad = || {
         Error::Config(format!(
-            "activation spec {spec:?}: cannot read {what} {s:?}"
+            "activation spec {spec:?}: cannot read {what} {s:?} (indices 1 to {MAX_INDEX})"
         ))
     };
     match s {
@@ -61,7 +65,12 @@ fn parse_select(s: &str, what: &str, spec: &str) -> Result<Select> {
     }
     let mut out = Vec::new();
     for part in s.split(',') {
-        let num = |t: &str| t.parse::<usize>().ok().filter(|&v| v >= 1).ok_or_else(bad);
+        let num = |t: &str| {
+            t.parse::<usize>()
+                .ok()
+                .filter(|v| (1..=MAX_INDEX).contains(v))
+                .ok_or_else(bad)
+        };
         match part.split_once('-') {
             Some((a, b)) => {
                 let (a, b) = (num(a)?, num(b)?);
@@ -221,6 +230,8 @@ mod tests {
             "G1.B1 block=0",
             "X1.B1",
             "G1.B1 base=tanh",
+            "G1-99999999999.B1",
+            "G1.B65",
         ] {
             assert!(ActivationSpec::parse(bad).is_err(), "{bad}");
         }

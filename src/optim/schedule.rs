@@ -52,6 +52,22 @@ impl LrSchedule {
         }
     }
 
+    /// The schedule a command line names: `step` (×0.1 at each of `milestones`, the
+    /// paper's kind) or `linear` (from `base` down to zero), starting at `base`.
+    pub fn named(name: &str, base: f32, milestones: Vec<usize>) -> crate::Result<Self> {
+        match name {
+            "step" => Ok(LrSchedule::Step {
+                base,
+                gamma: 0.1,
+                milestones,
+            }),
+            "linear" => Ok(LrSchedule::Linear { base }),
+            _ => Err(crate::Error::Config(format!(
+                "learning-rate schedule {name:?}: expected step or linear"
+            ))),
+        }
+    }
+
     /// The first learning rate of the run.
     pub fn base(&self) -> f32 {
         match self {

@@ -10,14 +10,13 @@
 //! the real part, whose element type may be narrower than the class (a double array
 //! of small integers is stored as `miUINT8`).
 
-#[cfg(test)]
-pub(crate) mod writer;
+pub mod writer;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::data::read_file;
+use crate::data::inflate::{check_declared, read_at_most};
 use crate::error::{Error, Result};
+use crate::storage::read_regular_file;
 
 /// Element type codes.
 pub(crate) mod mi {
@@ -221,7 +220,7 @@ fn element<'a>(
 impl MatFile {
     /// Reads and parses a Level-5 MAT-file.
     pub fn read(path: &Path) -> Result<MatFile> {
-        let bytes = read_file(path)?;
+        let bytes = read_regular_file(path)?;
         MatFile::parse(path, &bytes)
     }
 
@@ -267,15 +266,7 @@ impl MatFile {
             match el.data_type {
                 mi::MATRIX => variables.push(matrix(path, el.data, endian, &context)?),
                 mi::COMPRESSED => {
-                    let mut inflated = Vec::new();
-                    flate2::read::ZlibDecoder::new(el.data)
-                        .read_to_end(&mut inflated)
-                        .map_err(|e| {
-                            Error::format(
-                                path,
-                                format!("compressed {context}: zlib stream is corrupt or truncated: {e}"),
-                            )
-                        })?;
+                    let inflated = inflate_element(path, el.data, endian, &context)?;
                     let context = format!("inside compressed {context}");
                     let inner = element(path, &inflated, 0, endian, &context)?;
                     if inner.data_type != mi::MATRIX {
@@ -319,6 +310,36 @@ impl MatFile {
                 )
             })
     }
+}
+
+/// The decompressed bytes of an `miCOMPRESSED` element: one element whose tag declares
+/// its size, read no further than that (plus one byte, so that a longer stream is seen
+/// as such) and only if the compressed bytes can hold that much.
+fn inflate_element(
+    path: &Path,
+    compressed: &[u8],
+    endian: Endian,
+    context: &str,
+) -> Result<Vec<u8>> {
+    let corrupt = |e: std::io::Error| {
+        Error::format(
+            path,
+            format!("compressed {context}: zlib stream is corrupt or truncated: {e}"),
+        )
+    };
+    let mut stream = flate2::read::ZlibDecoder::new(compressed);
+    let mut inflated = Vec::new();
+    read_at_most(&mut stream, 8, &mut inflated).map_err(corrupt)?;
+    if inflated.len() < 8 {
+        // Too short for a tag: the element parser says so.
+        return Ok(inflated);
+    }
+    let declared = endian.u32(&inflated[4..]) as usize;
+    let what = format!("the element tag inside compressed {context}");
+    check_declared(path, &what, declared, compressed.len())?;
+    let padded = declared.next_multiple_of(8);
+    read_at_most(&mut stream, padded + 1, &mut inflated).map_err(corrupt)?;
+    Ok(inflated)
 }
 
 /// Parses the contents of an `miMATRIX` element.
@@ -377,7 +398,7 @@ fn matrix(path: &Path, content: &[u8], endian: Endian, context: &str) -> Result<
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or_else(|| bad(format!("dimensions {:?} overflow", variable.dims)))?;
-    if real.data.len() != count * size {
+    if Some(real.data.len()) != count.checked_mul(size) {
         return Err(bad(format!(
             "count mismatch: {} has dimensions {:?} ({count} values of {size} bytes) but its data holds {} bytes",
             variable.name,

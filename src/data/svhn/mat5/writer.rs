@@ -1,4 +1,5 @@
-//! Writes Level-5 MAT-files the way MATLAB does, for the reader's tests.
+//! Writes Level-5 MAT-files the way MATLAB does: for the reader's tests, and for tests
+//! elsewhere that need SVHN-format files (the real ones cannot be downloaded there).
 
 use std::io::Write;
 
@@ -101,8 +102,8 @@ impl MatWriter {
         let matrix = self.element(mi::MATRIX, &content);
         if compressed {
             let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-            z.write_all(&matrix).unwrap();
-            let z = z.finish().unwrap();
+            z.write_all(&matrix).expect("writing to memory");
+            let z = z.finish().expect("writing to memory");
             self.out.extend(self.u32(mi::COMPRESSED));
             self.out.extend(self.u32(z.len() as u32));
             self.out.extend(z);
