@@ -3,136 +3,12 @@
 //! eval and attack, their JSON / markdown / CSV / PNG outputs, and the errors a user sees
 //! for a missing or truncated file.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod cli_support;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sparta");
-
-/// A fresh folder under the target's temporary directory.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sparta-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// An IDX file of u8: magic `00 00 08 <ndims>`, big-endian sizes, data.
-fn write_idx(path: &Path, dims: &[u32], data: &[u8]) {
-    let mut bytes = vec![0, 0, 0x08, dims.len() as u8];
-    for d in dims {
-        bytes.extend(d.to_be_bytes());
-    }
-    bytes.extend(data);
-    std::fs::write(path, bytes).unwrap();
-}
-
-/// `n` 28×28 images whose class is a bright band at rows `2·label + 4 ..+2` over noise,
-/// in the file names of Fashion-MNIST's `prefix` split (uncompressed).
-fn write_split(dir: &Path, prefix: &str, n: usize, seed: u32) {
-    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    let mut noise = || {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        (state % 60) as u8
-    };
-    let mut images = Vec::with_capacity(n * 784);
-    let mut labels = Vec::with_capacity(n);
-    for i in 0..n {
-        let label = i % 10;
-        for row in 0..28 {
-            let band = row >= 2 * label + 4 && row < 2 * label + 6;
-            for _ in 0..28 {
-                images.push(if band { 180 } else { 0 } + noise());
-            }
-        }
-        labels.push(label as u8);
-    }
-    write_idx(
-        &dir.join(format!("{prefix}-images-idx3-ubyte")),
-        &[n as u32, 28, 28],
-        &images,
-    );
-    write_idx(
-        &dir.join(format!("{prefix}-labels-idx1-ubyte")),
-        &[n as u32],
-        &labels,
-    );
-}
-
-fn data_dir(name: &str) -> PathBuf {
-    let dir = temp_dir(name);
-    write_split(&dir, "train", 40, 1);
-    write_split(&dir, "t10k", 20, 2);
-    dir
-}
-
-fn sparta(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("the sparta binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Exit status 0, or a failure that shows what the command printed.
-fn assert_ok(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what}: {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    let s = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&s).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Flags every subcommand below shares: the tiny data set, the CPU, a seed, batch 10.
-fn common<'a>(data: &'a str, out: &'a str) -> Vec<&'a str> {
-    vec![
-        "--dataset",
-        "fashion-mnist",
-        "--data-dir",
-        data,
-        "--device",
-        "cpu",
-        "--seed",
-        "3",
-        "--batch-size",
-        "10",
-        "--out",
-        out,
-    ]
-}
-
-/// Adversarial training of the small preset with PGD-2 examples, linear schedule.
-fn train_args<'a>(data: &'a str, out: &'a str, epochs: &'a str) -> Vec<&'a str> {
-    let mut a = vec!["train"];
-    a.extend(common(data, out));
-    a.extend([
-        "--model",
-        "small",
-        "--act",
-        "sparta",
-        "--epochs",
-        epochs,
-        "--train-pgd",
-        "2",
-        "--lr",
-        "0.05",
-        "--checkpoint-every",
-        "1",
-    ]);
-    a
-}
+use cli_support::*;
 
 #[test]
 fn info_prints_the_layer_table_and_parameter_count() {
@@ -203,7 +79,7 @@ fn train_resume_eval_and_attack_write_their_results() {
     let model = run.join("model.safetensors");
     let m = model.to_str().unwrap();
     let mut eval = vec!["eval"];
-    eval.extend(common(d, r));
+    eval.extend(common("fashion-mnist", d, r));
     eval.extend(["--checkpoint", m, "--iterations", "1,3"]);
     let out = sparta(&eval);
     assert_ok(&out, "eval");
@@ -222,7 +98,7 @@ fn train_resume_eval_and_attack_write_their_results() {
 
     let fig = data.join("fig");
     let mut attack = vec!["attack"];
-    attack.extend(common(d, fig.to_str().unwrap()));
+    attack.extend(common("fashion-mnist", d, fig.to_str().unwrap()));
     attack.extend([
         "--checkpoint",
         m,
@@ -249,7 +125,7 @@ fn train_resume_eval_and_attack_write_their_results() {
     // test images is an error.
     let maps = data.join("maps");
     let mut features = vec!["features"];
-    features.extend(common(d, maps.to_str().unwrap()));
+    features.extend(common("fashion-mnist", d, maps.to_str().unwrap()));
     features.extend([
         "--checkpoint",
         m,
