@@ -1,6 +1,6 @@
 //! Writes a SPARTA layer's weights, an input, an output gradient and sparta's forward and
 //! backward results (f64) into a folder, for `scripts/torch_cross_check.py` to compare
-//! with an independent PyTorch implementation of DESIGN.md §2.
+//! with an independent PyTorch implementation of docs/design.md#dscanet.
 //!
 //! ```sh
 //! cargo run --release --example torch_cross_check -- /tmp/xc

@@ -1,4 +1,4 @@
-// The fused SPARTA gate  Y = max(X,0) · σ(s ⊗ c)  (DESIGN.md §2), its fused backward, and
+// The fused SPARTA gate  Y = max(X,0) · σ(s ⊗ c)  (docs/design.md#activation), its fused backward, and
 // the unfused three-pass peer the benchmarks compare it with.
 //
 // Shapes: x, y, dy, dx are [N, C, H, W]; c, dc are [N, C]; s, ds are [N, SH, SW] with

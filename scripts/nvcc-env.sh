@@ -1,6 +1,6 @@
 # Source me: installs nvcc 13.0 from the pinned PyPI wheels into a cache folder (once)
 # and exports NVCC for build.rs. 13.0 matches the lent GPUs' driver; a newer nvcc emits
-# PTX that driver cannot load (DESIGN.md §5).
+# PTX that driver cannot load (docs/design.md#cuda-toolchain).
 #   source scripts/nvcc-env.sh [CACHE_DIR]
 _sparta_cache="${1:-${SPARTA_CACHE:-$HOME/.cache/sparta}}"
 _sparta_nvcc_dir="$_sparta_cache/nvcc-13.0"

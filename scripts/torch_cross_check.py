@@ -5,7 +5,7 @@ loaded with the same weights: output, input gradient and every parameter gradien
 max |difference| over max |value|. Needs torch and safetensors.
 
 The one intended difference: sparta's gate passes the gradient at x = 0 (dX = dY·g·[x ≥ 0],
-the paper's convention, DESIGN.md §2), PyTorch's ReLU does not; those elements are
+the paper's convention, docs/design.md#gradients), PyTorch's ReLU does not; those elements are
 counted and left out of the dx comparison.
 """
 

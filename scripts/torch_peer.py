@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The PyTorch peer of sparta's GPU benchmarks (issue 7; DESIGN.md §6).
+"""The PyTorch peer of sparta's GPU benchmarks (issue 7; docs/design.md#measuring).
 
 Two measurements, each printed as one JSON object per line:
 
@@ -12,7 +12,7 @@ Two measurements, each printed as one JSON object per line:
   gate   The SPARTA gate Y = max(X,0)·σ(s⊗c) composed from eager ops, forward and
          forward+backward, next to ReLU, at the ResNet-18 CIFAR shapes (N = 128).
 
-The model follows DESIGN.md §2 exactly (Co = min(256, C); Conv1 C→Co, Conv2 Co→C,
+The model follows docs/design.md#dscanet exactly (Co = min(256, C); Conv1 C→Co, Conv2 Co→C,
 Conv3 C→Co, Conv4 Co→Co+1, all 1×1 with bias; per-sample Conv5 from DPNet), so its
 parameter counts must equal sparta's: 11,173,962 (ReLU) and 11,980,558 (SPARTA).
 
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 
 class Sparta(nn.Module):
-    """SPARTA activation, DESIGN.md §2: DSCANet predicts s [N,H,W] and c [N,C] from x."""
+    """SPARTA activation, docs/design.md#dscanet: DSCANet predicts s [N,H,W] and c [N,C] from x."""
 
     def __init__(self, c):
         super().__init__()

@@ -3,9 +3,10 @@
 //!
 //! Large products are split into column (or row) blocks of C that rayon runs in
 //! parallel, each a single-threaded matrixmultiply call. Why not matrixmultiply's own
-//! `threading` feature: on the SPARTA layer's k = 64 products it reached 65–72 GFLOP/s
-//! on two Zen 4 cores where the same calls split by rayon reach 130–137, and its threads
-//! oversubscribe the cores when the caller is itself a rayon task (the per-sample SANet).
+//! `threading` feature: on the SPARTA layer's k = 64 products it reached about half the
+//! throughput of the same calls split by rayon (BENCHMARKS.md, "Moved from code
+//! comments"), and its threads oversubscribe the cores when the caller is itself a rayon
+//! task (the per-sample SANet).
 //! Nested inside a rayon task the split simply feeds rayon's work stealing. The blocks
 //! depend only on the shape, never on the thread count, and each element of C is computed
 //! by one call over the whole of k, so results are the same on every run and machine.

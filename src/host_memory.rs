@@ -4,9 +4,9 @@
 //! 32 MiB on 64-bit) with a fresh `mmap` and returns it with `munmap` on free. A CPU
 //! training step allocates and frees dozens of activation tensors larger than that
 //! (ResNet-18 at batch 128: 128×64×32×32 f32 = 33.5 MB each), so every step faults all
-//! of their pages in again. Measured on the 2-core Xeon of 2026-12-02 with
-//! `cargo bench --bench resnet_train -- relu`: 5.46 s a step, 26 s of system time per
-//! 63 s run, against 4.50 s a step and 1.3 s of system time with freed memory kept.
+//! of their pages in again: a fifth of a ResNet-18 CPU training step, measured with
+//! `cargo bench --bench resnet_train -- relu` (BENCHMARKS.md, "Moved from code
+//! comments").
 
 /// Tells glibc to serve large allocations from the heap and never to hand freed heap
 /// memory back to the system, so a training loop reuses its buffers without page

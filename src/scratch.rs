@@ -3,7 +3,7 @@
 //! convolution. Once freed memory is kept for reuse ([`crate::host_memory`]), a fresh
 //! `vec![0; n]` is a memset, and these are the largest buffers a training step asks
 //! for (an im2col matrix holds k² times its input): zeroing them took about a tenth of
-//! a CPU training step (perf, small-preset SPARTA adversarial epoch, 2026-12-04).
+//! a CPU training step (BENCHMARKS.md, "CPU training without zeroed scratch").
 //!
 //! Each thread keeps the last [`KEEP`] buffers it gave back, so the pool holds at most
 //! `KEEP` times the largest request per thread that ran a convolution (the CLI's

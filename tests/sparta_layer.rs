@@ -185,7 +185,7 @@ fn frozen_layer_returns_the_same_dx_and_no_parameter_gradients() {
 
 #[test]
 fn parameter_count_matches_design_formula_for_resnet_widths() {
-    // DESIGN.md §2: C·Co+Co + Co·C+C + C·Co+Co + Co·(Co+1)+(Co+1), Co = min(256, C).
+    // docs/design.md#parameter-count: C·Co+Co + Co·C+C + C·Co+Co + Co·(Co+1)+(Co+1), Co = min(256, C).
     let expected = [(64, 16_705), (128, 66_177), (256, 263_425), (512, 460_289)];
     let mut rng = StdRng::seed_from_u64(0);
     for (c, count) in expected {

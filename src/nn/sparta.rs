@@ -1,5 +1,5 @@
 //! The SPARTA layer: `Y = max(X, 0) · σ(s ⊗ c)` with DSCANet predicting the spatial map
-//! `s` and the channel vector `c` from X (DESIGN.md §2; docs/sparta-layer.md).
+//! `s` and the channel vector `c` from X (docs/design.md#dscanet; docs/sparta-layer.md).
 //!
 //! ```text
 //! p = mean_hw(X)                         CANet: c = Conv2(ReLU(Conv1(p)))
@@ -81,7 +81,7 @@ impl SpartaConfig {
         self.channels.min(MAX_REDUCED)
     }
 
-    /// Parameters of the layer (DESIGN.md §2): `C·Co+Co + Co·C+C + C·Co+Co`, plus
+    /// Parameters of the layer (docs/design.md#parameter-count): `C·Co+Co + Co·C+C + C·Co+Co`, plus
     /// `Co·(Co+1)+(Co+1)` with DPNet or `Co+1` without.
     ///
     /// ```

@@ -103,7 +103,7 @@ pub fn sparta<T: Real>(
     }))
 }
 
-/// The same layer composed from primitive tape ops (DESIGN.md §2, line by line); slow,
+/// The same layer composed from primitive tape ops (docs/design.md#dscanet, line by line); slow,
 /// for cross-checking [`sparta`]. `params` as for [`sparta`].
 pub fn sparta_composed<T: Real>(
     tape: &mut Tape<T>,

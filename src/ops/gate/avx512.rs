@@ -3,8 +3,8 @@
 //! polynomial instead of a degree-5 one.
 //!
 //! Where a sample sits in L3 the gate is bound by its vector arithmetic, not by memory
-//! (docs/gate.md), and on the Zen 4 box of 2026-12-04 the loops retired about one 512-bit
-//! operation per cycle, so every operation saved shows:
+//! (docs/gate.md), and on the cores measured the loops retire about one 512-bit
+//! operation per cycle (BENCHMARKS.md), so every operation saved shows:
 //!
 //! - The exponent `x = s·v32` (`v32 = −32·log2(e)·c`, so `2^(x/32) = e^(−s·c)`) is
 //!   rounded to an integer m (the 1.5·2^23 trick, with the product inside the FMA as in

@@ -617,9 +617,9 @@ fn backward_sample<T: Real, S: Sigmoid<T>>(
 
 /// The sum of the 16 lanes by halves (k + 8, then k + 4, then pairs): `iter().sum()`
 /// must add them one after another, 15 dependent scalar adds per plane, which at 4×4
-/// planes (one vector each) took a fifth of the backward (512×4×4: 500–540 µs before,
-/// 398–423 µs after, three runs each). Keeping the accumulator in a register instead (a
-/// separate scalar for the tail) measured slower again (459–480 µs).
+/// planes (one vector each) took a fifth of the backward at 512×4×4. Keeping the
+/// accumulator in a register instead (a separate scalar for the tail) measured slower
+/// again (BENCHMARKS.md, "Moved from code comments").
 #[inline(always)]
 pub(super) fn tree_sum<T: Real>(lanes: [T; LANES]) -> T {
     let mut h8 = [T::zero(); 8];

@@ -1,4 +1,4 @@
-//! The fused SPARTA gate `Y = max(X, 0) · σ(s ⊗ c)` and its backward (DESIGN.md §2,
+//! The fused SPARTA gate `Y = max(X, 0) · σ(s ⊗ c)` and its backward (docs/design.md#activation,
 //! paper Eq. 4 and Eq. 6); see `docs/gate.md`.
 //!
 //! - [`cpu`]: the reference, generic over [`crate::Real`] (f32 and f64), plus the ReLU it

@@ -94,7 +94,7 @@ fn channel_v(c: f32) -> f32 {
 /// Planes run in fixed [`LANES`]-element array chunks and a scalar tail, as in
 /// `cpu.rs`: LLVM turns the arrays into straight-line vector code with no bounds checks.
 /// Planes of exactly one chunk (4×4) skip the per-plane chunk iterators, which cost as
-/// much as the element math there (512×4×4: 128–133 → 115–121 µs).
+/// much as the element math there (BENCHMARKS.md, the Xeon section: 512×4×4 forward).
 #[inline(always)]
 pub(super) fn forward_sample(x: &[f32], s: &[f32], c: &[f32], y: &mut [f32]) {
     let hw = s.len();
