@@ -61,6 +61,11 @@ pub struct TrainReport {
     pub seconds: f64,
     /// Whether training ran to its last epoch (false: stopped, a checkpoint written).
     pub finished: bool,
+    /// The global step this call resumed at, from the checkpoint in the output folder
+    /// (`None`: it started from the beginning).
+    pub resumed_at_step: Option<usize>,
+    /// SGD steps this call took.
+    pub steps: usize,
     /// Clean error on the test images, when measured.
     pub clean_test_error: Option<f64>,
     /// Test images measured.
@@ -242,6 +247,8 @@ pub fn run(job: &TrainJob, stop: &AtomicBool, reporter: &mut dyn Reporter) -> Re
         history: outcome.state.history,
         seconds,
         finished: !outcome.interrupted,
+        resumed_at_step: outcome.resumed_at,
+        steps: outcome.state.global_step - outcome.resumed_at.unwrap_or(0),
         clean_test_error: clean_test.map(|t| t.0),
         test_images: clean_test.map_or(0, |t| t.1),
         checkpoint: model_file.display().to_string(),

@@ -183,6 +183,8 @@ pub struct TrainOutcome {
     pub state: TrainState,
     /// Whether training stopped early because `stop` was set.
     pub interrupted: bool,
+    /// The global step a checkpoint resumed training at (`None`: from the start).
+    pub resumed_at: Option<usize>,
 }
 
 /// Named streams of the seed.
@@ -280,6 +282,7 @@ pub fn train<M: Trainable + ?Sized>(
             other => other,
         })
     };
+    let resumed_at = (!state.model_file.is_empty()).then_some(state.global_step);
     let shape_of = |n| [n, data.channels, data.height, data.width];
     let mut x = Vec::new();
     while state.epoch < config.epochs {
@@ -294,6 +297,7 @@ pub fn train<M: Trainable + ?Sized>(
                 return Ok(TrainOutcome {
                     state,
                     interrupted: true,
+                    resumed_at,
                 });
             }
             let b = state.step;
@@ -352,6 +356,7 @@ pub fn train<M: Trainable + ?Sized>(
     Ok(TrainOutcome {
         state,
         interrupted: false,
+        resumed_at,
     })
 }
 
@@ -544,6 +549,7 @@ mod tests {
         )
         .unwrap();
         assert!(!done.interrupted);
+        assert_eq!((out.resumed_at, done.resumed_at), (None, Some(11)));
         assert_eq!(resumed, reference);
         assert_eq!(done.state.history, full.state.history);
         let files: Vec<_> = std::fs::read_dir(&dir)

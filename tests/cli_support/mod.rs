@@ -206,3 +206,56 @@ pub fn train_args<'a>(data: &'a str, out: &'a str, epochs: &'a str) -> Vec<&'a s
     ]);
     a
 }
+
+/// A Tiny-ImageNet folder of 200 classes: one 64×64 training JPEG for each of the first
+/// `with_images` classes (the others' folders empty) and `val` images of classes 0, 1, …
+pub fn tiny_imagenet_dir(name: &str, with_images: usize, val: usize) -> PathBuf {
+    let root = temp_dir(name).join("tiny-imagenet-200");
+    let wnids: Vec<String> = (0..200).map(|i| format!("n{i:08}")).collect();
+    std::fs::create_dir_all(root.join("val/images")).unwrap();
+    std::fs::write(root.join("wnids.txt"), wnids.join("\n")).unwrap();
+    let jpeg = |path: &Path, class: usize| {
+        let (images, _) = banded_images(1, 3, 64, class as u32 + 1);
+        // Interleaved RGB rows for the encoder.
+        let rgb: Vec<u8> = (0..64 * 64)
+            .flat_map(|p| (0..3).map(move |ch| (ch, p)))
+            .map(|(ch, p)| images[ch * 64 * 64 + p])
+            .collect();
+        let encoder = jpeg_encoder::Encoder::new_file(path, 90).unwrap();
+        encoder
+            .encode(&rgb, 64, 64, jpeg_encoder::ColorType::Rgb)
+            .unwrap();
+    };
+    for (class, wnid) in wnids.iter().enumerate() {
+        let folder = root.join("train").join(wnid).join("images");
+        std::fs::create_dir_all(&folder).unwrap();
+        if class < with_images {
+            jpeg(&folder.join(format!("{wnid}_0.JPEG")), class);
+        }
+    }
+    let mut annotations = String::new();
+    for i in 0..val {
+        let class = i % with_images.max(1);
+        jpeg(&root.join(format!("val/images/val_{i}.JPEG")), class);
+        annotations += &format!("val_{i}.JPEG\t{}\t0\t0\t63\t63\n", wnids[class]);
+    }
+    std::fs::write(root.join("val/val_annotations.txt"), annotations).unwrap();
+    root.parent().unwrap().to_path_buf()
+}
+
+/// The model of a checkpoint the binary wrote, through the library.
+pub fn load_model(path: &Path) -> sparta::nn::resnet::ResNet<f32> {
+    sparta::nn::resnet::ResNet::<f32>::from_checkpoint(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every parameter and buffer value of a model, as bits: equal models, equal vectors.
+pub fn model_bits(path: &Path) -> Vec<u32> {
+    let model = load_model(path);
+    model
+        .params()
+        .iter()
+        .chain(model.buffers())
+        .flat_map(|p| p.value.data().iter().map(|v| v.to_bits()))
+        .collect()
+}
