@@ -31,6 +31,19 @@ pub trait Classifier {
         labels: &[usize],
     ) -> Result<(Vec<f32>, Vec<f32>)>;
 
+    /// The logits of `x` and the gradient with respect to `x` of `Σ dlogits · logits`,
+    /// where `dlogits = loss_grad(logits)` is the gradient of whatever loss the caller
+    /// computes from them (`[N, classes]`, row-major), in evaluation mode, with one
+    /// forward and one backward pass. Attacks with their own losses (APGD's DLR, a
+    /// margin) are written over this. Parameter gradients are neither computed nor
+    /// accumulated.
+    fn logits_and_input_vjp(
+        &mut self,
+        x: &[f32],
+        shape: BatchShape,
+        loss_grad: &mut dyn FnMut(&[f32]) -> Result<Vec<f32>>,
+    ) -> Result<(Vec<f32>, Vec<f32>)>;
+
     /// The iterations of one PGD run (see [`crate::attack::pgd::run_on_host`] for the
     /// arguments and results): the attack calls this once per run, so a model on a
     /// device keeps the images there between steps. The default runs the loop on the

@@ -88,6 +88,29 @@ impl Classifier for SoftmaxRegression {
         }
         Ok((cross_entropy(&logits, self.classes, labels), grad))
     }
+
+    fn logits_and_input_vjp(
+        &mut self,
+        x: &[f32],
+        shape: BatchShape,
+        loss_grad: &mut dyn FnMut(&[f32]) -> Result<Vec<f32>>,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let logits = self.logits(x, shape)?;
+        let d = loss_grad(&logits)?;
+        crate::error::check_len("softmax", "dlogits", d.len(), logits.len())?;
+        let mut grad = vec![0.0; x.len()];
+        for (gi, di) in grad
+            .chunks_exact_mut(self.inputs)
+            .zip(d.chunks_exact(self.classes))
+        {
+            for (wk, &dk) in self.weight.chunks_exact(self.inputs).zip(di) {
+                for (g, w) in gi.iter_mut().zip(wk) {
+                    *g += dk * w;
+                }
+            }
+        }
+        Ok((logits, grad))
+    }
 }
 
 impl Trainable for SoftmaxRegression {

@@ -263,6 +263,27 @@ fn classifier_losses_and_input_gradient_agree_with_the_tape() {
         .collect();
     close(&losses, &lse, "losses");
     close(&grad, &want, "input gradient");
+
+    // The same gradient through the vector–Jacobian product, with the cross-entropy's
+    // logit gradient (softmax − one-hot) computed here; a loss of twice the sum doubles it.
+    for scale in [1.0f32, 2.0] {
+        let mut ce_grad = |z: &[f32]| -> sparta::Result<Vec<f32>> {
+            let mut d = z.to_vec();
+            for (row, &l) in d.chunks_mut(3).zip(&labels) {
+                let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let s: f32 = row.iter().map(|v| (v - m).exp()).sum();
+                row.iter_mut().for_each(|v| *v = scale * (*v - m).exp() / s);
+                row[l] -= scale;
+            }
+            Ok(d)
+        };
+        let (z, vjp) = model.logits_and_input_vjp(&x, shape, &mut ce_grad).unwrap();
+        assert_eq!(z, logits);
+        let doubled: Vec<f64> = want.iter().map(|w| w * scale as f64).collect();
+        close(&vjp, &doubled, "input vjp");
+    }
+    let mut short = |_: &[f32]| -> sparta::Result<Vec<f32>> { Ok(vec![0.0; 5]) };
+    assert!(model.logits_and_input_vjp(&x, shape, &mut short).is_err());
 }
 
 #[test]

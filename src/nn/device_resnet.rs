@@ -482,6 +482,32 @@ impl<D: KernelDevice + 'static> Classifier for DeviceResNet<D> {
         Ok((losses, grad))
     }
 
+    fn logits_and_input_vjp(
+        &mut self,
+        x: &[f32],
+        shape: BatchShape,
+        loss_grad: &mut dyn FnMut(&[f32]) -> Result<Vec<f32>>,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        self.check_batch(x, shape, None)?;
+        let xb = self.dev.upload("x", x)?;
+        let (mut tape, f) = self.forward(xb, shape, Mode::Attack)?;
+        let dev = tape.dev();
+        let logits = dev.download(&tape.value(f.logits))?;
+        let dlogits = loss_grad(&logits)?;
+        check_len(
+            "logits_and_input_vjp",
+            "dlogits",
+            dlogits.len(),
+            logits.len(),
+        )?;
+        tape.backward_with(f.logits, dev.upload("dlogits", &dlogits)?)?;
+        let grad = match tape.take_grad(f.x) {
+            Some(g) => dev.download(&dev.view(&g))?,
+            None => vec![0.0; x.len()],
+        };
+        Ok((logits, grad))
+    }
+
     fn pgd_run(
         &mut self,
         x0: &[f32],

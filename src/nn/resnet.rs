@@ -1057,6 +1057,36 @@ impl Classifier for ResNet<f32> {
         let grad = tape.take_grad(xv).unwrap_or_else(|| vec![0.0; x.len()]);
         Ok((losses, grad))
     }
+
+    fn logits_and_input_vjp(
+        &mut self,
+        x: &[f32],
+        shape: BatchShape,
+        loss_grad: &mut dyn FnMut(&[f32]) -> Result<Vec<f32>>,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        self.vjp(x, shape, loss_grad)
+    }
+}
+
+impl ResNet<f32> {
+    /// [`Classifier::logits_and_input_vjp`].
+    fn vjp(
+        &mut self,
+        x: &[f32],
+        shape: BatchShape,
+        loss_grad: &mut dyn FnMut(&[f32]) -> Result<Vec<f32>>,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        self.check_batch(x, shape, None)?;
+        let mut tape = Tape::new();
+        let xv = tape.leaf(Tensor::new(&shape, x.to_vec())?, true);
+        let (logits, _) = self.forward(&mut tape, xv, false, false)?;
+        let z = tape.value(logits).data().to_vec();
+        let dz = loss_grad(&z)?;
+        crate::error::check_len("logits_and_input_vjp", "dlogits", dz.len(), z.len())?;
+        tape.backward_with(logits, dz)?;
+        let grad = tape.take_grad(xv).unwrap_or_else(|| vec![0.0; x.len()]);
+        Ok((z, grad))
+    }
 }
 
 impl InspectActivations for ResNet<f32> {

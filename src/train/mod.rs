@@ -645,6 +645,14 @@ mod tests {
         ) -> Result<(Vec<f32>, Vec<f32>)> {
             self.inner.loss_and_input_grad(x, shape, labels)
         }
+        fn logits_and_input_vjp(
+            &mut self,
+            x: &[f32],
+            shape: BatchShape,
+            loss_grad: &mut dyn FnMut(&[f32]) -> Result<Vec<f32>>,
+        ) -> Result<(Vec<f32>, Vec<f32>)> {
+            self.inner.logits_and_input_vjp(x, shape, loss_grad)
+        }
     }
 
     impl Trainable for BreaksAt {
