@@ -4,6 +4,7 @@
 pub mod alloc;
 pub mod attack;
 pub mod autograd;
+pub mod backend;
 pub mod checkpoint;
 pub mod classifier;
 pub mod data;
@@ -21,7 +22,6 @@ pub mod plot;
 pub mod real;
 mod scratch;
 pub mod storage;
-pub mod tensor;
 #[cfg(test)]
 mod testing;
 pub mod train;

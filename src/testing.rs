@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::attack::pgd::{argmax_rows, cross_entropy};
-use crate::classifier::{BatchShape, Classifier, StepStats, Trainable};
+use crate::classifier::{BatchShape, Classifier, LossGrad, StepStats, Trainable};
 use crate::error::{Error, Result};
 
 /// `logits = W·x + b`, trained with SGD (momentum 0.9).
@@ -50,12 +50,36 @@ impl SoftmaxRegression {
     }
 }
 
+impl SoftmaxRegression {
+    /// `dlogits` back to the input: `dx[n] = Wᵀ·dlogits[n]`.
+    fn input_grad(&self, d: &[f32], n: usize) -> Vec<f32> {
+        let mut grad = vec![0.0; n * self.inputs];
+        for (gi, di) in grad
+            .chunks_exact_mut(self.inputs)
+            .zip(d.chunks_exact(self.classes))
+        {
+            for (wk, &dk) in self.weight.chunks_exact(self.inputs).zip(di) {
+                for (g, w) in gi.iter_mut().zip(wk) {
+                    *g += dk * w;
+                }
+            }
+        }
+        grad
+    }
+}
+
 impl Classifier for SoftmaxRegression {
+    type Backend = f32;
+
+    fn ctx(&self) -> &() {
+        &()
+    }
+
     fn num_classes(&self) -> usize {
         self.classes
     }
 
-    fn logits(&mut self, x: &[f32], shape: BatchShape) -> Result<Vec<f32>> {
+    fn logits_on(&mut self, x: &Vec<f32>, shape: BatchShape) -> Result<Vec<f32>> {
         let n = shape[0];
         crate::error::check_len("softmax", "x", x.len(), n * self.inputs)?;
         let mut out = Vec::with_capacity(n * self.classes);
@@ -67,62 +91,30 @@ impl Classifier for SoftmaxRegression {
         Ok(out)
     }
 
-    fn loss_and_input_grad(
+    fn input_vjp(
         &mut self,
-        x: &[f32],
+        x: &Vec<f32>,
         shape: BatchShape,
-        labels: &[usize],
+        loss_grad: &mut LossGrad<'_, f32>,
     ) -> Result<(Vec<f32>, Vec<f32>)> {
-        let logits = self.logits(x, shape)?;
-        let d = self.dlogits(&logits, labels);
-        let mut grad = vec![0.0; x.len()];
-        for (gi, di) in grad
-            .chunks_exact_mut(self.inputs)
-            .zip(d.chunks_exact(self.classes))
-        {
-            for (wk, &dk) in self.weight.chunks_exact(self.inputs).zip(di) {
-                for (g, w) in gi.iter_mut().zip(wk) {
-                    *g += dk * w;
-                }
-            }
-        }
-        Ok((cross_entropy(&logits, self.classes, labels), grad))
-    }
-
-    fn logits_and_input_vjp(
-        &mut self,
-        x: &[f32],
-        shape: BatchShape,
-        loss_grad: &mut dyn FnMut(&[f32]) -> Result<Vec<f32>>,
-    ) -> Result<(Vec<f32>, Vec<f32>)> {
-        let logits = self.logits(x, shape)?;
-        let d = loss_grad(&logits)?;
+        let logits = self.logits_on(x, shape)?;
+        let d = loss_grad(&(), &&logits[..])?;
         crate::error::check_len("softmax", "dlogits", d.len(), logits.len())?;
-        let mut grad = vec![0.0; x.len()];
-        for (gi, di) in grad
-            .chunks_exact_mut(self.inputs)
-            .zip(d.chunks_exact(self.classes))
-        {
-            for (wk, &dk) in self.weight.chunks_exact(self.inputs).zip(di) {
-                for (g, w) in gi.iter_mut().zip(wk) {
-                    *g += dk * w;
-                }
-            }
-        }
+        let grad = self.input_grad(&d, shape[0]);
         Ok((logits, grad))
     }
 }
 
 impl Trainable for SoftmaxRegression {
-    fn train_step(
+    fn train_step_on(
         &mut self,
-        x: &[f32],
+        x: &Vec<f32>,
         shape: BatchShape,
-        labels: &[usize],
+        labels: &Vec<usize>,
         lr: f32,
     ) -> Result<StepStats> {
         let n = shape[0];
-        let logits = self.logits(x, shape)?;
+        let logits = self.logits_on(x, shape)?;
         let loss = cross_entropy(&logits, self.classes, labels)
             .iter()
             .sum::<f32>()

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::{
-    attack_name, load_model_for, open_output, trainable_on, write_json, write_text, AttackSpec,
+    attack_name, load_model_for, on_device, open_output, write_json, write_text, AttackSpec,
     Reporter, Setup,
 };
 use crate::attack::{evaluate, Goal, PgdConfig, RobustnessReport};
@@ -134,17 +134,16 @@ pub fn run(job: &CompareJob, reporter: &mut dyn Reporter) -> Result<AttackReport
     for (i, path) in job.checkpoints.iter().enumerate() {
         let model = load_model_for(path, &test.info(), setup.cross_dataset, reporter)?;
         let label = job.label(i, &model);
-        let mut model = trainable_on(&setup.device, model)?;
         reporter.start(&format!("{label}: {}", attack_name(&config)), test.len(), 0);
-        let reports = evaluate(
-            model.as_mut(),
+        let reports = on_device!(&setup.device, model, |model| evaluate(
+            &mut model,
             &test,
             setup.batch_size,
             &config,
             &[job.iterations],
             setup.seed,
             |n| reporter.advance(n, None),
-        );
+        ));
         reporter.finish();
         rows.push(AttackRow {
             label,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::{
-    attack_name, load_model_for, open_output, trainable_on, write_json, write_text, AttackSpec,
+    attack_name, load_model_for, on_device, open_output, write_json, write_text, AttackSpec,
     Reporter, Setup,
 };
 use crate::attack::{evaluate, RobustnessReport};
@@ -84,20 +84,20 @@ pub fn run(job: &EvalJob, reporter: &mut dyn Reporter) -> Result<EvalReport> {
     let test = setup.test_data()?;
     let model = load_model_for(&job.checkpoint, &test.info(), setup.cross_dataset, reporter)?;
     let config = model.config().clone();
-    let mut model = trainable_on(&setup.device, model)?;
     let mut counts = job.iterations.clone();
     counts.insert(0, 0);
     let names: Vec<String> = configs.iter().map(attack_name).collect();
+    let base = job.attack.config(0)?;
     reporter.start(&format!("clean + {}", names.join(", ")), test.len(), 0);
-    let reports = evaluate(
-        model.as_mut(),
+    let reports = on_device!(&setup.device, model, |model| evaluate(
+        &mut model,
         &test,
         setup.batch_size,
-        &job.attack.config(0)?,
+        &base,
         &counts,
         setup.seed,
         |n| reporter.advance(n, None),
-    );
+    ));
     reporter.finish();
     let mut reports = reports?;
     let clean_error = reports[0].clean_error;

@@ -5,10 +5,12 @@ pub mod cuda;
 
 use rand::Rng;
 
-use crate::classifier::BatchShape;
+use super::BatchShape;
+use crate::backend::Backend;
 use crate::error::{check_len, Result};
 use crate::ops::kernel_args::blocks;
 use crate::ops::LaunchDims;
+use crate::real::Real;
 
 /// Threads per block of `augment_crop_flip_f32`.
 pub const AUGMENT_THREADS: u32 = 256;
@@ -55,7 +57,7 @@ impl CropFlip {
     }
 
     /// Applies the crop and flip to one `channels × h × w` image.
-    pub fn apply(&self, src: &[f32], dst: &mut [f32], channels: usize, h: usize, w: usize) {
+    pub fn apply<T: Real>(&self, src: &[T], dst: &mut [T], channels: usize, h: usize, w: usize) {
         for ch in 0..channels {
             let plane = ch * h * w;
             for r in 0..h {
@@ -67,7 +69,7 @@ impl CropFlip {
                     dst[plane + r * w + c] = if inside {
                         src[plane + sr as usize * w + sc as usize]
                     } else {
-                        0.0
+                        T::zero()
                     };
                 }
             }
@@ -104,6 +106,33 @@ pub fn crop_flip_batch(x: &mut [f32], shape: BatchShape, rng: &mut impl Rng) -> 
         image.copy_from_slice(&scratch);
     }
     Ok(())
+}
+
+/// What the augmentation needs from a backend.
+pub trait AugmentKernels: Backend {
+    /// The images of the NCHW batch `x`, each cropped and flipped as its draw says.
+    fn crop_flip(
+        ctx: &Self::Ctx,
+        shape: BatchShape,
+        x: &Self::View<'_>,
+        draws: &[CropFlip],
+    ) -> Result<Self::Buf>;
+}
+
+impl<T: Real> AugmentKernels for T {
+    fn crop_flip(_: &(), shape: BatchShape, x: &&[T], draws: &[CropFlip]) -> Result<Vec<T>> {
+        let [n, c, h, w] = shape;
+        check_len("crop_flip", "x", x.len(), n * c * h * w)?;
+        check_len("crop_flip", "draws", draws.len(), n)?;
+        let mut y = vec![T::zero(); x.len()];
+        let len = c * h * w;
+        if len > 0 {
+            for ((src, dst), t) in x.chunks_exact(len).zip(y.chunks_exact_mut(len)).zip(draws) {
+                t.apply(src, dst, c, h, w);
+            }
+        }
+        Ok(y)
+    }
 }
 
 #[cfg(test)]
