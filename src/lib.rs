@@ -12,6 +12,7 @@ pub mod dry_run;
 pub mod error;
 pub mod gemm;
 pub mod host_memory;
+pub mod kernels;
 pub mod launch;
 pub mod nn;
 pub mod ops;
