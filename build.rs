@@ -4,7 +4,7 @@
 //! Each fatbin holds sm_90 machine code (the H100 and H200 load it as it is: no JIT, and
 //! the registers are the ones ptxas reported) and compute_90 PTX, which the driver
 //! compiles for GPUs newer than Hopper. GPUs older than compute capability 9.0 take the
-//! NVRTC path, as does every GPU when the build had no nvcc.
+//! NVRTC path (`src/nvrtc.rs`), as does every GPU when the build had no nvcc.
 //!
 //! nvcc is looked up in `NVCC`, then `$CUDA_HOME/bin`, `$CUDA_PATH/bin`, then `PATH`.
 //! Kernels compile with warnings as errors; a kernel that does not compile fails the

@@ -3,13 +3,13 @@
 //! A [`Gpu`] loads each kernel module once, on first use: nvcc's fatbin when the build
 //! had nvcc and the GPU's compute capability is at least the fatbins' (9.0: the H100 and
 //! H200 run its sm_90 machine code, newer GPUs JIT its compute_90 PTX), else the PTX
-//! NVRTC compiles from the embedded source.
+//! NVRTC compiles from the embedded source ([`crate::nvrtc`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
-use cudarc::nvrtc::{CompileOptions, Ptx};
+use cudarc::nvrtc::Ptx;
 
 use crate::error::{Error, Result};
 use crate::kernels;
@@ -188,7 +188,7 @@ impl Gpu {
             // cuModuleLoadData reads the fatbin from this copy; the system allocator
             // aligns it to 16 bytes.
             (KernelOrigin::Fatbin, Some(fatbin)) => Ptx::from_binary(fatbin.to_vec()),
-            _ => self.compile_with_nvrtc(source)?,
+            _ => Ptx::from_src(crate::nvrtc::compile(module, self.compute_capability)?),
         };
         let loaded = self
             .ctx
@@ -196,28 +196,6 @@ impl Gpu {
             .map_err(|e| Error::Cuda(format!("loading {module}.cu: {e}")))?;
         modules.insert(module, loaded.clone());
         Ok(loaded)
-    }
-
-    fn compile_with_nvrtc(&self, source: &kernels::KernelSource) -> Result<Ptx> {
-        // SAFETY: only probes whether the shared library can be opened.
-        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-            return Err(Error::Cuda(format!(
-                "{}.cu: built without nvcc and libnvrtc is not found",
-                source.module
-            )));
-        }
-        let (major, minor) = self.compute_capability;
-        let arch: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
-        cudarc::nvrtc::compile_ptx_with_opts(
-            source.source,
-            CompileOptions {
-                arch: Some(arch),
-                options: vec!["-std=c++17".into()],
-                name: Some(format!("{}.cu", source.module)),
-                ..Default::default()
-            },
-        )
-        .map_err(|e| Error::Cuda(format!("NVRTC on {}.cu: {e}", source.module)))
     }
 }
 
