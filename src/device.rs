@@ -118,22 +118,6 @@ impl Gpu {
         }))
     }
 
-    /// The GPU for tests: `None`, with a line saying the test was skipped, when there is
-    /// none. With `SPARTA_REQUIRE_GPU=1` (scripts/gpu-check.sh) a missing GPU fails the
-    /// test instead, so a GPU run cannot pass by skipping.
-    pub fn for_tests(test: &str) -> Option<Arc<Gpu>> {
-        match Gpu::new(0) {
-            Ok(g) => Some(g),
-            Err(e) if std::env::var("SPARTA_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
-                panic!("{test}: SPARTA_REQUIRE_GPU=1 but no GPU ({e})")
-            }
-            Err(e) => {
-                eprintln!("{test}: skipped, no GPU ({e})");
-                None
-            }
-        }
-    }
-
     /// The CUDA context.
     pub fn context(&self) -> &Arc<CudaContext> {
         &self.ctx
