@@ -133,6 +133,13 @@ impl Gpu {
         &self.cudnn
     }
 
+    /// cuDNN's convolution algorithms chosen so far, one line per geometry and pass
+    /// (`[n, c_in, h, w, c_out, k, stride, pad] Forward: …`), with the candidates passed
+    /// over and why. Empty before the first convolution or without cuDNN.
+    pub fn cudnn_report(&self) -> Vec<String> {
+        self.cudnn.report()
+    }
+
     /// The device name the driver reports.
     pub fn name(&self) -> &str {
         &self.name
