@@ -22,6 +22,7 @@ pub mod optim;
 pub mod plot;
 pub mod real;
 mod scratch;
+pub mod smoke;
 pub mod tensor;
 #[cfg(test)]
 mod testing;
