@@ -4,8 +4,9 @@
 //!
 //! NVRTC carries no CUDA headers, and the kernels include `cuda_fp16.h` and
 //! `cuda_bf16.h`, which since CUDA 13 include CCCL headers in turn. So the compile needs
-//! a CUDA include folder and its `cccl` subfolder. The first of these folders that holds
-//! `cuda_fp16.h` is used:
+//! a CUDA include folder and its `cccl` subfolder. Of these folders, the first that holds
+//! `cuda_fp16.h` and CCCL's `nv/target` (in it or in its `cccl/`) is used, else the first
+//! that holds `cuda_fp16.h` (NVRTC's error then names the header it misses):
 //!
 //! 1. `$SPARTA_CUDA_INCLUDE`;
 //! 2. the `include` folder beside the `lib` folder of the libnvrtc this process loaded
@@ -72,7 +73,18 @@ fn include_candidates() -> Vec<PathBuf> {
 pub fn include_dirs() -> Result<Vec<PathBuf>> {
     load_nvrtc()?;
     let candidates = include_candidates();
-    let Some(dir) = candidates.iter().find(|d| d.join(MARKER_HEADER).is_file()) else {
+    let has_cccl = |d: &&PathBuf| {
+        d.join("nv").join("target").is_file() || d.join("cccl").join("nv").join("target").is_file()
+    };
+    let with_header = || {
+        candidates
+            .iter()
+            .filter(|d| d.join(MARKER_HEADER).is_file())
+    };
+    let Some(dir) = with_header()
+        .find(has_cccl)
+        .or_else(|| with_header().next())
+    else {
         let tried: Vec<String> = candidates.iter().map(|d| d.display().to_string()).collect();
         return Err(Error::Cuda(format!(
             "NVRTC needs the CUDA headers: {MARKER_HEADER} is in none of {}; set \
