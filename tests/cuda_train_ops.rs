@@ -1,12 +1,14 @@
 //! The training-step wrappers (batch norm, cross-entropy, SGD, PGD, augmentation,
 //! normalization, the residual add, the pointwise activations) against the f64 CPU reference: on the CPU kernel
-//! harness always (the small cases), on a GPU when there is one (all cases, ResNet-sized
-//! ones too; without one that part prints that it skipped). f32 results must be within
+//! harness always (the small cases), on a GPU in the `gpu_*` tests (all cases,
+//! ResNet-sized ones too; ignored unless run with `--ignored`). f32 results must be within
 //! 1e-5 of the reference, relative to the reference's largest magnitude; PGD and the
 //! augmentation must be bit-exact.
 
+mod gpu_support;
 mod harness_support;
 
+use gpu_support::gpu;
 use harness_support::device::HarnessDevice;
 use harness_support::{assert_matches, download, scratch, upload_f32};
 use rand::rngs::StdRng;
@@ -21,7 +23,7 @@ use sparta::ops::loss::{self, cross_entropy, cuda as loss_cuda, Reduction};
 use sparta::ops::normalize::{self, cuda as normalize_cuda};
 use sparta::optim::{cuda as optim_cuda, Sgd};
 use sparta::tensor::Tensor;
-use sparta::{Gpu, KernelDevice};
+use sparta::KernelDevice;
 
 fn random(rng: &mut StdRng, len: usize, lo: f64, hi: f64) -> Vec<f64> {
     (0..len)
@@ -38,9 +40,13 @@ const BN_HARNESS_CASES: usize = 3;
 #[test]
 fn batchnorm_train_and_eval_match_cpu() {
     check_batchnorm(&HarnessDevice::new(), &BN_CASES[..BN_HARNESS_CASES]);
-    if let Some(gpu) = Gpu::for_tests("batchnorm_train_and_eval_match_cpu") {
-        check_batchnorm(&gpu, BN_CASES);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_batchnorm_train_and_eval_match_cpu() {
+    let gpu = gpu();
+    check_batchnorm(&gpu, BN_CASES);
 }
 
 fn check_batchnorm<D: KernelDevice>(dev: &D, cases: &[(usize, usize, usize)]) {
@@ -174,9 +180,13 @@ const CE_HARNESS_CASES: usize = 2;
 #[test]
 fn cross_entropy_matches_cpu() {
     check_cross_entropy(&HarnessDevice::new(), &CE_CASES[..CE_HARNESS_CASES]);
-    if let Some(gpu) = Gpu::for_tests("cross_entropy_matches_cpu") {
-        check_cross_entropy(&gpu, CE_CASES);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_cross_entropy_matches_cpu() {
+    let gpu = gpu();
+    check_cross_entropy(&gpu, CE_CASES);
 }
 
 fn check_cross_entropy<D: KernelDevice>(dev: &D, cases: &[(usize, usize)]) {
@@ -248,9 +258,13 @@ const SGD_RESNET: &[usize] = &[
 #[test]
 fn sgd_update_of_a_flat_buffer_matches_cpu() {
     check_sgd(&HarnessDevice::new(), SGD_SMALL);
-    if let Some(gpu) = Gpu::for_tests("sgd_update_of_a_flat_buffer_matches_cpu") {
-        check_sgd(&gpu, SGD_RESNET);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_sgd_update_of_a_flat_buffer_matches_cpu() {
+    let gpu = gpu();
+    check_sgd(&gpu, SGD_RESNET);
 }
 
 fn check_sgd<D: KernelDevice>(dev: &D, sizes: &[usize]) {
@@ -290,9 +304,13 @@ fn check_sgd<D: KernelDevice>(dev: &D, sizes: &[usize]) {
 #[test]
 fn pgd_random_start_and_steps_match_cpu_bit_for_bit() {
     check_pgd(&HarnessDevice::new(), 2 * 3 * 8 * 8 + 5, 3);
-    if let Some(gpu) = Gpu::for_tests("pgd_random_start_and_steps_match_cpu_bit_for_bit") {
-        check_pgd(&gpu, 64 * 3 * 32 * 32 + 5, 10);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_pgd_random_start_and_steps_match_cpu_bit_for_bit() {
+    let gpu = gpu();
+    check_pgd(&gpu, 64 * 3 * 32 * 32 + 5, 10);
 }
 
 fn check_pgd<D: KernelDevice>(dev: &D, len: usize, iterations: usize) {
@@ -360,9 +378,13 @@ fn augment_crop_flip_equals_host_batch_for_the_same_seed() {
         &HarnessDevice::new(),
         &AUGMENT_CASES[..AUGMENT_HARNESS_CASES],
     );
-    if let Some(gpu) = Gpu::for_tests("augment_crop_flip_equals_host_batch_for_the_same_seed") {
-        check_augment(&gpu, AUGMENT_CASES);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_augment_crop_flip_equals_host_batch_for_the_same_seed() {
+    let gpu = gpu();
+    check_augment(&gpu, AUGMENT_CASES);
 }
 
 fn check_augment<D: KernelDevice>(dev: &D, cases: &[(u64, [usize; 4])]) {
@@ -399,9 +421,13 @@ fn normalize_and_add_match_cpu() {
         &HarnessDevice::new(),
         &NORMALIZE_CASES[..NORMALIZE_HARNESS_CASES],
     );
-    if let Some(gpu) = Gpu::for_tests("normalize_and_add_match_cpu") {
-        check_normalize_and_add(&gpu, NORMALIZE_CASES);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_normalize_and_add_match_cpu() {
+    let gpu = gpu();
+    check_normalize_and_add(&gpu, NORMALIZE_CASES);
 }
 
 fn check_normalize_and_add<D: KernelDevice>(dev: &D, shapes: &[[usize; 4]]) {
@@ -470,9 +496,13 @@ fn check_normalize_and_add<D: KernelDevice>(dev: &D, shapes: &[[usize; 4]]) {
 #[test]
 fn pointwise_activations_match_cpu() {
     check_pointwise(&HarnessDevice::new(), &[1, 300]);
-    if let Some(gpu) = Gpu::for_tests("pointwise_activations_match_cpu") {
-        check_pointwise(&gpu, &[1, 300, 128 * 64 * 32 * 32]);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_pointwise_activations_match_cpu() {
+    let gpu = gpu();
+    check_pointwise(&gpu, &[1, 300, 128 * 64 * 32 * 32]);
 }
 
 fn check_pointwise<D: KernelDevice>(dev: &D, lens: &[usize]) {

@@ -3,10 +3,12 @@
 //! standard and adversarial training steps with augmentation (parameters, running
 //! statistics, losses), checkpoints both ways, and no device allocation after the first
 //! step. On the CPU kernel harness always (a tiny ResNet with SPARTA in two groups), on
-//! a GPU when there is one (a larger one too).
+//! a GPU in the `gpu_*` tests (a larger one too; ignored unless run with `--ignored`).
 
+mod gpu_support;
 mod harness_support;
 
+use gpu_support::gpu;
 use harness_support::device::HarnessDevice;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -15,7 +17,7 @@ use sparta::attack::pgd::{self, PgdConfig};
 use sparta::classifier::{BatchRecipe, BatchShape, Classifier, InspectActivations, Trainable};
 use sparta::nn::device_resnet::DeviceResNet;
 use sparta::nn::{Depth, ResNet, ResNetConfig};
-use sparta::{Gpu, KernelDevice};
+use sparta::KernelDevice;
 
 /// One block per group, widths 4/8/8/8, SPARTA (with DPNet, B = 1) on groups 2 and 4.
 fn tiny(classes: usize) -> ResNetConfig {
@@ -93,11 +95,15 @@ fn models<D: KernelDevice + 'static>(
 #[test]
 fn logits_and_input_gradients_match_cpu() {
     check_eval(HarnessDevice::new(), &tiny(3), [2, 2, 6, 6]);
-    if let Some(gpu) = Gpu::for_tests("logits_and_input_gradients_match_cpu") {
-        check_eval(gpu.clone(), &tiny(3), [2, 2, 6, 6]);
-        let small = ResNetConfig::small(3, 10);
-        check_eval(gpu, &small, [16, 3, 32, 32]);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_logits_and_input_gradients_match_cpu() {
+    let gpu = gpu();
+    check_eval(gpu.clone(), &tiny(3), [2, 2, 6, 6]);
+    let small = ResNetConfig::small(3, 10);
+    check_eval(gpu, &small, [16, 3, 32, 32]);
 }
 
 fn check_eval<D: KernelDevice + 'static>(dev: D, config: &ResNetConfig, shape: BatchShape) {
@@ -118,9 +124,13 @@ fn check_eval<D: KernelDevice + 'static>(dev: D, config: &ResNetConfig, shape: B
 #[test]
 fn pgd_on_the_device_follows_the_cpu_attack() {
     check_pgd(HarnessDevice::new(), &tiny(3), [2, 2, 6, 6]);
-    if let Some(gpu) = Gpu::for_tests("pgd_on_the_device_follows_the_cpu_attack") {
-        check_pgd(gpu, &ResNetConfig::small(3, 10), [16, 3, 32, 32]);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_pgd_on_the_device_follows_the_cpu_attack() {
+    let gpu = gpu();
+    check_pgd(gpu, &ResNetConfig::small(3, 10), [16, 3, 32, 32]);
 }
 
 fn check_pgd<D: KernelDevice + 'static>(dev: D, config: &ResNetConfig, shape: BatchShape) {
@@ -200,9 +210,13 @@ fn check_pgd<D: KernelDevice + 'static>(dev: D, config: &ResNetConfig, shape: Ba
 #[test]
 fn training_steps_match_cpu_and_allocate_only_once() {
     check_training(HarnessDevice::new(), &tiny(3), [4, 2, 6, 6], 4);
-    if let Some(gpu) = Gpu::for_tests("training_steps_match_cpu_and_allocate_only_once") {
-        check_training(gpu, &ResNetConfig::small(3, 10), [32, 3, 32, 32], 4);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_training_steps_match_cpu_and_allocate_only_once() {
+    let gpu = gpu();
+    check_training(gpu, &ResNetConfig::small(3, 10), [32, 3, 32, 32], 4);
 }
 
 fn check_training<D: KernelDevice + 'static>(
@@ -293,9 +307,13 @@ fn baseline_activations_train_on_the_device_as_on_the_cpu() {
 #[test]
 fn activation_maps_match_cpu() {
     check_maps(HarnessDevice::new(), &tiny(3), [2, 2, 6, 6]);
-    if let Some(gpu) = Gpu::for_tests("activation_maps_match_cpu") {
-        check_maps(gpu, &ResNetConfig::small(3, 10), [8, 3, 32, 32]);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_activation_maps_match_cpu() {
+    let gpu = gpu();
+    check_maps(gpu, &ResNetConfig::small(3, 10), [8, 3, 32, 32]);
 }
 
 fn check_maps<D: KernelDevice + 'static>(dev: D, config: &ResNetConfig, shape: BatchShape) {
