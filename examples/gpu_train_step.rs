@@ -10,7 +10,8 @@
 //!
 //!     cargo run --release --example gpu_train_step -- --act sparta --steps 5
 //!
-//! Without a GPU it says so and exits with status 2. With `--dry-run` it runs the same
+//! With cuDNN, the algorithm chosen for each convolution geometry and pass goes to
+//! stderr. Without a GPU it says so and exits with status 2. With `--dry-run` it runs the same
 //! steps on [`sparta::dry_run::DryRunDevice`] (no GPU, no kernel executed): the memory
 //! fields are then exactly what the caching allocator would hold on a GPU, and the
 //! timing fields mean nothing.
@@ -20,8 +21,8 @@ use std::time::Instant;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use sparta::attack::pgd::PgdConfig;
 use sparta::alloc::CachingDevice;
+use sparta::attack::pgd::PgdConfig;
 use sparta::backend::OnDevice;
 use sparta::dry_run::DryRunDevice;
 use sparta::nn::{ResNet, ResNetConfig};
@@ -158,7 +159,11 @@ fn main() -> std::process::ExitCode {
                 };
                 let ctx = gpu.context().clone();
                 let used = move || ctx.mem_get_info().ok().map(|(free, total)| total - free);
-                run(gpu, &name, conv, &used, &args)
+                let result = run(gpu.clone(), &name, conv, &used, &args);
+                for line in gpu.cudnn_report() {
+                    eprintln!("gpu_train_step: cuDNN {line}");
+                }
+                result
             }
             Err(e) => {
                 eprintln!("gpu_train_step: no GPU ({e})");

@@ -14,13 +14,17 @@ pub mod error;
 pub mod experiment;
 pub mod gemm;
 pub mod host_memory;
+pub mod kernels;
 pub mod launch;
+pub mod loaded_libraries;
 pub mod nn;
+pub mod nvrtc;
 pub mod ops;
 pub mod optim;
 pub mod plot;
 pub mod real;
 mod scratch;
+pub mod smoke;
 pub mod storage;
 #[cfg(test)]
 mod testing;

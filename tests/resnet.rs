@@ -1,7 +1,7 @@
 //! ResNet: parameter counts, whole-network gradients against finite differences,
 //! overfitting a tiny batch, and checkpoint round trips.
 
-use sparta::classifier::{Classifier, Trainable};
+use sparta::classifier::{Classifier, InspectActivations, Trainable};
 use sparta::nn::resnet::{Depth, Mode, ResNet, ResNetConfig};
 use sparta::ops::loss::{cross_entropy, Reduction};
 
@@ -142,8 +142,11 @@ fn whole_network_fd(spec: &str) {
             .pass(&x, shape, mode, |tape, f| {
                 let l = cross_entropy(tape, f.logits, &labels, Reduction::Sum)?;
                 tape.backward(l)?;
-                let grads: Vec<Vec<f64>> =
-                    f.params.iter().map(|&v| tape.grad(v).unwrap().to_vec()).collect();
+                let grads: Vec<Vec<f64>> = f
+                    .params
+                    .iter()
+                    .map(|&v| tape.grad(v).unwrap().to_vec())
+                    .collect();
                 Ok((grads, tape.grad(f.x).unwrap().to_vec()))
             })
             .unwrap();

@@ -78,7 +78,9 @@ fn input_gradient_only_skips_parameter_gradients() {
         &mut rand::rngs::StdRng::seed_from_u64(1),
     );
     let mut tape = Tape::new();
-    let x = tape.leaf(&[1, 4, 3, 3], input(&[1, 4, 3, 3], 0), true).unwrap();
+    let x = tape
+        .leaf(&[1, 4, 3, 3], input(&[1, 4, 3, 3], 0), true)
+        .unwrap();
     let params = param_leaves(&mut tape, &layer, false).unwrap();
     let y = sparta(&mut tape, x, &Rc::new(layer), &params).unwrap();
     tape.backward_with(y, vec![1.0; 36]).unwrap();

@@ -40,7 +40,9 @@ impl<D: KernelDevice + 'static> Backend for OnDevice<D> {
     }
 
     fn duplicate(dev: &CachingDevice<D>, view: &Self::View<'_>) -> Result<Self::Buf> {
-        let mut copy = dev.alloc_scratch::<f32>("copy", view.len())?;
+        // Not scratch: a copy may be updated in place afterwards (a PGD start without
+        // noise), and the harness poisons scratch before every launch that writes it.
+        let mut copy = dev.alloc_zeros::<f32>("copy", view.len())?;
         dev.copy(view, &mut dev.view_mut(&mut copy))?;
         Ok(copy)
     }

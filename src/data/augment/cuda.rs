@@ -11,7 +11,7 @@ use crate::ops::kernel_args::{element_count, kernel_int, kernel_long};
 
 /// Crops and flips every image of the NCHW batch `src` into `dst` as `params` says
 /// (`[dy, dx, flip]` per image, from [`super::crop_flip_params`] of
-/// [`super::crop_flip_draws`]): the device counterpart of [`super::crop_flip_batch`].
+/// [`super::crop_flip_draws`]): what [`super::AugmentKernels::crop_flip`] does on the host.
 pub fn crop_flip_batch<D: KernelDevice>(
     dev: &D,
     shape: BatchShape,

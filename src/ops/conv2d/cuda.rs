@@ -227,69 +227,6 @@ pub fn conv2d_backward_weight<D: KernelDevice>(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const G: ConvGeom = ConvGeom {
-        n: 2,
-        c_in: 3,
-        h: 5,
-        w: 7,
-        c_out: 4,
-        k: 3,
-        stride: 2,
-        pad: 1,
-    };
-
-    fn rejected(g: ConvGeom) -> String {
-        match kernel_geom("test", &g) {
-            Err(Error::Shape { what, .. }) => what,
-            other => panic!("{g:?}: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn kernel_geom_passes_the_output_size() {
-        assert_eq!(
-            kernel_geom("test", &G).unwrap(),
-            [2, 3, 5, 7, 4, 3, 2, 1, 3, 4]
-        );
-    }
-
-    #[test]
-    fn kernel_geom_rejects_what_the_kernels_cannot_run() {
-        assert_eq!(rejected(ConvGeom { stride: 0, ..G }), "geometry");
-        assert_eq!(rejected(ConvGeom { c_in: 0, ..G }), "geometry");
-        assert_eq!(rejected(ConvGeom { k: 8, ..G }), "geometry");
-        assert_eq!(
-            rejected(ConvGeom {
-                pad: usize::MAX,
-                ..G
-            }),
-            "pad"
-        );
-        assert_eq!(
-            rejected(ConvGeom {
-                n: 1 << 20,
-                c_in: 1 << 11,
-                ..G
-            }),
-            "x length"
-        );
-        assert_eq!(
-            rejected(ConvGeom {
-                n: 1 << 30,
-                c_in: 1 << 30,
-                h: 1 << 30,
-                w: 1 << 30,
-                ..G
-            }),
-            "x length"
-        );
-    }
-}
-
 impl<D: KernelDevice + 'static> super::Conv2dKernels for OnDevice<D> {
     fn conv2d_forward(
         dev: &CachingDevice<D>,
@@ -350,5 +287,68 @@ impl<D: KernelDevice + 'static> super::Conv2dKernels for OnDevice<D> {
             false => None,
         };
         Ok((dx, dw))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const G: ConvGeom = ConvGeom {
+        n: 2,
+        c_in: 3,
+        h: 5,
+        w: 7,
+        c_out: 4,
+        k: 3,
+        stride: 2,
+        pad: 1,
+    };
+
+    fn rejected(g: ConvGeom) -> String {
+        match kernel_geom("test", &g) {
+            Err(Error::Shape { what, .. }) => what,
+            other => panic!("{g:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn kernel_geom_passes_the_output_size() {
+        assert_eq!(
+            kernel_geom("test", &G).unwrap(),
+            [2, 3, 5, 7, 4, 3, 2, 1, 3, 4]
+        );
+    }
+
+    #[test]
+    fn kernel_geom_rejects_what_the_kernels_cannot_run() {
+        assert_eq!(rejected(ConvGeom { stride: 0, ..G }), "geometry");
+        assert_eq!(rejected(ConvGeom { c_in: 0, ..G }), "geometry");
+        assert_eq!(rejected(ConvGeom { k: 8, ..G }), "geometry");
+        assert_eq!(
+            rejected(ConvGeom {
+                pad: usize::MAX,
+                ..G
+            }),
+            "pad"
+        );
+        assert_eq!(
+            rejected(ConvGeom {
+                n: 1 << 20,
+                c_in: 1 << 11,
+                ..G
+            }),
+            "x length"
+        );
+        assert_eq!(
+            rejected(ConvGeom {
+                n: 1 << 30,
+                c_in: 1 << 30,
+                h: 1 << 30,
+                w: 1 << 30,
+                ..G
+            }),
+            "x length"
+        );
     }
 }

@@ -16,6 +16,8 @@
 pub mod cpu;
 pub mod cuda;
 pub(crate) mod cudnn;
+mod cudnn_algo;
+mod cudnn_plan;
 
 pub use cpu::ConvGeom;
 pub use cudnn::ConvPass;

@@ -87,7 +87,9 @@ impl<D: KernelDevice + 'static> PgdKernels for OnDevice<D> {
         x0: &View<'_, Self>,
         noise: &View<'_, Self>,
     ) -> Result<Buf<Self>> {
-        let mut x = dev.alloc_scratch::<f32>("pgd.x", x0.len())?;
+        // Not scratch: the steps update it in place (the harness poisons scratch before
+        // every launch that writes it).
+        let mut x = dev.alloc_zeros::<f32>("pgd.x", x0.len())?;
         pgd_random_start(dev, eps, &mut dev.view_mut(&mut x), x0, noise)?;
         Ok(x)
     }
