@@ -19,19 +19,8 @@ use cudarc::cudnn::sys::cudnnHandle_t;
 use cudarc::driver::{CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut};
 
 use super::cudnn_plan::{cudnn_error, Plan};
-use super::ConvGeom;
+use super::{ConvGeom, ConvPass};
 use crate::error::Result;
-
-/// Which convolution product.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ConvPass {
-    /// `y = conv(x, w)`: operands `(x, w)`, output y.
-    Forward,
-    /// The input gradient: operands `(dy, w)`, output dx.
-    BackwardData,
-    /// The weight gradient: operands `(x, dy)`, output dw.
-    BackwardFilter,
-}
 
 /// `[n, c_in, h, w, c_out, k, stride, pad]`.
 type GeomKey = [usize; 8];

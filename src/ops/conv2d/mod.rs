@@ -18,9 +18,9 @@ pub mod cuda;
 pub(crate) mod cudnn;
 mod cudnn_algo;
 mod cudnn_plan;
+pub(crate) mod geom;
 
-pub use cpu::ConvGeom;
-pub use cudnn::ConvPass;
+pub use geom::{ConvGeom, ConvPass};
 
 use crate::autograd::{Nodes, Tape, Var};
 use crate::backend::Backend;
