@@ -120,7 +120,7 @@ pub trait Classifier {
     }
 }
 
-/// What one block's post-residual activation (the base activation or SPARTA) took in and
+/// What one block's post-residual activation took in and
 /// gave out for a batch: [`InspectActivations::activation_maps`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct ActivationMaps<T> {
@@ -128,8 +128,9 @@ pub struct ActivationMaps<T> {
     pub block: String,
     /// Whether it is the last block of its group, where the paper puts SPARTA.
     pub last_in_group: bool,
-    /// Whether the activation is SPARTA.
-    pub sparta: bool,
+    /// Which activation it is ([`crate::nn::activation::Activation::name`]: `relu`,
+    /// `sparta`).
+    pub activation: String,
     /// `[N, C, H, W]` of both maps.
     pub shape: [usize; 4],
     /// X, the activation's input.

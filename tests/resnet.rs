@@ -384,7 +384,7 @@ fn frozen_sparta_loads_from_another_model_and_stays_fixed() {
         .sum();
     assert!(sparta_elems > 0);
     assert_eq!(model.trainable_count() + sparta_elems, model.param_count());
-    assert_eq!(model.load_sparta_from(&path).unwrap(), 4 * 8);
+    assert_eq!(model.load_activations_from(&path).unwrap(), 4 * 8);
     let values = |m: &ResNet<f32>, sparta: bool| -> Vec<f32> {
         m.params()
             .filter(|(p, _)| p.name.contains(".sparta.") == sparta)
@@ -405,17 +405,17 @@ fn frozen_sparta_loads_from_another_model_and_stays_fixed() {
 
     // Without `frozen` the loaded weights train like the others.
     let mut free = ResNet::<f32>::new(config("G1-4.Blast"), 2).unwrap();
-    free.load_sparta_from(&path).unwrap();
+    free.load_activations_from(&path).unwrap();
     free.train_step(&x, shape, &labels, 0.1).unwrap();
     assert_ne!(values(&free, true), values(&donor, true));
 
     // Errors name what is wrong.
     let mut relu = ResNet::<f32>::new(config("relu"), 0).unwrap();
-    let err = relu.load_sparta_from(&path).unwrap_err().to_string();
-    assert!(err.contains("no SPARTA layer"), "{err}");
+    let err = relu.load_activations_from(&path).unwrap_err().to_string();
+    assert!(err.contains("no learned activation"), "{err}");
     let plain = dir.join("plain.safetensors");
     relu.save(&plain).unwrap();
-    let err = model.load_sparta_from(&plain).unwrap_err().to_string();
+    let err = model.load_activations_from(&plain).unwrap_err().to_string();
     assert!(
         err.contains("layer1.0.sparta.") && err.contains("plain.safetensors"),
         "{err}"
@@ -424,11 +424,16 @@ fn frozen_sparta_loads_from_another_model_and_stays_fixed() {
 }
 
 /// `activation_maps` records each block's post-residual activation, in block order: ReLU
-/// maps satisfy Y = max(X, 0); SPARTA's differ from that; and the last block's Y is what
-/// the head sees (its global mean through the linear layer gives the logits).
+/// maps satisfy Y = max(X, 0); those of the activation the spec places (SPARTA, GELU)
+/// differ from that; and the last block's Y is what the head sees (its global mean
+/// through the linear layer gives the logits).
 #[test]
 fn activation_maps_are_the_blocks_activations() {
-    for spec in ["relu", "G1.B1+G1-4.B2"] {
+    for (spec, placed) in [
+        ("relu", "relu"),
+        ("G1.B1+G1-4.B2", "sparta"),
+        ("G1.B1+G1-4.B2 act=gelu", "gelu"),
+    ] {
         let config = ResNetConfig {
             depth: Depth::R18,
             widths: [4, 8, 8, 8],
@@ -456,9 +461,10 @@ fn activation_maps_are_the_blocks_activations() {
                 .iter()
                 .zip(&m.output)
                 .all(|(&x, &y)| y == x.max(0.0));
-            let sparta = spec != "relu" && (m.block == "layer1.0" || m.last_in_group);
-            assert_eq!(m.sparta, sparta, "{spec} {}", m.block);
-            assert_eq!(is_relu, !sparta, "{spec} {}", m.block);
+            let is_placed = spec != "relu" && (m.block == "layer1.0" || m.last_in_group);
+            let name = if is_placed { placed } else { "relu" };
+            assert_eq!(m.activation, name, "{spec} {}", m.block);
+            assert_eq!(is_relu, !is_placed, "{spec} {}", m.block);
         }
 
         let last = maps.last().unwrap();

@@ -19,8 +19,8 @@ use crate::error::{Error, Result};
 pub struct FeatureShift {
     /// The block (`layer2.0`).
     pub block: String,
-    /// Whether its activation is SPARTA.
-    pub sparta: bool,
+    /// Its activation (`relu`, `sparta`).
+    pub activation: String,
     /// Whether it is the last block of its group.
     pub last_in_group: bool,
     /// `‖X_adv − X‖ / ‖X‖` of the activation's input (norms over all images).
@@ -32,7 +32,7 @@ pub struct FeatureShift {
 /// Running sums of squares behind [`FeatureShift`], one entry per block.
 #[derive(Clone, Debug, Default)]
 pub struct FeatureShifts {
-    blocks: Vec<(String, bool, bool)>,
+    blocks: Vec<(String, String, bool)>,
     /// `Σ(X_adv − X)², ΣX², Σ(Y_adv − Y)², ΣY²`.
     sums: Vec<[f64; 4]>,
 }
@@ -60,7 +60,7 @@ impl FeatureShifts {
         if self.blocks.is_empty() {
             self.blocks = clean
                 .iter()
-                .map(|m| (m.block.clone(), m.sparta, m.last_in_group))
+                .map(|m| (m.block.clone(), m.activation.clone(), m.last_in_group))
                 .collect();
             self.sums = vec![[0.0; 4]; clean.len()];
         } else if self.blocks.len() != clean.len()
@@ -86,9 +86,9 @@ impl FeatureShifts {
         self.blocks
             .iter()
             .zip(&self.sums)
-            .map(|((block, sparta, last), s)| FeatureShift {
+            .map(|((block, activation, last), s)| FeatureShift {
                 block: block.clone(),
-                sparta: *sparta,
+                activation: activation.clone(),
                 last_in_group: *last,
                 input: ratio(s[0], s[1]),
                 output: ratio(s[2], s[3]),
@@ -170,7 +170,7 @@ fn one_image(maps: &ActivationMaps<f32>, i: usize) -> ActivationMaps<f32> {
     ActivationMaps {
         block: maps.block.clone(),
         last_in_group: maps.last_in_group,
-        sparta: maps.sparta,
+        activation: maps.activation.clone(),
         shape: [1, c, h, w],
         input: maps.input[i * len..][..len].to_vec(),
         output: maps.output[i * len..][..len].to_vec(),
@@ -198,7 +198,7 @@ mod tests {
         ActivationMaps {
             block: block.into(),
             last_in_group: true,
-            sparta: false,
+            activation: "relu".into(),
             shape: [1, 1, 1, input.len()],
             input,
             output,
@@ -298,7 +298,7 @@ mod tests {
         let batch = ActivationMaps {
             block: "layer1.0".into(),
             last_in_group: false,
-            sparta: true,
+            activation: "sparta".into(),
             shape: [2, 2, 1, 2],
             input: vec![1.0, 2.0, 3.0, 6.0, 10.0, 20.0, 30.0, 60.0],
             output: vec![0.0; 8],

@@ -68,7 +68,7 @@ impl FeaturesReport {
                     "| {} | {} | {} | {:.3} | {:.3} | {:.2} |\n",
                     row.label,
                     s.block,
-                    if s.sparta { "SPARTA" } else { "base" },
+                    s.activation,
                     s.input,
                     s.output,
                     s.output / s.input

@@ -136,7 +136,7 @@ pub fn run(job: &TrainJob, stop: &AtomicBool, reporter: &mut dyn Reporter) -> Re
     };
     let mut model = ResNet::<f32>::new(model_config.clone(), setup.seed)?;
     if let Some(from) = &job.sparta_from {
-        let copied = model.load_sparta_from(from)?;
+        let copied = model.load_activations_from(from)?;
         reporter.note(&format!(
             "SPARTA weights: {copied} tensors from {}",
             from.display()

@@ -1,5 +1,6 @@
 //! Layers and models built on the tape; each layer holds its parameters.
 
+pub mod activation;
 pub mod param;
 pub mod resnet;
 pub mod sparta;

@@ -1,7 +1,9 @@
-//! Where a ResNet uses SPARTA instead of ReLU, as a short readable string.
+//! Which activation each of a ResNet's activation slots holds, as a short readable
+//! string.
 //!
 //! Each BasicBlock ends in one activation slot (after the residual addition); a spec
-//! picks slots by group and block, 1-based:
+//! picks slots by group and block, 1-based, and places one activation there (SPARTA
+//! unless an option `act=NAME` names another):
 //!
 //! | spec                  | slots                                             |
 //! |-----------------------|---------------------------------------------------|
@@ -12,19 +14,29 @@
 //! | `G*.B*`  or `all`     | every block                                       |
 //! | `G1.B1+G4.B2`         | the union of terms                                |
 //!
-//! Options follow after spaces: `nodpnet` (SPARTA-w/o-DPNet), `block=B` (SANet on B×B
-//! average-pooled input, paper Eq. 6), `frozen` (the SPARTA layers' DSCANet weights are
-//! not trained: the paper's transferred SPARTA, with weights loaded from another model),
-//! e.g. `G1-4.B2 nodpnet block=2`.
+//! Options follow after spaces: `act=NAME` (the placed activation: `sparta`, or one of
+//! the pointwise activations below), and for SPARTA `nodpnet` (SPARTA-w/o-DPNet),
+//! `block=B` (SANet on B×B average-pooled input, paper Eq. 6), `frozen` (the SPARTA
+//! layers' DSCANet weights are not trained: the paper's transferred SPARTA, with weights
+//! loaded from another model), e.g. `G1-4.B2 nodpnet block=2`.
 //!
-//! Everywhere SPARTA is not (the stem, inside the blocks, the other post-residual
-//! slots) the network uses its base activation, ReLU unless an option `base=NAME` says
-//! otherwise: one of the paper's smooth baselines `elu`, `gelu`, `silu` (or `swish`),
-//! `softplus` ([`Pointwise`]). A plain network with one of them is spelt by its name
-//! alone: `gelu` is `relu base=gelu`.
+//! Everywhere else (the stem, inside the blocks, the other post-residual slots) the
+//! network uses its base activation, ReLU unless an option `base=NAME` says otherwise:
+//! one of the paper's smooth baselines `elu`, `gelu`, `silu` (or `swish`), `softplus`
+//! ([`Pointwise`]). A plain network with one of them is spelt by its name alone: `gelu`
+//! is `relu base=gelu`.
 
 use crate::error::{Error, Result};
+use crate::nn::activation::ActivationKind;
 use crate::ops::pointwise::Pointwise;
+
+/// The activation a spec's name stands for: the one line a new activation adds here.
+fn named(name: &str) -> Option<ActivationKind> {
+    match name {
+        "sparta" => Some(ActivationKind::SPARTA),
+        _ => Pointwise::from_name(name).map(ActivationKind::Pointwise),
+    }
+}
 
 /// Which blocks of a group (or which groups) a term selects.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,13 +50,9 @@ enum Select {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ActivationSpec {
     terms: Vec<(Select, Select)>,
-    /// Whether SPARTA layers have DPNet (false: SPARTA-w/o-DPNet).
-    pub dpnet: bool,
-    /// SANet block size B (1: the plain layer).
-    pub block: usize,
-    /// Whether the SPARTA layers' weights stay fixed during training.
-    pub frozen: bool,
-    /// The activation everywhere SPARTA is not.
+    /// The activation of the slots the terms select.
+    pub placed: ActivationKind,
+    /// The activation everywhere else.
     pub base: Pointwise,
 }
 
@@ -92,11 +100,11 @@ impl ActivationSpec {
         let placement = words.next().unwrap_or("relu");
         let mut out = ActivationSpec {
             terms: Vec::new(),
-            dpnet: true,
-            block: 1,
-            frozen: false,
+            placed: ActivationKind::SPARTA,
             base: Pointwise::Relu,
         };
+        let (mut dpnet, mut block, mut frozen) = (true, 1, false);
+        let mut sparta_options = Vec::new();
         match Pointwise::from_name(placement) {
             Some(base) => out.base = base,
             None if placement == "all" => out.terms.push((Select::All, Select::All)),
@@ -121,8 +129,22 @@ impl ActivationSpec {
         }
         for opt in words {
             match opt.split_once('=') {
-                None if opt == "nodpnet" => out.dpnet = false,
-                None if opt == "frozen" => out.frozen = true,
+                None if opt == "nodpnet" => {
+                    dpnet = false;
+                    sparta_options.push(opt);
+                }
+                None if opt == "frozen" => {
+                    frozen = true;
+                    sparta_options.push(opt);
+                }
+                Some(("act", name)) => {
+                    out.placed = named(name).ok_or_else(|| {
+                        Error::Config(format!(
+                            "activation spec {spec:?}: activation {name:?} is none of sparta, {}",
+                            Pointwise::ALL.map(Pointwise::name).join(", ")
+                        ))
+                    })?;
+                }
                 Some(("base", name)) => {
                     out.base = Pointwise::from_name(name).ok_or_else(|| {
                         Error::Config(format!(
@@ -132,9 +154,10 @@ impl ActivationSpec {
                     })?;
                 }
                 Some(("block", b)) => {
-                    out.block = b.parse().ok().filter(|&b| b >= 1).ok_or_else(|| {
+                    block = b.parse().ok().filter(|&b| b >= 1).ok_or_else(|| {
                         Error::Config(format!("activation spec {spec:?}: block size {b:?}"))
                     })?;
+                    sparta_options.push(opt);
                 }
                 _ => {
                     return Err(Error::Config(format!(
@@ -143,16 +166,35 @@ impl ActivationSpec {
                 }
             }
         }
+        match out.placed {
+            ActivationKind::Sparta { .. } => {
+                out.placed = ActivationKind::Sparta {
+                    dpnet,
+                    block,
+                    frozen,
+                }
+            }
+            _ if !sparta_options.is_empty() => {
+                return Err(Error::Config(format!(
+                    "activation spec {spec:?}: {} only apply to SPARTA, not to {}",
+                    sparta_options.join(", "),
+                    out.placed.name()
+                )))
+            }
+            _ => {}
+        }
         Ok(out)
     }
 
-    /// Whether any slot uses SPARTA (false: the base activation everywhere).
-    pub fn uses_sparta(&self) -> bool {
+    /// Whether any slot holds the placed activation (false: the base activation
+    /// everywhere).
+    pub fn places_any(&self) -> bool {
         !self.terms.is_empty()
     }
 
-    /// For a network with `blocks[g]` blocks in group `g`, which block slots use SPARTA
-    /// (`[group][block]`); errors if the spec names a group or block that does not exist.
+    /// For a network with `blocks[g]` blocks in group `g`, which block slots hold the
+    /// placed activation (`[group][block]`); errors if the spec names a group or block
+    /// that does not exist.
     pub fn resolve(&self, blocks: &[usize]) -> Result<Vec<Vec<bool>>> {
         let mut on: Vec<Vec<bool>> = blocks.iter().map(|&b| vec![false; b]).collect();
         let missing = |what: &str, i: usize| {
@@ -203,11 +245,22 @@ mod tests {
         assert_eq!(on("all"), on("G*.B*"));
         assert_eq!(on("relu"), vec![vec![f, f]; 4]);
         assert_eq!(on("G1.B1+G4.B2")[0], vec![t, f]);
-        let f = ActivationSpec::parse("G4.B2 frozen").unwrap();
-        assert!(f.frozen && f.dpnet && !ActivationSpec::parse("G4.B2").unwrap().frozen);
+        let sparta = |dpnet, block, frozen| ActivationKind::Sparta {
+            dpnet,
+            block,
+            frozen,
+        };
+        let placed = |s: &str| ActivationSpec::parse(s).unwrap().placed;
+        assert_eq!(placed("G4.B2 frozen"), sparta(true, 1, true));
+        assert_eq!(placed("G4.B2"), sparta(true, 1, false));
         let s = ActivationSpec::parse("G1-4.B2 nodpnet block=2").unwrap();
-        assert!(!s.dpnet && s.block == 2 && s.base == Pointwise::Relu && s.uses_sparta());
-        assert!(!ActivationSpec::parse("relu").unwrap().uses_sparta());
+        assert_eq!(s.placed, sparta(false, 2, false));
+        assert!(s.base == Pointwise::Relu && s.places_any());
+        assert!(!ActivationSpec::parse("relu").unwrap().places_any());
+        let g = ActivationSpec::parse("G2.B1 act=gelu").unwrap();
+        assert_eq!(g.placed, ActivationKind::Pointwise(Pointwise::Gelu));
+        assert_eq!(g.resolve(&r18).unwrap(), on("G2.B1"));
+        assert_eq!(placed("G2.B1 act=sparta nodpnet"), sparta(false, 1, false));
         let g = ActivationSpec::parse("gelu").unwrap();
         assert_eq!(
             (g.base, g.resolve(&r18).unwrap()),
@@ -230,6 +283,9 @@ mod tests {
             "G1.B1 block=0",
             "X1.B1",
             "G1.B1 base=tanh",
+            "G1.B1 act=tanh",
+            "G1.B1 act=gelu nodpnet",
+            "G1.B1 act=elu block=2",
             "G1-99999999999.B1",
             "G1.B65",
         ] {

@@ -1,30 +1,20 @@
 //! A ResNet's wiring ([`Arch`]: which parameters each layer uses, in forward order) and
 //! one forward pass of it on a tape ([`Pass`]), written once for every backend.
 
-use std::rc::Rc;
-
 use crate::autograd::{Tape, Var};
 use crate::classifier::ActivationMaps;
 use crate::error::Result;
-use crate::nn::sparta::SpartaLayer;
-use crate::nn::sparta_node::{sparta, SpartaKernels};
+use crate::nn::activation::{Activation, ActivationKernels, AnyActivation};
 use crate::ops::batchnorm::{batch_norm, BatchNormKernels, BnStats};
 use crate::ops::conv2d::{conv2d, Conv2dKernels};
 use crate::ops::fc::{linear, FcKernels};
 use crate::ops::normalize::{normalize, NormalizeKernels};
-use crate::ops::pointwise::tape::{pointwise, PointwiseKernels};
-use crate::ops::pointwise::Pointwise;
 use crate::ops::pool::{global_avg_pool, PoolKernels};
+use crate::real::Real;
 
-/// The backends a ResNet runs on: every kernel its layers use.
+/// The backends a ResNet runs on: every kernel its layers and activations use.
 pub trait ResNetBackend:
-    NormalizeKernels
-    + Conv2dKernels
-    + BatchNormKernels
-    + PointwiseKernels
-    + SpartaKernels
-    + PoolKernels
-    + FcKernels
+    NormalizeKernels + Conv2dKernels + BatchNormKernels + ActivationKernels + PoolKernels + FcKernels
 {
 }
 
@@ -32,8 +22,7 @@ impl<B> ResNetBackend for B where
     B: NormalizeKernels
         + Conv2dKernels
         + BatchNormKernels
-        + PointwiseKernels
-        + SpartaKernels
+        + ActivationKernels
         + PoolKernels
         + FcKernels
 {
@@ -53,29 +42,12 @@ pub(crate) struct Bn {
     pub(crate) var: usize,
 }
 
-/// A block's post-residual activation.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Act {
-    /// The network's base activation ([`Arch`]'s `base`).
-    Base,
-    /// Index into the model's SPARTA slots.
-    Sparta(usize),
-}
-
-/// A SPARTA slot: the layer (for its configuration; weights live in the model's
-/// parameter list) and the indices of its parameters there.
-pub(crate) struct SpartaSlot<T: crate::real::Real> {
-    pub(crate) layer: Rc<SpartaLayer<T>>,
+/// An activation slot: what it runs, and the indices of its learned tensors in the
+/// model's parameter list.
+#[derive(Clone, Debug)]
+pub(crate) struct ActivationSlot<T: Real> {
+    pub(crate) activation: AnyActivation<T>,
     pub(crate) params: Vec<usize>,
-}
-
-impl<T: crate::real::Real> Clone for SpartaSlot<T> {
-    fn clone(&self) -> Self {
-        SpartaSlot {
-            layer: Rc::clone(&self.layer),
-            params: self.params.clone(),
-        }
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -90,14 +62,15 @@ pub(crate) struct Block {
     pub(crate) bn2: Bn,
     pub(crate) shortcut: Option<(usize, Bn)>,
     pub(crate) stride: usize,
-    pub(crate) act: Act,
+    /// The slot of its post-residual activation.
+    pub(crate) act: usize,
 }
 
 /// The network's wiring: which parameters each layer uses, in forward order.
 #[derive(Clone, Debug)]
 pub(crate) struct Arch {
-    /// The activation everywhere SPARTA is not.
-    pub(crate) base: Pointwise,
+    /// The slot of the activations after the stem and inside the blocks.
+    pub(crate) base: usize,
     pub(crate) stem: (usize, Bn),
     pub(crate) blocks: Vec<Block>,
     pub(crate) fc: (usize, usize),
@@ -114,7 +87,7 @@ pub(crate) struct Pass<'p, 't, B: ResNetBackend> {
     pub(crate) pv: Vec<Var>,
     pub(crate) train: bool,
     pub(crate) running: &'p mut [B::Buf],
-    pub(crate) sparta: &'p [SpartaSlot<B::Real>],
+    pub(crate) activations: &'p [ActivationSlot<B::Real>],
 }
 
 impl<B: ResNetBackend> Pass<'_, '_, B> {
@@ -136,10 +109,10 @@ impl<B: ResNetBackend> Pass<'_, '_, B> {
         batch_norm(self.tape, x, gamma, beta, stats, BN_EPS)
     }
 
-    fn sparta(&mut self, x: Var, slot: usize) -> Result<Var> {
-        let slot = &self.sparta[slot];
+    fn activation(&mut self, x: Var, slot: usize) -> Result<Var> {
+        let slot = &self.activations[slot];
         let params: Vec<Var> = slot.params.iter().map(|&j| self.pv[j]).collect();
-        sparta(self.tape, x, &slot.layer, &params)
+        slot.activation.forward(self.tape, x, &params)
     }
 }
 
@@ -169,11 +142,11 @@ impl Arch {
         let h = normalize(l.tape, x, l.pv[n], l.pv[n + 1])?;
         let h = l.conv2d(h, self.stem.0, 1, 1)?;
         let h = l.bn(h, self.stem.1)?;
-        let mut h = pointwise(l.tape, h, self.base)?;
+        let mut h = l.activation(h, self.base)?;
         for (k, blk) in self.blocks.iter().enumerate() {
             let o = l.conv2d(h, blk.conv1, blk.stride, 1)?;
             let o = l.bn(o, blk.bn1)?;
-            let o = pointwise(l.tape, o, self.base)?;
+            let o = l.activation(o, self.base)?;
             let o = l.conv2d(o, blk.conv2, 1, 1)?;
             let o = l.bn(o, blk.bn2)?;
             let short = match blk.shortcut {
@@ -184,10 +157,7 @@ impl Arch {
                 None => h,
             };
             let sum = crate::ops::add::add(l.tape, o, short)?;
-            h = match blk.act {
-                Act::Base => pointwise(l.tape, sum, self.base)?,
-                Act::Sparta(i) => l.sparta(sum, i)?,
-            };
+            h = l.activation(sum, blk.act)?;
             if let Some(observed) = observed.as_deref_mut() {
                 observed.push((k, sum, h));
             }
@@ -196,11 +166,13 @@ impl Arch {
         linear(l.tape, p, l.pv[self.fc.0], l.pv[self.fc.1])
     }
 
-    /// The maps of the `observed` activations, each tensor's shape and values read by
-    /// `read` from the tape the pass ran on.
-    pub(crate) fn observed_maps<T>(
+    /// The maps of the `observed` activations (of the model whose slots are
+    /// `activations`), each tensor's shape and values read by `read` from the tape the
+    /// pass ran on.
+    pub(crate) fn observed_maps<A: Real, T>(
         &self,
         observed: Observed,
+        activations: &[ActivationSlot<A>],
         mut read: impl FnMut(Var) -> Result<(Vec<usize>, Vec<T>)>,
     ) -> Result<Vec<ActivationMaps<T>>> {
         observed
@@ -212,7 +184,7 @@ impl Arch {
                 Ok(ActivationMaps {
                     block: blk.name.clone(),
                     last_in_group: blk.last_in_group,
-                    sparta: matches!(blk.act, Act::Sparta(_)),
+                    activation: activations[blk.act].activation.name().to_string(),
                     shape: [dims[0], dims[1], dims[2], dims[3]],
                     input,
                     output,

@@ -2,16 +2,14 @@
 //! initial values (drawn on the host, in the backend's element type, then uploaded), and
 //! the wiring that names them.
 
-use std::rc::Rc;
-
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::arch::{Act, Arch, Block, Bn, ResNetBackend, SpartaSlot};
+use super::arch::{ActivationSlot, Arch, Block, Bn, ResNetBackend};
 use super::{ResNet, ResNetConfig, TensorInfo};
 use crate::error::{Error, Result};
+use crate::nn::activation::{Activation, ActivationKind};
 use crate::nn::param::{normal, uniform};
-use crate::nn::sparta::{SpartaConfig, SpartaLayer};
 use crate::nn::spec::ActivationSpec;
 use crate::real::Real;
 
@@ -59,6 +57,31 @@ impl<T: Real> Builder<T> {
             var: self.buffer(format!("{name}.running_var"), c, 1.0),
         }
     }
+
+    /// A slot of `kind` on `c` channels, its learned tensors named `{prefix}.{kind}.*`;
+    /// notes them in `frozen` unless training updates them.
+    fn activation(
+        &mut self,
+        prefix: &str,
+        kind: ActivationKind,
+        c: usize,
+        frozen: &mut Vec<usize>,
+    ) -> ActivationSlot<T> {
+        let built = kind.build::<T>(c, &mut self.rng);
+        let name = built.activation.name();
+        let params: Vec<usize> = built
+            .params
+            .into_iter()
+            .map(|p| self.param(format!("{prefix}.{name}.{}", p.name), &p.shape, p.values))
+            .collect();
+        if !built.trainable {
+            frozen.extend(&params);
+        }
+        ActivationSlot {
+            activation: built.activation,
+            params,
+        }
+    }
 }
 
 impl<B: ResNetBackend> ResNet<B> {
@@ -91,10 +114,17 @@ impl<B: ResNetBackend> ResNet<B> {
             b.bn("bn1", w[0]),
         );
         let mut blocks = Vec::new();
-        let mut sparta = Vec::new();
+        let mut frozen = Vec::new();
+        // Slot 0: the base activation, parameter-free, shared by every place it runs.
+        let mut activations = vec![b.activation(
+            "base",
+            ActivationKind::Pointwise(spec.base),
+            w[0],
+            &mut frozen,
+        )];
         let mut c_in = w[0];
         for (g, group_on) in on.iter().enumerate() {
-            for (i, &use_sparta) in group_on.iter().enumerate() {
+            for (i, &placed) in group_on.iter().enumerate() {
                 let p = format!("layer{}.{i}", g + 1);
                 let stride = if g > 0 && i == 0 { 2 } else { 1 };
                 let c = w[g];
@@ -106,28 +136,11 @@ impl<B: ResNetBackend> ResNet<B> {
                     let conv = b.conv(format!("{p}.shortcut.conv.weight"), c, c_in, 1);
                     (conv, b.bn(&format!("{p}.shortcut.bn"), c))
                 });
-                let act = if use_sparta {
-                    let cfg = SpartaConfig {
-                        dpnet: spec.dpnet,
-                        block: spec.block,
-                        frozen: spec.frozen,
-                        ..SpartaConfig::new(c)
-                    };
-                    let layer = SpartaLayer::new(cfg, &mut b.rng);
-                    let params = layer
-                        .params()
-                        .into_iter()
-                        .map(|(name, v, shape)| {
-                            b.param(format!("{p}.sparta.{name}"), &shape, v.to_vec())
-                        })
-                        .collect();
-                    sparta.push(SpartaSlot {
-                        layer: Rc::new(layer),
-                        params,
-                    });
-                    Act::Sparta(sparta.len() - 1)
+                let act = if placed {
+                    activations.push(b.activation(&p, spec.placed, c, &mut frozen));
+                    activations.len() - 1
                 } else {
-                    Act::Base
+                    0
                 };
                 blocks.push(Block {
                     name: p,
@@ -151,10 +164,8 @@ impl<B: ResNetBackend> ResNet<B> {
             b.param("fc.bias".into(), &[config.classes], fc_b),
         );
         let mut trainable = vec![true; b.params.len()];
-        if spec.frozen {
-            for &i in sparta.iter().flat_map(|slot: &SpartaSlot<_>| &slot.params) {
-                trainable[i] = false;
-            }
+        for i in frozen {
+            trainable[i] = false;
         }
         let constants: Vec<Vec<B::Real>> = [&config.mean, &config.std]
             .iter()
@@ -178,7 +189,7 @@ impl<B: ResNetBackend> ResNet<B> {
             config,
             ctx,
             arch: Arch {
-                base: spec.base,
+                base: 0,
                 stem,
                 blocks,
                 fc,
@@ -188,7 +199,7 @@ impl<B: ResNetBackend> ResNet<B> {
             buffers,
             buffer_info: b.buffers.into_iter().map(|(info, _)| info).collect(),
             velocity,
-            sparta,
+            activations,
             trainable,
         })
     }

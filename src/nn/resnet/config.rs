@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::DatasetInfo;
 use crate::error::{Error, Result};
-use crate::nn::sparta::SpartaConfig;
 use crate::nn::spec::ActivationSpec;
 
 /// Depth preset: blocks per group.
@@ -68,7 +67,8 @@ pub struct ResNetConfig {
     pub classes: usize,
     /// Channels of the 4 groups (the stem has the first group's width).
     pub widths: [usize; 4],
-    /// Which activations are SPARTA ([`ActivationSpec`] syntax, e.g. `G1-4.B2`).
+    /// Which activation each slot holds ([`ActivationSpec`] syntax, e.g. `G1-4.B2`:
+    /// SPARTA on block 2 of every group, ReLU elsewhere).
     pub activation: String,
     /// Per-channel mean of the input normalization layer (inputs are in [0, 1]).
     pub mean: Vec<f32>,
@@ -139,7 +139,7 @@ impl ResNetConfig {
         n.batch_norm(w[0])?;
         let mut c_in = w[0];
         for (g, group_on) in on.iter().enumerate() {
-            for (i, &use_sparta) in group_on.iter().enumerate() {
+            for (i, &placed) in group_on.iter().enumerate() {
                 let c = w[g];
                 n.learned(&[c, c_in, 3, 3])?;
                 n.batch_norm(c)?;
@@ -149,12 +149,8 @@ impl ResNetConfig {
                     n.learned(&[c, c_in])?;
                     n.batch_norm(c)?;
                 }
-                if use_sparta {
-                    let sparta = SpartaConfig {
-                        dpnet: spec.dpnet,
-                        ..SpartaConfig::new(c)
-                    };
-                    for (_, shape) in sparta.param_shapes() {
+                if placed {
+                    for (_, shape) in spec.placed.param_shapes(c) {
                         n.learned(&shape)?;
                     }
                 }

@@ -1,5 +1,6 @@
 //! CIFAR-style ResNet-18/34 (3×3 stem, no max-pool, BasicBlocks in 4 groups) whose
-//! post-residual activations are ReLU or SPARTA, chosen by an [`ActivationSpec`], on
+//! activations (ReLU, the smooth baselines, SPARTA: [`crate::nn::activation`]) an
+//! [`ActivationSpec`] places, on
 //! any backend: `ResNet<f32>` and `ResNet<f64>` on the host, `ResNet<OnDevice<D>>` on a
 //! device. One model, one forward pass, one training step for all of them.
 //!
@@ -40,7 +41,7 @@ use crate::launch::ViewLen;
 use crate::ops::loss::{CrossEntropy, LossKernels, Reduction};
 use crate::optim::{SgdKernels, SgdStep};
 use crate::real::Real;
-use arch::{Arch, Observed, Pass, SpartaSlot};
+use arch::{ActivationSlot, Arch, Observed, Pass};
 
 /// A named tensor of a model: its checkpoint name and shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,8 +141,9 @@ pub struct ResNet<B: Backend = f32> {
     buffer_info: Vec<TensorInfo>,
     /// SGD velocity, one per learned parameter.
     velocity: Vec<B::Buf>,
-    sparta: Vec<SpartaSlot<B::Real>>,
-    /// Per parameter: whether training updates it (false for frozen SPARTA layers).
+    /// The activation slots [`Arch`] refers to.
+    activations: Vec<ActivationSlot<B::Real>>,
+    /// Per parameter: whether training updates it (false for frozen activations).
     trainable: Vec<bool>,
 }
 
@@ -188,7 +190,7 @@ impl<B: ResNetBackend> ResNet<B> {
         self.param_info.iter().map(TensorInfo::len).sum()
     }
 
-    /// Learned elements that training updates (all but those of frozen SPARTA layers).
+    /// Learned elements that training updates (all but those of frozen activations).
     pub fn trainable_count(&self) -> usize {
         self.param_info
             .iter()
@@ -235,7 +237,7 @@ impl<B: ResNetBackend> ResNet<B> {
             buffers,
             buffer_info: self.buffer_info.clone(),
             velocity,
-            sparta: self.sparta.clone(),
+            activations: self.activations.clone(),
             trainable: self.trainable.clone(),
         })
     }
@@ -272,7 +274,7 @@ impl<B: ResNetBackend> ResNet<B> {
             params,
             param_info,
             buffers,
-            sparta,
+            activations,
             trainable,
             ..
         } = self;
@@ -294,7 +296,7 @@ impl<B: ResNetBackend> ResNet<B> {
                 pv,
                 train: mode.train,
                 running: buffers,
-                sparta,
+                activations,
             };
             let logits = arch.forward(&mut pass, xv, observed.as_mut())?;
             pv = pass.pv;
@@ -370,17 +372,20 @@ impl<B: ResNetBackend> ResNet<B> {
         })
     }
 
-    /// Copies the SPARTA layers' weights (`*.sparta.*`) from the checkpoint at `path`,
-    /// which may hold a different model, as long as it has the same SPARTA slots: the
-    /// paper's transferred SPARTA (with `frozen` in the activation spec, they then stay
-    /// fixed). Returns how many tensors were copied; a missing or differently shaped
-    /// tensor is an error naming it, and so is a model without SPARTA layers.
-    pub fn load_sparta_from(&mut self, path: &Path) -> Result<usize> {
+    /// Copies the learned activations' weights (SPARTA's `*.sparta.*`) from the
+    /// checkpoint at `path`, which may hold a different model, as long as it has the same
+    /// activation slots: the paper's transferred SPARTA (with `frozen` in the activation
+    /// spec, they then stay fixed). Returns how many tensors were copied; a missing or
+    /// differently shaped tensor is an error naming it, and so is a model without
+    /// learned activations.
+    pub fn load_activations_from(&mut self, path: &Path) -> Result<usize> {
         let (mut file, _) = crate::checkpoint::load::<B::Real>(path)?;
-        let targets: Vec<usize> = self.sparta.iter().flat_map(|s| s.params.clone()).collect();
+        let targets: Vec<usize> = (self.activations.iter())
+            .flat_map(|s| s.params.clone())
+            .collect();
         if targets.is_empty() {
             return Err(Error::Config(format!(
-                "activation {:?} has no SPARTA layer to load weights from {} into",
+                "activation {:?} has no learned activation (such as SPARTA) to load weights from {} into",
                 self.config.activation,
                 path.display()
             )));
@@ -389,7 +394,10 @@ impl<B: ResNetBackend> ResNet<B> {
         for &i in &targets {
             let p = &self.param_info[i];
             let (shape, v) = file.remove(&p.name).ok_or_else(|| {
-                Error::format(path, format!("missing tensor {} (SPARTA weights)", p.name))
+                Error::format(
+                    path,
+                    format!("missing tensor {} (activation weights)", p.name),
+                )
             })?;
             if shape != p.shape {
                 return Err(Error::format(
@@ -479,7 +487,7 @@ impl<B: ResNetBackend + AttackBackend> InspectActivations for ResNet<B> {
     ) -> Result<Vec<ActivationMaps<f32>>> {
         check_len("activation_maps", "x", x.len(), shape.iter().product())?;
         let xb = B::upload(&self.ctx, "x", x)?;
-        let arch = self.arch.clone();
+        let (arch, activations) = (self.arch.clone(), self.activations.clone());
         self.pass(&xb, shape, Mode::INSPECT, |tape, f| {
             let read = |v| {
                 Ok((
@@ -487,7 +495,7 @@ impl<B: ResNetBackend + AttackBackend> InspectActivations for ResNet<B> {
                     B::download(tape.ctx(), &tape.value(v))?,
                 ))
             };
-            arch.observed_maps(f.observed.clone().unwrap_or_default(), read)
+            arch.observed_maps(f.observed.clone().unwrap_or_default(), &activations, read)
         })
     }
 }
