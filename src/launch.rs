@@ -1,6 +1,6 @@
 //! The one place where a kernel launch meets a device: [`KernelDevice`].
 //!
-//! Every CUDA wrapper (`src/ops/*/cuda.rs`, `src/optim/cuda.rs`, `src/attack/cuda.rs`,
+//! Every CUDA wrapper (`src/ops/*/cuda.rs`, `src/optim/cuda.rs`, `src/ops/pgd/cuda.rs`,
 //! `src/data/augment/cuda.rs`, the SPARTA layer's CUDA path) is generic over a
 //! `D: KernelDevice`. It checks its shapes, picks the launch shape from the op's
 //! `*_launch` function and hands the kernel name and an ordered argument list to

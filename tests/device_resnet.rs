@@ -281,6 +281,21 @@ fn check_training<D: KernelDevice + 'static>(
     assert!(stats.peak_bytes_in_use <= stats.bytes_reserved, "{stats:?}");
 }
 
+/// Weight decay and momentum strong enough that each step's update depends on them at
+/// the tolerance `check_training` holds the state to (the default weight decay, 1e-4,
+/// moves a weight by 5e-6 of itself per step, though it shows in the small velocity).
+/// Planted fault: the device's SGD step given a weight decay of 0 fails here at the
+/// first step, by 2.6e-2 in `conv1.weight`.
+#[test]
+fn weight_decay_and_momentum_act_on_the_device_as_on_the_cpu() {
+    let config = ResNetConfig {
+        weight_decay: 0.5,
+        momentum: 0.9,
+        ..tiny(3)
+    };
+    check_training(HarnessDevice::new(), &config, [4, 2, 6, 6], 3);
+}
+
 /// The paper's variants on the device: SPARTA-w/o-DPNet with block size 2 (on a 3×3 map:
 /// a partial block), and frozen SPARTA layers (no gradient, no update) beside trained
 /// convolutions.
@@ -338,26 +353,53 @@ fn check_maps<D: KernelDevice + 'static>(dev: D, config: &ResNetConfig, shape: B
     assert!(device.activation_maps(&x[1..], shape).is_err());
 }
 
+/// A checkpoint written on the device holds the state the CPU reaches on its own with
+/// the same steps (parameters, running statistics, SGD velocity), and a device model
+/// that loads it continues exactly as the one that wrote it (the state within 1e-3 of
+/// the CPU's after two steps, the tolerance of `check_training`). Planted
+/// fault: `load` leaving the velocity as it was fails here ("saved on the device:
+/// velocity").
 #[test]
 fn checkpoints_move_between_the_device_and_the_cpu() {
     let config = tiny(3);
     let shape = [2, 2, 6, 6];
     let (mut device, mut cpu) = models(HarnessDevice::new(), &config, 9);
     let (x, labels) = batch(shape, 3, 10);
-    device.train_step(&x, shape, &labels, 0.1).unwrap();
+    for _ in 0..2 {
+        device.train_step(&x, shape, &labels, 0.1).unwrap();
+        cpu.train_step(&x, shape, &labels, 0.1).unwrap();
+    }
+    assert!(
+        cpu.velocity().iter().flatten().any(|&v| v != 0.0),
+        "two steps leave a velocity"
+    );
     let dir = std::env::temp_dir().join(format!("sparta-device-ckpt-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("model.safetensors");
     device.save(&path).unwrap();
-    cpu.load(&path).unwrap();
-    assert_same_state("loaded on the CPU", &to_host(&device), &cpu, 0.0);
+
+    // Against the CPU's own training, not against the device's copy of itself.
+    let mut loaded = ResNet::<f32>::new(config.clone(), 12).unwrap();
+    loaded.load(&path).unwrap();
+    assert_same_state("saved on the device", &loaded, &cpu, 1e-3);
+
     let (mut fresh, _) = models(HarnessDevice::new(), &config, 11);
     fresh.load(&path).unwrap();
-    assert_same_state("loaded on a device", &to_host(&fresh), &cpu, 0.0);
+    assert_same_state("loaded on a device", &to_host(&fresh), &loaded, 0.0);
     assert_eq!(
         fresh.logits(&x, shape).unwrap(),
         device.logits(&x, shape).unwrap(),
         "same state, same logits"
+    );
+    // The step after a resume: the same as the writer's next step, bit for bit.
+    let (x2, labels2) = batch(shape, 3, 13);
+    fresh.train_step(&x2, shape, &labels2, 0.1).unwrap();
+    device.train_step(&x2, shape, &labels2, 0.1).unwrap();
+    assert_same_state(
+        "a step after loading",
+        &to_host(&fresh),
+        &to_host(&device),
+        0.0,
     );
     assert!(fresh.load(&dir.join("missing.safetensors")).is_err());
     std::fs::remove_dir_all(&dir).unwrap();

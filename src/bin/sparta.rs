@@ -53,9 +53,10 @@ struct ModelArgs {
     model: String,
     /// Activation: `relu`, `sparta` (the paper's placement: last block of every group),
     /// or a placement spec such as `G1-4.B2`, `G4.B2`, `all`; options follow after
-    /// spaces: `nodpnet`, `block=B`, `frozen`, `base=NAME` (e.g. `sparta frozen`,
-    /// `G4.B2 nodpnet`). The smooth baselines in place of every ReLU: `elu`, `gelu`,
-    /// `silu` (`swish`), `softplus`; beside SPARTA with `sparta base=gelu`.
+    /// spaces: `nodpnet`, `block=B`, `frozen`, `base=NAME`, `act=NAME` (e.g. `sparta
+    /// frozen`, `G4.B2 nodpnet`, `G4.B2 act=gelu`). The smooth baselines in place of
+    /// every ReLU: `elu`, `gelu`, `silu` (`swish`), `softplus`; beside SPARTA with
+    /// `sparta base=gelu`.
     #[arg(long, default_value = "sparta")]
     act: String,
 }
