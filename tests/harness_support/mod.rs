@@ -92,6 +92,23 @@ pub fn download<D: KernelDevice, T: DeviceElem>(dev: &D, buffer: &D::Buffer<T>) 
     dev.download(&dev.view(buffer)).unwrap()
 }
 
+/// An elementwise f32 result (no sum behind any entry) within `1e-5 · |want|` of the
+/// f64 CPU result per element, plus `atol` for entries that f32 arithmetic cannot carry
+/// to that relative precision (values near zero). Small entries, such as an
+/// activation's tails, are held to their own size, not to the tensor's largest. NaN
+/// never passes.
+pub fn assert_matches_each(what: &str, got: &[f32], want: &[f64], atol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (f64::from(g) - w).abs();
+        let tol = 1e-5 * w.abs() + atol;
+        assert!(
+            err <= tol,
+            "{what}[{i}]: device {g:e} vs CPU {w:e} (tol {tol:e})"
+        );
+    }
+}
+
 /// A device's f32 result within 1e-5 of the f64 CPU result, relative to the latter's
 /// largest magnitude (scale-aware: sums that cancel carry their terms' rounding). NaN
 /// never passes.
