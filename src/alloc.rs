@@ -36,9 +36,9 @@ use std::ops::Range;
 use std::rc::Rc;
 
 use crate::error::Result;
+use crate::launch::conv_geom::{ConvGeom, ConvPass};
+use crate::launch::LaunchDims;
 use crate::launch::{Determinism, DeviceElem, KernelArg, KernelDevice};
-use crate::ops::conv2d::{ConvGeom, ConvPass};
-use crate::ops::LaunchDims;
 
 /// What [`CachingDevice`] has done so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -22,8 +22,8 @@
 use std::ops::Range;
 
 use crate::error::{check_len, Error, Result};
+use crate::launch::LaunchDims;
 use crate::launch::{Determinism, DeviceElem, KernelArg, KernelDevice, ViewLen};
-use crate::ops::LaunchDims;
 
 /// See the module docs.
 #[derive(Clone, Copy, Debug, Default)]

@@ -9,10 +9,10 @@
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::backend::add as add_cuda;
 use crate::data::augment::{self, crop_flip_draws, crop_flip_params};
 use crate::error::Result;
 use crate::launch::{DeviceElem, KernelDevice};
-use crate::ops::add::cuda as add_cuda;
 use crate::ops::batchnorm::{cuda as bn_cuda, BnShape};
 use crate::ops::conv1x1::cuda as conv1x1_cuda;
 use crate::ops::conv2d::{cuda as conv2d_cuda, ConvGeom};

@@ -69,7 +69,7 @@ fn a_launch_through_the_cache_runs_on_the_wrapped_device() {
     let a = dev.upload("a", &[1.0f32, -2.0, 3.0]).unwrap();
     let b = dev.upload("b", &[0.5f32, 0.5, 0.5]).unwrap();
     let mut y = dev.alloc_scratch::<f32>("y", 3).unwrap();
-    sparta::ops::add::cuda::add_forward(
+    sparta::backend::add::add_forward(
         &dev,
         &dev.view(&a),
         &dev.view(&b),

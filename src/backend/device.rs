@@ -3,11 +3,11 @@
 
 use std::marker::PhantomData;
 
+use super::add::add_forward;
 use super::Backend;
 use crate::alloc::CachingDevice;
 use crate::error::{check_len, Result};
 use crate::launch::{KernelDevice, ViewLen};
-use crate::ops::add::cuda::add_forward;
 
 /// The backend of device `D` (f32). A type only: its context is the device behind a
 /// [`CachingDevice`], so every buffer a pass takes comes back to the cache.

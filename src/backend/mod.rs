@@ -3,7 +3,7 @@
 //! Two kinds implement it:
 //! - the host, in f32 or f64: the element type itself is the backend (`f32`, `f64`),
 //!   buffers are `Vec`s and kernels are the CPU functions of `src/ops/*/cpu.rs`;
-//! - a device, [`OnDevice<D>`] over any [`KernelDevice`] (a GPU, the CPU kernel harness in
+//! - a device, [`OnDevice<D>`] over any [`KernelDevice`](crate::KernelDevice) (a GPU, the CPU kernel harness in
 //!   the tests, the dry run): f32 buffers in device memory from a caching allocator, and
 //!   kernels are the CUDA wrappers of `src/ops/*/cuda.rs`.
 //!
@@ -15,6 +15,7 @@
 //! host, the device and its allocator otherwise) is its [`Backend::Ctx`], passed to
 //! every call.
 
+pub mod add;
 mod device;
 mod host;
 

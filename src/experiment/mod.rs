@@ -3,7 +3,7 @@
 //!
 //! A job writes its files (JSON and markdown reports, CSV, PNG charts, checkpoints) into
 //! its output folder, each atomically, while holding the folder's
-//! [`RunLock`](crate::storage::RunLock): two jobs never write into one folder at once,
+//! [`crate::storage::RunLock`]: two jobs never write into one folder at once,
 //! and what an interrupted write left there is removed when the next job starts. Progress
 //! and notices go to a [`Reporter`]: [`ProgressBars`] draws them on stderr, [`Quiet`]
 //! says nothing.

@@ -5,10 +5,10 @@ use super::sgd_launch;
 use crate::alloc::CachingDevice;
 use crate::backend::{Buf, OnDevice, View};
 use crate::error::{check_len, Result};
+use crate::launch::kernel_args::kernel_long;
 use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
-use crate::ops::kernel_args::kernel_long;
 
-/// `v ← μ·v + g + λ·p`, `p ← p − lr·v` element-wise, as [`super::Sgd::update`].
+/// `v ← μ·v + g + λ·p`, `p ← p − lr·v` element-wise, as [`super::SgdKernels::sgd_update`] on the host.
 ///
 /// With every parameter of a model in one flat buffer `p` (and its gradients and
 /// velocities at the same offsets in `g` and `v`), one call updates the whole model.

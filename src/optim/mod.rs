@@ -7,7 +7,7 @@ pub mod sgd;
 pub use schedule::LrSchedule;
 pub use sgd::{SgdKernels, SgdStep};
 
-use crate::ops::kernel_args::blocks;
+use crate::launch::kernel_args::blocks;
 use crate::ops::LaunchDims;
 
 /// Threads per block of `sgd_update_f32`.

@@ -6,8 +6,8 @@ use crate::alloc::CachingDevice;
 use crate::backend::{Buf, OnDevice, View};
 use crate::data::BatchShape;
 use crate::error::{check_len, Result};
+use crate::launch::kernel_args::{element_count, kernel_int, kernel_long};
 use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
-use crate::ops::kernel_args::{element_count, kernel_int, kernel_long};
 
 /// Crops and flips every image of the NCHW batch `src` into `dst` as `params` says
 /// (`[dy, dx, flip]` per image, from [`super::crop_flip_params`] of

@@ -8,7 +8,7 @@ use rand::Rng;
 use super::BatchShape;
 use crate::backend::Backend;
 use crate::error::{check_len, Result};
-use crate::ops::kernel_args::blocks;
+use crate::launch::kernel_args::blocks;
 use crate::ops::LaunchDims;
 use crate::real::Real;
 

@@ -204,7 +204,7 @@ impl ValueCounter<'_> {
 /// What [`ResNetConfig::value_counts`] counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ValueCounts {
-    /// Learned scalars ([`ResNet::param_count`]).
+    /// Learned scalars ([`crate::nn::ResNet::param_count`]).
     pub parameters: usize,
     /// Running statistics.
     pub buffers: usize,

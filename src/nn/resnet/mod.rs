@@ -84,7 +84,7 @@ pub struct Mode {
     pub input_grad: bool,
     /// The trainable parameters' gradients.
     pub param_grads: bool,
-    /// Note every block's activation ([`Forward::observed`]).
+    /// Note every block's activation (`Forward::observed`).
     pub observe: bool,
 }
 

@@ -1,5 +1,6 @@
 //! Elementwise addition of two same-shaped tensors (residual connections), and the sum
-//! of all elements (a scalar root for tests).
+//! of all elements (a scalar root for tests). The device kernel is the device backend's
+//! own sum, [`crate::backend::add`].
 //!
 //! ```
 //! use sparta::autograd::Tape;
@@ -14,29 +15,10 @@
 //! # Ok::<(), sparta::Error>(())
 //! ```
 
-pub mod cuda;
-
 use crate::autograd::{Nodes, Tape, Var};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::ops::kernel_args::blocks;
-use crate::ops::LaunchDims;
 use crate::real::Real;
-
-/// Threads per block of `add_forward_f32`.
-pub const ADD_THREADS: u32 = 256;
-
-/// Most blocks of `add_forward_f32` (it is grid-stride).
-pub const ADD_MAX_BLOCKS: u32 = 8192;
-
-/// `add_forward_f32` over `len` elements: grid-stride.
-pub fn add_launch(len: usize) -> LaunchDims {
-    LaunchDims {
-        grid: (blocks(len, ADD_THREADS as usize).min(ADD_MAX_BLOCKS), 1, 1),
-        block: (ADD_THREADS, 1, 1),
-        shared_bytes: 0,
-    }
-}
 
 /// `a + b` ([`Backend::add`]); the backward hands `dy` itself to one input and a copy
 /// to the other only when both need it.

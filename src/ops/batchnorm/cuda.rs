@@ -12,8 +12,8 @@ use super::{batchnorm_channel_launch, batchnorm_elementwise_launch, BnShape};
 use crate::alloc::CachingDevice;
 use crate::backend::{Buf, OnDevice, View};
 use crate::error::{check_len, Error, Result};
+use crate::launch::kernel_args::{element_count, kernel_int, kernel_long};
 use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
-use crate::ops::kernel_args::{element_count, kernel_int, kernel_long};
 
 /// A [`BnShape`] as the kernels take it.
 struct KernelShape {

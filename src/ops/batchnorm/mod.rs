@@ -26,8 +26,8 @@ pub mod cuda;
 use crate::autograd::{Nodes, Tape, Var};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
+use crate::launch::kernel_args::blocks;
 use crate::launch::ViewLen;
-use crate::ops::kernel_args::blocks;
 use crate::ops::LaunchDims;
 
 /// Shape of a batch-normalized tensor `[N, C, H·W]` (`hw = 1` for `[N, C]`).

@@ -5,9 +5,9 @@ use super::{
     conv1x1_bias_launch, conv1x1_tile_launch, conv1x1_weight_launch, relu_mask_launch, Conv1x1Shape,
 };
 use crate::error::{check_len, Result};
+use crate::launch::kernel_args::{check_grid_z, kernel_int, kernel_long};
 use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
 use crate::ops::dtype::{kernel_name, KernelFloat};
-use crate::ops::kernel_args::{check_grid_z, kernel_int, kernel_long};
 
 /// The shape as the kernels' `int` arguments `(n, cin, cout, pixels)`.
 fn dims<B>(op: &'static str, shape: &Conv1x1Shape) -> Result<[KernelArg<B>; 4]> {

@@ -17,7 +17,7 @@ pub mod cpu;
 pub mod cuda;
 
 use crate::error::{Error, Result};
-use crate::ops::kernel_args::blocks;
+use crate::launch::kernel_args::blocks;
 use crate::ops::LaunchDims;
 
 /// Shape of a 1×1 convolution: `n` samples, `cin → cout` channels, `pixels` = H·W.

@@ -12,8 +12,8 @@ use super::{
 use crate::alloc::CachingDevice;
 use crate::backend::{Buf, OnDevice, View};
 use crate::error::{check_len, Error, Result};
+use crate::launch::kernel_args::{check_grid_z, kernel_int};
 use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
-use crate::ops::kernel_args::{check_grid_z, kernel_int};
 
 /// The geometry as the kernels' `int` arguments `(N, C, H, W, K, R, stride, pad, P, Q)`,
 /// after checking that the kernels accept it: every size ≥ 1, the kernel fits the padded

@@ -15,17 +15,13 @@
 
 pub mod cpu;
 pub mod cuda;
-pub(crate) mod cudnn;
-mod cudnn_algo;
-mod cudnn_plan;
-pub(crate) mod geom;
 
-pub use geom::{ConvGeom, ConvPass};
+pub use crate::launch::conv_geom::{ConvGeom, ConvPass};
 
 use crate::autograd::{Nodes, Tape, Var};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::ops::kernel_args::blocks;
+use crate::launch::kernel_args::blocks;
 use crate::ops::LaunchDims;
 use crate::real::Real;
 

@@ -9,8 +9,8 @@ use super::{
     DynConvShape,
 };
 use crate::error::{check_len, Result};
+use crate::launch::kernel_args::{check_at_least, kernel_int, strided_len};
 use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
-use crate::ops::kernel_args::{check_at_least, kernel_int, strided_len};
 
 /// The shape as the kernels' `int` arguments `(n, k, pixels)`.
 fn dims<B>(op: &'static str, shape: &DynConvShape) -> Result<[KernelArg<B>; 3]> {

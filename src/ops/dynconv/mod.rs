@@ -16,7 +16,7 @@ pub mod cpu;
 pub mod cuda;
 
 use crate::error::{Error, Result};
-use crate::ops::kernel_args::blocks;
+use crate::launch::kernel_args::blocks;
 use crate::ops::LaunchDims;
 
 /// Shape of the dynamic conv: `n` samples, `k` input channels, `pixels` per channel.

@@ -4,8 +4,8 @@ use super::{fc_forward_launch, fc_input_launch, fc_params_launch, FcShape};
 use crate::alloc::CachingDevice;
 use crate::backend::{Buf, OnDevice, View};
 use crate::error::{check_len, Result};
+use crate::launch::kernel_args::kernel_int;
 use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
-use crate::ops::kernel_args::kernel_int;
 
 /// The shape as the kernels' `int` arguments `(n, in, out)`.
 fn dims<B>(op: &'static str, shape: &FcShape) -> Result<[KernelArg<B>; 3]> {

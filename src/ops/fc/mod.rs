@@ -19,7 +19,7 @@ pub mod tape;
 pub use tape::{linear, FcKernels};
 
 use crate::error::{Error, Result};
-use crate::ops::kernel_args::blocks;
+use crate::launch::kernel_args::blocks;
 use crate::ops::LaunchDims;
 
 /// Shape of a batched linear layer: `n` vectors, `inp → out` features.

@@ -7,8 +7,8 @@ use super::{cross_entropy_reduce_launch, cross_entropy_rows_launch, Reduction};
 use crate::alloc::CachingDevice;
 use crate::backend::{OnDevice, View};
 use crate::error::{check_len, Error, Result};
+use crate::launch::kernel_args::{element_count, kernel_int};
 use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
-use crate::ops::kernel_args::{element_count, kernel_int};
 
 /// The device buffers [`cross_entropy`] writes; all are overwritten.
 pub struct CrossEntropyOut<'a, 'b, D: KernelDevice> {

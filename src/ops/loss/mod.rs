@@ -17,7 +17,7 @@ pub mod cuda;
 use crate::autograd::{Nodes, Tape, Var};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::ops::kernel_args::blocks;
+use crate::launch::kernel_args::blocks;
 use crate::ops::LaunchDims;
 use crate::real::Real;
 

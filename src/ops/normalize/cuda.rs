@@ -5,8 +5,8 @@ use super::normalize_launch;
 use crate::alloc::CachingDevice;
 use crate::backend::{Buf, OnDevice, View};
 use crate::error::{check_len, Error, Result};
+use crate::launch::kernel_args::{element_count, kernel_int, kernel_long};
 use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
-use crate::ops::kernel_args::{element_count, kernel_int, kernel_long};
 
 /// `(len, c, hw)` as kernel arguments, after checking `std` and that `x` is whole images.
 fn dims<B>(

@@ -18,8 +18,8 @@ pub mod cuda;
 use crate::autograd::{Nodes, Tape, Var};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
+use crate::launch::kernel_args::blocks;
 use crate::ops::batchnorm::cpu::affine;
-use crate::ops::kernel_args::blocks;
 use crate::ops::LaunchDims;
 use crate::real::Real;
 

@@ -6,8 +6,8 @@ use super::{pgd_launch, PgdKernels};
 use crate::alloc::CachingDevice;
 use crate::backend::{Buf, OnDevice, View};
 use crate::error::{check_len, Result};
+use crate::launch::kernel_args::kernel_long;
 use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
-use crate::ops::kernel_args::kernel_long;
 
 /// One step in place: `x ← project(x + direction·sign(grad), x0)` onto
 /// `[x0 − ε, x0 + ε] ∩ [0, 1]`.

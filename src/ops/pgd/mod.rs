@@ -8,7 +8,7 @@ pub mod cuda;
 
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::ops::kernel_args::blocks;
+use crate::launch::kernel_args::blocks;
 use crate::ops::LaunchDims;
 
 /// Threads per block of the kernels in `kernels/pgd.cu`.

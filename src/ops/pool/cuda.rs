@@ -5,9 +5,9 @@ use super::{pool_backward_launch, pool_forward_launch, PoolShape};
 use crate::alloc::CachingDevice;
 use crate::backend::{Buf, OnDevice, View};
 use crate::error::{check_len, Result};
+use crate::launch::kernel_args::{kernel_int, kernel_long};
 use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
 use crate::ops::dtype::{kernel_name, KernelFloat};
-use crate::ops::kernel_args::{kernel_int, kernel_long};
 
 /// The shape as the kernels' `int` arguments `(h, w, block)`.
 fn dims<B>(op: &'static str, shape: &PoolShape) -> Result<[KernelArg<B>; 3]> {

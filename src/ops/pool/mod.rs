@@ -18,7 +18,7 @@ pub mod cpu;
 pub mod cuda;
 
 use crate::error::{Error, Result};
-use crate::ops::kernel_args::blocks;
+use crate::launch::kernel_args::blocks;
 use crate::ops::LaunchDims;
 
 /// Shape of a block average pool: `planes` planes of `h × w`, blocks of `block × block`.

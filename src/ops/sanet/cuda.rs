@@ -6,9 +6,11 @@
 
 use super::{sanet_conv5_launch, sanet_tile_launch, SanetShape};
 use crate::error::{check_len, Result};
+use crate::launch::kernel_args::{
+    check_at_least, check_grid_z, kernel_int, kernel_long, strided_len,
+};
 use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
 use crate::ops::dtype::{kernel_name, KernelFloat};
-use crate::ops::kernel_args::{check_at_least, check_grid_z, kernel_int, kernel_long, strided_len};
 
 /// The shape as the kernels' `int` arguments `(c, co, pixels)`.
 fn dims<B>(op: &'static str, shape: &SanetShape) -> Result<[KernelArg<B>; 3]> {

@@ -27,7 +27,7 @@ pub mod cpu;
 pub mod cuda;
 
 use crate::error::{Error, Result};
-use crate::ops::kernel_args::blocks;
+use crate::launch::kernel_args::blocks;
 use crate::ops::LaunchDims;
 
 /// Shape of SANet: `n` samples, `c → co` channels in Conv3, `pixels` of the (pooled) grid.

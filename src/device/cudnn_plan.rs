@@ -9,8 +9,8 @@ use cudarc::cudnn::sys::{
 };
 
 use super::cudnn_algo::{choose, Algo, Candidate, Choice, WORKSPACE_LIMIT};
-use super::{ConvGeom, ConvPass};
 use crate::error::{Error, Result};
+use crate::launch::conv_geom::{ConvGeom, ConvPass};
 
 pub(crate) fn cudnn_error(what: &str, e: CudnnError) -> Error {
     Error::Cuda(format!("cuDNN {what}: {:?}", e.0))

@@ -1,10 +1,25 @@
 //! Element-wise addition on a [`KernelDevice`] (`kernels/add.cu`), f32, over device
-//! views.
+//! views: the device backend's [`super::Backend::add`], which sums gradients on the tape
+//! and adds residuals (`crate::ops::add`).
 
-use super::add_launch;
 use crate::error::{check_len, Result};
-use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
-use crate::ops::kernel_args::kernel_long;
+use crate::launch::kernel_args::{blocks, kernel_long};
+use crate::launch::{Determinism, KernelArg, KernelDevice, LaunchDims, ViewLen};
+
+/// Threads per block of `add_forward_f32`.
+pub const ADD_THREADS: u32 = 256;
+
+/// Most blocks of `add_forward_f32` (it is grid-stride).
+pub const ADD_MAX_BLOCKS: u32 = 8192;
+
+/// `add_forward_f32` over `len` elements: grid-stride.
+pub fn add_launch(len: usize) -> LaunchDims {
+    LaunchDims {
+        grid: (blocks(len, ADD_THREADS as usize).min(ADD_MAX_BLOCKS), 1, 1),
+        block: (ADD_THREADS, 1, 1),
+        shared_bytes: 0,
+    }
+}
 
 /// `y = a + b` (the residual connection); `y` is overwritten. The gradient of both
 /// inputs is the incoming gradient itself, so there is no backward kernel.

@@ -1,5 +1,5 @@
 //! 2-D convolution through cuDNN (loaded at run time through cudarc's bindings): what a
-//! [`Gpu`](crate::Gpu) runs for [`super::cuda::conv2d`] when libcudnn is found. Without
+//! [`Gpu`](crate::Gpu) runs for [`crate::ops::conv2d::cuda::conv2d`] when libcudnn is found. Without
 //! it (or with `SPARTA_CONV=implicit-gemm`) that falls back to the handwritten
 //! implicit-GEMM kernels of `kernels/conv2d.cu`, as it does for a pass of a geometry
 //! for which cuDNN lists no algorithm that qualifies.
@@ -19,8 +19,8 @@ use cudarc::cudnn::sys::cudnnHandle_t;
 use cudarc::driver::{CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut};
 
 use super::cudnn_plan::{cudnn_error, Plan};
-use super::{ConvGeom, ConvPass};
 use crate::error::Result;
+use crate::launch::conv_geom::{ConvGeom, ConvPass};
 
 /// `[n, c_in, h, w, c_out, k, stride, pad]`.
 type GeomKey = [usize; 8];

@@ -13,7 +13,14 @@ use cudarc::nvrtc::Ptx;
 
 use crate::error::{Error, Result};
 use crate::kernels;
-use crate::ops::conv2d::cudnn::CudnnConv;
+use cudnn::CudnnConv;
+
+pub(crate) mod cudnn;
+mod cudnn_algo;
+mod cudnn_plan;
+mod kernel_device;
+
+pub use kernel_device::GpuBufferArg;
 
 /// A device to run ops on.
 #[derive(Clone, Debug)]

@@ -7,7 +7,7 @@
 //! [`KernelDevice::launch`]; it never touches cudarc directly. Two devices implement the
 //! trait:
 //!
-//! - [`Gpu`] (this file): views are cudarc's `CudaView` / `CudaViewMut`, buffers
+//! - [`Gpu`](crate::Gpu) (`src/device/kernel_device.rs`): views are cudarc's `CudaView` / `CudaViewMut`, buffers
 //!   `CudaSlice`, and `launch` pushes the arguments to cudarc's launch builder. A cudarc
 //!   user calls the wrappers with their own views exactly as before.
 //! - the CPU kernel harness (`tests/harness_support/device.rs`): views are ranges of
@@ -31,15 +31,16 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use cudarc::driver::{
-    CudaSlice, CudaView, CudaViewMut, DevicePtr, DevicePtrMut, DeviceRepr, PushKernelArg,
-    SyncOnDrop, ValidAsZeroBits,
-};
+use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr, ValidAsZeroBits};
 
-use crate::error::{check_len, Error, Result};
-use crate::ops::conv2d::geom::{ConvGeom, ConvPass};
-use crate::ops::LaunchDims;
-use crate::Gpu;
+use crate::error::Result;
+
+pub mod conv_geom;
+mod dims;
+pub(crate) mod kernel_args;
+
+use conv_geom::{ConvGeom, ConvPass};
+pub use dims::LaunchDims;
 
 mod sealed {
     pub trait Sealed {}
@@ -208,7 +209,7 @@ pub trait KernelDevice {
     ) -> KernelArg<Self::BufferArg<'a>>;
 
     /// Runs convolution product `pass` of `g` on the device's own convolution library
-    /// (cuDNN on a [`Gpu`] that has it) and returns true, or returns false when the
+    /// (cuDNN on a [`Gpu`](crate::Gpu) that has it) and returns true, or returns false when the
     /// device has none (the default), so the caller launches the handwritten kernels.
     /// Operands and output as [`crate::ops::conv2d::cuda::conv2d`] describes them, their
     /// lengths already checked.
@@ -240,168 +241,6 @@ pub trait KernelDevice {
         determinism: Determinism,
         args: &[KernelArg<Self::BufferArg<'_>>],
     ) -> Result<()>;
-}
-
-fn out_of_view(range: &Range<usize>, len: usize) -> Error {
-    Error::shape(
-        "slice",
-        "view",
-        format!("a range within {len} elements"),
-        format!("{range:?}"),
-    )
-}
-
-/// A cudarc buffer argument: its device pointer, and the guard that records the
-/// stream-ordering event once the launch that uses it is queued.
-pub struct GpuBufferArg<'a> {
-    ptr: u64,
-    _sync: SyncOnDrop<'a>,
-}
-
-impl KernelDevice for Gpu {
-    type View<'a, T: DeviceElem> = CudaView<'a, T>;
-    type ViewMut<'a, T: DeviceElem> = CudaViewMut<'a, T>;
-    type Buffer<T: DeviceElem> = CudaSlice<T>;
-    type BufferArg<'a> = GpuBufferArg<'a>;
-
-    fn alloc_zeros<T: DeviceElem>(&self, _name: &str, len: usize) -> Result<CudaSlice<T>> {
-        Ok(self.stream().alloc_zeros::<T>(len)?)
-    }
-
-    fn alloc_scratch<T: DeviceElem>(&self, _name: &str, len: usize) -> Result<CudaSlice<T>> {
-        // Zeroed rather than uninitialised: a memset is cheap next to the kernels, and a
-        // wrapper bug then reads zeros, not another tensor's stale values.
-        Ok(self.stream().alloc_zeros::<T>(len)?)
-    }
-
-    fn upload<T: DeviceElem>(&self, _name: &str, data: &[T]) -> Result<CudaSlice<T>> {
-        Ok(self.stream().clone_htod(data)?)
-    }
-
-    fn download<T: DeviceElem>(&self, view: &CudaView<'_, T>) -> Result<Vec<T>> {
-        let mut host = vec![T::default(); view.len()];
-        self.stream().memcpy_dtoh(view, &mut host)?;
-        self.stream().synchronize()?;
-        Ok(host)
-    }
-
-    fn zero<T: DeviceElem>(&self, view: &mut CudaViewMut<'_, T>) -> Result<()> {
-        Ok(self.stream().memset_zeros(view)?)
-    }
-
-    fn write_host<T: DeviceElem>(&self, view: &mut CudaViewMut<'_, T>, data: &[T]) -> Result<()> {
-        check_len("write_host", "data", data.len(), view.len())?;
-        Ok(self.stream().memcpy_htod(data, view)?)
-    }
-
-    fn copy<T: DeviceElem>(
-        &self,
-        src: &CudaView<'_, T>,
-        dst: &mut CudaViewMut<'_, T>,
-    ) -> Result<()> {
-        check_len("copy", "destination", dst.len(), src.len())?;
-        Ok(self.stream().memcpy_dtod(src, dst)?)
-    }
-
-    fn view<'a, T: DeviceElem>(&self, buffer: &'a CudaSlice<T>) -> CudaView<'a, T> {
-        buffer.as_view()
-    }
-
-    fn view_mut<'a, T: DeviceElem>(&self, buffer: &'a mut CudaSlice<T>) -> CudaViewMut<'a, T> {
-        buffer.as_view_mut()
-    }
-
-    fn view_range<'a, T: DeviceElem>(
-        &self,
-        buffer: &'a CudaSlice<T>,
-        range: Range<usize>,
-    ) -> Result<CudaView<'a, T>> {
-        buffer
-            .try_slice(range.clone())
-            .ok_or_else(|| out_of_view(&range, buffer.len()))
-    }
-
-    fn view_range_mut<'a, T: DeviceElem>(
-        &self,
-        buffer: &'a mut CudaSlice<T>,
-        range: Range<usize>,
-    ) -> Result<CudaViewMut<'a, T>> {
-        let len = buffer.len();
-        buffer
-            .try_slice_mut(range.clone())
-            .ok_or_else(|| out_of_view(&range, len))
-    }
-
-    fn slice<'a, T: DeviceElem>(
-        &self,
-        view: &'a CudaView<'_, T>,
-        range: Range<usize>,
-    ) -> Result<CudaView<'a, T>> {
-        view.try_slice(range.clone())
-            .ok_or_else(|| out_of_view(&range, view.len()))
-    }
-
-    fn slice_mut<'a, T: DeviceElem>(
-        &self,
-        view: &'a mut CudaViewMut<'_, T>,
-        range: Range<usize>,
-    ) -> Result<CudaViewMut<'a, T>> {
-        let len = view.len();
-        view.try_slice_mut(range.clone())
-            .ok_or_else(|| out_of_view(&range, len))
-    }
-
-    fn as_view<'a, T: DeviceElem>(&self, view: &'a CudaViewMut<'_, T>) -> CudaView<'a, T> {
-        view.as_view()
-    }
-
-    fn read<'a, T: DeviceElem>(&'a self, view: &'a CudaView<'_, T>) -> KernelArg<GpuBufferArg<'a>> {
-        let (ptr, sync) = view.device_ptr(self.stream());
-        KernelArg::Buffer(GpuBufferArg { ptr, _sync: sync })
-    }
-
-    fn write<'a, T: DeviceElem>(
-        &'a self,
-        view: &'a mut CudaViewMut<'_, T>,
-    ) -> KernelArg<GpuBufferArg<'a>> {
-        let (ptr, sync) = view.device_ptr_mut(self.stream());
-        KernelArg::Buffer(GpuBufferArg { ptr, _sync: sync })
-    }
-
-    fn library_conv2d(
-        &self,
-        pass: ConvPass,
-        g: &ConvGeom,
-        a: &CudaView<'_, f32>,
-        b: &CudaView<'_, f32>,
-        out: &mut CudaViewMut<'_, f32>,
-    ) -> Result<bool> {
-        self.cudnn().run(self.stream(), pass, g, a, b, out)
-    }
-
-    unsafe fn launch(
-        &self,
-        module: &'static str,
-        kernel: &str,
-        dims: LaunchDims,
-        _determinism: Determinism,
-        args: &[KernelArg<GpuBufferArg<'_>>],
-    ) -> Result<()> {
-        let function = self.function(module, kernel)?;
-        let mut launch = self.stream().launch_builder(&function);
-        for arg in args {
-            match arg {
-                KernelArg::Buffer(b) => launch.arg(&b.ptr),
-                KernelArg::I32(v) => launch.arg(v),
-                KernelArg::I64(v) => launch.arg(v),
-                KernelArg::F32(v) => launch.arg(v),
-            };
-        }
-        // SAFETY: the caller guarantees the arguments match the kernel and stay inside
-        // their views; the pointers' sync guards live in `args`, past this call.
-        unsafe { launch.launch(dims.into()) }?;
-        Ok(())
-    }
 }
 
 /// A shared device is the device: callers holding an `Arc<Gpu>` pass `&gpu`.
