@@ -4,6 +4,7 @@
 pub mod cuda;
 pub mod evaluate;
 pub mod features;
+pub mod losses;
 pub mod pgd;
 
 pub use evaluate::{evaluate, RobustnessReport};
