@@ -194,3 +194,52 @@ impl Trainable for SoftmaxRegression {
         Ok(())
     }
 }
+
+/// A [`Classifier`] that answers only [`Classifier::logits`], counting the calls and
+/// the images evaluated; its gradient methods are errors: what a black-box attack may
+/// use.
+pub struct LogitsOnly<M> {
+    pub inner: M,
+    pub calls: usize,
+    pub images: usize,
+}
+
+impl<M: Classifier> LogitsOnly<M> {
+    pub fn new(inner: M) -> Self {
+        LogitsOnly {
+            inner,
+            calls: 0,
+            images: 0,
+        }
+    }
+}
+
+impl<M: Classifier> Classifier for LogitsOnly<M> {
+    fn num_classes(&self) -> usize {
+        self.inner.num_classes()
+    }
+
+    fn logits(&mut self, x: &[f32], shape: BatchShape) -> Result<Vec<f32>> {
+        self.calls += 1;
+        self.images += shape[0];
+        self.inner.logits(x, shape)
+    }
+
+    fn loss_and_input_grad(
+        &mut self,
+        _: &[f32],
+        _: BatchShape,
+        _: &[usize],
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        Err(Error::Config("LogitsOnly gives no gradients".into()))
+    }
+
+    fn logits_and_input_vjp(
+        &mut self,
+        _: &[f32],
+        _: BatchShape,
+        _: &mut dyn FnMut(&[f32]) -> Result<Vec<f32>>,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        Err(Error::Config("LogitsOnly gives no gradients".into()))
+    }
+}

@@ -1,11 +1,14 @@
 //! Adversarial attacks against any [`Classifier`](crate::classifier::Classifier), and
 //! the robustness evaluation built on them.
 
+pub mod apgd;
 pub mod cuda;
 pub mod evaluate;
 pub mod features;
 pub mod losses;
+pub mod outcome;
 pub mod pgd;
+pub mod square;
 
 pub use evaluate::{evaluate, RobustnessReport};
 pub use features::{compare_features, FeatureReport, FeatureShift};
