@@ -243,3 +243,66 @@ impl<M: Classifier> Classifier for LogitsOnly<M> {
         Err(Error::Config("LogitsOnly gives no gradients".into()))
     }
 }
+/// What [`MaskedGradients`] returns in place of the input gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mask {
+    /// Zeros: a model whose gradient vanishes (saturation, a non-differentiable step).
+    Zero,
+    /// Uniform noise in [−1, 1], a fresh draw per call: shattered gradients.
+    Noise,
+}
+
+/// A model built to mask its gradients: the logits of `inner`, but input gradients
+/// that carry no information about them.
+pub struct MaskedGradients<M> {
+    pub inner: M,
+    pub mask: Mask,
+    rng: ChaCha8Rng,
+}
+
+impl<M: Classifier> MaskedGradients<M> {
+    pub fn new(inner: M, mask: Mask) -> Self {
+        MaskedGradients {
+            inner,
+            mask,
+            rng: ChaCha8Rng::seed_from_u64(17),
+        }
+    }
+
+    fn gradient(&mut self, len: usize) -> Vec<f32> {
+        match self.mask {
+            Mask::Zero => vec![0.0; len],
+            Mask::Noise => (0..len).map(|_| self.rng.random_range(-1.0..1.0)).collect(),
+        }
+    }
+}
+
+impl<M: Classifier> Classifier for MaskedGradients<M> {
+    fn num_classes(&self) -> usize {
+        self.inner.num_classes()
+    }
+
+    fn logits(&mut self, x: &[f32], shape: BatchShape) -> Result<Vec<f32>> {
+        self.inner.logits(x, shape)
+    }
+
+    fn loss_and_input_grad(
+        &mut self,
+        x: &[f32],
+        shape: BatchShape,
+        labels: &[usize],
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (loss, _) = self.inner.loss_and_input_grad(x, shape, labels)?;
+        Ok((loss, self.gradient(x.len())))
+    }
+
+    fn logits_and_input_vjp(
+        &mut self,
+        x: &[f32],
+        shape: BatchShape,
+        loss_grad: &mut dyn FnMut(&[f32]) -> Result<Vec<f32>>,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (logits, _) = self.inner.logits_and_input_vjp(x, shape, loss_grad)?;
+        Ok((logits, self.gradient(x.len())))
+    }
+}

@@ -792,6 +792,53 @@ fn checkpoint_faults(cases: usize) -> Vec<String> {
     faults
 }
 
+/// A file of adversarial images (`sparta attack --save-adversarial`): its bytes, its
+/// header's text and its metadata, read and then checked against the clean images.
+fn adversarial_faults(cases: usize) -> Vec<String> {
+    use sparta::attack::square::SquareConfig;
+    use sparta::attack::transfer::{self, TransferSource};
+    let dir = temp_dir("adversarial");
+    let path = dir.join("adv.safetensors");
+    let data = sparta::data::Dataset {
+        name: "noise/test[..3]".into(),
+        images: (0..3 * 4).map(|i| (i * 20) as u8).collect(),
+        labels: vec![2, 0, 1],
+        channels: 1,
+        height: 2,
+        width: 2,
+        classes: 3,
+    };
+    let source = TransferSource {
+        file: String::new(),
+        checkpoint: "a.safetensors".into(),
+        attack: sparta::attack::Attack::Square(SquareConfig {
+            epsilon: 0.1,
+            queries: 7,
+        }),
+        dataset: data.name.clone(),
+        seed: 4,
+    };
+    let images: Vec<f32> = data.images.iter().map(|&b| b as f32 / 255.0).collect();
+    transfer::save(&path, &images, [3, 1, 2, 2], &[2, 0, 1], &source).unwrap();
+    let valid = std::fs::read(&path).unwrap();
+    let fields = safetensors_fields();
+    fuzz(
+        "adversarial images",
+        cases,
+        11,
+        |m, case| match case % 2 {
+            0 => m.mutate(&valid, &fields, true),
+            _ => with_header(&valid, |h| {
+                String::from_utf8_lossy(&m.mutate(h.as_bytes(), &[], true)).into_owned()
+            }),
+        },
+        |bytes| {
+            std::fs::write(&path, bytes).unwrap();
+            transfer::load(&path).is_ok_and(|set| set.check_against(&data, 0.1).is_ok())
+        },
+    )
+}
+
 fn state_faults(cases: usize) -> Vec<String> {
     let dir = temp_dir("state");
     let state = TrainState {
@@ -854,6 +901,7 @@ fn no_reader_panics_aborts_or_allocates_without_bound() {
     faults.extend(tiny_imagenet_faults(CASES));
     faults.extend(checkpoint_faults(CASES));
     faults.extend(state_faults(CASES));
+    faults.extend(adversarial_faults(CASES));
     let _ = std::panic::take_hook();
     eprintln!("all readers: {:.1} s", start.elapsed().as_secs_f64());
     assert!(

@@ -68,6 +68,15 @@ impl PgdConfig {
         }
     }
 
+    /// `targeted PGD-10`, `untargeted PGD-50`: the attack's name in reports.
+    pub fn name(&self) -> String {
+        let goal = match self.goal {
+            Goal::Targeted => "targeted",
+            Goal::Untargeted => "untargeted",
+        };
+        format!("{goal} PGD-{}", self.iterations)
+    }
+
     /// Checks ε in [0, 1], a step in [0, 1], iterations up to [`MAX_ITERATIONS`] and
     /// restarts from 1 to [`MAX_RESTARTS`]: an attack outside these bounds is a mistake
     /// (ε in pixel units, say) or would not finish.
