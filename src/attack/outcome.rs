@@ -22,18 +22,3 @@ pub struct AttackOutcome {
     /// counted).
     pub queries: Vec<usize>,
 }
-
-impl AttackOutcome {
-    /// Mean and standard deviation over the images of the first run of the loss after
-    /// each step; `(sum, sum of squares, count)` per step, to add batches up.
-    pub fn curve_sums(&self) -> Vec<(f64, f64, usize)> {
-        self.losses
-            .iter()
-            .map(|row| {
-                row.iter().fold((0.0, 0.0, 0), |(s, q, c), &l| {
-                    (s + l as f64, q + (l as f64) * (l as f64), c + 1)
-                })
-            })
-            .collect()
-    }
-}
