@@ -11,7 +11,9 @@ use harness_support::device::HarnessDevice;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use sparta::attack::apgd::{apgd, ApgdConfig};
 use sparta::attack::pgd::{self, PgdConfig};
+use sparta::attack::square::{square, SquareConfig};
 use sparta::classifier::{BatchRecipe, BatchShape, Classifier, InspectActivations, Trainable};
 use sparta::nn::device_resnet::DeviceResNet;
 use sparta::nn::{Depth, ResNet, ResNetConfig};
@@ -195,6 +197,77 @@ fn check_pgd<D: KernelDevice + 'static>(dev: D, config: &ResNetConfig, shape: Ba
     for (&a, &o) in out_dev.adversarial.iter().zip(&x) {
         assert!((0.0..=1.0).contains(&a) && (a - o).abs() <= attack.epsilon + 1e-6);
     }
+}
+
+/// APGD (through `logits_and_input_vjp`, CE and targeted DLR) and Square (through
+/// `logits`) are one implementation each: on the device they follow the CPU attack from
+/// the same seed, image by image (which are broken, queries, the first run's losses).
+/// Fails when the device's input gradient ignores the logit gradient it is handed
+/// (checked by uploading zeros).
+#[test]
+fn apgd_and_square_on_the_device_follow_the_cpu_attack() {
+    check_apgd_square(HarnessDevice::new(), &tiny(5), [2, 2, 6, 6]);
+    if let Some(gpu) = Gpu::for_tests("apgd_and_square_on_the_device_follow_the_cpu_attack") {
+        check_apgd_square(gpu, &ResNetConfig::small(3, 10), [16, 3, 32, 32]);
+    }
+}
+
+fn check_apgd_square<D: KernelDevice + 'static>(dev: D, config: &ResNetConfig, shape: BatchShape) {
+    let (mut device, mut cpu) = models(dev, config, 7);
+    let (x, _) = batch(shape, config.classes, 8);
+    // Labels the model gets right, so every image is attacked.
+    let logits = cpu.logits(&x, shape).unwrap();
+    let labels = pgd::argmax_rows(&logits, config.classes);
+    for attack in [
+        ApgdConfig::ce(0.05, 3),
+        ApgdConfig {
+            target_classes: 3,
+            ..ApgdConfig::targeted_dlr(0.05, 3)
+        },
+    ] {
+        let run = |m: &mut dyn Classifier| {
+            apgd(
+                m,
+                &x,
+                shape,
+                &labels,
+                &attack,
+                &mut ChaCha8Rng::seed_from_u64(9),
+            )
+            .unwrap()
+        };
+        let (c, d) = (run(&mut cpu), run(&mut device));
+        let name = attack.name();
+        assert_eq!(d.broken, c.broken, "{name}");
+        assert_eq!(d.queries, c.queries, "{name}");
+        for (k, (ld, lc)) in d.losses.iter().zip(&c.losses).enumerate() {
+            assert_close(&format!("{name} loss after {k}"), ld, lc, 1e-3);
+        }
+        assert!(c.losses.last().unwrap().iter().sum::<f32>() > c.losses[0].iter().sum::<f32>());
+    }
+    let attack = SquareConfig {
+        epsilon: 0.05,
+        queries: 8,
+    };
+    let run = |m: &mut dyn Classifier| {
+        square(
+            m,
+            &x,
+            shape,
+            &labels,
+            &attack,
+            &mut ChaCha8Rng::seed_from_u64(10),
+        )
+        .unwrap()
+    };
+    let (c, d) = (run(&mut cpu), run(&mut device));
+    assert_eq!((&d.broken, &d.queries), (&c.broken, &c.queries), "Square");
+    assert_close(
+        "Square's best margins",
+        d.losses.last().unwrap(),
+        c.losses.last().unwrap(),
+        1e-3,
+    );
 }
 
 #[test]
