@@ -166,7 +166,11 @@ pub fn evaluate_attacks<C: Classifier + ?Sized>(
                     let at: Vec<usize> = group.iter().map(|&g| tallies[g].iterations()).collect();
                     let (targets, snaps) =
                         pgd_snapshots(model, &x, shape, &labels, &config, &at, &mut rng)?;
-                    for (&g, s) in group.iter().zip(&snaps) {
+                    for (&g, &k) in group.iter().zip(&at) {
+                        let s = snaps
+                            .iter()
+                            .find(|s| s.iterations == k)
+                            .ok_or_else(|| Error::Config(format!("no snapshot after {k} steps")))?;
                         let outcome = AttackOutcome {
                             adversarial: Vec::new(),
                             broken: s
@@ -460,6 +464,13 @@ mod tests {
             restarts: 2,
             ..attack
         };
+        // Counts in any order: each report is its own count's snapshot.
+        let reversed =
+            evaluate(&mut model(), &data(), 16, &attack, &[10, 0, 3], 1, |_| {}).unwrap();
+        assert_eq!(
+            reversed,
+            [&reports[2], &reports[0], &reports[1]].map(Clone::clone)
+        );
         let r2 = evaluate(&mut model(), &data(), 16, &separate, &[10], 1, |_| {}).unwrap();
         assert_eq!(r2[0].clean_error, reports[2].clean_error);
         assert!(r2[0].attack_success >= reports[2].attack_success);
