@@ -1,7 +1,9 @@
 //! Fused SPARTA gate against ReLU and against the unfused three-pass peer, forward and
-//! backward, at the ResNet-18 activation shapes (N = 128), f32. CPU always; CUDA too
-//! when a GPU is present. Throughput is the minimal bytes each op must move (every
-//! input read once, every output written once), so GB/s compares with copy bandwidth.
+//! backward, at the ResNet-18 activation shapes (N = 128), f32, on the CPU. Throughput
+//! is the minimal bytes each op must move (every input read once, every output written
+//! once), so GB/s compares with copy bandwidth. The GPU kernels are timed by
+//! `examples/gpu_kernel_timing.rs` (CUDA events over back-to-back launches, beside a
+//! device-to-device copy of the same bytes).
 //!
 //!     cargo bench --bench gate
 //!     SPARTA_CPU_VECTORS=avx2 cargo bench --bench gate -- cpu/   # a narrower CPU tier
@@ -9,9 +11,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use sparta::ops::gate::{self, cpu, GateShape};
-use sparta::ops::relu;
-use sparta::Gpu;
+use sparta::ops::gate::{cpu, GateShape};
 
 mod gate_data;
 use gate_data::{Data, SHAPES};
@@ -75,86 +75,6 @@ fn cpu_benches(crit: &mut Criterion) {
     }
 }
 
-fn cuda_benches(crit: &mut Criterion) {
-    let Some(gpu) = Gpu::for_tests("cuda gate benches") else {
-        return;
-    };
-    let stream = gpu.stream().clone();
-    for dims in SHAPES {
-        let d = Data::new(BATCH, dims);
-        let shape = d.shape;
-        let len = shape.x_len();
-        let (fwd_bytes, bwd_bytes) = gate_bytes(&shape);
-        let x = stream.clone_htod(&d.x).unwrap();
-        let s = stream.clone_htod(&d.s).unwrap();
-        let cv = stream.clone_htod(&d.c).unwrap();
-        let dy = stream.clone_htod(&d.dy).unwrap();
-        let alloc = |n: usize| stream.alloc_zeros::<f32>(n).unwrap();
-        let (mut y, mut r, mut g) = (alloc(len), alloc(len), alloc(len));
-        let (mut dx, mut ds, mut dc) = (alloc(len), alloc(shape.s_len()), alloc(shape.c_len()));
-        let (x, s, cv, dy) = (x.as_view(), s.as_view(), cv.as_view(), dy.as_view());
-        let sync = || stream.synchronize().unwrap();
-        let mut group = crit.benchmark_group("cuda");
-
-        group.throughput(fwd_bytes.clone());
-        group.bench_function(BenchmarkId::new("gate_fwd", d.label()), |b| {
-            b.iter(|| {
-                gate::cuda::gate_forward(&gpu, &shape, &x, &s, &cv, &mut y.as_view_mut()).unwrap();
-                sync()
-            })
-        });
-        group.bench_function(BenchmarkId::new("unfused_fwd", d.label()), |b| {
-            b.iter(|| {
-                gate::cuda::gate_forward_unfused(
-                    &gpu,
-                    &shape,
-                    &x,
-                    &s,
-                    &cv,
-                    &mut r.as_view_mut(),
-                    &mut g.as_view_mut(),
-                    &mut y.as_view_mut(),
-                )
-                .unwrap();
-                sync()
-            })
-        });
-        group.throughput(bytes(2 * len));
-        group.bench_function(BenchmarkId::new("relu_fwd", d.label()), |b| {
-            b.iter(|| {
-                relu::cuda::relu_forward(&gpu, &x, &mut y.as_view_mut()).unwrap();
-                sync()
-            })
-        });
-        group.throughput(bwd_bytes);
-        group.bench_function(BenchmarkId::new("gate_bwd", d.label()), |b| {
-            b.iter(|| {
-                gate::cuda::gate_backward(
-                    &gpu,
-                    &shape,
-                    &x,
-                    &s,
-                    &cv,
-                    &dy,
-                    &mut dx.as_view_mut(),
-                    &mut ds.as_view_mut(),
-                    &mut dc.as_view_mut(),
-                )
-                .unwrap();
-                sync()
-            })
-        });
-        group.throughput(bytes(3 * len));
-        group.bench_function(BenchmarkId::new("relu_bwd", d.label()), |b| {
-            b.iter(|| {
-                relu::cuda::relu_backward(&gpu, &x, &dy, &mut dx.as_view_mut()).unwrap();
-                sync()
-            })
-        });
-        group.finish();
-    }
-}
-
 /// Short runs: the lead runs every bench once at the end.
 fn config() -> Criterion {
     Criterion::default()
@@ -166,6 +86,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = cpu_benches, cuda_benches
+    targets = cpu_benches
 }
 criterion_main!(benches);

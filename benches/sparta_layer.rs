@@ -1,7 +1,8 @@
 //! The whole SPARTA layer (DSCANet + gate) forward+backward, fused and unfused SANet,
-//! next to ReLU forward+backward, at the ResNet-18 activation shapes (N = 128), f32: on
-//! the CPU always, on CUDA when a GPU is present (`sparta_layer_cuda`, timed to a stream
-//! synchronize); and the layer's CPU GEMM work against a plain GEMM of the same size.
+//! next to ReLU forward+backward, at the ResNet-18 activation shapes (N = 128), f32, on
+//! the CPU; and the layer's CPU GEMM work against a plain GEMM of the same size. The
+//! GPU's numbers come from `examples/gpu_kernel_timing.rs` (CUDA events over
+//! back-to-back launches; criterion would time each launch with its synchronisation).
 //!
 //!     cargo bench --bench sparta_layer
 //!
@@ -18,9 +19,7 @@ use rand::{Rng, SeedableRng};
 use sparta::gemm::{gemm, Op};
 use sparta::nn::sparta::{SanetPath, SpartaConfig, SpartaGrads, SpartaLayer};
 use sparta::ops::relu::cpu as relu;
-use sparta::ops::relu::cuda as relu_cuda;
 use sparta::ops::sanet::{cpu as sanet, Conv5Source, SanetGrads, SanetParamGrads, SanetShape};
-use sparta::Gpu;
 
 const BATCH: usize = 128;
 /// (C, H, W) after each ResNet-18 group on CIFAR.
@@ -136,100 +135,5 @@ fn gemm_share(c: &mut Criterion) {
     group.finish();
 }
 
-fn cuda_layer_vs_relu(c: &mut Criterion) {
-    let Ok(gpu) = Gpu::new(0) else {
-        eprintln!("sparta_layer_cuda: skipped, no GPU");
-        return;
-    };
-    let stream = gpu.stream().clone();
-    let mut group = c.benchmark_group("sparta_layer_cuda");
-    group.sample_size(20);
-    let mut rng = StdRng::seed_from_u64(3);
-    for (ch, h, w) in SHAPES {
-        let id = format!("{BATCH}x{ch}x{h}x{w}");
-        let layer = SpartaLayer::<f32>::new(SpartaConfig::new(ch), &mut rng);
-        let weights = layer.to_cuda(&gpu).unwrap();
-        let len = BATCH * ch * h * w;
-        let x = stream.clone_htod(&random(&mut rng, len)).unwrap();
-        let dy = stream.clone_htod(&random(&mut rng, len)).unwrap();
-        group.throughput(Throughput::Elements(len as u64));
-        group.bench_function(BenchmarkId::new("relu_fwd_bwd", &id), |b| {
-            let mut y = stream.alloc_zeros::<f32>(len).unwrap();
-            let mut dx = stream.alloc_zeros::<f32>(len).unwrap();
-            b.iter(|| {
-                relu_cuda::relu_forward(&gpu, &x.as_view(), &mut y.as_view_mut()).unwrap();
-                relu_cuda::relu_backward(&gpu, &x.as_view(), &dy.as_view(), &mut dx.as_view_mut())
-                    .unwrap();
-                stream.synchronize().unwrap();
-            })
-        });
-        for (name, path) in [
-            ("sparta_fused_fwd_bwd", SanetPath::Fused),
-            ("sparta_unfused_fwd_bwd", SanetPath::Unfused),
-        ] {
-            group.bench_function(BenchmarkId::new(name, &id), |b| {
-                b.iter(|| {
-                    let (_, cache) = layer
-                        .forward_cuda(&gpu, &weights.views(&gpu), &x.as_view(), BATCH, h, w, path)
-                        .unwrap();
-                    let grads = layer
-                        .backward_cuda(
-                            &gpu,
-                            &weights.views(&gpu),
-                            &x.as_view(),
-                            &cache,
-                            &dy.as_view(),
-                            true,
-                        )
-                        .unwrap();
-                    stream.synchronize().unwrap();
-                    grads
-                })
-            });
-        }
-        // f16 activations (weights and DSCANet's maps stay f32), beside f16 ReLU.
-        let to_f16 = |v: &[f32]| {
-            v.iter()
-                .map(|&v| half::f16::from_f32(v))
-                .collect::<Vec<_>>()
-        };
-        let x16 = stream
-            .clone_htod(&to_f16(&stream.clone_dtoh(&x).unwrap()))
-            .unwrap();
-        let dy16 = stream
-            .clone_htod(&to_f16(&stream.clone_dtoh(&dy).unwrap()))
-            .unwrap();
-        group.bench_function(BenchmarkId::new("relu_fwd_bwd_f16", &id), |b| {
-            let mut y = stream.alloc_zeros::<half::f16>(len).unwrap();
-            let mut dx = stream.alloc_zeros::<half::f16>(len).unwrap();
-            b.iter(|| {
-                relu_cuda::relu_forward(&gpu, &x16.as_view(), &mut y.as_view_mut()).unwrap();
-                relu_cuda::relu_backward(
-                    &gpu,
-                    &x16.as_view(),
-                    &dy16.as_view(),
-                    &mut dx.as_view_mut(),
-                )
-                .unwrap();
-                stream.synchronize().unwrap();
-            })
-        });
-        group.bench_function(BenchmarkId::new("sparta_fused_fwd_bwd_f16", &id), |b| {
-            b.iter(|| {
-                let views = weights.views(&gpu);
-                let (_, cache) = layer
-                    .forward_cuda(&gpu, &views, &x16.as_view(), BATCH, h, w, SanetPath::Fused)
-                    .unwrap();
-                let grads = layer
-                    .backward_cuda(&gpu, &views, &x16.as_view(), &cache, &dy16.as_view(), true)
-                    .unwrap();
-                stream.synchronize().unwrap();
-                grads
-            })
-        });
-    }
-    group.finish();
-}
-
-criterion_group!(benches, layer_vs_relu, gemm_share, cuda_layer_vs_relu);
+criterion_group!(benches, layer_vs_relu, gemm_share);
 criterion_main!(benches);

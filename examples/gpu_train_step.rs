@@ -2,7 +2,7 @@
 //! 10 classes) with ReLU or SPARTA on the last block of each group, one step of the
 //! paper's adversarial training per iteration (targeted PGD-K examples of the batch,
 //! then SGD with lr 0.1, momentum 0.9, weight decay 1e-4), entirely on the GPU
-//! ([`DeviceResNet`]). Random CIFAR-shaped data. Prints one JSON line with the same
+//! (`ResNet<OnDevice<D>>`). Random CIFAR-shaped data. Prints one JSON line with the same
 //! fields as the peer: images/s over the timed steps, parameters, and the peak device
 //! memory of the caching allocator (bytes it holds from the driver: everything a step
 //! needs, kept for the next one), plus the device allocations made after warm-up (0
@@ -10,7 +10,8 @@
 //!
 //!     cargo run --release --example gpu_train_step -- --act sparta --steps 5
 //!
-//! Without a GPU it says so and exits with status 2. With `--dry-run` it runs the same
+//! With cuDNN, the algorithm chosen for each convolution geometry and pass goes to
+//! stderr. Without a GPU it says so and exits with status 2. With `--dry-run` it runs the same
 //! steps on [`sparta::dry_run::DryRunDevice`] (no GPU, no kernel executed): the memory
 //! fields are then exactly what the caching allocator would hold on a GPU, and the
 //! timing fields mean nothing.
@@ -20,11 +21,12 @@ use std::time::Instant;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use sparta::alloc::CachingDevice;
 use sparta::attack::pgd::PgdConfig;
-use sparta::classifier::{BatchRecipe, Trainable};
+use sparta::backend::OnDevice;
 use sparta::dry_run::DryRunDevice;
-use sparta::nn::device_resnet::DeviceResNet;
 use sparta::nn::{ResNet, ResNetConfig};
+use sparta::train::{train_batch, BatchRecipe};
 use sparta::{Gpu, KernelDevice, Result};
 
 struct Args {
@@ -82,7 +84,7 @@ fn run<D: KernelDevice + 'static>(
     let spec = if a.act == "sparta" { "G1-4.B2" } else { "relu" };
     let host = ResNet::<f32>::new(ResNetConfig::resnet18(3, 10).with_activation(spec), 0)?;
     let parameters = host.param_count();
-    let mut model = DeviceResNet::new(dev, host)?;
+    let mut model = host.to_backend::<OnDevice<D>>(CachingDevice::new(dev))?;
     let mut rng = StdRng::seed_from_u64(0);
     let shape = [a.batch, 3, 32, 32];
     let x: Vec<f32> = (0..shape.iter().product()).map(|_| rng.random()).collect();
@@ -91,14 +93,14 @@ fn run<D: KernelDevice + 'static>(
         augment: true,
         attack: Some(PgdConfig::paper(a.pgd)),
     };
-    let step = |model: &mut DeviceResNet<D>, i: usize| {
+    let step = |model: &mut ResNet<OnDevice<D>>, i: usize| {
         let mut rng = ChaCha8Rng::seed_from_u64(i as u64);
-        model.train_batch(&x, shape, &labels, &recipe, &mut rng, 0.1)
+        train_batch(model, &x, shape, &labels, &recipe, &mut rng, 0.1)
     };
     for i in 0..a.warmup {
         step(&mut model, i)?;
     }
-    let warm = model.alloc_stats();
+    let warm = model.backend().stats();
     let start = Instant::now();
     let mut last = None;
     for i in 0..a.steps {
@@ -106,10 +108,10 @@ fn run<D: KernelDevice + 'static>(
     }
     // The loss read back at the end of each step synchronises the stream.
     let seconds = start.elapsed().as_secs_f64();
-    let stats = model.alloc_stats();
+    let stats = model.backend().stats();
     let json = serde_json::json!({
         "bench": "resnet18_pgd_train_step",
-        "framework": "sparta DeviceResNet",
+        "framework": "sparta ResNet on the device",
         "conv2d": conv,
         "device": device_name,
         "act": a.act,
@@ -157,7 +159,11 @@ fn main() -> std::process::ExitCode {
                 };
                 let ctx = gpu.context().clone();
                 let used = move || ctx.mem_get_info().ok().map(|(free, total)| total - free);
-                run(gpu, &name, conv, &used, &args)
+                let result = run(gpu.clone(), &name, conv, &used, &args);
+                for line in gpu.cudnn_report() {
+                    eprintln!("gpu_train_step: cuDNN {line}");
+                }
+                result
             }
             Err(e) => {
                 eprintln!("gpu_train_step: no GPU ({e})");

@@ -12,6 +12,7 @@
 
 #ifdef SPARTA_HOST_HARNESS
 #include "cuda_emu.h"
+#include <limits>
 #define GLOBAL(T) ::emu::GlobalPtr<T>
 #else
 #include <cuda_fp16.h>
@@ -30,6 +31,15 @@ template <> __device__ __forceinline__ __half from_f32<__half>(float v) { return
 template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
     return __float2bfloat16_rn(v);
 }
+
+// Infinity and a quiet NaN. Not INFINITY and NAN: NVRTC has no <math.h> to define them.
+#ifdef SPARTA_HOST_HARNESS
+__device__ __forceinline__ float inf_f32() { return std::numeric_limits<float>::infinity(); }
+__device__ __forceinline__ float nan_f32() { return std::numeric_limits<float>::quiet_NaN(); }
+#else
+__device__ __forceinline__ float inf_f32() { return __int_as_float(0x7f800000); }
+__device__ __forceinline__ float nan_f32() { return __int_as_float(0x7fffffff); }
+#endif
 
 // expf, not __expf: the f32 kernels must stay within 1e-5 of the f64 reference for large |a|.
 __device__ __forceinline__ float sigmoid_f32(float a) { return 1.0f / (1.0f + expf(-a)); }

@@ -54,7 +54,7 @@ extern "C" __global__ void cross_entropy_rows_f32(GLOBAL(const float) logits,
         }
     }
     // The softmax shift is the plain max (NaN propagates into the loss, as on the CPU).
-    float max = -INFINITY;
+    float max = -inf_f32();
     for (int j = lane; j < k; j += 32) max = fmaxf(max, logits[base + j]);
     for (int offset = 16; offset > 0; offset >>= 1)
         max = fmaxf(max, __shfl_xor_sync(0xffffffffu, max, offset));
@@ -68,7 +68,7 @@ extern "C" __global__ void cross_entropy_rows_f32(GLOBAL(const float) logits,
         dlogits[base + j] = (j == label ? p - 1.0f : p) * grad_scale;
     }
     if (lane == 0) {
-        loss[row] = valid ? logf(z) + max - logits[base + label] : NAN;
+        loss[row] = valid ? logf(z) + max - logits[base + label] : nan_f32();
         const int argmax = (best_i == CE_NO_INDEX || logits[base] != logits[base]) ? 0 : best_i;
         correct[row] = argmax == label ? 1 : 0;
     }

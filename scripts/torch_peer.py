@@ -8,7 +8,10 @@ Two measurements, each printed as one JSON object per line:
          batch (model in eval mode; ε = 16/255, step 1/255, random start, target drawn
          uniformly among the wrong classes), then SGD (lr 0.1, momentum 0.9, weight decay
          1e-4) on them. Random CIFAR-shaped data. Reports images/s over the timed steps,
-         the parameter count and the peak device memory.
+         the parameter count and the peak device memory. `--tf32 off` (sparta's own
+         setting: its cuDNN convolutions use FMA math) turns TF32 off for both cuDNN
+         and matrix products; `--tf32 on` turns it on for both (PyTorch's default is on
+         for cuDNN convolutions, off for matrix products).
   gate   The SPARTA gate Y = max(X,0)·σ(s⊗c) composed from eager ops, forward and
          forward+backward, next to ReLU, at the ResNet-18 CIFAR shapes (N = 128).
 
@@ -16,7 +19,7 @@ The model follows docs/design.md#dscanet exactly (Co = min(256, C); Conv1 C→Co
 Conv3 C→Co, Conv4 Co→Co+1, all 1×1 with bias; per-sample Conv5 from DPNet), so its
 parameter counts must equal sparta's: 11,173,962 (ReLU) and 11,980,558 (SPARTA).
 
-  python3 scripts/torch_peer.py train --act sparta --steps 20
+  python3 scripts/torch_peer.py train --act sparta --steps 20 --tf32 off
   python3 scripts/torch_peer.py gate
   python3 scripts/torch_peer.py train --device cpu --batch 2 --steps 1 --warmup 0 --pgd 1
 """
@@ -118,6 +121,8 @@ def sync(device):
 
 def run_train(a):
     device = torch.device(a.device)
+    torch.backends.cuda.matmul.allow_tf32 = a.tf32 == "on"
+    torch.backends.cudnn.allow_tf32 = a.tf32 == "on"
     torch.manual_seed(a.seed)
     model = ResNet18(a.act == "sparta").to(device)
     params = sum(p.numel() for p in model.parameters())
@@ -148,6 +153,8 @@ def run_train(a):
         "bench": "resnet18_pgd_train_step",
         "framework": f"pytorch {torch.__version__} eager",
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "cudnn_version": torch.backends.cudnn.version() if device.type == "cuda" else None,
+        "tf32": a.tf32,
         "act": a.act,
         "parameters": params,
         "batch": a.batch,
@@ -216,6 +223,7 @@ def main():
     t.add_argument("--warmup", type=int, default=3)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cuda")
+    t.add_argument("--tf32", choices=["off", "on"], default="off")
     g = sub.add_parser("gate")
     g.add_argument("--batch", type=int, default=128)
     g.add_argument("--repeats", type=int, default=50)

@@ -1,63 +1,122 @@
-//! What the attacks and the trainer need from a model, and nothing more.
+//! What the attacks and the trainer need from a model, and nothing more: logits and
+//! input gradients ([`Classifier`]), an SGD step and checkpoints ([`Trainable`]), on
+//! the backend the model lives on.
 //!
-//! `nn` implements these for its ResNets; `attack` and `train` are written against them,
-//! so they work the same on any device and model.
+//! The required methods take and give tensors on the model's backend, so an attack's
+//! loop (`attack::pgd`) or the training recipe (`train::recipe`), written once over
+//! these traits, keeps its images where the model is. The provided methods take host
+//! slices, for callers that hold images on the host.
 
 use std::path::Path;
 
-use rand::RngCore;
+use crate::backend::{Backend, Buf, Ctx, View};
+use crate::data::augment::AugmentKernels;
+use crate::error::{check_len, Result};
+use crate::launch::ViewLen;
+use crate::ops::loss::{LossKernels, Reduction};
+use crate::ops::pgd::PgdKernels;
 
-use crate::attack::pgd::{PgdConfig, Snapshot};
-use crate::error::Result;
+pub use crate::data::BatchShape;
 
-/// Shape of an image batch, NCHW.
-pub type BatchShape = [usize; 4];
+/// A backend an attack and a training step run on: f32, with the cross-entropy, PGD
+/// and augmentation kernels.
+pub trait AttackBackend: Backend<Real = f32> + LossKernels + PgdKernels + AugmentKernels {}
 
-/// A model that maps images in [0, 1] (NCHW, f32) to class logits.
+impl<B: Backend<Real = f32> + LossKernels + PgdKernels + AugmentKernels> AttackBackend for B {}
+
+/// The gradient of a loss with respect to the logits, given the backend's context and
+/// the logits: how an attack tells [`Classifier::input_vjp`] which loss it
+/// differentiates.
+pub type LossGrad<'a, B> = dyn FnMut(&Ctx<B>, &View<'_, B>) -> Result<Buf<B>> + 'a;
+
+/// A model that maps images in [0, 1] (NCHW, f32) to class logits, in evaluation mode.
 pub trait Classifier {
+    /// Where its tensors live.
+    type Backend: AttackBackend;
+
+    /// The backend context its tensors live in.
+    fn ctx(&self) -> &Ctx<Self::Backend>;
+
     /// Number of classes.
     fn num_classes(&self) -> usize;
 
-    /// Logits `[N, classes]`, row-major, in evaluation mode (running BN statistics).
-    fn logits(&mut self, x: &[f32], shape: BatchShape) -> Result<Vec<f32>>;
+    /// Logits `[N, classes]`, row-major, of the images `x` (running BN statistics).
+    fn logits_on(
+        &mut self,
+        x: &Buf<Self::Backend>,
+        shape: BatchShape,
+    ) -> Result<Buf<Self::Backend>>;
+
+    /// The logits of `x` and the gradient with respect to `x` of `Σ dlogits · logits`,
+    /// where `dlogits = loss_grad(logits)` is the gradient of whatever loss the caller
+    /// computes from them: one forward and one backward pass. Parameter gradients are
+    /// neither computed nor accumulated (an attack calls this once per step).
+    #[allow(clippy::type_complexity)]
+    fn input_vjp(
+        &mut self,
+        x: &Buf<Self::Backend>,
+        shape: BatchShape,
+        loss_grad: &mut LossGrad<'_, Self::Backend>,
+    ) -> Result<(Buf<Self::Backend>, Buf<Self::Backend>)>;
+
+    /// [`Self::logits_on`] for images on the host.
+    fn logits(&mut self, x: &[f32], shape: BatchShape) -> Result<Vec<f32>> {
+        check_len("logits", "x", x.len(), shape.iter().product())?;
+        let xb = Self::Backend::upload(self.ctx(), "x", x)?;
+        let z = self.logits_on(&xb, shape)?;
+        let logits = Self::Backend::download(self.ctx(), &Self::Backend::view(self.ctx(), &z))?;
+        Ok(logits)
+    }
 
     /// Per-sample softmax cross-entropy against `labels`, and the gradient of their
-    /// **sum** with respect to `x`, in evaluation mode. Parameter gradients are neither
-    /// computed nor accumulated (PGD calls this K times per batch).
+    /// **sum** with respect to `x` (host slices).
     fn loss_and_input_grad(
         &mut self,
         x: &[f32],
         shape: BatchShape,
         labels: &[usize],
-    ) -> Result<(Vec<f32>, Vec<f32>)>;
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        check_len("loss_and_input_grad", "x", x.len(), shape.iter().product())?;
+        check_len("loss_and_input_grad", "labels", labels.len(), shape[0])?;
+        let classes = self.num_classes();
+        let xb = Self::Backend::upload(self.ctx(), "x", x)?;
+        let labels = Self::Backend::upload_labels(self.ctx(), labels, classes)?;
+        let mut rows = None;
+        let mut loss_grad = |ctx: &Ctx<Self::Backend>, z: &View<'_, Self::Backend>| {
+            let ce =
+                Self::Backend::cross_entropy(ctx, shape[0], classes, z, &labels, Reduction::Sum)?;
+            rows = Some(ce.rows);
+            Ok(ce.dlogits)
+        };
+        let (_, grad) = self.input_vjp(&xb, shape, &mut loss_grad)?;
+        let ctx = self.ctx();
+        let rows = rows.ok_or_else(|| {
+            crate::error::Error::Config("input_vjp did not evaluate the loss".into())
+        })?;
+        let rows = Self::Backend::download(ctx, &Self::Backend::view(ctx, &rows))?;
+        let grad = Self::Backend::download(ctx, &Self::Backend::view(ctx, &grad))?;
+        Ok((rows, grad))
+    }
 
-    /// The logits of `x` and the gradient with respect to `x` of `Σ dlogits · logits`,
-    /// where `dlogits = loss_grad(logits)` is the gradient of whatever loss the caller
-    /// computes from them (`[N, classes]`, row-major), in evaluation mode, with one
-    /// forward and one backward pass. Attacks with their own losses (APGD's DLR, a
-    /// margin) are written over this. Parameter gradients are neither computed nor
-    /// accumulated.
+    /// [`Self::input_vjp`] with images, logits and the loss gradient on the host.
     fn logits_and_input_vjp(
         &mut self,
         x: &[f32],
         shape: BatchShape,
         loss_grad: &mut dyn FnMut(&[f32]) -> Result<Vec<f32>>,
-    ) -> Result<(Vec<f32>, Vec<f32>)>;
-
-    /// The iterations of one PGD run (see [`crate::attack::pgd::run_on_host`] for the
-    /// arguments and results): the attack calls this once per run, so a model on a
-    /// device keeps the images there between steps. The default runs the loop on the
-    /// host through the two methods above.
-    fn pgd_run(
-        &mut self,
-        x0: &[f32],
-        noise: Option<&[f32]>,
-        shape: BatchShape,
-        targets: &[usize],
-        config: &PgdConfig,
-        at: &[usize],
-    ) -> Result<(Vec<f32>, Vec<Snapshot>)> {
-        crate::attack::pgd::run_on_host(self, x0, noise, shape, targets, config, at)
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        check_len("logits_and_input_vjp", "x", x.len(), shape.iter().product())?;
+        let xb = Self::Backend::upload(self.ctx(), "x", x)?;
+        let mut on_host = |ctx: &Ctx<Self::Backend>, z: &View<'_, Self::Backend>| {
+            let dz = loss_grad(&Self::Backend::download(ctx, z)?)?;
+            check_len("logits_and_input_vjp", "dlogits", dz.len(), z.len())?;
+            Self::Backend::upload(ctx, "dlogits", &dz)
+        };
+        let (z, grad) = self.input_vjp(&xb, shape, &mut on_host)?;
+        let ctx = self.ctx();
+        let z = Self::Backend::download(ctx, &Self::Backend::view(ctx, &z))?;
+        let grad = Self::Backend::download(ctx, &Self::Backend::view(ctx, &grad))?;
+        Ok((z, grad))
     }
 }
 
@@ -88,15 +147,6 @@ pub trait InspectActivations: Classifier {
         -> Result<Vec<ActivationMaps<f32>>>;
 }
 
-/// What one training step does to its batch before the SGD step.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct BatchRecipe {
-    /// Random crop (4-pixel padding) and horizontal flip.
-    pub augment: bool,
-    /// Train on the adversarial images of this attack instead of the batch itself.
-    pub attack: Option<PgdConfig>,
-}
-
 /// Loss and accuracy of one training step.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct StepStats {
@@ -109,39 +159,15 @@ pub struct StepStats {
 /// A [`Classifier`] that can take SGD steps and be checkpointed.
 pub trait Trainable: Classifier {
     /// One SGD step (momentum and weight decay as configured by the model's optimizer)
-    /// on the mean cross-entropy of the batch, in training mode (batch statistics,
-    /// running statistics updated), at learning rate `lr`.
-    fn train_step(
+    /// on the mean cross-entropy of the images `x` against `labels`, in training mode
+    /// (batch statistics, running statistics updated), at learning rate `lr`.
+    fn train_step_on(
         &mut self,
-        x: &[f32],
+        x: &Buf<Self::Backend>,
         shape: BatchShape,
-        labels: &[usize],
+        labels: &<Self::Backend as LossKernels>::Labels,
         lr: f32,
     ) -> Result<StepStats>;
-
-    /// One training step on a batch as the trainer hands it over: augmentation, then
-    /// the attack, then [`Trainable::train_step`], drawing from `rng` in that order
-    /// (crop and flip per image, the attack's targets, its random start). The default
-    /// does the first two on the host; a model on a device does all three there.
-    fn train_batch(
-        &mut self,
-        x: &[f32],
-        shape: BatchShape,
-        labels: &[usize],
-        recipe: &BatchRecipe,
-        rng: &mut dyn RngCore,
-        lr: f32,
-    ) -> Result<StepStats> {
-        let mut x = x.to_vec();
-        if recipe.augment {
-            crate::data::augment::crop_flip_batch(&mut x, shape, &mut &mut *rng)?;
-        }
-        if let Some(attack) = &recipe.attack {
-            x = crate::attack::pgd::pgd(self, &x, shape, labels, attack, &mut &mut *rng)?
-                .adversarial;
-        }
-        self.train_step(&x, shape, labels, lr)
-    }
 
     /// Writes parameters, buffers and optimizer state to `path` (safetensors),
     /// atomically: a crash leaves either the old file or the new one.
@@ -150,4 +176,20 @@ pub trait Trainable: Classifier {
     /// Restores what [`Trainable::save`] wrote; errors name missing, extra or
     /// mis-shaped tensors.
     fn load(&mut self, path: &Path) -> Result<()>;
+
+    /// [`Self::train_step_on`] for a batch on the host.
+    fn train_step(
+        &mut self,
+        x: &[f32],
+        shape: BatchShape,
+        labels: &[usize],
+        lr: f32,
+    ) -> Result<StepStats> {
+        check_len("train_step", "x", x.len(), shape.iter().product())?;
+        check_len("train_step", "labels", labels.len(), shape[0])?;
+        let classes = self.num_classes();
+        let xb = Self::Backend::upload(self.ctx(), "x", x)?;
+        let labels = Self::Backend::upload_labels(self.ctx(), labels, classes)?;
+        self.train_step_on(&xb, shape, &labels, lr)
+    }
 }

@@ -1,28 +1,19 @@
 //! Where ops run: the CPU (always) or a CUDA GPU (when libcuda and a device exist).
 //!
-//! Kernels are embedded as PTX when the build had nvcc (build.rs); otherwise their
-//! flattened sources are compiled with NVRTC the first time a module is used. Modules
-//! are loaded once per device and cached.
+//! A [`Gpu`] loads each kernel module once, on first use: nvcc's fatbin when the build
+//! had nvcc and the GPU's compute capability is at least the fatbins' (9.0: the H100 and
+//! H200 run its sm_90 machine code, newer GPUs JIT its compute_90 PTX), else the PTX
+//! NVRTC compiles from the embedded source ([`crate::nvrtc`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
-use cudarc::nvrtc::{CompileOptions, Ptx};
+use cudarc::nvrtc::Ptx;
 
 use crate::error::{Error, Result};
+use crate::kernels;
 use crate::ops::conv2d::cudnn::CudnnConv;
-
-/// One embedded kernel family (`kernels/<module>.cu`).
-pub(crate) struct KernelSource {
-    pub(crate) module: &'static str,
-    /// The `.cu` file with its `#include "…"` headers inlined, for NVRTC.
-    pub(crate) source: &'static str,
-    /// nvcc's PTX, when the build found nvcc.
-    pub(crate) ptx: Option<&'static str>,
-}
-
-include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
 
 /// A device to run ops on.
 #[derive(Clone, Debug)]
@@ -127,22 +118,6 @@ impl Gpu {
         }))
     }
 
-    /// The GPU for tests: `None`, with a line saying the test was skipped, when there is
-    /// none. With `SPARTA_REQUIRE_GPU=1` (scripts/gpu-check.sh) a missing GPU fails the
-    /// test instead, so a GPU run cannot pass by skipping.
-    pub fn for_tests(test: &str) -> Option<Arc<Gpu>> {
-        match Gpu::new(0) {
-            Ok(g) => Some(g),
-            Err(e) if std::env::var("SPARTA_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
-                panic!("{test}: SPARTA_REQUIRE_GPU=1 but no GPU ({e})")
-            }
-            Err(e) => {
-                eprintln!("{test}: skipped, no GPU ({e})");
-                None
-            }
-        }
-    }
-
     /// The CUDA context.
     pub fn context(&self) -> &Arc<CudaContext> {
         &self.ctx
@@ -156,6 +131,13 @@ impl Gpu {
     /// The cuDNN convolutions (opened on first use).
     pub(crate) fn cudnn(&self) -> &CudnnConv {
         &self.cudnn
+    }
+
+    /// cuDNN's convolution algorithms chosen so far, one line per geometry and pass
+    /// (`[n, c_in, h, w, c_out, k, stride, pad] Forward: …`), with the candidates passed
+    /// over and why. Empty before the first convolution or without cuDNN.
+    pub fn cudnn_report(&self) -> Vec<String> {
+        self.cudnn.report()
     }
 
     /// The device name the driver reports.
@@ -176,75 +158,50 @@ impl Gpu {
             .map_err(|e| Error::Cuda(format!("{module}.cu: kernel {function}: {e}")))
     }
 
-    fn module(&self, module: &'static str) -> Result<Arc<CudaModule>> {
+    /// Where this GPU's kernel modules come from.
+    pub fn kernel_origin(&self) -> KernelOrigin {
+        if kernels::has_fatbins() && self.compute_capability >= kernels::fatbin_min_capability() {
+            KernelOrigin::Fatbin
+        } else {
+            KernelOrigin::Nvrtc
+        }
+    }
+
+    /// Kernel module `kernels/<module>.cu`, loaded on first use.
+    pub fn module(&self, module: &'static str) -> Result<Arc<CudaModule>> {
         let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(m) = modules.get(module) {
             return Ok(m.clone());
         }
-        let source = KERNELS
-            .iter()
-            .find(|k| k.module == module)
+        let source = kernels::source(module)
             .ok_or_else(|| Error::Cuda(format!("no kernel module {module}.cu embedded")))?;
-        let ptx = match source.ptx {
-            Some(ptx) => Ptx::from_src(ptx),
-            None => self.compile_with_nvrtc(source)?,
+        let image = match (self.kernel_origin(), source.fatbin) {
+            // cuModuleLoadData reads the fatbin from this copy; the system allocator
+            // aligns it to 16 bytes.
+            (KernelOrigin::Fatbin, Some(fatbin)) => Ptx::from_binary(fatbin.to_vec()),
+            _ => Ptx::from_src(crate::nvrtc::compile(module, self.compute_capability)?),
         };
         let loaded = self
             .ctx
-            .load_module(ptx)
+            .load_module(image)
             .map_err(|e| Error::Cuda(format!("loading {module}.cu: {e}")))?;
         modules.insert(module, loaded.clone());
         Ok(loaded)
     }
+}
 
-    fn compile_with_nvrtc(&self, source: &KernelSource) -> Result<Ptx> {
-        // SAFETY: only probes whether the shared library can be opened.
-        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-            return Err(Error::Cuda(format!(
-                "{}.cu: built without nvcc and libnvrtc is not found",
-                source.module
-            )));
-        }
-        let (major, minor) = self.compute_capability;
-        let arch: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
-        cudarc::nvrtc::compile_ptx_with_opts(
-            source.source,
-            CompileOptions {
-                arch: Some(arch),
-                options: vec!["-std=c++17".into()],
-                name: Some(format!("{}.cu", source.module)),
-                ..Default::default()
-            },
-        )
-        .map_err(|e| Error::Cuda(format!("NVRTC on {}.cu: {e}", source.module)))
-    }
+/// Where a [`Gpu`]'s kernel modules come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelOrigin {
+    /// The embedded fatbins (sm_90 machine code, compute_90 PTX).
+    Fatbin,
+    /// PTX compiled at first use by NVRTC from the embedded sources.
+    Nvrtc,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_kernel_file_is_embedded() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
-        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .filter_map(|e| {
-                let p = e.unwrap().path();
-                (p.extension()? == "cu").then(|| p.file_stem().unwrap().to_string_lossy().into())
-            })
-            .collect();
-        on_disk.sort();
-        let embedded: Vec<String> = KERNELS.iter().map(|k| k.module.to_string()).collect();
-        assert_eq!(on_disk, embedded);
-        for k in KERNELS {
-            assert!(
-                !k.source.contains("#include \"common.cuh\""),
-                "{} not flattened",
-                k.module
-            );
-        }
-    }
 
     #[test]
     fn device_names_parse() {

@@ -37,7 +37,7 @@ use cudarc::driver::{
 };
 
 use crate::error::{check_len, Error, Result};
-use crate::ops::conv2d::{ConvGeom, ConvPass};
+use crate::ops::conv2d::geom::{ConvGeom, ConvPass};
 use crate::ops::LaunchDims;
 use crate::Gpu;
 

@@ -4,6 +4,7 @@
 pub mod alloc;
 pub mod attack;
 pub mod autograd;
+pub mod backend;
 pub mod checkpoint;
 pub mod classifier;
 pub mod data;
@@ -13,15 +14,18 @@ pub mod error;
 pub mod experiment;
 pub mod gemm;
 pub mod host_memory;
+pub mod kernels;
 pub mod launch;
+pub mod loaded_libraries;
 pub mod nn;
+pub mod nvrtc;
 pub mod ops;
 pub mod optim;
 pub mod plot;
 pub mod real;
 mod scratch;
+pub mod smoke;
 pub mod storage;
-pub mod tensor;
 #[cfg(test)]
 mod testing;
 pub mod train;

@@ -7,7 +7,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::attack::pgd::{argmax_rows, cross_entropy};
-use crate::classifier::{BatchShape, Classifier, StepStats, Trainable};
+use crate::backend::{Backend, Buf, Ctx};
+use crate::classifier::{BatchShape, Classifier, LossGrad, StepStats, Trainable};
 use crate::error::{Error, Result};
 
 /// `logits = W·x + b`, trained with SGD (momentum 0.9).
@@ -50,12 +51,36 @@ impl SoftmaxRegression {
     }
 }
 
+impl SoftmaxRegression {
+    /// `dlogits` back to the input: `dx[n] = Wᵀ·dlogits[n]`.
+    fn input_grad(&self, d: &[f32], n: usize) -> Vec<f32> {
+        let mut grad = vec![0.0; n * self.inputs];
+        for (gi, di) in grad
+            .chunks_exact_mut(self.inputs)
+            .zip(d.chunks_exact(self.classes))
+        {
+            for (wk, &dk) in self.weight.chunks_exact(self.inputs).zip(di) {
+                for (g, w) in gi.iter_mut().zip(wk) {
+                    *g += dk * w;
+                }
+            }
+        }
+        grad
+    }
+}
+
 impl Classifier for SoftmaxRegression {
+    type Backend = f32;
+
+    fn ctx(&self) -> &() {
+        &()
+    }
+
     fn num_classes(&self) -> usize {
         self.classes
     }
 
-    fn logits(&mut self, x: &[f32], shape: BatchShape) -> Result<Vec<f32>> {
+    fn logits_on(&mut self, x: &Vec<f32>, shape: BatchShape) -> Result<Vec<f32>> {
         let n = shape[0];
         crate::error::check_len("softmax", "x", x.len(), n * self.inputs)?;
         let mut out = Vec::with_capacity(n * self.classes);
@@ -67,62 +92,30 @@ impl Classifier for SoftmaxRegression {
         Ok(out)
     }
 
-    fn loss_and_input_grad(
+    fn input_vjp(
         &mut self,
-        x: &[f32],
+        x: &Vec<f32>,
         shape: BatchShape,
-        labels: &[usize],
+        loss_grad: &mut LossGrad<'_, f32>,
     ) -> Result<(Vec<f32>, Vec<f32>)> {
-        let logits = self.logits(x, shape)?;
-        let d = self.dlogits(&logits, labels);
-        let mut grad = vec![0.0; x.len()];
-        for (gi, di) in grad
-            .chunks_exact_mut(self.inputs)
-            .zip(d.chunks_exact(self.classes))
-        {
-            for (wk, &dk) in self.weight.chunks_exact(self.inputs).zip(di) {
-                for (g, w) in gi.iter_mut().zip(wk) {
-                    *g += dk * w;
-                }
-            }
-        }
-        Ok((cross_entropy(&logits, self.classes, labels), grad))
-    }
-
-    fn logits_and_input_vjp(
-        &mut self,
-        x: &[f32],
-        shape: BatchShape,
-        loss_grad: &mut dyn FnMut(&[f32]) -> Result<Vec<f32>>,
-    ) -> Result<(Vec<f32>, Vec<f32>)> {
-        let logits = self.logits(x, shape)?;
-        let d = loss_grad(&logits)?;
+        let logits = self.logits_on(x, shape)?;
+        let d = loss_grad(&(), &&logits[..])?;
         crate::error::check_len("softmax", "dlogits", d.len(), logits.len())?;
-        let mut grad = vec![0.0; x.len()];
-        for (gi, di) in grad
-            .chunks_exact_mut(self.inputs)
-            .zip(d.chunks_exact(self.classes))
-        {
-            for (wk, &dk) in self.weight.chunks_exact(self.inputs).zip(di) {
-                for (g, w) in gi.iter_mut().zip(wk) {
-                    *g += dk * w;
-                }
-            }
-        }
+        let grad = self.input_grad(&d, shape[0]);
         Ok((logits, grad))
     }
 }
 
 impl Trainable for SoftmaxRegression {
-    fn train_step(
+    fn train_step_on(
         &mut self,
-        x: &[f32],
+        x: &Vec<f32>,
         shape: BatchShape,
-        labels: &[usize],
+        labels: &Vec<usize>,
         lr: f32,
     ) -> Result<StepStats> {
         let n = shape[0];
-        let logits = self.logits(x, shape)?;
+        let logits = self.logits_on(x, shape)?;
         let loss = cross_entropy(&logits, self.classes, labels)
             .iter()
             .sum::<f32>()
@@ -215,34 +208,32 @@ impl<M: Classifier> LogitsOnly<M> {
 }
 
 impl<M: Classifier> Classifier for LogitsOnly<M> {
+    type Backend = M::Backend;
+
+    fn ctx(&self) -> &Ctx<M::Backend> {
+        self.inner.ctx()
+    }
+
     fn num_classes(&self) -> usize {
         self.inner.num_classes()
     }
 
-    fn logits(&mut self, x: &[f32], shape: BatchShape) -> Result<Vec<f32>> {
+    fn logits_on(&mut self, x: &Buf<M::Backend>, shape: BatchShape) -> Result<Buf<M::Backend>> {
         self.calls += 1;
         self.images += shape[0];
-        self.inner.logits(x, shape)
+        self.inner.logits_on(x, shape)
     }
 
-    fn loss_and_input_grad(
+    fn input_vjp(
         &mut self,
-        _: &[f32],
+        _: &Buf<M::Backend>,
         _: BatchShape,
-        _: &[usize],
-    ) -> Result<(Vec<f32>, Vec<f32>)> {
-        Err(Error::Config("LogitsOnly gives no gradients".into()))
-    }
-
-    fn logits_and_input_vjp(
-        &mut self,
-        _: &[f32],
-        _: BatchShape,
-        _: &mut dyn FnMut(&[f32]) -> Result<Vec<f32>>,
-    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        _: &mut LossGrad<'_, M::Backend>,
+    ) -> Result<(Buf<M::Backend>, Buf<M::Backend>)> {
         Err(Error::Config("LogitsOnly gives no gradients".into()))
     }
 }
+
 /// What [`MaskedGradients`] returns in place of the input gradient.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mask {
@@ -278,31 +269,31 @@ impl<M: Classifier> MaskedGradients<M> {
 }
 
 impl<M: Classifier> Classifier for MaskedGradients<M> {
+    type Backend = M::Backend;
+
+    fn ctx(&self) -> &Ctx<M::Backend> {
+        self.inner.ctx()
+    }
+
     fn num_classes(&self) -> usize {
         self.inner.num_classes()
     }
 
-    fn logits(&mut self, x: &[f32], shape: BatchShape) -> Result<Vec<f32>> {
-        self.inner.logits(x, shape)
+    fn logits_on(&mut self, x: &Buf<M::Backend>, shape: BatchShape) -> Result<Buf<M::Backend>> {
+        self.inner.logits_on(x, shape)
     }
 
-    fn loss_and_input_grad(
+    /// The logits and the loss evaluation of `inner` (so the caller's loss is computed
+    /// as usual), with the masked gradient in place of the input gradient.
+    fn input_vjp(
         &mut self,
-        x: &[f32],
+        x: &Buf<M::Backend>,
         shape: BatchShape,
-        labels: &[usize],
-    ) -> Result<(Vec<f32>, Vec<f32>)> {
-        let (loss, _) = self.inner.loss_and_input_grad(x, shape, labels)?;
-        Ok((loss, self.gradient(x.len())))
-    }
-
-    fn logits_and_input_vjp(
-        &mut self,
-        x: &[f32],
-        shape: BatchShape,
-        loss_grad: &mut dyn FnMut(&[f32]) -> Result<Vec<f32>>,
-    ) -> Result<(Vec<f32>, Vec<f32>)> {
-        let (logits, _) = self.inner.logits_and_input_vjp(x, shape, loss_grad)?;
-        Ok((logits, self.gradient(x.len())))
+        loss_grad: &mut LossGrad<'_, M::Backend>,
+    ) -> Result<(Buf<M::Backend>, Buf<M::Backend>)> {
+        let (logits, _) = self.inner.input_vjp(x, shape, loss_grad)?;
+        let grad = self.gradient(shape.iter().product());
+        let grad = M::Backend::upload(self.inner.ctx(), "masked gradient", &grad)?;
+        Ok((logits, grad))
     }
 }

@@ -280,9 +280,8 @@ fn train_resume_eval_and_attack_write_their_results() {
     );
     let sparta_of = |m: &sparta::nn::resnet::ResNet<f32>| -> Vec<Vec<f32>> {
         m.params()
-            .iter()
-            .filter(|p| p.name.contains(".sparta."))
-            .map(|p| p.value.data().to_vec())
+            .filter(|(p, _)| p.name.contains(".sparta."))
+            .map(|(_, v)| v.to_vec())
             .collect()
     };
     assert_eq!(

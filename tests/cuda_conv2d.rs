@@ -1,17 +1,19 @@
 //! The implicit-GEMM convolution wrappers, and `cuda::conv2d` (cuDNN on a GPU that has
 //! it, else those kernels), against the f64 CPU reference: on the CPU kernel harness
-//! always (the odd cases), on a GPU when there is one (ResNet-18's convolutions too;
-//! without one that part prints that it skipped). f32 results must be within 1e-5 of
+//! always (the odd cases), on a GPU in the `gpu_*` tests (ResNet-18's convolutions
+//! too; ignored unless run with `--ignored`). f32 results must be within 1e-5 of
 //! the reference, relative to the reference's largest magnitude.
 
+mod gpu_support;
 mod harness_support;
 
+use gpu_support::gpu;
 use harness_support::device::HarnessDevice;
 use harness_support::{assert_matches, download, upload_f32};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sparta::ops::conv2d::{conv2d_weight_split, cpu, cuda, ConvGeom, ConvPass};
-use sparta::{Error, Gpu, KernelDevice};
+use sparta::{Error, KernelDevice};
 
 /// Random values rounded to f32, as f64 (what both the GPU and the reference see).
 fn random(rng: &mut StdRng, len: usize) -> Vec<f64> {
@@ -43,9 +45,13 @@ const CASES: &[Case] = &[
 #[test]
 fn conv2d_kernels_match_cpu() {
     check_conv2d(&HarnessDevice::new(), &CASES[..ODD_CASES]);
-    if let Some(gpu) = Gpu::for_tests("conv2d_kernels_match_cpu") {
-        check_conv2d(&gpu, CASES);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_conv2d_kernels_match_cpu() {
+    let gpu = gpu();
+    check_conv2d(&gpu, CASES);
 }
 
 /// A case's geometry, random x, w and dy, and the CPU reference's y, dx and dw.
@@ -156,9 +162,13 @@ fn check_conv2d<D: KernelDevice>(dev: &D, cases: &[Case]) {
 #[test]
 fn conv2d_dispatch_matches_cpu() {
     check_dispatch(&HarnessDevice::new(), &CASES[..ODD_CASES]);
-    if let Some(gpu) = Gpu::for_tests("conv2d_dispatch_matches_cpu") {
-        check_dispatch(&gpu, CASES);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_conv2d_dispatch_matches_cpu() {
+    let gpu = gpu();
+    check_dispatch(&gpu, CASES);
 }
 
 /// `cuda::conv2d` for the three passes, twice each (the second from the algorithm
@@ -217,9 +227,13 @@ fn check_dispatch<D: KernelDevice>(dev: &D, cases: &[Case]) {
 #[test]
 fn conv2d_wrappers_reject_wrong_lengths_and_geometry() {
     check_rejects(&HarnessDevice::new());
-    if let Some(gpu) = Gpu::for_tests("conv2d_wrappers_reject_wrong_lengths_and_geometry") {
-        check_rejects(&gpu);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_conv2d_wrappers_reject_wrong_lengths_and_geometry() {
+    let gpu = gpu();
+    check_rejects(&gpu);
 }
 
 fn check_rejects<D: KernelDevice>(dev: &D) {

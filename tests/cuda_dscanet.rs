@@ -1,11 +1,13 @@
 //! DSCANet's CUDA wrappers against the f64 CPU reference: on the CPU kernel harness
-//! always (small shapes), and on a GPU when there is one (large shapes too; without one
-//! that part prints that it skipped). f32 results must be within 1e-5 of the reference,
+//! always (small shapes), and on a GPU in the `gpu_*` tests (large shapes too; ignored
+//! unless run with `--ignored`). f32 results must be within 1e-5 of the reference,
 //! relative to the reference's largest magnitude (sums of many terms make per-element
 //! relative error meaningless near zero).
 
+mod gpu_support;
 mod harness_support;
 
+use gpu_support::gpu;
 use harness_support::device::HarnessDevice;
 use harness_support::{assert_matches, download, scratch, upload_f32};
 use rand::rngs::StdRng;
@@ -15,7 +17,7 @@ use sparta::ops::dynconv::{cpu as dyn_cpu, cuda as dyn_cuda, DynConvShape};
 use sparta::ops::fc::{cpu as fc_cpu, cuda as fc_cuda, FcShape};
 use sparta::ops::pool::{cpu as pool_cpu, cuda as pool_cuda, PoolShape};
 use sparta::ops::sanet::{cpu as sanet_cpu, cuda as sanet_cuda, Conv5Source, SanetShape};
-use sparta::{Gpu, KernelDevice};
+use sparta::KernelDevice;
 
 fn random(rng: &mut StdRng, len: usize) -> Vec<f64> {
     (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
@@ -417,51 +419,81 @@ fn pool_forward_and_backward_match_cpu() {
         PoolShape::global(5, 6, 7).unwrap(),
     ];
     check_pool(&HarnessDevice::new(), &small);
-    if let Some(gpu) = Gpu::for_tests("pool_forward_and_backward_match_cpu") {
-        let mut shapes = small.to_vec();
-        shapes.push(PoolShape::global(10, 32, 32).unwrap());
-        check_pool(&gpu, &shapes);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_pool_forward_and_backward_match_cpu() {
+    let small = [
+        PoolShape::new(6, 5, 7, 2).unwrap(),
+        PoolShape::new(4, 9, 9, 4).unwrap(),
+        PoolShape::global(3, 1, 1).unwrap(),
+        PoolShape::global(5, 6, 7).unwrap(),
+    ];
+    let gpu = gpu();
+    let mut shapes = small.to_vec();
+    shapes.push(PoolShape::global(10, 32, 32).unwrap());
+    check_pool(&gpu, &shapes);
 }
 
 #[test]
 fn conv1x1_forward_and_backward_match_cpu() {
     let small = [Conv1x1Shape::new(3, 5, 7, 19).unwrap()];
     check_conv1x1(&HarnessDevice::new(), &small);
-    if let Some(gpu) = Gpu::for_tests("conv1x1_forward_and_backward_match_cpu") {
-        let mut shapes = small.to_vec();
-        shapes.push(Conv1x1Shape::new(40, 64, 64, 64).unwrap());
-        shapes.push(Conv1x1Shape::new(1, 300, 256, 1).unwrap());
-        check_conv1x1(&gpu, &shapes);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_conv1x1_forward_and_backward_match_cpu() {
+    let small = [Conv1x1Shape::new(3, 5, 7, 19).unwrap()];
+    let gpu = gpu();
+    let mut shapes = small.to_vec();
+    shapes.push(Conv1x1Shape::new(40, 64, 64, 64).unwrap());
+    shapes.push(Conv1x1Shape::new(1, 300, 256, 1).unwrap());
+    check_conv1x1(&gpu, &shapes);
 }
 
 #[test]
 fn fc_forward_and_backward_match_cpu() {
     let small = [FcShape::new(5, 3, 7).unwrap()];
     check_fc(&HarnessDevice::new(), &small);
-    if let Some(gpu) = Gpu::for_tests("fc_forward_and_backward_match_cpu") {
-        check_fc(&gpu, &[small[0], FcShape::new(128, 300, 257).unwrap()]);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_fc_forward_and_backward_match_cpu() {
+    let small = [FcShape::new(5, 3, 7).unwrap()];
+    let gpu = gpu();
+    check_fc(&gpu, &[small[0], FcShape::new(128, 300, 257).unwrap()]);
 }
 
 #[test]
 fn dynconv_forward_and_backward_match_cpu() {
     let shape = DynConvShape::new(3, 20, 37).unwrap();
     check_dynconv(&HarnessDevice::new(), shape);
-    if let Some(gpu) = Gpu::for_tests("dynconv_forward_and_backward_match_cpu") {
-        check_dynconv(&gpu, shape);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_dynconv_forward_and_backward_match_cpu() {
+    let shape = DynConvShape::new(3, 20, 37).unwrap();
+    let gpu = gpu();
+    check_dynconv(&gpu, shape);
 }
 
 #[test]
 fn fused_sanet_kernels_match_cpu() {
     let small = [SanetShape::new(3, 5, 7, 37).unwrap()];
     check_sanet(&HarnessDevice::new(), &small);
-    if let Some(gpu) = Gpu::for_tests("fused_sanet_kernels_match_cpu") {
-        let mut shapes = small.to_vec();
-        shapes.push(SanetShape::new(4, 64, 64, 1024).unwrap());
-        shapes.push(SanetShape::new(2, 300, 256, 1).unwrap());
-        check_sanet(&gpu, &shapes);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_fused_sanet_kernels_match_cpu() {
+    let small = [SanetShape::new(3, 5, 7, 37).unwrap()];
+    let gpu = gpu();
+    let mut shapes = small.to_vec();
+    shapes.push(SanetShape::new(4, 64, 64, 1024).unwrap());
+    shapes.push(SanetShape::new(2, 300, 256, 1).unwrap());
+    check_sanet(&gpu, &shapes);
 }

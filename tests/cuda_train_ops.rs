@@ -1,27 +1,34 @@
 //! The training-step wrappers (batch norm, cross-entropy, SGD, PGD, augmentation,
 //! normalization, the residual add, the pointwise activations) against the f64 CPU reference: on the CPU kernel
-//! harness always (the small cases), on a GPU when there is one (all cases, ResNet-sized
-//! ones too; without one that part prints that it skipped). f32 results must be within
+//! harness always (the small cases), on a GPU in the `gpu_*` tests (all cases,
+//! ResNet-sized ones too; ignored unless run with `--ignored`). f32 results must be within
 //! 1e-5 of the reference, relative to the reference's largest magnitude; PGD and the
 //! augmentation must be bit-exact.
 
+mod gpu_support;
 mod harness_support;
 
+use gpu_support::gpu;
 use harness_support::device::HarnessDevice;
 use harness_support::{assert_matches, download, scratch, upload_f32};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sparta::attack::cuda as attack_cuda;
 use sparta::attack::pgd::{self, argmax_rows, step_direction, Goal, PgdConfig};
-use sparta::autograd::Tape;
-use sparta::data::augment::{self, crop_flip_draws, crop_flip_params};
+use sparta::autograd::{Tape, Var};
+use sparta::data::augment::{self, crop_flip_draws, crop_flip_params, AugmentKernels};
 use sparta::ops::add::{self as add_op, cuda as add_cuda};
-use sparta::ops::batchnorm::{self, batch_norm, cuda as bn_cuda, BnMode, BnShape};
+use sparta::ops::batchnorm::{self, batch_norm, cuda as bn_cuda, BnShape, BnStats};
 use sparta::ops::loss::{self, cross_entropy, cuda as loss_cuda, Reduction};
 use sparta::ops::normalize::{self, cuda as normalize_cuda};
-use sparta::optim::{cuda as optim_cuda, Sgd};
-use sparta::tensor::Tensor;
-use sparta::{Gpu, KernelDevice};
+use sparta::ops::pgd::{cpu as pgd_cpu, cuda as pgd_cuda};
+use sparta::optim::cuda as optim_cuda;
+use sparta::optim::sgd::{SgdKernels, SgdStep};
+use sparta::KernelDevice;
+
+/// A leaf of the f64 reference tape.
+fn leaf(tape: &mut Tape<'_, f64>, shape: &[usize], value: Vec<f64>, requires_grad: bool) -> Var {
+    tape.leaf(shape, value, requires_grad).unwrap()
+}
 
 fn random(rng: &mut StdRng, len: usize, lo: f64, hi: f64) -> Vec<f64> {
     (0..len)
@@ -38,9 +45,13 @@ const BN_HARNESS_CASES: usize = 3;
 #[test]
 fn batchnorm_train_and_eval_match_cpu() {
     check_batchnorm(&HarnessDevice::new(), &BN_CASES[..BN_HARNESS_CASES]);
-    if let Some(gpu) = Gpu::for_tests("batchnorm_train_and_eval_match_cpu") {
-        check_batchnorm(&gpu, BN_CASES);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_batchnorm_train_and_eval_match_cpu() {
+    let gpu = gpu();
+    check_batchnorm(&gpu, BN_CASES);
 }
 
 fn check_batchnorm<D: KernelDevice>(dev: &D, cases: &[(usize, usize, usize)]) {
@@ -56,19 +67,26 @@ fn check_batchnorm<D: KernelDevice>(dev: &D, cases: &[(usize, usize, usize)]) {
         let running_var = random(&mut rng, c, 0.5, 2.0);
         for train in [true, false] {
             let mut tape = Tape::<f64>::new();
-            let xv = tape.leaf(Tensor::new(&[n, c, hw], x.clone()).unwrap(), true);
-            let gv = tape.leaf(Tensor::new(&[c], gamma.clone()).unwrap(), true);
-            let bv = tape.leaf(Tensor::new(&[c], beta.clone()).unwrap(), true);
-            let mode = if train {
-                BnMode::Train
+            let xv = leaf(&mut tape, &[n, c, hw], x.clone(), true);
+            let gv = leaf(&mut tape, &[c], gamma.clone(), true);
+            let bv = leaf(&mut tape, &[c], beta.clone(), true);
+            // Training blends the running statistics with momentum 1 from zero: they
+            // come out as the batch's mean and unbiased variance.
+            let (mut batch_mean, mut batch_var) = (vec![0.0; c], vec![0.0; c]);
+            let stats = if train {
+                BnStats::Batch {
+                    running_mean: &mut batch_mean,
+                    running_var: &mut batch_var,
+                    momentum: 1.0,
+                }
             } else {
-                BnMode::Eval {
+                BnStats::Running {
                     mean: &running_mean,
                     var: &running_var,
                 }
             };
-            let (y, stats) = batch_norm(&mut tape, xv, gv, bv, mode, BN_EPS).unwrap();
-            let want_y = tape.value(y).data().to_vec();
+            let y = batch_norm(&mut tape, xv, gv, bv, stats, BN_EPS).unwrap();
+            let want_y = tape.value(y).to_vec();
             tape.backward_with(y, dy.clone()).unwrap();
 
             let x_d = upload_f32(dev, "x", &x);
@@ -94,10 +112,9 @@ fn check_batchnorm<D: KernelDevice>(dev: &D, cases: &[(usize, usize, usize)]) {
                     0.1,
                 )
                 .unwrap();
-                let stats = stats.as_ref().unwrap();
                 let (mut want_rm, mut want_rv) = (running_mean.clone(), running_var.clone());
-                batchnorm::cpu::update_running(&mut want_rm, &stats.mean, 0.1);
-                batchnorm::cpu::update_running(&mut want_rv, &stats.var_unbiased, 0.1);
+                batchnorm::cpu::update_running(&mut want_rm, &batch_mean, 0.1);
+                batchnorm::cpu::update_running(&mut want_rv, &batch_var, 0.1);
                 assert_matches("running mean", &download(dev, &rmean_d), &want_rm);
                 assert_matches("running var", &download(dev, &rvar_d), &want_rv);
             }
@@ -174,9 +191,13 @@ const CE_HARNESS_CASES: usize = 2;
 #[test]
 fn cross_entropy_matches_cpu() {
     check_cross_entropy(&HarnessDevice::new(), &CE_CASES[..CE_HARNESS_CASES]);
-    if let Some(gpu) = Gpu::for_tests("cross_entropy_matches_cpu") {
-        check_cross_entropy(&gpu, CE_CASES);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_cross_entropy_matches_cpu() {
+    let gpu = gpu();
+    check_cross_entropy(&gpu, CE_CASES);
 }
 
 fn check_cross_entropy<D: KernelDevice>(dev: &D, cases: &[(usize, usize)]) {
@@ -194,9 +215,9 @@ fn check_cross_entropy<D: KernelDevice>(dev: &D, cases: &[(usize, usize)]) {
         let (_, want_loss) = loss::softmax_losses(&z, k, &labels);
         for reduction in [Reduction::Mean, Reduction::Sum] {
             let mut tape = Tape::<f64>::new();
-            let zv = tape.leaf(Tensor::new(&[n, k], z.clone()).unwrap(), true);
+            let zv = leaf(&mut tape, &[n, k], z.clone(), true);
             let l = cross_entropy(&mut tape, zv, &labels, reduction).unwrap();
-            let want_total = tape.value(l).data()[0];
+            let want_total = tape.value(l)[0];
             tape.backward(l).unwrap();
 
             let z_d = upload_f32(dev, "logits", &z);
@@ -248,9 +269,13 @@ const SGD_RESNET: &[usize] = &[
 #[test]
 fn sgd_update_of_a_flat_buffer_matches_cpu() {
     check_sgd(&HarnessDevice::new(), SGD_SMALL);
-    if let Some(gpu) = Gpu::for_tests("sgd_update_of_a_flat_buffer_matches_cpu") {
-        check_sgd(&gpu, SGD_RESNET);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_sgd_update_of_a_flat_buffer_matches_cpu() {
+    let gpu = gpu();
+    check_sgd(&gpu, SGD_RESNET);
 }
 
 fn check_sgd<D: KernelDevice>(dev: &D, sizes: &[usize]) {
@@ -260,14 +285,19 @@ fn check_sgd<D: KernelDevice>(dev: &D, sizes: &[usize]) {
     let g = random(&mut rng, len, -1.0, 1.0);
     let v = random(&mut rng, len, -1.0, 1.0);
     let (lr, momentum, weight_decay) = (0.05f32, 0.9f32, 5e-4f32);
-    let mut sgd = Sgd::new(f64::from(momentum), f64::from(weight_decay), sizes.to_vec());
-    let mut want_p = p.clone();
+    let step = SgdStep {
+        lr,
+        momentum,
+        weight_decay,
+    };
+    let (mut want_p, mut want_v) = (Vec::new(), Vec::new());
     let mut offset = 0;
-    for (i, &size) in sizes.iter().enumerate() {
+    for &size in sizes {
         let range = offset..offset + size;
-        sgd.velocity[i].copy_from_slice(&v[range.clone()]);
-        sgd.update(i, &mut want_p[range.clone()], &g[range], f64::from(lr))
-            .unwrap();
+        let (mut p, mut v) = (p[range.clone()].to_vec(), v[range.clone()].to_vec());
+        f64::sgd_update(&(), &mut p, &&g[range], &mut v, &step).unwrap();
+        want_p.extend(p);
+        want_v.extend(v);
         offset += size;
     }
     let mut p_d = upload_f32(dev, "p", &p);
@@ -284,15 +314,19 @@ fn check_sgd<D: KernelDevice>(dev: &D, sizes: &[usize]) {
     )
     .unwrap();
     assert_matches("p", &download(dev, &p_d), &want_p);
-    assert_matches("v", &download(dev, &v_d), &sgd.velocity.concat());
+    assert_matches("v", &download(dev, &v_d), &want_v);
 }
 
 #[test]
 fn pgd_random_start_and_steps_match_cpu_bit_for_bit() {
     check_pgd(&HarnessDevice::new(), 2 * 3 * 8 * 8 + 5, 3);
-    if let Some(gpu) = Gpu::for_tests("pgd_random_start_and_steps_match_cpu_bit_for_bit") {
-        check_pgd(&gpu, 64 * 3 * 32 * 32 + 5, 10);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_pgd_random_start_and_steps_match_cpu_bit_for_bit() {
+    let gpu = gpu();
+    check_pgd(&gpu, 64 * 3 * 32 * 32 + 5, 10);
 }
 
 fn check_pgd<D: KernelDevice>(dev: &D, len: usize, iterations: usize) {
@@ -307,12 +341,12 @@ fn check_pgd<D: KernelDevice>(dev: &D, len: usize, iterations: usize) {
             .map(|_| rng.random_range(-0.2f32..1.2).clamp(0.0, 1.0))
             .collect();
         let noise = pgd::random_start_noise(&mut rng, len, eps);
-        let mut want = pgd::random_start(&x0, &noise, eps);
+        let mut want = pgd_cpu::random_start(&x0, &noise, eps);
         let x0_d = dev.upload("x0", &x0).unwrap();
         let noise_d = dev.upload("noise", &noise).unwrap();
         // zeros, not scratch: the steps then update it in place
         let mut x_d = dev.alloc_zeros::<f32>("x", len).unwrap();
-        attack_cuda::pgd_random_start(
+        pgd_cuda::pgd_random_start(
             dev,
             eps,
             &mut dev.view_mut(&mut x_d),
@@ -331,11 +365,12 @@ fn check_pgd<D: KernelDevice>(dev: &D, len: usize, iterations: usize) {
                     }
                 })
                 .collect();
-            pgd::step(&mut want, &g, &x0, step_direction(&config), eps);
+            pgd_cpu::step(&mut want, &g, &x0, step_direction(&config), eps);
             let g_d = dev.upload("grad", &g).unwrap();
-            attack_cuda::pgd_step(
+            pgd_cuda::pgd_step(
                 dev,
-                &config,
+                step_direction(&config),
+                eps,
                 &mut dev.view_mut(&mut x_d),
                 &dev.view(&g_d),
                 &dev.view(&x0_d),
@@ -360,9 +395,13 @@ fn augment_crop_flip_equals_host_batch_for_the_same_seed() {
         &HarnessDevice::new(),
         &AUGMENT_CASES[..AUGMENT_HARNESS_CASES],
     );
-    if let Some(gpu) = Gpu::for_tests("augment_crop_flip_equals_host_batch_for_the_same_seed") {
-        check_augment(&gpu, AUGMENT_CASES);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_augment_crop_flip_equals_host_batch_for_the_same_seed() {
+    let gpu = gpu();
+    check_augment(&gpu, AUGMENT_CASES);
 }
 
 fn check_augment<D: KernelDevice>(dev: &D, cases: &[(u64, [usize; 4])]) {
@@ -371,9 +410,9 @@ fn check_augment<D: KernelDevice>(dev: &D, cases: &[(u64, [usize; 4])]) {
         let len = n * c * h * w;
         let mut rng = StdRng::seed_from_u64(seed);
         let x: Vec<f32> = (0..len).map(|_| rng.random_range(0.0f32..1.0)).collect();
-        let mut want = x.clone();
-        augment::crop_flip_batch(&mut want, shape, &mut StdRng::seed_from_u64(seed)).unwrap();
-        let params = crop_flip_params(&crop_flip_draws(n, &mut StdRng::seed_from_u64(seed)));
+        let draws = crop_flip_draws(n, &mut StdRng::seed_from_u64(seed));
+        let want = f32::crop_flip(&(), shape, &&x[..], &draws).unwrap();
+        let params = crop_flip_params(&draws);
         let src_d = dev.upload("src", &x).unwrap();
         let params_d = dev.upload("params", &params).unwrap();
         let mut dst_d = scratch(dev, "dst", len);
@@ -399,9 +438,13 @@ fn normalize_and_add_match_cpu() {
         &HarnessDevice::new(),
         &NORMALIZE_CASES[..NORMALIZE_HARNESS_CASES],
     );
-    if let Some(gpu) = Gpu::for_tests("normalize_and_add_match_cpu") {
-        check_normalize_and_add(&gpu, NORMALIZE_CASES);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_normalize_and_add_match_cpu() {
+    let gpu = gpu();
+    check_normalize_and_add(&gpu, NORMALIZE_CASES);
 }
 
 fn check_normalize_and_add<D: KernelDevice>(dev: &D, shapes: &[[usize; 4]]) {
@@ -414,9 +457,13 @@ fn check_normalize_and_add<D: KernelDevice>(dev: &D, shapes: &[[usize; 4]]) {
         let mean: Vec<f32> = (0..c).map(|_| rng.random_range(0.3f32..0.6)).collect();
         let stdev: Vec<f32> = (0..c).map(|_| rng.random_range(0.15f32..0.35)).collect();
         let mut tape = Tape::<f64>::new();
-        let xv = tape.leaf(Tensor::new(&shape, x.clone()).unwrap(), true);
-        let y = normalize::normalize(&mut tape, xv, &mean, &stdev).unwrap();
-        let want_y = tape.value(y).data().to_vec();
+        let xv = leaf(&mut tape, &shape, x.clone(), true);
+        let mean64 = mean.iter().map(|&m| f64::from(m)).collect();
+        let stdev64 = stdev.iter().map(|&s| f64::from(s)).collect();
+        let mv = leaf(&mut tape, &[c], mean64, false);
+        let sv = leaf(&mut tape, &[c], stdev64, false);
+        let y = normalize::normalize(&mut tape, xv, mv, sv).unwrap();
+        let want_y = tape.value(y).to_vec();
         tape.backward_with(y, dy.clone()).unwrap();
 
         let x_d = upload_f32(dev, "x", &x);
@@ -452,8 +499,8 @@ fn check_normalize_and_add<D: KernelDevice>(dev: &D, shapes: &[[usize; 4]]) {
         );
 
         let mut tape = Tape::<f64>::new();
-        let av = tape.leaf(Tensor::new(&[len], x.clone()).unwrap(), false);
-        let bv = tape.leaf(Tensor::new(&[len], dy.clone()).unwrap(), false);
+        let av = leaf(&mut tape, &[len], x.clone(), false);
+        let bv = leaf(&mut tape, &[len], dy.clone(), false);
         let sum = add_op::add(&mut tape, av, bv).unwrap();
         let mut sum_d = scratch(dev, "sum", len);
         add_cuda::add_forward(
@@ -463,16 +510,20 @@ fn check_normalize_and_add<D: KernelDevice>(dev: &D, shapes: &[[usize; 4]]) {
             &mut dev.view_mut(&mut sum_d),
         )
         .unwrap();
-        assert_matches("add", &download(dev, &sum_d), tape.value(sum).data());
+        assert_matches("add", &download(dev, &sum_d), tape.value(sum));
     }
 }
 
 #[test]
 fn pointwise_activations_match_cpu() {
     check_pointwise(&HarnessDevice::new(), &[1, 300]);
-    if let Some(gpu) = Gpu::for_tests("pointwise_activations_match_cpu") {
-        check_pointwise(&gpu, &[1, 300, 128 * 64 * 32 * 32]);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_pointwise_activations_match_cpu() {
+    let gpu = gpu();
+    check_pointwise(&gpu, &[1, 300, 128 * 64 * 32 * 32]);
 }
 
 fn check_pointwise<D: KernelDevice>(dev: &D, lens: &[usize]) {

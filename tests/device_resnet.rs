@@ -1,23 +1,30 @@
-//! The whole training and attack path on a device ([`DeviceResNet`]) against the CPU
-//! model from the same weights, data and seed: logits and input gradients, PGD, a few
+//! The whole training and attack path on a device (`ResNet<OnDevice<D>>`) against the
+//! host model (`ResNet<f32>`) from the same weights, data and seed: logits and input gradients, PGD, a few
 //! standard and adversarial training steps with augmentation (parameters, running
 //! statistics, losses), checkpoints both ways, and no device allocation after the first
 //! step. On the CPU kernel harness always (a tiny ResNet with SPARTA in two groups), on
-//! a GPU when there is one (a larger one too).
+//! a GPU in the `gpu_*` tests (a larger one too; ignored unless run with `--ignored`).
 
+mod gpu_support;
 mod harness_support;
 
+use gpu_support::gpu;
 use harness_support::device::HarnessDevice;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use sparta::alloc::CachingDevice;
 use sparta::attack::apgd::{apgd, ApgdConfig};
+use sparta::attack::outcome::AttackOutcome;
 use sparta::attack::pgd::{self, PgdConfig};
 use sparta::attack::square::{square, SquareConfig};
-use sparta::classifier::{BatchRecipe, BatchShape, Classifier, InspectActivations, Trainable};
-use sparta::nn::device_resnet::DeviceResNet;
+use sparta::backend::OnDevice;
+use sparta::classifier::{BatchShape, Classifier, InspectActivations, Trainable};
 use sparta::nn::{Depth, ResNet, ResNetConfig};
-use sparta::{Gpu, KernelDevice};
+use sparta::train::recipe::{train_batch, BatchRecipe};
+use sparta::KernelDevice;
+
+type DeviceResNet<D> = ResNet<OnDevice<D>>;
 
 /// One block per group, widths 4/8/8/8, SPARTA (with DPNet, B = 1) on groups 2 and 4.
 fn tiny(classes: usize) -> ResNetConfig {
@@ -64,22 +71,21 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
 }
 
 fn assert_same_state(what: &str, device: &ResNet<f32>, cpu: &ResNet<f32>, tol: f64) {
-    for (a, b) in device.params().iter().zip(cpu.params()) {
-        assert_close(
-            &format!("{what}: {}", a.name),
-            a.value.data(),
-            b.value.data(),
-            tol,
-        );
+    let pairs = device.params().zip(cpu.params());
+    for ((info, a), (_, b)) in pairs.chain(device.buffers().zip(cpu.buffers())) {
+        assert_close(&format!("{what}: {}", info.name), a, b, tol);
     }
-    for (a, b) in device.buffers().iter().zip(cpu.buffers()) {
-        assert_close(
-            &format!("{what}: {}", a.name),
-            a.value.data(),
-            b.value.data(),
-            tol,
-        );
+    for (a, b) in device.velocity().iter().zip(cpu.velocity()) {
+        assert_close(&format!("{what}: velocity"), a, b, tol);
     }
+}
+
+fn to_host<D: KernelDevice + 'static>(device: &DeviceResNet<D>) -> ResNet<f32> {
+    device.to_backend::<f32>(()).unwrap()
+}
+
+fn rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
 }
 
 fn models<D: KernelDevice + 'static>(
@@ -87,19 +93,23 @@ fn models<D: KernelDevice + 'static>(
     config: &ResNetConfig,
     seed: u64,
 ) -> (DeviceResNet<D>, ResNet<f32>) {
-    let cpu = ResNet::new(config.clone(), seed).unwrap();
-    let device = DeviceResNet::new(dev, ResNet::new(config.clone(), seed).unwrap()).unwrap();
+    let cpu = ResNet::<f32>::new(config.clone(), seed).unwrap();
+    let device = cpu.to_backend(CachingDevice::new(dev)).unwrap();
     (device, cpu)
 }
 
 #[test]
 fn logits_and_input_gradients_match_cpu() {
     check_eval(HarnessDevice::new(), &tiny(3), [2, 2, 6, 6]);
-    if let Some(gpu) = Gpu::for_tests("logits_and_input_gradients_match_cpu") {
-        check_eval(gpu.clone(), &tiny(3), [2, 2, 6, 6]);
-        let small = ResNetConfig::small(3, 10);
-        check_eval(gpu, &small, [16, 3, 32, 32]);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_logits_and_input_gradients_match_cpu() {
+    let gpu = gpu();
+    check_eval(gpu.clone(), &tiny(3), [2, 2, 6, 6]);
+    let small = ResNetConfig::small(3, 10);
+    check_eval(gpu, &small, [16, 3, 32, 32]);
 }
 
 fn check_eval<D: KernelDevice + 'static>(dev: D, config: &ResNetConfig, shape: BatchShape) {
@@ -120,9 +130,13 @@ fn check_eval<D: KernelDevice + 'static>(dev: D, config: &ResNetConfig, shape: B
 #[test]
 fn pgd_on_the_device_follows_the_cpu_attack() {
     check_pgd(HarnessDevice::new(), &tiny(3), [2, 2, 6, 6]);
-    if let Some(gpu) = Gpu::for_tests("pgd_on_the_device_follows_the_cpu_attack") {
-        check_pgd(gpu, &ResNetConfig::small(3, 10), [16, 3, 32, 32]);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_pgd_on_the_device_follows_the_cpu_attack() {
+    let gpu = gpu();
+    check_pgd(gpu, &ResNetConfig::small(3, 10), [16, 3, 32, 32]);
 }
 
 fn check_pgd<D: KernelDevice + 'static>(dev: D, config: &ResNetConfig, shape: BatchShape) {
@@ -133,20 +147,18 @@ fn check_pgd<D: KernelDevice + 'static>(dev: D, config: &ResNetConfig, shape: Ba
         step: 0.02,
         ..PgdConfig::paper(3)
     };
-    let run = |m: &mut dyn Classifier| {
-        pgd::pgd_snapshots(
-            m,
-            &x,
-            shape,
-            &labels,
-            &attack,
-            &[1, 3],
-            &mut ChaCha8Rng::seed_from_u64(5),
-        )
-        .unwrap()
-    };
-    let (targets_cpu, snaps_cpu) = run(&mut cpu);
-    let (targets_dev, snaps_dev) = run(&mut device);
+    fn run<C: Classifier>(
+        m: &mut C,
+        x: &[f32],
+        shape: BatchShape,
+        labels: &[usize],
+        attack: &PgdConfig,
+    ) -> (Vec<usize>, Vec<pgd::Snapshot>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        pgd::pgd_snapshots(m, x, shape, labels, attack, &[1, 3], &mut rng).unwrap()
+    }
+    let (targets_cpu, snaps_cpu) = run(&mut cpu, &x, shape, &labels, &attack);
+    let (targets_dev, snaps_dev) = run(&mut device, &x, shape, &labels, &attack);
     assert_eq!(
         targets_dev, targets_cpu,
         "targets come from the same stream"
@@ -207,9 +219,12 @@ fn check_pgd<D: KernelDevice + 'static>(dev: D, config: &ResNetConfig, shape: Ba
 #[test]
 fn apgd_and_square_on_the_device_follow_the_cpu_attack() {
     check_apgd_square(HarnessDevice::new(), &tiny(5), [2, 2, 6, 6]);
-    if let Some(gpu) = Gpu::for_tests("apgd_and_square_on_the_device_follow_the_cpu_attack") {
-        check_apgd_square(gpu, &ResNetConfig::small(3, 10), [16, 3, 32, 32]);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_apgd_and_square_on_the_device_follow_the_cpu_attack() {
+    check_apgd_square(gpu(), &ResNetConfig::small(3, 10), [16, 3, 32, 32]);
 }
 
 fn check_apgd_square<D: KernelDevice + 'static>(dev: D, config: &ResNetConfig, shape: BatchShape) {
@@ -225,18 +240,18 @@ fn check_apgd_square<D: KernelDevice + 'static>(dev: D, config: &ResNetConfig, s
             ..ApgdConfig::targeted_dlr(0.05, 3)
         },
     ] {
-        let run = |m: &mut dyn Classifier| {
-            apgd(
-                m,
-                &x,
-                shape,
-                &labels,
-                &attack,
-                &mut ChaCha8Rng::seed_from_u64(9),
-            )
-            .unwrap()
-        };
-        let (c, d) = (run(&mut cpu), run(&mut device));
+        fn run<C: Classifier>(
+            m: &mut C,
+            x: &[f32],
+            shape: BatchShape,
+            labels: &[usize],
+            attack: &ApgdConfig,
+        ) -> AttackOutcome {
+            let mut rng = ChaCha8Rng::seed_from_u64(9);
+            apgd(m, x, shape, labels, attack, &mut rng).unwrap()
+        }
+        let c = run(&mut cpu, &x, shape, &labels, &attack);
+        let d = run(&mut device, &x, shape, &labels, &attack);
         let name = attack.name();
         assert_eq!(d.broken, c.broken, "{name}");
         assert_eq!(d.queries, c.queries, "{name}");
@@ -249,18 +264,18 @@ fn check_apgd_square<D: KernelDevice + 'static>(dev: D, config: &ResNetConfig, s
         epsilon: 0.05,
         queries: 8,
     };
-    let run = |m: &mut dyn Classifier| {
-        square(
-            m,
-            &x,
-            shape,
-            &labels,
-            &attack,
-            &mut ChaCha8Rng::seed_from_u64(10),
-        )
-        .unwrap()
-    };
-    let (c, d) = (run(&mut cpu), run(&mut device));
+    fn run<C: Classifier>(
+        m: &mut C,
+        x: &[f32],
+        shape: BatchShape,
+        labels: &[usize],
+        attack: &SquareConfig,
+    ) -> AttackOutcome {
+        let mut rng = ChaCha8Rng::seed_from_u64(10);
+        square(m, x, shape, labels, attack, &mut rng).unwrap()
+    }
+    let c = run(&mut cpu, &x, shape, &labels, &attack);
+    let d = run(&mut device, &x, shape, &labels, &attack);
     assert_eq!((&d.broken, &d.queries), (&c.broken, &c.queries), "Square");
     assert_close(
         "Square's best margins",
@@ -273,9 +288,13 @@ fn check_apgd_square<D: KernelDevice + 'static>(dev: D, config: &ResNetConfig, s
 #[test]
 fn training_steps_match_cpu_and_allocate_only_once() {
     check_training(HarnessDevice::new(), &tiny(3), [4, 2, 6, 6], 4);
-    if let Some(gpu) = Gpu::for_tests("training_steps_match_cpu_and_allocate_only_once") {
-        check_training(gpu, &ResNetConfig::small(3, 10), [32, 3, 32, 32], 4);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_training_steps_match_cpu_and_allocate_only_once() {
+    let gpu = gpu();
+    check_training(gpu, &ResNetConfig::small(3, 10), [32, 3, 32, 32], 4);
 }
 
 fn check_training<D: KernelDevice + 'static>(
@@ -304,13 +323,17 @@ fn check_training<D: KernelDevice + 'static>(
         let (x, labels) = batch(shape, config.classes, 100 + step as u64);
         let recipe = &recipes[step % 2];
         let seed = 200 + step as u64;
-        let step_on = |m: &mut dyn Trainable| {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            m.train_batch(&x, shape, &labels, recipe, &mut rng, 0.05)
-                .unwrap()
-        };
-        let want = step_on(&mut cpu);
-        let got = step_on(&mut device);
+        let want = train_batch(&mut cpu, &x, shape, &labels, recipe, &mut rng(seed), 0.05);
+        let got = train_batch(
+            &mut device,
+            &x,
+            shape,
+            &labels,
+            recipe,
+            &mut rng(seed),
+            0.05,
+        );
+        let (want, got) = (want.unwrap(), got.unwrap());
         assert!(
             (got.loss - want.loss).abs() <= 1e-5 * want.loss.abs().max(1.0),
             "step {step}: loss {} on the device, {} on the CPU",
@@ -321,13 +344,8 @@ fn check_training<D: KernelDevice + 'static>(
             got.correct, want.correct,
             "step {step}: correct predictions"
         );
-        assert_same_state(
-            &format!("after step {step}"),
-            &device.to_host().unwrap(),
-            &cpu,
-            1e-3,
-        );
-        allocations.push(device.alloc_stats().device_allocations);
+        assert_same_state(&format!("after step {step}"), &to_host(&device), &cpu, 1e-3);
+        allocations.push(device.backend().stats().device_allocations);
     }
     // Step 0 is standard, step 1 the first adversarial one (the attack's buffers); from
     // then on nothing new is allocated.
@@ -335,7 +353,7 @@ fn check_training<D: KernelDevice + 'static>(
         allocations[2..].iter().all(|&a| a == allocations[1]),
         "device allocations after each step: {allocations:?}"
     );
-    let stats = device.alloc_stats();
+    let stats = device.backend().stats();
     assert!(stats.reuses > stats.device_allocations, "{stats:?}");
     assert!(stats.peak_bytes_in_use <= stats.bytes_reserved, "{stats:?}");
 }
@@ -366,9 +384,13 @@ fn baseline_activations_train_on_the_device_as_on_the_cpu() {
 #[test]
 fn activation_maps_match_cpu() {
     check_maps(HarnessDevice::new(), &tiny(3), [2, 2, 6, 6]);
-    if let Some(gpu) = Gpu::for_tests("activation_maps_match_cpu") {
-        check_maps(gpu, &ResNetConfig::small(3, 10), [8, 3, 32, 32]);
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_activation_maps_match_cpu() {
+    let gpu = gpu();
+    check_maps(gpu, &ResNetConfig::small(3, 10), [8, 3, 32, 32]);
 }
 
 fn check_maps<D: KernelDevice + 'static>(dev: D, config: &ResNetConfig, shape: BatchShape) {
@@ -399,11 +421,10 @@ fn checkpoints_move_between_the_device_and_the_cpu() {
     let path = dir.join("model.safetensors");
     device.save(&path).unwrap();
     cpu.load(&path).unwrap();
-    assert_same_state("loaded on the CPU", &device.to_host().unwrap(), &cpu, 0.0);
-    let mut fresh =
-        DeviceResNet::new(HarnessDevice::new(), ResNet::new(config, 11).unwrap()).unwrap();
+    assert_same_state("loaded on the CPU", &to_host(&device), &cpu, 0.0);
+    let (mut fresh, _) = models(HarnessDevice::new(), &config, 11);
     fresh.load(&path).unwrap();
-    assert_same_state("loaded on a device", &fresh.to_host().unwrap(), &cpu, 0.0);
+    assert_same_state("loaded on a device", &to_host(&fresh), &cpu, 0.0);
     assert_eq!(
         fresh.logits(&x, shape).unwrap(),
         device.logits(&x, shape).unwrap(),

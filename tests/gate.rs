@@ -1,7 +1,8 @@
 //! The SPARTA gate and ReLU: values, finite-difference gradients (f64), f32 against
 //! f64, shape errors, determinism, and the CUDA wrappers against the CPU (on the CPU
-//! kernel harness always, on a GPU when there is one).
+//! kernel harness always; on a GPU in the `gpu_*` tests, ignored without `--ignored`).
 
+mod gpu_support;
 mod harness_support;
 
 use rand::rngs::StdRng;
@@ -569,13 +570,15 @@ fn launch_shapes_cover_every_channel_and_pixel() {
 }
 
 /// The CUDA wrappers against the f64 CPU reference for every kernel and dtype: on the
-/// CPU kernel harness always (odd shapes), on a GPU when there is one (plus large shapes).
+/// CPU kernel harness always (odd shapes), on a GPU in the `gpu_*` tests (plus large
+/// shapes; ignored unless run with `--ignored`, see tests/gpu_support).
 mod cuda {
     use super::*;
+    use gpu_support::gpu;
     use half::{bf16, f16};
     use harness_support::device::HarnessDevice;
     use sparta::ops::{relu, KernelFloat};
-    use sparta::{Gpu, KernelDevice};
+    use sparta::KernelDevice;
 
     fn store<T: KernelFloat>(v: &[f64]) -> Vec<T> {
         v.iter().map(|&v| T::of_f64(v)).collect()
@@ -778,11 +781,11 @@ mod cuda {
     }
 
     #[test]
-    fn cuda_f32_maps_match_cpu() {
-        if let Some(gpu) = Gpu::for_tests("cuda_f32_maps_match_cpu") {
-            check_f32_maps::<_, f16>(&gpu, &gpu_shapes());
-            check_f32_maps::<_, bf16>(&gpu, &gpu_shapes());
-        }
+    #[ignore = "needs a GPU"]
+    fn gpu_f32_maps_match_cpu() {
+        let gpu = gpu();
+        check_f32_maps::<_, f16>(&gpu, &gpu_shapes());
+        check_f32_maps::<_, bf16>(&gpu, &gpu_shapes());
     }
 
     /// The odd shapes, plus on a GPU two large ones.
@@ -808,31 +811,30 @@ mod cuda {
     }
 
     #[test]
-    fn cuda_f32_matches_cpu() {
-        if let Some(gpu) = Gpu::for_tests("cuda_f32_matches_cpu") {
-            check_dtype::<_, f32>(&gpu, &gpu_shapes(), 1e-5);
-        }
+    #[ignore = "needs a GPU"]
+    fn gpu_f32_matches_cpu() {
+        let gpu = gpu();
+        check_dtype::<_, f32>(&gpu, &gpu_shapes(), 1e-5);
     }
 
     #[test]
-    fn cuda_f16_matches_cpu() {
-        if let Some(gpu) = Gpu::for_tests("cuda_f16_matches_cpu") {
-            check_dtype::<_, f16>(&gpu, &gpu_shapes(), 1e-2);
-        }
+    #[ignore = "needs a GPU"]
+    fn gpu_f16_matches_cpu() {
+        let gpu = gpu();
+        check_dtype::<_, f16>(&gpu, &gpu_shapes(), 1e-2);
     }
 
     #[test]
-    fn cuda_bf16_matches_cpu() {
-        if let Some(gpu) = Gpu::for_tests("cuda_bf16_matches_cpu") {
-            check_dtype::<_, bf16>(&gpu, &gpu_shapes(), 1e-2);
-        }
+    #[ignore = "needs a GPU"]
+    fn gpu_bf16_matches_cpu() {
+        let gpu = gpu();
+        check_dtype::<_, bf16>(&gpu, &gpu_shapes(), 1e-2);
     }
 
     #[test]
-    fn cuda_host_api_matches_cpu() {
-        let Some(gpu) = Gpu::for_tests("cuda_host_api_matches_cpu") else {
-            return;
-        };
+    #[ignore = "needs a GPU"]
+    fn gpu_host_api_matches_cpu() {
+        let gpu = gpu();
         let device = Device::Cuda(gpu);
         let shape = GateShape::new(2, 3, 5, 7, 2).unwrap();
         let i = rounded(&inputs(&shape, 21));

@@ -15,19 +15,24 @@ use harness_support::device::{HarnessBuffer, HarnessDevice};
 use harness_support::{assert_matches, download, rounded, uniform};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use sparta::attack::cuda as attack_cuda;
 use sparta::attack::pgd::{self, argmax_rows, step_direction, Goal, PgdConfig};
-use sparta::autograd::Tape;
-use sparta::data::augment::{self, crop_flip_batch, crop_flip_draws, crop_flip_params};
+use sparta::autograd::{Tape, Var};
+use sparta::data::augment::{self, crop_flip_draws, crop_flip_params, AugmentKernels};
 use sparta::ops::add::{self as add_op, cuda as add_cuda};
-use sparta::ops::batchnorm::{self, batch_norm, cuda as bn_cuda, BnMode, BnShape};
+use sparta::ops::batchnorm::{self, batch_norm, cuda as bn_cuda, BnShape, BnStats};
 use sparta::ops::loss::cuda::CrossEntropyOut;
 use sparta::ops::loss::{self, cross_entropy, cuda as loss_cuda, Reduction};
 use sparta::ops::normalize::{self, cuda as normalize_cuda};
-use sparta::optim::{cuda as optim_cuda, Sgd};
-use sparta::tensor::Tensor;
+use sparta::ops::pgd::{cpu as pgd_cpu, cuda as pgd_cuda};
+use sparta::optim::cuda as optim_cuda;
+use sparta::optim::sgd::{SgdKernels, SgdStep};
 use sparta::{Error, KernelDevice};
 use sparta_harness::LaunchReport;
+
+/// A leaf of the f64 reference tape.
+fn leaf(tape: &mut Tape<'_, f64>, shape: &[usize], value: Vec<f64>, requires_grad: bool) -> Var {
+    tape.leaf(shape, value, requires_grad).unwrap()
+}
 
 /// Random f32 values in `[lo, hi)` and the same values in f64 (what the reference sees).
 fn random(len: usize, lo: f64, hi: f64, seed: u64) -> (Vec<f32>, Vec<f64>) {
@@ -109,19 +114,31 @@ fn bn_reference(
 ) -> BnReference {
     let mut tape = Tape::<f64>::new();
     let xs = [shape.n, shape.c, shape.hw];
-    let xv = tape.leaf(Tensor::new(&xs, x.to_vec()).unwrap(), true);
-    let g = tape.leaf(Tensor::new(&[shape.c], gamma.to_vec()).unwrap(), true);
-    let b = tape.leaf(Tensor::new(&[shape.c], beta.to_vec()).unwrap(), true);
-    let mode = match running {
-        None => BnMode::Train,
-        Some((mean, var)) => BnMode::Eval { mean, var },
+    let xv = leaf(&mut tape, &xs, x.to_vec(), true);
+    let g = leaf(&mut tape, &[shape.c], gamma.to_vec(), true);
+    let b = leaf(&mut tape, &[shape.c], beta.to_vec(), true);
+    // Training blends the running statistics with momentum 1 from zero: they come out
+    // as the batch's own mean and unbiased variance.
+    let (mut batch_mean, mut batch_var) = (vec![0.0; shape.c], vec![0.0; shape.c]);
+    let (running_mean, running_var) =
+        running.map_or((vec![], vec![]), |(m, v)| (m.to_vec(), v.to_vec()));
+    let stats = match running {
+        None => BnStats::Batch {
+            running_mean: &mut batch_mean,
+            running_var: &mut batch_var,
+            momentum: 1.0,
+        },
+        Some(_) => BnStats::Running {
+            mean: &running_mean,
+            var: &running_var,
+        },
     };
-    let (y, stats) = batch_norm(&mut tape, xv, g, b, mode, BN_EPS).unwrap();
-    let yv = tape.value(y).data().to_vec();
+    let y = batch_norm(&mut tape, xv, g, b, stats, BN_EPS).unwrap();
+    let yv = tape.value(y).to_vec();
     tape.backward_with(y, dy.to_vec()).unwrap();
     BnReference {
         y: yv,
-        mean_var_unbiased: stats.map(|s| (s.mean, s.var_unbiased)),
+        mean_var_unbiased: running.is_none().then_some((batch_mean, batch_var)),
         dx: tape.grad(xv).unwrap().to_vec(),
         dgamma: tape.grad(g).unwrap().to_vec(),
         dbeta: tape.grad(b).unwrap().to_vec(),
@@ -559,9 +576,9 @@ fn cross_entropy_kernels_match_the_tape_op() {
             .collect();
         for reduction in [Reduction::Mean, Reduction::Sum] {
             let mut tape = Tape::<f64>::new();
-            let zv = tape.leaf(Tensor::new(&[n, k], z64.clone()).unwrap(), true);
+            let zv = leaf(&mut tape, &[n, k], z64.clone(), true);
             let l = cross_entropy(&mut tape, zv, &labels, reduction).unwrap();
-            let want_total = tape.value(l).data()[0];
+            let want_total = tape.value(l)[0];
             tape.backward(l).unwrap();
             let got = run_cross_entropy(n, k, &z, &labels_i32, reduction);
             let what = format!("cross_entropy_rows_f32 ({n}, {k}) {reduction:?}");
@@ -685,21 +702,21 @@ fn sgd_one_launch_over_a_flat_buffer_matches_per_tensor_updates() {
     let (g, g64) = random(len, -1.0, 1.0, 501);
     let (v, v64) = random(len, -1.0, 1.0, 502);
     let (lr, momentum, weight_decay) = (0.1f32, 0.9f32, 5e-4f32);
-    let mut sgd = Sgd::new(
-        f64::from(momentum),
-        f64::from(weight_decay),
-        SGD_TENSORS.to_vec(),
-    );
-    let mut want_p = p64.clone();
+    let step = SgdStep {
+        lr,
+        momentum,
+        weight_decay,
+    };
+    let (mut want_p, mut want_v) = (Vec::new(), Vec::new());
     let mut offset = 0;
-    for (i, &size) in SGD_TENSORS.iter().enumerate() {
-        sgd.velocity[i].copy_from_slice(&v64[offset..offset + size]);
+    for &size in SGD_TENSORS {
         let range = offset..offset + size;
-        sgd.update(i, &mut want_p[range.clone()], &g64[range], f64::from(lr))
-            .unwrap();
+        let (mut p, mut v) = (p64[range.clone()].to_vec(), v64[range.clone()].to_vec());
+        f64::sgd_update(&(), &mut p, &&g64[range], &mut v, &step).unwrap();
+        want_p.extend(p);
+        want_v.extend(v);
         offset += size;
     }
-    let want_v: Vec<f64> = sgd.velocity.concat();
 
     let (dev, got_p, got_v) = run_sgd(&p, &g, &v, (lr, momentum, weight_decay));
     launched(&dev, &["sgd_update_f32"]);
@@ -779,13 +796,13 @@ fn pgd_kernels_match_the_cpu_attack_bit_for_bit() {
             let seed = 600 + 10 * i as u64;
             let (x0, _) = pgd_inputs(len, seed);
             let noise = pgd::random_start_noise(&mut StdRng::seed_from_u64(seed), len, eps);
-            let mut want = pgd::random_start(&x0, &noise, eps);
+            let mut want = pgd_cpu::random_start(&x0, &noise, eps);
 
             let dev = HarnessDevice::new();
             let mut startb = dev.alloc_scratch::<f32>("start", len).unwrap();
             let x0b = dev.upload("x0", &x0).unwrap();
             let nb = dev.upload("noise", &noise).unwrap();
-            attack_cuda::pgd_random_start(
+            pgd_cuda::pgd_random_start(
                 &dev,
                 eps,
                 &mut dev.view_mut(&mut startb),
@@ -801,11 +818,12 @@ fn pgd_kernels_match_the_cpu_attack_bit_for_bit() {
             let mut xb = dev.upload("x", &x_start).unwrap();
             for k in 0..3 {
                 let (_, g) = pgd_inputs(len, seed + 2 + k);
-                pgd::step(&mut want, &g, &x0, step_direction(&config), eps);
+                pgd_cpu::step(&mut want, &g, &x0, step_direction(&config), eps);
                 let gb = dev.upload("grad", &g).unwrap();
-                attack_cuda::pgd_step(
+                pgd_cuda::pgd_step(
                     &dev,
-                    &config,
+                    step_direction(&config),
+                    eps,
                     &mut dev.view_mut(&mut xb),
                     &dev.view(&gb),
                     &dev.view(&x0b),
@@ -853,16 +871,17 @@ fn pgd_wrappers_reject_wrong_lengths() {
     let mut x = dev.alloc_zeros::<f32>("x", 6).unwrap();
     let x0_short = dev.alloc_zeros::<f32>("x0", 5).unwrap();
     let g = dev.alloc_zeros::<f32>("grad", 6).unwrap();
-    let r = attack_cuda::pgd_step(
+    let r = pgd_cuda::pgd_step(
         &dev,
-        &PgdConfig::paper(1),
+        -1.0,
+        0.1,
         &mut dev.view_mut(&mut x),
         &dev.view(&g),
         &dev.view(&x0_short),
     );
     assert_rejected(&dev, r, "x0");
     let noise_long = dev.alloc_zeros::<f32>("noise", 7).unwrap();
-    let r = attack_cuda::pgd_random_start(
+    let r = pgd_cuda::pgd_random_start(
         &dev,
         0.1,
         &mut dev.view_mut(&mut x),
@@ -885,9 +904,8 @@ fn augment_kernel_equals_crop_flip_batch_for_the_same_seed() {
         let len = n * c * h * w;
         let seed = 700 + i as u64;
         let x = random(len, 0.0, 1.0, seed).0;
-        let mut want = x.clone();
-        crop_flip_batch(&mut want, shape, &mut StdRng::seed_from_u64(seed)).unwrap();
         let draws = crop_flip_draws(n, &mut StdRng::seed_from_u64(seed));
+        let want = f32::crop_flip(&(), shape, &&x[..], &draws).unwrap();
 
         let dev = HarnessDevice::new();
         let srcb = dev.upload("src", &x).unwrap();
@@ -953,9 +971,15 @@ fn normalize_kernels_match_the_tape_op() {
         let mean = random(c, 0.3, 0.6, seed + 2).0;
         let stdev = random(c, 0.15, 0.35, seed + 3).0;
         let mut tape = Tape::<f64>::new();
-        let xv = tape.leaf(Tensor::new(&shape, x64).unwrap(), true);
-        let y = normalize::normalize(&mut tape, xv, &mean, &stdev).unwrap();
-        let want_y = tape.value(y).data().to_vec();
+        let xv = leaf(&mut tape, &shape, x64, true);
+        let mean64 = mean.iter().map(|&m| f64::from(m)).collect();
+        let stdev64 = stdev.iter().map(|&s| f64::from(s)).collect();
+        let (mv, sv) = (
+            leaf(&mut tape, &[c], mean64, false),
+            leaf(&mut tape, &[c], stdev64, false),
+        );
+        let y = normalize::normalize(&mut tape, xv, mv, sv).unwrap();
+        let want_y = tape.value(y).to_vec();
         tape.backward_with(y, dy64).unwrap();
 
         let dev = HarnessDevice::new();
@@ -1042,8 +1066,8 @@ fn add_kernel_matches_the_tape_op() {
         let (a, a64) = random(len, -1.0, 1.0, seed);
         let (b, b64) = random(len, -1.0, 1.0, seed + 1);
         let mut tape = Tape::<f64>::new();
-        let av = tape.leaf(Tensor::new(&[len], a64).unwrap(), false);
-        let bv = tape.leaf(Tensor::new(&[len], b64).unwrap(), false);
+        let av = leaf(&mut tape, &[len], a64, false);
+        let bv = leaf(&mut tape, &[len], b64, false);
         let y = add_op::add(&mut tape, av, bv).unwrap();
 
         let dev = HarnessDevice::new();
@@ -1061,7 +1085,7 @@ fn add_kernel_matches_the_tape_op() {
         assert_matches(
             &format!("add_forward_f32 len {len}"),
             &download(&dev, &yb),
-            tape.value(y).data(),
+            tape.value(y),
         );
         if len % 8 == 0 {
             pin_once(&reports[0], "a", false, len);
@@ -1106,7 +1130,7 @@ fn pointwise_kernels_match_the_tape_op_and_move_each_tensor_once() {
             let (x, x64) = random(len, -8.0, 8.0, seed);
             let (dy, dy64) = random(len, -1.0, 1.0, seed + 100);
             let mut tape = Tape::<f64>::new();
-            let xv = tape.leaf(Tensor::new(&[len], x64).unwrap(), true);
+            let xv = leaf(&mut tape, &[len], x64, true);
             let y = pointwise(&mut tape, xv, kind).unwrap();
             tape.backward_with(y, dy64).unwrap();
             let what = |t: &str| format!("pointwise {kind:?} len {len} {t}");
@@ -1132,7 +1156,7 @@ fn pointwise_kernels_match_the_tape_op_and_move_each_tensor_once() {
             )
             .unwrap();
             let reports = launched(&dev, &["pointwise_forward_f32", "pointwise_backward_f32"]);
-            assert_matches(&what("y"), &download(&dev, &yb), tape.value(y).data());
+            assert_matches(&what("y"), &download(&dev, &yb), tape.value(y));
             assert_matches(&what("dx"), &download(&dev, &dxb), tape.grad(xv).unwrap());
             if len % 8 == 0 {
                 pin_once(&reports[0], "x", false, len);

@@ -1,11 +1,9 @@
 //! ResNet: parameter counts, whole-network gradients against finite differences,
 //! overfitting a tiny batch, and checkpoint round trips.
 
-use sparta::autograd::Tape;
-use sparta::classifier::{Classifier, Trainable};
-use sparta::nn::resnet::{Depth, ResNet, ResNetConfig};
+use sparta::classifier::{Classifier, InspectActivations, Trainable};
+use sparta::nn::resnet::{Depth, Mode, ResNet, ResNetConfig};
 use sparta::ops::loss::{cross_entropy, Reduction};
-use sparta::tensor::Tensor;
 
 /// The paper's parameter counts, from the built models (ReLU and SPARTA on the last
 /// block of every group), and from the configurations alone
@@ -28,8 +26,7 @@ fn parameter_counts_match_the_paper() {
     let r18 = ResNet::<f32>::new(ResNetConfig::resnet18(3, 10).with_activation("relu"), 0).unwrap();
     assert!(r18
         .params()
-        .iter()
-        .any(|p| p.name == "layer2.0.shortcut.conv.weight"));
+        .any(|(p, _)| p.name == "layer2.0.shortcut.conv.weight"));
     let rows = r18.summary();
     assert_eq!(rows.iter().map(|r| r.params).sum::<usize>(), 11_173_962);
     assert!(rows
@@ -65,7 +62,7 @@ fn value_counts_are_what_the_model_holds() {
             };
             let model = ResNet::<f32>::new(config.clone(), 0).unwrap();
             let counts = config.value_counts().unwrap();
-            let buffers: usize = model.buffers().iter().map(|b| b.value.len()).sum();
+            let buffers: usize = model.buffers().map(|(_, b)| b.len()).sum();
             assert_eq!(
                 (counts.parameters, counts.buffers),
                 (model.param_count(), buffers),
@@ -102,11 +99,16 @@ fn loss(
     labels: &[usize],
     train: bool,
 ) -> f64 {
-    let mut tape = Tape::new();
-    let xv = tape.leaf(Tensor::new(&shape, x.to_vec()).unwrap(), false);
-    let (z, _) = model.forward(&mut tape, xv, train, false).unwrap();
-    let l = cross_entropy(&mut tape, z, labels, Reduction::Sum).unwrap();
-    tape.value(l).data()[0]
+    let mode = Mode {
+        train,
+        ..Mode::EVAL
+    };
+    model
+        .pass(&x.to_vec(), shape, mode, |tape, f| {
+            let l = cross_entropy(tape, f.logits, labels, Reduction::Sum)?;
+            Ok(tape.value(l)[0])
+        })
+        .unwrap()
 }
 
 /// Fourth-order central difference: batch norm over tiny batches is curved enough that
@@ -130,11 +132,24 @@ fn whole_network_fd(spec: &str) {
     let x = inputs(4, 16, 0);
     let labels = [0, 2, 1, 1];
     for train in [true, false] {
-        let mut tape = Tape::new();
-        let xv = tape.leaf(Tensor::new(&shape, x.clone()).unwrap(), true);
-        let (z, pv) = model.forward(&mut tape, xv, train, true).unwrap();
-        let l = cross_entropy(&mut tape, z, &labels, Reduction::Sum).unwrap();
-        tape.backward(l).unwrap();
+        let mode = Mode {
+            train,
+            input_grad: true,
+            param_grads: true,
+            observe: false,
+        };
+        let (grads, gx) = model
+            .pass(&x, shape, mode, |tape, f| {
+                let l = cross_entropy(tape, f.logits, &labels, Reduction::Sum)?;
+                tape.backward(l)?;
+                let grads: Vec<Vec<f64>> = f
+                    .params
+                    .iter()
+                    .map(|&v| tape.grad(v).unwrap().to_vec())
+                    .collect();
+                Ok((grads, tape.grad(f.x).unwrap().to_vec()))
+            })
+            .unwrap();
         let h = 1e-5;
         let close = |g: f64, fd: f64, what: &str| {
             assert!(
@@ -143,21 +158,22 @@ fn whole_network_fd(spec: &str) {
             );
         };
         // Every parameter element (stride through the big ones to keep the test short).
-        for (i, v) in pv.iter().enumerate() {
-            let g = tape.grad(*v).unwrap().to_vec();
+        for (i, g) in grads.iter().enumerate() {
             for j in (0..g.len()).step_by(1 + g.len() / 7) {
-                let orig = model.params()[i].value.data()[j];
+                let set = |model: &mut ResNet<f64>, v: f64| {
+                    model.params_mut().nth(i).unwrap().1[j] = v;
+                };
+                let orig = model.params().nth(i).unwrap().1[j];
                 let mut at = |d: f64| {
-                    model.params_mut()[i].value.data_mut()[j] = orig + d;
+                    set(&mut model, orig + d);
                     loss(&mut model, &x, shape, &labels, train)
                 };
                 let fd = richardson(&mut at, h);
-                model.params_mut()[i].value.data_mut()[j] = orig;
-                let name = model.params()[i].name.clone();
+                set(&mut model, orig);
+                let name = model.params().nth(i).unwrap().0.name.clone();
                 close(g[j], fd, &format!("{spec} train={train} {name}[{j}]"));
             }
         }
-        let gx = tape.grad(xv).unwrap().to_vec();
         for j in (0..x.len()).step_by(9) {
             let mut at = |d: f64| {
                 let mut xd = x.clone();
@@ -173,13 +189,16 @@ fn whole_network_fd(spec: &str) {
 #[test]
 fn input_gradient_leaves_parameters_without_gradients() {
     let mut model = ResNet::<f64>::new(tiny_config(), 4).unwrap();
-    let mut tape = Tape::new();
-    let xv = tape.leaf(Tensor::new(&[2, 1, 8, 8], inputs(2, 8, 1)).unwrap(), true);
-    let (z, pv) = model.forward(&mut tape, xv, false, false).unwrap();
-    let l = cross_entropy(&mut tape, z, &[0, 1], Reduction::Sum).unwrap();
-    tape.backward(l).unwrap();
-    assert!(tape.grad(xv).is_some());
-    assert!(pv.iter().all(|&v| tape.grad(v).is_none()));
+    let x = inputs(2, 8, 1);
+    model
+        .pass(&x, [2, 1, 8, 8], Mode::ATTACK, |tape, f| {
+            let l = cross_entropy(tape, f.logits, &[0, 1], Reduction::Sum)?;
+            tape.backward(l)?;
+            assert!(tape.grad(f.x).is_some());
+            assert!(f.params.iter().all(|&v| tape.grad(v).is_none()));
+            Ok(())
+        })
+        .unwrap();
 }
 
 fn f32_batch(n: usize, side: usize) -> (Vec<f32>, Vec<usize>) {
@@ -238,14 +257,15 @@ fn classifier_losses_and_input_gradient_agree_with_the_tape() {
     let path = dir.join("model.safetensors");
     model.save(&path).unwrap();
     let mut exact = ResNet::<f64>::from_checkpoint(&path).unwrap();
-    let mut tape = Tape::new();
     let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-    let xv = tape.leaf(Tensor::new(&shape, x64).unwrap(), true);
-    let (z, _) = exact.forward(&mut tape, xv, false, false).unwrap();
-    let z64 = tape.value(z).data().to_vec();
-    let l = cross_entropy(&mut tape, z, &labels, Reduction::Sum).unwrap();
-    tape.backward(l).unwrap();
-    let want = tape.take_grad(xv).unwrap();
+    let (z64, want) = exact
+        .pass(&x64, shape, Mode::ATTACK, |tape, f| {
+            let z64 = tape.value(f.logits).to_vec();
+            let l = cross_entropy(tape, f.logits, &labels, Reduction::Sum)?;
+            tape.backward(l)?;
+            Ok((z64, tape.take_grad(f.x).unwrap()))
+        })
+        .unwrap();
 
     // f32 against f64: relative per element, plus a floor at f32 rounding of the largest.
     let close = |got: &[f32], want: &[f64], what: &str| {
@@ -300,9 +320,9 @@ fn checkpoint_round_trip_is_bit_exact() {
     assert_eq!(b.config(), a.config());
     let bits = |m: &ResNet<f32>| -> Vec<u32> {
         m.params()
-            .iter()
             .chain(m.buffers())
-            .flat_map(|p| p.value.data().iter().map(|v| v.to_bits()))
+            .flat_map(|(_, v)| v.iter().map(|v| v.to_bits()))
+            .chain(m.velocity().iter().flatten().map(|v| v.to_bits()))
             .collect()
     };
     assert_eq!(bits(&a), bits(&b));
@@ -359,18 +379,16 @@ fn frozen_sparta_loads_from_another_model_and_stays_fixed() {
     let mut model = ResNet::<f32>::new(config("G1-4.Blast frozen"), 2).unwrap();
     let sparta_elems: usize = model
         .params()
-        .iter()
-        .filter(|p| p.name.contains(".sparta."))
-        .map(|p| p.value.len())
+        .filter(|(p, _)| p.name.contains(".sparta."))
+        .map(|(_, v)| v.len())
         .sum();
     assert!(sparta_elems > 0);
     assert_eq!(model.trainable_count() + sparta_elems, model.param_count());
     assert_eq!(model.load_sparta_from(&path).unwrap(), 4 * 8);
     let values = |m: &ResNet<f32>, sparta: bool| -> Vec<f32> {
         m.params()
-            .iter()
-            .filter(|p| p.name.contains(".sparta.") == sparta)
-            .flat_map(|p| p.value.data().to_vec())
+            .filter(|(p, _)| p.name.contains(".sparta.") == sparta)
+            .flat_map(|(_, v)| v.to_vec())
             .collect()
     };
     assert_eq!(values(&model, true), values(&donor, true));
@@ -451,8 +469,8 @@ fn activation_maps_are_the_blocks_activations() {
             .map(|plane| plane.iter().sum::<f32>() / (h * w) as f32)
             .collect();
         let param = |name: &str| {
-            let p = model.params().iter().find(|p| p.name == name).unwrap();
-            p.value.data().to_vec()
+            let (_, v) = model.params().find(|(p, _)| p.name == name).unwrap();
+            v.to_vec()
         };
         let (fc_w, fc_b) = (param("fc.weight"), param("fc.bias"));
         let logits = model.logits(&x, shape).unwrap();

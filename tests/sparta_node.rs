@@ -1,33 +1,33 @@
 //! The fused SPARTA tape node against the same layer composed from primitive tape ops:
 //! outputs and every gradient, for each variant.
 
+use std::rc::Rc;
+
 use rand::SeedableRng;
 use sparta::autograd::{Tape, Var};
 use sparta::nn::sparta::{SpartaConfig, SpartaLayer};
 use sparta::nn::sparta_node::{param_leaves, sparta, sparta_composed};
-use sparta::tensor::Tensor;
 
-fn input(shape: &[usize], seed: u64) -> Tensor<f64> {
+fn input(shape: &[usize], seed: u64) -> Vec<f64> {
     let n: usize = shape.iter().product();
-    let v = (0..n)
+    (0..n)
         .map(|i| ((i as f64 + 0.5) * 1.37 + seed as f64).sin())
-        .collect();
-    Tensor::new(shape, v).unwrap()
+        .collect()
 }
 
 /// Output and gradients (x first, then every parameter) of one build of the layer.
 fn run(config: SpartaConfig, fused: bool, shape: &[usize]) -> (Vec<f64>, Vec<Vec<f64>>) {
     let layer = SpartaLayer::<f64>::new(config, &mut rand::rngs::StdRng::seed_from_u64(11));
     let mut tape = Tape::new();
-    let x = tape.leaf(input(shape, 2), true);
+    let x = tape.leaf(shape, input(shape, 2), true).unwrap();
     let params = param_leaves(&mut tape, &layer, true).unwrap();
     let y = if fused {
-        sparta(&mut tape, x, layer, &params).unwrap()
+        sparta(&mut tape, x, &Rc::new(layer), &params).unwrap()
     } else {
         sparta_composed(&mut tape, x, &config, &params).unwrap()
     };
-    let out = tape.value(y).data().to_vec();
-    let dy: Vec<f64> = input(shape, 5).into_data();
+    let out = tape.value(y).to_vec();
+    let dy: Vec<f64> = input(shape, 5);
     tape.backward_with(y, dy).unwrap();
     let vars: Vec<Var> = std::iter::once(x).chain(params).collect();
     let grads = vars
@@ -78,9 +78,11 @@ fn input_gradient_only_skips_parameter_gradients() {
         &mut rand::rngs::StdRng::seed_from_u64(1),
     );
     let mut tape = Tape::new();
-    let x = tape.leaf(input(&[1, 4, 3, 3], 0), true);
+    let x = tape
+        .leaf(&[1, 4, 3, 3], input(&[1, 4, 3, 3], 0), true)
+        .unwrap();
     let params = param_leaves(&mut tape, &layer, false).unwrap();
-    let y = sparta(&mut tape, x, layer, &params).unwrap();
+    let y = sparta(&mut tape, x, &Rc::new(layer), &params).unwrap();
     tape.backward_with(y, vec![1.0; 36]).unwrap();
     assert!(tape.grad(x).is_some());
     assert!(params.iter().all(|&p| tape.grad(p).is_none()));

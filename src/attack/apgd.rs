@@ -30,9 +30,10 @@ use rand::Rng;
 
 use super::losses::AttackLoss;
 use super::outcome::AttackOutcome;
-use super::pgd::{argmax_rows, project, Goal, MAX_ITERATIONS, MAX_RESTARTS};
+use super::pgd::{argmax_rows, Goal, MAX_ITERATIONS, MAX_RESTARTS};
 use crate::classifier::{BatchShape, Classifier};
 use crate::error::{check_len, Error, Result};
+use crate::ops::pgd::cpu::project;
 
 /// The loss APGD maximises.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

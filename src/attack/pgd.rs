@@ -8,8 +8,12 @@
 
 use rand::Rng;
 
+use crate::backend::{Backend, Buf, Ctx, View};
 use crate::classifier::{BatchShape, Classifier};
 use crate::error::{check_len, Error, Result};
+use crate::launch::ViewLen;
+use crate::ops::loss::{LossKernels, Reduction};
+use crate::ops::pgd::PgdKernels;
 
 /// Which way the attack pushes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -173,11 +177,6 @@ pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<usize> {
         .collect()
 }
 
-/// `v` projected onto `[origin − ε, origin + ε] ∩ [0, 1]` (the ball first).
-pub fn project(v: f32, origin: f32, eps: f32) -> f32 {
-    v.clamp(origin - eps, origin + eps).clamp(0.0, 1.0)
-}
-
 /// The signed step size: `−α` for a targeted attack (descend the target's loss), `+α`
 /// for an untargeted one (ascend the label's loss).
 pub fn step_direction(config: &PgdConfig) -> f32 {
@@ -190,29 +189,6 @@ pub fn step_direction(config: &PgdConfig) -> f32 {
 /// The random start's noise: one uniform draw in `[−ε, ε]` per element, in order.
 pub fn random_start_noise(rng: &mut impl Rng, len: usize, eps: f32) -> Vec<f32> {
     (0..len).map(|_| rng.random_range(-eps..=eps)).collect()
-}
-
-/// The random start `project(x₀ + noise, x₀)`.
-pub fn random_start(x0: &[f32], noise: &[f32], eps: f32) -> Vec<f32> {
-    x0.iter()
-        .zip(noise)
-        .map(|(&o, &u)| project(o + u, o, eps))
-        .collect()
-}
-
-/// One PGD step in place: `x ← project(x + direction·sign(g), x₀)` with `sign(0) = 0`
-/// (and 0 for NaN).
-pub fn step(x: &mut [f32], grad: &[f32], x0: &[f32], direction: f32, eps: f32) {
-    for ((v, &g), &o) in x.iter_mut().zip(grad).zip(x0) {
-        let sign = if g > 0.0 {
-            1.0
-        } else if g < 0.0 {
-            -1.0
-        } else {
-            0.0
-        };
-        *v = project(*v + direction * sign, o, eps);
-    }
 }
 
 /// The state of a run after some number of steps.
@@ -354,7 +330,7 @@ fn keep_better(kept: &mut PgdOutcome, run: PgdOutcome, labels: &[usize], goal: G
 
 /// One PGD run from a fresh start, with a snapshot after each step count in `at`;
 /// returns the final images too. The random start's noise is drawn here, so the RNG
-/// stream is the same whichever device the model runs the iterations on.
+/// stream is the same on every backend.
 fn one_run<C: Classifier + ?Sized>(
     model: &mut C,
     x0: &[f32],
@@ -364,51 +340,93 @@ fn one_run<C: Classifier + ?Sized>(
     at: &[usize],
     rng: &mut impl Rng,
 ) -> Result<(Vec<f32>, Vec<Snapshot>)> {
-    let eps = config.epsilon;
-    let noise = (config.random_start && eps > 0.0).then(|| random_start_noise(rng, x0.len(), eps));
-    let (x, snapshots) = model.pgd_run(x0, noise.as_deref(), shape, targets, config, at)?;
-    check_len("pgd", "adversarial images", x.len(), x0.len())?;
+    let noise = start_noise(config, x0.len(), rng);
+    let x0b = C::Backend::upload(model.ctx(), "pgd.x0", x0)?;
+    let (x, snapshots) = run(model, &x0b, noise.as_deref(), shape, targets, config, at)?;
+    let ctx = model.ctx();
+    let x = C::Backend::download(ctx, &C::Backend::view(ctx, &x))?;
     Ok((x, snapshots))
 }
 
-/// The iterations of one PGD run through [`Classifier::logits`] and
-/// [`Classifier::loss_and_input_grad`], on the host: the default
-/// [`Classifier::pgd_run`]. Starts at `random_start(x0, noise)` when `noise` is given,
-/// else at `x0`; takes `config.iterations` steps toward (targeted) or away from
-/// `targets`, with a [`Snapshot`] after each step count in `at`.
-pub fn run_on_host<C: Classifier + ?Sized>(
+/// The random start's noise of one run of `config` on `len` pixels, drawn from `rng`
+/// (none without a random start or with ε = 0).
+pub fn start_noise(config: &PgdConfig, len: usize, rng: &mut impl Rng) -> Option<Vec<f32>> {
+    let eps = config.epsilon;
+    (config.random_start && eps > 0.0).then(|| random_start_noise(rng, len, eps))
+}
+
+/// The iterations of one PGD run, on the model's backend: starts at
+/// `random_start(x0, noise)` when `noise` is given, else at `x0`; takes
+/// `config.iterations` steps toward (targeted) or away from `targets`, with a
+/// [`Snapshot`] after each step count in `at`. The per-iteration losses stay on the
+/// backend until a snapshot reads them, so an attack inside adversarial training never
+/// waits for a device. Returns the final images, on the backend.
+pub fn run<C: Classifier + ?Sized>(
     model: &mut C,
-    x0: &[f32],
+    x0: &Buf<C::Backend>,
     noise: Option<&[f32]>,
     shape: BatchShape,
     targets: &[usize],
     config: &PgdConfig,
     at: &[usize],
-) -> Result<(Vec<f32>, Vec<Snapshot>)> {
-    let eps = config.epsilon;
-    let mut x: Vec<f32> = match noise {
-        Some(u) => {
-            check_len("pgd", "noise", u.len(), x0.len())?;
-            random_start(x0, u, eps)
-        }
-        None => x0.to_vec(),
-    };
-    let direction = step_direction(config);
+) -> Result<(Buf<C::Backend>, Vec<Snapshot>)> {
+    let len: usize = shape.iter().product();
     let classes = model.num_classes();
+    let eps = config.epsilon;
+    let mut x = {
+        let ctx = model.ctx();
+        let x0v = C::Backend::view(ctx, x0);
+        check_len("pgd", "x0", x0v.len(), len)?;
+        match noise {
+            Some(u) => {
+                check_len("pgd", "noise", u.len(), len)?;
+                let u = C::Backend::upload(ctx, "pgd.noise", u)?;
+                let start =
+                    C::Backend::pgd_random_start(ctx, eps, &x0v, &C::Backend::view(ctx, &u))?;
+                start
+            }
+            None => C::Backend::duplicate(ctx, &x0v)?,
+        }
+    };
+    let target_labels = C::Backend::upload_labels(model.ctx(), targets, classes)?;
+    let direction = step_direction(config);
+    let mut pending = Vec::new();
     let mut losses = Vec::with_capacity(config.iterations + 1);
     let mut snapshots = Vec::new();
     for it in 0..=config.iterations {
         if at.contains(&it) {
-            let logits = model.logits(&x, shape)?;
+            for rows in pending.drain(..) {
+                let ctx = model.ctx();
+                losses.push(C::Backend::download(ctx, &C::Backend::view(ctx, &rows))?);
+            }
+            let z = model.logits_on(&x, shape)?;
+            let ctx = model.ctx();
+            let logits = C::Backend::download(ctx, &C::Backend::view(ctx, &z))?;
             snapshots.push(snapshot(&logits, classes, targets, &losses, it)?);
         }
         if it == config.iterations {
             break;
         }
-        let (loss, grad) = model.loss_and_input_grad(&x, shape, targets)?;
-        check_len("pgd", "input gradient", grad.len(), x.len())?;
-        losses.push(loss);
-        step(&mut x, &grad, x0, direction, eps);
+        let mut rows = None;
+        let mut target_loss = |ctx: &Ctx<C::Backend>, z: &View<'_, C::Backend>| {
+            let ce = C::Backend::cross_entropy(
+                ctx,
+                shape[0],
+                classes,
+                z,
+                &target_labels,
+                Reduction::Sum,
+            )?;
+            rows = Some(ce.rows);
+            Ok(ce.dlogits)
+        };
+        let (_, grad) = model.input_vjp(&x, shape, &mut target_loss)?;
+        pending.push(rows.ok_or_else(|| {
+            Error::Config("the model's input_vjp did not evaluate the loss".into())
+        })?);
+        let ctx = model.ctx();
+        let (grad, x0) = (C::Backend::view(ctx, &grad), C::Backend::view(ctx, x0));
+        C::Backend::pgd_step(ctx, direction, eps, &mut x, &grad, &x0)?;
     }
     Ok((x, snapshots))
 }
@@ -612,7 +630,7 @@ mod tests {
         let mut differs = 0;
         for _ in 0..config.restarts {
             let noise = random_start_noise(&mut rng, x.len(), config.epsilon);
-            let (_, snaps) = run_on_host(
+            let (_, snaps) = run(
                 &mut model(),
                 &x,
                 Some(&noise),

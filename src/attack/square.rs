@@ -22,9 +22,10 @@ use rand::Rng;
 
 use super::losses::margin;
 use super::outcome::AttackOutcome;
-use super::pgd::{argmax_rows, project};
+use super::pgd::argmax_rows;
 use crate::classifier::{BatchShape, Classifier};
 use crate::error::{check_len, Error, Result};
+use crate::ops::pgd::cpu::project;
 
 /// Settings of one Square attack.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -14,6 +14,9 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
+/// Shape of an image batch, NCHW.
+pub type BatchShape = [usize; 4];
+
 /// A labelled image set: images as u8 NCHW (0..=255), labels as class indices.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::{
-    load_model_for, open_output, trainable_on, write_json, write_text, AttackKind, AttackSpec,
+    load_model_for, on_device, open_output, write_json, write_text, AttackKind, AttackSpec,
     Reporter, Setup,
 };
 use crate::attack::transfer::{self, TransferSource};
@@ -173,17 +173,16 @@ pub fn run(attack_job: &AttackJob, reporter: &mut dyn Reporter) -> Result<Attack
     for (i, path) in job.checkpoints.iter().enumerate() {
         let model = load_model_for(path, &test.info(), setup.cross_dataset, reporter)?;
         let label = job.label(i, &model);
-        let mut model = trainable_on(&setup.device, model)?;
         reporter.start(&format!("{label}: {}", attack.name()), test.len(), 0);
-        let evaluation = evaluate_attacks(
-            model.as_mut(),
+        let evaluation = on_device!(&setup.device, model, |model| evaluate_attacks(
+            &mut model,
             &test,
             setup.batch_size,
             &[attack],
             setup.seed,
             save.is_some(),
             |n| reporter.advance(n, None),
-        );
+        ));
         reporter.finish();
         let evaluated = evaluation?.attacks.remove(0);
         if let (Some(file), Some(images)) = (save, &evaluated.adversarial) {

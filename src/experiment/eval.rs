@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::{
-    load_model_for, open_output, trainable_on, write_json, write_text, AttackSpec, Reporter, Setup,
+    load_model_for, on_device, open_output, write_json, write_text, AttackSpec, Reporter, Setup,
 };
 use crate::attack::sanity::{Sanity, Status};
 use crate::attack::suite::{run_suite, Suite, SuiteConfig};
@@ -156,18 +156,17 @@ pub fn run(job: &EvalJob, reporter: &mut dyn Reporter) -> Result<EvalReport> {
         .collect::<Result<Vec<_>>>()?;
     let model = load_model_for(&job.checkpoint, &test.info(), setup.cross_dataset, reporter)?;
     let model_config = model.config().clone();
-    let mut model = trainable_on(&setup.device, model)?;
     let names: Vec<String> = attacks.iter().map(Attack::name).collect();
     reporter.start(&format!("clean + {}", names.join(", ")), test.len(), 0);
-    let suite = run_suite(
-        model.as_mut(),
+    let suite = on_device!(&setup.device, model, |model| run_suite(
+        &mut model,
         &test,
         setup.batch_size,
         &config,
         setup.seed,
         &transfers,
         |n| reporter.advance(n, None),
-    );
+    ));
     reporter.finish();
     let suite = suite?;
     let report = EvalReport {

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::attack::CompareJob;
 use super::Reporter;
-use super::{inspectable_on, load_model_for, open_output, write_json, write_text};
+use super::{load_model_for, on_device, open_output, write_json, write_text};
 use crate::attack::features::channel_mean;
 use crate::attack::{compare_features, FeatureReport, FeatureShift};
 use crate::error::Result;
@@ -128,17 +128,16 @@ pub fn run(job: &FeaturesJob, reporter: &mut dyn Reporter) -> Result<FeaturesRep
     for (i, path) in a.checkpoints.iter().enumerate() {
         let model = load_model_for(path, &test.info(), setup.cross_dataset, reporter)?;
         let label = a.label(i, &model);
-        let mut model = inspectable_on(&setup.device, model)?;
         reporter.start(&format!("{label}: {attack}, feature maps"), test.len(), 0);
-        let maps = compare_features(
-            model.as_mut(),
+        let maps = on_device!(&setup.device, model, |model| compare_features(
+            &mut model,
             &test,
             setup.batch_size,
             &config,
             setup.seed,
             job.image,
             |n| reporter.advance(n, None),
-        );
+        ));
         reporter.finish();
         let maps = maps?;
         rows.push(FeaturesRow {

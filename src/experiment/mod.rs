@@ -54,11 +54,9 @@ use serde::Serialize;
 use crate::attack::apgd::ApgdConfig;
 use crate::attack::square::SquareConfig;
 use crate::attack::{Attack, Goal, PgdConfig};
-use crate::classifier::{InspectActivations, Trainable};
 use crate::data::{Dataset, DatasetInfo, DatasetKind, Split};
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::nn::device_resnet::DeviceResNet;
 use crate::nn::resnet::{Depth, ResNet, ResNetConfig};
 use crate::storage::{remove_stale_temporaries, write_atomically, RunLock};
 
@@ -295,22 +293,28 @@ pub fn load_model_for(
     Ok(model)
 }
 
-/// `model` where `device` is: the host model itself on the CPU, a [`DeviceResNet`]
-/// (parameters, activations and optimizer state on the GPU) on CUDA.
-pub fn trainable_on(device: &Device, model: ResNet<f32>) -> Result<Box<dyn Trainable>> {
-    Ok(match device {
-        Device::Cpu => Box::new(model),
-        Device::Cuda(gpu) => Box::new(DeviceResNet::new(gpu.clone(), model)?),
-    })
+/// Evaluates `$body` with `$m` bound to the host model `$model` moved to `$device`: the
+/// model itself on the CPU, a copy on the GPU (`ResNet<OnDevice<Arc<Gpu>>>`: parameters,
+/// activations and optimizer state there). `$body` is compiled once per backend.
+macro_rules! on_device {
+    ($device:expr, $model:expr, |$m:ident| $body:expr) => {
+        match $device {
+            $crate::device::Device::Cpu => {
+                #[allow(unused_mut)]
+                let mut $m = $model;
+                $body
+            }
+            $crate::device::Device::Cuda(gpu) => {
+                let ctx = $crate::alloc::CachingDevice::new(gpu.clone());
+                #[allow(unused_mut)]
+                let mut $m = $model
+                    .to_backend::<$crate::backend::OnDevice<std::sync::Arc<$crate::Gpu>>>(ctx)?;
+                $body
+            }
+        }
+    };
 }
-
-/// [`trainable_on`] for jobs that read the activations too.
-pub fn inspectable_on(device: &Device, model: ResNet<f32>) -> Result<Box<dyn InspectActivations>> {
-    Ok(match device {
-        Device::Cpu => Box::new(model),
-        Device::Cuda(gpu) => Box::new(DeviceResNet::new(gpu.clone(), model)?),
-    })
-}
+pub(crate) use on_device;
 
 /// Takes the lock of the output folder `out` (creating it) and removes what
 /// interrupted writes left there.

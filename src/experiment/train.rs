@@ -1,18 +1,20 @@
 //! `sparta train`: train a ResNet, standard or adversarial, resumable; then its clean
 //! test error.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{open_output, trainable_on, write_json, write_text, Reporter, Setup};
+use super::{on_device, open_output, write_json, write_text, Reporter, Setup};
 use crate::attack::{evaluate, PgdConfig};
+use crate::classifier::Trainable;
+use crate::data::Dataset;
 use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::nn::resnet::{ResNet, ResNetConfig};
-use crate::train::{checkpoint, train, Checkpoints, EpochStats, TrainConfig};
+use crate::train::{checkpoint, train, Checkpoints, EpochStats, TrainConfig, TrainOutcome};
 
 /// Name of the checkpoint folder inside a training run's output folder.
 pub const CHECKPOINT_DIR: &str = "checkpoint";
@@ -141,7 +143,6 @@ pub fn run(job: &TrainJob, stop: &AtomicBool, reporter: &mut dyn Reporter) -> Re
         ));
     }
     let parameters = model.param_count();
-    let mut model = trainable_on(&setup.device, model)?;
     let checkpoint_dir = setup.out.join(CHECKPOINT_DIR);
     if job.fresh && checkpoint_dir.exists() {
         std::fs::remove_dir_all(&checkpoint_dir).map_err(|e| Error::io(&checkpoint_dir, e))?;
@@ -169,75 +170,17 @@ pub fn run(job: &TrainJob, stop: &AtomicBool, reporter: &mut dyn Reporter) -> Re
             state.step
         ));
     }
-    let start = Instant::now();
-    let mut epoch_shown = None;
-    let checkpoints = Checkpoints {
-        dir: &checkpoint_dir,
-        resume: true,
-        other_dataset: setup.cross_dataset,
-    };
-    let outcome = train(
-        model.as_mut(),
-        &data,
-        &job.config,
-        Some(checkpoints),
+    let run = Run {
+        job,
+        data: &data,
+        test: test.as_ref(),
+        checkpoint_dir: &checkpoint_dir,
+        model_file: setup.out.join(MODEL_FILE),
         stop,
-        |p| {
-            if epoch_shown != Some(p.epoch) {
-                if epoch_shown.is_some() {
-                    reporter.finish();
-                }
-                let label = format!("epoch {}/{}", p.epoch + 1, p.epochs);
-                reporter.start(&label, data.len(), p.running.images - p.batch_images);
-                epoch_shown = Some(p.epoch);
-            }
-            let status = format!(
-                "loss {:.4} acc {:.1}% lr {}",
-                p.running.loss(),
-                100.0 * p.running.accuracy(),
-                p.lr
-            );
-            reporter.advance(p.batch_images, Some(&status));
-        },
-    );
-    if epoch_shown.is_some() {
-        reporter.finish();
-    }
-    let outcome = outcome?;
-    let seconds = start.elapsed().as_secs_f64();
-    let model_file = setup.out.join(MODEL_FILE);
-    if outcome.interrupted {
-        reporter.note(&format!(
-            "stopped at epoch {} step {}; checkpoint in {} (rerun the same command to resume)",
-            outcome.state.epoch + 1,
-            outcome.state.step,
-            checkpoint_dir.display()
-        ));
-    } else {
-        model.save(&model_file)?;
-    }
-    let clean_test = match (&test, outcome.interrupted) {
-        (Some(test), false) => {
-            let clean = PgdConfig {
-                iterations: 0,
-                random_start: false,
-                ..PgdConfig::paper(0)
-            };
-            reporter.start("clean test", test.len(), 0);
-            let reports = evaluate(
-                model.as_mut(),
-                test,
-                job.config.batch_size,
-                &clean,
-                &[0],
-                job.config.seed,
-                |n| reporter.advance(n, None),
-            );
-            reporter.finish();
-            Some((reports?[0].clean_error, test.len()))
-        }
-        _ => None,
     };
+    let (outcome, seconds, clean_test) =
+        on_device!(&setup.device, model, |model| run.on(&mut model, reporter))?;
+    let model_file = run.model_file;
     let report = TrainReport {
         dataset: data.name.clone(),
         train_images: data.len(),
@@ -256,4 +199,96 @@ pub fn run(job: &TrainJob, stop: &AtomicBool, reporter: &mut dyn Reporter) -> Re
     write_json(&setup.out.join("train.json"), &report)?;
     write_text(&setup.out.join("train.md"), &report.markdown())?;
     Ok(report)
+}
+
+/// What a training run needs besides the model, for [`Run::on`] on whichever backend.
+struct Run<'a> {
+    job: &'a TrainJob,
+    data: &'a Dataset,
+    test: Option<&'a Dataset>,
+    checkpoint_dir: &'a Path,
+    model_file: PathBuf,
+    stop: &'a AtomicBool,
+}
+
+impl Run<'_> {
+    /// Trains `model`, saves it unless stopped, and measures the clean test error when
+    /// asked: the outcome, the training's seconds, and the error with its image count.
+    #[allow(clippy::type_complexity)]
+    fn on<M: Trainable>(
+        &self,
+        model: &mut M,
+        reporter: &mut dyn Reporter,
+    ) -> Result<(TrainOutcome, f64, Option<(f64, usize)>)> {
+        let (job, data) = (self.job, self.data);
+        let start = Instant::now();
+        let mut epoch_shown = None;
+        let checkpoints = Checkpoints {
+            dir: self.checkpoint_dir,
+            resume: true,
+            other_dataset: job.setup.cross_dataset,
+        };
+        let outcome = train(
+            model,
+            data,
+            &job.config,
+            Some(checkpoints),
+            self.stop,
+            |p| {
+                if epoch_shown != Some(p.epoch) {
+                    if epoch_shown.is_some() {
+                        reporter.finish();
+                    }
+                    let label = format!("epoch {}/{}", p.epoch + 1, p.epochs);
+                    reporter.start(&label, data.len(), p.running.images - p.batch_images);
+                    epoch_shown = Some(p.epoch);
+                }
+                let status = format!(
+                    "loss {:.4} acc {:.1}% lr {}",
+                    p.running.loss(),
+                    100.0 * p.running.accuracy(),
+                    p.lr
+                );
+                reporter.advance(p.batch_images, Some(&status));
+            },
+        );
+        if epoch_shown.is_some() {
+            reporter.finish();
+        }
+        let outcome = outcome?;
+        let seconds = start.elapsed().as_secs_f64();
+        if outcome.interrupted {
+            reporter.note(&format!(
+                "stopped at epoch {} step {}; checkpoint in {} (rerun the same command to resume)",
+                outcome.state.epoch + 1,
+                outcome.state.step,
+                self.checkpoint_dir.display()
+            ));
+        } else {
+            model.save(&self.model_file)?;
+        }
+        let clean_test = match (self.test, outcome.interrupted) {
+            (Some(test), false) => {
+                let clean = PgdConfig {
+                    iterations: 0,
+                    random_start: false,
+                    ..PgdConfig::paper(0)
+                };
+                reporter.start("clean test", test.len(), 0);
+                let reports = evaluate(
+                    model,
+                    test,
+                    job.config.batch_size,
+                    &clean,
+                    &[0],
+                    job.config.seed,
+                    |n| reporter.advance(n, None),
+                );
+                reporter.finish();
+                Some((reports?[0].clean_error, test.len()))
+            }
+            _ => None,
+        };
+        Ok((outcome, seconds, clean_test))
+    }
 }

@@ -1,6 +1,5 @@
 //! Layers and models built on the tape; each layer holds its parameters.
 
-pub mod device_resnet;
 pub mod param;
 pub mod resnet;
 pub mod sparta;

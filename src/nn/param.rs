@@ -1,18 +1,8 @@
-//! Named tensors a model owns: learned parameters and buffers (running statistics).
+//! Initial values of a model's parameters.
 
 use rand::Rng;
 
 use crate::real::Real;
-use crate::tensor::Tensor;
-
-/// A named tensor, e.g. `layer4.1.conv2.weight` or `bn1.running_mean`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Named<T> {
-    /// Dotted name, as written to checkpoints.
-    pub name: String,
-    /// The values.
-    pub value: Tensor<T>,
-}
 
 /// Standard normal samples by Box–Muller (rand 0.9 alone has no normal distribution).
 pub fn normal<T: Real>(rng: &mut impl Rng, n: usize, std: f64) -> Vec<T> {

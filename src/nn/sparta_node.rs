@@ -2,15 +2,21 @@
 //! forward and backward, and the same layer composed from primitive tape ops
 //! ([`crate::ops::primitive`] and friends), which the tests hold the fused node to.
 
-use super::sparta::{SpartaConfig, SpartaLayer};
-use crate::autograd::{Tape, Var};
+use std::rc::Rc;
+
+use super::sparta::{SpartaCache, SpartaConfig, SpartaLayer};
+use crate::autograd::{Nodes, Tape, Var};
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::ops::primitive::{bias_channels, dynamic_conv, mul, outer, reshape, sigmoid};
-use crate::ops::{conv2d::conv2d, linear::linear, pool, relu::relu};
+use crate::ops::{conv2d::conv2d, fc::linear, pool, relu::relu};
 use crate::real::Real;
-use crate::tensor::Tensor;
 
-fn check_params<T: Real>(tape: &Tape<T>, config: &SpartaConfig, params: &[Var]) -> Result<()> {
+fn check_params<B: Backend>(
+    tape: &Tape<'_, B>,
+    config: &SpartaConfig,
+    params: &[Var],
+) -> Result<()> {
     let shapes = config.param_shapes();
     if shapes.len() != params.len() {
         return Err(Error::shape(
@@ -33,33 +39,103 @@ fn check_params<T: Real>(tape: &Tape<T>, config: &SpartaConfig, params: &[Var]) 
     Ok(())
 }
 
-/// SPARTA on `x [N,C,H,W]` as one node. `layer` supplies the configuration (its weights
-/// are replaced by the values of `params`, in [`SpartaLayer::params`] order). When no
-/// parameter needs a gradient the backward skips their gradients (frozen path).
+/// What the fused SPARTA node needs from a backend: the layer's handwritten forward and
+/// backward ([`SpartaLayer::forward`] on the host, [`SpartaLayer::forward_cuda`] on a
+/// device).
+pub trait SpartaKernels: Backend {
+    /// What the forward keeps for the backward.
+    type Cache: 'static;
+
+    /// `layer` (its configuration) with the weights `weights` on `x [n, C, h, w]`;
+    /// without `param_grads` the cache need not serve parameter gradients.
+    #[allow(clippy::too_many_arguments)]
+    fn sparta_forward(
+        ctx: &Self::Ctx,
+        layer: &SpartaLayer<Self::Real>,
+        weights: &[Self::View<'_>],
+        x: &Self::View<'_>,
+        n: usize,
+        h: usize,
+        w: usize,
+        param_grads: bool,
+    ) -> Result<(Self::Buf, Self::Cache)>;
+
+    /// `dx`, and the weights' gradients in [`SpartaLayer::params`] order when
+    /// `param_grads` (else none).
+    #[allow(clippy::too_many_arguments)]
+    fn sparta_backward(
+        ctx: &Self::Ctx,
+        layer: &SpartaLayer<Self::Real>,
+        weights: &[Self::View<'_>],
+        x: &Self::View<'_>,
+        cache: &Self::Cache,
+        dy: &Self::View<'_>,
+        param_grads: bool,
+    ) -> Result<(Self::Buf, Vec<Self::Buf>)>;
+}
+
+impl<T: Real> SpartaKernels for T {
+    /// The layer with the forward's weights (the backward needs them), and its cache.
+    type Cache = (SpartaLayer<T>, SpartaCache<T>);
+
+    fn sparta_forward(
+        _: &(),
+        layer: &SpartaLayer<T>,
+        weights: &[&[T]],
+        x: &&[T],
+        n: usize,
+        h: usize,
+        w: usize,
+        param_grads: bool,
+    ) -> Result<(Vec<T>, Self::Cache)> {
+        let mut layer = layer.clone();
+        for ((_, dst), src) in layer.params_mut().into_iter().zip(weights) {
+            crate::error::check_len("sparta", "weight", src.len(), dst.len())?;
+            dst.copy_from_slice(src);
+        }
+        let frozen = layer.config().frozen || !param_grads;
+        layer.set_frozen(frozen);
+        let (y, cache) = layer.forward(x, n, h, w)?;
+        Ok((y, (layer, cache)))
+    }
+
+    fn sparta_backward(
+        _: &(),
+        _: &SpartaLayer<T>,
+        _: &[&[T]],
+        x: &&[T],
+        (layer, cache): &Self::Cache,
+        dy: &&[T],
+        _: bool,
+    ) -> Result<(Vec<T>, Vec<Vec<T>>)> {
+        let grads = layer.backward(x, cache, dy)?;
+        Ok((grads.dx, grads.params))
+    }
+}
+
+/// SPARTA on `x [N,C,H,W]` as one node. `layer` supplies the configuration; the weights
+/// are the values of `params`, in [`SpartaLayer::params`] order. When no parameter
+/// needs a gradient the backward skips their gradients (frozen path).
 ///
 /// ```
+/// use std::rc::Rc;
 /// use rand::SeedableRng;
 /// use sparta::autograd::Tape;
 /// use sparta::nn::sparta::{SpartaConfig, SpartaLayer};
-/// use sparta::nn::sparta_node::sparta;
-/// use sparta::tensor::Tensor;
+/// use sparta::nn::sparta_node::{param_leaves, sparta};
 ///
 /// let layer = SpartaLayer::<f32>::new(SpartaConfig::new(4), &mut rand::rngs::StdRng::seed_from_u64(0));
 /// let mut tape = Tape::new();
-/// let params: Vec<_> = layer
-///     .params()
-///     .into_iter()
-///     .map(|(_, v, shape)| tape.leaf(Tensor::new(&shape, v.to_vec()).unwrap(), true))
-///     .collect();
-/// let x = tape.leaf(Tensor::new(&[1, 4, 2, 2], vec![0.5; 16])?, false);
-/// let y = sparta(&mut tape, x, layer, &params)?;
+/// let params = param_leaves(&mut tape, &layer, true)?;
+/// let x = tape.leaf(&[1, 4, 2, 2], vec![0.5; 16], false)?;
+/// let y = sparta(&mut tape, x, &Rc::new(layer), &params)?;
 /// assert_eq!(tape.shape(y), &[1, 4, 2, 2]);
 /// # Ok::<(), sparta::Error>(())
 /// ```
-pub fn sparta<T: Real>(
-    tape: &mut Tape<T>,
+pub fn sparta<B: SpartaKernels>(
+    tape: &mut Tape<'_, B>,
     x: Var,
-    mut layer: SpartaLayer<T>,
+    layer: &Rc<SpartaLayer<B::Real>>,
     params: &[Var],
 ) -> Result<Var> {
     let config = *layer.config();
@@ -76,37 +152,48 @@ pub fn sparta<T: Real>(
             format!("{xs:?}"),
         ));
     }
-    for ((_, dst), &p) in layer.params_mut().into_iter().zip(params) {
-        dst.copy_from_slice(tape.value(p).data());
-    }
-    let train_params = params.iter().any(|&p| tape.requires_grad(p));
-    layer.set_frozen(config.frozen || !train_params);
-    let (y, cache) = layer.forward(tape.value(x).data(), n, h, w)?;
-    let y = Tensor::new(&xs, y)?;
+    let param_grads = params.iter().any(|&p| tape.requires_grad(p));
+    let (y, cache) = {
+        let weights: Vec<B::View<'_>> = params.iter().map(|&p| tape.value(p)).collect();
+        let xv = tape.value(x);
+        B::sparta_forward(tape.ctx(), layer, &weights, &xv, n, h, w, param_grads)?
+    };
     let mut inputs = vec![x];
     inputs.extend_from_slice(params);
-    let params = params.to_vec();
-    Ok(tape.push_op(y, &inputs, move || {
-        Box::new(move |nodes, dy| {
-            let grads = layer.backward(nodes.value(x).data(), &cache, dy)?;
+    let (layer, params) = (Rc::clone(layer), params.to_vec());
+    tape.push_op(y, &xs, &inputs, move || {
+        Box::new(move |nodes: &Nodes<'_, B>, dy: B::Buf| {
+            let ctx = nodes.ctx();
+            let weights: Vec<B::View<'_>> = params.iter().map(|&p| nodes.value(p)).collect();
+            let param_grads = params.iter().any(|&p| nodes.requires_grad(p));
+            let (dx, param_grads) = B::sparta_backward(
+                ctx,
+                &layer,
+                &weights,
+                &nodes.value(x),
+                &cache,
+                &B::view(ctx, &dy),
+                param_grads,
+            )?;
             let mut out = Vec::new();
             if nodes.requires_grad(x) {
-                out.push((x, grads.dx));
+                out.push((x, dx));
             }
-            for (p, g) in params.into_iter().zip(grads.params) {
+            // Empty when no parameter asked for one.
+            for (p, g) in params.into_iter().zip(param_grads) {
                 if nodes.requires_grad(p) {
                     out.push((p, g));
                 }
             }
             Ok(out)
         })
-    }))
+    })
 }
 
 /// The same layer composed from primitive tape ops (docs/design.md#dscanet, line by line); slow,
 /// for cross-checking [`sparta`]. `params` as for [`sparta`].
 pub fn sparta_composed<T: Real>(
-    tape: &mut Tape<T>,
+    tape: &mut Tape<'_, T>,
     x: Var,
     config: &SpartaConfig,
     params: &[Var],
@@ -155,13 +242,13 @@ pub fn sparta_composed<T: Real>(
 
 /// Pushes `layer`'s current weights as leaves (for tests and demos).
 pub fn param_leaves<T: Real>(
-    tape: &mut Tape<T>,
+    tape: &mut Tape<'_, T>,
     layer: &SpartaLayer<T>,
     requires_grad: bool,
 ) -> Result<Vec<Var>> {
     layer
         .params()
         .into_iter()
-        .map(|(_, v, shape)| Ok(tape.leaf(Tensor::new(&shape, v.to_vec())?, requires_grad)))
+        .map(|(_, v, shape)| tape.leaf(&shape, v.to_vec(), requires_grad))
         .collect()
 }

@@ -1,16 +1,15 @@
 //! Every op's backward against f64 finite differences, and conv2d's values against a
 //! direct loop.
 
-use crate::autograd::gradcheck::{check, random};
+use crate::autograd::gradcheck::{check, random, Input};
 use crate::autograd::Tape;
-use crate::ops::batchnorm::{batch_norm, BnMode};
+use crate::ops::batchnorm::{batch_norm, BnStats};
 use crate::ops::loss::{cross_entropy, Reduction};
 use crate::ops::pointwise::{tape::pointwise, Pointwise};
-use crate::ops::{add, conv2d, linear, normalize, pool, relu};
-use crate::tensor::Tensor;
+use crate::ops::{add, conv2d, fc, normalize, pool, relu};
 
-fn direct_conv(x: &Tensor<f64>, w: &Tensor<f64>, stride: usize, pad: usize) -> Vec<f64> {
-    let (xs, ws) = (x.shape(), w.shape());
+fn direct_conv(x: &Input, w: &Input, stride: usize, pad: usize) -> Vec<f64> {
+    let (xs, ws) = (&x.0, &w.0);
     let (n, ci, h, wd, co, k) = (xs[0], xs[1], xs[2], xs[3], ws[0], ws[2]);
     let ho = (h + 2 * pad - k) / stride + 1;
     let wo = (wd + 2 * pad - k) / stride + 1;
@@ -26,9 +25,8 @@ fn direct_conv(x: &Tensor<f64>, w: &Tensor<f64>, stride: usize, pad: usize) -> V
                                 let iy = (oy * stride + ky) as isize - pad as isize;
                                 let ix = (ox * stride + kx) as isize - pad as isize;
                                 if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
-                                    acc += x.data()
-                                        [((s * ci + c) * h + iy as usize) * wd + ix as usize]
-                                        * w.data()[((o * ci + c) * k + ky) * k + kx];
+                                    acc += x.1[((s * ci + c) * h + iy as usize) * wd + ix as usize]
+                                        * w.1[((o * ci + c) * k + ky) * k + kx];
                                 }
                             }
                         }
@@ -55,11 +53,12 @@ fn conv2d_values_match_direct_loop() {
     {
         let x = random(&[2, 3, 5, width], 1);
         let w = random(&[4, 3, k, k], 2);
-        let mut tape = Tape::new();
-        let (xv, wv) = (tape.leaf(x.clone(), false), tape.leaf(w.clone(), false));
+        let mut tape = Tape::<f64>::new();
+        let xv = tape.leaf(&x.0, x.1.clone(), false).unwrap();
+        let wv = tape.leaf(&w.0, w.1.clone(), false).unwrap();
         let y = conv2d::conv2d(&mut tape, xv, wv, stride, pad).unwrap();
         let want = direct_conv(&x, &w, stride, pad);
-        for (a, b) in tape.value(y).data().iter().zip(&want) {
+        for (a, b) in tape.value(y).iter().zip(&want) {
             assert!(
                 (a - b).abs() <= 1e-12,
                 "k{k} s{stride} w{width}: {a} vs {b}"
@@ -100,41 +99,52 @@ fn batch_norm_train_gradients() {
         (random(&[2], 9), true),
     ];
     check(&inputs, |t, v| {
-        Ok(batch_norm(t, v[0], v[1], v[2], BnMode::Train, 1e-5)?.0)
+        let (mut mean, mut var) = (vec![0.0; 2], vec![1.0; 2]);
+        let stats = BnStats::Batch {
+            running_mean: &mut mean,
+            running_var: &mut var,
+            momentum: 0.1,
+        };
+        batch_norm(t, v[0], v[1], v[2], stats, 1e-5)
     });
 }
 
 #[test]
 fn batch_norm_eval_gradients() {
-    let (mean, var) = ([0.1, -0.2], [0.5, 1.5]);
+    let (mean, var) = (vec![0.1, -0.2], vec![0.5, 1.5]);
     let inputs = [
         (random(&[2, 2, 3, 1], 10), true),
         (random(&[2], 11), true),
         (random(&[2], 12), true),
     ];
     check(&inputs, |t, v| {
-        let mode = BnMode::Eval {
+        let stats = BnStats::Running {
             mean: &mean,
             var: &var,
         };
-        Ok(batch_norm(t, v[0], v[1], v[2], mode, 1e-5)?.0)
+        batch_norm(t, v[0], v[1], v[2], stats, 1e-5)
     });
 }
 
 #[test]
-fn batch_norm_train_normalizes_and_reports_unbiased_variance() {
+fn batch_norm_train_normalizes_and_updates_the_unbiased_running_variance() {
     let mut tape = Tape::<f64>::new();
-    let x = tape.leaf(
-        Tensor::new(&[4, 1, 1, 1], vec![1.0, 2.0, 3.0, 6.0]).unwrap(),
-        false,
-    );
-    let g = tape.leaf(Tensor::new(&[1], vec![1.0]).unwrap(), false);
-    let b = tape.leaf(Tensor::new(&[1], vec![0.0]).unwrap(), false);
-    let (y, stats) = batch_norm(&mut tape, x, g, b, BnMode::Train, 0.0).unwrap();
-    let stats = stats.unwrap();
-    assert_eq!(stats.mean, vec![3.0]);
-    assert!((stats.var_unbiased[0] - 14.0 / 3.0).abs() < 1e-12);
-    let y = tape.value(y).data();
+    let x = tape
+        .leaf(&[4, 1, 1, 1], vec![1.0, 2.0, 3.0, 6.0], false)
+        .unwrap();
+    let g = tape.leaf(&[1], vec![1.0], false).unwrap();
+    let b = tape.leaf(&[1], vec![0.0], false).unwrap();
+    let (mut mean, mut var) = (vec![1.0], vec![2.0]);
+    let stats = BnStats::Batch {
+        running_mean: &mut mean,
+        running_var: &mut var,
+        momentum: 0.5,
+    };
+    let y = batch_norm(&mut tape, x, g, b, stats, 0.0).unwrap();
+    // The running statistics move halfway to the batch's mean 3 and unbiased var 14/3.
+    assert_eq!(mean, vec![2.0]);
+    assert!((var[0] - (2.0 + 14.0 / 3.0) / 2.0).abs() < 1e-12, "{var:?}");
+    let y = tape.value(y);
     let (m, v) = (
         y.iter().sum::<f64>() / 4.0,
         y.iter().map(|a| a * a).sum::<f64>() / 4.0,
@@ -182,7 +192,7 @@ fn linear_and_cross_entropy_gradients() {
             (random(&[4], 17), true),
         ];
         check(&inputs, |t, v| {
-            let z = linear::linear(t, v[0], v[1], v[2])?;
+            let z = fc::linear(t, v[0], v[1], v[2])?;
             cross_entropy(t, z, &labels, reduction)
         });
     }
@@ -192,18 +202,23 @@ fn linear_and_cross_entropy_gradients() {
 fn normalize_gradient() {
     let inputs = [(random(&[2, 2, 2, 2], 18), true)];
     check(&inputs, |t, v| {
-        normalize::normalize(t, v[0], &[0.3, 0.5], &[0.2, 0.7])
+        let mean = t.leaf(&[2], vec![0.3, 0.5], false)?;
+        let std = t.leaf(&[2], vec![0.2, 0.7], false)?;
+        normalize::normalize(t, v[0], mean, std)
     });
 }
 
 #[test]
 fn shape_errors_are_typed() {
     let mut tape = Tape::<f64>::new();
-    let x = tape.leaf(random(&[1, 3, 4, 4], 1), false);
-    let w = tape.leaf(random(&[2, 2, 3, 3], 2), false);
+    let (xs, x) = random(&[1, 3, 4, 4], 1);
+    let x = tape.leaf(&xs, x, false).unwrap();
+    let (ws, w) = random(&[2, 2, 3, 3], 2);
+    let w = tape.leaf(&ws, w, false).unwrap();
     let err = conv2d::conv2d(&mut tape, x, w, 1, 1).unwrap_err();
     assert!(err.to_string().contains("[1, 3, 4, 4]"), "{err}");
-    let z = tape.leaf(random(&[2, 3], 3), false);
+    let (zs, z) = random(&[2, 3], 3);
+    let z = tape.leaf(&zs, z, false).unwrap();
     assert!(cross_entropy(&mut tape, z, &[0, 3], Reduction::Mean).is_err());
 }
 

@@ -42,9 +42,9 @@ impl From<LaunchDims> for cudarc::driver::LaunchConfig {
 pub mod add;
 pub mod batchnorm;
 pub mod conv2d;
-pub mod linear;
 pub mod loss;
 pub mod normalize;
+pub mod pgd;
 pub mod primitive;
 
 #[cfg(test)]

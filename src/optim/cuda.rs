@@ -2,6 +2,8 @@
 //! views.
 
 use super::sgd_launch;
+use crate::alloc::CachingDevice;
+use crate::backend::{Buf, OnDevice, View};
 use crate::error::{check_len, Result};
 use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
 use crate::ops::kernel_args::kernel_long;
@@ -43,6 +45,26 @@ pub fn sgd_update<D: KernelDevice>(
             sgd_launch(len),
             Determinism::BitExact,
             &args,
+        )
+    }
+}
+
+impl<D: KernelDevice + 'static> super::SgdKernels for OnDevice<D> {
+    fn sgd_update(
+        dev: &CachingDevice<D>,
+        p: &mut Buf<Self>,
+        g: &View<'_, Self>,
+        v: &mut Buf<Self>,
+        step: &super::SgdStep,
+    ) -> Result<()> {
+        sgd_update(
+            dev,
+            &mut dev.view_mut(p),
+            g,
+            &mut dev.view_mut(v),
+            step.lr,
+            step.momentum,
+            step.weight_decay,
         )
     }
 }

@@ -5,7 +5,7 @@ pub mod schedule;
 pub mod sgd;
 
 pub use schedule::LrSchedule;
-pub use sgd::Sgd;
+pub use sgd::{SgdKernels, SgdStep};
 
 use crate::ops::kernel_args::blocks;
 use crate::ops::LaunchDims;

@@ -1,37 +1,44 @@
 //! SGD with momentum and L2 weight decay, in PyTorch's form:
-//! `v ← μ·v + (g + λ·p)`, `p ← p − lr·v`.
+//! `v ← μ·v + (g + λ·p)`, `p ← p − lr·v`, on any backend ([`SgdKernels`]).
 
+use crate::backend::Backend;
 use crate::error::{check_len, Result};
 use crate::real::Real;
 
-/// SGD state: hyper-parameters and one velocity buffer per parameter tensor.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Sgd<T> {
+/// The hyper-parameters of one SGD update.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgdStep {
+    /// Learning rate.
+    pub lr: f32,
     /// Momentum μ.
-    pub momentum: T,
-    /// Weight decay λ (applied to every parameter).
-    pub weight_decay: T,
-    /// Velocity per parameter tensor, in the model's parameter order.
-    pub velocity: Vec<Vec<T>>,
+    pub momentum: f32,
+    /// Weight decay λ.
+    pub weight_decay: f32,
 }
 
-impl<T: Real> Sgd<T> {
-    /// Zero velocity for parameters of the given sizes.
-    pub fn new(momentum: T, weight_decay: T, sizes: impl IntoIterator<Item = usize>) -> Self {
-        Sgd {
-            momentum,
-            weight_decay,
-            velocity: sizes.into_iter().map(|n| vec![T::zero(); n]).collect(),
-        }
-    }
+/// What the SGD step needs from a backend.
+pub trait SgdKernels: Backend {
+    /// Updates parameter `p` and its velocity `v` in place with gradient `g`.
+    fn sgd_update(
+        ctx: &Self::Ctx,
+        p: &mut Self::Buf,
+        g: &Self::View<'_>,
+        v: &mut Self::Buf,
+        step: &SgdStep,
+    ) -> Result<()>;
+}
 
-    /// Updates parameter `i` (values `p`) with gradient `g` at learning rate `lr`.
-    pub fn update(&mut self, i: usize, p: &mut [T], g: &[T], lr: T) -> Result<()> {
-        let v = &mut self.velocity[i];
-        check_len("sgd", "parameter", p.len(), v.len())?;
-        check_len("sgd", "gradient", g.len(), v.len())?;
-        for ((p, v), &g) in p.iter_mut().zip(v.iter_mut()).zip(g) {
-            *v = self.momentum * *v + g + self.weight_decay * *p;
+impl<T: Real> SgdKernels for T {
+    fn sgd_update(_: &(), p: &mut Vec<T>, g: &&[T], v: &mut Vec<T>, step: &SgdStep) -> Result<()> {
+        check_len("sgd", "gradient", g.len(), p.len())?;
+        check_len("sgd", "velocity", v.len(), p.len())?;
+        let (lr, momentum, decay) = (
+            T::of_f32(step.lr),
+            T::of_f32(step.momentum),
+            T::of_f32(step.weight_decay),
+        );
+        for ((p, v), &g) in p.iter_mut().zip(v.iter_mut()).zip(g.iter()) {
+            *v = momentum * *v + g + decay * *p;
             *p -= lr * *v;
         }
         Ok(())
@@ -44,14 +51,20 @@ mod tests {
 
     #[test]
     fn two_steps_match_hand_computation() {
-        let mut sgd = Sgd::new(0.9, 0.1, [1]);
-        let mut p = [1.0f64];
-        sgd.update(0, &mut p, &[0.5], 0.1).unwrap();
-        // v = 0.5 + 0.1 = 0.6; p = 1 − 0.06
-        assert!((p[0] - 0.94).abs() < 1e-12);
-        sgd.update(0, &mut p, &[0.5], 0.1).unwrap();
+        let step = SgdStep {
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 0.1,
+        };
+        let (mut p, mut v) = (vec![1.0f64], vec![0.0f64]);
+        f64::sgd_update(&(), &mut p, &&[0.5][..], &mut v, &step).unwrap();
+        // v = 0.5 + 0.1 = 0.6; p = 1 − 0.06 (the hyper-parameters are f32, so within
+        // their rounding)
+        assert!((p[0] - 0.94).abs() < 1e-8);
+        f64::sgd_update(&(), &mut p, &&[0.5][..], &mut v, &step).unwrap();
         // v = 0.54 + 0.5 + 0.094 = 1.134; p = 0.94 − 0.1134
-        assert!((p[0] - 0.8266).abs() < 1e-12, "{}", p[0]);
-        assert!(sgd.update(0, &mut [0.0, 0.0], &[0.0, 0.0], 0.1).is_err());
+        assert!((p[0] - 0.8266).abs() < 1e-8, "{}", p[0]);
+        let mut short = vec![0.0, 0.0];
+        assert!(f64::sgd_update(&(), &mut short, &&[0.0][..], &mut v, &step).is_err());
     }
 }

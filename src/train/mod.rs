@@ -7,6 +7,7 @@
 //! run takes exactly the steps an uninterrupted one would.
 
 pub mod checkpoint;
+pub mod recipe;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,12 +17,13 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::attack::pgd::PgdConfig;
-use crate::classifier::{BatchRecipe, Trainable};
+use crate::classifier::Trainable;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::optim::LrSchedule;
 use crate::storage::RunLock;
 pub use checkpoint::TrainState;
+pub use recipe::{train_batch, BatchRecipe};
 
 /// How to train.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -311,7 +313,7 @@ pub fn train<M: Trainable + ?Sized>(
                 augment: config.augment,
                 attack: config.adversarial,
             };
-            let stats = model.train_batch(&x, shape, &labels, &recipe, &mut rng, lr)?;
+            let stats = train_batch(model, &x, shape, &labels, &recipe, &mut rng, lr)?;
             if !stats.loss.is_finite() {
                 return Err(Error::Diverged {
                     epoch: epoch + 1,
@@ -413,7 +415,7 @@ mod tests {
     use rand::Rng;
 
     use super::*;
-    use crate::classifier::{BatchShape, Classifier, StepStats};
+    use crate::classifier::{BatchShape, Classifier, LossGrad, StepStats};
     use crate::testing::SoftmaxRegression;
 
     /// Two gray 10×10 classes, dark and bright, with noise: crops and flips keep the
@@ -631,39 +633,35 @@ mod tests {
     }
 
     impl Classifier for BreaksAt {
+        type Backend = f32;
+        fn ctx(&self) -> &() {
+            &()
+        }
         fn num_classes(&self) -> usize {
             self.inner.num_classes()
         }
-        fn logits(&mut self, x: &[f32], shape: BatchShape) -> Result<Vec<f32>> {
-            self.inner.logits(x, shape)
+        fn logits_on(&mut self, x: &Vec<f32>, shape: BatchShape) -> Result<Vec<f32>> {
+            self.inner.logits_on(x, shape)
         }
-        fn loss_and_input_grad(
+        fn input_vjp(
             &mut self,
-            x: &[f32],
+            x: &Vec<f32>,
             shape: BatchShape,
-            labels: &[usize],
+            loss_grad: &mut LossGrad<'_, f32>,
         ) -> Result<(Vec<f32>, Vec<f32>)> {
-            self.inner.loss_and_input_grad(x, shape, labels)
-        }
-        fn logits_and_input_vjp(
-            &mut self,
-            x: &[f32],
-            shape: BatchShape,
-            loss_grad: &mut dyn FnMut(&[f32]) -> Result<Vec<f32>>,
-        ) -> Result<(Vec<f32>, Vec<f32>)> {
-            self.inner.logits_and_input_vjp(x, shape, loss_grad)
+            self.inner.input_vjp(x, shape, loss_grad)
         }
     }
 
     impl Trainable for BreaksAt {
-        fn train_step(
+        fn train_step_on(
             &mut self,
-            x: &[f32],
+            x: &Vec<f32>,
             shape: BatchShape,
-            labels: &[usize],
+            labels: &Vec<usize>,
             lr: f32,
         ) -> Result<StepStats> {
-            let stats = self.inner.train_step(x, shape, labels, lr)?;
+            let stats = self.inner.train_step_on(x, shape, labels, lr)?;
             self.steps += 1;
             if self.steps == self.breaks_at {
                 self.inner.weight[3] = f32::NAN;

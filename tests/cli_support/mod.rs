@@ -254,8 +254,7 @@ pub fn model_bits(path: &Path) -> Vec<u32> {
     let model = load_model(path);
     model
         .params()
-        .iter()
         .chain(model.buffers())
-        .flat_map(|p| p.value.data().iter().map(|v| v.to_bits()))
+        .flat_map(|(_, v)| v.iter().map(|v| v.to_bits()))
         .collect()
 }

@@ -1,15 +1,17 @@
 //! The training augmentation on a [`KernelDevice`] (`kernels/augment.cu`), f32, over
 //! device views.
 
-use super::crop_flip_launch;
-use crate::classifier::BatchShape;
+use super::{crop_flip_launch, crop_flip_params, AugmentKernels, CropFlip};
+use crate::alloc::CachingDevice;
+use crate::backend::{Buf, OnDevice, View};
+use crate::data::BatchShape;
 use crate::error::{check_len, Result};
 use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
 use crate::ops::kernel_args::{element_count, kernel_int, kernel_long};
 
 /// Crops and flips every image of the NCHW batch `src` into `dst` as `params` says
 /// (`[dy, dx, flip]` per image, from [`super::crop_flip_params`] of
-/// [`super::crop_flip_draws`]): the device counterpart of [`super::crop_flip_batch`].
+/// [`super::crop_flip_draws`]): what [`super::AugmentKernels::crop_flip`] does on the host.
 pub fn crop_flip_batch<D: KernelDevice>(
     dev: &D,
     shape: BatchShape,
@@ -56,5 +58,19 @@ pub fn crop_flip_batch<D: KernelDevice>(
             Determinism::BitExact,
             &args,
         )
+    }
+}
+
+impl<D: KernelDevice + 'static> AugmentKernels for OnDevice<D> {
+    fn crop_flip(
+        dev: &CachingDevice<D>,
+        shape: BatchShape,
+        x: &View<'_, Self>,
+        draws: &[CropFlip],
+    ) -> Result<Buf<Self>> {
+        let params = dev.upload("augment.params", &crop_flip_params(draws))?;
+        let mut y = dev.alloc_scratch::<f32>("augment.x", x.len())?;
+        crop_flip_batch(dev, shape, x, &mut dev.view_mut(&mut y), &dev.view(&params))?;
+        Ok(y)
     }
 }

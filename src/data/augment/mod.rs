@@ -5,10 +5,12 @@ pub mod cuda;
 
 use rand::Rng;
 
-use crate::classifier::BatchShape;
+use super::BatchShape;
+use crate::backend::Backend;
 use crate::error::{check_len, Result};
 use crate::ops::kernel_args::blocks;
 use crate::ops::LaunchDims;
+use crate::real::Real;
 
 /// Threads per block of `augment_crop_flip_f32`.
 pub const AUGMENT_THREADS: u32 = 256;
@@ -55,7 +57,7 @@ impl CropFlip {
     }
 
     /// Applies the crop and flip to one `channels × h × w` image.
-    pub fn apply(&self, src: &[f32], dst: &mut [f32], channels: usize, h: usize, w: usize) {
+    pub fn apply<T: Real>(&self, src: &[T], dst: &mut [T], channels: usize, h: usize, w: usize) {
         for ch in 0..channels {
             let plane = ch * h * w;
             for r in 0..h {
@@ -67,7 +69,7 @@ impl CropFlip {
                     dst[plane + r * w + c] = if inside {
                         src[plane + sr as usize * w + sc as usize]
                     } else {
-                        0.0
+                        T::zero()
                     };
                 }
             }
@@ -75,9 +77,9 @@ impl CropFlip {
     }
 }
 
-/// The draws of [`crop_flip_batch`] for `n` images, without applying them: the same
-/// `rng` calls in the same order, so a device kernel given these draws reproduces the
-/// host augmentation.
+/// A random crop (offsets in `±CROP_PADDING`) and flip for each of `n` images, drawn
+/// image by image from `rng` on the host, so every backend given these draws
+/// ([`AugmentKernels::crop_flip`]) augments alike.
 pub fn crop_flip_draws(n: usize, rng: &mut impl Rng) -> Vec<CropFlip> {
     (0..n)
         .map(|_| CropFlip::sample(rng, CROP_PADDING))
@@ -92,18 +94,31 @@ pub fn crop_flip_params(draws: &[CropFlip]) -> Vec<i32> {
         .collect()
 }
 
-/// Random-crop (4-pixel zero padding) and random-flip every image of the NCHW batch `x`
-/// in place, drawing from `rng` image by image.
-pub fn crop_flip_batch(x: &mut [f32], shape: BatchShape, rng: &mut impl Rng) -> Result<()> {
-    let [n, c, h, w] = shape;
-    check_len("crop_flip_batch", "x", x.len(), n * c * h * w)?;
-    let len = c * h * w;
-    let mut scratch = vec![0.0; len];
-    for (image, t) in x.chunks_exact_mut(len).zip(crop_flip_draws(n, rng)) {
-        t.apply(image, &mut scratch, c, h, w);
-        image.copy_from_slice(&scratch);
+/// What the augmentation needs from a backend.
+pub trait AugmentKernels: Backend {
+    /// The images of the NCHW batch `x`, each cropped and flipped as its draw says.
+    fn crop_flip(
+        ctx: &Self::Ctx,
+        shape: BatchShape,
+        x: &Self::View<'_>,
+        draws: &[CropFlip],
+    ) -> Result<Self::Buf>;
+}
+
+impl<T: Real> AugmentKernels for T {
+    fn crop_flip(_: &(), shape: BatchShape, x: &&[T], draws: &[CropFlip]) -> Result<Vec<T>> {
+        let [n, c, h, w] = shape;
+        check_len("crop_flip", "x", x.len(), n * c * h * w)?;
+        check_len("crop_flip", "draws", draws.len(), n)?;
+        let mut y = vec![T::zero(); x.len()];
+        let len = c * h * w;
+        if len > 0 {
+            for ((src, dst), t) in x.chunks_exact(len).zip(y.chunks_exact_mut(len)).zip(draws) {
+                t.apply(src, dst, c, h, w);
+            }
+        }
+        Ok(y)
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -139,9 +154,8 @@ mod tests {
         let shape = [64, 2, 8, 8];
         let x: Vec<f32> = (0..64 * 128).map(|i| (i % 97) as f32).collect();
         let run = |seed| {
-            let mut y = x.clone();
-            crop_flip_batch(&mut y, shape, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
-            y
+            let draws = crop_flip_draws(shape[0], &mut ChaCha8Rng::seed_from_u64(seed));
+            f32::crop_flip(&(), shape, &&x[..], &draws).unwrap()
         };
         assert_eq!(run(7), run(7));
         assert_ne!(run(7), run(8));
@@ -152,6 +166,8 @@ mod tests {
         }
         let flips = draws.iter().filter(|t| t.flip).count();
         assert!((900..1100).contains(&flips), "{flips} flips of 2000");
-        assert!(crop_flip_batch(&mut [0.0; 3], [1, 1, 2, 2], &mut rng).is_err());
+        let one = crop_flip_draws(1, &mut rng);
+        assert!(f32::crop_flip(&(), [1, 1, 2, 2], &&[0.0; 3][..], &one).is_err());
+        assert!(f32::crop_flip(&(), [2, 1, 2, 2], &&[0.0; 8][..], &one).is_err());
     }
 }

@@ -8,6 +8,8 @@
 //! only dh. Unfused path: Conv3+ReLU writes h, then pool, Conv4, Conv5 read it.
 
 use super::{SanetPath, SpartaLayer, CONV3_B, CONV3_W};
+use crate::alloc::CachingDevice;
+use crate::backend::{Buf, OnDevice, View};
 use crate::error::{check_len, Result};
 use crate::launch::{KernelDevice, ViewLen};
 use crate::ops::conv1x1::{cuda as conv, Conv1x1Shape};
@@ -513,5 +515,35 @@ impl SpartaLayer<f32> {
             g3b.as_mut(),
         )?;
         Ok(())
+    }
+}
+
+impl<D: KernelDevice + 'static> crate::nn::sparta_node::SpartaKernels for OnDevice<D> {
+    type Cache = SpartaCudaCache<CachingDevice<D>>;
+
+    fn sparta_forward(
+        dev: &CachingDevice<D>,
+        layer: &SpartaLayer<f32>,
+        weights: &[View<'_, Self>],
+        x: &View<'_, Self>,
+        n: usize,
+        h: usize,
+        w: usize,
+        _: bool,
+    ) -> Result<(Buf<Self>, Self::Cache)> {
+        layer.forward_cuda(dev, weights, x, n, h, w, SanetPath::Fused)
+    }
+
+    fn sparta_backward(
+        dev: &CachingDevice<D>,
+        layer: &SpartaLayer<f32>,
+        weights: &[View<'_, Self>],
+        x: &View<'_, Self>,
+        cache: &Self::Cache,
+        dy: &View<'_, Self>,
+        param_grads: bool,
+    ) -> Result<(Buf<Self>, Vec<Buf<Self>>)> {
+        let g = layer.backward_cuda(dev, weights, x, cache, dy, param_grads)?;
+        Ok((g.dx, g.params))
     }
 }

@@ -4,27 +4,24 @@
 //! ```
 //! use sparta::autograd::Tape;
 //! use sparta::ops::add::{add, sum};
-//! use sparta::tensor::Tensor;
 //!
 //! let mut tape = Tape::<f32>::new();
-//! let a = tape.leaf(Tensor::new(&[2], vec![1.0, 2.0])?, true);
-//! let b = tape.leaf(Tensor::new(&[2], vec![3.0, 4.0])?, false);
+//! let a = tape.leaf(&[2], vec![1.0, 2.0], true)?;
+//! let b = tape.leaf(&[2], vec![3.0, 4.0], false)?;
 //! let c = add(&mut tape, a, b)?;
 //! let s = sum(&mut tape, c)?;
-//! assert_eq!(tape.value(s).data(), &[10.0]);
+//! assert_eq!(tape.value(s), &[10.0]);
 //! # Ok::<(), sparta::Error>(())
 //! ```
 
-use rayon::prelude::*;
-
 pub mod cuda;
 
-use crate::autograd::{Tape, Var};
+use crate::autograd::{Nodes, Tape, Var};
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::ops::kernel_args::blocks;
 use crate::ops::LaunchDims;
 use crate::real::Real;
-use crate::tensor::Tensor;
 
 /// Threads per block of `add_forward_f32`.
 pub const ADD_THREADS: u32 = 256;
@@ -41,8 +38,9 @@ pub fn add_launch(len: usize) -> LaunchDims {
     }
 }
 
-/// `a + b`.
-pub fn add<T: Real>(tape: &mut Tape<T>, a: Var, b: Var) -> Result<Var> {
+/// `a + b` ([`Backend::add`]); the backward hands `dy` itself to one input and a copy
+/// to the other only when both need it.
+pub fn add<B: Backend>(tape: &mut Tape<'_, B>, a: Var, b: Var) -> Result<Var> {
     if tape.shape(a) != tape.shape(b) {
         return Err(Error::shape(
             "add",
@@ -51,27 +49,29 @@ pub fn add<T: Real>(tape: &mut Tape<T>, a: Var, b: Var) -> Result<Var> {
             format!("{:?}", tape.shape(b)),
         ));
     }
-    let mut y = tape.value(a).data().to_vec();
-    y.par_chunks_mut(1 << 14)
-        .zip(tape.value(b).data().par_chunks(1 << 14))
-        .for_each(|(y, b)| y.iter_mut().zip(b).for_each(|(y, &b)| *y += b));
-    let y = Tensor::new(tape.shape(a), y)?;
-    Ok(tape.push_op(y, &[a, b], || {
-        Box::new(move |nodes, dy| {
-            Ok([a, b]
-                .into_iter()
-                .filter(|&v| nodes.requires_grad(v))
-                .map(|v| (v, dy.to_vec()))
-                .collect())
+    let y = B::add(tape.ctx(), &tape.value(a), &tape.value(b))?;
+    let shape = tape.shape(a).to_vec();
+    tape.push_op(y, &shape, &[a, b], || {
+        Box::new(move |nodes: &Nodes<'_, B>, dy: B::Buf| {
+            let ctx = nodes.ctx();
+            let mut grads = Vec::new();
+            if nodes.requires_grad(a) && nodes.requires_grad(b) {
+                grads.push((b, B::duplicate(ctx, &B::view(ctx, &dy))?));
+                grads.push((a, dy));
+            } else if let Some(v) = [a, b].into_iter().find(|&v| nodes.requires_grad(v)) {
+                grads.push((v, dy));
+            }
+            Ok(grads)
         })
-    }))
+    })
 }
 
-/// The sum of all elements, as a one-element tensor.
-pub fn sum<T: Real>(tape: &mut Tape<T>, x: Var) -> Result<Var> {
+/// The sum of all elements, as a one-element tensor (a scalar root for tests, on the
+/// host).
+pub fn sum<T: Real>(tape: &mut Tape<'_, T>, x: Var) -> Result<Var> {
     let len = tape.value(x).len();
-    let s = tape.value(x).data().iter().copied().sum::<T>();
-    Ok(tape.push_op(Tensor::new(&[1], vec![s])?, &[x], || {
-        Box::new(move |_, dy| Ok(vec![(x, vec![dy[0]; len])]))
-    }))
+    let s = tape.value(x).iter().copied().sum::<T>();
+    tape.push_op(vec![s], &[1], &[x], || {
+        Box::new(move |_: &Nodes<'_, T>, dy: Vec<T>| Ok(vec![(x, vec![dy[0]; len])]))
+    })
 }

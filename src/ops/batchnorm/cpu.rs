@@ -2,6 +2,8 @@
 
 use rayon::prelude::*;
 
+use super::BnShape;
+use crate::error::{check_len, Result};
 use crate::real::Real;
 
 /// Per-channel batch statistics: mean and biased variance over N·H·W.
@@ -97,5 +99,101 @@ pub fn train_input_grad<T: Real>(
 pub fn update_running<T: Real>(running: &mut [T], batch: &[T], momentum: T) {
     for (r, &s) in running.iter_mut().zip(batch) {
         *r = (T::one() - momentum) * *r + momentum * s;
+    }
+}
+
+fn invstd<T: Real>(var: &[T], eps: f64) -> Vec<T> {
+    let eps = T::of_f64(eps);
+    var.iter().map(|&v| T::one() / (v + eps).sqrt()).collect()
+}
+
+impl<T: Real> super::BatchNormKernels for T {
+    fn bn_batch_stats(
+        _: &(),
+        shape: &BnShape,
+        x: &&[T],
+        running_mean: &mut Vec<T>,
+        running_var: &mut Vec<T>,
+        momentum: f64,
+    ) -> Result<(Vec<T>, Vec<T>)> {
+        let BnShape { n, c, hw } = *shape;
+        check_len("batch_norm", "x", x.len(), shape.len())?;
+        check_len("batch_norm", "running mean", running_mean.len(), c)?;
+        check_len("batch_norm", "running var", running_var.len(), c)?;
+        let (mean, var) = batch_stats(x, n, c, hw);
+        let m = (n * hw) as f64;
+        let bessel = T::of_f64(if m > 1.0 { m / (m - 1.0) } else { 1.0 });
+        let unbiased: Vec<T> = var.iter().map(|&v| v * bessel).collect();
+        let momentum = T::of_f64(momentum);
+        update_running(running_mean, &mean, momentum);
+        update_running(running_var, &unbiased, momentum);
+        Ok((mean, var))
+    }
+
+    fn bn_forward(
+        _: &(),
+        shape: &BnShape,
+        x: &&[T],
+        mean: &&[T],
+        var: &&[T],
+        gamma: &&[T],
+        beta: &&[T],
+        eps: f64,
+    ) -> Result<Vec<T>> {
+        let c = shape.c;
+        for (what, v) in [
+            ("mean", mean),
+            ("var", var),
+            ("gamma", gamma),
+            ("beta", beta),
+        ] {
+            check_len("batch_norm", what, v.len(), c)?;
+        }
+        let invstd = invstd(var, eps);
+        let scale: Vec<T> = gamma.iter().zip(&invstd).map(|(&g, &s)| g * s).collect();
+        let shift: Vec<T> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
+        Ok(affine(x, c, shape.hw, &scale, &shift))
+    }
+
+    fn bn_backward(
+        _: &(),
+        shape: &BnShape,
+        x: &&[T],
+        dy: &&[T],
+        mean: &&[T],
+        var: &&[T],
+        gamma: &&[T],
+        train: bool,
+        input: bool,
+        params: bool,
+        eps: f64,
+    ) -> Result<(Option<Vec<T>>, Option<(Vec<T>, Vec<T>)>)> {
+        let BnShape { n, c, hw } = *shape;
+        let invstd = invstd(var, eps);
+        // Evaluation-mode input gradients (PGD) need no reductions at all.
+        let sums = ((train && input) || params).then(|| grad_sums(x, dy, n, c, hw, mean, &invstd));
+        let dx = match (input, &sums) {
+            (false, _) => None,
+            (true, Some((sum_dy, sum_dy_xhat))) if train => Some(train_input_grad(
+                x,
+                dy,
+                c,
+                hw,
+                n * hw,
+                gamma,
+                mean,
+                &invstd,
+                sum_dy,
+                sum_dy_xhat,
+            )),
+            (true, _) => {
+                let scale: Vec<T> = gamma.iter().zip(&invstd).map(|(&g, &s)| g * s).collect();
+                Some(affine(dy, c, hw, &scale, &vec![T::zero(); c]))
+            }
+        };
+        let dp = sums
+            .filter(|_| params)
+            .map(|(sum_dy, sum_dy_xhat)| (sum_dy_xhat, sum_dy));
+        Ok((dx, dp))
     }
 }

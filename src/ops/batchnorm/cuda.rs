@@ -9,6 +9,8 @@
 //! order (fixed-order reductions, no atomics).
 
 use super::{batchnorm_channel_launch, batchnorm_elementwise_launch, BnShape};
+use crate::alloc::CachingDevice;
+use crate::backend::{Buf, OnDevice, View};
 use crate::error::{check_len, Error, Result};
 use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
 use crate::ops::kernel_args::{element_count, kernel_int, kernel_long};
@@ -309,5 +311,115 @@ pub fn batchnorm_backward_input_eval<D: KernelDevice>(
             Determinism::BitExact,
             &args,
         )
+    }
+}
+
+impl<D: KernelDevice + 'static> super::BatchNormKernels for OnDevice<D> {
+    fn bn_batch_stats(
+        dev: &CachingDevice<D>,
+        shape: &BnShape,
+        x: &View<'_, Self>,
+        running_mean: &mut Buf<Self>,
+        running_var: &mut Buf<Self>,
+        momentum: f64,
+    ) -> Result<(Buf<Self>, Buf<Self>)> {
+        let mut mean = dev.alloc_scratch::<f32>("bn.mean", shape.c)?;
+        let mut var = dev.alloc_scratch::<f32>("bn.var", shape.c)?;
+        batchnorm_stats(
+            dev,
+            shape,
+            x,
+            &mut dev.view_mut(&mut mean),
+            &mut dev.view_mut(&mut var),
+            &mut dev.view_mut(running_mean),
+            &mut dev.view_mut(running_var),
+            momentum as f32,
+        )?;
+        Ok((mean, var))
+    }
+
+    fn bn_forward(
+        dev: &CachingDevice<D>,
+        shape: &BnShape,
+        x: &View<'_, Self>,
+        mean: &View<'_, Self>,
+        var: &View<'_, Self>,
+        gamma: &View<'_, Self>,
+        beta: &View<'_, Self>,
+        eps: f64,
+    ) -> Result<Buf<Self>> {
+        let mut y = dev.alloc_scratch::<f32>("bn.y", shape.len())?;
+        {
+            let y_view = &mut dev.view_mut(&mut y);
+            batchnorm_forward(dev, shape, x, mean, var, gamma, beta, y_view, eps as f32)?;
+        }
+        Ok(y)
+    }
+
+    fn bn_backward(
+        dev: &CachingDevice<D>,
+        shape: &BnShape,
+        x: &View<'_, Self>,
+        dy: &View<'_, Self>,
+        mean: &View<'_, Self>,
+        var: &View<'_, Self>,
+        gamma: &View<'_, Self>,
+        train: bool,
+        input: bool,
+        params: bool,
+        eps: f64,
+    ) -> Result<(Option<Buf<Self>>, Option<(Buf<Self>, Buf<Self>)>)> {
+        let eps = eps as f32;
+        let sums = match train || params {
+            true => {
+                let mut sum_dy = dev.alloc_scratch::<f32>("bn.dbeta", shape.c)?;
+                let mut sum_dy_xhat = dev.alloc_scratch::<f32>("bn.dgamma", shape.c)?;
+                batchnorm_grad_sums(
+                    dev,
+                    shape,
+                    x,
+                    dy,
+                    mean,
+                    var,
+                    &mut dev.view_mut(&mut sum_dy),
+                    &mut dev.view_mut(&mut sum_dy_xhat),
+                    eps,
+                )?;
+                Some((sum_dy, sum_dy_xhat))
+            }
+            false => None,
+        };
+        let dx = match input {
+            false => None,
+            true => {
+                let mut dx = dev.alloc_scratch::<f32>("bn.dx", shape.len())?;
+                {
+                    let dx_view = &mut dev.view_mut(&mut dx);
+                    match (&sums, train) {
+                        (Some((sum_dy, sum_dy_xhat)), true) => batchnorm_backward_input_train(
+                            dev,
+                            shape,
+                            x,
+                            dy,
+                            mean,
+                            var,
+                            gamma,
+                            &dev.view(sum_dy),
+                            &dev.view(sum_dy_xhat),
+                            dx_view,
+                            eps,
+                        )?,
+                        _ => {
+                            batchnorm_backward_input_eval(dev, shape, dy, var, gamma, dx_view, eps)?
+                        }
+                    }
+                }
+                Some(dx)
+            }
+        };
+        let dp = sums
+            .filter(|_| params)
+            .map(|(sum_dy, sum_dy_xhat)| (sum_dy_xhat, sum_dy));
+        Ok((dx, dp))
     }
 }

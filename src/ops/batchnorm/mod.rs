@@ -1,33 +1,34 @@
 //! Batch normalization (affine), NCHW, in training mode (batch statistics) or evaluation
 //! mode (running statistics): the tape op and its CPU kernel.
 //!
-//! The op does not own the running statistics; in training mode it returns the batch
-//! mean and the unbiased variance so the layer can update them.
+//! The op does not own the running statistics: in training mode it updates the ones it
+//! is handed ([`BnStats::Batch`]), in evaluation mode it reads them.
 //!
 //! ```
 //! use sparta::autograd::Tape;
-//! use sparta::ops::batchnorm::{batch_norm, BnMode};
-//! use sparta::tensor::Tensor;
+//! use sparta::ops::batchnorm::{batch_norm, BnStats};
 //!
 //! let mut tape = Tape::<f64>::new();
-//! let x = tape.leaf(Tensor::new(&[2, 1, 1, 1], vec![1.0, 3.0])?, false);
-//! let g = tape.leaf(Tensor::new(&[1], vec![1.0])?, true);
-//! let b = tape.leaf(Tensor::new(&[1], vec![0.0])?, true);
-//! let (y, stats) = batch_norm(&mut tape, x, g, b, BnMode::Train, 0.0)?;
-//! assert_eq!(tape.value(y).data(), &[-1.0, 1.0]);
-//! assert_eq!(stats.unwrap().mean, vec![2.0]);
+//! let x = tape.leaf(&[2, 1, 1, 1], vec![1.0, 3.0], false)?;
+//! let g = tape.leaf(&[1], vec![1.0], true)?;
+//! let b = tape.leaf(&[1], vec![0.0], true)?;
+//! let (mut running_mean, mut running_var) = (vec![0.0], vec![1.0]);
+//! let stats = BnStats::Batch { running_mean: &mut running_mean, running_var: &mut running_var, momentum: 1.0 };
+//! let y = batch_norm(&mut tape, x, g, b, stats, 0.0)?;
+//! assert_eq!(tape.value(y), &[-1.0, 1.0]);
+//! assert_eq!((running_mean, running_var), (vec![2.0], vec![2.0]));
 //! # Ok::<(), sparta::Error>(())
 //! ```
 
 pub mod cpu;
 pub mod cuda;
 
-use crate::autograd::{Tape, Var};
+use crate::autograd::{Nodes, Tape, Var};
+use crate::backend::Backend;
 use crate::error::{Error, Result};
+use crate::launch::ViewLen;
 use crate::ops::kernel_args::blocks;
 use crate::ops::LaunchDims;
-use crate::real::Real;
-use crate::tensor::Tensor;
 
 /// Shape of a batch-normalized tensor `[N, C, H·W]` (`hw = 1` for `[N, C]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,38 +92,80 @@ pub fn batchnorm_elementwise_launch(shape: &BnShape) -> LaunchDims {
     }
 }
 
+/// What the batch-norm rule needs from a backend.
+pub trait BatchNormKernels: Backend {
+    /// The batch's per-channel mean and biased variance over N·H·W; the running
+    /// statistics blended toward the batch's (mean, unbiased variance) by `momentum`.
+    fn bn_batch_stats(
+        ctx: &Self::Ctx,
+        shape: &BnShape,
+        x: &Self::View<'_>,
+        running_mean: &mut Self::Buf,
+        running_var: &mut Self::Buf,
+        momentum: f64,
+    ) -> Result<(Self::Buf, Self::Buf)>;
+
+    /// `γ·(x − mean)/√(var + eps) + β` per channel.
+    #[allow(clippy::too_many_arguments)]
+    fn bn_forward(
+        ctx: &Self::Ctx,
+        shape: &BnShape,
+        x: &Self::View<'_>,
+        mean: &Self::View<'_>,
+        var: &Self::View<'_>,
+        gamma: &Self::View<'_>,
+        beta: &Self::View<'_>,
+        eps: f64,
+    ) -> Result<Self::Buf>;
+
+    /// `dx` when `input` (with batch statistics when `train`, fixed ones otherwise) and
+    /// `(dγ, dβ)` when `params`, given `dy` and the statistics the forward used.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn bn_backward(
+        ctx: &Self::Ctx,
+        shape: &BnShape,
+        x: &Self::View<'_>,
+        dy: &Self::View<'_>,
+        mean: &Self::View<'_>,
+        var: &Self::View<'_>,
+        gamma: &Self::View<'_>,
+        train: bool,
+        input: bool,
+        params: bool,
+        eps: f64,
+    ) -> Result<(Option<Self::Buf>, Option<(Self::Buf, Self::Buf)>)>;
+}
+
 /// Which statistics normalize the input.
-#[derive(Clone, Copy, Debug)]
-pub enum BnMode<'a, T> {
-    /// The batch's own mean and variance.
-    Train,
-    /// The running mean and variance (evaluation).
-    Eval {
+pub enum BnStats<'a, B: Backend> {
+    /// Training: the batch's own mean and variance; the running statistics are blended
+    /// toward them by `momentum`.
+    Batch {
+        /// Running mean per channel, updated.
+        running_mean: &'a mut B::Buf,
+        /// Running (unbiased) variance per channel, updated.
+        running_var: &'a mut B::Buf,
+        /// Weight of the batch's statistics in the blend.
+        momentum: f64,
+    },
+    /// Evaluation: the running mean and variance.
+    Running {
         /// Running mean per channel.
-        mean: &'a [T],
+        mean: &'a B::Buf,
         /// Running (unbiased) variance per channel.
-        var: &'a [T],
+        var: &'a B::Buf,
     },
 }
 
-/// Statistics of a training-mode batch, for the running averages.
-#[derive(Clone, Debug, PartialEq)]
-pub struct BatchStats<T> {
-    /// Per-channel mean.
-    pub mean: Vec<T>,
-    /// Per-channel unbiased variance (N·H·W − 1 in the denominator).
-    pub var_unbiased: Vec<T>,
-}
-
 /// `y = γ·(x − μ)/√(σ² + eps) + β` per channel of `x [N,C,H,W]` (or `[N,C]`).
-pub fn batch_norm<T: Real>(
-    tape: &mut Tape<T>,
+pub fn batch_norm<B: BatchNormKernels>(
+    tape: &mut Tape<'_, B>,
     x: Var,
     gamma: Var,
     beta: Var,
-    mode: BnMode<'_, T>,
+    stats: BnStats<'_, B>,
     eps: f64,
-) -> Result<(Var, Option<BatchStats<T>>)> {
+) -> Result<Var> {
     let xs = tape.shape(x).to_vec();
     if xs.len() < 2 || tape.shape(gamma) != [xs[1]] || tape.shape(beta) != [xs[1]] {
         return Err(Error::shape(
@@ -132,78 +175,90 @@ pub fn batch_norm<T: Real>(
             format!("{xs:?} / {:?} / {:?}", tape.shape(gamma), tape.shape(beta)),
         ));
     }
-    let (n, c) = (xs[0], xs[1]);
-    let hw: usize = xs[2..].iter().product();
-    let eps = T::of_f64(eps);
-    let xv = tape.value(x).data();
-    let (mean, var, stats) = match mode {
-        BnMode::Train => {
-            let (mean, var) = cpu::batch_stats(xv, n, c, hw);
-            let m = (n * hw) as f64;
-            let bessel = T::of_f64(if m > 1.0 { m / (m - 1.0) } else { 1.0 });
-            let stats = BatchStats {
-                mean: mean.clone(),
-                var_unbiased: var.iter().map(|&v| v * bessel).collect(),
-            };
-            (mean, var, Some(stats))
+    let shape = BnShape::new(xs[0], xs[1], xs[2..].iter().product())?;
+    let ctx = tape.ctx();
+    let needs_grad = [x, gamma, beta].iter().any(|&v| tape.requires_grad(v));
+    let (train, saved, y) = match stats {
+        BnStats::Batch {
+            running_mean,
+            running_var,
+            momentum,
+        } => {
+            let (mean, var) = B::bn_batch_stats(
+                ctx,
+                &shape,
+                &tape.value(x),
+                running_mean,
+                running_var,
+                momentum,
+            )?;
+            let y = B::bn_forward(
+                ctx,
+                &shape,
+                &tape.value(x),
+                &B::view(ctx, &mean),
+                &B::view(ctx, &var),
+                &tape.value(gamma),
+                &tape.value(beta),
+                eps,
+            )?;
+            (true, Some((mean, var)), y)
         }
-        BnMode::Eval { mean, var } => {
-            crate::error::check_len("batch_norm", "running mean", mean.len(), c)?;
-            crate::error::check_len("batch_norm", "running var", var.len(), c)?;
-            (mean.to_vec(), var.to_vec(), None)
+        BnStats::Running { mean, var } => {
+            let (mean, var) = (B::view(ctx, mean), B::view(ctx, var));
+            crate::error::check_len("batch_norm", "running mean", mean.len(), shape.c)?;
+            crate::error::check_len("batch_norm", "running var", var.len(), shape.c)?;
+            let y = B::bn_forward(
+                ctx,
+                &shape,
+                &tape.value(x),
+                &mean,
+                &var,
+                &tape.value(gamma),
+                &tape.value(beta),
+                eps,
+            )?;
+            // The backward runs after later layers: it keeps copies of the statistics,
+            // made only when there will be a backward.
+            let saved = match needs_grad {
+                true => Some((B::duplicate(ctx, &mean)?, B::duplicate(ctx, &var)?)),
+                false => None,
+            };
+            (false, saved, y)
         }
     };
-    let invstd: Vec<T> = var.iter().map(|&v| T::one() / (v + eps).sqrt()).collect();
-    let gv = tape.value(gamma).data();
-    let scale: Vec<T> = gv.iter().zip(&invstd).map(|(&g, &s)| g * s).collect();
-    let shift: Vec<T> = (0..c)
-        .map(|i| tape.value(beta).data()[i] - mean[i] * scale[i])
-        .collect();
-    let y = Tensor::new(&xs, cpu::affine(xv, c, hw, &scale, &shift))?;
-    let train = stats.is_some();
-    let out = tape.push_op(y, &[x, gamma, beta], || {
-        Box::new(move |nodes, dy| {
-            let xv = nodes.value(x).data();
-            let (rx, rg, rb) = (
+    tape.push_op(y, &xs, &[x, gamma, beta], || {
+        Box::new(move |nodes: &Nodes<'_, B>, dy: B::Buf| {
+            let ctx = nodes.ctx();
+            let (mean, var) = saved.as_ref().ok_or_else(|| {
+                Error::Config("batch_norm: no statistics saved for the backward".into())
+            })?;
+            let (dx, dp) = B::bn_backward(
+                ctx,
+                &shape,
+                &nodes.value(x),
+                &B::view(ctx, &dy),
+                &B::view(ctx, mean),
+                &B::view(ctx, var),
+                &nodes.value(gamma),
+                train,
                 nodes.requires_grad(x),
-                nodes.requires_grad(gamma),
-                nodes.requires_grad(beta),
-            );
-            // Evaluation-mode input gradients (PGD) need no reductions at all.
-            let (sum_dy, sum_dy_xhat) = if (train && rx) || rg || rb {
-                cpu::grad_sums(xv, dy, n, c, hw, &mean, &invstd)
-            } else {
-                (Vec::new(), Vec::new())
-            };
+                nodes.requires_grad(gamma) || nodes.requires_grad(beta),
+                eps,
+            )?;
             let mut grads = Vec::new();
-            if rx {
-                let dx = if train {
-                    let gv = nodes.value(gamma).data();
-                    cpu::train_input_grad(
-                        xv,
-                        dy,
-                        c,
-                        hw,
-                        n * hw,
-                        gv,
-                        &mean,
-                        &invstd,
-                        &sum_dy,
-                        &sum_dy_xhat,
-                    )
-                } else {
-                    cpu::affine(dy, c, hw, &scale, &vec![T::zero(); c])
-                };
+            if let Some(dx) = dx {
                 grads.push((x, dx));
             }
-            if rg {
-                grads.push((gamma, sum_dy_xhat));
-            }
-            if rb {
-                grads.push((beta, sum_dy));
+            if let Some((dgamma, dbeta)) = dp {
+                if nodes.requires_grad(gamma) {
+                    grads.push((gamma, dgamma));
+                }
+                if nodes.requires_grad(beta) {
+                    grads.push((beta, dbeta));
+                }
             }
             Ok(grads)
         })
-    });
-    Ok((out, stats))
+    })
 }

@@ -3,60 +3,18 @@
 
 use rayon::prelude::*;
 
+use super::ConvGeom;
 use crate::gemm::{gemm, Op};
 use crate::real::Real;
 use crate::scratch::with_scratch;
 
-/// Shapes of a square-kernel, bias-free 2-D convolution, NCHW.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvGeom {
-    /// Batch size.
-    pub n: usize,
-    /// Input channels.
-    pub c_in: usize,
-    /// Input height.
-    pub h: usize,
-    /// Input width.
-    pub w: usize,
-    /// Output channels.
-    pub c_out: usize,
-    /// Kernel side.
-    pub k: usize,
-    /// Stride.
-    pub stride: usize,
-    /// Zero padding on every side.
-    pub pad: usize,
-}
-
 /// im2col chunks hold at most this many elements (32 MiB in f32).
 const CHUNK_ELEMS: usize = 8 << 20;
 
-impl ConvGeom {
-    /// Output height.
-    pub fn h_out(&self) -> usize {
-        (self.h + 2 * self.pad - self.k) / self.stride + 1
-    }
-    /// Output width.
-    pub fn w_out(&self) -> usize {
-        (self.w + 2 * self.pad - self.k) / self.stride + 1
-    }
-    /// Rows of the im2col matrix: `c_in · k · k`.
-    pub fn patch(&self) -> usize {
-        self.c_in * self.k * self.k
-    }
-    /// Elements of x, weight and y.
-    pub fn lens(&self) -> (usize, usize, usize) {
-        let hwo = self.h_out() * self.w_out();
-        (
-            self.n * self.c_in * self.h * self.w,
-            self.c_out * self.patch(),
-            self.n * self.c_out * hwo,
-        )
-    }
-    fn samples_per_chunk(&self) -> usize {
-        let per_sample = self.patch() * self.h_out() * self.w_out();
-        (CHUNK_ELEMS / per_sample.max(1)).clamp(1, self.n.max(1))
-    }
+/// Samples per im2col chunk: as many as fit [`CHUNK_ELEMS`], at least one.
+fn samples_per_chunk(g: &ConvGeom) -> usize {
+    let per_sample = g.patch() * g.h_out() * g.w_out();
+    (CHUNK_ELEMS / per_sample.max(1)).clamp(1, g.n.max(1))
 }
 
 /// Output positions `lo..hi` (of `out_len`) whose input index `o·stride + k − pad`
@@ -209,7 +167,7 @@ fn col2im<T: Real>(g: &ConvGeom, dcol: &[T], s0: usize, nb: usize, dx: &mut [T])
 /// `y = conv(x, weight)`; weight is `[c_out, c_in, k, k]`. Lengths must match `g.lens()`.
 pub fn forward<T: Real>(g: &ConvGeom, x: &[T], weight: &[T]) -> Vec<T> {
     let hwo = g.h_out() * g.w_out();
-    let per = g.samples_per_chunk();
+    let per = samples_per_chunk(g);
     let mut y = vec![T::zero(); g.n * g.c_out * hwo];
     // im2col and the GEMM overwrite their parts of col and out before reading them.
     with_scratch(g.patch() * per * hwo, |col: &mut [T]| {
@@ -229,7 +187,7 @@ fn forward_chunks<T: Real>(
     y: &mut [T],
 ) {
     let hwo = g.h_out() * g.w_out();
-    let per = g.samples_per_chunk();
+    let per = samples_per_chunk(g);
     for s0 in (0..g.n).step_by(per) {
         let nb = per.min(g.n - s0);
         let cols = nb * hwo;
@@ -267,7 +225,7 @@ pub fn backward<T: Real>(
     want_dw: bool,
 ) -> (Option<Vec<T>>, Option<Vec<T>>) {
     let hwo = g.h_out() * g.w_out();
-    let per = g.samples_per_chunk();
+    let per = samples_per_chunk(g);
     let mut dx = want_dx.then(|| vec![T::zero(); x.len()]);
     let mut dw = want_dw.then(|| vec![T::zero(); weight.len()]);
     // dyc is copied in full, col written by im2col or the GEMM, before either is read.
@@ -292,7 +250,7 @@ fn backward_chunks<T: Real>(
     mut dw: Option<&mut [T]>,
 ) {
     let hwo = g.h_out() * g.w_out();
-    let per = g.samples_per_chunk();
+    let per = samples_per_chunk(g);
     for s0 in (0..g.n).step_by(per) {
         let nb = per.min(g.n - s0);
         let cols = nb * hwo;

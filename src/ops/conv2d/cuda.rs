@@ -9,6 +9,8 @@ use super::{
     conv2d_forward_launch, conv2d_input_launch, conv2d_weight_launch, conv2d_weight_reduce_launch,
     conv2d_weight_scratch_len, conv2d_weight_split, ConvGeom, ConvPass,
 };
+use crate::alloc::CachingDevice;
+use crate::backend::{Buf, OnDevice, View};
 use crate::error::{check_len, Error, Result};
 use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
 use crate::ops::kernel_args::{check_grid_z, kernel_int};
@@ -222,6 +224,69 @@ pub fn conv2d_backward_weight<D: KernelDevice>(
             Determinism::BitExact,
             &args,
         )
+    }
+}
+
+impl<D: KernelDevice + 'static> super::Conv2dKernels for OnDevice<D> {
+    fn conv2d_forward(
+        dev: &CachingDevice<D>,
+        g: &ConvGeom,
+        x: &View<'_, Self>,
+        weight: &View<'_, Self>,
+    ) -> Result<Buf<Self>> {
+        let mut y = dev.alloc_scratch::<f32>("conv2d.y", g.lens().2)?;
+        conv2d(
+            dev,
+            ConvPass::Forward,
+            g,
+            x,
+            weight,
+            &mut dev.view_mut(&mut y),
+        )?;
+        Ok(y)
+    }
+
+    fn conv2d_backward(
+        dev: &CachingDevice<D>,
+        g: &ConvGeom,
+        x: &View<'_, Self>,
+        weight: &View<'_, Self>,
+        dy: &View<'_, Self>,
+        input: bool,
+        filter: bool,
+    ) -> Result<(Option<Buf<Self>>, Option<Buf<Self>>)> {
+        let (x_len, w_len, _) = g.lens();
+        let dx = match input {
+            true => {
+                let mut dx = dev.alloc_scratch::<f32>("conv2d.dx", x_len)?;
+                conv2d(
+                    dev,
+                    ConvPass::BackwardData,
+                    g,
+                    dy,
+                    weight,
+                    &mut dev.view_mut(&mut dx),
+                )?;
+                Some(dx)
+            }
+            false => None,
+        };
+        let dw = match filter {
+            true => {
+                let mut dw = dev.alloc_scratch::<f32>("conv2d.dw", w_len)?;
+                conv2d(
+                    dev,
+                    ConvPass::BackwardFilter,
+                    g,
+                    x,
+                    dy,
+                    &mut dev.view_mut(&mut dw),
+                )?;
+                Some(dw)
+            }
+            false => None,
+        };
+        Ok((dx, dw))
     }
 }
 

@@ -4,33 +4,56 @@
 //! ```
 //! use sparta::autograd::Tape;
 //! use sparta::ops::conv2d::conv2d;
-//! use sparta::tensor::Tensor;
 //!
 //! let mut tape = Tape::<f32>::new();
-//! let x = tape.leaf(Tensor::new(&[1, 1, 2, 2], vec![1.0, 2.0, 3.0, 4.0])?, false);
-//! let w = tape.leaf(Tensor::new(&[1, 1, 1, 1], vec![2.0])?, true);
+//! let x = tape.leaf(&[1, 1, 2, 2], vec![1.0, 2.0, 3.0, 4.0], false)?;
+//! let w = tape.leaf(&[1, 1, 1, 1], vec![2.0], true)?;
 //! let y = conv2d(&mut tape, x, w, 1, 0)?;
-//! assert_eq!(tape.value(y).data(), &[2.0, 4.0, 6.0, 8.0]);
+//! assert_eq!(tape.value(y), &[2.0, 4.0, 6.0, 8.0]);
 //! # Ok::<(), sparta::Error>(())
 //! ```
 
 pub mod cpu;
 pub mod cuda;
 pub(crate) mod cudnn;
+mod cudnn_algo;
+mod cudnn_plan;
+pub(crate) mod geom;
 
-pub use cpu::ConvGeom;
-pub use cudnn::ConvPass;
+pub use geom::{ConvGeom, ConvPass};
 
-use crate::autograd::{Tape, Var};
+use crate::autograd::{Nodes, Tape, Var};
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::ops::kernel_args::blocks;
 use crate::ops::LaunchDims;
 use crate::real::Real;
-use crate::tensor::Tensor;
+
+/// What the convolution rule needs from a backend.
+pub trait Conv2dKernels: Backend {
+    /// `conv(x, weight)`.
+    fn conv2d_forward(
+        ctx: &Self::Ctx,
+        g: &ConvGeom,
+        x: &Self::View<'_>,
+        weight: &Self::View<'_>,
+    ) -> Result<Self::Buf>;
+    /// `(dx, dweight)` given `dy`, each only when asked for.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn conv2d_backward(
+        ctx: &Self::Ctx,
+        g: &ConvGeom,
+        x: &Self::View<'_>,
+        weight: &Self::View<'_>,
+        dy: &Self::View<'_>,
+        input: bool,
+        filter: bool,
+    ) -> Result<(Option<Self::Buf>, Option<Self::Buf>)>;
+}
 
 /// `conv2d(x [N,Ci,H,W], weight [Co,Ci,K,K])` with `stride` and zero `pad`.
-pub fn conv2d<T: Real>(
-    tape: &mut Tape<T>,
+pub fn conv2d<B: Conv2dKernels>(
+    tape: &mut Tape<'_, B>,
     x: Var,
     weight: Var,
     stride: usize,
@@ -61,24 +84,44 @@ pub fn conv2d<T: Real>(
         stride,
         pad,
     };
-    let y = cpu::forward(&g, tape.value(x).data(), tape.value(weight).data());
-    let y = Tensor::new(&[g.n, g.c_out, g.h_out(), g.w_out()], y)?;
-    Ok(tape.push_op(y, &[x, weight], || {
-        Box::new(move |nodes, dy| {
-            let (dx, dw) = cpu::backward(
+    let y = B::conv2d_forward(tape.ctx(), &g, &tape.value(x), &tape.value(weight))?;
+    let shape = [g.n, g.c_out, g.h_out(), g.w_out()];
+    tape.push_op(y, &shape, &[x, weight], || {
+        Box::new(move |nodes: &Nodes<'_, B>, dy: B::Buf| {
+            let ctx = nodes.ctx();
+            let (dx, dw) = B::conv2d_backward(
+                ctx,
                 &g,
-                nodes.value(x).data(),
-                nodes.value(weight).data(),
-                dy,
+                &nodes.value(x),
+                &nodes.value(weight),
+                &B::view(ctx, &dy),
                 nodes.requires_grad(x),
                 nodes.requires_grad(weight),
-            );
+            )?;
             Ok([dx.map(|d| (x, d)), dw.map(|d| (weight, d))]
                 .into_iter()
                 .flatten()
                 .collect())
         })
-    }))
+    })
+}
+
+impl<T: Real> Conv2dKernels for T {
+    fn conv2d_forward(_: &(), g: &ConvGeom, x: &&[T], weight: &&[T]) -> Result<Vec<T>> {
+        Ok(cpu::forward(g, x, weight))
+    }
+
+    fn conv2d_backward(
+        _: &(),
+        g: &ConvGeom,
+        x: &&[T],
+        weight: &&[T],
+        dy: &&[T],
+        input: bool,
+        filter: bool,
+    ) -> Result<(Option<Vec<T>>, Option<Vec<T>>)> {
+        Ok(cpu::backward(g, x, weight, dy, input, filter))
+    }
 }
 
 /// Rows and columns of a block's output tile in the CUDA kernels (`CONV_TILE`).

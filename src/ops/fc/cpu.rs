@@ -55,6 +55,38 @@ pub fn fc_backward<T: Real>(
     Ok(())
 }
 
+impl<T: Real> super::tape::FcKernels for T {
+    fn fc_forward(_: &(), shape: &FcShape, x: &&[T], w: &&[T], b: &&[T]) -> Result<Vec<T>> {
+        let mut y = vec![T::zero(); shape.n * shape.out];
+        fc_forward(shape, x, w, b, &mut y)?;
+        Ok(y)
+    }
+
+    fn fc_backward(
+        _: &(),
+        shape: &FcShape,
+        x: &&[T],
+        w: &&[T],
+        dy: &&[T],
+        input: bool,
+        params: bool,
+    ) -> Result<(Option<Vec<T>>, Option<(Vec<T>, Vec<T>)>)> {
+        let mut dx = input.then(|| vec![T::zero(); shape.n * shape.inp]);
+        let mut dp = params.then(|| {
+            (
+                vec![T::zero(); shape.out * shape.inp],
+                vec![T::zero(); shape.out],
+            )
+        });
+        let (dw, db) = match &mut dp {
+            Some((dw, db)) => (Some(&mut dw[..]), Some(&mut db[..])),
+            None => (None, None),
+        };
+        fc_backward(shape, x, w, dy, dx.as_deref_mut(), dw, db)?;
+        Ok((dx, dp))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,8 @@
 //! Batched linear layer on a [`KernelDevice`] (`kernels/fc.cu`), f32, over device views.
 
 use super::{fc_forward_launch, fc_input_launch, fc_params_launch, FcShape};
+use crate::alloc::CachingDevice;
+use crate::backend::{Buf, OnDevice, View};
 use crate::error::{check_len, Result};
 use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
 use crate::ops::kernel_args::kernel_int;
@@ -115,4 +117,57 @@ pub fn fc_backward<D: KernelDevice>(
         }?;
     }
     Ok(())
+}
+
+impl<D: KernelDevice + 'static> super::tape::FcKernels for OnDevice<D> {
+    fn fc_forward(
+        dev: &CachingDevice<D>,
+        shape: &FcShape,
+        x: &View<'_, Self>,
+        w: &View<'_, Self>,
+        b: &View<'_, Self>,
+    ) -> Result<Buf<Self>> {
+        let mut y = dev.alloc_scratch::<f32>("linear.y", shape.n * shape.out)?;
+        fc_forward(dev, shape, x, w, b, &mut dev.view_mut(&mut y), false)?;
+        Ok(y)
+    }
+
+    fn fc_backward(
+        dev: &CachingDevice<D>,
+        shape: &FcShape,
+        x: &View<'_, Self>,
+        w: &View<'_, Self>,
+        dy: &View<'_, Self>,
+        input: bool,
+        params: bool,
+    ) -> Result<(Option<Buf<Self>>, Option<(Buf<Self>, Buf<Self>)>)> {
+        // The kernels add into their outputs.
+        let mut dx = match input {
+            true => Some(dev.alloc_zeros::<f32>("linear.dx", shape.n * shape.inp)?),
+            false => None,
+        };
+        let mut dp = match params {
+            true => Some((
+                dev.alloc_zeros::<f32>("linear.dw", shape.out * shape.inp)?,
+                dev.alloc_zeros::<f32>("linear.db", shape.out)?,
+            )),
+            false => None,
+        };
+        {
+            let mut dx_view = dx.as_mut().map(|b| dev.view_mut(b));
+            let mut dp_views = dp
+                .as_mut()
+                .map(|(dw, db)| (dev.view_mut(dw), dev.view_mut(db)));
+            fc_backward(
+                dev,
+                shape,
+                x,
+                w,
+                dy,
+                dx_view.as_mut(),
+                dp_views.as_mut().map(|(dw, db)| (dw, db)),
+            )?;
+        }
+        Ok((dx, dp))
+    }
 }

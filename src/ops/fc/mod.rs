@@ -14,6 +14,9 @@
 
 pub mod cpu;
 pub mod cuda;
+pub mod tape;
+
+pub use tape::{linear, FcKernels};
 
 use crate::error::{Error, Result};
 use crate::ops::kernel_args::blocks;
@@ -45,7 +48,7 @@ impl FcShape {
 /// Threads per block of the FC kernels.
 pub const FC_THREADS: u32 = 256;
 
-fn linear(items: usize) -> LaunchDims {
+fn threads_per_item(items: usize) -> LaunchDims {
     LaunchDims {
         grid: (blocks(items, FC_THREADS as usize), 1, 1),
         block: (FC_THREADS, 1, 1),
@@ -55,15 +58,15 @@ fn linear(items: usize) -> LaunchDims {
 
 /// `fc_forward_f32`: one warp per output `y[n][o]`.
 pub fn fc_forward_launch(shape: &FcShape) -> LaunchDims {
-    linear(shape.n * shape.out * 32)
+    threads_per_item(shape.n * shape.out * 32)
 }
 
 /// `fc_backward_input_f32`: one thread per `dx[n][i]`.
 pub fn fc_input_launch(shape: &FcShape) -> LaunchDims {
-    linear(shape.n * shape.inp)
+    threads_per_item(shape.n * shape.inp)
 }
 
 /// `fc_backward_params_f32`: one thread per weight `dw[o][i]` and per bias `db[o]`.
 pub fn fc_params_launch(shape: &FcShape) -> LaunchDims {
-    linear(shape.out * (shape.inp + 1))
+    threads_per_item(shape.out * (shape.inp + 1))
 }

@@ -26,7 +26,7 @@
 
 use std::arch::x86_64::*;
 
-use super::cpu::LANES;
+use super::lanes::LANES;
 
 /// `2^(j/32)` for j = 0..31 in f32, as bits less `j << 18`: the shift that moves k into
 /// the exponent field also moves j into the top of the mantissa, and this takes it out.
@@ -489,7 +489,7 @@ mod tests {
         for (j, row) in rows.iter().enumerate() {
             assert_eq!(
                 got[j].to_bits(),
-                super::super::cpu::tree_sum(*row).to_bits(),
+                super::super::lanes::tree_sum(*row).to_bits(),
                 "lane {j}"
             );
         }

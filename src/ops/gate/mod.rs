@@ -13,8 +13,11 @@
 mod avx512;
 pub mod cpu;
 pub mod cuda;
+mod lanes;
 mod product;
+mod reference;
 pub(crate) mod sigmoid;
+mod tiers;
 
 use crate::error::{Error, Result};
 use crate::ops::LaunchDims;

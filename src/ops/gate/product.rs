@@ -18,7 +18,7 @@
 //! rounding a = s·c did there, and the polynomial is the same minimax one rescaled to
 //! base 2 (4.4e-7 relative); tests/gate.rs holds both paths to the f64 reference.
 
-use super::cpu::LANES;
+use super::lanes::LANES;
 use super::sigmoid::EXP_MINIMAX;
 
 /// Largest `|s·c|·log2(e)` the loops take: `2^±126` are the extremes of the normal f32
@@ -200,7 +200,7 @@ pub(super) fn backward_sample(
                 ds_acc[k] = da.mul_add(cv, ds_acc[k]);
                 products[k] = da * s[k];
             }
-            *dc = super::cpu::tree_sum(products);
+            *dc = super::lanes::tree_sum(products);
         }
         *ds = ds_acc;
         return;
@@ -235,7 +235,7 @@ pub(super) fn backward_sample(
         for ((((&x, &dy), &s), (dx, ds)), sum) in tail {
             element(x, dy, s, dx, ds, sum);
         }
-        *dc = super::cpu::tree_sum(lane_sums);
+        *dc = super::lanes::tree_sum(lane_sums);
     }
 }
 

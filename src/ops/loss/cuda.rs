@@ -2,8 +2,11 @@
 //! device views: per-row losses, the logit gradient and correct-prediction flags, then
 //! the batch loss and the number correct reduced in one block (deterministic).
 
+use super::CrossEntropy;
 use super::{cross_entropy_reduce_launch, cross_entropy_rows_launch, Reduction};
-use crate::error::{check_len, Result};
+use crate::alloc::CachingDevice;
+use crate::backend::{OnDevice, View};
+use crate::error::{check_len, Error, Result};
 use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
 use crate::ops::kernel_args::{element_count, kernel_int};
 
@@ -96,5 +99,69 @@ pub fn cross_entropy<D: KernelDevice>(
             Determinism::BitExact,
             &args,
         )
+    }
+}
+
+impl<D: KernelDevice + 'static> super::LossKernels for OnDevice<D> {
+    type Labels = <CachingDevice<D> as KernelDevice>::Buffer<i32>;
+    type Count = <CachingDevice<D> as KernelDevice>::Buffer<i32>;
+
+    fn upload_labels(
+        dev: &CachingDevice<D>,
+        labels: &[usize],
+        classes: usize,
+    ) -> Result<Self::Labels> {
+        let as_i32 = labels
+            .iter()
+            .map(|&l| {
+                i32::try_from(l)
+                    .ok()
+                    .filter(|_| l < classes)
+                    .ok_or_else(|| {
+                        Error::Config(format!("cross_entropy: label {l} with {classes} classes"))
+                    })
+            })
+            .collect::<Result<Vec<i32>>>()?;
+        dev.upload("labels", &as_i32)
+    }
+
+    fn cross_entropy(
+        dev: &CachingDevice<D>,
+        n: usize,
+        classes: usize,
+        logits: &View<'_, Self>,
+        labels: &Self::Labels,
+        reduction: Reduction,
+    ) -> Result<CrossEntropy<Self>> {
+        let mut rows = dev.alloc_scratch::<f32>("loss", n)?;
+        let mut dlogits = dev.alloc_scratch::<f32>("dlogits", n * classes)?;
+        let mut correct_rows = dev.alloc_scratch::<i32>("correct", n)?;
+        let mut total = dev.alloc_scratch::<f32>("loss_total", 1)?;
+        let mut correct = dev.alloc_scratch::<i32>("correct_total", 1)?;
+        cross_entropy(
+            dev,
+            n,
+            classes,
+            logits,
+            &dev.view(labels),
+            reduction,
+            CrossEntropyOut {
+                loss: &mut dev.view_mut(&mut rows),
+                dlogits: &mut dev.view_mut(&mut dlogits),
+                correct: &mut dev.view_mut(&mut correct_rows),
+                loss_total: &mut dev.view_mut(&mut total),
+                correct_total: &mut dev.view_mut(&mut correct),
+            },
+        )?;
+        Ok(CrossEntropy {
+            rows,
+            dlogits,
+            total,
+            correct,
+        })
+    }
+
+    fn read_count(dev: &CachingDevice<D>, count: &Self::Count) -> Result<usize> {
+        Ok(dev.download(&dev.view(count))?[0].max(0) as usize)
     }
 }

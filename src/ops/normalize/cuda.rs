@@ -2,6 +2,8 @@
 //! views.
 
 use super::normalize_launch;
+use crate::alloc::CachingDevice;
+use crate::backend::{Buf, OnDevice, View};
 use crate::error::{check_len, Error, Result};
 use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
 use crate::ops::kernel_args::{element_count, kernel_int, kernel_long};
@@ -94,5 +96,32 @@ pub fn normalize_backward<D: KernelDevice>(
             Determinism::BitExact,
             &args,
         )
+    }
+}
+
+impl<D: KernelDevice + 'static> super::NormalizeKernels for OnDevice<D> {
+    fn normalize_forward(
+        dev: &CachingDevice<D>,
+        c: usize,
+        hw: usize,
+        x: &View<'_, Self>,
+        mean: &View<'_, Self>,
+        std: &View<'_, Self>,
+    ) -> Result<Buf<Self>> {
+        let mut y = dev.alloc_scratch::<f32>("normalize.y", x.len())?;
+        normalize_forward(dev, c, hw, x, mean, std, &mut dev.view_mut(&mut y))?;
+        Ok(y)
+    }
+
+    fn normalize_backward(
+        dev: &CachingDevice<D>,
+        c: usize,
+        hw: usize,
+        dy: &View<'_, Self>,
+        std: &View<'_, Self>,
+    ) -> Result<Buf<Self>> {
+        let mut dx = dev.alloc_scratch::<f32>("normalize.dx", dy.len())?;
+        normalize_backward(dev, c, hw, dy, std, &mut dev.view_mut(&mut dx))?;
+        Ok(dx)
     }
 }

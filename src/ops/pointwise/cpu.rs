@@ -244,6 +244,20 @@ pub fn backward<T: Real>(kind: Pointwise, x: &[T], dy: &[T], dx: &mut [T]) -> Re
     Ok(())
 }
 
+impl<T: Real> super::tape::PointwiseKernels for T {
+    fn pointwise_forward(_: &(), kind: Pointwise, x: &&[T]) -> Result<Vec<T>> {
+        let mut y = vec![T::zero(); x.len()];
+        forward(kind, x, &mut y)?;
+        Ok(y)
+    }
+
+    fn pointwise_backward(_: &(), kind: Pointwise, x: &&[T], dy: &&[T]) -> Result<Vec<T>> {
+        let mut dx = vec![T::zero(); x.len()];
+        backward(kind, x, dy, &mut dx)?;
+        Ok(dx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,8 @@
 //! through `kernels/relu.cu`), over caller-owned device views.
 
 use super::{pointwise_launch, Pointwise};
+use crate::alloc::CachingDevice;
+use crate::backend::{Buf, OnDevice, View};
 use crate::error::{check_len, Result};
 use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
 use crate::ops::dtype::check_kernel_len;
@@ -73,5 +75,28 @@ pub fn pointwise_backward<D: KernelDevice>(
             Determinism::BitExact,
             &args,
         )
+    }
+}
+
+impl<D: KernelDevice + 'static> super::tape::PointwiseKernels for OnDevice<D> {
+    fn pointwise_forward(
+        dev: &CachingDevice<D>,
+        kind: Pointwise,
+        x: &View<'_, Self>,
+    ) -> Result<Buf<Self>> {
+        let mut y = dev.alloc_scratch::<f32>("act.y", x.len())?;
+        pointwise_forward(dev, kind, x, &mut dev.view_mut(&mut y))?;
+        Ok(y)
+    }
+
+    fn pointwise_backward(
+        dev: &CachingDevice<D>,
+        kind: Pointwise,
+        x: &View<'_, Self>,
+        dy: &View<'_, Self>,
+    ) -> Result<Buf<Self>> {
+        let mut dx = dev.alloc_scratch::<f32>("act.dx", x.len())?;
+        pointwise_backward(dev, kind, x, dy, &mut dev.view_mut(&mut dx))?;
+        Ok(dx)
     }
 }

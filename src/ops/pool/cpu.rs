@@ -53,6 +53,20 @@ pub fn pool_backward<T: Real>(shape: &PoolShape, dy: &[T], dx: &mut [T]) -> Resu
     Ok(())
 }
 
+impl<T: Real> super::tape::PoolKernels for T {
+    fn pool_forward(_: &(), shape: &PoolShape, x: &&[T]) -> Result<Vec<T>> {
+        let mut y = vec![T::zero(); shape.out_len()];
+        pool_forward(shape, x, &mut y)?;
+        Ok(y)
+    }
+
+    fn pool_backward(_: &(), shape: &PoolShape, dy: &&[T]) -> Result<Vec<T>> {
+        let mut dx = vec![T::zero(); shape.in_len()];
+        pool_backward(shape, dy, &mut dx)?;
+        Ok(dx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

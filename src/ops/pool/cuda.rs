@@ -2,6 +2,8 @@
 //! activation side (`x`, `dx`) stored as f32, f16 or bf16, the pooled side always f32.
 
 use super::{pool_backward_launch, pool_forward_launch, PoolShape};
+use crate::alloc::CachingDevice;
+use crate::backend::{Buf, OnDevice, View};
 use crate::error::{check_len, Result};
 use crate::launch::{Determinism, KernelArg, KernelDevice, ViewLen};
 use crate::ops::dtype::{kernel_name, KernelFloat};
@@ -65,5 +67,28 @@ pub fn pool_backward<D: KernelDevice, T: KernelFloat>(
             Determinism::BitExact,
             &args,
         )
+    }
+}
+
+impl<D: KernelDevice + 'static> super::tape::PoolKernels for OnDevice<D> {
+    fn pool_forward(
+        dev: &CachingDevice<D>,
+        shape: &PoolShape,
+        x: &View<'_, Self>,
+    ) -> Result<Buf<Self>> {
+        let mut y = dev.alloc_scratch::<f32>("pool.y", shape.out_len())?;
+        pool_forward(dev, shape, x, &mut dev.view_mut(&mut y))?;
+        Ok(y)
+    }
+
+    fn pool_backward(
+        dev: &CachingDevice<D>,
+        shape: &PoolShape,
+        dy: &View<'_, Self>,
+    ) -> Result<Buf<Self>> {
+        // The kernel adds into dx.
+        let mut dx = dev.alloc_zeros::<f32>("pool.dx", shape.in_len())?;
+        pool_backward(dev, shape, dy, &mut dev.view_mut(&mut dx))?;
+        Ok(dx)
     }
 }

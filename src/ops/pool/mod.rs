@@ -104,5 +104,5 @@ pub fn pool_backward_launch(shape: &PoolShape) -> LaunchDims {
     }
 }
 
-mod tape;
-pub use tape::{avg_pool, global_avg_pool};
+pub mod tape;
+pub use tape::{avg_pool, global_avg_pool, PoolKernels};

@@ -6,31 +6,29 @@
 //! ```
 //! use sparta::autograd::Tape;
 //! use sparta::ops::primitive::{mul, sigmoid};
-//! use sparta::tensor::Tensor;
 //!
 //! let mut tape = Tape::<f64>::new();
-//! let x = tape.leaf(Tensor::new(&[2], vec![0.0, 2.0])?, true);
+//! let x = tape.leaf(&[2], vec![0.0, 2.0], true)?;
 //! let g = sigmoid(&mut tape, x)?;
 //! let y = mul(&mut tape, x, g)?;
-//! assert_eq!(tape.value(y).data()[0], 0.0);
+//! assert_eq!(tape.value(y)[0], 0.0);
 //! # Ok::<(), sparta::Error>(())
 //! ```
 
-use crate::autograd::{Tape, Var};
+use crate::autograd::{Nodes, Tape, Var};
 use crate::error::{Error, Result};
 use crate::real::Real;
-use crate::tensor::Tensor;
 
 /// The same elements under another shape with as many elements.
-pub fn reshape<T: Real>(tape: &mut Tape<T>, x: Var, shape: &[usize]) -> Result<Var> {
-    let y = Tensor::new(shape, tape.value(x).data().to_vec())?;
-    Ok(tape.push_op(y, &[x], || {
-        Box::new(move |_, dy| Ok(vec![(x, dy.to_vec())]))
-    }))
+pub fn reshape<T: Real>(tape: &mut Tape<'_, T>, x: Var, shape: &[usize]) -> Result<Var> {
+    let y = tape.value(x).to_vec();
+    tape.push_op(y, shape, &[x], || {
+        Box::new(move |_: &Nodes<'_, T>, dy: Vec<T>| Ok(vec![(x, dy)]))
+    })
 }
 
 /// `x[n, c, …] + b[c]`.
-pub fn bias_channels<T: Real>(tape: &mut Tape<T>, x: Var, b: Var) -> Result<Var> {
+pub fn bias_channels<T: Real>(tape: &mut Tape<'_, T>, x: Var, b: Var) -> Result<Var> {
     let xs = tape.shape(x).to_vec();
     if xs.len() < 2 || tape.shape(b) != [xs[1]] {
         return Err(Error::shape(
@@ -41,18 +39,14 @@ pub fn bias_channels<T: Real>(tape: &mut Tape<T>, x: Var, b: Var) -> Result<Var>
         ));
     }
     let (c, inner) = (xs[1], xs[2..].iter().product::<usize>());
-    let bv = tape.value(b).data().to_vec();
-    let mut y = tape.value(x).data().to_vec();
+    let bv = tape.value(b).to_vec();
+    let mut y = tape.value(x).to_vec();
     for (i, plane) in y.chunks_mut(inner).enumerate() {
         plane.iter_mut().for_each(|v| *v += bv[i % c]);
     }
-    let y = Tensor::new(&xs, y)?;
-    Ok(tape.push_op(y, &[x, b], || {
-        Box::new(move |nodes, dy| {
+    tape.push_op(y, &xs, &[x, b], || {
+        Box::new(move |nodes: &Nodes<'_, T>, dy: Vec<T>| {
             let mut grads = Vec::new();
-            if nodes.requires_grad(x) {
-                grads.push((x, dy.to_vec()));
-            }
             if nodes.requires_grad(b) {
                 let mut db = vec![T::zero(); c];
                 for (i, plane) in dy.chunks(inner).enumerate() {
@@ -60,23 +54,25 @@ pub fn bias_channels<T: Real>(tape: &mut Tape<T>, x: Var, b: Var) -> Result<Var>
                 }
                 grads.push((b, db));
             }
+            if nodes.requires_grad(x) {
+                grads.push((x, dy));
+            }
             Ok(grads)
         })
-    }))
+    })
 }
 
 /// `σ(x) = 1 / (1 + e^(−x))`.
-pub fn sigmoid<T: Real>(tape: &mut Tape<T>, x: Var) -> Result<Var> {
+pub fn sigmoid<T: Real>(tape: &mut Tape<'_, T>, x: Var) -> Result<Var> {
     let y: Vec<T> = tape
         .value(x)
-        .data()
         .iter()
         .map(|&v| T::one() / (T::one() + (-v).exp()))
         .collect();
     let out = y.clone();
-    let y = Tensor::new(tape.shape(x), y)?;
-    Ok(tape.push_op(y, &[x], || {
-        Box::new(move |_, dy| {
+    let shape = tape.shape(x).to_vec();
+    tape.push_op(y, &shape, &[x], || {
+        Box::new(move |_: &Nodes<'_, T>, dy: Vec<T>| {
             Ok(vec![(
                 x,
                 dy.iter()
@@ -85,11 +81,11 @@ pub fn sigmoid<T: Real>(tape: &mut Tape<T>, x: Var) -> Result<Var> {
                     .collect(),
             )])
         })
-    }))
+    })
 }
 
 /// Elementwise `a · b` of same-shaped tensors.
-pub fn mul<T: Real>(tape: &mut Tape<T>, a: Var, b: Var) -> Result<Var> {
+pub fn mul<T: Real>(tape: &mut Tape<'_, T>, a: Var, b: Var) -> Result<Var> {
     if tape.shape(a) != tape.shape(b) {
         return Err(Error::shape(
             "mul",
@@ -99,27 +95,25 @@ pub fn mul<T: Real>(tape: &mut Tape<T>, a: Var, b: Var) -> Result<Var> {
         ));
     }
     let prod = |u: &[T], v: &[T]| -> Vec<T> { u.iter().zip(v).map(|(&p, &q)| p * q).collect() };
-    let y = Tensor::new(
-        tape.shape(a),
-        prod(tape.value(a).data(), tape.value(b).data()),
-    )?;
-    Ok(tape.push_op(y, &[a, b], || {
-        Box::new(move |nodes, dy| {
+    let y = prod(tape.value(a), tape.value(b));
+    let shape = tape.shape(a).to_vec();
+    tape.push_op(y, &shape, &[a, b], || {
+        Box::new(move |nodes: &Nodes<'_, T>, dy: Vec<T>| {
             let mut grads = Vec::new();
             if nodes.requires_grad(a) {
-                grads.push((a, prod(dy, nodes.value(b).data())));
+                grads.push((a, prod(&dy, nodes.value(b))));
             }
             if nodes.requires_grad(b) {
-                grads.push((b, prod(dy, nodes.value(a).data())));
+                grads.push((b, prod(&dy, nodes.value(a))));
             }
             Ok(grads)
         })
-    }))
+    })
 }
 
 /// Per-sample 1×1 conv to one channel: `s[n, p] = Σ_k head[n, k]·h[n, k, p] + head[n, K]`
 /// for `h [N,K,H,W]` and `head [N, K+1]` (DPNet's predicted Conv5 weights and bias).
-pub fn dynamic_conv<T: Real>(tape: &mut Tape<T>, h: Var, head: Var) -> Result<Var> {
+pub fn dynamic_conv<T: Real>(tape: &mut Tape<'_, T>, h: Var, head: Var) -> Result<Var> {
     let hs = tape.shape(h).to_vec();
     if hs.len() != 4 || tape.shape(head) != [hs[0], hs[1] + 1] {
         return Err(Error::shape(
@@ -130,7 +124,7 @@ pub fn dynamic_conv<T: Real>(tape: &mut Tape<T>, h: Var, head: Var) -> Result<Va
         ));
     }
     let (n, k, hw) = (hs[0], hs[1], hs[2] * hs[3]);
-    let (hv, wv) = (tape.value(h).data(), tape.value(head).data());
+    let (hv, wv) = (tape.value(h), tape.value(head));
     let mut s = vec![T::zero(); n * hw];
     for i in 0..n {
         let w = &wv[i * (k + 1)..(i + 1) * (k + 1)];
@@ -141,10 +135,9 @@ pub fn dynamic_conv<T: Real>(tape: &mut Tape<T>, h: Var, head: Var) -> Result<Va
             out.iter_mut().zip(plane).for_each(|(o, &v)| *o += wj * v);
         }
     }
-    let s = Tensor::new(&[n, 1, hs[2], hs[3]], s)?;
-    Ok(tape.push_op(s, &[h, head], || {
-        Box::new(move |nodes, ds| {
-            let (hv, wv) = (nodes.value(h).data(), nodes.value(head).data());
+    tape.push_op(s, &[n, 1, hs[2], hs[3]], &[h, head], || {
+        Box::new(move |nodes: &Nodes<'_, T>, ds: Vec<T>| {
+            let (hv, wv) = (nodes.value(h), nodes.value(head));
             let mut grads = Vec::new();
             if nodes.requires_grad(h) {
                 let mut dh = vec![T::zero(); n * k * hw];
@@ -173,13 +166,13 @@ pub fn dynamic_conv<T: Real>(tape: &mut Tape<T>, h: Var, head: Var) -> Result<Va
             }
             Ok(grads)
         })
-    }))
+    })
 }
 
 /// `a[n, ch, y, x] = s[n, 0, y/B, x/B] · c[n, ch]` for `s [N,1,⌈H/B⌉,⌈W/B⌉]`, `c [N,C]`:
 /// the gate's argument, with each spatial value spread over its B×B block.
 pub fn outer<T: Real>(
-    tape: &mut Tape<T>,
+    tape: &mut Tape<'_, T>,
     s: Var,
     c: Var,
     block: usize,
@@ -198,7 +191,7 @@ pub fn outer<T: Real>(
     }
     let (n, ch) = (cs[0], cs[1]);
     let at = move |y: usize, x: usize| (y / block) * sw + x / block;
-    let (sv, cv) = (tape.value(s).data(), tape.value(c).data());
+    let (sv, cv) = (tape.value(s), tape.value(c));
     let mut a = vec![T::zero(); n * ch * h * w];
     for i in 0..n {
         for k in 0..ch {
@@ -209,10 +202,9 @@ pub fn outer<T: Real>(
             }
         }
     }
-    let a = Tensor::new(&[n, ch, h, w], a)?;
-    Ok(tape.push_op(a, &[s, c], || {
-        Box::new(move |nodes, da| {
-            let (sv, cv) = (nodes.value(s).data(), nodes.value(c).data());
+    tape.push_op(a, &[n, ch, h, w], &[s, c], || {
+        Box::new(move |nodes: &Nodes<'_, T>, da: Vec<T>| {
+            let (sv, cv) = (nodes.value(s), nodes.value(c));
             let (mut ds, mut dc) = (vec![T::zero(); n * sh * sw], vec![T::zero(); n * ch]);
             for i in 0..n {
                 for k in 0..ch {
@@ -230,5 +222,5 @@ pub fn outer<T: Real>(
                 .filter(|(v, _)| nodes.requires_grad(*v))
                 .collect())
         })
-    }))
+    })
 }
