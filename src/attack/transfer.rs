@@ -83,8 +83,9 @@ pub fn save(
     crate::checkpoint::save(path, &tensors, metadata)
 }
 
-/// Reads what [`save`] wrote, checking the format, the tensors' shapes, images in
-/// [0, 1] and whole-number labels.
+/// Reads what [`save`] wrote, checking the format, the attack's settings (as
+/// [`Attack::validate`] does), the tensors' shapes, images in [0, 1] and whole-number
+/// labels.
 pub fn load(path: &Path) -> Result<AdversarialImages> {
     let bad = |what: String| Error::format(path, what);
     let (mut tensors, meta) = crate::checkpoint::load::<f32>(path)?;
@@ -103,6 +104,9 @@ pub fn load(path: &Path) -> Result<AdversarialImages> {
     }
     let attack: Attack =
         serde_json::from_str(&key("attack")?).map_err(|e| bad(format!("attack settings: {e}")))?;
+    attack
+        .validate()
+        .map_err(|e| bad(format!("attack settings: {e}")))?;
     let seed = key("seed")?
         .parse()
         .map_err(|e| bad(format!("seed: {e}")))?;
@@ -304,6 +308,17 @@ mod tests {
         other.labels[1] = 2;
         assert!(back.check_against(&other, 0.05).is_err());
         assert!(back.check_against(&data().take(2), 0.05).is_err());
+        // Attack settings no attack accepts are refused on reading.
+        let bad_attack = TransferSource {
+            attack: Attack::Square(SquareConfig {
+                epsilon: 2.0,
+                queries: 7,
+            }),
+            ..source()
+        };
+        save(&path, &images, [3, 1, 2, 2], &[2, 0, 1], &bad_attack).unwrap();
+        let msg = load(&path).unwrap_err().to_string();
+        assert!(msg.contains("attack settings"), "{msg}");
         // Out of range values and non-class labels are refused on reading.
         save(&path, &[1.5; 12], [3, 1, 2, 2], &[2, 0, 1], &source()).unwrap();
         assert!(load(&path)
