@@ -7,6 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::attack::pgd::{argmax_rows, cross_entropy};
+use crate::backend::{Backend, Buf, Ctx};
 use crate::classifier::{BatchShape, Classifier, LossGrad, StepStats, Trainable};
 use crate::error::{Error, Result};
 
@@ -184,5 +185,115 @@ impl Trainable for SoftmaxRegression {
         self.velocity = take("velocity", self.velocity.len())?;
         (self.weight, self.bias) = (weight, bias);
         Ok(())
+    }
+}
+
+/// A [`Classifier`] that answers only [`Classifier::logits`], counting the calls and
+/// the images evaluated; its gradient methods are errors: what a black-box attack may
+/// use.
+pub struct LogitsOnly<M> {
+    pub inner: M,
+    pub calls: usize,
+    pub images: usize,
+}
+
+impl<M: Classifier> LogitsOnly<M> {
+    pub fn new(inner: M) -> Self {
+        LogitsOnly {
+            inner,
+            calls: 0,
+            images: 0,
+        }
+    }
+}
+
+impl<M: Classifier> Classifier for LogitsOnly<M> {
+    type Backend = M::Backend;
+
+    fn ctx(&self) -> &Ctx<M::Backend> {
+        self.inner.ctx()
+    }
+
+    fn num_classes(&self) -> usize {
+        self.inner.num_classes()
+    }
+
+    fn logits_on(&mut self, x: &Buf<M::Backend>, shape: BatchShape) -> Result<Buf<M::Backend>> {
+        self.calls += 1;
+        self.images += shape[0];
+        self.inner.logits_on(x, shape)
+    }
+
+    fn input_vjp(
+        &mut self,
+        _: &Buf<M::Backend>,
+        _: BatchShape,
+        _: &mut LossGrad<'_, M::Backend>,
+    ) -> Result<(Buf<M::Backend>, Buf<M::Backend>)> {
+        Err(Error::Config("LogitsOnly gives no gradients".into()))
+    }
+}
+
+/// What [`MaskedGradients`] returns in place of the input gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mask {
+    /// Zeros: a model whose gradient vanishes (saturation, a non-differentiable step).
+    Zero,
+    /// Uniform noise in [−1, 1], a fresh draw per call: shattered gradients.
+    Noise,
+}
+
+/// A model built to mask its gradients: the logits of `inner`, but input gradients
+/// that carry no information about them.
+pub struct MaskedGradients<M> {
+    pub inner: M,
+    pub mask: Mask,
+    rng: ChaCha8Rng,
+}
+
+impl<M: Classifier> MaskedGradients<M> {
+    pub fn new(inner: M, mask: Mask) -> Self {
+        MaskedGradients {
+            inner,
+            mask,
+            rng: ChaCha8Rng::seed_from_u64(17),
+        }
+    }
+
+    fn gradient(&mut self, len: usize) -> Vec<f32> {
+        match self.mask {
+            Mask::Zero => vec![0.0; len],
+            Mask::Noise => (0..len).map(|_| self.rng.random_range(-1.0..1.0)).collect(),
+        }
+    }
+}
+
+impl<M: Classifier> Classifier for MaskedGradients<M> {
+    type Backend = M::Backend;
+
+    fn ctx(&self) -> &Ctx<M::Backend> {
+        self.inner.ctx()
+    }
+
+    fn num_classes(&self) -> usize {
+        self.inner.num_classes()
+    }
+
+    fn logits_on(&mut self, x: &Buf<M::Backend>, shape: BatchShape) -> Result<Buf<M::Backend>> {
+        self.inner.logits_on(x, shape)
+    }
+
+    /// The logits and the loss evaluation of `inner` (so the caller's loss is computed
+    /// as usual), with the masked gradient in place of the input gradient.
+    fn input_vjp(
+        &mut self,
+        x: &Buf<M::Backend>,
+        shape: BatchShape,
+        loss_grad: &mut LossGrad<'_, M::Backend>,
+    ) -> Result<(Buf<M::Backend>, Buf<M::Backend>)> {
+        let (logits, _) = self.inner.input_vjp(x, shape, loss_grad)?;
+        let grad = self.gradient(shape.iter().product());
+        let grad = M::Backend::upload(self.inner.ctx(), "masked gradient", &grad)?;
+        Ok((logits, grad))
     }
 }

@@ -355,6 +355,135 @@ fn attack_flags_change_the_attack() {
     assert_eq!(restarts["attack"]["restarts"], 2);
 }
 
+/// The robustness suites, transfer files and the sanity block through the command line:
+/// `eval --suite quick` with Square added reports each attack, the worst case (at least
+/// every attack's error) and four checks; `attack --save-adversarial` writes APGD-CE's
+/// images with their origin, and `eval --adversarial` on the same model finds the same
+/// error; bad suites, budgets, files and combinations are refused with a message.
+/// Fails when `eval` leaves the transfer rows out (checked).
+#[test]
+fn suites_transfer_files_and_the_sanity_block() {
+    let data = data_dir("suites");
+    let run = data.join("run");
+    let (d, r) = (data.to_str().unwrap(), run.to_str().unwrap());
+    assert_ok(&sparta(&train_args(d, r, "1")), "train");
+    let model = run.join("model.safetensors");
+    let m = model.to_str().unwrap();
+    let eval = |out: &str, extra: &[&str]| {
+        let mut args = vec!["eval"];
+        args.extend(common("fashion-mnist", d, out));
+        args.extend(["--checkpoint", m]);
+        args.extend(extra);
+        sparta(&args)
+    };
+    let quick = data.join("quick");
+    let q = quick.to_str().unwrap();
+    let flags = [
+        "--suite",
+        "quick",
+        "--apgd-iterations",
+        "4",
+        "--square-queries",
+        "20",
+    ];
+    assert_ok(&eval(q, &flags), "eval --suite quick");
+    let report = json(&quick.join("eval.json"));
+    assert_eq!(report["suites"], serde_json::json!(["quick"]));
+    let rows = report["attacks"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["APGD-CE-1", "APGD-CE-4", "APGD-T-4", "Square-20"]);
+    assert_eq!(rows[2]["attack"]["goal"], "targeted");
+    assert_eq!(rows[2]["attack"]["loss"], "dlr");
+    assert!(rows[3]["queries_mean"].as_f64().unwrap() <= 20.0);
+    let worst = report["worst_case_error"].as_f64().unwrap();
+    let clean = report["clean_error"].as_f64().unwrap();
+    assert_eq!(clean, clean_error(&model, &data));
+    for a in rows {
+        assert!(a["adversarial_error"].as_f64().unwrap() <= worst, "{a}");
+    }
+    let checks = report["sanity"]["checks"].as_array().unwrap();
+    let ids: Vec<&str> = checks.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["a", "b", "c", "d"]);
+    assert_eq!(report["unbounded"]["attack"]["epsilon"], 1.0);
+    let flagged = report["sanity"]["possible_gradient_masking"]
+        .as_bool()
+        .unwrap();
+    assert_eq!(flagged, checks.iter().any(|c| c["status"] == "failed"));
+    let md = std::fs::read_to_string(quick.join("eval.md")).unwrap();
+    assert!(
+        md.contains("| clean | worst case |") && md.contains("**Sanity: "),
+        "{md}"
+    );
+
+    // APGD-CE's images of this model, written and read back.
+    let file = data.join("adv.safetensors");
+    let f = file.to_str().unwrap();
+    let fig = data.join("fig");
+    let mut attack = vec!["attack"];
+    attack.extend(common("fashion-mnist", d, fig.to_str().unwrap()));
+    attack.extend([
+        "--checkpoint",
+        m,
+        "--attack",
+        "apgd-ce",
+        "--iterations",
+        "4",
+    ]);
+    attack.extend(["--save-adversarial", f]);
+    assert_ok(&sparta(&attack), "attack --save-adversarial");
+    let saved = sparta::attack::transfer::load(&file).unwrap();
+    assert_eq!(saved.source.checkpoint, m);
+    assert_eq!(saved.source.attack.name(), "APGD-CE-4");
+    assert_eq!(saved.shape, [20, 1, 28, 28]);
+    let error = json(&fig.join("attack.json"))[0]["report"]["adversarial_error"]
+        .as_f64()
+        .unwrap();
+    let transfer = data.join("transfer");
+    let t = transfer.to_str().unwrap();
+    assert_ok(
+        &eval(t, &["--iterations", "2", "--adversarial", f]),
+        "eval --adversarial",
+    );
+    let report = json(&transfer.join("eval.json"));
+    let row = &report["attacks"][1];
+    assert!(
+        row["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("transfer: APGD-CE-4 from "),
+        "{row}"
+    );
+    assert_eq!(
+        row["adversarial_error"].as_f64().unwrap(),
+        error,
+        "the same model"
+    );
+    assert_eq!(row["transfer"]["file"], f);
+
+    // Refusals, each with what was wrong.
+    // A flag value clap cannot parse exits with its usage status, 2.
+    let out = eval(q, &["--suite", "fast"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("paper, standard or quick"));
+    assert_refused(
+        &eval(q, &["--suite", "standard", "--square-queries", "0"]),
+        "queries",
+    );
+    assert_refused(
+        &eval(q, &["--suite", "quick", "--apgd-iterations", "0"]),
+        "iterations",
+    );
+    assert_refused(
+        &eval(t, &["--epsilon", "4", "--adversarial", f]),
+        "more than ε",
+    );
+    let mut two = attack.clone();
+    two.extend(["--checkpoint", m]);
+    assert_refused(&sparta(&two), "one --checkpoint");
+    std::fs::write(&file, b"not a safetensors file").unwrap();
+    assert_refused(&eval(t, &["--adversarial", f]), f);
+}
+
 /// Each training flag changes what it says: the schedules' learning rates per epoch,
 /// augmentation off, no test error, another device name.
 #[test]

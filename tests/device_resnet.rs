@@ -14,7 +14,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sparta::alloc::CachingDevice;
+use sparta::attack::apgd::{apgd, ApgdConfig};
+use sparta::attack::outcome::AttackOutcome;
 use sparta::attack::pgd::{self, PgdConfig};
+use sparta::attack::square::{square, SquareConfig};
 use sparta::backend::OnDevice;
 use sparta::classifier::{BatchShape, Classifier, InspectActivations, Trainable};
 use sparta::nn::{Depth, ResNet, ResNetConfig};
@@ -206,6 +209,80 @@ fn check_pgd<D: KernelDevice + 'static>(dev: D, config: &ResNetConfig, shape: Ba
     for (&a, &o) in out_dev.adversarial.iter().zip(&x) {
         assert!((0.0..=1.0).contains(&a) && (a - o).abs() <= attack.epsilon + 1e-6);
     }
+}
+
+/// APGD (through `logits_and_input_vjp`, CE and targeted DLR) and Square (through
+/// `logits`) are one implementation each: on the device they follow the CPU attack from
+/// the same seed, image by image (which are broken, queries, the first run's losses).
+/// Fails when the device's input gradient ignores the logit gradient it is handed
+/// (checked by uploading zeros).
+#[test]
+fn apgd_and_square_on_the_device_follow_the_cpu_attack() {
+    check_apgd_square(HarnessDevice::new(), &tiny(5), [2, 2, 6, 6]);
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn gpu_apgd_and_square_on_the_device_follow_the_cpu_attack() {
+    check_apgd_square(gpu(), &ResNetConfig::small(3, 10), [16, 3, 32, 32]);
+}
+
+fn check_apgd_square<D: KernelDevice + 'static>(dev: D, config: &ResNetConfig, shape: BatchShape) {
+    let (mut device, mut cpu) = models(dev, config, 7);
+    let (x, _) = batch(shape, config.classes, 8);
+    // Labels the model gets right, so every image is attacked.
+    let logits = cpu.logits(&x, shape).unwrap();
+    let labels = pgd::argmax_rows(&logits, config.classes);
+    for attack in [
+        ApgdConfig::ce(0.05, 3),
+        ApgdConfig {
+            target_classes: 3,
+            ..ApgdConfig::targeted_dlr(0.05, 3)
+        },
+    ] {
+        fn run<C: Classifier>(
+            m: &mut C,
+            x: &[f32],
+            shape: BatchShape,
+            labels: &[usize],
+            attack: &ApgdConfig,
+        ) -> AttackOutcome {
+            let mut rng = ChaCha8Rng::seed_from_u64(9);
+            apgd(m, x, shape, labels, attack, &mut rng).unwrap()
+        }
+        let c = run(&mut cpu, &x, shape, &labels, &attack);
+        let d = run(&mut device, &x, shape, &labels, &attack);
+        let name = attack.name();
+        assert_eq!(d.broken, c.broken, "{name}");
+        assert_eq!(d.queries, c.queries, "{name}");
+        for (k, (ld, lc)) in d.losses.iter().zip(&c.losses).enumerate() {
+            assert_close(&format!("{name} loss after {k}"), ld, lc, 1e-3);
+        }
+        assert!(c.losses.last().unwrap().iter().sum::<f32>() > c.losses[0].iter().sum::<f32>());
+    }
+    let attack = SquareConfig {
+        epsilon: 0.05,
+        queries: 8,
+    };
+    fn run<C: Classifier>(
+        m: &mut C,
+        x: &[f32],
+        shape: BatchShape,
+        labels: &[usize],
+        attack: &SquareConfig,
+    ) -> AttackOutcome {
+        let mut rng = ChaCha8Rng::seed_from_u64(10);
+        square(m, x, shape, labels, attack, &mut rng).unwrap()
+    }
+    let c = run(&mut cpu, &x, shape, &labels, &attack);
+    let d = run(&mut device, &x, shape, &labels, &attack);
+    assert_eq!((&d.broken, &d.queries), (&c.broken, &c.queries), "Square");
+    assert_close(
+        "Square's best margins",
+        d.losses.last().unwrap(),
+        c.losses.last().unwrap(),
+        1e-3,
+    );
 }
 
 #[test]

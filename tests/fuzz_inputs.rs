@@ -792,6 +792,119 @@ fn checkpoint_faults(cases: usize) -> Vec<String> {
     faults
 }
 
+/// The header of a file of adversarial images with one value of its metadata set to an
+/// extreme one: a field of the attack's settings (its kind, ε, iterations, queries,
+/// restarts, target classes), the seed or the format.
+fn extreme_attack(m: &mut Mutator, header: &str) -> String {
+    let mut h: serde_json::Value = serde_json::from_str(header).unwrap();
+    let text = h["__metadata__"]["attack"].as_str().unwrap().to_string();
+    let mut attack: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let value: serde_json::Value = serde_json::from_str(
+        [
+            "0",
+            "1",
+            "-1",
+            "2.5",
+            "1e40",
+            "-1e40",
+            "4294967296",
+            "18446744073709551615",
+            "\"pgd\"",
+            "\"apgd\"",
+            "null",
+        ]
+        .choose(&mut m.rng)
+        .unwrap(),
+    )
+    .unwrap();
+    let field = *[
+        "kind",
+        "epsilon",
+        "queries",
+        "iterations",
+        "restarts",
+        "target_classes",
+        "step",
+    ]
+    .choose(&mut m.rng)
+    .unwrap();
+    match m.rng.random_range(0..4) {
+        0 => h["__metadata__"]["seed"] = value.to_string().into(),
+        1 => {
+            h["__metadata__"]["format"] = ["sparta-adversarial-images/2", "", "sparta-checkpoint"]
+                .choose(&mut m.rng)
+                .unwrap()
+                .to_string()
+                .into()
+        }
+        _ => {
+            attack[field] = value;
+            h["__metadata__"]["attack"] = attack.to_string().into();
+        }
+    }
+    h.to_string()
+}
+
+/// A file of adversarial images (`sparta attack --save-adversarial`): its bytes, its
+/// header's text, its metadata's values and its tensors' bytes, read and then checked
+/// against the clean images.
+fn adversarial_faults(cases: usize) -> Vec<String> {
+    use sparta::attack::square::SquareConfig;
+    use sparta::attack::transfer::{self, TransferSource};
+    let dir = temp_dir("adversarial");
+    let path = dir.join("adv.safetensors");
+    let data = sparta::data::Dataset {
+        name: "noise/test[..3]".into(),
+        images: (0..3 * 4).map(|i| (i * 20) as u8).collect(),
+        labels: vec![2, 0, 1],
+        channels: 1,
+        height: 2,
+        width: 2,
+        classes: 3,
+    };
+    let source = TransferSource {
+        file: String::new(),
+        checkpoint: "a.safetensors".into(),
+        attack: sparta::attack::Attack::Square(SquareConfig {
+            epsilon: 0.1,
+            queries: 7,
+        }),
+        dataset: data.name.clone(),
+        seed: 4,
+    };
+    let images: Vec<f32> = data.images.iter().map(|&b| b as f32 / 255.0).collect();
+    transfer::save(&path, &images, [3, 1, 2, 2], &[2, 0, 1], &source).unwrap();
+    let valid = std::fs::read(&path).unwrap();
+    let fields = safetensors_fields();
+    fuzz(
+        "adversarial images",
+        cases,
+        11,
+        |m, case| match case % 4 {
+            0 => m.mutate(&valid, &fields, true),
+            1 => with_header(&valid, |h| {
+                String::from_utf8_lossy(&m.mutate(h.as_bytes(), &[], true)).into_owned()
+            }),
+            2 => with_header(&valid, |h| extreme_attack(m, h)),
+            _ => {
+                // The tensors' bytes: NaN, infinities, labels that are no class.
+                let n = 8 + u64::from_le_bytes(valid[..8].try_into().unwrap()) as usize;
+                let mut tail = m.mutate(&valid[n..], &[], false);
+                tail.resize(valid.len() - n, 0);
+                [&valid[..n], &tail[..]].concat()
+            }
+        },
+        |bytes| {
+            std::fs::write(&path, bytes).unwrap();
+            transfer::load(&path).is_ok_and(|set| {
+                // What a report row takes from the file.
+                let _ = (set.source.attack.name(), set.source.attack.loss());
+                set.check_against(&data, 0.1).is_ok()
+            })
+        },
+    )
+}
+
 fn state_faults(cases: usize) -> Vec<String> {
     let dir = temp_dir("state");
     let state = TrainState {
@@ -854,6 +967,7 @@ fn no_reader_panics_aborts_or_allocates_without_bound() {
     faults.extend(tiny_imagenet_faults(CASES));
     faults.extend(checkpoint_faults(CASES));
     faults.extend(state_faults(CASES));
+    faults.extend(adversarial_faults(CASES));
     let _ = std::panic::take_hook();
     eprintln!("all readers: {:.1} s", start.elapsed().as_secs_f64());
     assert!(

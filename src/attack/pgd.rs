@@ -48,7 +48,9 @@ pub struct PgdConfig {
     pub step: f32,
     /// Number of gradient steps K.
     pub iterations: usize,
-    /// Independent runs per sample; the most successful one is kept.
+    /// Independent runs per sample; per sample the one that misclassifies it is kept
+    /// (an image is broken when any restart breaks it), then the one that reached the
+    /// goal, then the best final loss.
     pub restarts: usize,
     /// Start from a uniform point of the ε-ball instead of the clean image.
     pub random_start: bool,
@@ -68,6 +70,15 @@ impl PgdConfig {
             random_start: true,
             goal: Goal::Targeted,
         }
+    }
+
+    /// `targeted PGD-10`, `untargeted PGD-50`: the attack's name in reports.
+    pub fn name(&self) -> String {
+        let goal = match self.goal {
+            Goal::Targeted => "targeted",
+            Goal::Untargeted => "untargeted",
+        };
+        format!("{goal} PGD-{}", self.iterations)
     }
 
     /// Checks ε in [0, 1], a step in [0, 1], iterations up to [`MAX_ITERATIONS`] and
@@ -220,7 +231,7 @@ pub fn pgd<C: Classifier + ?Sized>(
         best = Some(match best {
             None => run,
             Some(mut kept) => {
-                keep_better(&mut kept, run, config.goal, len);
+                keep_better(&mut kept, run, labels, config.goal, len);
                 kept
             }
         });
@@ -287,18 +298,26 @@ pub fn draw_targets(
     })
 }
 
-/// Replaces, sample by sample, the kept run with `run` where `run` succeeded and the
-/// kept one did not, or both agree on success and `run` reached a better loss.
-fn keep_better(kept: &mut PgdOutcome, run: PgdOutcome, goal: Goal, len: usize) {
+/// Replaces, sample by sample, the kept run with `run` where `run` ranks higher: a run
+/// that misclassifies the image ranks above one that does not (an image is broken when
+/// any restart breaks it, whatever the goal); among runs that agree on that, one that
+/// reached the attack's goal ranks above one that did not (targeted: the target), and
+/// then the better final loss. The kept run's loss curve stays whole, so the reported
+/// curves are those of the runs kept.
+fn keep_better(kept: &mut PgdOutcome, run: PgdOutcome, labels: &[usize], goal: Goal, len: usize) {
     let kept_ok = kept.succeeded(goal);
     let run_ok = run.succeeded(goal);
     let last = run.losses.len() - 1;
     for i in 0..kept.targets.len() {
+        let kept_wrong = kept.predictions[i] != labels[i];
+        let run_wrong = run.predictions[i] != labels[i];
         let better_loss = match goal {
             Goal::Targeted => run.losses[last][i] < kept.losses[last][i],
             Goal::Untargeted => run.losses[last][i] > kept.losses[last][i],
         };
-        if (run_ok[i] && !kept_ok[i]) || (run_ok[i] == kept_ok[i] && better_loss) {
+        let better = (run_wrong, run_ok[i]) > (kept_wrong, kept_ok[i])
+            || ((run_wrong, run_ok[i]) == (kept_wrong, kept_ok[i]) && better_loss);
+        if better {
             kept.adversarial[i * len..(i + 1) * len]
                 .copy_from_slice(&run.adversarial[i * len..(i + 1) * len]);
             kept.predictions[i] = run.predictions[i];
@@ -578,6 +597,62 @@ mod tests {
             "a restart lost a success"
         );
         assert!(kept.iter().filter(|&&k| k).count() > one.iter().filter(|&&o| o).count());
+    }
+
+    /// Each restart rerun alone from the same random stream (targets, then one start
+    /// per restart): the kept image misclassifies exactly when some restart's does.
+    /// Fails when restarts keep the run that reached the target or had the lower target
+    /// loss before the one that misclassified (checked by ranking success first).
+    #[test]
+    fn an_image_is_broken_when_any_restart_breaks_it() {
+        let (x, labels) = batch(6);
+        let config = PgdConfig {
+            epsilon: 0.06,
+            step: 0.03,
+            iterations: 2,
+            restarts: 5,
+            random_start: true,
+            goal: Goal::Targeted,
+        };
+        let many = pgd(
+            &mut model(),
+            &x,
+            SHAPE,
+            &labels,
+            &config,
+            &mut ChaCha8Rng::seed_from_u64(8),
+        )
+        .unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let targets = draw_targets(5, x.len(), SHAPE, &labels, &config, &mut rng).unwrap();
+        assert_eq!(targets, many.targets);
+        let mut any_wrong = vec![false; labels.len()];
+        let mut differs = 0;
+        for _ in 0..config.restarts {
+            let noise = random_start_noise(&mut rng, x.len(), config.epsilon);
+            let (_, snaps) = run(
+                &mut model(),
+                &x,
+                Some(&noise),
+                SHAPE,
+                &targets,
+                &config,
+                &[2],
+            )
+            .unwrap();
+            for (i, &p) in snaps[0].predictions.iter().enumerate() {
+                any_wrong[i] |= p != labels[i];
+                differs += usize::from(p != labels[i] && p != targets[i]);
+            }
+        }
+        assert!(differs > 0, "no restart misclassified away from its target");
+        let kept: Vec<bool> = many
+            .predictions
+            .iter()
+            .zip(&labels)
+            .map(|(p, l)| p != l)
+            .collect();
+        assert_eq!(kept, any_wrong);
     }
 
     #[test]

@@ -8,13 +8,14 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use sparta::attack::Suite;
 use sparta::data::DatasetKind;
-use sparta::experiment::attack::CompareJob;
+use sparta::experiment::attack::{AttackJob, CompareJob};
 use sparta::experiment::eval::EvalJob;
 use sparta::experiment::features::FeaturesJob;
 use sparta::experiment::flags::{AttackFlags, SetupFlags};
 use sparta::experiment::train::TrainJob;
-use sparta::experiment::{self, model_config, ProgressBars};
+use sparta::experiment::{self, model_config, AttackKind, ProgressBars};
 use sparta::optim::LrSchedule;
 use sparta::train::TrainConfig;
 use sparta::Result;
@@ -23,7 +24,7 @@ use sparta::Result;
 #[command(
     name = "sparta",
     version,
-    about = "SPARTA activation: adversarial training and PGD evaluation of CIFAR-style ResNets"
+    about = "SPARTA activation: adversarial training and robustness evaluation of CIFAR-style ResNets"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -34,10 +35,12 @@ struct Cli {
 enum Command {
     /// Train a ResNet, standard or adversarial (PGD examples); resumable.
     Train(TrainArgs),
-    /// Clean and PGD-10/30/50 error of a trained model.
+    /// Clean error, each attack's error, the worst case over attacks and the
+    /// gradient-masking checks of a trained model.
     Eval(EvalArgs),
-    /// PGD loss per iteration (mean ± std) of one or more models: CSV and PNG.
-    Attack(CompareArgs),
+    /// An attack's loss per iteration (mean ± std) of one or more models: CSV and PNG;
+    /// optionally the adversarial images, for transfer attacks.
+    Attack(AttackArgs),
     /// Feature maps before and after each block's activation, clean vs PGD images: how
     /// much of the attack each activation passes on (JSON, markdown and a PNG).
     Features(FeaturesArgs),
@@ -118,9 +121,40 @@ struct EvalArgs {
     /// Model file written by `sparta train` (`<out>/model.safetensors`).
     #[arg(long)]
     checkpoint: PathBuf,
-    /// PGD iteration counts to evaluate.
+    /// PGD iteration counts of the paper suite.
     #[arg(long, value_delimiter = ',', default_value = "10,30,50")]
     iterations: Vec<usize>,
+    /// Suites, comma-separated: `paper` (targeted PGD at --iterations), `quick` (APGD-CE
+    /// and APGD-T), `standard` (quick and Square with 5,000 queries).
+    #[arg(long, value_delimiter = ',', default_value = "paper")]
+    suite: Vec<Suite>,
+    /// APGD's iterations in the quick and standard suites.
+    #[arg(long, default_value_t = 100)]
+    apgd_iterations: usize,
+    /// The Square attack's query budget per image: standard's (default 5,000), or
+    /// Square added to the other suites.
+    #[arg(long)]
+    square_queries: Option<usize>,
+    /// A file of adversarial images (`sparta attack --save-adversarial`) to evaluate
+    /// this model on, as a transfer attack (repeat for several).
+    #[arg(long)]
+    adversarial: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct AttackArgs {
+    #[command(flatten)]
+    compare: CompareArgs,
+    /// The attack: `pgd` (with the attack flags' goal), `apgd-ce`, `apgd-t` or `square`.
+    #[arg(long, default_value = "pgd")]
+    attack: AttackKind,
+    /// The Square attack's query budget per image.
+    #[arg(long, default_value_t = 5000)]
+    square_queries: usize,
+    /// Write the adversarial images (safetensors, with the checkpoint and the attack in
+    /// its metadata) here, for `sparta eval --adversarial`; one --checkpoint only.
+    #[arg(long)]
+    save_adversarial: Option<PathBuf>,
 }
 
 /// Models attacked side by side (`attack`, `features`).
@@ -136,7 +170,7 @@ struct CompareArgs {
     /// Label of each checkpoint, in order (default: its activation spec).
     #[arg(long)]
     label: Vec<String>,
-    /// PGD iterations.
+    /// The attack's iterations.
     #[arg(long, default_value_t = 10)]
     iterations: usize,
 }
@@ -186,10 +220,22 @@ fn run(command: Command, bars: &mut ProgressBars) -> Result<ExitCode> {
                 checkpoint: a.checkpoint,
                 attack: a.attack.spec(),
                 iterations: a.iterations,
+                suites: a.suite,
+                apgd_iterations: a.apgd_iterations,
+                square_queries: a.square_queries,
+                adversarial: a.adversarial,
             };
             experiment::eval::run(&job, bars)?.markdown()
         }
-        Command::Attack(a) => experiment::attack::run(&compare_job(a)?, bars)?.markdown(),
+        Command::Attack(a) => {
+            let job = AttackJob {
+                compare: compare_job(a.compare)?,
+                kind: a.attack,
+                square_queries: a.square_queries,
+                save_adversarial: a.save_adversarial,
+            };
+            experiment::attack::run(&job, bars)?.markdown()
+        }
         Command::Features(a) => {
             let job = FeaturesJob {
                 compare: compare_job(a.compare)?,

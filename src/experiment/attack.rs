@@ -1,15 +1,17 @@
 //! `sparta attack`: the attack's loss per iteration (mean ± std) of several models side
-//! by side, the paper's loss-curve figure.
+//! by side, the paper's loss-curve figure; with `--save-adversarial`, the adversarial
+//! images of one model in a file, for transfer attacks on others.
 
 use std::path::PathBuf;
 
 use serde::Serialize;
 
 use super::{
-    attack_name, load_model_for, on_device, open_output, write_json, write_text, AttackSpec,
+    load_model_for, on_device, open_output, write_json, write_text, AttackKind, AttackSpec,
     Reporter, Setup,
 };
-use crate::attack::{evaluate, Goal, PgdConfig, RobustnessReport};
+use crate::attack::transfer::{self, TransferSource};
+use crate::attack::{evaluate_attacks, Attack, PgdConfig, RobustnessReport};
 use crate::error::{Error, Result};
 use crate::nn::resnet::ResNet;
 use crate::plot::{loss_curves_png, CurveSeries};
@@ -57,6 +59,36 @@ impl CompareJob {
     }
 }
 
+/// `sparta attack`: models attacked side by side with one attack, and optionally the
+/// adversarial images saved.
+#[derive(Clone, Debug)]
+pub struct AttackJob {
+    /// The models, data, attack flags and iterations.
+    pub compare: CompareJob,
+    /// Which attack.
+    pub kind: AttackKind,
+    /// The Square attack's query budget.
+    pub square_queries: usize,
+    /// Write the adversarial images here (one checkpoint only).
+    pub save_adversarial: Option<PathBuf>,
+}
+
+impl AttackJob {
+    /// Checks what can be checked before any file is read and returns the attack.
+    fn check(&self) -> Result<Attack> {
+        self.compare.check()?;
+        if self.save_adversarial.is_some() && self.compare.checkpoints.len() != 1 {
+            return Err(Error::Config(format!(
+                "--save-adversarial writes one model's images: give one --checkpoint, not {}",
+                self.compare.checkpoints.len()
+            )));
+        }
+        self.compare
+            .attack
+            .attack(self.kind, self.compare.iterations, self.square_queries)
+    }
+}
+
 /// One model's row of `attack.json`.
 #[derive(Clone, Debug, Serialize)]
 pub struct AttackRow {
@@ -95,16 +127,20 @@ impl AttackReport {
         );
         for row in &self.rows {
             let r = &row.report;
-            let last = r.loss_mean.len() - 1;
+            // No curve when no image was attacked (all misclassified clean).
+            let at = |k: usize| {
+                r.loss_mean
+                    .get(k)
+                    .zip(r.loss_std.get(k))
+                    .map_or("–".to_string(), |(m, s)| format!("{m:.3} ± {s:.3}"))
+            };
             md += &format!(
-                "| {} | {:.2}% | {:.2}% | {:.3} ± {:.3} | {:.3} ± {:.3} |\n",
+                "| {} | {:.2}% | {:.2}% | {} | {} |\n",
                 row.label,
                 100.0 * r.clean_error,
                 100.0 * r.adversarial_error,
-                r.loss_mean[0],
-                r.loss_std[0],
-                r.loss_mean[last],
-                r.loss_std[last]
+                at(0),
+                at(r.loss_mean.len().saturating_sub(1)),
             );
         }
         md
@@ -124,9 +160,12 @@ impl AttackReport {
 }
 
 /// Attacks each model as `job` says and writes `attack.json`, `attack.md`,
-/// `attack_loss.csv` and the chart `attack_loss.png` into `job.out`.
-pub fn run(job: &CompareJob, reporter: &mut dyn Reporter) -> Result<AttackReport> {
-    let config = job.check()?;
+/// `attack_loss.csv` and the chart `attack_loss.png` into `job.out`, and the adversarial
+/// images when asked.
+pub fn run(attack_job: &AttackJob, reporter: &mut dyn Reporter) -> Result<AttackReport> {
+    let attack = attack_job.check()?;
+    let job = &attack_job.compare;
+    let save = attack_job.save_adversarial.as_deref();
     let setup = &job.setup;
     let _lock = open_output(&setup.out)?;
     let test = setup.test_data()?;
@@ -134,25 +173,44 @@ pub fn run(job: &CompareJob, reporter: &mut dyn Reporter) -> Result<AttackReport
     for (i, path) in job.checkpoints.iter().enumerate() {
         let model = load_model_for(path, &test.info(), setup.cross_dataset, reporter)?;
         let label = job.label(i, &model);
-        reporter.start(&format!("{label}: {}", attack_name(&config)), test.len(), 0);
-        let reports = on_device!(&setup.device, model, |model| evaluate(
+        reporter.start(&format!("{label}: {}", attack.name()), test.len(), 0);
+        let evaluation = on_device!(&setup.device, model, |model| evaluate_attacks(
             &mut model,
             &test,
             setup.batch_size,
-            &config,
-            &[job.iterations],
+            &[attack],
             setup.seed,
+            save.is_some(),
             |n| reporter.advance(n, None),
         ));
         reporter.finish();
+        let evaluated = evaluation?.attacks.remove(0);
+        if let (Some(file), Some(images)) = (save, &evaluated.adversarial) {
+            let source = TransferSource {
+                file: String::new(),
+                checkpoint: path.display().to_string(),
+                attack,
+                dataset: test.name.clone(),
+                seed: setup.seed,
+            };
+            let shape = [test.len(), test.channels, test.height, test.width];
+            let indices: Vec<usize> = (0..test.len()).collect();
+            let labels = test.batch(&indices, &mut Vec::new());
+            transfer::save(file, images, shape, &labels, &source)?;
+            reporter.note(&format!(
+                "wrote {} adversarial images to {}",
+                test.len(),
+                file.display()
+            ));
+        }
         rows.push(AttackRow {
             label,
             checkpoint: path.display().to_string(),
-            report: reports?.remove(0),
+            report: evaluated.report,
         });
     }
     let report = AttackReport {
-        attack: attack_name(&config),
+        attack: attack.name(),
         dataset: test.name.clone(),
         images: test.len(),
         rows,
@@ -168,10 +226,7 @@ pub fn run(job: &CompareJob, reporter: &mut dyn Reporter) -> Result<AttackReport
             std: row.report.loss_std.clone(),
         })
         .collect();
-    let y = match config.goal {
-        Goal::Targeted => "cross-entropy to the target",
-        Goal::Untargeted => "cross-entropy to the true class",
-    };
+    let (y, _) = attack.loss();
     let title = format!(
         "{} on {} ({} images): loss mean ± std",
         report.attack, report.dataset, report.images

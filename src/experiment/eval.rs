@@ -1,14 +1,16 @@
-//! `sparta eval`: clean and adversarial error of a trained model.
+//! `sparta eval`: clean error, each attack's error, the worst case over attacks and the
+//! gradient-masking sanity checks of a trained model ([`crate::attack::suite`]).
 
 use std::path::PathBuf;
 
 use serde::Serialize;
 
 use super::{
-    attack_name, load_model_for, on_device, open_output, write_json, write_text, AttackSpec,
-    Reporter, Setup,
+    load_model_for, on_device, open_output, write_json, write_text, AttackSpec, Reporter, Setup,
 };
-use crate::attack::{evaluate, RobustnessReport};
+use crate::attack::sanity::{Sanity, Status};
+use crate::attack::suite::{run_suite, Suite, SuiteConfig};
+use crate::attack::{transfer, Attack, RobustnessReport};
 use crate::error::Result;
 use crate::nn::resnet::ResNetConfig;
 
@@ -19,13 +21,22 @@ pub struct EvalJob {
     pub setup: Setup,
     /// The model file `sparta train` wrote.
     pub checkpoint: PathBuf,
-    /// The attack; its iteration counts are `iterations`.
+    /// The paper suite's PGD; its ε and restarts are every attack's.
     pub attack: AttackSpec,
-    /// PGD iteration counts to evaluate (one report each).
+    /// The paper suite's PGD iteration counts (one row each).
     pub iterations: Vec<usize>,
+    /// The suites to run.
+    pub suites: Vec<Suite>,
+    /// APGD's iterations (`quick`, `standard`).
+    pub apgd_iterations: usize,
+    /// The Square attack's query budget (`standard`'s, or Square added to the others).
+    pub square_queries: Option<usize>,
+    /// Files of adversarial images made on other models (`sparta attack
+    /// --save-adversarial`), evaluated as transfer attacks.
+    pub adversarial: Vec<PathBuf>,
 }
 
-/// Clean and adversarial error of one model (`eval.json`).
+/// What `sparta eval` measured (`eval.json`).
 #[derive(Clone, Debug, Serialize)]
 pub struct EvalReport {
     /// The model file.
@@ -36,37 +47,90 @@ pub struct EvalReport {
     pub images: usize,
     /// The model.
     pub model: ResNetConfig,
-    /// The attack as asked for (ε and step in 1/255 units).
+    /// The paper suite's attack as asked for (ε and step in 1/255 units).
     pub attack: AttackSpec,
-    /// Seed of the attack.
+    /// The suites run.
+    pub suites: Vec<Suite>,
+    /// Seed of the attacks.
     pub seed: u64,
+    /// Images per batch (the attacks' random streams are per batch).
+    pub batch_size: usize,
     /// Fraction of clean test images misclassified.
     pub clean_error: f64,
-    /// One report per iteration count.
+    /// Fraction misclassified clean or by any attack, image by image: the headline.
+    pub worst_case_error: f64,
+    /// One row per attack, then per file of transferred images.
     pub attacks: Vec<RobustnessReport>,
+    /// Check (a)'s untargeted attack at ε = 1.
+    pub unbounded: RobustnessReport,
+    /// The gradient-masking checks.
+    pub sanity: Sanity,
 }
 
 impl EvalReport {
-    /// The errors as a markdown table (`eval.md`).
+    /// The report in markdown (`eval.md`): the headline, each attack, the sanity block.
     pub fn markdown(&self) -> String {
+        let pct = |e: f64| format!("{:.2}%", 100.0 * e);
+        let suites: Vec<&str> = self.suites.iter().map(|s| s.name()).collect();
         let mut md = format!(
-            "{} on {} ({} images), ε = {}/255, step {}/255, seed {}\n\n\
-             | attack | error | attack success |\n|---|---:|---:|\n| clean | {:.2}% | |\n",
+            "{} ({}) on {} ({} images), ε = {}/255, seed {}, batch {}, suites {}\n\n",
             self.model.activation,
+            self.checkpoint,
             self.dataset,
             self.images,
             self.attack.epsilon,
-            self.attack.step,
             self.seed,
-            100.0 * self.clean_error
+            self.batch_size,
+            suites.join(", ")
         );
+        // The paper's protocol: its longest PGD row.
+        let paper = self
+            .attacks
+            .iter()
+            .filter(|r| r.transfer.is_none())
+            .filter_map(|r| match r.attack {
+                Attack::Pgd(c) => Some((c.iterations, r)),
+                _ => None,
+            })
+            .max_by_key(|(k, _)| *k)
+            .map(|(_, r)| r);
+        md += "| clean | worst case |";
+        md += &paper.map_or(String::new(), |r| format!(" {} (paper) |", r.name));
+        md += "\n|---:|---:|";
+        md += if paper.is_some() { "---:|\n" } else { "\n" };
+        md += &format!(
+            "| {} | **{}** |",
+            pct(self.clean_error),
+            pct(self.worst_case_error)
+        );
+        md += &paper.map_or(String::new(), |r| {
+            format!(" {} |", pct(r.adversarial_error))
+        });
+        md += "\n\n| attack | error | attack success | queries / image |\n|---|---:|---:|---:|\n";
         for r in &self.attacks {
             md += &format!(
-                "| {} | {:.2}% | {:.2}% |\n",
-                attack_name(&r.attack),
-                100.0 * r.adversarial_error,
-                100.0 * r.attack_success
+                "| {} | {} | {} | {:.1} |\n",
+                r.name,
+                pct(r.adversarial_error),
+                pct(r.attack_success),
+                r.queries_mean
             );
+        }
+        md += &format!(
+            "\n**Sanity: {}**\n\n| check | result | detail |\n|---|---|---|\n",
+            if self.sanity.possible_gradient_masking {
+                "possible gradient masking"
+            } else {
+                "no sign of gradient masking"
+            }
+        );
+        for c in &self.sanity.checks {
+            let status = match c.status {
+                Status::Passed => "passed",
+                Status::Failed => "**failed**",
+                Status::NotRun => "not run",
+            };
+            md += &format!("| ({}) {} | {status} | {} |\n", c.id, c.rule, c.detail);
         }
         md
     }
@@ -74,42 +138,51 @@ impl EvalReport {
 
 /// Evaluates as `job` says and writes `eval.json` and `eval.md` into `job.out`.
 pub fn run(job: &EvalJob, reporter: &mut dyn Reporter) -> Result<EvalReport> {
-    let configs = job
-        .iterations
-        .iter()
-        .map(|&k| job.attack.config(k))
-        .collect::<Result<Vec<_>>>()?;
+    let config = SuiteConfig {
+        suites: job.suites.clone(),
+        pgd: job.attack.config(0)?,
+        pgd_iterations: job.iterations.clone(),
+        apgd_iterations: job.apgd_iterations,
+        square_queries: job.square_queries,
+    };
+    let attacks = config.attacks()?;
     let setup = &job.setup;
     let _lock = open_output(&setup.out)?;
     let test = setup.test_data()?;
+    let transfers = job
+        .adversarial
+        .iter()
+        .map(|p| transfer::load(p))
+        .collect::<Result<Vec<_>>>()?;
     let model = load_model_for(&job.checkpoint, &test.info(), setup.cross_dataset, reporter)?;
-    let config = model.config().clone();
-    let mut counts = job.iterations.clone();
-    counts.insert(0, 0);
-    let names: Vec<String> = configs.iter().map(attack_name).collect();
-    let base = job.attack.config(0)?;
+    let model_config = model.config().clone();
+    let names: Vec<String> = attacks.iter().map(Attack::name).collect();
     reporter.start(&format!("clean + {}", names.join(", ")), test.len(), 0);
-    let reports = on_device!(&setup.device, model, |model| evaluate(
+    let suite = on_device!(&setup.device, model, |model| run_suite(
         &mut model,
         &test,
         setup.batch_size,
-        &base,
-        &counts,
+        &config,
         setup.seed,
+        &transfers,
         |n| reporter.advance(n, None),
     ));
     reporter.finish();
-    let mut reports = reports?;
-    let clean_error = reports[0].clean_error;
+    let suite = suite?;
     let report = EvalReport {
         checkpoint: job.checkpoint.display().to_string(),
         dataset: test.name.clone(),
         images: test.len(),
-        model: config,
+        model: model_config,
         attack: job.attack,
+        suites: job.suites.clone(),
         seed: setup.seed,
-        clean_error,
-        attacks: reports.split_off(1),
+        batch_size: setup.batch_size,
+        clean_error: suite.clean_error,
+        worst_case_error: suite.worst_case_error,
+        attacks: suite.attacks,
+        unbounded: suite.unbounded,
+        sanity: suite.sanity,
     };
     write_json(&setup.out.join("eval.json"), &report)?;
     write_text(&setup.out.join("eval.md"), &report.markdown())?;

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::attack::CompareJob;
 use super::Reporter;
-use super::{attack_name, load_model_for, on_device, open_output, write_json, write_text};
+use super::{load_model_for, on_device, open_output, write_json, write_text};
 use crate::attack::features::channel_mean;
 use crate::attack::{compare_features, FeatureReport, FeatureShift};
 use crate::error::Result;
@@ -120,7 +120,7 @@ impl FeaturesReport {
 pub fn run(job: &FeaturesJob, reporter: &mut dyn Reporter) -> Result<FeaturesReport> {
     let a = &job.compare;
     let config = a.check()?;
-    let attack = attack_name(&config);
+    let attack = config.name();
     let setup = &a.setup;
     let _lock = open_output(&setup.out)?;
     let test = setup.test_data()?;

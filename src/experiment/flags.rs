@@ -60,7 +60,8 @@ impl SetupFlags {
     }
 }
 
-/// Attack flags (the paper's targeted L∞ PGD by default).
+/// Attack flags (the paper's targeted L∞ PGD by default; ε and restarts apply to every
+/// attack).
 #[derive(Args, Clone, Debug)]
 pub struct AttackFlags {
     /// L∞ radius in 1/255 units (0 to 255).
@@ -69,7 +70,8 @@ pub struct AttackFlags {
     /// Step size in 1/255 units (0 to 255).
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub step: f32,
-    /// Random restarts per image (the most successful is kept).
+    /// Random restarts per image (PGD and APGD; an image is broken when any restart
+    /// breaks it).
     #[arg(long, default_value_t = 1)]
     pub restarts: usize,
     /// `targeted` (target uniform among wrong classes) or `untargeted`.

@@ -10,6 +10,7 @@
 //!
 //! ```no_run
 //! use sparta::data::DatasetKind;
+//! use sparta::attack::Suite;
 //! use sparta::experiment::{eval, AttackSpec, DataSource, Quiet, Setup};
 //!
 //! let job = eval::EvalJob {
@@ -25,9 +26,14 @@
 //!     checkpoint: "runs/a/model.safetensors".into(),
 //!     attack: AttackSpec::paper(),
 //!     iterations: vec![10, 50],
+//!     suites: vec![Suite::Paper, Suite::Quick],
+//!     apgd_iterations: 100,
+//!     square_queries: None,
+//!     adversarial: vec![],
 //! };
 //! let report = eval::run(&job, &mut Quiet)?;
-//! println!("clean error {:.1} %", 100.0 * report.clean_error);
+//! println!("clean error {:.1} %, worst case {:.1} %", 100.0 * report.clean_error,
+//!          100.0 * report.worst_case_error);
 //! # Ok::<(), sparta::Error>(())
 //! ```
 
@@ -45,7 +51,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::attack::{Goal, PgdConfig};
+use crate::attack::apgd::ApgdConfig;
+use crate::attack::square::SquareConfig;
+use crate::attack::{Attack, Goal, PgdConfig};
 use crate::data::{Dataset, DatasetInfo, DatasetKind, Split};
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -181,13 +189,59 @@ impl AttackSpec {
     }
 }
 
-/// `targeted PGD-10`, `untargeted PGD-50`: an attack's name in reports.
-pub fn attack_name(config: &PgdConfig) -> String {
-    let goal = match config.goal {
-        Goal::Targeted => "targeted",
-        Goal::Untargeted => "untargeted",
-    };
-    format!("{goal} PGD-{}", config.iterations)
+/// Which attack `sparta attack` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttackKind {
+    /// PGD with the cross-entropy (the paper's, with the attack flags' goal).
+    Pgd,
+    /// APGD-CE, untargeted.
+    ApgdCe,
+    /// APGD-T: targeted DLR toward the 9 classes ranked after the top one.
+    ApgdT,
+    /// The black-box Square attack.
+    Square,
+}
+
+impl std::str::FromStr for AttackKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "pgd" => Ok(AttackKind::Pgd),
+            "apgd-ce" => Ok(AttackKind::ApgdCe),
+            "apgd-t" => Ok(AttackKind::ApgdT),
+            "square" => Ok(AttackKind::Square),
+            _ => Err(Error::Config(format!(
+                "attack {s:?}: expected pgd, apgd-ce, apgd-t or square"
+            ))),
+        }
+    }
+}
+
+impl AttackSpec {
+    /// The attack of `kind` with this spec's ε (and, for PGD, everything else; for
+    /// APGD its restarts) and `iterations` steps, or `queries` for Square; checked.
+    pub fn attack(&self, kind: AttackKind, iterations: usize, queries: usize) -> Result<Attack> {
+        let pgd = self.config(iterations)?;
+        let apgd = |c: ApgdConfig| {
+            Attack::Apgd(ApgdConfig {
+                restarts: pgd.restarts,
+                ..c
+            })
+        };
+        let attack = match kind {
+            AttackKind::Pgd => Attack::Pgd(pgd),
+            AttackKind::ApgdCe => apgd(ApgdConfig::ce(pgd.epsilon, iterations)),
+            AttackKind::ApgdT => apgd(ApgdConfig::targeted_dlr(pgd.epsilon, iterations)),
+            AttackKind::Square => Attack::Square(SquareConfig {
+                epsilon: pgd.epsilon,
+                queries,
+            }),
+        };
+        attack.validate()?;
+        Ok(attack)
+    }
 }
 
 /// The configuration of a ResNet of `depth` (`18`, `34` or `small`) with activation
