@@ -83,3 +83,18 @@ impl Attack {
         }
     }
 }
+
+/// Where a file's adversarial images came from.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TransferSource {
+    /// The file they were read from (empty before they are written).
+    pub file: String,
+    /// The checkpoint the attack ran on.
+    pub checkpoint: String,
+    /// The attack that made them.
+    pub attack: Attack,
+    /// The data set and range of the clean images (`fashion-mnist/test[..100]`).
+    pub dataset: String,
+    /// The seed of the attack.
+    pub seed: u64,
+}

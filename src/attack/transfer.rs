@@ -15,27 +15,13 @@ use std::path::Path;
 use super::evaluate::{fraction, Evaluated, RobustnessReport};
 use super::pgd::argmax_rows;
 use super::settings::Attack;
+pub use super::settings::TransferSource;
 use crate::classifier::Classifier;
 use crate::data::Dataset;
 use crate::error::{check_len, Error, Result};
 
 /// The `format` metadata value of the files this module writes.
 pub const FORMAT: &str = "sparta-adversarial-images/1";
-
-/// Where a file's adversarial images came from.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TransferSource {
-    /// The file they were read from (empty before they are written).
-    pub file: String,
-    /// The checkpoint the attack ran on.
-    pub checkpoint: String,
-    /// The attack that made them.
-    pub attack: Attack,
-    /// The data set and range of the clean images (`fashion-mnist/test[..100]`).
-    pub dataset: String,
-    /// The seed of the attack.
-    pub seed: u64,
-}
 
 /// Adversarial images with their labels and origin.
 #[derive(Clone, Debug, PartialEq)]
