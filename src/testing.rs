@@ -36,6 +36,14 @@ impl SoftmaxRegression {
         }
     }
 
+    /// Weights ten times [`Self::new`]'s (of size ~1), so that attack steps of a few
+    /// hundredths move the logits visibly: the attack tests' model.
+    pub fn sharp(inputs: usize, classes: usize, seed: u64) -> Self {
+        let mut m = Self::new(inputs, classes, seed);
+        m.weight.iter_mut().for_each(|w| *w *= 10.0);
+        m
+    }
+
     /// Softmax probabilities minus one-hot labels: dLoss/dlogits per sample.
     fn dlogits(&self, logits: &[f32], labels: &[usize]) -> Vec<f32> {
         let mut d = logits.to_vec();
@@ -49,6 +57,22 @@ impl SoftmaxRegression {
         }
         d
     }
+}
+
+/// `n` images of `features` values uniform in [0, 1) and `n` labels below `classes`,
+/// drawn from ChaCha8 seeded with `seed` (images first).
+pub fn random_batch(
+    n: usize,
+    features: usize,
+    classes: usize,
+    seed: u64,
+) -> (Vec<f32>, Vec<usize>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let x = (0..n * features)
+        .map(|_| rng.random_range(0.0..1.0))
+        .collect();
+    let labels = (0..n).map(|_| rng.random_range(0..classes)).collect();
+    (x, labels)
 }
 
 impl SoftmaxRegression {

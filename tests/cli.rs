@@ -251,14 +251,14 @@ fn train_resume_eval_and_attack_write_their_results() {
         .collect();
     assert_eq!(blocks, ["layer1.0", "layer2.0", "layer3.0", "layer4.0"]);
     for s in shifts {
-        assert_eq!(s["sparta"], true, "{s}");
+        assert_eq!(s["activation"], "sparta", "{s}");
         for key in ["input", "output"] {
             let v = s[key].as_f64().unwrap();
             assert!(v > 0.0 && v.is_finite(), "{s}");
         }
     }
     let md = std::fs::read_to_string(maps.join("features.md")).unwrap();
-    assert!(md.contains("| G1-4.Blast | layer4.0 | SPARTA |"), "{md}");
+    assert!(md.contains("| G1-4.Blast | layer4.0 | sparta |"), "{md}");
     let png = std::fs::read(maps.join("feature_maps.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     let image = features.iter().position(|a| *a == "13").unwrap();

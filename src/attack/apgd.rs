@@ -422,21 +422,16 @@ mod tests {
 
     use super::*;
     use crate::attack::pgd::{pgd, PgdConfig};
-    use crate::testing::SoftmaxRegression;
+    use crate::testing::{random_batch, SoftmaxRegression};
 
     const SHAPE: BatchShape = [64, 1, 4, 4];
 
     fn batch(seed: u64) -> (Vec<f32>, Vec<usize>) {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let x = (0..64 * 16).map(|_| rng.random_range(0.0..1.0)).collect();
-        let labels = (0..64).map(|_| rng.random_range(0..5)).collect();
-        (x, labels)
+        random_batch(64, 16, 5, seed)
     }
 
     fn model() -> SoftmaxRegression {
-        let mut m = SoftmaxRegression::new(16, 5, 3);
-        m.weight.iter_mut().for_each(|w| *w *= 10.0);
-        m
+        SoftmaxRegression::sharp(16, 5, 3)
     }
 
     fn run(config: &ApgdConfig, seed: u64) -> (Vec<f32>, Vec<usize>, AttackOutcome) {

@@ -431,9 +431,7 @@ mod tests {
     }
 
     fn model() -> SoftmaxRegression {
-        let mut m = SoftmaxRegression::new(16, 5, 4);
-        m.weight.iter_mut().for_each(|w| *w *= 10.0);
-        m
+        SoftmaxRegression::sharp(16, 5, 4)
     }
 
     #[test]

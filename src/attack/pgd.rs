@@ -456,22 +456,16 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
-    use crate::testing::SoftmaxRegression;
+    use crate::testing::{random_batch, SoftmaxRegression};
 
     const SHAPE: BatchShape = [64, 1, 4, 4];
 
     fn batch(seed: u64) -> (Vec<f32>, Vec<usize>) {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let x = (0..64 * 16).map(|_| rng.random_range(0.0..1.0)).collect();
-        let labels = (0..64).map(|_| rng.random_range(0..5)).collect();
-        (x, labels)
+        random_batch(64, 16, 5, seed)
     }
 
-    /// Weights of size ~1, so that a step of 0.02 moves the logits visibly.
     fn model() -> SoftmaxRegression {
-        let mut m = SoftmaxRegression::new(16, 5, 3);
-        m.weight.iter_mut().for_each(|w| *w *= 10.0);
-        m
+        SoftmaxRegression::sharp(16, 5, 3)
     }
 
     fn mean(v: &[f32]) -> f32 {

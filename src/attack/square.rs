@@ -245,21 +245,16 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
-    use crate::testing::{LogitsOnly, SoftmaxRegression};
+    use crate::testing::{random_batch, LogitsOnly, SoftmaxRegression};
 
     const SHAPE: BatchShape = [32, 2, 6, 6];
 
     fn batch() -> (Vec<f32>, Vec<usize>) {
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let x = (0..32 * 72).map(|_| rng.random_range(0.0..1.0)).collect();
-        let labels = (0..32).map(|_| rng.random_range(0..4)).collect();
-        (x, labels)
+        random_batch(32, 72, 4, 3)
     }
 
     fn model() -> LogitsOnly<SoftmaxRegression> {
-        let mut m = SoftmaxRegression::new(72, 4, 5);
-        m.weight.iter_mut().for_each(|w| *w *= 10.0);
-        LogitsOnly::new(m)
+        LogitsOnly::new(SoftmaxRegression::sharp(72, 4, 5))
     }
 
     /// Gradient-free (the model gives no gradients), within the query budget (counted
