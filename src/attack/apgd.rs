@@ -28,6 +28,7 @@
 
 use rand::Rng;
 
+use super::batch::check_batch;
 use super::losses::AttackLoss;
 use super::outcome::AttackOutcome;
 use super::pgd::{argmax_rows, Goal, MAX_ITERATIONS, MAX_RESTARTS};
@@ -151,11 +152,7 @@ pub fn apgd<C: Classifier + ?Sized>(
     let [n, c, h, w] = shape;
     let len = c * h * w;
     let classes = model.num_classes();
-    check_len("apgd", "x", x.len(), n * len)?;
-    check_len("apgd", "labels", labels.len(), n)?;
-    if let Some(&bad) = labels.iter().find(|&&l| l >= classes) {
-        return Err(Error::shape("apgd", "labels", format!("< {classes}"), bad));
-    }
+    check_batch("apgd", x.len(), shape, labels, classes)?;
     let needed = match (config.goal, config.loss) {
         (Goal::Untargeted, ApgdLoss::Ce) => AttackLoss::CrossEntropy.min_classes(),
         (Goal::Untargeted, ApgdLoss::Dlr) => AttackLoss::Dlr.min_classes(),

@@ -2,6 +2,7 @@
 //! the robustness evaluation built on them.
 
 pub mod apgd;
+mod batch;
 pub mod evaluate;
 pub mod features;
 pub mod losses;

@@ -8,6 +8,7 @@
 
 use rand::Rng;
 
+use super::batch::check_batch;
 use crate::backend::{Backend, Buf, Ctx, View};
 use crate::classifier::{BatchShape, Classifier};
 use crate::error::{check_len, Error, Result};
@@ -278,12 +279,7 @@ pub fn draw_targets(
     rng: &mut impl Rng,
 ) -> Result<Vec<usize>> {
     config.validate()?;
-    let [n, c, h, w] = shape;
-    check_len("pgd", "x", x_len, n * c * h * w)?;
-    check_len("pgd", "labels", labels.len(), n)?;
-    if let Some(&bad) = labels.iter().find(|&&l| l >= classes) {
-        return Err(Error::shape("pgd", "labels", format!("< {classes}"), bad));
-    }
+    check_batch("pgd", x_len, shape, labels, classes)?;
     if config.goal == Goal::Targeted && classes < 2 {
         return Err(Error::Config(
             "a targeted attack needs at least 2 classes".into(),

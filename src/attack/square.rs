@@ -20,6 +20,7 @@
 
 use rand::Rng;
 
+use super::batch::check_batch;
 use super::losses::margin;
 use super::outcome::AttackOutcome;
 use super::pgd::argmax_rows;
@@ -100,16 +101,7 @@ pub fn square<C: Classifier + ?Sized>(
     let [n, c, h, w] = shape;
     let len = c * h * w;
     let classes = model.num_classes();
-    check_len("square", "x", x.len(), n * len)?;
-    check_len("square", "labels", labels.len(), n)?;
-    if let Some(&bad) = labels.iter().find(|&&l| l >= classes) {
-        return Err(Error::shape(
-            "square",
-            "labels",
-            format!("< {classes}"),
-            bad,
-        ));
-    }
+    check_batch("square", x.len(), shape, labels, classes)?;
     if classes < 2 {
         return Err(Error::Config(
             "the Square attack needs at least 2 classes".into(),
