@@ -685,6 +685,31 @@ fn with_header(file: &[u8], edit: impl FnOnce(&str) -> String) -> Vec<u8> {
     out
 }
 
+/// Case `case` of a safetensors file's four kinds of mutation, in turn: the raw bytes
+/// (length prefix as fields), the JSON header as text, one metadata field set to an
+/// extreme value by `extreme`, and the tensors' bytes behind an intact header.
+fn mutate_safetensors(
+    m: &mut Mutator,
+    case: usize,
+    valid: &[u8],
+    fields: &[Field],
+    extreme: fn(&mut Mutator, &str) -> String,
+) -> Vec<u8> {
+    match case % 4 {
+        0 => m.mutate(valid, fields, true),
+        1 => with_header(valid, |h| {
+            String::from_utf8_lossy(&m.mutate(h.as_bytes(), &[], true)).into_owned()
+        }),
+        2 => with_header(valid, |h| extreme(m, h)),
+        _ => {
+            let n = 8 + u64::from_le_bytes(valid[..8].try_into().unwrap()) as usize;
+            let mut tail = m.mutate(&valid[n..], &[], false);
+            tail.resize(valid.len() - n, 0);
+            [&valid[..n], &tail[..]].concat()
+        }
+    }
+}
+
 /// The header with one field of the model configuration in its metadata set to an
 /// extreme value: a width, the input channels or classes, a normalization constant, or
 /// the activation spec.
@@ -758,20 +783,8 @@ fn checkpoint_faults(cases: usize) -> Vec<String> {
         "checkpoint",
         cases,
         7,
-        |m, case| match case % 4 {
-            0 => m.mutate(&valid, &fields, true),
-            1 => with_header(&valid, |h| {
-                String::from_utf8_lossy(&m.mutate(h.as_bytes(), &[], true)).into_owned()
-            }),
-            2 => with_header(&valid, |h| extreme_config(m, h)),
-            _ => {
-                // The tensors' bytes: NaN, infinities, a negative variance.
-                let n = 8 + u64::from_le_bytes(valid[..8].try_into().unwrap()) as usize;
-                let mut tail = m.mutate(&valid[n..], &[], false);
-                tail.resize(valid.len() - n, 0);
-                [&valid[..n], &tail[..]].concat()
-            }
-        },
+        // Tensor bytes: NaN, infinities, a negative variance.
+        |m, case| mutate_safetensors(m, case, &valid, &fields, extreme_config),
         |bytes| {
             std::fs::write(&path, bytes).unwrap();
             ResNet::<f32>::from_checkpoint(&path).is_ok()
@@ -880,20 +893,8 @@ fn adversarial_faults(cases: usize) -> Vec<String> {
         "adversarial images",
         cases,
         11,
-        |m, case| match case % 4 {
-            0 => m.mutate(&valid, &fields, true),
-            1 => with_header(&valid, |h| {
-                String::from_utf8_lossy(&m.mutate(h.as_bytes(), &[], true)).into_owned()
-            }),
-            2 => with_header(&valid, |h| extreme_attack(m, h)),
-            _ => {
-                // The tensors' bytes: NaN, infinities, labels that are no class.
-                let n = 8 + u64::from_le_bytes(valid[..8].try_into().unwrap()) as usize;
-                let mut tail = m.mutate(&valid[n..], &[], false);
-                tail.resize(valid.len() - n, 0);
-                [&valid[..n], &tail[..]].concat()
-            }
-        },
+        // Tensor bytes: NaN, infinities, labels that are no class.
+        |m, case| mutate_safetensors(m, case, &valid, &fields, extreme_attack),
         |bytes| {
             std::fs::write(&path, bytes).unwrap();
             transfer::load(&path).is_ok_and(|set| {
