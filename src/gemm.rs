@@ -65,6 +65,45 @@ pub fn gemm<T: Real>(
     beta: T,
     c: &mut [T],
 ) {
+    product(true, m, n, k, alpha, a, op_a, b, op_b, beta, c)
+}
+
+/// [`gemm`] as one single-threaded call, never split: for a caller that is itself one of
+/// several rayon tasks and whose product is too small to share (the fused SANet's
+/// groups), where a split would only repack A once per block.
+///
+/// # Panics
+/// As [`gemm`].
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_serial<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    op_a: Op,
+    b: &[T],
+    op_b: Op,
+    beta: T,
+    c: &mut [T],
+) {
+    product(false, m, n, k, alpha, a, op_a, b, op_b, beta, c)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn product<T: Real>(
+    split: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    op_a: Op,
+    b: &[T],
+    op_b: Op,
+    beta: T,
+    c: &mut [T],
+) {
     assert!(a.len() >= m * k, "gemm: A has {} < {m}×{k}", a.len());
     assert!(b.len() >= k * n, "gemm: B has {} < {k}×{n}", b.len());
     assert!(c.len() >= m * n, "gemm: C has {} < {m}×{n}", c.len());
@@ -115,7 +154,7 @@ pub fn gemm<T: Real>(
             1,
         )
     };
-    let work = m * n * k;
+    let work = if split { m * n * k } else { 0 };
     if let Some(width) = block_len(n, work) {
         (0..n.div_ceil(width))
             .into_par_iter()
@@ -153,21 +192,24 @@ mod tests {
 
     #[test]
     fn split_products_match_naive_product_for_every_transpose() {
-        // Wide (column blocks), tall (row blocks) and both small: every path of the split.
+        // Wide (column blocks), tall (row blocks) and both small: every path of the split,
+        // and the same shapes unsplit.
         for (m, n, k) in [(3, 4099, 300), (4097, 3, 300), (70, 130, 5)] {
             let a: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.37).sin()).collect();
             let b: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.11).cos()).collect();
             for ta in [Op::N, Op::T] {
                 for tb in [Op::N, Op::T] {
-                    let mut c = vec![1.0; m * n];
-                    gemm(m, n, k, 2.0, &a, ta, &b, tb, 0.5, &mut c);
                     let want = naive(m, n, k, &a, ta, &b, tb);
-                    for (i, (x, y)) in c.iter().zip(&want).enumerate() {
-                        let y = 2.0 * y + 0.5;
-                        assert!(
-                            (x - y).abs() < 1e-9 * (1.0 + y.abs()),
-                            "{m}x{n}x{k} {ta:?}{tb:?} [{i}]: {x} vs {y}"
-                        );
+                    for product in [gemm::<f64>, gemm_serial::<f64>] {
+                        let mut c = vec![1.0; m * n];
+                        product(m, n, k, 2.0, &a, ta, &b, tb, 0.5, &mut c);
+                        for (i, (x, y)) in c.iter().zip(&want).enumerate() {
+                            let y = 2.0 * y + 0.5;
+                            assert!(
+                                (x - y).abs() < 1e-9 * (1.0 + y.abs()),
+                                "{m}x{n}x{k} {ta:?}{tb:?} [{i}]: {x} vs {y}"
+                            );
+                        }
                     }
                 }
             }

@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use super::{Conv5Source, SanetGrads, SanetOutputs, SanetParamGrads, SanetShape};
 use crate::error::{check_len, Result};
+use crate::gemm::{gemm_serial, Op};
 use crate::ops::conv1x1::cpu::{conv1x1_backward, conv1x1_forward};
 use crate::ops::conv1x1::Conv1x1Shape;
 use crate::ops::dynconv::cpu::{dynconv_backward, dynconv_forward};
@@ -107,40 +108,100 @@ fn relu_in_place<T: Real>(v: &mut [T]) {
     v.par_iter_mut().for_each(|x| *x = x.max(T::zero()));
 }
 
-// The fused loops give each rayon task whole samples and keep every per-sample step
-// serial: matrixmultiply splits a C×Co product over one sample's pixels into pieces too
-// small to be worth a thread hand-off, so two samples at once on two cores beat one
-// sample on two cores, and nothing waits between the GEMMs and the elementwise steps.
+// The fused loops run on groups of samples whose pixels, side by side, make one Conv3
+// product: at the deep, small grids (8×8, 4×4) a per-sample product is too thin for
+// the GEMM (its weights are repacked for every sample, and Conv3's weight gradient sums
+// over only 16 or 64 pixels per call). Each rayon task takes whole groups and keeps
+// every step in them serial (`gemm_serial`), so nothing waits between the GEMMs and the
+// elementwise steps.
 
-/// ReLU of each row of `h` (`co × p`) in place, and each row's mean into `means`.
-fn relu_rows_and_means<T: Real>(h: &mut [T], p: usize, means: &mut [T]) {
-    let inv = T::one() / T::of_f64(p as f64);
-    for (row, mean) in h.chunks_mut(p).zip(means.iter_mut()) {
-        *mean = reduce::map_and_sum(row, |v| v.max(T::zero())) * inv;
+/// From this many pixels per sample on, a sample is a group by itself: its product is
+/// wide enough, and gathering samples side by side measured slower (BENCHMARKS.md,
+/// "SANet in groups").
+const PER_SAMPLE_PIXELS: usize = 256;
+/// Columns (samples × pixels) a group of small-grid samples aims for.
+const GROUP_COLUMNS: usize = 1024;
+/// At least this many groups per batch where the batch allows it, so that both cores
+/// of the reference machine get work; a fixed count (not the thread count) keeps the
+/// blocking, and so the rounding, a function of the shape alone.
+const MIN_GROUPS: usize = 4;
+
+/// Samples per fused group for a batch of `n` samples of `p` pixels.
+fn group_len(n: usize, p: usize) -> usize {
+    if p >= PER_SAMPLE_PIXELS {
+        return 1;
     }
+    GROUP_COLUMNS
+        .div_ceil(p)
+        .min(n.div_ceil(MIN_GROUPS))
+        .clamp(1, n)
 }
 
-/// Conv5 for one sample: `s[j] = b5 + Σ_k w5[k]·h[k, j]`.
-fn conv5_one_sample<T: Real>(h: &[T], p: usize, w5: &[T], b5: T, s: &mut [T]) {
-    s.fill(b5);
-    for (&wk, row) in w5.iter().zip(h.chunks(p)) {
-        for (o, &v) in s.iter_mut().zip(row) {
-            *o += wk * v;
+/// Samples per rayon task of the fused backward: whole groups, at least
+/// [`MIN_SAMPLES_PER_TASK`]. Each task sums its samples' parameter gradients into its own
+/// buffers, and the tasks' sums are added in task order, so the result depends on the
+/// shape only, never on which thread ran what.
+fn task_len(group: usize) -> usize {
+    group * MIN_SAMPLES_PER_TASK.div_ceil(group)
+}
+
+const MIN_SAMPLES_PER_TASK: usize = 8;
+
+/// One group's xs, `[c, g·p]`: sample `s`'s channel `ch` at columns `s·p..(s+1)·p`.
+fn gather_group<T: Real>(xs_group: &[T], c: usize, p: usize, xg: &mut [T]) {
+    let cols = xg.len() / c;
+    for (s, sample) in xs_group.chunks(c * p).enumerate() {
+        for (ch, plane) in sample.chunks(p).enumerate() {
+            xg[ch * cols + s * p..][..p].copy_from_slice(plane);
         }
     }
 }
 
-/// Conv5's weight gradient for one sample: `dw5[k] = Σ_j ds[j]·h[k, j]`.
-fn conv5_weight_grad_one_sample<T: Real>(h: &[T], p: usize, ds: &[T], dw5: &mut [T]) {
-    for (g, row) in dw5.iter_mut().zip(h.chunks(p)) {
-        *g = reduce::dot(row, ds);
+/// Adds a group's `[c, g·p]` gradient back into xs order (the inverse of
+/// [`gather_group`]).
+fn scatter_add_group<T: Real>(dxg: &[T], c: usize, p: usize, dxs_group: &mut [T]) {
+    let cols = dxg.len() / c;
+    for (s, sample) in dxs_group.chunks_mut(c * p).enumerate() {
+        for (ch, plane) in sample.chunks_mut(p).enumerate() {
+            for (d, &g) in plane.iter_mut().zip(&dxg[ch * cols + s * p..][..p]) {
+                *d += g;
+            }
+        }
     }
 }
 
-/// Samples per task of [`sanet_backward_fused`]: each task sums its samples' parameter
-/// gradients into its own buffers, and the tasks' sums are added in task order, so the
-/// result does not depend on which thread ran what.
-const SAMPLES_PER_TASK: usize = 8;
+/// `h = W3·xg + b3` for one group, `[co, cols]`, into `h` (before its ReLU).
+fn conv3_group<T: Real>(w3: &[T], b3: &[T], xg: &[T], c: usize, h: &mut [T]) {
+    let cols = xg.len() / c;
+    let co = b3.len();
+    for (row, &bias) in h.chunks_mut(cols).zip(b3) {
+        row.fill(bias);
+    }
+    gemm_serial(co, cols, c, T::one(), w3, Op::N, xg, Op::N, T::one(), h);
+}
+
+/// Sample `s`'s row `k` of a group's h (`[co, cols]`, `p` pixels per sample).
+fn sample_row<T>(h: &[T], cols: usize, p: usize, k: usize, s: usize) -> &[T] {
+    &h[k * cols + s * p..][..p]
+}
+
+/// Conv5 for sample `s` of a group: `out[j] = b5 + Σ_k w5[k]·h[k, s·p + j]`.
+fn conv5_in_group<T: Real>(
+    h: &[T],
+    cols: usize,
+    p: usize,
+    s: usize,
+    w5: &[T],
+    b5: T,
+    out: &mut [T],
+) {
+    out.fill(b5);
+    for (k, &wk) in w5.iter().enumerate() {
+        for (o, &v) in out.iter_mut().zip(sample_row(h, cols, p, k, s)) {
+            *o += wk * v;
+        }
+    }
+}
 
 /// A task's own sums of a weight gradient and its bias gradient.
 type GradSums<T> = Option<(Vec<T>, Vec<T>)>;
@@ -176,7 +237,7 @@ fn check_grads<T: Real>(op: &'static str, shape: &SanetShape, g: &SanetGrads<'_,
     Ok(())
 }
 
-/// Fused forward: per sample, h in a scratch buffer, never stored for the batch.
+/// Fused forward: group by group, h in a scratch buffer, never stored for the batch.
 pub fn sanet_forward_fused<T: Real>(
     shape: &SanetShape,
     xs: &[T],
@@ -193,12 +254,7 @@ pub fn sanet_forward_fused<T: Real>(
         co,
         pixels: p,
     } = *shape;
-    let one = Conv1x1Shape {
-        n: 1,
-        cin: c,
-        cout: co,
-        pixels: p,
-    };
+    let g = group_len(n, p);
     let mut out = SanetOutputs {
         q: vec![T::zero(); n * co],
         w5: vec![T::zero(); n * co],
@@ -206,28 +262,47 @@ pub fn sanet_forward_fused<T: Real>(
         s: vec![T::zero(); n * p],
     };
     out.q
-        .par_chunks_mut(co)
-        .zip(out.w5.par_chunks_mut(co))
-        .zip(out.b5.par_iter_mut())
-        .zip(out.s.par_chunks_mut(p))
-        .enumerate()
+        .par_chunks_mut(g * co)
+        .zip(out.w5.par_chunks_mut(g * co))
+        .zip(out.b5.par_chunks_mut(g))
+        .zip(out.s.par_chunks_mut(g * p))
+        .zip(xs.par_chunks(g * c * p))
         .try_for_each_init(
-            || vec![T::zero(); co * p],
-            |h, (i, (((q, w5_out), b5_out), s))| -> Result<()> {
-                conv1x1_forward(&one, &xs[i * c * p..(i + 1) * c * p], w3, b3, h)?;
-                relu_rows_and_means(h, p, q);
+            || (vec![T::zero(); c * g * p], vec![T::zero(); co * g * p]),
+            |(xg, h), ((((q, w5_out), b5_out), s), xs_group)| -> Result<()> {
+                let cols = b5_out.len() * p;
+                let h = &mut h[..co * cols];
+                let xg: &[T] = if cols == p {
+                    xs_group
+                } else {
+                    gather_group(xs_group, c, p, &mut xg[..c * cols]);
+                    &xg[..c * cols]
+                };
+                conv3_group(w3, b3, xg, c, h);
+                // The ReLU and DPNet's pool in one pass: q[s, k] is the mean of sample
+                // s's stretch of row k.
+                let inv_p = T::one() / T::of_f64(p as f64);
+                for (k, row) in h.chunks_mut(cols).enumerate() {
+                    for (s_idx, stretch) in row.chunks_mut(p).enumerate() {
+                        let relu = |v: T| v.max(T::zero());
+                        q[s_idx * co + k] = reduce::map_and_sum(stretch, relu) * inv_p;
+                    }
+                }
                 let (w5, b5) = head_forward(src, co, q);
-                conv5_one_sample(h, p, &w5, b5[0], s);
+                for (s_idx, s_out) in s.chunks_mut(p).enumerate() {
+                    let w5_s = &w5[s_idx * co..(s_idx + 1) * co];
+                    conv5_in_group(h, cols, p, s_idx, w5_s, b5[s_idx], s_out);
+                }
                 w5_out.copy_from_slice(&w5);
-                *b5_out = b5[0];
+                b5_out.copy_from_slice(&b5);
                 Ok(())
             },
         )?;
     Ok(out)
 }
 
-/// Fused backward: per sample, recomputes h, then `dh` in the same scratch, and adds the
-/// gradients of xs and (unless `grads.params` is `None`) of Conv3 and Conv4/Conv5.
+/// Fused backward: group by group, recomputes h, then `dh` in the same scratch, and adds
+/// the gradients of xs and (unless `grads.params` is `None`) of Conv3 and Conv4/Conv5.
 #[allow(clippy::too_many_arguments)]
 pub fn sanet_backward_fused<T: Real>(
     shape: &SanetShape,
@@ -245,64 +320,92 @@ pub fn sanet_backward_fused<T: Real>(
     check_len(OP, "ds", ds.len(), shape.n * shape.pixels)?;
     check_grads(OP, shape, &grads)?;
     let SanetShape {
-        n: _,
+        n,
         c,
         co,
         pixels: p,
     } = *shape;
-    let one = Conv1x1Shape {
-        n: 1,
-        cin: c,
-        cout: co,
-        pixels: p,
-    };
+    let g = group_len(n, p);
+    let per_task = task_len(g);
     let (mut conv3, mut head) = split_param_grads(grads.params);
     let sizes = |g: &GradPair<'_, T>| g.as_ref().map(|(w, b)| (w.len(), b.len()));
     let (conv3_sizes, head_sizes) = (sizes(&conv3), sizes(&head));
     let inv_p = T::one() / T::of_f64(p as f64);
+    let scratch = || {
+        let cols = g * p;
+        let zeros = |len| vec![T::zero(); len];
+        (zeros(c * cols), zeros(co * cols), zeros(c * cols))
+    };
     let partials = grads
         .dxs
-        .par_chunks_mut(SAMPLES_PER_TASK * c * p)
+        .par_chunks_mut(per_task * c * p)
         .enumerate()
         .map_init(
-            || vec![T::zero(); co * p],
-            |h, (task, dxs_task)| -> Result<[GradSums<T>; 2]> {
+            scratch,
+            |(xg, h, dxg), (task, dxs_task)| -> Result<[GradSums<T>; 2]> {
                 let zeros = |s: Option<(usize, usize)>| {
                     s.map(|(w, b)| (vec![T::zero(); w], vec![T::zero(); b]))
                 };
                 let (mut conv3_sum, mut head_sum) = (zeros(conv3_sizes), zeros(head_sizes));
-                let (mut dw5, mut db5, mut dq) =
-                    (vec![T::zero(); co], [T::zero()], vec![T::zero(); co]);
-                for (k, dxs_i) in dxs_task.chunks_mut(c * p).enumerate() {
-                    let i = task * SAMPLES_PER_TASK + k;
-                    let xs_i = &xs[i * c * p..(i + 1) * c * p];
-                    let ds_i = &ds[i * p..(i + 1) * p];
-                    let w5_i = &out.w5[i * co..(i + 1) * co];
-                    conv1x1_forward(&one, xs_i, w3, b3, h)?;
+                for (k, dxs_group) in dxs_task.chunks_mut(g * c * p).enumerate() {
+                    let first = task * per_task + k * g;
+                    let len = dxs_group.len() / (c * p);
+                    let cols = len * p;
+                    let samples = first..first + len;
+                    let (h, dxg) = (&mut h[..co * cols], &mut dxg[..c * cols]);
+                    let xs_group = &xs[first * c * p..][..len * c * p];
+                    // A lone sample's [c, p] is already the group layout.
+                    let xg: &[T] = if len == 1 {
+                        xs_group
+                    } else {
+                        gather_group(xs_group, c, p, &mut xg[..c * cols]);
+                        &xg[..c * cols]
+                    };
+                    conv3_group(w3, b3, xg, c, h);
                     for v in h.iter_mut() {
                         *v = v.max(T::zero());
                     }
-                    conv5_weight_grad_one_sample(h, p, ds_i, &mut dw5);
-                    db5[0] = reduce::sum(ds_i);
-                    let head_i = head_sum.as_mut().map(|(w, b)| (&mut w[..], &mut b[..]));
-                    let q_i = &out.q[i * co..(i + 1) * co];
-                    head_backward(src, co, q_i, &dw5, &db5, &mut dq, head_i);
-                    // h becomes dh: Conv5 and the pool feed every positive h, ReLU
-                    // blocks the rest.
-                    // Branch-free (the gradient formed for every element, then
-                    // selected), so that the loop vectorizes.
-                    for ((row, &wk), &dqk) in h.chunks_mut(p).zip(w5_i).zip(&dq) {
-                        let pooled = dqk * inv_p;
-                        for (v, &d) in row.iter_mut().zip(ds_i) {
-                            let g = wk * d + pooled;
-                            *v = if *v > T::zero() { g } else { T::zero() };
+                    let ds_g = &ds[first * p..][..cols];
+                    let w5_g = &out.w5[first * co..][..len * co];
+                    let mut dw5 = vec![T::zero(); len * co];
+                    for (s_idx, dw5_s) in dw5.chunks_mut(co).enumerate() {
+                        let ds_s = &ds_g[s_idx * p..][..p];
+                        for (kk, d) in dw5_s.iter_mut().enumerate() {
+                            *d = reduce::dot(sample_row(h, cols, p, kk, s_idx), ds_s);
                         }
                     }
-                    let (dw3, db3) = match conv3_sum.as_mut() {
-                        Some((w, b)) => (Some(&mut w[..]), Some(&mut b[..])),
-                        None => (None, None),
-                    };
-                    conv1x1_backward(&one, xs_i, w3, h, Some(dxs_i), dw3, db3)?;
+                    let db5: Vec<T> = ds_g.chunks(p).map(reduce::sum).collect();
+                    let mut dq = vec![T::zero(); len * co];
+                    let head_g = head_sum.as_mut().map(|(w, b)| (&mut w[..], &mut b[..]));
+                    let q_g = &out.q[samples.start * co..samples.end * co];
+                    head_backward(src, co, q_g, &dw5, &db5, &mut dq, head_g);
+                    // h becomes dh: Conv5 and the pool feed every positive h, ReLU
+                    // blocks the rest. Branch-free (the gradient formed for every
+                    // element, then selected), so that the loop vectorizes.
+                    for (kk, row) in h.chunks_mut(cols).enumerate() {
+                        for (s_idx, seg) in row.chunks_mut(p).enumerate() {
+                            let wk = w5_g[s_idx * co + kk];
+                            let pooled = dq[s_idx * co + kk] * inv_p;
+                            for (v, &d) in seg.iter_mut().zip(&ds_g[s_idx * p..][..p]) {
+                                let grad = wk * d + pooled;
+                                *v = if *v > T::zero() { grad } else { T::zero() };
+                            }
+                        }
+                    }
+                    // dxs += W3ᵀ·dh: straight into xs's layout for a lone sample.
+                    let (one, zero) = (T::one(), T::zero());
+                    if len == 1 {
+                        gemm_serial(c, cols, co, one, w3, Op::T, h, Op::N, one, dxs_group);
+                    } else {
+                        gemm_serial(c, cols, co, one, w3, Op::T, h, Op::N, zero, dxg);
+                        scatter_add_group(dxg, c, p, dxs_group);
+                    }
+                    if let Some((dw3, db3)) = conv3_sum.as_mut() {
+                        gemm_serial(co, c, cols, one, h, Op::N, xg, Op::T, one, dw3);
+                        for (g, row) in db3.iter_mut().zip(h.chunks(cols)) {
+                            *g += reduce::sum(row);
+                        }
+                    }
                 }
                 Ok([conv3_sum, head_sum])
             },
@@ -419,17 +522,28 @@ mod tests {
             .collect()
     }
 
-    /// Three backward tasks (the last one short), so the tasks' parameter-gradient sums
-    /// are added across tasks; the fused backward is also bit-identical run to run.
+    /// Both kinds of group, several backward tasks whose parameter-gradient sums are
+    /// added across tasks, and a short last group; the fused backward is also
+    /// bit-identical run to run.
     #[test]
     fn fused_and_unfused_agree_forward_and_backward() {
-        let n = 2 * SAMPLES_PER_TASK + 3;
-        let shape = SanetShape::new(n, 5, 4, 6).unwrap();
+        let n = 2 * MIN_SAMPLES_PER_TASK + 3;
+        // 19 samples: groups of ceil(19/4) = 5 at 6 pixels (tasks of 10, the last one
+        // short), one sample per group at 256 pixels.
+        assert_eq!((group_len(n, 6), task_len(5)), (5, 10));
+        assert_eq!(group_len(n, PER_SAMPLE_PIXELS), 1);
+        for pixels in [6, PER_SAMPLE_PIXELS] {
+            fused_and_unfused_agree_at(SanetShape::new(n, 5, 4, pixels).unwrap());
+        }
+    }
+
+    fn fused_and_unfused_agree_at(shape: SanetShape) {
+        let (n, pixels) = (shape.n, shape.pixels);
         let xs = data(shape.xs_len(), 0.0);
         let (w3, b3) = (data(20, 1.0), data(4, 2.0));
         let (w4, b4) = (data(20, 3.0), data(5, 4.0));
         let (w5, b5) = (data(4, 5.0), data(1, 6.0));
-        let ds = data(n * 6, 7.0);
+        let ds = data(n * pixels, 7.0);
         for src in [
             Conv5Source::Predicted { w4: &w4, b4: &b4 },
             Conv5Source::Learned { w5: &w5, b5: &b5 },

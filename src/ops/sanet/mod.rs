@@ -8,9 +8,11 @@
 //! ```
 //!
 //! Two CPU paths compute the same numbers:
-//! - **fused**: sample by sample, h of one sample (`Co × P`) lives in a scratch buffer
+//! - **fused**: group by group, h of one group (`Co × G·P`) lives in a scratch buffer
 //!   that stays in cache; pool, Conv4 and Conv5 read it there, and the batch's h is never
-//!   stored. Backward recomputes it (one extra GEMM per sample).
+//!   stored. Backward recomputes it (one extra GEMM per group). A group is one sample
+//!   where P is large (≥ 256 pixels); at smaller grids it is as many samples, side by
+//!   side, as make about 1,024 columns, so that Conv3's products stay wide.
 //! - **unfused**: the batch's h is written out by Conv3, then ReLU, pool, Conv4 and Conv5
 //!   run as separate ops over it; backward reads the stored h.
 //!
