@@ -50,11 +50,19 @@ fn im2col<T: Real>(g: &ConvGeom, x: &[T], s0: usize, nb: usize, col: &mut [T]) {
             // (ky, kx) only: worked out once per row of col, not per output row.
             let (oy_lo, oy_hi) = valid_range(ho, g.h, g.stride, ky, g.pad);
             let (lo, hi) = valid_range(wo, g.w, g.stride, kx, g.pad);
+            let shift = plane_shift(g, ky, kx);
             for s in 0..nb {
                 let plane = &x[((s0 + s) * g.c_in + ci) * g.h * g.w..][..g.h * g.w];
                 let out = &mut row[s * hwo..(s + 1) * hwo];
                 out[..oy_lo * wo].fill(T::zero());
                 out[oy_hi * wo..].fill(T::zero());
+                if let Some(shift) = shift {
+                    copy_shifted(&mut out[oy_lo * wo..oy_hi * wo], plane, oy_lo * wo, shift);
+                    for oy in oy_lo..oy_hi {
+                        zero_edges(&mut out[oy * wo..(oy + 1) * wo], lo, hi);
+                    }
+                    continue;
+                }
                 for oy in oy_lo..oy_hi {
                     let dst = &mut out[oy * wo..(oy + 1) * wo];
                     let src = &plane[(oy * g.stride + ky - g.pad) * g.w..][..g.w];
@@ -66,16 +74,60 @@ fn im2col<T: Real>(g: &ConvGeom, x: &[T], s0: usize, nb: usize, col: &mut [T]) {
                     if g.stride == 1 {
                         copy_row(&mut dst[lo..hi], &src[start..start + hi - lo]);
                     } else {
-                        for (d, &v) in dst[lo..hi]
-                            .iter_mut()
-                            .zip(src[start..].iter().step_by(g.stride))
-                        {
-                            *d = v;
+                        // Indexing, not `step_by`: on rows this short its set-up and
+                        // per-element `nth` cost more than the copy itself.
+                        let src = &src[start..start + (hi - lo - 1) * g.stride + 1];
+                        for (j, d) in dst[lo..hi].iter_mut().enumerate() {
+                            *d = src[j * g.stride];
                         }
                     }
                 }
             }
         });
+}
+
+/// For a stride-1 convolution that keeps the width (`w_out == w`, as every 3×3 one with
+/// padding 1), output pixel `p` of kernel tap `(ky, kx)` reads input pixel `p + shift`
+/// of the same plane: the rows of the valid band are one contiguous stretch of the
+/// input, shifted, apart from the padding columns that wrap into the neighbouring row.
+/// `None` for any other geometry.
+fn plane_shift(g: &ConvGeom, ky: usize, kx: usize) -> Option<isize> {
+    (g.stride == 1 && g.w_out() == g.w)
+        .then(|| (ky as isize - g.pad as isize) * g.w as isize + kx as isize - g.pad as isize)
+}
+
+/// The valid `i` of `dst[i] ↔ plane[first + i + shift]` (those whose plane index lies
+/// inside the plane) as `(lo, hi, plane index of lo)`; `lo == hi` when there are none.
+fn shifted_overlap(
+    len: usize,
+    plane_len: usize,
+    first: usize,
+    shift: isize,
+) -> (usize, usize, usize) {
+    let begin = first as isize + shift;
+    let lo = (-begin).clamp(0, len as isize) as usize;
+    let hi = (plane_len as isize - begin).clamp(lo as isize, len as isize) as usize;
+    if lo == hi {
+        return (lo, lo, 0);
+    }
+    (lo, hi, (begin + lo as isize) as usize)
+}
+
+/// `dst[i] = plane[first + i + shift]`, zero where that index falls outside the plane
+/// (only wrapped padding columns, which the caller zeroes anyway).
+fn copy_shifted<T: Real>(dst: &mut [T], plane: &[T], first: usize, shift: isize) {
+    let (lo, hi, from) = shifted_overlap(dst.len(), plane.len(), first, shift);
+    dst[..lo].fill(T::zero());
+    dst[hi..].fill(T::zero());
+    dst[lo..hi].copy_from_slice(&plane[from..from + hi - lo]);
+}
+
+/// `plane[first + i + shift] += src[i]` where that index lies inside the plane.
+fn add_shifted<T: Real>(plane: &mut [T], src: &[T], first: usize, shift: isize) {
+    let (lo, hi, from) = shifted_overlap(src.len(), plane.len(), first, shift);
+    for (d, &v) in plane[from..from + hi - lo].iter_mut().zip(&src[lo..hi]) {
+        *d += v;
+    }
 }
 
 /// Elements per fixed-size step of [`copy_row`] and [`add_row`]: one AVX-512 vector of
@@ -128,11 +180,25 @@ fn zero_edges<T: Real>(row: &mut [T], lo: usize, hi: usize) {
 }
 
 /// Adds `dcol` (the im2col layout) back into the input gradient of samples `s0..`.
-fn col2im<T: Real>(g: &ConvGeom, dcol: &[T], s0: usize, nb: usize, dx: &mut [T]) {
+/// Where [`plane_shift`] applies, the entries of `dcol` at wrapped padding columns are
+/// zeroed first, so that each tap adds its band as one contiguous stretch.
+fn col2im<T: Real>(g: &ConvGeom, dcol: &mut [T], s0: usize, nb: usize, dx: &mut [T]) {
     let (ho, wo) = (g.h_out(), g.w_out());
     let hwo = ho * wo;
     let cols = nb * hwo;
     let sample = g.c_in * g.h * g.w;
+    if plane_shift(g, 0, 0).is_some() {
+        dcol[..g.patch() * cols]
+            .par_chunks_mut(cols)
+            .enumerate()
+            .for_each(|(r, row)| {
+                let (lo, hi) = valid_range(wo, g.w, 1, r % g.k, g.pad);
+                for out_row in row.chunks_mut(wo) {
+                    zero_edges(out_row, lo, hi);
+                }
+            });
+    }
+    let dcol: &[T] = dcol;
     dx[s0 * sample..(s0 + nb) * sample]
         .par_chunks_mut(g.h * g.w)
         .enumerate()
@@ -148,14 +214,20 @@ fn col2im<T: Real>(g: &ConvGeom, dcol: &[T], s0: usize, nb: usize, dx: &mut [T])
                     let start = lo * g.stride + kx - g.pad;
                     let r = (ci * g.k + ky) * g.k + kx;
                     let src = &dcol[r * cols + s * hwo..][..hwo];
+                    if let Some(shift) = plane_shift(g, ky, kx) {
+                        let band = &src[oy_lo * wo..oy_hi * wo];
+                        add_shifted(plane, band, oy_lo * wo, shift);
+                        continue;
+                    }
                     for oy in oy_lo..oy_hi {
                         let dst = &mut plane[(oy * g.stride + ky - g.pad) * g.w..][..g.w];
                         let row = &src[oy * wo + lo..oy * wo + hi];
                         if g.stride == 1 {
                             add_row(&mut dst[start..start + hi - lo], row);
                         } else {
-                            for (d, &v) in dst[start..].iter_mut().step_by(g.stride).zip(row) {
-                                *d += v;
+                            let dst = &mut dst[start..start + (hi - lo - 1) * g.stride + 1];
+                            for (j, &v) in row.iter().enumerate() {
+                                dst[j * g.stride] += v;
                             }
                         }
                     }
