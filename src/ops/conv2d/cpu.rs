@@ -1,20 +1,31 @@
-//! 2-D convolution on the CPU: im2col over a chunk of samples, then one GEMM per chunk,
-//! so the matrix products stay large enough for matrixmultiply's threads.
+//! 2-D convolution on the CPU: the batch in groups of samples, one rayon task per group;
+//! in each, im2col of the group into a task-local buffer, then one single-threaded GEMM.
+//!
+//! A group holds about [`GROUP_COLUMNS`] output pixels, so its im2col block (at most a
+//! few MiB) is still in cache when the GEMM packs it, and the GEMM is wide enough to
+//! run near its peak; the tasks, not the GEMM, share the cores. Each group's weight
+//! gradient is its own partial sum, added in group order, so the result depends on the
+//! shape only, never on the thread count.
 
 use rayon::prelude::*;
 
 use super::ConvGeom;
-use crate::gemm::{gemm, Op};
+use crate::gemm::{gemm_serial, Op};
 use crate::real::Real;
-use crate::scratch::with_scratch;
 
-/// im2col chunks hold at most this many elements (32 MiB in f32).
-const CHUNK_ELEMS: usize = 8 << 20;
+/// Output pixels (samples × pixels per sample) a group aims for.
+const GROUP_COLUMNS: usize = 1024;
+/// At least this many groups where the batch allows it, so that the cores share the
+/// work; a fixed count keeps the grouping a function of the shape.
+const MIN_GROUPS: usize = 4;
 
-/// Samples per im2col chunk: as many as fit [`CHUNK_ELEMS`], at least one.
-fn samples_per_chunk(g: &ConvGeom) -> usize {
-    let per_sample = g.patch() * g.h_out() * g.w_out();
-    (CHUNK_ELEMS / per_sample.max(1)).clamp(1, g.n.max(1))
+/// Samples per group.
+fn group_len(g: &ConvGeom) -> usize {
+    let hwo = g.h_out() * g.w_out();
+    GROUP_COLUMNS
+        .div_ceil(hwo.max(1))
+        .min(g.n.div_ceil(MIN_GROUPS))
+        .clamp(1, g.n.max(1))
 }
 
 /// Output positions `lo..hi` (of `out_len`) whose input index `o·stride + k − pad`
@@ -35,14 +46,15 @@ fn valid_range(
     (lo, hi.max(lo))
 }
 
-/// `col[r, s·hwo + p]` for samples `s0..s0+nb`: row `r = (ci·k + ky)·k + kx`, output
-/// pixel `p`, zero where the kernel reads padding.
-fn im2col<T: Real>(g: &ConvGeom, x: &[T], s0: usize, nb: usize, col: &mut [T]) {
+/// `col[r, s·hwo + p]` for the samples of `x_group`: row `r = (ci·k + ky)·k + kx`,
+/// output pixel `p`, zero where the kernel reads padding.
+fn im2col<T: Real>(g: &ConvGeom, x_group: &[T], col: &mut [T]) {
     let (ho, wo) = (g.h_out(), g.w_out());
     let hwo = ho * wo;
+    let nb = x_group.len() / (g.c_in * g.h * g.w);
     let cols = nb * hwo;
     col[..g.patch() * cols]
-        .par_chunks_mut(cols)
+        .chunks_mut(cols)
         .enumerate()
         .for_each(|(r, row)| {
             let (ci, ky, kx) = (r / (g.k * g.k), (r / g.k) % g.k, r % g.k);
@@ -52,7 +64,7 @@ fn im2col<T: Real>(g: &ConvGeom, x: &[T], s0: usize, nb: usize, col: &mut [T]) {
             let (lo, hi) = valid_range(wo, g.w, g.stride, kx, g.pad);
             let shift = plane_shift(g, ky, kx);
             for s in 0..nb {
-                let plane = &x[((s0 + s) * g.c_in + ci) * g.h * g.w..][..g.h * g.w];
+                let plane = &x_group[(s * g.c_in + ci) * g.h * g.w..][..g.h * g.w];
                 let out = &mut row[s * hwo..(s + 1) * hwo];
                 out[..oy_lo * wo].fill(T::zero());
                 out[oy_hi * wo..].fill(T::zero());
@@ -179,28 +191,26 @@ fn zero_edges<T: Real>(row: &mut [T], lo: usize, hi: usize) {
     }
 }
 
-/// Adds `dcol` (the im2col layout) back into the input gradient of samples `s0..`.
-/// Where [`plane_shift`] applies, the entries of `dcol` at wrapped padding columns are
-/// zeroed first, so that each tap adds its band as one contiguous stretch.
-fn col2im<T: Real>(g: &ConvGeom, dcol: &mut [T], s0: usize, nb: usize, dx: &mut [T]) {
+/// Adds `dcol` (the im2col layout) back into `dx_group`, the input gradient of the
+/// group's samples. Where [`plane_shift`] applies, the entries of `dcol` at wrapped
+/// padding columns are zeroed first, so that each tap adds its band as one contiguous
+/// stretch.
+fn col2im<T: Real>(g: &ConvGeom, dcol: &mut [T], dx_group: &mut [T]) {
     let (ho, wo) = (g.h_out(), g.w_out());
     let hwo = ho * wo;
+    let nb = dx_group.len() / (g.c_in * g.h * g.w);
     let cols = nb * hwo;
-    let sample = g.c_in * g.h * g.w;
     if plane_shift(g, 0, 0).is_some() {
-        dcol[..g.patch() * cols]
-            .par_chunks_mut(cols)
-            .enumerate()
-            .for_each(|(r, row)| {
-                let (lo, hi) = valid_range(wo, g.w, 1, r % g.k, g.pad);
-                for out_row in row.chunks_mut(wo) {
-                    zero_edges(out_row, lo, hi);
-                }
-            });
+        for (r, row) in dcol[..g.patch() * cols].chunks_mut(cols).enumerate() {
+            let (lo, hi) = valid_range(wo, g.w, 1, r % g.k, g.pad);
+            for out_row in row.chunks_mut(wo) {
+                zero_edges(out_row, lo, hi);
+            }
+        }
     }
     let dcol: &[T] = dcol;
-    dx[s0 * sample..(s0 + nb) * sample]
-        .par_chunks_mut(g.h * g.w)
+    dx_group
+        .chunks_mut(g.h * g.w)
         .enumerate()
         .for_each(|(plane_idx, plane)| {
             let (s, ci) = (plane_idx / g.c_in, plane_idx % g.c_in);
@@ -239,52 +249,60 @@ fn col2im<T: Real>(g: &ConvGeom, dcol: &mut [T], s0: usize, nb: usize, dx: &mut 
 /// `y = conv(x, weight)`; weight is `[c_out, c_in, k, k]`. Lengths must match `g.lens()`.
 pub fn forward<T: Real>(g: &ConvGeom, x: &[T], weight: &[T]) -> Vec<T> {
     let hwo = g.h_out() * g.w_out();
-    let per = samples_per_chunk(g);
-    let mut y = vec![T::zero(); g.n * g.c_out * hwo];
+    let group = group_len(g);
+    let (sample_x, sample_y) = (g.c_in * g.h * g.w, g.c_out * hwo);
+    let mut y = vec![T::zero(); g.n * sample_y];
+    let scratch = || {
+        let cols = group * hwo;
+        (
+            vec![T::zero(); g.patch() * cols],
+            vec![T::zero(); g.c_out * cols],
+        )
+    };
     // im2col and the GEMM overwrite their parts of col and out before reading them.
-    with_scratch(g.patch() * per * hwo, |col: &mut [T]| {
-        with_scratch(g.c_out * per * hwo, |out: &mut [T]| {
-            forward_chunks(g, x, weight, col, out, &mut y)
-        })
-    });
-    y
-}
-
-fn forward_chunks<T: Real>(
-    g: &ConvGeom,
-    x: &[T],
-    weight: &[T],
-    col: &mut [T],
-    out: &mut [T],
-    y: &mut [T],
-) {
-    let hwo = g.h_out() * g.w_out();
-    let per = samples_per_chunk(g);
-    for s0 in (0..g.n).step_by(per) {
-        let nb = per.min(g.n - s0);
-        let cols = nb * hwo;
-        im2col(g, x, s0, nb, col);
-        gemm(
-            g.c_out,
-            cols,
-            g.patch(),
-            T::one(),
-            weight,
-            Op::N,
-            col,
-            Op::N,
-            T::zero(),
-            out,
-        );
-        // out is [c_out, nb·hwo]; y wants [nb, c_out, hwo].
-        y[s0 * g.c_out * hwo..(s0 + nb) * g.c_out * hwo]
-            .par_chunks_mut(hwo)
-            .enumerate()
-            .for_each(|(i, dst)| {
+    y.par_chunks_mut(group * sample_y)
+        .zip(x.par_chunks(group * sample_x))
+        .for_each_init(scratch, |(col, out), (y_group, x_group)| {
+            let nb = y_group.len() / sample_y;
+            let cols = nb * hwo;
+            let col = &mut col[..g.patch() * cols];
+            im2col(g, x_group, col);
+            let (one, zero) = (T::one(), T::zero());
+            if nb == 1 {
+                gemm_serial(
+                    g.c_out,
+                    cols,
+                    g.patch(),
+                    one,
+                    weight,
+                    Op::N,
+                    col,
+                    Op::N,
+                    zero,
+                    y_group,
+                );
+                return;
+            }
+            let out = &mut out[..g.c_out * cols];
+            gemm_serial(
+                g.c_out,
+                cols,
+                g.patch(),
+                one,
+                weight,
+                Op::N,
+                col,
+                Op::N,
+                zero,
+                out,
+            );
+            // out is [c_out, nb·hwo]; y wants [nb, c_out, hwo].
+            for (i, dst) in y_group.chunks_mut(hwo).enumerate() {
                 let (s, co) = (i / g.c_out, i % g.c_out);
                 dst.copy_from_slice(&out[co * cols + s * hwo..][..hwo]);
-            });
-    }
+            }
+        });
+    y
 }
 
 /// Gradients of `conv(x, weight)` given `dy`: `(dx, dweight)`, each only if asked for.
@@ -297,74 +315,87 @@ pub fn backward<T: Real>(
     want_dw: bool,
 ) -> (Option<Vec<T>>, Option<Vec<T>>) {
     let hwo = g.h_out() * g.w_out();
-    let per = samples_per_chunk(g);
+    let group = group_len(g);
+    let (sample_x, sample_y) = (g.c_in * g.h * g.w, g.c_out * hwo);
+    let groups = g.n.div_ceil(group);
     let mut dx = want_dx.then(|| vec![T::zero(); x.len()]);
-    let mut dw = want_dw.then(|| vec![T::zero(); weight.len()]);
-    // dyc is copied in full, col written by im2col or the GEMM, before either is read.
-    with_scratch(g.patch() * per * hwo, |col: &mut [T]| {
-        with_scratch(g.c_out * per * hwo, |dyc: &mut [T]| {
-            let (dx, dw) = (dx.as_deref_mut(), dw.as_deref_mut());
-            backward_chunks(g, x, weight, dy, col, dyc, dx, dw)
+    let dx_groups: Vec<Option<&mut [T]>> = match dx.as_deref_mut() {
+        Some(dx) => dx.chunks_mut(group * sample_x).map(Some).collect(),
+        None => (0..groups).map(|_| None).collect(),
+    };
+    let scratch = || {
+        let cols = group * hwo;
+        (
+            vec![T::zero(); g.patch() * cols],
+            vec![T::zero(); g.c_out * cols],
+        )
+    };
+    // Per group, its own weight-gradient sum (added below in group order).
+    let dw_parts: Vec<Option<Vec<T>>> = dx_groups
+        .into_par_iter()
+        .enumerate()
+        .map_init(scratch, |(col, dyc), (i, dx_group)| {
+            let s0 = i * group;
+            let nb = group.min(g.n - s0);
+            let cols = nb * hwo;
+            let col = &mut col[..g.patch() * cols];
+            let dy_group = &dy[s0 * sample_y..(s0 + nb) * sample_y];
+            // dyc[co, s·hwo + p] = dy[s0 + s, co, p]; a lone sample is already so.
+            let dyg: &[T] = if nb == 1 {
+                dy_group
+            } else {
+                let dyc = &mut dyc[..g.c_out * cols];
+                for (co, row) in dyc.chunks_mut(cols).enumerate() {
+                    for (s, stretch) in row.chunks_mut(hwo).enumerate() {
+                        stretch.copy_from_slice(&dy_group[(s * g.c_out + co) * hwo..][..hwo]);
+                    }
+                }
+                dyc
+            };
+            let (one, zero) = (T::one(), T::zero());
+            let dw_part = want_dw.then(|| {
+                im2col(g, &x[s0 * sample_x..(s0 + nb) * sample_x], col);
+                let mut part = vec![T::zero(); weight.len()];
+                gemm_serial(
+                    g.c_out,
+                    g.patch(),
+                    cols,
+                    one,
+                    dyg,
+                    Op::N,
+                    col,
+                    Op::T,
+                    zero,
+                    &mut part,
+                );
+                part
+            });
+            if let Some(dx_group) = dx_group {
+                gemm_serial(
+                    g.patch(),
+                    cols,
+                    g.c_out,
+                    one,
+                    weight,
+                    Op::T,
+                    dyg,
+                    Op::N,
+                    zero,
+                    col,
+                );
+                col2im(g, col, dx_group);
+            }
+            dw_part
         })
+        .collect();
+    let dw = want_dw.then(|| {
+        let mut dw = vec![T::zero(); weight.len()];
+        for part in dw_parts.into_iter().flatten() {
+            for (t, v) in dw.iter_mut().zip(part) {
+                *t += v;
+            }
+        }
+        dw
     });
     (dx, dw)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn backward_chunks<T: Real>(
-    g: &ConvGeom,
-    x: &[T],
-    weight: &[T],
-    dy: &[T],
-    col: &mut [T],
-    dyc: &mut [T],
-    mut dx: Option<&mut [T]>,
-    mut dw: Option<&mut [T]>,
-) {
-    let hwo = g.h_out() * g.w_out();
-    let per = samples_per_chunk(g);
-    for s0 in (0..g.n).step_by(per) {
-        let nb = per.min(g.n - s0);
-        let cols = nb * hwo;
-        // dyc[co, s·hwo + p] = dy[s0 + s, co, p]
-        dyc[..g.c_out * cols]
-            .par_chunks_mut(cols)
-            .enumerate()
-            .for_each(|(co, row)| {
-                for s in 0..nb {
-                    row[s * hwo..(s + 1) * hwo]
-                        .copy_from_slice(&dy[((s0 + s) * g.c_out + co) * hwo..][..hwo]);
-                }
-            });
-        if let Some(dw) = dw.as_deref_mut() {
-            im2col(g, x, s0, nb, col);
-            gemm(
-                g.c_out,
-                g.patch(),
-                cols,
-                T::one(),
-                dyc,
-                Op::N,
-                col,
-                Op::T,
-                T::one(),
-                dw,
-            );
-        }
-        if let Some(dx) = dx.as_deref_mut() {
-            gemm(
-                g.patch(),
-                cols,
-                g.c_out,
-                T::one(),
-                weight,
-                Op::T,
-                dyc,
-                Op::N,
-                T::zero(),
-                col,
-            );
-            col2im(g, col, s0, nb, dx);
-        }
-    }
 }
