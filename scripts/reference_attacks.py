@@ -199,7 +199,9 @@ def main():
         report = json.load(open(a.sparta_eval))
         theirs = {"clean_error": report["clean_error"], "worst case": report["worst_case_error"]}
         for r in report["attacks"]:
-            theirs[r["name"]] = r["adversarial_error"]
+            # The crate names an attack with its iterations: APGD-CE-100 is APGD-CE here.
+            name = r["name"].removesuffix(f"-{a.iterations}")
+            theirs[name] = r["adversarial_error"]
     print(f"| {os.path.basename(os.path.dirname(a.checkpoint)) or a.checkpoint} | AutoAttack | sparta |")
     print("|---|---:|---:|")
     for label, key in rows:
