@@ -1,0 +1,181 @@
+//! The crate's side of `scripts/cpu_peer_bench.py`: times one CPU workload and prints
+//! one JSON line per measurement (`{"bench": ..., "ms": ...}`, median over the timed
+//! runs after a warm-up). The script runs the PyTorch peer of each workload beside it.
+//!
+//!     cargo run --release --example cpu_peer_timing -- layer [REPEATS] [C]
+//!     cargo run --release --example cpu_peer_timing -- resnet18 relu|sparta PGD [STEPS]
+//!     cargo run --release --example cpu_peer_timing -- epoch relu|sparta DATA_DIR [IMAGES]
+//!
+//! - `layer`: the SPARTA layer (DPNet, B = 1) forward and backward, gradients of x and
+//!   every parameter, at the ResNet-18 shapes with N = 128 (or the one with C
+//!   channels), f32, fused SANet.
+//! - `resnet18`: one training step of ResNet-18 (CIFAR form, batch 128, random data):
+//!   PGD-`PGD` targeted examples (none for 0), then forward, backward and SGD. `sparta` is
+//!   SPARTA in the last block of each group, as the paper places it.
+//! - `epoch`: one epoch of the README's main job: the small model, PGD-10 adversarial
+//!   training on the first IMAGES (1,000) Fashion-MNIST training images, batch 32, no
+//!   augmentation, no checkpoints.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sparta::attack::pgd::PgdConfig;
+use sparta::data::{DatasetKind, Split};
+use sparta::experiment::model_config;
+use sparta::nn::resnet::{ResNet, ResNetConfig};
+use sparta::nn::sparta::{SanetPath, SpartaConfig, SpartaGrads, SpartaLayer};
+use sparta::optim::LrSchedule;
+use sparta::train::{train, train_batch, BatchRecipe, TrainConfig};
+
+/// (C, H, W) after each ResNet-18 group on CIFAR.
+const SHAPES: [(usize, usize, usize); 4] = [(64, 32, 32), (128, 16, 16), (256, 8, 8), (512, 4, 4)];
+
+fn median_ms(mut runs: Vec<f64>) -> f64 {
+    runs.sort_by(f64::total_cmp);
+    runs[runs.len() / 2]
+}
+
+fn time_ms(warmup: usize, repeats: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..warmup {
+        f();
+    }
+    let runs = (0..repeats.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    median_ms(runs)
+}
+
+fn layer(repeats: usize, only: Option<usize>) -> sparta::Result<()> {
+    const N: usize = 128;
+    let mut rng = StdRng::seed_from_u64(1);
+    for (c, h, w) in SHAPES {
+        if only.is_some_and(|want| want != c) {
+            continue;
+        }
+        let layer = SpartaLayer::<f32>::new(SpartaConfig::new(c), &mut rng);
+        let len = N * c * h * w;
+        let x: Vec<f32> = (0..len).map(|_| rng.random_range(-2.0..2.0)).collect();
+        let dy: Vec<f32> = (0..len).map(|_| rng.random_range(-2.0..2.0)).collect();
+        let (mut y, mut grads) = (vec![0.0f32; len], SpartaGrads::zeros(&layer, len));
+        let mut failed = None;
+        let ms = time_ms(3, repeats, || {
+            let run = layer
+                .forward_into(&x, N, h, w, SanetPath::Fused, &mut y)
+                .and_then(|cache| layer.backward_into(&x, &cache, &dy, &mut grads));
+            failed = failed.take().or(run.err());
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        println!(r#"{{"bench": "layer", "shape": "{N}x{c}x{h}x{w}", "ms": {ms:.3}}}"#);
+    }
+    Ok(())
+}
+
+fn activation(act: &str) -> sparta::Result<&'static str> {
+    match act {
+        "relu" => Ok("relu"),
+        "sparta" => Ok("sparta"),
+        _ => Err(sparta::Error::Config(format!(
+            "activation {act:?}: expected relu or sparta"
+        ))),
+    }
+}
+
+fn resnet18(act: &str, pgd: usize, steps: usize) -> sparta::Result<()> {
+    const N: usize = 128;
+    sparta::host_memory::keep_freed_host_memory();
+    let spec = match activation(act)? {
+        "relu" => "relu",
+        _ => "G1-4.Blast",
+    };
+    let mut model = ResNet::<f32>::new(ResNetConfig::resnet18(3, 10).with_activation(spec), 0)?;
+    let mut rng = StdRng::seed_from_u64(0);
+    let x: Vec<f32> = (0..N * 3 * 32 * 32).map(|_| rng.random()).collect();
+    let labels: Vec<usize> = (0..N).map(|_| rng.random_range(0..10)).collect();
+    let recipe = BatchRecipe {
+        augment: false,
+        attack: (pgd > 0).then(|| PgdConfig::paper(pgd)),
+    };
+    let mut failed = None;
+    let ms = time_ms(1, steps, || {
+        let run = train_batch(
+            &mut model,
+            &x,
+            [N, 3, 32, 32],
+            &labels,
+            &recipe,
+            &mut rng,
+            0.01,
+        );
+        failed = failed.take().or(run.err());
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    println!(r#"{{"bench": "resnet18_step", "act": "{act}", "pgd": {pgd}, "ms": {ms:.1}}}"#);
+    Ok(())
+}
+
+fn epoch(act: &str, data_dir: &Path, images: usize) -> sparta::Result<()> {
+    sparta::host_memory::keep_freed_host_memory();
+    let kind = DatasetKind::FashionMnist;
+    let data = kind.load(data_dir, Split::Train)?.take(images);
+    let mut model = ResNet::<f32>::new(model_config("small", activation(act)?, kind)?, 0)?;
+    let config = TrainConfig {
+        epochs: 1,
+        batch_size: 32,
+        schedule: LrSchedule::Linear { base: 0.1 },
+        augment: false,
+        ..TrainConfig::paper(1, true, 0)
+    };
+    let start = Instant::now();
+    train(
+        &mut model,
+        &data,
+        &config,
+        None,
+        &AtomicBool::new(false),
+        |_| {},
+    )?;
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    println!(
+        r#"{{"bench": "main_job_epoch", "act": "{act}", "images": {}, "ms": {ms:.1}}}"#,
+        data.len()
+    );
+    Ok(())
+}
+
+fn main() -> sparta::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| args.get(i).map(String::as_str);
+    let number = |i: usize, default: usize| -> sparta::Result<usize> {
+        arg(i).map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| sparta::Error::Config(format!("argument {v:?}: expected a number")))
+        })
+    };
+    match (arg(0), arg(1)) {
+        (Some("layer"), _) => {
+            let only = arg(2).map(|_| number(2, 0)).transpose()?;
+            layer(number(1, 10)?, only)
+        }
+        (Some("resnet18"), Some(act)) => resnet18(act, number(2, 0)?, number(3, 3)?),
+        (Some("epoch"), Some(act)) => {
+            let dir = arg(2).unwrap_or("/usr/share/datasets/fashion-mnist");
+            epoch(act, Path::new(dir), number(3, 1000)?)
+        }
+        _ => Err(sparta::Error::Config(
+            "usage: cpu_peer_timing layer [REPEATS] [C] | resnet18 relu|sparta PGD [STEPS] | \
+             epoch relu|sparta [DATA_DIR] [IMAGES]"
+                .into(),
+        )),
+    }
+}
