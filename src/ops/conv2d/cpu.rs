@@ -267,23 +267,14 @@ pub fn forward<T: Real>(g: &ConvGeom, x: &[T], weight: &[T]) -> Vec<T> {
             let cols = nb * hwo;
             let col = &mut col[..g.patch() * cols];
             im2col(g, x_group, col);
+            // A lone sample's output is already y's layout: the GEMM writes it in place.
+            let lone = nb == 1;
+            let dst: &mut [T] = if lone {
+                &mut *y_group
+            } else {
+                &mut out[..g.c_out * cols]
+            };
             let (one, zero) = (T::one(), T::zero());
-            if nb == 1 {
-                gemm_serial(
-                    g.c_out,
-                    cols,
-                    g.patch(),
-                    one,
-                    weight,
-                    Op::N,
-                    col,
-                    Op::N,
-                    zero,
-                    y_group,
-                );
-                return;
-            }
-            let out = &mut out[..g.c_out * cols];
             gemm_serial(
                 g.c_out,
                 cols,
@@ -294,8 +285,11 @@ pub fn forward<T: Real>(g: &ConvGeom, x: &[T], weight: &[T]) -> Vec<T> {
                 col,
                 Op::N,
                 zero,
-                out,
+                dst,
             );
+            if lone {
+                return;
+            }
             // out is [c_out, nb·hwo]; y wants [nb, c_out, hwo].
             for (i, dst) in y_group.chunks_mut(hwo).enumerate() {
                 let (s, co) = (i / g.c_out, i % g.c_out);
