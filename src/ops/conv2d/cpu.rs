@@ -1,11 +1,12 @@
 //! 2-D convolution on the CPU: the batch in groups of samples, one rayon task per group;
 //! in each, im2col of the group into a task-local buffer, then one single-threaded GEMM.
 //!
-//! A group holds about [`GROUP_COLUMNS`] output pixels, so its im2col block (at most a
-//! few MiB) is still in cache when the GEMM packs it, and the GEMM is wide enough to
-//! run near its peak; the tasks, not the GEMM, share the cores. Each group's weight
-//! gradient is its own partial sum, added in group order, so the result depends on the
-//! shape only, never on the thread count.
+//! A group holds about [`GROUP_COLUMNS`] output pixels, so its im2col block (k²·C_in
+//! rows of ~1,024: 2.3 MiB at 64 channels, 9 MiB at 256 or 512) is still in the
+//! caches when the GEMM packs it, and the GEMM is wide enough to run near its peak; the
+//! tasks, not the GEMM, share the cores. Each group's weight gradient is its own partial
+//! sum, added in group order, so the result depends on the shape only, never on the
+//! thread count.
 
 use rayon::prelude::*;
 
