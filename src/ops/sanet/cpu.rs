@@ -145,6 +145,8 @@ fn task_len(group: usize) -> usize {
     group * MIN_SAMPLES_PER_TASK.div_ceil(group)
 }
 
+/// Fewest samples per backward task: one-sample groups share a task's gradient sums
+/// eight at a time instead of each allocating its own.
 const MIN_SAMPLES_PER_TASK: usize = 8;
 
 /// One group's xs, `[c, g·p]`: sample `s`'s channel `ch` at columns `s·p..(s+1)·p`.
