@@ -1,5 +1,6 @@
 //! Ops: each in its own folder with its CPU kernel, CUDA wrapper and backward side by side.
 
+mod columns;
 pub mod conv1x1;
 pub mod dtype;
 pub mod dynconv;

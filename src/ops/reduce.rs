@@ -55,19 +55,19 @@ pub(crate) fn map_and_sum<T: Real>(v: &mut [T], f: impl Fn(T) -> T) -> T {
     combine(lanes)
 }
 
-/// `Σ a[i]·b[i]` over the shorter of the two.
-pub(crate) fn dot<T: Real>(a: &[T], b: &[T]) -> T {
+/// `Σ f(a[i])·b[i]` over the shorter of the two, in one pass.
+pub(crate) fn map_dot<T: Real>(a: &[T], b: &[T], f: impl Fn(T) -> T) -> T {
     let len = a.len().min(b.len());
     let (a, b) = (&a[..len], &b[..len]);
     let mut lanes = [T::zero(); LANES];
     let (mut ac, mut bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     for (x, y) in (&mut ac).zip(&mut bc) {
         for ((l, &x), &y) in lanes.iter_mut().zip(x).zip(y) {
-            *l += x * y;
+            *l += f(x) * y;
         }
     }
     for ((l, &x), &y) in lanes.iter_mut().zip(ac.remainder()).zip(bc.remainder()) {
-        *l += x * y;
+        *l += f(x) * y;
     }
     combine(lanes)
 }
@@ -88,7 +88,13 @@ mod tests {
                 "{len}"
             );
             assert!(
-                (dot(&a, &b) - want_dot).abs() <= 1e-12 * (1.0 + want_dot.abs()),
+                (map_dot(&a, &b, |v| v) - want_dot).abs() <= 1e-12 * (1.0 + want_dot.abs()),
+                "{len}"
+            );
+            let want_relu_dot: f64 = a.iter().zip(&b).map(|(x, y)| x.max(0.0) * y).sum();
+            let got_relu_dot = map_dot(&a, &b, |v| v.max(0.0));
+            assert!(
+                (got_relu_dot - want_relu_dot).abs() <= 1e-12 * (1.0 + want_relu_dot.abs()),
                 "{len}"
             );
             let mut mapped = a.clone();

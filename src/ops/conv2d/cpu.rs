@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use super::ConvGeom;
 use crate::gemm::{gemm_serial, Op};
+use crate::ops::columns::{from_columns, to_columns};
 use crate::real::Real;
 
 /// Output pixels (samples × pixels per sample) a group aims for.
@@ -291,11 +292,7 @@ pub fn forward<T: Real>(g: &ConvGeom, x: &[T], weight: &[T]) -> Vec<T> {
             if lone {
                 return;
             }
-            // out is [c_out, nb·hwo]; y wants [nb, c_out, hwo].
-            for (i, dst) in y_group.chunks_mut(hwo).enumerate() {
-                let (s, co) = (i / g.c_out, i % g.c_out);
-                dst.copy_from_slice(&out[co * cols + s * hwo..][..hwo]);
-            }
+            from_columns(&out[..g.c_out * cols], g.c_out, hwo, y_group);
         });
     y
 }
@@ -335,16 +332,12 @@ pub fn backward<T: Real>(
             let cols = nb * hwo;
             let col = &mut col[..g.patch() * cols];
             let dy_group = &dy[s0 * sample_y..(s0 + nb) * sample_y];
-            // dyc[co, s·hwo + p] = dy[s0 + s, co, p]; a lone sample is already so.
+            // dy in the column layout; a lone sample's is already so.
             let dyg: &[T] = if nb == 1 {
                 dy_group
             } else {
                 let dyc = &mut dyc[..g.c_out * cols];
-                for (co, row) in dyc.chunks_mut(cols).enumerate() {
-                    for (s, stretch) in row.chunks_mut(hwo).enumerate() {
-                        stretch.copy_from_slice(&dy_group[(s * g.c_out + co) * hwo..][..hwo]);
-                    }
-                }
+                to_columns(dy_group, g.c_out, hwo, dyc);
                 dyc
             };
             let (one, zero) = (T::one(), T::zero());

@@ -6,6 +6,7 @@ use rayon::prelude::*;
 use super::{Conv5Source, SanetGrads, SanetOutputs, SanetParamGrads, SanetShape};
 use crate::error::{check_len, Result};
 use crate::gemm::{gemm_serial, Op};
+use crate::ops::columns::{add_from_columns, to_columns};
 use crate::ops::conv1x1::cpu::{conv1x1_backward, conv1x1_forward};
 use crate::ops::conv1x1::Conv1x1Shape;
 use crate::ops::dynconv::cpu::{dynconv_backward, dynconv_forward};
@@ -149,29 +150,6 @@ fn task_len(group: usize) -> usize {
 /// eight at a time instead of each allocating its own.
 const MIN_SAMPLES_PER_TASK: usize = 8;
 
-/// One group's xs, `[c, g·p]`: sample `s`'s channel `ch` at columns `s·p..(s+1)·p`.
-fn gather_group<T: Real>(xs_group: &[T], c: usize, p: usize, xg: &mut [T]) {
-    let cols = xg.len() / c;
-    for (s, sample) in xs_group.chunks(c * p).enumerate() {
-        for (ch, plane) in sample.chunks(p).enumerate() {
-            xg[ch * cols + s * p..][..p].copy_from_slice(plane);
-        }
-    }
-}
-
-/// Adds a group's `[c, g·p]` gradient back into xs order (the inverse of
-/// [`gather_group`]).
-fn scatter_add_group<T: Real>(dxg: &[T], c: usize, p: usize, dxs_group: &mut [T]) {
-    let cols = dxg.len() / c;
-    for (s, sample) in dxs_group.chunks_mut(c * p).enumerate() {
-        for (ch, plane) in sample.chunks_mut(p).enumerate() {
-            for (d, &g) in plane.iter_mut().zip(&dxg[ch * cols + s * p..][..p]) {
-                *d += g;
-            }
-        }
-    }
-}
-
 /// `h = W3·xg + b3` for one group, `[co, cols]`, into `h` (before its ReLU).
 fn conv3_group<T: Real>(w3: &[T], b3: &[T], xg: &[T], c: usize, h: &mut [T]) {
     let cols = xg.len() / c;
@@ -277,7 +255,7 @@ pub fn sanet_forward_fused<T: Real>(
                 let xg: &[T] = if cols == p {
                     xs_group
                 } else {
-                    gather_group(xs_group, c, p, &mut xg[..c * cols]);
+                    to_columns(xs_group, c, p, &mut xg[..c * cols]);
                     &xg[..c * cols]
                 };
                 conv3_group(w3, b3, xg, c, h);
@@ -360,20 +338,20 @@ pub fn sanet_backward_fused<T: Real>(
                     let xg: &[T] = if len == 1 {
                         xs_group
                     } else {
-                        gather_group(xs_group, c, p, &mut xg[..c * cols]);
+                        to_columns(xs_group, c, p, &mut xg[..c * cols]);
                         &xg[..c * cols]
                     };
+                    // h stays before its ReLU: the dot below applies it, and the dh
+                    // step reads only its sign, so no pass of its own.
                     conv3_group(w3, b3, xg, c, h);
-                    for v in h.iter_mut() {
-                        *v = v.max(T::zero());
-                    }
                     let ds_g = &ds[first * p..][..cols];
                     let w5_g = &out.w5[first * co..][..len * co];
                     let mut dw5 = vec![T::zero(); len * co];
                     for (s_idx, dw5_s) in dw5.chunks_mut(co).enumerate() {
                         let ds_s = &ds_g[s_idx * p..][..p];
                         for (kk, d) in dw5_s.iter_mut().enumerate() {
-                            *d = reduce::dot(sample_row(h, cols, p, kk, s_idx), ds_s);
+                            let relu = |v: T| v.max(T::zero());
+                            *d = reduce::map_dot(sample_row(h, cols, p, kk, s_idx), ds_s, relu);
                         }
                     }
                     let db5: Vec<T> = ds_g.chunks(p).map(reduce::sum).collect();
@@ -400,7 +378,7 @@ pub fn sanet_backward_fused<T: Real>(
                         gemm_serial(c, cols, co, one, w3, Op::T, h, Op::N, one, dxs_group);
                     } else {
                         gemm_serial(c, cols, co, one, w3, Op::T, h, Op::N, zero, dxg);
-                        scatter_add_group(dxg, c, p, dxs_group);
+                        add_from_columns(dxg, c, p, dxs_group);
                     }
                     if let Some((dw3, db3)) = conv3_sum.as_mut() {
                         gemm_serial(co, c, cols, one, h, Op::N, xg, Op::T, one, dw3);
