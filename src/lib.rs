@@ -23,6 +23,7 @@ pub mod ops;
 pub mod optim;
 pub mod plot;
 pub mod real;
+mod scratch;
 pub mod smoke;
 pub mod storage;
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! 2-D convolution on the CPU: the batch in groups of samples, one rayon task per group;
-//! in each, im2col of the group into a task-local buffer, then one single-threaded GEMM.
+//! in each, im2col of the group into the thread's reusable scratch
+//! ([`crate::scratch`]), then one single-threaded GEMM.
 //!
 //! A group holds about [`GROUP_COLUMNS`] output pixels, so its im2col block (k²·C_in
 //! rows of ~1,024: 2.3 MiB at 64 channels, 9 MiB at 256 or 512) is still in the
@@ -14,6 +15,7 @@ use super::ConvGeom;
 use crate::gemm::{gemm_serial, Op};
 use crate::ops::columns::{from_columns, to_columns};
 use crate::real::Real;
+use crate::scratch::with_scratch;
 
 /// Output pixels (samples × pixels per sample) a group aims for.
 const GROUP_COLUMNS: usize = 1024;
@@ -180,16 +182,21 @@ fn add_row<T: Real>(dst: &mut [T], src: &[T]) {
     }
 }
 
-/// Zeroes `row[..lo]` and `row[hi..]`: the padding columns, at most `pad` on each side,
-/// written one by one rather than through a `memset` call each.
+/// Zeroes `row[..lo]` and `row[hi..]`: the padding columns, at most `pad` on each side.
+/// One or none on a side (padding 1) is a single store: a loop or `fill` of that length
+/// had compiled to a `memset` call per row, which cost more than the row's copy.
 #[inline(always)]
 fn zero_edges<T: Real>(row: &mut [T], lo: usize, hi: usize) {
-    let (head, rest) = row.split_at_mut(lo);
-    for v in head {
-        *v = T::zero();
+    let zero = T::zero();
+    match lo {
+        0 => {}
+        1 => row[0] = zero,
+        _ => row[..lo].fill(zero),
     }
-    for v in &mut rest[hi - lo..] {
-        *v = T::zero();
+    match row.len() - hi {
+        0 => {}
+        1 => row[hi] = zero,
+        _ => row[hi..].fill(zero),
     }
 }
 
@@ -254,45 +261,39 @@ pub fn forward<T: Real>(g: &ConvGeom, x: &[T], weight: &[T]) -> Vec<T> {
     let group = group_len(g);
     let (sample_x, sample_y) = (g.c_in * g.h * g.w, g.c_out * hwo);
     let mut y = vec![T::zero(); g.n * sample_y];
-    let scratch = || {
-        let cols = group * hwo;
-        (
-            vec![T::zero(); g.patch() * cols],
-            vec![T::zero(); g.c_out * cols],
-        )
-    };
-    // im2col and the GEMM overwrite their parts of col and out before reading them.
     y.par_chunks_mut(group * sample_y)
         .zip(x.par_chunks(group * sample_x))
-        .for_each_init(scratch, |(col, out), (y_group, x_group)| {
+        .for_each(|(y_group, x_group)| {
             let nb = y_group.len() / sample_y;
             let cols = nb * hwo;
-            let col = &mut col[..g.patch() * cols];
-            im2col(g, x_group, col);
-            // A lone sample's output is already y's layout: the GEMM writes it in place.
-            let lone = nb == 1;
-            let dst: &mut [T] = if lone {
-                &mut *y_group
-            } else {
-                &mut out[..g.c_out * cols]
-            };
-            let (one, zero) = (T::one(), T::zero());
-            gemm_serial(
-                g.c_out,
-                cols,
-                g.patch(),
-                one,
-                weight,
-                Op::N,
-                col,
-                Op::N,
-                zero,
-                dst,
-            );
-            if lone {
-                return;
-            }
-            from_columns(&out[..g.c_out * cols], g.c_out, hwo, y_group);
+            // im2col and the GEMM overwrite their scratch before reading it.
+            with_scratch(g.patch() * cols, |col: &mut [T]| {
+                im2col(g, x_group, col);
+                let product = |dst: &mut [T]| {
+                    let (one, zero) = (T::one(), T::zero());
+                    gemm_serial(
+                        g.c_out,
+                        cols,
+                        g.patch(),
+                        one,
+                        weight,
+                        Op::N,
+                        col,
+                        Op::N,
+                        zero,
+                        dst,
+                    )
+                };
+                // A lone sample's output is already y's layout: the GEMM writes it in
+                // place.
+                if nb == 1 {
+                    return product(y_group);
+                }
+                with_scratch(g.c_out * cols, |out: &mut [T]| {
+                    product(out);
+                    from_columns(out, g.c_out, hwo, y_group);
+                });
+            });
         });
     y
 }
@@ -315,65 +316,64 @@ pub fn backward<T: Real>(
         Some(dx) => dx.chunks_mut(group * sample_x).map(Some).collect(),
         None => (0..groups).map(|_| None).collect(),
     };
-    let scratch = || {
-        let cols = group * hwo;
-        (
-            vec![T::zero(); g.patch() * cols],
-            vec![T::zero(); g.c_out * cols],
-        )
-    };
     // Per group, its own weight-gradient sum (added below in group order).
     let dw_parts: Vec<Option<Vec<T>>> = dx_groups
         .into_par_iter()
         .enumerate()
-        .map_init(scratch, |(col, dyc), (i, dx_group)| {
+        .map(|(i, dx_group)| {
             let s0 = i * group;
             let nb = group.min(g.n - s0);
             let cols = nb * hwo;
-            let col = &mut col[..g.patch() * cols];
             let dy_group = &dy[s0 * sample_y..(s0 + nb) * sample_y];
             // dy in the column layout; a lone sample's is already so.
-            let dyg: &[T] = if nb == 1 {
-                dy_group
-            } else {
-                let dyc = &mut dyc[..g.c_out * cols];
-                to_columns(dy_group, g.c_out, hwo, dyc);
-                dyc
-            };
-            let (one, zero) = (T::one(), T::zero());
-            let dw_part = want_dw.then(|| {
-                im2col(g, &x[s0 * sample_x..(s0 + nb) * sample_x], col);
-                let mut part = vec![T::zero(); weight.len()];
-                gemm_serial(
-                    g.c_out,
-                    g.patch(),
-                    cols,
-                    one,
-                    dyg,
-                    Op::N,
-                    col,
-                    Op::T,
-                    zero,
-                    &mut part,
-                );
-                part
-            });
-            if let Some(dx_group) = dx_group {
-                gemm_serial(
-                    g.patch(),
-                    cols,
-                    g.c_out,
-                    one,
-                    weight,
-                    Op::T,
-                    dyg,
-                    Op::N,
-                    zero,
-                    col,
-                );
-                col2im(g, col, dx_group);
-            }
-            dw_part
+            with_scratch(
+                if nb == 1 { 0 } else { g.c_out * cols },
+                |dyc: &mut [T]| {
+                    let dyg: &[T] = if nb == 1 {
+                        dy_group
+                    } else {
+                        to_columns(dy_group, g.c_out, hwo, dyc);
+                        dyc
+                    };
+                    // im2col and the GEMMs overwrite col before reading it.
+                    with_scratch(g.patch() * cols, |col: &mut [T]| {
+                        let (one, zero) = (T::one(), T::zero());
+                        let dw_part = want_dw.then(|| {
+                            im2col(g, &x[s0 * sample_x..(s0 + nb) * sample_x], col);
+                            let mut part = vec![T::zero(); weight.len()];
+                            gemm_serial(
+                                g.c_out,
+                                g.patch(),
+                                cols,
+                                one,
+                                dyg,
+                                Op::N,
+                                col,
+                                Op::T,
+                                zero,
+                                &mut part,
+                            );
+                            part
+                        });
+                        if let Some(dx_group) = dx_group {
+                            gemm_serial(
+                                g.patch(),
+                                cols,
+                                g.c_out,
+                                one,
+                                weight,
+                                Op::T,
+                                dyg,
+                                Op::N,
+                                zero,
+                                col,
+                            );
+                            col2im(g, col, dx_group);
+                        }
+                        dw_part
+                    })
+                },
+            )
         })
         .collect();
     let dw = want_dw.then(|| {

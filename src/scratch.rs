@@ -1,0 +1,84 @@
+//! Reusable host scratch for the CPU kernels' intermediates that are written in full
+//! before anything reads them: the im2col matrices and GEMM outputs of the 2-D
+//! convolution. Once freed memory is kept for reuse ([`crate::host_memory`]), a fresh
+//! `vec![0; n]` is a memset, and these are the largest buffers a training step asks
+//! for (an im2col matrix holds k² times its input): zeroing them took about a tenth of
+//! a CPU training step (BENCHMARKS.md, "CPU training without zeroed scratch").
+//!
+//! Each thread keeps the last [`KEEP`] buffers it gave back, so the pool holds at most
+//! `KEEP` times the largest request per thread that ran a convolution: the rayon
+//! workers and the calling thread, each with one group's buffers (a few MiB).
+
+use std::cell::RefCell;
+
+thread_local! {
+    /// Buffers earlier calls on this thread gave back, in 8-byte words (so that f64
+    /// fits as well as f32).
+    static POOL: RefCell<Vec<Vec<u64>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Buffers kept per thread: the convolution holds two at once.
+const KEEP: usize = 2;
+
+/// Calls `f` with `len` elements of scratch whose contents are unspecified (what an
+/// earlier user on this thread left; new memory is zeros, NaN in debug builds): `f`
+/// must write every element before reading it. A nested call (rayon may run another task on this thread while `f`
+/// waits) gets a buffer of its own.
+pub(crate) fn with_scratch<T: bytemuck::Pod, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    let words = (len * std::mem::size_of::<T>()).div_ceil(8);
+    let mut buf = POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        // The largest, so that a small buffer is not grown while a large one waits.
+        let largest = (0..pool.len()).max_by_key(|&i| pool[i].len());
+        largest.map(|i| pool.swap_remove(i)).unwrap_or_default()
+    });
+    if buf.len() < words {
+        // All ones is NaN in f32 and f64: in debug builds (the tests) an element read
+        // before it is written shows, as it would with stale contents.
+        let fill = if cfg!(debug_assertions) { u64::MAX } else { 0 };
+        buf = vec![fill; words];
+    }
+    let result = f(&mut bytemuck::cast_slice_mut::<u64, T>(&mut buf[..words])[..len]);
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < KEEP {
+            pool.push(buf);
+        }
+    });
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_are_reused_and_nested_calls_get_their_own() {
+        let first = with_scratch::<f32, _>(1000, |s| {
+            s.fill(7.0);
+            s.as_ptr() as usize
+        });
+        // Reused: same memory, contents left as they were.
+        let again = with_scratch::<f32, _>(999, |s| {
+            assert!(s.iter().all(|&v| v == 7.0));
+            s.as_ptr() as usize
+        });
+        assert_eq!(first, again);
+        with_scratch::<f64, _>(10, |outer| {
+            outer.fill(1.0);
+            with_scratch::<f64, _>(10, |inner| {
+                assert_ne!(inner.as_ptr(), outer.as_ptr());
+                inner.fill(2.0);
+            });
+            assert!(outer.iter().all(|&v| v == 1.0));
+        });
+        // f32 of odd length in 8-byte words; a larger request than any kept buffer,
+        // new memory (NaN in the debug builds tests run in).
+        with_scratch::<f32, _>(3, |s| assert_eq!(s.len(), 3));
+        with_scratch::<f32, _>(5000, |s| {
+            assert_eq!(s.len(), 5000);
+            assert!(!cfg!(debug_assertions) || s[4999].is_nan());
+        });
+        POOL.with(|pool| assert!(pool.borrow().len() <= KEEP));
+    }
+}
