@@ -3,12 +3,16 @@
 //! runs after a warm-up). The script runs the PyTorch peer of each workload beside it.
 //!
 //!     cargo run --release --example cpu_peer_timing -- layer [REPEATS] [C]
+//!     cargo run --release --example cpu_peer_timing -- conv [REPEATS] [C [N SIDE]]
 //!     cargo run --release --example cpu_peer_timing -- resnet18 relu|sparta PGD [STEPS]
 //!     cargo run --release --example cpu_peer_timing -- epoch relu|sparta DATA_DIR [IMAGES]
 //!
 //! - `layer`: the SPARTA layer (DPNet, B = 1) forward and backward, gradients of x and
 //!   every parameter, at the ResNet-18 shapes with N = 128 (or the one with C
 //!   channels), f32, fused SANet.
+//! - `conv`: the 3×3 stride-1 convolution (C → C, padding 1) at the same shapes, its
+//!   forward, input gradient and weight gradient apart, f32; with N and SIDE, the one
+//!   shape N×C×SIDE×SIDE.
 //! - `resnet18`: one training step of ResNet-18 (CIFAR form, batch 128, random data):
 //!   PGD-`PGD` targeted examples (none for 0), then forward, backward and SGD. `sparta` is
 //!   SPARTA in the last block of each group, as the paper places it.
@@ -27,6 +31,7 @@ use sparta::data::{DatasetKind, Split};
 use sparta::experiment::model_config;
 use sparta::nn::resnet::{ResNet, ResNetConfig};
 use sparta::nn::sparta::{SanetPath, SpartaConfig, SpartaGrads, SpartaLayer};
+use sparta::ops::conv2d::{cpu, ConvGeom};
 use sparta::optim::LrSchedule;
 use sparta::train::{train, train_batch, BatchRecipe, TrainConfig};
 
@@ -75,6 +80,61 @@ fn layer(repeats: usize, only: Option<usize>) -> sparta::Result<()> {
             return Err(e);
         }
         println!(r#"{{"bench": "layer", "shape": "{N}x{c}x{h}x{w}", "ms": {ms:.3}}}"#);
+    }
+    Ok(())
+}
+
+/// The 3×3 stride-1 convolution of each ResNet-18 group (C → C, padding 1), N = 128:
+/// forward, input gradient and weight gradient timed apart.
+/// `custom`: the one shape `(C, N, side)` instead.
+fn conv(
+    repeats: usize,
+    only: Option<usize>,
+    custom: Option<(usize, usize, usize)>,
+) -> sparta::Result<()> {
+    let mut rng = StdRng::seed_from_u64(1);
+    let shapes: Vec<_> = match custom {
+        Some((c, n, side)) => vec![(n, c, side, side)],
+        None => SHAPES.iter().map(|&(c, h, w)| (128, c, h, w)).collect(),
+    };
+    for (n, c, h, w) in shapes {
+        if only.is_some_and(|want| want != c) {
+            continue;
+        }
+        let g = ConvGeom {
+            n,
+            c_in: c,
+            h,
+            w,
+            c_out: c,
+            k: 3,
+            stride: 1,
+            pad: 1,
+        };
+        let x: Vec<f32> = (0..n * c * h * w)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let dy: Vec<f32> = (0..n * c * h * w)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let wt: Vec<f32> = (0..c * c * 9)
+            .map(|_| rng.random_range(-0.1..0.1))
+            .collect();
+        let passes: [(&str, &dyn Fn()); 3] = [
+            ("forward", &|| drop(cpu::forward(&g, &x, &wt))),
+            ("input_grad", &|| {
+                drop(cpu::backward(&g, &x, &wt, &dy, true, false))
+            }),
+            ("weight_grad", &|| {
+                drop(cpu::backward(&g, &x, &wt, &dy, false, true))
+            }),
+        ];
+        for (pass, run) in passes {
+            let ms = time_ms(2, repeats, run);
+            println!(
+                r#"{{"bench": "conv3x3", "shape": "{n}x{c}x{h}x{w}", "pass": "{pass}", "ms": {ms:.3}}}"#
+            );
+        }
     }
     Ok(())
 }
@@ -167,13 +227,21 @@ fn main() -> sparta::Result<()> {
             let only = arg(2).map(|_| number(2, 0)).transpose()?;
             layer(number(1, 10)?, only)
         }
+        (Some("conv"), _) => {
+            let only = arg(2).map(|_| number(2, 0)).transpose()?;
+            let custom = match (only, arg(3), arg(4)) {
+                (Some(c), Some(_), Some(_)) => Some((c, number(3, 0)?, number(4, 0)?)),
+                _ => None,
+            };
+            conv(number(1, 10)?, only, custom)
+        }
         (Some("resnet18"), Some(act)) => resnet18(act, number(2, 0)?, number(3, 3)?),
         (Some("epoch"), Some(act)) => {
             let dir = arg(2).unwrap_or("/usr/share/datasets/fashion-mnist");
             epoch(act, Path::new(dir), number(3, 1000)?)
         }
         _ => Err(sparta::Error::Config(
-            "usage: cpu_peer_timing layer [REPEATS] [C] | resnet18 relu|sparta PGD [STEPS] | \
+            "usage: cpu_peer_timing layer [REPEATS] [C] | conv [REPEATS] [C [N SIDE]] | resnet18 relu|sparta PGD [STEPS] | \
              epoch relu|sparta [DATA_DIR] [IMAGES]"
                 .into(),
         )),

@@ -11,10 +11,10 @@
 
 use rayon::prelude::*;
 
-use super::ConvGeom;
+use super::{winograd, ConvGeom};
 use crate::gemm::{gemm_serial, Op};
 use crate::ops::columns::{from_columns, to_columns};
-use crate::real::Real;
+use crate::real::{f32s, f32s_mut, is_f32, Real};
 use crate::scratch::with_scratch;
 
 /// Output pixels (samples × pixels per sample) a group aims for.
@@ -256,11 +256,17 @@ fn col2im<T: Real>(g: &ConvGeom, dcol: &mut [T], dx_group: &mut [T]) {
 }
 
 /// `y = conv(x, weight)`; weight is `[c_out, c_in, k, k]`. Lengths must match `g.lens()`.
+/// In f32, the larger stride-1 padding-1 3×3 convolutions run as Winograd F(2×2, 3×3)
+/// ([`super::winograd`]); f64 always takes im2col, the reference.
 pub fn forward<T: Real>(g: &ConvGeom, x: &[T], weight: &[T]) -> Vec<T> {
     let hwo = g.h_out() * g.w_out();
     let group = group_len(g);
     let (sample_x, sample_y) = (g.c_in * g.h * g.w, g.c_out * hwo);
     let mut y = vec![T::zero(); g.n * sample_y];
+    if is_f32::<T>() && winograd::chosen(g) {
+        winograd::forward(g, f32s(x), f32s(weight), f32s_mut(&mut y));
+        return y;
+    }
     y.par_chunks_mut(group * sample_y)
         .zip(x.par_chunks(group * sample_x))
         .for_each(|(y_group, x_group)| {
@@ -299,6 +305,7 @@ pub fn forward<T: Real>(g: &ConvGeom, x: &[T], weight: &[T]) -> Vec<T> {
 }
 
 /// Gradients of `conv(x, weight)` given `dy`: `(dx, dweight)`, each only if asked for.
+/// Where [`forward`] takes Winograd, so does `dx`.
 pub fn backward<T: Real>(
     g: &ConvGeom,
     x: &[T],
@@ -312,9 +319,18 @@ pub fn backward<T: Real>(
     let (sample_x, sample_y) = (g.c_in * g.h * g.w, g.c_out * hwo);
     let groups = g.n.div_ceil(group);
     let mut dx = want_dx.then(|| vec![T::zero(); x.len()]);
+    // dx by Winograd where the forward takes it; the per-group tasks below then compute
+    // the weight gradient only.
+    let winograd_dx = want_dx && is_f32::<T>() && winograd::chosen(g);
+    if let Some(dx) = dx.as_mut().filter(|_| winograd_dx) {
+        winograd::input_grad(g, f32s(weight), f32s(dy), f32s_mut(dx));
+    }
+    if winograd_dx && !want_dw {
+        return (dx, None);
+    }
     let dx_groups: Vec<Option<&mut [T]>> = match dx.as_deref_mut() {
-        Some(dx) => dx.chunks_mut(group * sample_x).map(Some).collect(),
-        None => (0..groups).map(|_| None).collect(),
+        Some(dx) if !winograd_dx => dx.chunks_mut(group * sample_x).map(Some).collect(),
+        _ => (0..groups).map(|_| None).collect(),
     };
     // Per group, its own weight-gradient sum (added below in group order).
     let dw_parts: Vec<Option<Vec<T>>> = dx_groups

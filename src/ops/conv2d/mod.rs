@@ -15,6 +15,7 @@
 
 pub mod cpu;
 pub mod cuda;
+mod winograd;
 
 pub use crate::launch::conv_geom::{ConvGeom, ConvPass};
 
