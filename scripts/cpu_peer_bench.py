@@ -12,6 +12,9 @@ same rounds, as a "before" column:
 
   layer        SPARTA layer forward + backward (gradients of x and every parameter) at
                the ResNet-18 shapes, N = 128: `Sparta` of scripts/torch_peer.py.
+  conv         the 3×3 stride-1 convolution C → C of each ResNet-18 group, N = 128:
+               forward, input gradient and weight gradient, each timed apart
+               (`F.conv2d` and `torch.ops.aten.convolution_backward`).
   resnet18     one ResNet-18 training step, batch 128, random CIFAR-shaped data: ReLU
                and SPARTA, standard (PGD 0) and adversarial (targeted PGD-K first).
   epoch        one epoch of the README's main job: small model, PGD-10 adversarial
@@ -74,6 +77,25 @@ def torch_layer(c, h, w, repeats):
     return median_ms(lambda: torch.autograd.grad(layer(x), inputs, dy), 3, repeats)
 
 
+def torch_conv(c, h, w, repeats):
+    """Median ms of the forward, input gradient and weight gradient of one 3×3 conv."""
+    torch.manual_seed(0)
+    x = torch.rand(128, c, h, w) * 2 - 1
+    dy = torch.rand(128, c, h, w) * 2 - 1
+    weight = (torch.rand(c, c, 3, 3) * 2 - 1) * 0.1
+
+    def backward(mask):
+        return lambda: torch.ops.aten.convolution_backward(
+            dy, x, weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, mask)
+
+    with torch.no_grad():
+        return {
+            "forward": median_ms(lambda: F.conv2d(x, weight, padding=1), 2, repeats),
+            "input_grad": median_ms(backward([True, False, False]), 2, repeats),
+            "weight_grad": median_ms(backward([False, True, False]), 2, repeats),
+        }
+
+
 def torch_resnet18_step(act, pgd, steps):
     torch.manual_seed(0)
     model = ResNet18(act == "sparta")
@@ -123,9 +145,9 @@ def torch_epoch(act, data_dir, images):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", choices=["layer", "resnet18", "epoch"], action="append")
+    p.add_argument("--only", choices=["layer", "conv", "resnet18", "epoch"], action="append")
     p.add_argument("--threads", type=int, default=os.cpu_count())
-    p.add_argument("--repeats", type=int, default=10, help="layer runs timed per side")
+    p.add_argument("--repeats", type=int, default=10, help="layer and conv runs timed per side")
     p.add_argument("--steps", type=int, default=3, help="ResNet-18 steps timed per side")
     p.add_argument("--pgd", type=int, default=2, help="PGD steps of the adversarial ResNet-18 step")
     p.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
@@ -134,7 +156,7 @@ def main():
     p.add_argument("--baseline", help="another cpu_peer_timing binary, timed as a 'before' column")
     p.add_argument("--json", help="also write the rows here")
     a = p.parse_args()
-    only = set(a.only or ["layer", "resnet18", "epoch"])
+    only = set(a.only or ["layer", "conv", "resnet18", "epoch"])
 
     subprocess.run(["cargo", "build", "--release", "--example", "cpu_peer_timing"], cwd=ROOT, check=True)
     torch.set_num_threads(a.threads)
@@ -162,6 +184,15 @@ def main():
                 lambda b: next(r["ms"] for r in ours(b, "layer", a.repeats, c) if r["shape"] == shape),
                 lambda: torch_layer(c, h, w, a.repeats),
             )
+    if "conv" in only:
+        for c, h, w in SHAPES:
+            shape = f"128x{c}x{h}x{w}"
+            for pass_ in ("forward", "input_grad", "weight_grad"):
+                measure(
+                    f"conv 3×3 {shape} {pass_}",
+                    lambda b: next(r["ms"] for r in ours(b, "conv", a.repeats, c) if r["pass"] == pass_),
+                    lambda: torch_conv(c, h, w, a.repeats)[pass_],
+                )
     if "resnet18" in only:
         for pgd in (0, a.pgd):
             for act in ("relu", "sparta"):
