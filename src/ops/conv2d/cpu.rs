@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use super::{winograd, ConvGeom};
 use crate::gemm::{gemm_serial, Op};
 use crate::ops::columns::{from_columns, to_columns};
+use crate::ops::par::for_each_piece;
 use crate::real::{f32s, f32s_mut, is_f32, Real};
 use crate::scratch::with_scratch;
 
@@ -392,13 +393,19 @@ pub fn backward<T: Real>(
             )
         })
         .collect();
+    // Each element summed over the groups in group order, the elements in parallel
+    // pieces: the same bits as a serial sum, without one core adding every group's
+    // weight-sized partial.
     let dw = want_dw.then(|| {
+        let parts: Vec<Vec<T>> = dw_parts.into_iter().flatten().collect();
         let mut dw = vec![T::zero(); weight.len()];
-        for part in dw_parts.into_iter().flatten() {
-            for (t, v) in dw.iter_mut().zip(part) {
-                *t += v;
+        for_each_piece(&mut dw, |off, piece| {
+            for part in &parts {
+                for (t, &v) in piece.iter_mut().zip(&part[off..]) {
+                    *t += v;
+                }
             }
-        }
+        });
         dw
     });
     (dx, dw)
