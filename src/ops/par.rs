@@ -20,6 +20,21 @@ pub(crate) fn for_each_piece<T: Send>(out: &mut [T], f: impl Fn(usize, &mut [T])
     }
 }
 
+/// At least this many groups per batch where the batch allows it, for the kernels that
+/// run one rayon task per group of samples, so that the cores share the work; a fixed
+/// count (not the thread count) keeps the grouping, and so the rounding, a function of
+/// the shape alone.
+pub(crate) const MIN_GROUPS: usize = 4;
+
+/// Samples per group for `n` samples of `per_sample` columns each: enough for about
+/// `target` columns, at most a [`MIN_GROUPS`]th of the batch (rounded up), at least one.
+pub(crate) fn samples_per_group(n: usize, per_sample: usize, target: usize) -> usize {
+    target
+        .div_ceil(per_sample.max(1))
+        .min(n.div_ceil(MIN_GROUPS))
+        .clamp(1, n.max(1))
+}
+
 /// Whether per-sample work over `total` elements is worth handing to rayon.
 pub(crate) fn worth_parallel(total: usize, samples: usize) -> bool {
     samples > 1 && total > CHUNK

@@ -14,23 +14,16 @@ use rayon::prelude::*;
 use super::{winograd, ConvGeom};
 use crate::gemm::{gemm_serial, Op};
 use crate::ops::columns::{from_columns, to_columns};
-use crate::ops::par::for_each_piece;
+use crate::ops::par::{for_each_piece, samples_per_group};
 use crate::real::{f32s, f32s_mut, is_f32, Real};
 use crate::scratch::with_scratch;
 
 /// Output pixels (samples × pixels per sample) a group aims for.
 const GROUP_COLUMNS: usize = 1024;
-/// At least this many groups where the batch allows it, so that the cores share the
-/// work; a fixed count keeps the grouping a function of the shape.
-const MIN_GROUPS: usize = 4;
 
 /// Samples per group.
 fn group_len(g: &ConvGeom) -> usize {
-    let hwo = g.h_out() * g.w_out();
-    GROUP_COLUMNS
-        .div_ceil(hwo.max(1))
-        .min(g.n.div_ceil(MIN_GROUPS))
-        .clamp(1, g.n.max(1))
+    samples_per_group(g.n, g.h_out() * g.w_out(), GROUP_COLUMNS)
 }
 
 /// Output positions `lo..hi` (of `out_len`) whose input index `o·stride + k − pad`

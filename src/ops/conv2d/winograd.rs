@@ -10,7 +10,7 @@
 //! GEMM, and the transformed input holds 4× the input where im2col's holds 9×.
 //!
 //! The batch runs in groups of samples (about [`TILE_COLUMNS`] tiles each, at least
-//! [`MIN_GROUPS`] groups where the batch allows), one rayon task per group: transform
+//! [`MIN_GROUPS`](crate::ops::par::MIN_GROUPS) groups where the batch allows), one rayon task per group: transform
 //! the group's inputs, 16 single-threaded GEMMs, transform the outputs straight into
 //! `y`. Grouping depends on the shape only, so results do not depend on the thread count.
 //!
@@ -28,14 +28,12 @@ use rayon::prelude::*;
 
 use super::ConvGeom;
 use crate::gemm::{gemm_serial, Op};
+use crate::ops::par::samples_per_group;
 use crate::scratch::with_scratch;
 
 /// Tiles (columns of the 16 GEMMs) a group aims for: wide enough for the GEMM kernel,
 /// small enough that `V` and `M` (16 · channels · tiles each) stay in the caches.
 const TILE_COLUMNS: usize = 256;
-/// At least this many groups where the batch allows it, so that the cores share the
-/// work; a fixed count keeps the grouping a function of the shape.
-const MIN_GROUPS: usize = 4;
 
 /// Whether `g` is a convolution this module computes: 3×3, stride 1, padding 1.
 pub(crate) fn fits(g: &ConvGeom) -> bool {
@@ -64,10 +62,7 @@ fn tiles_per_sample(g: &ConvGeom) -> usize {
 
 /// Samples per group.
 fn group_len(g: &ConvGeom) -> usize {
-    TILE_COLUMNS
-        .div_ceil(tiles_per_sample(g))
-        .min(g.n.div_ceil(MIN_GROUPS))
-        .clamp(1, g.n.max(1))
+    samples_per_group(g.n, tiles_per_sample(g), TILE_COLUMNS)
 }
 
 /// `G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]`, the weight transform.

@@ -13,6 +13,7 @@ use crate::ops::dynconv::cpu::{dynconv_backward, dynconv_forward};
 use crate::ops::dynconv::DynConvShape;
 use crate::ops::fc::cpu::{fc_backward, fc_forward};
 use crate::ops::fc::FcShape;
+use crate::ops::par::samples_per_group;
 use crate::ops::pool::cpu::{pool_backward, pool_forward};
 use crate::ops::pool::PoolShape;
 use crate::ops::reduce;
@@ -122,20 +123,13 @@ fn relu_in_place<T: Real>(v: &mut [T]) {
 const PER_SAMPLE_PIXELS: usize = 256;
 /// Columns (samples × pixels) a group of small-grid samples aims for.
 const GROUP_COLUMNS: usize = 1024;
-/// At least this many groups per batch where the batch allows it, so that both cores
-/// of the reference machine get work; a fixed count (not the thread count) keeps the
-/// blocking, and so the rounding, a function of the shape alone.
-const MIN_GROUPS: usize = 4;
 
 /// Samples per fused group for a batch of `n` samples of `p` pixels.
 fn group_len(n: usize, p: usize) -> usize {
     if p >= PER_SAMPLE_PIXELS {
         return 1;
     }
-    GROUP_COLUMNS
-        .div_ceil(p)
-        .min(n.div_ceil(MIN_GROUPS))
-        .clamp(1, n)
+    samples_per_group(n, p, GROUP_COLUMNS)
 }
 
 /// Samples per rayon task of the fused backward: whole groups, at least
