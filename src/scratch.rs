@@ -22,15 +22,25 @@ const KEEP: usize = 2;
 
 /// Calls `f` with `len` elements of scratch whose contents are unspecified (what an
 /// earlier user on this thread left; new memory is zeros, NaN in debug builds): `f`
-/// must write every element before reading it. A nested call (rayon may run another task on this thread while `f`
-/// waits) gets a buffer of its own.
+/// must write every element before reading it. A nested call (rayon may run another
+/// task on this thread while `f` waits) gets a buffer of its own; an empty request
+/// takes none.
 pub(crate) fn with_scratch<T: bytemuck::Pod, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    if len == 0 {
+        return f(&mut []);
+    }
     let words = (len * std::mem::size_of::<T>()).div_ceil(8);
     let mut buf = POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
-        // The largest, so that a small buffer is not grown while a large one waits.
-        let largest = (0..pool.len()).max_by_key(|&i| pool[i].len());
-        largest.map(|i| pool.swap_remove(i)).unwrap_or_default()
+        // The smallest that fits, so that a large buffer stays for a large request
+        // whatever the order of the calls; else the largest, to be grown.
+        let fits = (0..pool.len())
+            .filter(|&i| pool[i].len() >= words)
+            .min_by_key(|&i| pool[i].len());
+        let largest = || (0..pool.len()).max_by_key(|&i| pool[i].len());
+        fits.or_else(largest)
+            .map(|i| pool.swap_remove(i))
+            .unwrap_or_default()
     });
     if buf.len() < words {
         // All ones is NaN in f32 and f64: in debug builds (the tests) an element read
@@ -72,6 +82,15 @@ mod tests {
             });
             assert!(outer.iter().all(|&v| v == 1.0));
         });
+        // Best fit: with a small and a large buffer kept, a small request takes the
+        // small one, and an empty one takes neither.
+        with_scratch::<f32, _>(4000, |big| {
+            big.fill(1.0);
+            with_scratch::<f32, _>(10, |small| small.fill(2.0));
+        });
+        with_scratch::<f32, _>(0, |none| assert!(none.is_empty()));
+        with_scratch::<f32, _>(10, |small| assert!(small.iter().all(|&v| v == 2.0)));
+        with_scratch::<f32, _>(4000, |big| assert!(big.iter().all(|&v| v == 1.0)));
         // f32 of odd length in 8-byte words; a larger request than any kept buffer,
         // new memory (NaN in the debug builds tests run in).
         with_scratch::<f32, _>(3, |s| assert_eq!(s.len(), 3));
