@@ -1,6 +1,8 @@
 //! 2-D convolution on the CPU: the batch in groups of samples, one rayon task per group;
 //! in each, im2col of the group into the thread's reusable scratch
-//! ([`crate::scratch`]), then one single-threaded GEMM.
+//! ([`crate::scratch`]), then one single-threaded GEMM. In f32, most forwards and input
+//! gradients take a loop without im2col instead ([`forward_without_im2col`]); f64,
+//! the reference, always takes im2col.
 //!
 //! A group holds about [`GROUP_COLUMNS`] output pixels, so its im2col block (k²·C_in
 //! rows of ~1,024: 2.3 MiB at 64 channels, 9 MiB at 256 or 512) is still in the
@@ -11,6 +13,8 @@
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+use super::direct;
 use super::{winograd, ConvGeom};
 use crate::gemm::{gemm_serial, Op};
 use crate::ops::columns::{from_columns, to_columns};
@@ -144,10 +148,11 @@ fn add_shifted<T: Real>(plane: &mut [T], src: &[T], first: usize, shift: isize) 
 /// f32, moved by inline loads and stores.
 const ROW_STEP: usize = 16;
 
-/// `dst = src` for the short rows of im2col (4 to 32 elements at the ResNet shapes),
-/// where a `memcpy` call per row had cost more than the copy.
+/// `dst = src` for the short rows of im2col and of the direct convolution's padded
+/// planes (4 to 32 elements at the ResNet shapes), where a `memcpy` call per row had
+/// cost more than the copy.
 #[inline(always)]
-fn copy_row<T: Real>(dst: &mut [T], src: &[T]) {
+pub(super) fn copy_row<T: Real>(dst: &mut [T], src: &[T]) {
     let mut ds = dst.chunks_exact_mut(ROW_STEP);
     let mut ss = src.chunks_exact(ROW_STEP);
     for (d, s) in (&mut ds).zip(&mut ss) {
@@ -249,16 +254,47 @@ fn col2im<T: Real>(g: &ConvGeom, dcol: &mut [T], dx_group: &mut [T]) {
         });
 }
 
+/// Writes `y = conv(x, weight)` in f32 without im2col where a faster loop takes `g`:
+/// Winograd F(2×2, 3×3) for the larger stride-1 3×3 convolutions
+/// ([`super::winograd`]), else, on x86-64 with AVX-512, the direct loop for most others
+/// (`direct.rs`). Returns whether it did.
+fn forward_without_im2col(g: &ConvGeom, x: &[f32], weight: &[f32], y: &mut [f32]) -> bool {
+    if winograd::chosen(g) {
+        winograd::forward(g, x, weight, y);
+        return true;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if direct::fits(g) {
+        direct::forward(g, x, weight, y);
+        return true;
+    }
+    false
+}
+
+/// Writes the input gradient `dx` in f32 by the loop [`forward_without_im2col`] would
+/// take for the backward convolution, where one does. Returns whether it did.
+fn input_grad_without_im2col(g: &ConvGeom, weight: &[f32], dy: &[f32], dx: &mut [f32]) -> bool {
+    if winograd::chosen(g) {
+        winograd::input_grad(g, weight, dy, dx);
+        return true;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if direct::fits_input_grad(g) {
+        direct::input_grad(g, weight, dy, dx);
+        return true;
+    }
+    false
+}
+
 /// `y = conv(x, weight)`; weight is `[c_out, c_in, k, k]`. Lengths must match `g.lens()`.
-/// In f32, the larger stride-1 padding-1 3×3 convolutions run as Winograd F(2×2, 3×3)
-/// ([`super::winograd`]); f64 always takes im2col, the reference.
+/// In f32, most convolutions skip im2col ([`forward_without_im2col`]); f64 always takes
+/// im2col, the reference.
 pub fn forward<T: Real>(g: &ConvGeom, x: &[T], weight: &[T]) -> Vec<T> {
     let hwo = g.h_out() * g.w_out();
     let group = group_len(g);
     let (sample_x, sample_y) = (g.c_in * g.h * g.w, g.c_out * hwo);
     let mut y = vec![T::zero(); g.n * sample_y];
-    if is_f32::<T>() && winograd::chosen(g) {
-        winograd::forward(g, f32s(x), f32s(weight), f32s_mut(&mut y));
+    if is_f32::<T>() && forward_without_im2col(g, f32s(x), f32s(weight), f32s_mut(&mut y)) {
         return y;
     }
     y.par_chunks_mut(group * sample_y)
@@ -299,7 +335,8 @@ pub fn forward<T: Real>(g: &ConvGeom, x: &[T], weight: &[T]) -> Vec<T> {
 }
 
 /// Gradients of `conv(x, weight)` given `dy`: `(dx, dweight)`, each only if asked for.
-/// Where [`forward`] takes Winograd, so does `dx`.
+/// In f32, `dx` skips im2col where [`input_grad_without_im2col`] takes `g`; the weight
+/// gradient always takes im2col.
 pub fn backward<T: Real>(
     g: &ConvGeom,
     x: &[T],
@@ -313,17 +350,19 @@ pub fn backward<T: Real>(
     let (sample_x, sample_y) = (g.c_in * g.h * g.w, g.c_out * hwo);
     let groups = g.n.div_ceil(group);
     let mut dx = want_dx.then(|| vec![T::zero(); x.len()]);
-    // dx by Winograd where the forward takes it; the per-group tasks below then compute
-    // the weight gradient only.
-    let winograd_dx = want_dx && is_f32::<T>() && winograd::chosen(g);
-    if let Some(dx) = dx.as_mut().filter(|_| winograd_dx) {
-        winograd::input_grad(g, f32s(weight), f32s(dy), f32s_mut(dx));
-    }
-    if winograd_dx && !want_dw {
+    // dx without im2col where a faster loop takes it; the per-group tasks below then
+    // compute the weight gradient only.
+    let dx_done = match dx.as_mut() {
+        Some(dx) if is_f32::<T>() => {
+            input_grad_without_im2col(g, f32s(weight), f32s(dy), f32s_mut(dx))
+        }
+        _ => false,
+    };
+    if dx_done && !want_dw {
         return (dx, None);
     }
     let dx_groups: Vec<Option<&mut [T]>> = match dx.as_deref_mut() {
-        Some(dx) if !winograd_dx => dx.chunks_mut(group * sample_x).map(Some).collect(),
+        Some(dx) if !dx_done => dx.chunks_mut(group * sample_x).map(Some).collect(),
         _ => (0..groups).map(|_| None).collect(),
     };
     // Per group, its own weight-gradient sum (added below in group order).

@@ -15,6 +15,8 @@
 
 pub mod cpu;
 pub mod cuda;
+#[cfg(target_arch = "x86_64")]
+mod direct;
 mod winograd;
 
 pub use crate::launch::conv_geom::{ConvGeom, ConvPass};

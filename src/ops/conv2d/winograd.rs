@@ -44,7 +44,8 @@ pub(crate) fn fits(g: &ConvGeom) -> bool {
 /// products are large enough to pay for the transforms, at least 64 channels in and out
 /// and images of at least 8×8. Below that (the main job's 16 to 32 channels, 7×7 and
 /// 4×4 images, and ResNet-18's 512×4×4) im2col measured as fast or faster
-/// (BENCHMARKS.md, "Winograd 3×3 convolutions").
+/// (BENCHMARKS.md, "Winograd 3×3 convolutions"), and the direct loop (`direct.rs`)
+/// faster still where the CPU has AVX-512.
 pub(crate) fn chosen(g: &ConvGeom) -> bool {
     fits(g) && g.c_in.min(g.c_out) >= 64 && g.h.min(g.w) >= 8
 }

@@ -1,0 +1,573 @@
+//! Direct convolution in AVX-512 intrinsics: the f32 CPU forward of the convolutions
+//! that Winograd does not take ([`super::winograd::chosen`]): stride 1 or 2, kernels
+//! larger than 1×1, output channels in multiples of 16 ([`fits`]), such as the main
+//! job's 16 to 128 channels on 28×28 to 4×4 images and ResNet-18's stride-2 and 512×4×4
+//! convolutions; and the input gradient of the stride-1 ones.
+//!
+//! There, im2col spends about as long copying as its GEMM spends multiplying: it writes
+//! the input k² times over, the GEMM packs that copy once more, and the output comes
+//! back in the column layout. Here each sample is copied once ([`Layout`]) and read in
+//! place:
+//!
+//! - Per input channel, `stride²` phase planes of the zero-padded image (phase
+//!   `(ry, rx)` holds the padded rows `r·stride + ry` and columns `c·stride + rx`), each
+//!   with rows of `wq ≥ w_out` elements. Output pixels are numbered in that width,
+//!   `q = oy·wq + ox`, so tap `(ky, kx)` of pixel `q` reads element `q + taps[ky·k + kx]`
+//!   of the channel: a block of consecutive `q` reads consecutive elements, across row
+//!   ends. A tap that runs past a row's end reads the next row's first columns, which is
+//!   right where both stand for padding; `wq` is the narrowest width where that holds
+//!   for every output pixel (`w + 1` at stride 1, padding 1: the left padding column
+//!   serves as the previous row's right one). Pixels with `ox ≥ w_out` are computed
+//!   and dropped.
+//! - A block is `V` registers of 16 output channels by `P` consecutive pixels (2 × 12 or
+//!   1 × 16), `P · V` accumulators held in registers for the whole reduction over input
+//!   channels and taps. Per tap, `V` weight vectors are loaded and each pixel's input
+//!   element is broadcast once, straight into its multiply-adds. Blocks of 8 and 4
+//!   pixels take what is left of an image, so small images make few passes over the
+//!   weights.
+//! - The weights are laid out once per call as `[block][c_in][tap][16·V]`, contiguous
+//!   in the order the loop reads them.
+//! - Each finished accumulator (16 output channels of one pixel) is scattered into `y`,
+//!   whose channel stride is `h_out·w_out`. Where the reduction per output is short
+//!   ([`MIN_REDUCTION`], the 1- and 3-channel stems), that scatter costs as much as the
+//!   sums, and im2col stays.
+//!
+//! The input gradient of a stride-1 convolution whose output is as large as its input
+//! (`k = 2·pad + 1`) is the same convolution of `dy` with the weights transposed
+//! (`c_in ↔ c_out`) and rotated by 180°, as in [`super::winograd`]; at stride 2 it
+//! is not a plain convolution, and im2col stays.
+//!
+//! Accuracy: each output is one sum of products in f32, in the order input channel,
+//! then tap; the tests hold it to the f64 reference within the crate's f32 bound (1e-5
+//! of the largest value).
+
+use std::arch::x86_64::*;
+
+use rayon::prelude::*;
+
+use super::cpu::copy_row;
+use super::ConvGeom;
+use crate::scratch::with_scratch;
+
+/// f32 lanes of one AVX-512 register.
+const LANES: usize = 16;
+
+/// Products per output below which im2col stays: there each result's scatter costs
+/// about as much as its sums (a 3-channel stem measured 2× slower here).
+const MIN_REDUCTION: usize = 128;
+
+/// Whether the CPU convolution takes this module for `g` in f32: a kernel larger than
+/// 1×1 (a 1×1 convolution is one GEMM without copies, which measured faster), stride
+/// 1 or 2, output channels in whole registers, an output with at least one block of
+/// pixels ([`Layout::new`]), a CPU with AVX-512.
+pub(crate) fn fits(g: &ConvGeom) -> bool {
+    g.k > 1 && g.c_in * g.k * g.k >= MIN_REDUCTION && Layout::new(g).is_some() && has_avx512()
+}
+
+/// Whether the input gradient of `g` can run here: for stride 1 and `k = 2·pad + 1`
+/// (the output as large as the input), the backward convolution, whose output
+/// channels are `g.c_in`, [`fits`].
+pub(crate) fn fits_input_grad(g: &ConvGeom) -> bool {
+    g.stride == 1 && g.k == 2 * g.pad + 1 && fits(&transposed(g))
+}
+
+fn has_avx512() -> bool {
+    is_x86_feature_detected!("avx512f")
+}
+
+/// Registers of output channels per block: two (32 channels) where the channel count
+/// allows, else one.
+fn lanes(c_out: usize) -> usize {
+    if c_out.is_multiple_of(2 * LANES) {
+        2
+    } else {
+        1
+    }
+}
+
+/// Pixels of the two smaller blocks that take what is left of an image after its full
+/// blocks: fewer blocks, and so fewer passes over the weights, than with one size.
+const MID: usize = 8;
+const SHORT: usize = 4;
+
+/// The backward convolution of a stride-1 `g`: `dy`'s channels in, `x`'s out.
+fn transposed(g: &ConvGeom) -> ConvGeom {
+    ConvGeom {
+        c_in: g.c_out,
+        c_out: g.c_in,
+        ..*g
+    }
+}
+
+/// Where the kernel finds each input element: per input channel, `stride²` phase
+/// planes (phase `(ry, rx)` holds the padded image's rows `r·stride + ry` and columns
+/// `c·stride + rx`), each `rows × wq`, so that output pixel `q = oy·wq + ox` reads tap
+/// `(ky, kx)` at `taps[ky·k + kx] + q` of its channel, for every `ox < w_out`.
+struct Layout {
+    stride: usize,
+    /// Pixels per output row, the padding columns included.
+    wq: usize,
+    /// Rows per phase plane.
+    rows: usize,
+    /// Elements per input channel.
+    channel: usize,
+    /// Each tap's offset in its channel.
+    taps: Vec<usize>,
+}
+
+impl Layout {
+    /// The layout of `g`; `None` where stride is not 1 or 2, the output channels do not
+    /// fill whole registers or the output has fewer pixels than a short block.
+    fn new(g: &ConvGeom) -> Option<Layout> {
+        let (s, k) = (g.stride, g.k);
+        let fits = (s == 1 || s == 2) && g.c_out.is_multiple_of(LANES) && g.c_in > 0 && k > 0;
+        if !fits || g.h + 2 * g.pad < k || g.w + 2 * g.pad < k {
+            return None;
+        }
+        let (ho, wo) = (g.h_out(), g.w_out());
+        let reach = (k - 1) / s;
+        let wq = (wo..=wo + reach).find(|&wq| wraps_into_padding(g, wq))?;
+        // The taps reach `reach` rows down, and the padding columns' pixels one row more.
+        let rows = ho + reach + 1;
+        let phase = rows * wq;
+        let taps = (0..k * k)
+            .map(|t| {
+                let (ky, kx) = (t / k, t % k);
+                ((ky % s) * s + kx % s) * phase + (ky / s) * wq + kx / s
+            })
+            .collect();
+        let layout = Layout {
+            stride: s,
+            wq,
+            rows,
+            channel: s * s * phase,
+            taps,
+        };
+        (ho * wq >= SHORT).then_some(layout)
+    }
+
+    /// Output pixels of one sample in the kernel's numbering (`h_out · wq`).
+    fn pixels(&self, g: &ConvGeom) -> usize {
+        g.h_out() * self.wq
+    }
+
+    /// Elements of one sample's laid-out input: the reads of the padding columns' pixels
+    /// run up to `(k − 1) / stride` elements past the last plane.
+    fn sample_len(&self, g: &ConvGeom) -> usize {
+        g.c_in * self.channel + g.k
+    }
+
+    /// Writes one sample `x` (`c_in × h × w`) in this layout into `xp`, zeros where
+    /// the padded image is padding.
+    fn lay_out(&self, g: &ConvGeom, x: &[f32], xp: &mut [f32]) {
+        let (s, wq) = (self.stride, self.wq);
+        let (planes, slack) = xp.split_at_mut(g.c_in * self.channel);
+        slack.fill(0.0);
+        let phases = planes.chunks_exact_mut(self.rows * wq).enumerate();
+        for (i, phase) in phases {
+            let (ci, ry, rx) = (i / (s * s), i / s % s, i % s);
+            let image = &x[ci * g.h * g.w..][..g.h * g.w];
+            // Columns c with c·s + rx − pad inside the image.
+            let lo = g.pad.saturating_sub(rx).div_ceil(s).min(wq);
+            let hi = if g.w + g.pad > rx {
+                ((g.w + g.pad - rx - 1) / s + 1).clamp(lo, wq)
+            } else {
+                lo
+            };
+            for (r, row) in phase.chunks_exact_mut(wq).enumerate() {
+                let iy = (r * s + ry).checked_sub(g.pad).filter(|&iy| iy < g.h);
+                let Some(iy) = iy else {
+                    row.fill(0.0);
+                    continue;
+                };
+                let src = &image[iy * g.w..][..g.w];
+                row[..lo].fill(0.0);
+                row[hi..].fill(0.0);
+                if lo == hi {
+                    continue;
+                }
+                let start = lo * s + rx - g.pad;
+                let src = &src[start..start + (hi - lo - 1) * s + 1];
+                if s == 1 {
+                    copy_row(&mut row[lo..hi], src);
+                } else {
+                    for (d, step) in row[lo..hi].iter_mut().zip(src.chunks(s)) {
+                        *d = step[0];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether rows of `wq` pixels give every output pixel (`ox < w_out`) its taps: a tap
+/// that runs past the row's end reads the next row's first columns, which must then be
+/// padding, as the element it stands for.
+fn wraps_into_padding(g: &ConvGeom, wq: usize) -> bool {
+    let s = g.stride;
+    let outside = |col: isize| col < 0 || col >= g.w as isize;
+    (0..g.w_out()).all(|ox| {
+        (0..g.k).all(|kx| {
+            let col = ox + kx / s;
+            col < wq
+                || (outside((ox * s + kx) as isize - g.pad as isize)
+                    && outside(((col - wq) * s + kx % s) as isize - g.pad as isize))
+        })
+    })
+}
+
+/// `y = conv(x, weight)` for `g` that [`fits`], in f32; `y` is overwritten.
+pub(crate) fn forward(g: &ConvGeom, x: &[f32], weight: &[f32], y: &mut [f32]) {
+    let k2 = g.k * g.k;
+    let wt = arrange(g.c_out, g.c_in, k2, |co, ci, tap| {
+        weight[(co * g.c_in + ci) * k2 + tap]
+    });
+    convolve(g, x, &wt, y);
+}
+
+/// `dx` of `y = conv(x, weight)` given `dy`, for `g` whose [`fits_input_grad`] holds,
+/// in f32: the forward convolution of `dy` with `weight` transposed and rotated. `dx` is
+/// overwritten.
+pub(crate) fn input_grad(g: &ConvGeom, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let k2 = g.k * g.k;
+    let wt = arrange(g.c_in, g.c_out, k2, |ci, co, tap| {
+        weight[(co * g.c_in + ci) * k2 + k2 - 1 - tap]
+    });
+    convolve(&transposed(g), dy, &wt, dx);
+}
+
+/// The weights in the order the kernel reads them, `[block][c_in][tap][16·V]`, from
+/// `w(out channel, in channel, tap)`.
+fn arrange(
+    c_out: usize,
+    c_in: usize,
+    taps: usize,
+    w: impl Fn(usize, usize, usize) -> f32,
+) -> Vec<f32> {
+    let width = lanes(c_out) * LANES;
+    let mut wt = Vec::with_capacity(c_out * c_in * taps);
+    for block in 0..c_out / width {
+        for ci in 0..c_in {
+            for tap in 0..taps {
+                wt.extend((0..width).map(|l| w(block * width + l, ci, tap)));
+            }
+        }
+    }
+    wt
+}
+
+/// `y = conv(x, ·)` given the arranged weights `wt`, one rayon task per sample.
+fn convolve(g: &ConvGeom, x: &[f32], wt: &[f32], y: &mut [f32]) {
+    let layout = Layout::new(g).expect("direct::convolve: a geometry that fits");
+    y.par_chunks_mut(g.c_out * g.h_out() * g.w_out())
+        .zip(x.par_chunks(g.c_in * g.h * g.w))
+        .for_each(|(y_sample, x_sample)| {
+            with_scratch(layout.sample_len(g), |xp: &mut [f32]| {
+                layout.lay_out(g, x_sample, xp);
+                // SAFETY: `fits` checked AVX-512; `lay_out` wrote all of `xp`, `wt`
+                // holds every weight and `y_sample` one sample's outputs.
+                unsafe {
+                    match lanes(g.c_out) {
+                        2 => sample::<2, 12>(g, &layout, xp, wt, y_sample),
+                        _ => sample::<1, 16>(g, &layout, xp, wt, y_sample),
+                    }
+                }
+            });
+        });
+}
+
+/// All output blocks of one sample: `V` registers of output channels by `P` pixels,
+/// then what is left of the pixels (fewer than `P`) in one block of `P` or [`MID`]
+/// pixels where the image has that many, else in blocks of [`SHORT`]. A block that
+/// would run past the last pixel is moved back to end there: it recomputes (and
+/// rewrites) a few pixels rather than running short.
+///
+/// # Safety
+/// AVX-512F must be available; `xp` holds one sample in `layout`, `wt` the arranged
+/// weights, `y` one sample's outputs.
+#[target_feature(enable = "avx512f")]
+unsafe fn sample<const V: usize, const P: usize>(
+    g: &ConvGeom,
+    layout: &Layout,
+    xp: &[f32],
+    wt: &[f32],
+    y: &mut [f32],
+) {
+    let pixels = layout.pixels(g);
+    let width = V * LANES;
+    let hw = g.h_out() * g.w_out();
+    let scatter_index = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(hw as i32),
+    );
+    let block_weights = g.c_in * layout.taps.len() * width;
+    for block in 0..g.c_out / width {
+        let wt_block = &wt[block * block_weights..][..block_weights];
+        let y_block = &mut y[block * width * hw..][..width * hw];
+        let mut first = 0;
+        while first < pixels {
+            let left = pixels - first;
+            // SAFETY (each block): as promised by the caller, and every block lies in
+            // 0..pixels.
+            unsafe {
+                if left >= P || (left > MID && pixels >= P) {
+                    let at = first.min(pixels - P);
+                    let acc = block_sums::<V, P>(g.c_in, layout, xp, at, wt_block);
+                    store(g, layout, &acc, at, scatter_index, y_block);
+                    first += P;
+                } else if left > SHORT && pixels >= MID {
+                    let at = pixels - MID;
+                    let acc = block_sums::<V, MID>(g.c_in, layout, xp, at, wt_block);
+                    store(g, layout, &acc, at, scatter_index, y_block);
+                    break;
+                } else {
+                    let at = first.min(pixels - SHORT);
+                    let acc = block_sums::<V, SHORT>(g.c_in, layout, xp, at, wt_block);
+                    store(g, layout, &acc, at, scatter_index, y_block);
+                    first += SHORT;
+                }
+            }
+        }
+    }
+}
+
+/// Scatters the sums of the block of pixels from `first` into `y` (channel stride
+/// `h_out · w_out`), dropping the padding columns' pixels.
+///
+/// # Safety
+/// AVX-512F; `y` holds `16V` output channels.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn store<const V: usize, const P: usize>(
+    g: &ConvGeom,
+    layout: &Layout,
+    acc: &[[__m512; V]; P],
+    first: usize,
+    scatter_index: __m512i,
+    y: &mut [f32],
+) {
+    let (ho, wo) = (g.h_out(), g.w_out());
+    assert!(y.len() >= V * LANES * ho * wo);
+    let (mut oy, mut ox) = (first / layout.wq, first % layout.wq);
+    for acc in acc {
+        if ox < wo {
+            for (v, &sum) in acc.iter().enumerate() {
+                // SAFETY: output channel 16v + lane (< 16V), pixel oy·wo + ox (< ho·wo).
+                unsafe {
+                    _mm512_i32scatter_ps::<4>(
+                        y.as_mut_ptr().add(v * LANES * ho * wo + oy * wo + ox),
+                        scatter_index,
+                        sum,
+                    );
+                }
+            }
+        }
+        ox += 1;
+        if ox == layout.wq {
+            (oy, ox) = (oy + 1, 0);
+        }
+    }
+}
+
+/// The sums of the block of `P` pixels from `first`: `acc[j][v]` holds output channels
+/// `16v..16v + 16` at pixel `first + j`, whose tap `t` reads element
+/// `ci·channel + taps[t] + first + j` of `xp`.
+///
+/// # Safety
+/// AVX-512F; `first + P ≤` [`Layout::pixels`]; `xp` and `wt` as [`sample`] promises.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn block_sums<const V: usize, const P: usize>(
+    c_in: usize,
+    layout: &Layout,
+    xp: &[f32],
+    first: usize,
+    wt: &[f32],
+) -> [[__m512; V]; P] {
+    let taps = &layout.taps;
+    let reach = taps.iter().max().copied().unwrap_or(0);
+    assert!((c_in - 1) * layout.channel + reach + first + P <= xp.len());
+    assert!(wt.len() >= c_in * taps.len() * V * LANES);
+    let (x, mut w) = (xp.as_ptr(), wt.as_ptr());
+    let mut acc = [[_mm512_setzero_ps(); V]; P];
+    for ci in 0..c_in {
+        let channel = x.wrapping_add(ci * layout.channel + first);
+        for &offset in taps {
+            // SAFETY: within the bounds asserted above.
+            unsafe {
+                let row = channel.add(offset);
+                let mut tap = [_mm512_setzero_ps(); V];
+                for (v, tap) in tap.iter_mut().enumerate() {
+                    *tap = _mm512_loadu_ps(w.add(v * LANES));
+                }
+                for (j, acc) in acc.iter_mut().enumerate() {
+                    let xb = _mm512_set1_ps(*row.add(j));
+                    for v in 0..V {
+                        acc[v] = _mm512_fmadd_ps(tap[v], xb, acc[v]);
+                    }
+                }
+                w = w.add(V * LANES);
+            }
+        }
+    }
+    acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::conv2d::cpu;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// Random f32 values and the same values in f64.
+    fn random(len: usize, rng: &mut StdRng) -> (Vec<f32>, Vec<f64>) {
+        let v: Vec<f32> = (0..len).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let w = v.iter().map(|&x| x as f64).collect();
+        (v, w)
+    }
+
+    /// `|got − want| ≤ 1e-5 · max |want|` everywhere (NaN fails), the crate's f32 bound
+    /// against the f64 reference.
+    fn assert_close(what: &str, got: &[f32], want: &[f64]) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        let scale = want.iter().fold(f64::MIN_POSITIVE, |m, w| m.max(w.abs()));
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            let err = (g as f64 - w).abs();
+            assert!(
+                err <= 1e-5 * scale,
+                "{what}[{i}]: {g} vs {w} (error {err:e}, scale {scale:e})"
+            );
+        }
+    }
+
+    fn geom(
+        n: usize,
+        c_in: usize,
+        side: (usize, usize),
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> ConvGeom {
+        ConvGeom {
+            n,
+            c_in,
+            h: side.0,
+            w: side.1,
+            c_out,
+            k,
+            stride,
+            pad,
+        }
+    }
+
+    /// Forward (and, where it runs here, the input gradient) against the f64 im2col
+    /// reference: strides 1 and 2, even and odd sides (whose last tap column is either
+    /// inside the image or padding), kernels of 2, 3 and 5, paddings 0 to 2, one and
+    /// two registers of output channels, full and short pixel blocks.
+    #[test]
+    fn forward_and_input_grad_match_the_f64_reference() {
+        if !has_avx512() {
+            eprintln!("direct conv tests: skipped, this CPU has no AVX-512");
+            return;
+        }
+        let mut rng = StdRng::seed_from_u64(11);
+        let shapes = [
+            geom(3, 16, (28, 28), 16, 3, 1, 1),
+            geom(2, 32, (7, 7), 32, 3, 1, 1),
+            geom(3, 128, (4, 4), 128, 3, 1, 1),
+            geom(2, 16, (4, 4), 48, 3, 1, 1),
+            geom(2, 16, (5, 9), 16, 3, 1, 1),
+            geom(2, 16, (3, 5), 16, 3, 1, 1),
+            geom(2, 16, (2, 3), 32, 3, 1, 1),
+            geom(2, 16, (2, 2), 32, 3, 1, 1),
+            geom(2, 16, (28, 28), 32, 3, 2, 1),
+            geom(2, 32, (14, 14), 64, 3, 2, 1),
+            geom(2, 64, (7, 7), 128, 3, 2, 1),
+            geom(2, 16, (9, 8), 16, 3, 2, 1),
+            geom(2, 8, (11, 10), 16, 5, 1, 2),
+            geom(2, 8, (12, 13), 32, 5, 2, 2),
+            geom(2, 16, (9, 9), 16, 3, 1, 0),
+            geom(2, 16, (10, 9), 16, 3, 2, 0),
+            geom(2, 32, (8, 9), 16, 2, 1, 0),
+            geom(2, 32, (8, 9), 16, 2, 2, 1),
+        ];
+        for g in shapes {
+            assert!(fits(&g), "{g:?} should fit");
+            let what = format!("{g:?}");
+            let (x, x64) = random(g.n * g.c_in * g.h * g.w, &mut rng);
+            let (wt, wt64) = random(g.c_out * g.c_in * g.k * g.k, &mut rng);
+            let (dy, dy64) = random(g.n * g.c_out * g.h_out() * g.w_out(), &mut rng);
+            let mut y = vec![f32::NAN; dy.len()];
+            forward(&g, &x, &wt, &mut y);
+            assert_close(&format!("y {what}"), &y, &cpu::forward(&g, &x64, &wt64));
+            if fits_input_grad(&g) {
+                let mut dx = vec![f32::NAN; x.len()];
+                input_grad(&g, &wt, &dy, &mut dx);
+                let (want, _) = cpu::backward(&g, &x64, &wt64, &dy64, true, false);
+                assert_close(&format!("dx {what}"), &dx, &want.unwrap());
+            }
+        }
+    }
+
+    /// The CPU convolution in f32 takes this module where it fits and Winograd does
+    /// not, and its three results (the weight gradient by im2col) match the f64
+    /// reference there; f64 stays im2col.
+    #[test]
+    fn cpu_conv_in_f32_uses_it_where_it_fits() {
+        if !has_avx512() {
+            return;
+        }
+        let mut rng = StdRng::seed_from_u64(12);
+        for g in [
+            geom(5, 32, (14, 14), 32, 3, 1, 1),
+            geom(3, 32, (14, 14), 64, 3, 2, 1),
+        ] {
+            assert!(fits(&g) && !super::super::winograd::chosen(&g));
+            let (x, x64) = random(g.n * g.c_in * g.h * g.w, &mut rng);
+            let (wt, wt64) = random(g.c_out * g.c_in * 9, &mut rng);
+            let (dy, dy64) = random(g.n * g.c_out * g.h_out() * g.w_out(), &mut rng);
+            let mut y = vec![f32::NAN; dy.len()];
+            forward(&g, &x, &wt, &mut y);
+            assert_eq!(cpu::forward(&g, &x, &wt), y, "{g:?}: the same loop");
+            assert_close("y", &y, &cpu::forward(&g, &x64, &wt64));
+            let (dx, dw) = cpu::backward(&g, &x, &wt, &dy, true, true);
+            let (dx64, dw64) = cpu::backward(&g, &x64, &wt64, &dy64, true, true);
+            assert_close("dx", &dx.unwrap(), &dx64.unwrap());
+            assert_close("dw", &dw.unwrap(), &dw64.unwrap());
+        }
+    }
+
+    /// What the module takes: not 1×1 kernels, short reductions (stems), stride 3,
+    /// output channels that are no multiple of 16 or outputs smaller than a short block;
+    /// the input gradient only at stride 1 with the output as large as the input, and
+    /// input channels in registers.
+    #[test]
+    fn fits_only_what_the_kernel_computes() {
+        if !has_avx512() {
+            return;
+        }
+        assert!(!fits(&geom(1, 16, (8, 8), 16, 1, 1, 0)));
+        assert!(!fits(&geom(1, 3, (32, 32), 64, 3, 1, 1)));
+        assert!(fits(&geom(1, 15, (32, 32), 64, 3, 1, 1)));
+        assert!(!fits(&geom(1, 16, (8, 8), 16, 3, 3, 1)));
+        assert!(!fits(&geom(1, 16, (8, 8), 24, 3, 1, 1)));
+        assert!(!fits(&geom(1, 16, (1, 1), 16, 3, 1, 1)));
+        assert!(fits(&geom(1, 16, (2, 2), 32, 3, 1, 1)));
+        assert!(fits_input_grad(&geom(1, 16, (8, 8), 32, 3, 1, 1)));
+        assert!(!fits_input_grad(&geom(1, 16, (8, 8), 8, 3, 1, 1)));
+        assert!(!fits_input_grad(&geom(1, 16, (8, 8), 32, 3, 2, 1)));
+        assert!(!fits_input_grad(&geom(1, 16, (8, 8), 32, 3, 1, 0)));
+    }
+
+    /// Where a tap past the row's end would read an image column, the row is widened.
+    #[test]
+    fn rows_widen_where_a_wrapped_tap_would_read_the_image() {
+        let layout = |g| Layout::new(&g).unwrap().wq;
+        assert_eq!(layout(geom(1, 1, (28, 28), 16, 3, 1, 1)), 29);
+        assert_eq!(layout(geom(1, 1, (28, 28), 16, 3, 2, 1)), 15);
+        assert_eq!(layout(geom(1, 1, (7, 7), 16, 3, 2, 1)), 4);
+        assert_eq!(layout(geom(1, 1, (9, 9), 16, 3, 1, 0)), 9);
+    }
+}
