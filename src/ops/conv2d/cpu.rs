@@ -1,8 +1,9 @@
 //! 2-D convolution on the CPU: the batch in groups of samples, one rayon task per group;
 //! in each, im2col of the group into the thread's reusable scratch
-//! ([`crate::scratch`]), then one single-threaded GEMM. In f32, most forwards and input
-//! gradients take a loop without im2col instead ([`forward_without_im2col`]); f64,
-//! the reference, always takes im2col.
+//! ([`crate::scratch`]), then one single-threaded GEMM. In f32, most forwards, input
+//! and weight gradients take a loop without im2col instead (`forward_without_im2col`,
+//! `input_grad_without_im2col`, `weight_grad_without_im2col`); f64, the reference,
+//! always takes im2col.
 //!
 //! A group holds about [`GROUP_COLUMNS`] output pixels, so its im2col block (k²·C_in
 //! rows of ~1,024: 2.3 MiB at 64 channels, 9 MiB at 256 or 512) is still in the
@@ -14,7 +15,7 @@
 use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
-use super::direct;
+use super::{direct, weight_grad};
 use super::{winograd, ConvGeom};
 use crate::gemm::{gemm_serial, Op};
 use crate::ops::columns::{from_columns, to_columns};
@@ -286,8 +287,21 @@ fn input_grad_without_im2col(g: &ConvGeom, weight: &[f32], dy: &[f32], dx: &mut 
     false
 }
 
+/// Writes the weight gradient `dw` in f32 without im2col where the CPU has AVX-512 and
+/// `g` is a 3×3 convolution of stride 1 or 2 (`weight_grad.rs`). Returns whether it
+/// did.
+fn weight_grad_without_im2col(g: &ConvGeom, x: &[f32], dy: &[f32], dw: &mut [f32]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if weight_grad::fits(g) {
+        weight_grad::weight_grad(g, x, dy, dw);
+        return true;
+    }
+    let _ = (g, x, dy, dw);
+    false
+}
+
 /// `y = conv(x, weight)`; weight is `[c_out, c_in, k, k]`. Lengths must match `g.lens()`.
-/// In f32, most convolutions skip im2col ([`forward_without_im2col`]); f64 always takes
+/// In f32, most convolutions skip im2col (`forward_without_im2col`); f64 always takes
 /// im2col, the reference.
 pub fn forward<T: Real>(g: &ConvGeom, x: &[T], weight: &[T]) -> Vec<T> {
     let hwo = g.h_out() * g.w_out();
@@ -335,8 +349,8 @@ pub fn forward<T: Real>(g: &ConvGeom, x: &[T], weight: &[T]) -> Vec<T> {
 }
 
 /// Gradients of `conv(x, weight)` given `dy`: `(dx, dweight)`, each only if asked for.
-/// In f32, `dx` skips im2col where [`input_grad_without_im2col`] takes `g`; the weight
-/// gradient always takes im2col.
+/// In f32, `dx` and `dweight` skip im2col where `input_grad_without_im2col` and
+/// `weight_grad_without_im2col` take `g`.
 pub fn backward<T: Real>(
     g: &ConvGeom,
     x: &[T],
@@ -358,8 +372,17 @@ pub fn backward<T: Real>(
         }
         _ => false,
     };
-    if dx_done && !want_dw {
-        return (dx, None);
+    // The weight gradient without im2col where a faster loop takes it.
+    let mut dw_done = None;
+    if want_dw && is_f32::<T>() {
+        let mut dw = vec![T::zero(); weight.len()];
+        if weight_grad_without_im2col(g, f32s(x), f32s(dy), f32s_mut(&mut dw)) {
+            dw_done = Some(dw);
+        }
+    }
+    let want_dw = want_dw && dw_done.is_none();
+    if (dx_done || !want_dx) && !want_dw {
+        return (dx, dw_done);
     }
     let dx_groups: Vec<Option<&mut [T]>> = match dx.as_deref_mut() {
         Some(dx) if !dx_done => dx.chunks_mut(group * sample_x).map(Some).collect(),
@@ -428,17 +451,19 @@ pub fn backward<T: Real>(
     // Each element summed over the groups in group order, the elements in parallel
     // pieces: the same bits as a serial sum, without one core adding every group's
     // weight-sized partial.
-    let dw = want_dw.then(|| {
-        let parts: Vec<Vec<T>> = dw_parts.into_iter().flatten().collect();
-        let mut dw = vec![T::zero(); weight.len()];
-        for_each_piece(&mut dw, |off, piece| {
-            for part in &parts {
-                for (t, &v) in piece.iter_mut().zip(&part[off..]) {
-                    *t += v;
+    let dw = dw_done.or_else(|| {
+        want_dw.then(|| {
+            let parts: Vec<Vec<T>> = dw_parts.into_iter().flatten().collect();
+            let mut dw = vec![T::zero(); weight.len()];
+            for_each_piece(&mut dw, |off, piece| {
+                for part in &parts {
+                    for (t, &v) in piece.iter_mut().zip(&part[off..]) {
+                        *t += v;
+                    }
                 }
-            }
-        });
-        dw
+            });
+            dw
+        })
     });
     (dx, dw)
 }

@@ -45,7 +45,7 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
-use super::cpu::copy_row;
+use super::layout::Layout;
 use super::ConvGeom;
 use crate::scratch::with_scratch;
 
@@ -61,7 +61,11 @@ const MIN_REDUCTION: usize = 128;
 /// 1 or 2, output channels in whole registers, an output with at least one block of
 /// pixels ([`Layout::new`]), a CPU with AVX-512.
 pub(crate) fn fits(g: &ConvGeom) -> bool {
-    g.k > 1 && g.c_in * g.k * g.k >= MIN_REDUCTION && Layout::new(g).is_some() && has_avx512()
+    g.k > 1
+        && g.c_out.is_multiple_of(LANES)
+        && g.c_in * g.k * g.k >= MIN_REDUCTION
+        && Layout::new(g).is_some_and(|layout| layout.pixels(g) >= SHORT)
+        && has_avx512()
 }
 
 /// Whether the input gradient of `g` can run here: for stride 1 and `k = 2·pad + 1`
@@ -97,123 +101,6 @@ fn transposed(g: &ConvGeom) -> ConvGeom {
         c_out: g.c_in,
         ..*g
     }
-}
-
-/// Where the kernel finds each input element: per input channel, `stride²` phase
-/// planes (phase `(ry, rx)` holds the padded image's rows `r·stride + ry` and columns
-/// `c·stride + rx`), each `rows × wq`, so that output pixel `q = oy·wq + ox` reads tap
-/// `(ky, kx)` at `taps[ky·k + kx] + q` of its channel, for every `ox < w_out`.
-struct Layout {
-    stride: usize,
-    /// Pixels per output row, the padding columns included.
-    wq: usize,
-    /// Rows per phase plane.
-    rows: usize,
-    /// Elements per input channel.
-    channel: usize,
-    /// Each tap's offset in its channel.
-    taps: Vec<usize>,
-}
-
-impl Layout {
-    /// The layout of `g`; `None` where stride is not 1 or 2, the output channels do not
-    /// fill whole registers or the output has fewer pixels than a short block.
-    fn new(g: &ConvGeom) -> Option<Layout> {
-        let (s, k) = (g.stride, g.k);
-        let fits = (s == 1 || s == 2) && g.c_out.is_multiple_of(LANES) && g.c_in > 0 && k > 0;
-        if !fits || g.h + 2 * g.pad < k || g.w + 2 * g.pad < k {
-            return None;
-        }
-        let (ho, wo) = (g.h_out(), g.w_out());
-        let reach = (k - 1) / s;
-        let wq = (wo..=wo + reach).find(|&wq| wraps_into_padding(g, wq))?;
-        // The taps reach `reach` rows down, and the padding columns' pixels one row more.
-        let rows = ho + reach + 1;
-        let phase = rows * wq;
-        let taps = (0..k * k)
-            .map(|t| {
-                let (ky, kx) = (t / k, t % k);
-                ((ky % s) * s + kx % s) * phase + (ky / s) * wq + kx / s
-            })
-            .collect();
-        let layout = Layout {
-            stride: s,
-            wq,
-            rows,
-            channel: s * s * phase,
-            taps,
-        };
-        (ho * wq >= SHORT).then_some(layout)
-    }
-
-    /// Output pixels of one sample in the kernel's numbering (`h_out · wq`).
-    fn pixels(&self, g: &ConvGeom) -> usize {
-        g.h_out() * self.wq
-    }
-
-    /// Elements of one sample's laid-out input: the reads of the padding columns' pixels
-    /// run up to `(k − 1) / stride` elements past the last plane.
-    fn sample_len(&self, g: &ConvGeom) -> usize {
-        g.c_in * self.channel + g.k
-    }
-
-    /// Writes one sample `x` (`c_in × h × w`) in this layout into `xp`, zeros where
-    /// the padded image is padding.
-    fn lay_out(&self, g: &ConvGeom, x: &[f32], xp: &mut [f32]) {
-        let (s, wq) = (self.stride, self.wq);
-        let (planes, slack) = xp.split_at_mut(g.c_in * self.channel);
-        slack.fill(0.0);
-        let phases = planes.chunks_exact_mut(self.rows * wq).enumerate();
-        for (i, phase) in phases {
-            let (ci, ry, rx) = (i / (s * s), i / s % s, i % s);
-            let image = &x[ci * g.h * g.w..][..g.h * g.w];
-            // Columns c with c·s + rx − pad inside the image.
-            let lo = g.pad.saturating_sub(rx).div_ceil(s).min(wq);
-            let hi = if g.w + g.pad > rx {
-                ((g.w + g.pad - rx - 1) / s + 1).clamp(lo, wq)
-            } else {
-                lo
-            };
-            for (r, row) in phase.chunks_exact_mut(wq).enumerate() {
-                let iy = (r * s + ry).checked_sub(g.pad).filter(|&iy| iy < g.h);
-                let Some(iy) = iy else {
-                    row.fill(0.0);
-                    continue;
-                };
-                let src = &image[iy * g.w..][..g.w];
-                row[..lo].fill(0.0);
-                row[hi..].fill(0.0);
-                if lo == hi {
-                    continue;
-                }
-                let start = lo * s + rx - g.pad;
-                let src = &src[start..start + (hi - lo - 1) * s + 1];
-                if s == 1 {
-                    copy_row(&mut row[lo..hi], src);
-                } else {
-                    for (d, step) in row[lo..hi].iter_mut().zip(src.chunks(s)) {
-                        *d = step[0];
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Whether rows of `wq` pixels give every output pixel (`ox < w_out`) its taps: a tap
-/// that runs past the row's end reads the next row's first columns, which must then be
-/// padding, as the element it stands for.
-fn wraps_into_padding(g: &ConvGeom, wq: usize) -> bool {
-    let s = g.stride;
-    let outside = |col: isize| col < 0 || col >= g.w as isize;
-    (0..g.w_out()).all(|ox| {
-        (0..g.k).all(|kx| {
-            let col = ox + kx / s;
-            col < wq
-                || (outside((ox * s + kx) as isize - g.pad as isize)
-                    && outside(((col - wq) * s + kx % s) as isize - g.pad as isize))
-        })
-    })
 }
 
 /// `y = conv(x, weight)` for `g` that [`fits`], in f32; `y` is overwritten.
@@ -512,8 +399,8 @@ mod tests {
     }
 
     /// The CPU convolution in f32 takes this module where it fits and Winograd does
-    /// not, and its three results (the weight gradient by im2col) match the f64
-    /// reference there; f64 stays im2col.
+    /// not, and its three results (the weight gradient by `weight_grad.rs`) match the
+    /// f64 reference there; f64 stays im2col.
     #[test]
     fn cpu_conv_in_f32_uses_it_where_it_fits() {
         if !has_avx512() {
@@ -559,15 +446,5 @@ mod tests {
         assert!(!fits_input_grad(&geom(1, 16, (8, 8), 8, 3, 1, 1)));
         assert!(!fits_input_grad(&geom(1, 16, (8, 8), 32, 3, 2, 1)));
         assert!(!fits_input_grad(&geom(1, 16, (8, 8), 32, 3, 1, 0)));
-    }
-
-    /// Where a tap past the row's end would read an image column, the row is widened.
-    #[test]
-    fn rows_widen_where_a_wrapped_tap_would_read_the_image() {
-        let layout = |g| Layout::new(&g).unwrap().wq;
-        assert_eq!(layout(geom(1, 1, (28, 28), 16, 3, 1, 1)), 29);
-        assert_eq!(layout(geom(1, 1, (28, 28), 16, 3, 2, 1)), 15);
-        assert_eq!(layout(geom(1, 1, (7, 7), 16, 3, 2, 1)), 4);
-        assert_eq!(layout(geom(1, 1, (9, 9), 16, 3, 1, 0)), 9);
     }
 }

@@ -17,6 +17,10 @@ pub mod cpu;
 pub mod cuda;
 #[cfg(target_arch = "x86_64")]
 mod direct;
+#[cfg(target_arch = "x86_64")]
+mod layout;
+#[cfg(target_arch = "x86_64")]
+mod weight_grad;
 mod winograd;
 
 pub use crate::launch::conv_geom::{ConvGeom, ConvPass};
