@@ -2,7 +2,7 @@
 //! that Winograd does not take ([`super::winograd::chosen`]): stride 1 or 2, kernels
 //! larger than 1×1, output channels in multiples of 16 ([`fits`]), such as the main
 //! job's 16 to 128 channels on 28×28 to 4×4 images and ResNet-18's stride-2 and 512×4×4
-//! convolutions; and the input gradient of the stride-1 ones.
+//! convolutions; and their input gradients.
 //!
 //! There, im2col spends about as long copying as its GEMM spends multiplying: it writes
 //! the input k² times over, the GEMM packs that copy once more, and the output comes
@@ -34,8 +34,9 @@
 //!
 //! The input gradient of a stride-1 convolution whose output is as large as its input
 //! (`k = 2·pad + 1`) is the same convolution of `dy` with the weights transposed
-//! (`c_in ↔ c_out`) and rotated by 180°, as in [`super::winograd`]; at stride 2 it
-//! is not a plain convolution, and im2col stays.
+//! (`c_in ↔ c_out`) and rotated by 180°, as in [`super::winograd`]. At stride 2 it is
+//! four stride-1 convolutions of `dy`, one per parity of the input pixel, each with the
+//! quarter of the taps that reach pixels of that parity ([`Phases`]).
 //!
 //! Accuracy: each output is one sum of products in f32, in the order input channel,
 //! then tap; the tests hold it to the f64 reference within the crate's f32 bound (1e-5
@@ -45,6 +46,7 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
+use super::cpu::copy_row;
 use super::layout::Layout;
 use super::ConvGeom;
 use crate::scratch::with_scratch;
@@ -68,11 +70,23 @@ pub(crate) fn fits(g: &ConvGeom) -> bool {
         && has_avx512()
 }
 
-/// Whether the input gradient of `g` can run here: for stride 1 and `k = 2·pad + 1`
-/// (the output as large as the input), the backward convolution, whose output
-/// channels are `g.c_in`, [`fits`].
+/// Whether the input gradient of `g` can run here: at stride 1 with `k = 2·pad + 1`
+/// (the output as large as the input), where the backward convolution, whose output
+/// channels are `g.c_in`, [`fits`]; at stride 2, where each of the four phases
+/// ([`Phases`]) has a block of pixels, with input channels in whole registers.
 pub(crate) fn fits_input_grad(g: &ConvGeom) -> bool {
-    g.stride == 1 && g.k == 2 * g.pad + 1 && fits(&transposed(g))
+    match g.stride {
+        1 => g.k == 2 * g.pad + 1 && fits(&transposed(g)),
+        2 => {
+            g.k > 1
+                && g.c_in.is_multiple_of(LANES)
+                && g.c_out * g.k * g.k >= MIN_REDUCTION
+                && g.h_out() * g.w_out() > 0
+                && Phases::new(g).fits()
+                && has_avx512()
+        }
+        _ => false,
+    }
 }
 
 fn has_avx512() -> bool {
@@ -103,6 +117,48 @@ fn transposed(g: &ConvGeom) -> ConvGeom {
     }
 }
 
+/// One sweep of the kernel over a sample: the channels it reads, laid out so that
+/// output pixel `q = r·wq + c` reads element `taps[t] + q` of each, and where output
+/// pixel `(r, c < cols)` of output channel `o` goes: `o·plane + base + r·row + c·col`.
+struct Pass<'a> {
+    c_in: usize,
+    channel: usize,
+    taps: &'a [usize],
+    wq: usize,
+    rows: usize,
+    cols: usize,
+    c_out: usize,
+    plane: usize,
+    base: usize,
+    row: usize,
+    col: usize,
+}
+
+impl<'a> Pass<'a> {
+    /// The forward of `g` over its input in `layout`.
+    fn forward(g: &ConvGeom, layout: &'a Layout) -> Pass<'a> {
+        let (ho, wo) = (g.h_out(), g.w_out());
+        Pass {
+            c_in: g.c_in,
+            channel: layout.channel,
+            taps: &layout.taps,
+            wq: layout.wq,
+            rows: ho,
+            cols: wo,
+            c_out: g.c_out,
+            plane: ho * wo,
+            base: 0,
+            row: wo,
+            col: 1,
+        }
+    }
+
+    /// Output pixels in the kernel's numbering, the padding columns included.
+    fn pixels(&self) -> usize {
+        self.rows * self.wq
+    }
+}
+
 /// `y = conv(x, weight)` for `g` that [`fits`], in f32; `y` is overwritten.
 pub(crate) fn forward(g: &ConvGeom, x: &[f32], weight: &[f32], y: &mut [f32]) {
     let k2 = g.k * g.k;
@@ -113,10 +169,13 @@ pub(crate) fn forward(g: &ConvGeom, x: &[f32], weight: &[f32], y: &mut [f32]) {
 }
 
 /// `dx` of `y = conv(x, weight)` given `dy`, for `g` whose [`fits_input_grad`] holds,
-/// in f32: the forward convolution of `dy` with `weight` transposed and rotated. `dx` is
-/// overwritten.
+/// in f32; `dx` is overwritten. At stride 1 it is the forward convolution of `dy` with
+/// `weight` transposed and rotated; at stride 2, four such convolutions ([`Phases`]).
 pub(crate) fn input_grad(g: &ConvGeom, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
     let k2 = g.k * g.k;
+    if g.stride == 2 {
+        return Phases::new(g).input_grad(weight, dy, dx);
+    }
     let wt = arrange(g.c_in, g.c_out, k2, |ci, co, tap| {
         weight[(co * g.c_in + ci) * k2 + k2 - 1 - tap]
     });
@@ -146,6 +205,7 @@ fn arrange(
 /// `y = conv(x, ·)` given the arranged weights `wt`, one rayon task per sample.
 fn convolve(g: &ConvGeom, x: &[f32], wt: &[f32], y: &mut [f32]) {
     let layout = Layout::new(g).expect("direct::convolve: a geometry that fits");
+    let pass = Pass::forward(g, &layout);
     y.par_chunks_mut(g.c_out * g.h_out() * g.w_out())
         .zip(x.par_chunks(g.c_in * g.h * g.w))
         .for_each(|(y_sample, x_sample)| {
@@ -153,14 +213,177 @@ fn convolve(g: &ConvGeom, x: &[f32], wt: &[f32], y: &mut [f32]) {
                 layout.lay_out(g, x_sample, xp);
                 // SAFETY: `fits` checked AVX-512; `lay_out` wrote all of `xp`, `wt`
                 // holds every weight and `y_sample` one sample's outputs.
-                unsafe {
-                    match lanes(g.c_out) {
-                        2 => sample::<2, 12>(g, &layout, xp, wt, y_sample),
-                        _ => sample::<1, 16>(g, &layout, xp, wt, y_sample),
-                    }
-                }
+                unsafe { sweep(&pass, xp, wt, y_sample) };
             });
         });
+}
+
+/// The input gradient of a stride-2 convolution, split by the parity `(a, b)` of the
+/// input pixel `(2m + a, 2n + b)`: its taps are those with `ky ≡ a + pad` and
+/// `kx ≡ b + pad` (mod 2), each reading `dy` at `(m + dm, n + dn)` with
+/// `dm = (a + pad − ky) / 2`, so each phase is a stride-1 convolution of `dy` with a
+/// quarter of the taps, written to every other row and column of `dx`. `dy` is laid
+/// out once per sample with `edge` zero rows and columns around it, enough for every
+/// phase's reach.
+struct Phases {
+    g: ConvGeom,
+    /// Zero rows above and columns left of `dy`.
+    edge: usize,
+    wq: usize,
+    rows: usize,
+    /// Per phase `(a, b)`, at `2a + b`: its output rows and columns, and its taps as
+    /// `(ky, dm)` and `(kx, dn)`.
+    parts: Vec<Phase>,
+}
+
+struct Phase {
+    a: usize,
+    b: usize,
+    rows: usize,
+    cols: usize,
+    ys: Vec<(usize, isize)>,
+    xs: Vec<(usize, isize)>,
+}
+
+impl Phases {
+    fn new(g: &ConvGeom) -> Phases {
+        let taps = |parity: usize| -> Vec<(usize, isize)> {
+            (0..g.k)
+                .filter(|k| (k + parity + g.pad).is_multiple_of(2))
+                .map(|k| (k, (parity as isize + g.pad as isize - k as isize) / 2))
+                .collect()
+        };
+        let parts: Vec<Phase> = (0..4)
+            .map(|i| {
+                let (a, b) = (i / 2, i % 2);
+                Phase {
+                    a,
+                    b,
+                    rows: (g.h + 1 - a) / 2,
+                    cols: (g.w + 1 - b) / 2,
+                    ys: taps(a),
+                    xs: taps(b),
+                }
+            })
+            .collect();
+        let reach = |f: &dyn Fn(&Phase) -> &Vec<(usize, isize)>| {
+            let lo = parts
+                .iter()
+                .flat_map(|p| f(p).iter().map(|t| t.1))
+                .min()
+                .unwrap_or(0);
+            let hi = parts
+                .iter()
+                .flat_map(|p| f(p).iter().map(|t| t.1))
+                .max()
+                .unwrap_or(0);
+            (lo.min(0).unsigned_abs(), hi.max(0) as usize)
+        };
+        let (up, down) = reach(&|p| &p.ys);
+        let (left, right) = reach(&|p| &p.xs);
+        let edge = up.max(left);
+        let (ho, wo) = (g.h_out(), g.w_out());
+        let widest = parts.iter().map(|p| p.cols).max().unwrap_or(0);
+        let tallest = parts.iter().map(|p| p.rows).max().unwrap_or(0);
+        let wq = edge + wo.max(widest + right);
+        // One row more for the padding columns' pixels, which read past their row.
+        let rows = edge + ho.max(tallest + down) + 1;
+        Phases {
+            g: *g,
+            edge,
+            wq,
+            rows,
+            parts,
+        }
+    }
+
+    /// Whether every phase has taps and a block of pixels.
+    fn fits(&self) -> bool {
+        self.parts
+            .iter()
+            .all(|p| !p.ys.is_empty() && !p.xs.is_empty() && p.rows * self.wq >= SHORT)
+    }
+
+    /// Elements of one sample's laid-out `dy`, and slack for the padding columns'
+    /// pixels of the last channel.
+    fn sample_len(&self) -> usize {
+        self.g.c_out * self.rows * self.wq + self.wq + self.g.k
+    }
+
+    fn input_grad(&self, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
+        let g = &self.g;
+        let k2 = g.k * g.k;
+        let phases: Vec<(Vec<usize>, Vec<f32>)> = self
+            .parts
+            .iter()
+            .map(|p| {
+                let mut taps = Vec::new();
+                let mut kernel = Vec::new();
+                for &(ky, dm) in &p.ys {
+                    for &(kx, dn) in &p.xs {
+                        let row = (self.edge as isize + dm) as usize;
+                        let col = (self.edge as isize + dn) as usize;
+                        taps.push(row * self.wq + col);
+                        kernel.push(ky * g.k + kx);
+                    }
+                }
+                let wt = arrange(g.c_in, g.c_out, kernel.len(), |ci, co, t| {
+                    weight[(co * g.c_in + ci) * k2 + kernel[t]]
+                });
+                (taps, wt)
+            })
+            .collect();
+        let (ho, wo) = (g.h_out(), g.w_out());
+        dx.par_chunks_mut(g.c_in * g.h * g.w)
+            .zip(dy.par_chunks(g.c_out * ho * wo))
+            .for_each(|(dx_sample, dy_sample)| {
+                with_scratch(self.sample_len(), |dyp: &mut [f32]| {
+                    self.lay_out(dy_sample, dyp);
+                    for (p, (taps, wt)) in self.parts.iter().zip(&phases) {
+                        let pass = Pass {
+                            c_in: g.c_out,
+                            channel: self.rows * self.wq,
+                            taps,
+                            wq: self.wq,
+                            rows: p.rows,
+                            cols: p.cols,
+                            c_out: g.c_in,
+                            plane: g.h * g.w,
+                            base: p.a * g.w + p.b,
+                            row: 2 * g.w,
+                            col: 2,
+                        };
+                        // SAFETY: `fits_input_grad` checked AVX-512; `dyp` holds the
+                        // sample's dy laid out, `wt` the phase's weights, and the
+                        // phase writes every other row and column of `dx_sample`.
+                        unsafe { sweep(&pass, dyp, wt, dx_sample) };
+                    }
+                });
+            });
+    }
+
+    /// Writes each `h_out × w_out` plane of one sample's `dy` into `dyp` at row and
+    /// column `edge`, in rows of `wq`, zeros around it and in the slack.
+    fn lay_out(&self, dy: &[f32], dyp: &mut [f32]) {
+        let (ho, wo) = (self.g.h_out(), self.g.w_out());
+        let channel = self.rows * self.wq;
+        let (planes, slack) = dyp.split_at_mut(self.g.c_out * channel);
+        slack.fill(0.0);
+        for (dst, src) in planes
+            .chunks_exact_mut(channel)
+            .zip(dy.chunks_exact(ho * wo))
+        {
+            dst[..self.edge * self.wq].fill(0.0);
+            dst[(self.edge + ho) * self.wq..].fill(0.0);
+            let band =
+                dst[self.edge * self.wq..(self.edge + ho) * self.wq].chunks_exact_mut(self.wq);
+            for (row, src) in band.zip(src.chunks_exact(wo)) {
+                row[..self.edge].fill(0.0);
+                copy_row(&mut row[self.edge..self.edge + wo], src);
+                row[self.edge + wo..].fill(0.0);
+            }
+        }
+    }
 }
 
 /// All output blocks of one sample: `V` registers of output channels by `P` pixels,
@@ -170,27 +393,39 @@ fn convolve(g: &ConvGeom, x: &[f32], wt: &[f32], y: &mut [f32]) {
 /// rewrites) a few pixels rather than running short.
 ///
 /// # Safety
-/// AVX-512F must be available; `xp` holds one sample in `layout`, `wt` the arranged
-/// weights, `y` one sample's outputs.
+/// AVX-512F must be available; `xp` holds one sample laid out for `pass`, `wt` the
+/// arranged weights, `y` one sample's outputs; `pass.pixels() ≥ SHORT`.
+unsafe fn sweep(pass: &Pass<'_>, xp: &[f32], wt: &[f32], y: &mut [f32]) {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        match lanes(pass.c_out) {
+            2 => sample::<2, 12>(pass, xp, wt, y),
+            _ => sample::<1, 16>(pass, xp, wt, y),
+        }
+    }
+}
+
+/// [`sweep`] with `V` registers of output channels and full blocks of `P` pixels.
+///
+/// # Safety
+/// As [`sweep`].
 #[target_feature(enable = "avx512f")]
 unsafe fn sample<const V: usize, const P: usize>(
-    g: &ConvGeom,
-    layout: &Layout,
+    pass: &Pass<'_>,
     xp: &[f32],
     wt: &[f32],
     y: &mut [f32],
 ) {
-    let pixels = layout.pixels(g);
+    let pixels = pass.pixels();
     let width = V * LANES;
-    let hw = g.h_out() * g.w_out();
     let scatter_index = _mm512_mullo_epi32(
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32(hw as i32),
+        _mm512_set1_epi32(pass.plane as i32),
     );
-    let block_weights = g.c_in * layout.taps.len() * width;
-    for block in 0..g.c_out / width {
+    let block_weights = pass.c_in * pass.taps.len() * width;
+    for block in 0..pass.c_out / width {
         let wt_block = &wt[block * block_weights..][..block_weights];
-        let y_block = &mut y[block * width * hw..][..width * hw];
+        let y_block = &mut y[block * width * pass.plane..][..width * pass.plane];
         let mut first = 0;
         while first < pixels {
             let left = pixels - first;
@@ -199,18 +434,18 @@ unsafe fn sample<const V: usize, const P: usize>(
             unsafe {
                 if left >= P || (left > MID && pixels >= P) {
                     let at = first.min(pixels - P);
-                    let acc = block_sums::<V, P>(g.c_in, layout, xp, at, wt_block);
-                    store(g, layout, &acc, at, scatter_index, y_block);
+                    let acc = block_sums::<V, P>(pass, xp, at, wt_block);
+                    store(pass, &acc, at, scatter_index, y_block);
                     first += P;
                 } else if left > SHORT && pixels >= MID {
                     let at = pixels - MID;
-                    let acc = block_sums::<V, MID>(g.c_in, layout, xp, at, wt_block);
-                    store(g, layout, &acc, at, scatter_index, y_block);
+                    let acc = block_sums::<V, MID>(pass, xp, at, wt_block);
+                    store(pass, &acc, at, scatter_index, y_block);
                     break;
                 } else {
                     let at = first.min(pixels - SHORT);
-                    let acc = block_sums::<V, SHORT>(g.c_in, layout, xp, at, wt_block);
-                    store(g, layout, &acc, at, scatter_index, y_block);
+                    let acc = block_sums::<V, SHORT>(pass, xp, at, wt_block);
+                    store(pass, &acc, at, scatter_index, y_block);
                     first += SHORT;
                 }
             }
@@ -219,39 +454,39 @@ unsafe fn sample<const V: usize, const P: usize>(
 }
 
 /// Scatters the sums of the block of pixels from `first` into `y` (channel stride
-/// `h_out · w_out`), dropping the padding columns' pixels.
+/// `pass.plane`), dropping the padding columns' pixels.
 ///
 /// # Safety
 /// AVX-512F; `y` holds `16V` output channels.
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn store<const V: usize, const P: usize>(
-    g: &ConvGeom,
-    layout: &Layout,
+    pass: &Pass<'_>,
     acc: &[[__m512; V]; P],
     first: usize,
     scatter_index: __m512i,
     y: &mut [f32],
 ) {
-    let (ho, wo) = (g.h_out(), g.w_out());
-    assert!(y.len() >= V * LANES * ho * wo);
-    let (mut oy, mut ox) = (first / layout.wq, first % layout.wq);
+    let last = pass.base + (pass.rows - 1) * pass.row + (pass.cols - 1) * pass.col;
+    assert!(y.len() > (V * LANES - 1) * pass.plane + last);
+    let (mut r, mut c) = (first / pass.wq, first % pass.wq);
     for acc in acc {
-        if ox < wo {
+        if c < pass.cols {
+            let at = pass.base + r * pass.row + c * pass.col;
             for (v, &sum) in acc.iter().enumerate() {
-                // SAFETY: output channel 16v + lane (< 16V), pixel oy·wo + ox (< ho·wo).
+                // SAFETY: output channel 16v + lane (< 16V), element at ≤ last.
                 unsafe {
                     _mm512_i32scatter_ps::<4>(
-                        y.as_mut_ptr().add(v * LANES * ho * wo + oy * wo + ox),
+                        y.as_mut_ptr().add(v * LANES * pass.plane + at),
                         scatter_index,
                         sum,
                     );
                 }
             }
         }
-        ox += 1;
-        if ox == layout.wq {
-            (oy, ox) = (oy + 1, 0);
+        c += 1;
+        if c == pass.wq {
+            (r, c) = (r + 1, 0);
         }
     }
 }
@@ -261,24 +496,23 @@ unsafe fn store<const V: usize, const P: usize>(
 /// `ci·channel + taps[t] + first + j` of `xp`.
 ///
 /// # Safety
-/// AVX-512F; `first + P ≤` [`Layout::pixels`]; `xp` and `wt` as [`sample`] promises.
+/// AVX-512F; `first + P ≤ pass.pixels()`; `xp` and `wt` as [`sweep`] promises.
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn block_sums<const V: usize, const P: usize>(
-    c_in: usize,
-    layout: &Layout,
+    pass: &Pass<'_>,
     xp: &[f32],
     first: usize,
     wt: &[f32],
 ) -> [[__m512; V]; P] {
-    let taps = &layout.taps;
+    let taps = pass.taps;
     let reach = taps.iter().max().copied().unwrap_or(0);
-    assert!((c_in - 1) * layout.channel + reach + first + P <= xp.len());
-    assert!(wt.len() >= c_in * taps.len() * V * LANES);
+    assert!((pass.c_in - 1) * pass.channel + reach + first + P <= xp.len());
+    assert!(wt.len() >= pass.c_in * taps.len() * V * LANES);
     let (x, mut w) = (xp.as_ptr(), wt.as_ptr());
     let mut acc = [[_mm512_setzero_ps(); V]; P];
-    for ci in 0..c_in {
-        let channel = x.wrapping_add(ci * layout.channel + first);
+    for ci in 0..pass.c_in {
+        let channel = x.wrapping_add(ci * pass.channel + first);
         for &offset in taps {
             // SAFETY: within the bounds asserted above.
             unsafe {
@@ -375,6 +609,8 @@ mod tests {
             geom(2, 16, (9, 8), 16, 3, 2, 1),
             geom(2, 8, (11, 10), 16, 5, 1, 2),
             geom(2, 8, (12, 13), 32, 5, 2, 2),
+            geom(2, 16, (12, 13), 16, 5, 2, 2),
+            geom(2, 16, (11, 12), 16, 5, 2, 1),
             geom(2, 16, (9, 9), 16, 3, 1, 0),
             geom(2, 16, (10, 9), 16, 3, 2, 0),
             geom(2, 32, (8, 9), 16, 2, 1, 0),
@@ -444,7 +680,8 @@ mod tests {
         assert!(fits(&geom(1, 16, (2, 2), 32, 3, 1, 1)));
         assert!(fits_input_grad(&geom(1, 16, (8, 8), 32, 3, 1, 1)));
         assert!(!fits_input_grad(&geom(1, 16, (8, 8), 8, 3, 1, 1)));
-        assert!(!fits_input_grad(&geom(1, 16, (8, 8), 32, 3, 2, 1)));
+        assert!(fits_input_grad(&geom(1, 16, (8, 8), 32, 3, 2, 1)));
+        assert!(!fits_input_grad(&geom(1, 8, (8, 8), 32, 3, 2, 1)));
         assert!(!fits_input_grad(&geom(1, 16, (8, 8), 32, 3, 1, 0)));
     }
 }

@@ -29,16 +29,20 @@ use crate::scratch::with_scratch;
 const LANES: usize = 16;
 /// Output pixels a group of samples aims for, as im2col's.
 const GROUP_COLUMNS: usize = 1024;
-/// Input channels below which im2col stays ([`fits`]).
-const MIN_CHANNELS: usize = 8;
+/// The channels this loop takes ([`fits`]).
+const MIN_IN_CHANNELS: usize = 8;
+const MAX_OUT_CHANNELS: usize = 256;
 
-/// Whether [`weight_grad`] takes `g`: a 3×3 kernel, stride 1 or 2, output channels in
-/// whole registers, on a CPU with AVX-512, and at least [`MIN_CHANNELS`] input channels:
-/// the 1- and 3-channel stems measured slower here than with im2col, their few sums per
-/// pixel not paying for the copies.
+/// Whether [`weight_grad`] takes `g`: a 3×3 kernel, stride 1 or 2, on a CPU with
+/// AVX-512, at least [`MIN_IN_CHANNELS`] input channels, and output channels in whole
+/// registers, at most [`MAX_OUT_CHANNELS`]. Outside that im2col measured as fast or
+/// faster: the 1- and 3-channel stems have too few sums per pixel to pay for the
+/// copies, and with 512 output channels (ResNet-18's last group) a group's transposed
+/// `dy`, re-read for every input channel, no longer stays in the caches.
 pub(crate) fn fits(g: &ConvGeom) -> bool {
     g.k == 3
-        && g.c_in >= MIN_CHANNELS
+        && g.c_in >= MIN_IN_CHANNELS
+        && g.c_out <= MAX_OUT_CHANNELS
         && g.c_out.is_multiple_of(LANES)
         && Layout::new(g).is_some()
         && is_x86_feature_detected!("avx512f")
