@@ -60,8 +60,9 @@ const MIN_REDUCTION: usize = 128;
 
 /// Whether the CPU convolution takes this module for `g` in f32: a kernel larger than
 /// 1×1 (a 1×1 convolution is one GEMM without copies, which measured faster), stride
-/// 1 or 2, output channels in whole registers, an output with at least one block of
-/// pixels ([`Layout::new`]), a CPU with AVX-512.
+/// 1 or 2 ([`Layout::new`]), output channels in whole registers, at least
+/// [`MIN_REDUCTION`] products per output, an output with at least one block of pixels,
+/// a CPU with AVX-512.
 pub(crate) fn fits(g: &ConvGeom) -> bool {
     g.k > 1
         && g.c_out.is_multiple_of(LANES)

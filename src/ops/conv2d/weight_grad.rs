@@ -31,14 +31,14 @@ const LANES: usize = 16;
 const GROUP_COLUMNS: usize = 1024;
 /// The channels this loop takes ([`fits`]).
 const MIN_IN_CHANNELS: usize = 8;
-const MAX_OUT_CHANNELS: usize = 256;
+const MAX_OUT_CHANNELS: usize = 128;
 
 /// Whether [`weight_grad`] takes `g`: a 3×3 kernel, stride 1 or 2, on a CPU with
 /// AVX-512, at least [`MIN_IN_CHANNELS`] input channels, and output channels in whole
 /// registers, at most [`MAX_OUT_CHANNELS`]. Outside that im2col measured as fast or
 /// faster: the 1- and 3-channel stems have too few sums per pixel to pay for the
-/// copies, and with 512 output channels (ResNet-18's last group) a group's transposed
-/// `dy`, re-read for every input channel, no longer stays in the caches.
+/// copies, and with 256 or 512 output channels (ResNet-18's last two groups) a group's
+/// transposed `dy`, re-read for every input channel, no longer stays in the caches.
 pub(crate) fn fits(g: &ConvGeom) -> bool {
     g.k == 3
         && g.c_in >= MIN_IN_CHANNELS
@@ -230,6 +230,7 @@ mod tests {
             (2, 8, 6, 5, 16, 1, 0),
             (1, 8, 1, 1, 16, 1, 1),
             (2, 8, 5, 7, 96, 2, 0),
+            (2, 16, 6, 6, 128, 1, 1),
         ] {
             let g = ConvGeom {
                 n,
