@@ -19,6 +19,8 @@ pub mod cuda;
 mod direct;
 #[cfg(target_arch = "x86_64")]
 mod layout;
+#[cfg(test)]
+mod test_values;
 #[cfg(target_arch = "x86_64")]
 mod weight_grad;
 mod winograd;

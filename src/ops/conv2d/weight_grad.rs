@@ -203,14 +203,9 @@ impl Plan<'_> {
 mod tests {
     use super::*;
     use crate::ops::conv2d::cpu;
+    use crate::ops::conv2d::test_values::{assert_close, random};
     use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
-
-    fn random(len: usize, rng: &mut StdRng) -> (Vec<f32>, Vec<f64>) {
-        let v: Vec<f32> = (0..len).map(|_| rng.random_range(-1.0..1.0)).collect();
-        let w = v.iter().map(|&x| x as f64).collect();
-        (v, w)
-    }
+    use rand::SeedableRng;
 
     /// Against the f64 im2col reference, within 1e-5 of its largest value: strides 1
     /// and 2, padding 0 and 1, even and odd sides, one to three registers of output
@@ -249,13 +244,7 @@ mod tests {
             let mut got = vec![f32::NAN; wt64.len()];
             weight_grad(&g, &x, &dy, &mut got);
             let (_, want) = cpu::backward(&g, &x64, &wt64, &dy64, false, true);
-            let want = want.unwrap();
-            let scale = want.iter().fold(f64::MIN_POSITIVE, |m, v| m.max(v.abs()));
-            assert_eq!(got.len(), want.len());
-            for (i, (&a, &b)) in got.iter().zip(&want).enumerate() {
-                let err = (a as f64 - b).abs();
-                assert!(err <= 1e-5 * scale, "{g:?} dw[{i}]: {a} vs {b}");
-            }
+            assert_close(&format!("dw {g:?}"), &got, &want.unwrap());
         }
     }
 }

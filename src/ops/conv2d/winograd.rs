@@ -303,29 +303,9 @@ pub(crate) fn input_grad(g: &ConvGeom, weight: &[f32], dy: &[f32], dx: &mut [f32
 mod tests {
     use super::*;
     use crate::ops::conv2d::cpu;
+    use crate::ops::conv2d::test_values::{assert_close, random};
     use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
-
-    /// Random f32 values and the same values in f64.
-    fn random(len: usize, rng: &mut StdRng) -> (Vec<f32>, Vec<f64>) {
-        let v: Vec<f32> = (0..len).map(|_| rng.random_range(-1.0..1.0)).collect();
-        let w = v.iter().map(|&x| x as f64).collect();
-        (v, w)
-    }
-
-    /// `|got − want| ≤ 1e-5 · max |want|` everywhere (NaN fails), as the CUDA kernels'
-    /// f32 bound against the f64 reference.
-    fn assert_close(what: &str, got: &[f32], want: &[f64]) {
-        assert_eq!(got.len(), want.len(), "{what}: length");
-        let scale = want.iter().fold(f64::MIN_POSITIVE, |m, w| m.max(w.abs()));
-        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-            let err = (g as f64 - w).abs();
-            assert!(
-                err <= 1e-5 * scale,
-                "{what}[{i}]: {g} vs {w} (error {err:e}, scale {scale:e})"
-            );
-        }
-    }
+    use rand::SeedableRng;
 
     /// Forward and input gradient against the f64 im2col reference: square and odd
     /// sides (half tiles), 1×1 and 1×2 images (every tap but the centre reads
