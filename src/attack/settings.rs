@@ -10,7 +10,7 @@ use crate::error::Result;
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Attack {
-    /// Projected gradient descent with the cross-entropy ([`super::pgd`]).
+    /// Projected gradient descent with the cross-entropy ([`mod@super::pgd`]).
     Pgd(PgdConfig),
     /// Auto-PGD ([`super::apgd`]).
     Apgd(ApgdConfig),

@@ -1,11 +1,11 @@
 //! 2-D convolution on the CPU: the batch in groups of samples, one rayon task per group;
 //! in each, im2col of the group into the thread's reusable scratch
-//! ([`crate::scratch`]), then one single-threaded GEMM. In f32, most forwards, input
+//! (`crate::scratch`), then one single-threaded GEMM. In f32, most forwards, input
 //! and weight gradients take a loop without im2col instead (`forward_without_im2col`,
 //! `input_grad_without_im2col`, `weight_grad_without_im2col`); f64, the reference,
 //! always takes im2col.
 //!
-//! A group holds about [`GROUP_COLUMNS`] output pixels, so its im2col block (k²·C_in
+//! A group holds about `GROUP_COLUMNS` output pixels, so its im2col block (k²·C_in
 //! rows of ~1,024: 2.3 MiB at 64 channels, 9 MiB at 256 or 512) is still in the
 //! caches when the GEMM packs it, and the GEMM is wide enough to run near its peak; the
 //! tasks, not the GEMM, share the cores. Each group's weight gradient is its own partial

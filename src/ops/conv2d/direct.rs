@@ -62,9 +62,10 @@ const MIN_REDUCTION: usize = 128;
 /// 1×1 (a 1×1 convolution is one GEMM without copies, which measured faster), stride
 /// 1 or 2 ([`Layout::new`]), output channels in whole registers, at least
 /// [`MIN_REDUCTION`] products per output, an output with at least one block of pixels,
-/// a CPU with AVX-512.
+/// planes small enough for the scatter's 32-bit offsets, a CPU with AVX-512.
 pub(crate) fn fits(g: &ConvGeom) -> bool {
     g.k > 1
+        && scatters(g)
         && g.c_out.is_multiple_of(LANES)
         && g.c_in * g.k * g.k >= MIN_REDUCTION
         && Layout::new(g).is_some_and(|layout| layout.pixels(g) >= SHORT)
@@ -80,6 +81,7 @@ pub(crate) fn fits_input_grad(g: &ConvGeom) -> bool {
         1 => g.k == 2 * g.pad + 1 && fits(&transposed(g)),
         2 => {
             g.k > 1
+                && scatters(g)
                 && g.c_in.is_multiple_of(LANES)
                 && g.c_out * g.k * g.k >= MIN_REDUCTION
                 && g.h_out() * g.w_out() > 0
@@ -88,6 +90,15 @@ pub(crate) fn fits_input_grad(g: &ConvGeom) -> bool {
         }
         _ => false,
     }
+}
+
+/// Whether the scatter's 32-bit lane offsets (`lane · plane`, 16 lanes) reach every
+/// output channel of a block, for the input and output planes of `g`.
+fn scatters(g: &ConvGeom) -> bool {
+    let plane = (g.h * g.w).max(g.h_out() * g.w_out());
+    plane
+        .checked_mul(LANES)
+        .is_some_and(|reach| reach <= i32::MAX as usize)
 }
 
 fn has_avx512() -> bool {
@@ -658,6 +669,16 @@ mod tests {
         assert!(!fits(&geom(1, 16, (8, 8), 16, 3, 3, 1)));
         assert!(!fits(&geom(1, 16, (8, 8), 24, 3, 1, 1)));
         assert!(!fits(&geom(1, 16, (1, 1), 16, 3, 1, 1)));
+        assert!(!fits(&geom(1, 16, (12_000, 12_000), 16, 3, 1, 1)));
+        assert!(!fits_input_grad(&geom(
+            1,
+            16,
+            (12_000, 12_000),
+            16,
+            3,
+            2,
+            1
+        )));
         assert!(fits(&geom(1, 16, (2, 2), 32, 3, 1, 1)));
         assert!(fits_input_grad(&geom(1, 16, (8, 8), 32, 3, 1, 1)));
         assert!(!fits_input_grad(&geom(1, 16, (8, 8), 8, 3, 1, 1)));
