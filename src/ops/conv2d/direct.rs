@@ -430,6 +430,13 @@ unsafe fn sample<const V: usize, const P: usize>(
 ) {
     let pixels = pass.pixels();
     let width = V * LANES;
+    // The bounds every block relies on, checked once per sweep: the last pixel's taps
+    // of the last channel lie in `xp`, every output within its channel's plane (the
+    // planes themselves are the slices below).
+    let reach = pass.taps.iter().max().copied().unwrap_or(0);
+    let last = pass.base + (pass.rows - 1) * pass.row + (pass.cols - 1) * pass.col;
+    assert!((pass.c_in - 1) * pass.channel + reach + pixels <= xp.len());
+    assert!(last < pass.plane);
     let scatter_index = _mm512_mullo_epi32(
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
         _mm512_set1_epi32(pass.plane as i32),
@@ -469,7 +476,8 @@ unsafe fn sample<const V: usize, const P: usize>(
 /// `pass.plane`), dropping the padding columns' pixels.
 ///
 /// # Safety
-/// AVX-512F; `y` holds `16V` output channels.
+/// AVX-512F; `y` holds `16V` output channels of `pass.plane` elements, and every
+/// output of the pass lies within a plane (checked by [`sample`]).
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn store<const V: usize, const P: usize>(
@@ -479,8 +487,6 @@ unsafe fn store<const V: usize, const P: usize>(
     scatter_index: __m512i,
     y: &mut [f32],
 ) {
-    let last = pass.base + (pass.rows - 1) * pass.row + (pass.cols - 1) * pass.col;
-    assert!(y.len() > (V * LANES - 1) * pass.plane + last);
     let (mut r, mut c) = (first / pass.wq, first % pass.wq);
     for acc in acc {
         if c < pass.cols {
@@ -508,7 +514,8 @@ unsafe fn store<const V: usize, const P: usize>(
 /// `ci·channel + taps[t] + first + j` of `xp`.
 ///
 /// # Safety
-/// AVX-512F; `first + P ≤ pass.pixels()`; `xp` and `wt` as [`sweep`] promises.
+/// AVX-512F; `first + P ≤ pass.pixels()`; `xp` and `wt` as [`sweep`] promises, with
+/// `xp`'s bound checked by [`sample`].
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn block_sums<const V: usize, const P: usize>(
@@ -518,9 +525,8 @@ unsafe fn block_sums<const V: usize, const P: usize>(
     wt: &[f32],
 ) -> [[__m512; V]; P] {
     let taps = pass.taps;
-    let reach = taps.iter().max().copied().unwrap_or(0);
-    assert!((pass.c_in - 1) * pass.channel + reach + first + P <= xp.len());
-    assert!(wt.len() >= pass.c_in * taps.len() * V * LANES);
+    debug_assert!(first + P <= pass.pixels());
+    debug_assert!(wt.len() >= pass.c_in * taps.len() * V * LANES);
     let (x, mut w) = (xp.as_ptr(), wt.as_ptr());
     let mut acc = [[_mm512_setzero_ps(); V]; P];
     for ci in 0..pass.c_in {
