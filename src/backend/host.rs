@@ -1,11 +1,12 @@
 //! The host as a backend: the element type itself (`f32`, `f64`), `Vec` buffers, and
 //! the CPU kernels.
 
-use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 use super::Backend;
 use crate::error::{check_len, Result};
 use crate::launch::ViewLen;
+use crate::ops::par::{for_each_piece, new_written, Slot};
 use crate::real::Real;
 
 impl<T> ViewLen for &[T] {
@@ -46,11 +47,16 @@ impl<T: Real> Backend for T {
 
     fn add(_: &(), a: &&[T], b: &&[T]) -> Result<Vec<T>> {
         check_len("add", "b", b.len(), a.len())?;
-        let mut y = a.to_vec();
-        y.par_chunks_mut(1 << 14)
-            .zip(b.par_chunks(1 << 14))
-            .for_each(|(y, b)| y.iter_mut().zip(b).for_each(|(y, &b)| *y += b));
-        Ok(y)
+        let fill = |y: &mut [MaybeUninit<T>]| {
+            for_each_piece(y, |off, y| {
+                let (a, b) = (&a[off..off + y.len()], &b[off..off + y.len()]);
+                for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+                    y.put(a + b);
+                }
+            })
+        };
+        // SAFETY: a and b are as long as y, so every piece of y is written in full.
+        Ok(unsafe { new_written(a.len(), fill) })
     }
 
     fn overwrite(_: &(), dst: &mut Vec<T>, src: &[T]) -> Result<()> {

@@ -6,7 +6,7 @@ pub mod dtype;
 pub mod dynconv;
 pub mod fc;
 pub mod gate;
-mod par;
+pub(crate) mod par;
 pub mod pointwise;
 pub mod pool;
 pub(crate) mod reduce;

@@ -1,7 +1,11 @@
 //! How the CPU kernels split work over cores: rayon over fixed pieces, serial when the
 //! tensor is so small that scheduling would cost more than the work.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
+
+use crate::real::{is_f32, Real};
 
 /// Elements per rayon task in element-wise loops (128 KiB of f32): big enough that task
 /// overhead vanishes, small enough to keep both cores busy at the smallest bench shape.
@@ -18,6 +22,69 @@ pub(crate) fn for_each_piece<T: Send>(out: &mut [T], f: impl Fn(usize, &mut [T])
             .enumerate()
             .for_each(|(k, piece)| f(k * CHUNK, piece));
     }
+}
+
+/// Where an element-wise loop puts a value: an element of an output the caller holds
+/// (`T`), or a slot of a vector that [`new_written`] builds without zero-filling it first
+/// (`MaybeUninit<T>`). One loop generic over the slot serves both.
+pub(crate) trait Slot<T>: Send {
+    /// The same kind of slot for elements of type `U`.
+    type Of<U: Send>: Slot<U>;
+    /// Stores `v` here.
+    fn put(&mut self, v: T);
+}
+
+impl<T: Send> Slot<T> for T {
+    type Of<U: Send> = U;
+    #[inline(always)]
+    fn put(&mut self, v: T) {
+        *self = v;
+    }
+}
+
+impl<T: Send> Slot<T> for MaybeUninit<T> {
+    type Of<U: Send> = MaybeUninit<U>;
+    #[inline(always)]
+    fn put(&mut self, v: T) {
+        self.write(v);
+    }
+}
+
+/// Views slots of `T` as the same kind of slots of f32, for the f32 paths of generic
+/// kernels.
+///
+/// # Panics
+/// If `T` is not f32.
+pub(crate) fn f32_slots<T: Real, O: Slot<T>>(slots: &mut [O]) -> &mut [O::Of<f32>] {
+    assert!(is_f32::<T>(), "f32_slots: not f32");
+    // SAFETY: T is f32, so `O::Of<f32>` is `O` itself (f32 or MaybeUninit<f32>): the
+    // cast keeps type, length and alignment.
+    unsafe { std::slice::from_raw_parts_mut(slots.as_mut_ptr().cast(), slots.len()) }
+}
+
+/// A vector of `len` elements, each written once by `fill`. `vec![0; len]` would zero
+/// it first: a second write of the whole output, which showed as `memset` in the
+/// profiles of training (BENCHMARKS.md, "Outputs written once").
+///
+/// # Safety
+/// `fill` must put a value in every slot of the slice it is given (a panic inside it is
+/// fine: the vector is then dropped empty).
+pub(crate) unsafe fn new_written<T>(
+    len: usize,
+    fill: impl FnOnce(&mut [MaybeUninit<T>]),
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(len);
+    if cfg!(debug_assertions) {
+        // All ones is NaN in f32 and f64: in debug builds (the tests) an element `fill`
+        // misses shows as NaN in the result.
+        // SAFETY: the vector has room for `len` elements; any bytes may stand in
+        // MaybeUninit slots.
+        unsafe { std::ptr::write_bytes(out.as_mut_ptr(), 0xFF, len) };
+    }
+    fill(&mut out.spare_capacity_mut()[..len]);
+    // SAFETY: `fill` wrote the first `len` elements, as the caller promises.
+    unsafe { out.set_len(len) };
+    out
 }
 
 /// At least this many groups per batch where the batch allows it, for the kernels that

@@ -1,9 +1,12 @@
 //! Batch normalization over N·H·W per channel, on the CPU (rayon over channel planes).
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::BnShape;
 use crate::error::{check_len, Result};
+use crate::ops::par::{new_written, Slot};
 use crate::real::Real;
 
 /// Per-channel batch statistics: mean and biased variance over N·H·W.
@@ -25,15 +28,17 @@ pub fn batch_stats<T: Real>(x: &[T], n: usize, c: usize, hw: usize) -> (Vec<T>, 
 
 /// `y = x · scale[c] + shift[c]`.
 pub fn affine<T: Real>(x: &[T], c: usize, hw: usize, scale: &[T], shift: &[T]) -> Vec<T> {
-    let mut y = vec![T::zero(); x.len()];
-    y.par_chunks_mut(hw)
-        .zip(x.par_chunks(hw))
-        .enumerate()
-        .for_each(|(i, (yp, xp))| {
-            let (a, b) = (scale[i % c], shift[i % c]);
-            yp.iter_mut().zip(xp).for_each(|(y, &x)| *y = x * a + b);
-        });
-    y
+    let fill = |y: &mut [MaybeUninit<T>]| {
+        y.par_chunks_mut(hw)
+            .zip(x.par_chunks(hw))
+            .enumerate()
+            .for_each(|(i, (yp, xp))| {
+                let (a, b) = (scale[i % c], shift[i % c]);
+                yp.iter_mut().zip(xp).for_each(|(y, &x)| y.put(x * a + b));
+            });
+    };
+    // SAFETY: the planes of y and x pair up one to one, as long as each other.
+    unsafe { new_written(x.len(), fill) }
 }
 
 /// Per channel `(Σ dy, Σ dy · (x − mean) · invstd)` over N·H·W.
@@ -78,21 +83,21 @@ pub fn train_input_grad<T: Real>(
     sum_dy_xhat: &[T],
 ) -> Vec<T> {
     let mf = T::of_f64(m as f64);
-    let mut dx = vec![T::zero(); x.len()];
-    dx.par_chunks_mut(hw).enumerate().for_each(|(i, dxp)| {
-        let ch = i % c;
-        let k = gamma[ch] * invstd[ch] / mf;
-        let off = i * hw;
-        for ((d, &g), &v) in dxp
-            .iter_mut()
-            .zip(&dy[off..off + hw])
-            .zip(&x[off..off + hw])
-        {
-            let xhat = (v - mean[ch]) * invstd[ch];
-            *d = k * (mf * g - sum_dy[ch] - xhat * sum_dy_xhat[ch]);
-        }
-    });
-    dx
+    assert_eq!(dy.len(), x.len(), "train_input_grad: dy");
+    let fill = |dx: &mut [MaybeUninit<T>]| {
+        dx.par_chunks_mut(hw).enumerate().for_each(|(i, dxp)| {
+            let ch = i % c;
+            let k = gamma[ch] * invstd[ch] / mf;
+            let off = i * hw;
+            let (dy, x) = (&dy[off..off + dxp.len()], &x[off..off + dxp.len()]);
+            for ((d, &g), &v) in dxp.iter_mut().zip(dy).zip(x) {
+                let xhat = (v - mean[ch]) * invstd[ch];
+                d.put(k * (mf * g - sum_dy[ch] - xhat * sum_dy_xhat[ch]));
+            }
+        });
+    };
+    // SAFETY: every plane of dx is written in full (dy and x are as long as dx).
+    unsafe { new_written(x.len(), fill) }
 }
 
 /// Blends a batch statistic into its running average: `r ← (1 − m)·r + m·s`.

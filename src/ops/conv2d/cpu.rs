@@ -1,9 +1,8 @@
 //! 2-D convolution on the CPU: the batch in groups of samples, one rayon task per group;
 //! in each, im2col of the group into the thread's reusable scratch
 //! (`crate::scratch`), then one single-threaded GEMM. In f32, most forwards, input
-//! and weight gradients take a loop without im2col instead (`forward_without_im2col`,
-//! `input_grad_without_im2col`, `weight_grad_without_im2col`); f64, the reference,
-//! always takes im2col.
+//! and weight gradients take a loop without im2col instead (`Loop`,
+//! `weight_grad_without_im2col`); f64, the reference, always takes im2col.
 //!
 //! A group holds about `GROUP_COLUMNS` output pixels, so its im2col block (k²·C_in
 //! rows of ~1,024: 2.3 MiB at 64 channels, 9 MiB at 256 or 512) is still in the
@@ -19,7 +18,7 @@ use super::{direct, weight_grad};
 use super::{winograd, ConvGeom};
 use crate::gemm::{gemm_serial, Op};
 use crate::ops::columns::{from_columns, to_columns};
-use crate::ops::par::{for_each_piece, samples_per_group};
+use crate::ops::par::{f32_slots, for_each_piece, new_written, samples_per_group, Slot};
 use crate::real::{f32s, f32s_mut, is_f32, Real};
 use crate::scratch::with_scratch;
 
@@ -255,36 +254,62 @@ fn col2im<T: Real>(g: &ConvGeom, dcol: &mut [T], dx_group: &mut [T]) {
         });
 }
 
-/// Writes `y = conv(x, weight)` in f32 without im2col where a faster loop takes `g`:
-/// Winograd F(2×2, 3×3) for the larger stride-1 3×3 convolutions
-/// ([`super::winograd`]), else, on x86-64 with AVX-512, the direct loop for most others
-/// (`direct.rs`). Returns whether it did.
-fn forward_without_im2col(g: &ConvGeom, x: &[f32], weight: &[f32], y: &mut [f32]) -> bool {
-    if winograd::chosen(g) {
-        winograd::forward(g, x, weight, y);
-        return true;
-    }
+/// An f32 loop that computes a convolution's forward, or its input gradient, without
+/// im2col. Each overwrites every element of its output, so the output needs no zero
+/// fill first.
+#[derive(Clone, Copy)]
+enum Loop {
+    /// Winograd F(2×2, 3×3) ([`super::winograd`]).
+    Winograd,
+    /// The direct loop (`direct.rs`), on x86-64 with AVX-512.
     #[cfg(target_arch = "x86_64")]
-    if direct::fits(g) {
-        direct::forward(g, x, weight, y);
-        return true;
-    }
-    false
+    Direct,
 }
 
-/// Writes the input gradient `dx` in f32 by the loop [`forward_without_im2col`] would
-/// take for the backward convolution, where one does. Returns whether it did.
-fn input_grad_without_im2col(g: &ConvGeom, weight: &[f32], dy: &[f32], dx: &mut [f32]) -> bool {
-    if winograd::chosen(g) {
-        winograd::input_grad(g, weight, dy, dx);
-        return true;
+impl Loop {
+    /// The loop for the forward of `g`: Winograd for the larger stride-1 3×3
+    /// convolutions, else the direct loop for most others; `None`: im2col.
+    fn forward(g: &ConvGeom) -> Option<Loop> {
+        if winograd::chosen(g) {
+            return Some(Loop::Winograd);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if direct::fits(g) {
+            return Some(Loop::Direct);
+        }
+        None
     }
-    #[cfg(target_arch = "x86_64")]
-    if direct::fits_input_grad(g) {
-        direct::input_grad(g, weight, dy, dx);
-        return true;
+
+    /// The loop for the input gradient of `g` (the forward's, for the backward
+    /// convolution); `None`: im2col.
+    fn input_grad(g: &ConvGeom) -> Option<Loop> {
+        if winograd::chosen(g) {
+            return Some(Loop::Winograd);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if direct::fits_input_grad(g) {
+            return Some(Loop::Direct);
+        }
+        None
     }
-    false
+
+    /// Writes `y = conv(x, weight)`, every element of `y`.
+    fn run_forward<O: Slot<f32>>(self, g: &ConvGeom, x: &[f32], weight: &[f32], y: &mut [O]) {
+        match self {
+            Loop::Winograd => winograd::forward(g, x, weight, y),
+            #[cfg(target_arch = "x86_64")]
+            Loop::Direct => direct::forward(g, x, weight, y),
+        }
+    }
+
+    /// Writes the input gradient `dx` given `dy`, every element of `dx`.
+    fn run_input_grad<O: Slot<f32>>(self, g: &ConvGeom, weight: &[f32], dy: &[f32], dx: &mut [O]) {
+        match self {
+            Loop::Winograd => winograd::input_grad(g, weight, dy, dx),
+            #[cfg(target_arch = "x86_64")]
+            Loop::Direct => direct::input_grad(g, weight, dy, dx),
+        }
+    }
 }
 
 /// Writes the weight gradient `dw` in f32 without im2col where the CPU has AVX-512 and
@@ -301,16 +326,22 @@ fn weight_grad_without_im2col(g: &ConvGeom, x: &[f32], dy: &[f32], dw: &mut [f32
 }
 
 /// `y = conv(x, weight)`; weight is `[c_out, c_in, k, k]`. Lengths must match `g.lens()`.
-/// In f32, most convolutions skip im2col (`forward_without_im2col`); f64 always takes
+/// In f32, most convolutions skip im2col ([`Loop`]); f64 always takes
 /// im2col, the reference.
 pub fn forward<T: Real>(g: &ConvGeom, x: &[T], weight: &[T]) -> Vec<T> {
     let hwo = g.h_out() * g.w_out();
     let group = group_len(g);
     let (sample_x, sample_y) = (g.c_in * g.h * g.w, g.c_out * hwo);
-    let mut y = vec![T::zero(); g.n * sample_y];
-    if is_f32::<T>() && forward_without_im2col(g, f32s(x), f32s(weight), f32s_mut(&mut y)) {
-        return y;
+    if let Some(fast) = Loop::forward(g).filter(|_| is_f32::<T>()) {
+        let (x, weight) = (f32s(x), f32s(weight));
+        // SAFETY: the loop writes every element of y.
+        return unsafe {
+            new_written(g.n * sample_y, |y| {
+                fast.run_forward(g, x, weight, f32_slots::<T, _>(y))
+            })
+        };
     }
+    let mut y = vec![T::zero(); g.n * sample_y];
     y.par_chunks_mut(group * sample_y)
         .zip(x.par_chunks(group * sample_x))
         .for_each(|(y_group, x_group)| {
@@ -349,7 +380,7 @@ pub fn forward<T: Real>(g: &ConvGeom, x: &[T], weight: &[T]) -> Vec<T> {
 }
 
 /// Gradients of `conv(x, weight)` given `dy`: `(dx, dweight)`, each only if asked for.
-/// In f32, `dx` and `dweight` skip im2col where `input_grad_without_im2col` and
+/// In f32, `dx` and `dweight` skip im2col where a [`Loop`] and
 /// `weight_grad_without_im2col` take `g`.
 pub fn backward<T: Real>(
     g: &ConvGeom,
@@ -363,14 +394,21 @@ pub fn backward<T: Real>(
     let group = group_len(g);
     let (sample_x, sample_y) = (g.c_in * g.h * g.w, g.c_out * hwo);
     let groups = g.n.div_ceil(group);
-    let mut dx = want_dx.then(|| vec![T::zero(); x.len()]);
     // dx without im2col where a faster loop takes it; the per-group tasks below then
-    // compute the weight gradient only.
-    let dx_done = match dx.as_mut() {
-        Some(dx) if is_f32::<T>() => {
-            input_grad_without_im2col(g, f32s(weight), f32s(dy), f32s_mut(dx))
+    // compute the weight gradient only. im2col's dx is summed into zeros.
+    let dx_loop = Loop::input_grad(g).filter(|_| want_dx && is_f32::<T>());
+    let dx_done = dx_loop.is_some();
+    let mut dx = match dx_loop {
+        Some(fast) => {
+            let (weight, dy) = (f32s(weight), f32s(dy));
+            // SAFETY: the loop writes every element of dx.
+            Some(unsafe {
+                new_written(x.len(), |dx| {
+                    fast.run_input_grad(g, weight, dy, f32_slots::<T, _>(dx))
+                })
+            })
         }
-        _ => false,
+        None => want_dx.then(|| vec![T::zero(); x.len()]),
     };
     // The weight gradient without im2col where a faster loop takes it.
     let mut dw_done = None;

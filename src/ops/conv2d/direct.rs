@@ -49,6 +49,7 @@ use rayon::prelude::*;
 use super::cpu::copy_row;
 use super::layout::Layout;
 use super::ConvGeom;
+use crate::ops::par::Slot;
 use crate::scratch::with_scratch;
 
 /// f32 lanes of one AVX-512 register.
@@ -172,7 +173,7 @@ impl<'a> Pass<'a> {
 }
 
 /// `y = conv(x, weight)` for `g` that [`fits`], in f32; `y` is overwritten.
-pub(crate) fn forward(g: &ConvGeom, x: &[f32], weight: &[f32], y: &mut [f32]) {
+pub(crate) fn forward<O: Slot<f32>>(g: &ConvGeom, x: &[f32], weight: &[f32], y: &mut [O]) {
     let k2 = g.k * g.k;
     let wt = arrange(g.c_out, g.c_in, k2, |co, ci, tap| {
         weight[(co * g.c_in + ci) * k2 + tap]
@@ -183,7 +184,7 @@ pub(crate) fn forward(g: &ConvGeom, x: &[f32], weight: &[f32], y: &mut [f32]) {
 /// `dx` of `y = conv(x, weight)` given `dy`, for `g` whose [`fits_input_grad`] holds,
 /// in f32; `dx` is overwritten. At stride 1 it is the forward convolution of `dy` with
 /// `weight` transposed and rotated; at stride 2, four such convolutions ([`Phases`]).
-pub(crate) fn input_grad(g: &ConvGeom, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
+pub(crate) fn input_grad<O: Slot<f32>>(g: &ConvGeom, weight: &[f32], dy: &[f32], dx: &mut [O]) {
     let k2 = g.k * g.k;
     if g.stride == 2 {
         return Phases::new(g).input_grad(weight, dy, dx);
@@ -215,7 +216,7 @@ fn arrange(
 }
 
 /// `y = conv(x, ·)` given the arranged weights `wt`, one rayon task per sample.
-fn convolve(g: &ConvGeom, x: &[f32], wt: &[f32], y: &mut [f32]) {
+fn convolve<O: Slot<f32>>(g: &ConvGeom, x: &[f32], wt: &[f32], y: &mut [O]) {
     let layout = Layout::new(g).expect("direct::convolve: a geometry that fits");
     let pass = Pass::forward(g, &layout);
     y.par_chunks_mut(g.c_out * g.h_out() * g.w_out())
@@ -322,7 +323,7 @@ impl Phases {
         self.g.c_out * self.rows * self.wq + self.wq + self.g.k
     }
 
-    fn input_grad(&self, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
+    fn input_grad<O: Slot<f32>>(&self, weight: &[f32], dy: &[f32], dx: &mut [O]) {
         let g = &self.g;
         let k2 = g.k * g.k;
         let phases: Vec<(Vec<usize>, Vec<f32>)> = self
@@ -407,12 +408,12 @@ impl Phases {
 /// # Safety
 /// AVX-512F must be available; `xp` holds one sample laid out for `pass`, `wt` the
 /// arranged weights, `y` one sample's outputs; `pass.pixels() ≥ SHORT`.
-unsafe fn sweep(pass: &Pass<'_>, xp: &[f32], wt: &[f32], y: &mut [f32]) {
+unsafe fn sweep<O: Slot<f32>>(pass: &Pass<'_>, xp: &[f32], wt: &[f32], y: &mut [O]) {
     // SAFETY: as promised by the caller.
     unsafe {
         match lanes(pass.c_out) {
-            2 => sample::<2, 12>(pass, xp, wt, y),
-            _ => sample::<1, 16>(pass, xp, wt, y),
+            2 => sample::<2, 12, O>(pass, xp, wt, y),
+            _ => sample::<1, 16, O>(pass, xp, wt, y),
         }
     }
 }
@@ -422,11 +423,11 @@ unsafe fn sweep(pass: &Pass<'_>, xp: &[f32], wt: &[f32], y: &mut [f32]) {
 /// # Safety
 /// As [`sweep`].
 #[target_feature(enable = "avx512f")]
-unsafe fn sample<const V: usize, const P: usize>(
+unsafe fn sample<const V: usize, const P: usize, O: Slot<f32>>(
     pass: &Pass<'_>,
     xp: &[f32],
     wt: &[f32],
-    y: &mut [f32],
+    y: &mut [O],
 ) {
     let pixels = pass.pixels();
     let width = V * LANES;
@@ -480,13 +481,16 @@ unsafe fn sample<const V: usize, const P: usize>(
 /// output of the pass lies within a plane (checked by [`sample`]).
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn store<const V: usize, const P: usize>(
+unsafe fn store<const V: usize, const P: usize, O: Slot<f32>>(
     pass: &Pass<'_>,
     acc: &[[__m512; V]; P],
     first: usize,
     scatter_index: __m512i,
-    y: &mut [f32],
+    y: &mut [O],
 ) {
+    // The scatter writes f32s through the slots' address: a slot is an f32 or a
+    // MaybeUninit<f32>, of the same layout.
+    const { assert!(std::mem::size_of::<O>() == std::mem::size_of::<f32>()) };
     let (mut r, mut c) = (first / pass.wq, first % pass.wq);
     for acc in acc {
         if c < pass.cols {
@@ -495,7 +499,9 @@ unsafe fn store<const V: usize, const P: usize>(
                 // SAFETY: output channel 16v + lane (< 16V), element at ≤ last.
                 unsafe {
                     _mm512_i32scatter_ps::<4>(
-                        y.as_mut_ptr().add(v * LANES * pass.plane + at),
+                        y.as_mut_ptr()
+                            .add(v * LANES * pass.plane + at)
+                            .cast::<f32>(),
                         scatter_index,
                         sum,
                     );

@@ -28,7 +28,7 @@ use rayon::prelude::*;
 
 use super::ConvGeom;
 use crate::gemm::{gemm_serial, Op};
-use crate::ops::par::samples_per_group;
+use crate::ops::par::{samples_per_group, Slot};
 use crate::scratch::with_scratch;
 
 /// Tiles (columns of the 16 GEMMs) a group aims for: wide enough for the GEMM kernel,
@@ -195,7 +195,7 @@ fn split_padded_row(src: Option<&[f32]>, e: &mut [f32], o: &mut [f32]) {
 
 /// `y[s][co]`'s 2×2 block of tile `t` = `Aᵀ · m · A` with `Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]`
 /// and `m[ξ] = M[ξ][co][s·p + t]`; the half tiles of odd sides write their valid part.
-fn transform_output(g: &ConvGeom, m: &[f32], y_group: &mut [f32]) {
+fn transform_output<O: Slot<f32>>(g: &ConvGeom, m: &[f32], y_group: &mut [O]) {
     let (th, tw) = tile_grid(g);
     let per_sample = th * tw;
     let nb = y_group.len() / (g.c_out * g.h * g.w);
@@ -232,11 +232,11 @@ fn transform_output(g: &ConvGeom, m: &[f32], y_group: &mut [f32]) {
                 let dst = &mut plane[y * g.w..][..g.w];
                 let mut pairs = dst.chunks_exact_mut(2);
                 for (pair, (&e, &o)) in (&mut pairs).zip(even.iter().zip(&odd)) {
-                    pair[0] = e;
-                    pair[1] = o;
+                    pair[0].put(e);
+                    pair[1].put(o);
                 }
                 if let [last] = pairs.into_remainder() {
-                    *last = even[tw - 1];
+                    last.put(even[tw - 1]);
                 }
             }
         }
@@ -244,7 +244,7 @@ fn transform_output(g: &ConvGeom, m: &[f32], y_group: &mut [f32]) {
 }
 
 /// `y = conv(x, weight)` for `g` that [`fits`], in f32; `y` is overwritten.
-pub(crate) fn forward(g: &ConvGeom, x: &[f32], weight: &[f32], y: &mut [f32]) {
+pub(crate) fn forward<O: Slot<f32>>(g: &ConvGeom, x: &[f32], weight: &[f32], y: &mut [O]) {
     let u = transform_weights(g.c_out, g.c_in, |co, ci| {
         weight[(co * g.c_in + ci) * 9..][..9].try_into().unwrap()
     });
@@ -252,7 +252,7 @@ pub(crate) fn forward(g: &ConvGeom, x: &[f32], weight: &[f32], y: &mut [f32]) {
 }
 
 /// `y = conv(x, ·)` given the transformed weights `u` (`16 × c_out × c_in`).
-fn convolve(g: &ConvGeom, x: &[f32], u: &[f32], y: &mut [f32]) {
+fn convolve<O: Slot<f32>>(g: &ConvGeom, x: &[f32], u: &[f32], y: &mut [O]) {
     let per_sample = tiles_per_sample(g);
     let group = group_len(g);
     let (sample_x, sample_y) = (g.c_in * g.h * g.w, g.c_out * g.h * g.w);
@@ -286,7 +286,7 @@ fn convolve(g: &ConvGeom, x: &[f32], u: &[f32], y: &mut [f32]) {
 
 /// `dx` of `y = conv(x, weight)` given `dy`, for `g` that [`fits`], in f32: the
 /// forward convolution of `dy` with `weight` transposed and rotated. `dx` is overwritten.
-pub(crate) fn input_grad(g: &ConvGeom, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
+pub(crate) fn input_grad<O: Slot<f32>>(g: &ConvGeom, weight: &[f32], dy: &[f32], dx: &mut [O]) {
     let u = transform_weights(g.c_in, g.c_out, |ci, co| {
         let k = &weight[(co * g.c_in + ci) * 9..][..9];
         std::array::from_fn(|t| k[8 - t])

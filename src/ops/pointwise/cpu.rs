@@ -3,9 +3,9 @@
 use super::Pointwise;
 use crate::error::{check_len, Result};
 use crate::ops::gate::sigmoid::exp_nonpositive;
-use crate::ops::par::for_each_piece;
-use crate::ops::relu::cpu::{relu_backward, relu_forward};
-use crate::real::{f32s, f32s_mut, is_f32};
+use crate::ops::par::{f32_slots, for_each_piece, new_written, Slot};
+use crate::ops::relu::cpu::{relu_backward_into, relu_forward_into};
+use crate::real::{f32s, is_f32};
 use crate::Real;
 
 /// √(2/π), GELU's tanh-form scale.
@@ -179,13 +179,13 @@ macro_rules! per_kind {
     };
 }
 
-fn forward_with<T: Real, M: Math<T>>(kind: Pointwise, x: &[T], y: &mut [T]) {
+fn forward_with<T: Real, M: Math<T>, O: Slot<T>>(kind: Pointwise, x: &[T], y: &mut [O]) {
     macro_rules! run {
         ($k:expr) => {
             for_each_piece(y, |off, y| {
                 let x = &x[off..off + y.len()];
                 for (y, &x) in y.iter_mut().zip(x) {
-                    *y = value::<T, M>($k, x);
+                    y.put(value::<T, M>($k, x));
                 }
             })
         };
@@ -193,13 +193,18 @@ fn forward_with<T: Real, M: Math<T>>(kind: Pointwise, x: &[T], y: &mut [T]) {
     per_kind!(kind, run)
 }
 
-fn backward_with<T: Real, M: Math<T>>(kind: Pointwise, x: &[T], dy: &[T], dx: &mut [T]) {
+fn backward_with<T: Real, M: Math<T>, O: Slot<T>>(
+    kind: Pointwise,
+    x: &[T],
+    dy: &[T],
+    dx: &mut [O],
+) {
     macro_rules! run {
         ($k:expr) => {
             for_each_piece(dx, |off, dx| {
                 let (x, dy) = (&x[off..off + dx.len()], &dy[off..off + dx.len()]);
                 for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-                    *dx = dy * slope::<T, M>($k, x);
+                    dx.put(dy * slope::<T, M>($k, x));
                 }
             })
         };
@@ -217,50 +222,64 @@ fn backward_with<T: Real, M: Math<T>>(kind: Pointwise, x: &[T], dy: &[T], dx: &m
 /// # Ok::<(), sparta::Error>(())
 /// ```
 pub fn forward<T: Real>(kind: Pointwise, x: &[T], y: &mut [T]) -> Result<()> {
-    if kind == Pointwise::Relu {
-        return relu_forward(x, y);
-    }
     check_len("pointwise_forward", "y", y.len(), x.len())?;
-    if is_f32::<T>() {
-        forward_with::<f32, Fast>(kind, f32s(x), f32s_mut(y));
-    } else {
-        forward_with::<T, Std>(kind, x, y);
-    }
+    forward_into(kind, x, y);
     Ok(())
+}
+
+/// [`forward`] into `y`'s slots, as long as `x`.
+fn forward_into<T: Real, O: Slot<T>>(kind: Pointwise, x: &[T], y: &mut [O]) {
+    assert_eq!(y.len(), x.len(), "pointwise_forward: y");
+    if kind == Pointwise::Relu {
+        relu_forward_into(x, y);
+    } else if is_f32::<T>() {
+        forward_with::<f32, Fast, _>(kind, f32s(x), f32_slots(y));
+    } else {
+        forward_with::<T, Std, _>(kind, x, y);
+    }
 }
 
 /// `dx = dy · kind'(x)`.
 pub fn backward<T: Real>(kind: Pointwise, x: &[T], dy: &[T], dx: &mut [T]) -> Result<()> {
-    if kind == Pointwise::Relu {
-        return relu_backward(x, dy, dx);
-    }
     check_len("pointwise_backward", "dy", dy.len(), x.len())?;
     check_len("pointwise_backward", "dx", dx.len(), x.len())?;
-    if is_f32::<T>() {
-        backward_with::<f32, Fast>(kind, f32s(x), f32s(dy), f32s_mut(dx));
-    } else {
-        backward_with::<T, Std>(kind, x, dy, dx);
-    }
+    backward_into(kind, x, dy, dx);
     Ok(())
+}
+
+/// [`backward`] into `dx`'s slots; `dy` and `dx` as long as `x`.
+fn backward_into<T: Real, O: Slot<T>>(kind: Pointwise, x: &[T], dy: &[T], dx: &mut [O]) {
+    assert_eq!(
+        (dy.len(), dx.len()),
+        (x.len(), x.len()),
+        "pointwise_backward: dy, dx"
+    );
+    if kind == Pointwise::Relu {
+        relu_backward_into(x, dy, dx);
+    } else if is_f32::<T>() {
+        backward_with::<f32, Fast, _>(kind, f32s(x), f32s(dy), f32_slots(dx));
+    } else {
+        backward_with::<T, Std, _>(kind, x, dy, dx);
+    }
 }
 
 impl<T: Real> super::tape::PointwiseKernels for T {
     fn pointwise_forward(_: &(), kind: Pointwise, x: &&[T]) -> Result<Vec<T>> {
-        let mut y = vec![T::zero(); x.len()];
-        forward(kind, x, &mut y)?;
-        Ok(y)
+        // SAFETY: `forward_into` puts a value in every slot (one per element of x).
+        Ok(unsafe { new_written(x.len(), |y| forward_into(kind, x, y)) })
     }
 
     fn pointwise_backward(_: &(), kind: Pointwise, x: &&[T], dy: &&[T]) -> Result<Vec<T>> {
-        let mut dx = vec![T::zero(); x.len()];
-        backward(kind, x, dy, &mut dx)?;
-        Ok(dx)
+        check_len("pointwise_backward", "dy", dy.len(), x.len())?;
+        // SAFETY: `backward_into` puts a value in every slot (one per element of x).
+        Ok(unsafe { new_written(x.len(), |dx| backward_into(kind, x, dy, dx)) })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::relu::cpu::relu_forward;
 
     /// Each slope against a central difference of the forward, in f64, over a sweep
     /// that crosses 0 and reaches the tails.

@@ -1,7 +1,7 @@
 //! ReLU on the CPU, element-wise over rayon pieces; the loops vectorize (a select each).
 
 use crate::error::{check_len, Result};
-use crate::ops::par::for_each_piece;
+use crate::ops::par::{for_each_piece, Slot};
 use crate::Real;
 
 /// `y = max(x, 0)`, with NaN propagated (a NaN input gives a NaN output).
@@ -15,14 +15,23 @@ use crate::Real;
 /// ```
 pub fn relu_forward<T: Real>(x: &[T], y: &mut [T]) -> Result<()> {
     check_len("relu_forward", "y", y.len(), x.len())?;
+    relu_forward_into(x, y);
+    Ok(())
+}
+
+/// [`relu_forward`] into any [`Slot`]s, one per element of `x`.
+///
+/// # Panics
+/// If `y` and `x` differ in length (the public functions check first).
+pub(crate) fn relu_forward_into<T: Real, O: Slot<T>>(x: &[T], y: &mut [O]) {
+    assert_eq!(y.len(), x.len(), "relu_forward: y");
     let zero = T::zero();
     for_each_piece(y, |off, y| {
         let x = &x[off..off + y.len()];
         for (y, &x) in y.iter_mut().zip(x) {
-            *y = if x < zero { zero } else { x };
+            y.put(if x < zero { zero } else { x });
         }
     });
-    Ok(())
 }
 
 /// `dx = dy · [x > 0]`: the gradient at exactly `x = 0` is taken as 0, the usual ReLU
@@ -39,13 +48,26 @@ pub fn relu_forward<T: Real>(x: &[T], y: &mut [T]) -> Result<()> {
 pub fn relu_backward<T: Real>(x: &[T], dy: &[T], dx: &mut [T]) -> Result<()> {
     check_len("relu_backward", "dy", dy.len(), x.len())?;
     check_len("relu_backward", "dx", dx.len(), x.len())?;
+    relu_backward_into(x, dy, dx);
+    Ok(())
+}
+
+/// [`relu_backward`] into any [`Slot`]s, one per element of `x`.
+///
+/// # Panics
+/// If `dy` or `dx` differ from `x` in length (the public functions check first).
+pub(crate) fn relu_backward_into<T: Real, O: Slot<T>>(x: &[T], dy: &[T], dx: &mut [O]) {
+    assert_eq!(
+        (dy.len(), dx.len()),
+        (x.len(), x.len()),
+        "relu_backward: dy, dx"
+    );
     let zero = T::zero();
     for_each_piece(dx, |off, dx| {
         let x = &x[off..off + dx.len()];
         let dy = &dy[off..off + dx.len()];
         for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-            *dx = if x > zero { dy } else { zero };
+            dx.put(if x > zero { dy } else { zero });
         }
     });
-    Ok(())
 }
