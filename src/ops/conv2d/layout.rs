@@ -156,7 +156,18 @@ mod tests {
     /// Every element of the layout is the padded image's, or zero.
     #[test]
     fn lays_out_the_padded_image() {
-        for (h, w, stride, pad) in [(5, 6, 1, 1), (5, 6, 2, 1), (7, 4, 2, 0), (3, 3, 1, 2)] {
+        // Rows shorter and longer than copy_row's 16-element step, odd widths at
+        // stride 2.
+        let shapes = [
+            (5, 6, 1, 1),
+            (5, 6, 2, 1),
+            (7, 4, 2, 0),
+            (3, 3, 1, 2),
+            (4, 15, 1, 1),
+            (6, 33, 1, 1),
+            (5, 35, 2, 1),
+        ];
+        for (h, w, stride, pad) in shapes {
             let g = ConvGeom {
                 k: if pad == 2 { 5 } else { 3 },
                 ..geom(h, w, stride, pad)
