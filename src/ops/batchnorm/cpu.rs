@@ -83,7 +83,6 @@ pub fn train_input_grad<T: Real>(
     sum_dy_xhat: &[T],
 ) -> Vec<T> {
     let mf = T::of_f64(m as f64);
-    assert_eq!(dy.len(), x.len(), "train_input_grad: dy");
     let fill = |dx: &mut [MaybeUninit<T>]| {
         dx.par_chunks_mut(hw).enumerate().for_each(|(i, dxp)| {
             let ch = i % c;

@@ -325,10 +325,19 @@ fn weight_grad_without_im2col(g: &ConvGeom, x: &[f32], dy: &[f32], dw: &mut [f32
     false
 }
 
-/// `y = conv(x, weight)`; weight is `[c_out, c_in, k, k]`. Lengths must match `g.lens()`.
-/// In f32, most convolutions skip im2col ([`Loop`]); f64 always takes
-/// im2col, the reference.
+/// `y = conv(x, weight)`; weight is `[c_out, c_in, k, k]`. In f32, most convolutions
+/// skip im2col (the direct loop or Winograd); f64 always takes im2col, the reference.
+///
+/// # Panics
+/// If `x` or `weight` differ in length from `g.lens()` (the tape's `conv2d` checks
+/// shapes first and returns an error).
 pub fn forward<T: Real>(g: &ConvGeom, x: &[T], weight: &[T]) -> Vec<T> {
+    let (x_len, w_len, _) = g.lens();
+    assert_eq!(
+        (x.len(), weight.len()),
+        (x_len, w_len),
+        "conv2d forward: x, weight for {g:?}"
+    );
     let hwo = g.h_out() * g.w_out();
     let group = group_len(g);
     let (sample_x, sample_y) = (g.c_in * g.h * g.w, g.c_out * hwo);
@@ -380,8 +389,11 @@ pub fn forward<T: Real>(g: &ConvGeom, x: &[T], weight: &[T]) -> Vec<T> {
 }
 
 /// Gradients of `conv(x, weight)` given `dy`: `(dx, dweight)`, each only if asked for.
-/// In f32, `dx` and `dweight` skip im2col where a [`Loop`] and
-/// `weight_grad_without_im2col` take `g`.
+/// In f32, `dx` and `dweight` skip im2col where a faster loop takes `g`.
+///
+/// # Panics
+/// If `x`, `weight` or `dy` differ in length from `g.lens()` (the tape's `conv2d`
+/// checks shapes first and returns an error).
 pub fn backward<T: Real>(
     g: &ConvGeom,
     x: &[T],
@@ -390,6 +402,8 @@ pub fn backward<T: Real>(
     want_dx: bool,
     want_dw: bool,
 ) -> (Option<Vec<T>>, Option<Vec<T>>) {
+    let lens = (x.len(), weight.len(), dy.len());
+    assert_eq!(lens, g.lens(), "conv2d backward: x, weight, dy for {g:?}");
     let hwo = g.h_out() * g.w_out();
     let group = group_len(g);
     let (sample_x, sample_y) = (g.c_in * g.h * g.w, g.c_out * hwo);

@@ -312,9 +312,9 @@ impl Phases {
 
     /// Whether every phase has taps and a block of pixels.
     fn fits(&self) -> bool {
-        self.parts
-            .iter()
-            .all(|p| !p.ys.is_empty() && !p.xs.is_empty() && p.rows * self.wq >= SHORT)
+        self.parts.iter().all(|p| {
+            !p.ys.is_empty() && !p.xs.is_empty() && p.cols > 0 && p.rows * self.wq >= SHORT
+        })
     }
 
     /// Elements of one sample's laid-out `dy`, and slack for the padding columns'
@@ -399,11 +399,12 @@ impl Phases {
     }
 }
 
-/// All output blocks of one sample: `V` registers of output channels by `P` pixels,
-/// then what is left of the pixels (fewer than `P`) in one block of `P` or [`MID`]
-/// pixels where the image has that many, else in blocks of [`SHORT`]. A block that
-/// would run past the last pixel is moved back to end there: it recomputes (and
-/// rewrites) a few pixels rather than running short.
+/// All output blocks of one sample: `V` registers of output channels by `P` pixels
+/// while at least `P` are left, then blocks of `P` (where the image has that many) or
+/// [`MID`] pixels while more than [`SHORT`] are left, then blocks of [`SHORT`]. A block
+/// that would run past the last pixel is moved back to end there: it recomputes (and
+/// rewrites) a few pixels rather than running short. Every block starts at or before
+/// the first pixel not yet written, so every pixel is written.
 ///
 /// # Safety
 /// AVX-512F must be available; `xp` holds one sample laid out for `pass`, `wt` the
@@ -458,10 +459,10 @@ unsafe fn sample<const V: usize, const P: usize, O: Slot<f32>>(
                     store(pass, &acc, at, scatter_index, y_block);
                     first += P;
                 } else if left > SHORT && pixels >= MID {
-                    let at = pixels - MID;
+                    let at = first.min(pixels - MID);
                     let acc = block_sums::<V, MID>(pass, xp, at, wt_block);
                     store(pass, &acc, at, scatter_index, y_block);
-                    break;
+                    first += MID;
                 } else {
                     let at = first.min(pixels - SHORT);
                     let acc = block_sums::<V, SHORT>(pass, xp, at, wt_block);
@@ -619,6 +620,14 @@ mod tests {
             geom(2, 16, (10, 9), 16, 3, 2, 0),
             geom(2, 32, (8, 9), 16, 2, 1, 0),
             geom(2, 32, (8, 9), 16, 2, 2, 1),
+            // 9 to 15 pixels in a pass, more than MID left before any full block:
+            // 12 at 3×3 (stride 1), 9 at 5×5 and 15 in the odd phases of a 7×7 input
+            // gradient (stride 2), with one and with two registers of channels.
+            geom(2, 16, (3, 3), 16, 3, 1, 1),
+            geom(2, 16, (3, 3), 32, 3, 1, 1),
+            geom(2, 16, (5, 5), 16, 3, 2, 1),
+            geom(2, 16, (7, 7), 32, 3, 2, 1),
+            geom(2, 48, (7, 7), 32, 3, 2, 1),
         ];
         for g in shapes {
             assert!(fits(&g), "{g:?} should fit");
@@ -668,8 +677,8 @@ mod tests {
 
     /// What the module takes: not 1×1 kernels, short reductions (stems), stride 3,
     /// output channels that are no multiple of 16 or outputs smaller than a short block;
-    /// the input gradient only at stride 1 with the output as large as the input, and
-    /// input channels in registers.
+    /// the input gradient at stride 1 only with the output as large as the input, at
+    /// stride 2 only with four non-empty phases, and input channels in registers.
     #[test]
     fn fits_only_what_the_kernel_computes() {
         if !has_avx512() {
@@ -697,5 +706,9 @@ mod tests {
         assert!(fits_input_grad(&geom(1, 16, (8, 8), 32, 3, 2, 1)));
         assert!(!fits_input_grad(&geom(1, 8, (8, 8), 32, 3, 2, 1)));
         assert!(!fits_input_grad(&geom(1, 16, (8, 8), 32, 3, 1, 0)));
+        // An image one pixel wide (or tall) at stride 2: its odd columns (rows) are an
+        // empty phase, left to im2col.
+        assert!(!fits_input_grad(&geom(1, 16, (8, 1), 32, 3, 2, 1)));
+        assert!(!fits_input_grad(&geom(1, 16, (1, 8), 32, 3, 2, 1)));
     }
 }
