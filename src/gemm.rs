@@ -90,6 +90,67 @@ pub fn gemm_serial<T: Real>(
     product(false, m, n, k, alpha, a, op_a, b, op_b, beta, c)
 }
 
+/// `C = A · B` as one single-threaded call on operands at any strides: element `(i, p)`
+/// of `A` (`m×k`) is `a[i·sa[0] + p·sa[1]]`, element `(p, j)` of `B` (`k×n`) is
+/// `b[p·sb[0] + j·sb[1]]`; `C` (`m×n`, row-major, contiguous) is overwritten. For
+/// operands that are one slice of a larger interleaved array (the transformed inputs and
+/// weights of Winograd F(4×4, 3×3)).
+///
+/// # Panics
+/// If a slice is shorter than the furthest element its strides reach: a bug in the
+/// caller.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_serial_strided<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    sa: [usize; 2],
+    b: &[T],
+    sb: [usize; 2],
+    c: &mut [T],
+) {
+    assert!(c.len() >= m * n, "gemm: C has {} < {m}×{n}", c.len());
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        c[..m * n].fill(T::zero());
+        return;
+    }
+    let reach = |rows: usize, cols: usize, s: [usize; 2]| (rows - 1) * s[0] + (cols - 1) * s[1] + 1;
+    assert!(
+        a.len() >= reach(m, k, sa),
+        "gemm: A has {} < {m}×{k} at strides {sa:?}",
+        a.len()
+    );
+    assert!(
+        b.len() >= reach(k, n, sb),
+        "gemm: B has {} < {k}×{n} at strides {sb:?}",
+        b.len()
+    );
+    // SAFETY: the asserts above bound every index the strides reach, and `c` is a unique
+    // borrow, so it aliases neither input.
+    unsafe {
+        T::gemm_raw(
+            m,
+            k,
+            n,
+            T::one(),
+            a.as_ptr(),
+            sa[0] as isize,
+            sa[1] as isize,
+            b.as_ptr(),
+            sb[0] as isize,
+            sb[1] as isize,
+            T::zero(),
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        )
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn product<T: Real>(
     split: bool,
@@ -266,6 +327,40 @@ mod tests {
                 for (x, y) in c.iter().zip(&want) {
                     assert!((x - y).abs() < 1e-12, "{ta:?}{tb:?}: {x} vs {y}");
                 }
+            }
+        }
+    }
+
+    /// The strided product reads only the elements its strides name: the gaps between
+    /// them are NaN, C starts as NaN, and the result matches the naive product, with
+    /// rows or columns of either operand at unit stride.
+    #[test]
+    fn strided_product_reads_only_its_elements() {
+        // A matrix of rows × cols at strides s in a NaN-filled slice, and its dense copy.
+        fn spread(rows: usize, cols: usize, s: [usize; 2], seed: f64) -> (Vec<f64>, Vec<f64>) {
+            let dense: Vec<f64> = (0..rows * cols).map(|i| (i as f64 * seed).sin()).collect();
+            let mut sparse = vec![f64::NAN; (rows - 1) * s[0] + (cols - 1) * s[1] + 1];
+            for (i, &v) in dense.iter().enumerate() {
+                sparse[(i / cols) * s[0] + (i % cols) * s[1]] = v;
+            }
+            (sparse, dense)
+        }
+        for (m, n, k, sa, sb) in [
+            (1, 1, 1, [1, 1], [1, 1]),
+            (5, 7, 3, [9, 1], [8, 1]),
+            (70, 33, 130, [200, 1], [1, 150]),
+            (6, 40, 17, [1, 10], [45, 1]),
+        ] {
+            let (a, a_dense) = spread(m, k, sa, 0.37);
+            let (b, b_dense) = spread(k, n, sb, 0.11);
+            let want = naive(m, n, k, &a_dense, Op::N, &b_dense, Op::N);
+            let mut c = vec![f64::NAN; m * n];
+            gemm_serial_strided(m, n, k, &a, sa, &b, sb, &mut c);
+            for (i, (x, y)) in c.iter().zip(&want).enumerate() {
+                assert!(
+                    (x - y).abs() < 1e-9 * (1.0 + y.abs()),
+                    "{m}x{n}x{k} [{i}]: {x} vs {y}"
+                );
             }
         }
     }

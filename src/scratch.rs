@@ -17,8 +17,9 @@ thread_local! {
     static POOL: RefCell<Vec<Vec<u64>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Buffers kept per thread: the convolution holds two at once.
-const KEEP: usize = 2;
+/// Buffers kept per thread: Winograd F(4×4, 3×3) holds three at once (weights, inputs,
+/// products).
+const KEEP: usize = 3;
 
 /// Calls `f` with `len` elements of scratch whose contents are unspecified (what an
 /// earlier user on this thread left; new memory is zeros, NaN in debug builds): `f`

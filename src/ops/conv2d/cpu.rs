@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
 use super::{direct, weight_grad};
-use super::{winograd, ConvGeom};
+use super::{winograd, winograd_f4, ConvGeom};
 use crate::gemm::{gemm_serial, Op};
 use crate::ops::columns::{from_columns, to_columns};
 use crate::ops::par::{f32_slots, for_each_piece, new_written, samples_per_group, Slot};
@@ -261,15 +261,21 @@ fn col2im<T: Real>(g: &ConvGeom, dcol: &mut [T], dx_group: &mut [T]) {
 enum Loop {
     /// Winograd F(2×2, 3×3) ([`super::winograd`]).
     Winograd,
+    /// Winograd F(4×4, 3×3) ([`super::winograd_f4`]).
+    WinogradF4,
     /// The direct loop (`direct.rs`), on x86-64 with AVX-512.
     #[cfg(target_arch = "x86_64")]
     Direct,
 }
 
 impl Loop {
-    /// The loop for the forward of `g`: Winograd for the larger stride-1 3×3
-    /// convolutions, else the direct loop for most others; `None`: im2col.
+    /// The loop for the forward of `g`: Winograd for the stride-1 3×3 convolutions with
+    /// at least 64 channels (F(4×4) on images up to 16×16, F(2×2) on larger ones), else
+    /// the direct loop for most others; `None`: im2col.
     fn forward(g: &ConvGeom) -> Option<Loop> {
+        if winograd_f4::chosen(g) {
+            return Some(Loop::WinogradF4);
+        }
         if winograd::chosen(g) {
             return Some(Loop::Winograd);
         }
@@ -283,6 +289,9 @@ impl Loop {
     /// The loop for the input gradient of `g` (the forward's, for the backward
     /// convolution); `None`: im2col.
     fn input_grad(g: &ConvGeom) -> Option<Loop> {
+        if winograd_f4::chosen(g) {
+            return Some(Loop::WinogradF4);
+        }
         if winograd::chosen(g) {
             return Some(Loop::Winograd);
         }
@@ -297,6 +306,7 @@ impl Loop {
     fn run_forward<O: Slot<f32>>(self, g: &ConvGeom, x: &[f32], weight: &[f32], y: &mut [O]) {
         match self {
             Loop::Winograd => winograd::forward(g, x, weight, y),
+            Loop::WinogradF4 => winograd_f4::forward(g, x, weight, y),
             #[cfg(target_arch = "x86_64")]
             Loop::Direct => direct::forward(g, x, weight, y),
         }
@@ -306,6 +316,7 @@ impl Loop {
     fn run_input_grad<O: Slot<f32>>(self, g: &ConvGeom, weight: &[f32], dy: &[f32], dx: &mut [O]) {
         match self {
             Loop::Winograd => winograd::input_grad(g, weight, dy, dx),
+            Loop::WinogradF4 => winograd_f4::input_grad(g, weight, dy, dx),
             #[cfg(target_arch = "x86_64")]
             Loop::Direct => direct::input_grad(g, weight, dy, dx),
         }

@@ -1,8 +1,9 @@
 //! Direct convolution in AVX-512 intrinsics: the f32 CPU forward of the convolutions
-//! that Winograd does not take ([`super::winograd::chosen`]): stride 1 or 2, kernels
-//! larger than 1×1, output channels in multiples of 16 ([`fits`]), such as the main
-//! job's 16 to 128 channels on 28×28 to 4×4 images and ResNet-18's stride-2 and 512×4×4
-//! convolutions; and their input gradients.
+//! that Winograd does not take ([`super::winograd::chosen`],
+//! [`super::winograd_f4::chosen`]): stride 1 or 2, kernels larger than 1×1, output
+//! channels in multiples of 16 ([`fits`]), such as the main job's 16 and 32 channels on
+//! 28×28 and 14×14 images and the stride-2 convolutions of both models; and their input
+//! gradients.
 //!
 //! There, im2col spends about as long copying as its GEMM spends multiplying: it writes
 //! the input k² times over, the GEMM packs that copy once more, and the output comes
@@ -647,8 +648,8 @@ mod tests {
         }
     }
 
-    /// The CPU convolution in f32 takes this module where it fits and Winograd does
-    /// not, and its three results (the weight gradient by `weight_grad.rs`) match the
+    /// The CPU convolution in f32 takes this module where it fits and neither Winograd
+    /// does, and its three results (the weight gradient by `weight_grad.rs`) match the
     /// f64 reference there; f64 stays im2col.
     #[test]
     fn cpu_conv_in_f32_uses_it_where_it_fits() {
@@ -661,6 +662,7 @@ mod tests {
             geom(3, 32, (14, 14), 64, 3, 2, 1),
         ] {
             assert!(fits(&g) && !super::super::winograd::chosen(&g));
+            assert!(!super::super::winograd_f4::chosen(&g));
             let (x, x64) = random(g.n * g.c_in * g.h * g.w, &mut rng);
             let (wt, wt64) = random(g.c_out * g.c_in * 9, &mut rng);
             let (dy, dy64) = random(g.n * g.c_out * g.h_out() * g.w_out(), &mut rng);

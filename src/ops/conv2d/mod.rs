@@ -24,6 +24,7 @@ mod test_values;
 #[cfg(target_arch = "x86_64")]
 mod weight_grad;
 mod winograd;
+mod winograd_f4;
 
 pub use crate::launch::conv_geom::{ConvGeom, ConvPass};
 

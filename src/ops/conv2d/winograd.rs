@@ -1,6 +1,6 @@
 //! Winograd F(2×2, 3×3): the f32 CPU forward and input gradient of the stride-1,
-//! padding-1 3×3 convolutions (all of ResNet's 3×3 convolutions but the three stride-2
-//! ones) where they are large enough to gain from it ([`chosen`]).
+//! padding-1 3×3 convolutions where they are large enough to gain from it and F(4×4, 3×3)
+//! does not take them ([`chosen`]: ResNet-18's 64×32×32).
 //!
 //! Each 2×2 block of outputs ("tile") is computed from the 4×4 input patch around it as
 //! `Y = Aᵀ [(G w Gᵀ) ⊙ (Bᵀ d B)] A`, so a tile costs 16 multiplies per input and output
@@ -42,12 +42,13 @@ pub(crate) fn fits(g: &ConvGeom) -> bool {
 
 /// Whether the CPU convolution takes this module for `g`: where it [`fits`] and the
 /// products are large enough to pay for the transforms, at least 64 channels in and out
-/// and images of at least 8×8. Below that (the main job's 16 to 32 channels, 7×7 and
-/// 4×4 images, and ResNet-18's 512×4×4) im2col measured as fast or faster
-/// (BENCHMARKS.md, "Winograd 3×3 convolutions"), and the direct loop (`direct.rs`)
-/// faster still where the CPU has AVX-512.
+/// and images of at least 8×8, but not where F(4×4, 3×3) is chosen (`winograd_f4.rs`:
+/// images up to 16×16), so in ResNet-18 the 64×32×32 convolutions. Below 64 channels
+/// (the main job's 16 and 32) im2col measured as fast or faster (BENCHMARKS.md,
+/// "Winograd 3×3 convolutions"), and the direct loop (`direct.rs`) faster still where
+/// the CPU has AVX-512.
 pub(crate) fn chosen(g: &ConvGeom) -> bool {
-    fits(g) && g.c_in.min(g.c_out) >= 64 && g.h.min(g.w) >= 8
+    fits(g) && g.c_in.min(g.c_out) >= 64 && g.h.min(g.w) >= 8 && !super::winograd_f4::chosen(g)
 }
 
 /// Tile rows and columns per image (the output is `h × w`; odd sides get a half tile).
@@ -357,7 +358,7 @@ mod tests {
         let g = ConvGeom {
             n: 3,
             c_in: 64,
-            h: 8,
+            h: 17,
             w: 9,
             c_out: 64,
             k: 3,
@@ -404,8 +405,9 @@ mod tests {
         assert!(!fits(&g(1, 8, 3, 2, 1)));
         assert!(!fits(&g(1, 8, 1, 1, 0)));
         assert!(!fits(&g(1, 8, 3, 1, 0)));
-        assert!(chosen(&g(64, 32, 3, 1, 1)) && chosen(&g(256, 8, 3, 1, 1)));
+        assert!(chosen(&g(64, 32, 3, 1, 1)) && chosen(&g(256, 17, 3, 1, 1)));
         assert!(!chosen(&g(32, 14, 3, 1, 1)) && !chosen(&g(512, 4, 3, 1, 1)));
+        assert!(!chosen(&g(256, 8, 3, 1, 1)) && !chosen(&g(64, 16, 3, 1, 1)));
         assert!(!chosen(&g(64, 16, 3, 2, 1)));
     }
 }

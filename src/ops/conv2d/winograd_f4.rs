@@ -1,0 +1,460 @@
+//! Winograd F(4×4, 3×3): the f32 CPU forward and input gradient of the stride-1,
+//! padding-1 3×3 convolutions with at least 64 channels on images up to 16×16, where
+//! [`chosen`] (ResNet-18's 128×16×16, 256×8×8 and 512×4×4; the main job's 64×7×7 and
+//! 128×4×4).
+//!
+//! Each 4×4 block of outputs ("tile") is computed from the 6×6 input patch around it as
+//! `Y = Aᵀ [(G w Gᵀ) ⊙ (Bᵀ d B)] A`, so a tile costs 36 multiplies per input and output
+//! channel where the direct sum costs 144 (4× fewer; F(2×2, 3×3) in `winograd.rs` saves
+//! 2.25×). A 4×4 image is a single tile. The products run as 36 GEMMs
+//! `M[ξ] = V[ξ] · U[ξ]` over every tile of a group of samples (`V[ξ]`: `tiles × c_in`,
+//! the transformed inputs; `U[ξ]`: `c_in × c_out`, the transformed weights).
+//!
+//! Every transform is a fixed small matrix applied to vectors over channels, so the
+//! inputs are first laid out channel-last, and the 36 values of a tile and channel sit
+//! 36 channel-vectors apart: `U` is `c_in × 36 × c_out`, `V` is `tiles × 36 × c_in`, `M`
+//! is `36 × tiles × c_out`; the GEMMs read `U` and `V` at those row strides. Per group of
+//! samples three rayon loops run in turn: the input transform per sample, the 36
+//! single-threaded GEMMs per ξ, the output transform per sample. Groups and GEMMs depend
+//! on the shape only, so results do not depend on the thread count.
+//!
+//! The input gradient is the same convolution of `dy` with the weights transposed
+//! (`c_in ↔ c_out`) and rotated by 180°: [`input_grad`].
+//!
+//! The transforms interpolate at the points 0, 1, −1, ½, −2 and ∞ rather than the usual
+//! 0, ±1, ±2, ∞: `Bᵀ` and `Aᵀ` then hold only halves, quarters and eighths (exact in
+//! binary) and weigh terms by at most 8, and `G` holds thirds and fifteenths. Accuracy:
+//! the error is larger than the direct sum's or F(2×2)'s, about 2–6·10⁻⁶ of the largest
+//! output with 64 to 512 channels (BENCHMARKS.md, "Winograd F(4×4, 3×3)"; the usual
+//! points measured about twice that), inside the crate's f32 bound of the f64 reference
+//! (1e-5 of the largest value), which the tests below hold. f64 keeps the im2col path,
+//! the reference.
+
+use rayon::prelude::*;
+
+use super::ConvGeom;
+use crate::gemm::gemm_serial_strided;
+use crate::ops::par::Slot;
+use crate::scratch::with_scratch;
+
+/// Values per tile and channel pair in the transformed domain: 6×6.
+const XI: usize = 36;
+
+/// What a group's `V` and `M` may take together: samples are grouped to fit it, so that
+/// the GEMMs' operands stay in the last-level cache.
+const GROUP_BYTES: usize = 16 << 20;
+
+/// Whether `g` is a convolution this module computes: 3×3, stride 1, padding 1, and no
+/// empty dimension.
+pub(crate) fn fits(g: &ConvGeom) -> bool {
+    g.k == 3 && g.stride == 1 && g.pad == 1 && g.c_in.min(g.c_out).min(g.h).min(g.w) > 0
+}
+
+/// Whether the CPU convolution takes this module for `g`: where it [`fits`], with at
+/// least 64 channels in and out on images of at most 16×16 (ResNet-18's 128×16×16,
+/// 256×8×8 and 512×4×4, the main job's 64×7×7 and 128×4×4). There it measured 1.1–2×
+/// faster than F(2×2) and the direct loop, or level at 512×4×4 but without the direct
+/// loop's slow phases; with 32 channels, or at 64×32×32, it was slower (BENCHMARKS.md,
+/// "Winograd F(4×4, 3×3)").
+pub(crate) fn chosen(g: &ConvGeom) -> bool {
+    fits(g) && g.c_in.min(g.c_out) >= 64 && g.h.max(g.w) <= 16
+}
+
+/// Tile rows and columns per image (sides that are not multiples of 4 get part tiles).
+fn tile_grid(g: &ConvGeom) -> (usize, usize) {
+    (g.h.div_ceil(4), g.w.div_ceil(4))
+}
+
+/// Samples per group: as many as fit [`GROUP_BYTES`], the batch split into groups of
+/// equal size (at least one sample).
+fn group_len(g: &ConvGeom) -> usize {
+    let (th, tw) = tile_grid(g);
+    let per_sample = XI * th * tw * (g.c_in + g.c_out) * std::mem::size_of::<f32>();
+    let most = (GROUP_BYTES / per_sample.max(1)).max(1);
+    let groups = g.n.div_ceil(most).max(1);
+    g.n.div_ceil(groups).max(1)
+}
+
+/// `K` consecutive vectors of `len` from the start of `buf`.
+fn vectors_mut<const K: usize>(buf: &mut [f32], len: usize) -> [&mut [f32]; K] {
+    let mut rows = buf.chunks_exact_mut(len);
+    std::array::from_fn(|_| rows.next().expect("K vectors of len"))
+}
+
+/// `o = Bᵀ · d` on 6 vectors, with `Bᵀ` = `[[1, −3/2, −2, 3/2, 1, 0], [0, −1, ½, 5/2, 1, 0],
+/// [0, 1, −5/2, ½, 1, 0], [0, −2, −1, 2, 1, 0], [0, ½, −1, −½, 1, 0], [0, 1, −3/2, −2, 3/2, 1]]`.
+#[inline(always)]
+fn input_rows(d: [&[f32]; 6], o: [&mut [f32]; 6]) {
+    let [o0, o1, o2, o3, o4, o5] = o;
+    let n = o0.len();
+    let [d0, d1, d2, d3, d4, d5] = d.map(|v| &v[..n]);
+    let (o1, o2, o3, o4, o5) = (
+        &mut o1[..n],
+        &mut o2[..n],
+        &mut o3[..n],
+        &mut o4[..n],
+        &mut o5[..n],
+    );
+    for i in 0..n {
+        let (a, b, c, e, f, h) = (d0[i], d1[i], d2[i], d3[i], d4[i], d5[i]);
+        o0[i] = a + f - 2.0 * c + 1.5 * (e - b);
+        o1[i] = f - b + 0.5 * c + 2.5 * e;
+        o2[i] = f + b - 2.5 * c + 0.5 * e;
+        o3[i] = f - c + 2.0 * (e - b);
+        o4[i] = f - c + 0.5 * (b - e);
+        o5[i] = b + h - 2.0 * e + 1.5 * (f - c);
+    }
+}
+
+/// `o = G · w` on 3 vectors, with `G` = `[[1, 0, 0], [⅓, ⅓, ⅓], [−⅓, ⅓, −⅓],
+/// [−16/15, −8/15, −4/15], [1/15, −2/15, 4/15], [0, 0, 1]]`.
+#[inline(always)]
+fn weight_rows(w: [&[f32]; 3], o: [&mut [f32]; 6]) {
+    let [o0, o1, o2, o3, o4, o5] = o;
+    let n = o0.len();
+    let [w0, w1, w2] = w.map(|v| &v[..n]);
+    let (o1, o2, o3, o4, o5) = (
+        &mut o1[..n],
+        &mut o2[..n],
+        &mut o3[..n],
+        &mut o4[..n],
+        &mut o5[..n],
+    );
+    for i in 0..n {
+        let (a, b, c) = (w0[i], w1[i], w2[i]);
+        o0[i] = a;
+        o1[i] = (a + b + c) / 3.0;
+        o2[i] = (b - a - c) / 3.0;
+        o3[i] = -4.0 * (4.0 * a + 2.0 * b + c) / 15.0;
+        o4[i] = (a - 2.0 * b + 4.0 * c) / 15.0;
+        o5[i] = c;
+    }
+}
+
+/// `o = Aᵀ · m` on 6 vectors, with
+/// `Aᵀ = [[1, 1, 1, 1, 1, 0], [0, 1, −1, ½, −2, 0], [0, 1, 1, ¼, 4, 0], [0, 1, −1, ⅛, −8, 1]]`.
+#[inline(always)]
+fn output_rows(m: [&[f32]; 6], o: [&mut [f32]; 4]) {
+    let [o0, o1, o2, o3] = o;
+    let n = o0.len();
+    let [m0, m1, m2, m3, m4, m5] = m.map(|v| &v[..n]);
+    let (o1, o2, o3) = (&mut o1[..n], &mut o2[..n], &mut o3[..n]);
+    for i in 0..n {
+        let (sum12, diff12) = (m1[i] + m2[i], m1[i] - m2[i]);
+        let (half, two) = (m3[i], m4[i]);
+        o0[i] = m0[i] + sum12 + half + two;
+        o1[i] = diff12 + 0.5 * half - 2.0 * two;
+        o2[i] = sum12 + 0.25 * half + 4.0 * two;
+        o3[i] = diff12 + 0.125 * half - 8.0 * two + m5[i];
+    }
+}
+
+/// Writes the transformed weights `u[co][ξ][ci] = (G · k · Gᵀ)[ξ]` (`c_out × 36 × c_in`)
+/// for the 3×3 kernel `k` of each output and input channel pair of `weight` (`c_out ×
+/// c_in × 3 × 3`), rotated by 180° where `rotate` (for the input gradient). The weights
+/// are read in order, one task per output channel.
+fn transform_weights(weight: &[f32], c_in: usize, rotate: bool, u: &mut [f32]) {
+    u.par_chunks_mut(XI * c_in)
+        .zip(weight.par_chunks(9 * c_in))
+        .for_each(|(u_row, kernels)| {
+            with_scratch(27 * c_in, |tmp: &mut [f32]| {
+                let (taps, gw) = tmp.split_at_mut(9 * c_in);
+                // taps[t][ci]: tap t of every kernel of this output channel, as vectors
+                // over ci.
+                for (ci, kernel) in kernels.chunks_exact(9).enumerate() {
+                    for (t, &w) in kernel.iter().enumerate() {
+                        let t = if rotate { 8 - t } else { t };
+                        taps[t * c_in + ci] = w;
+                    }
+                }
+                // gw[j][a] = (G · k)[a][j]: G times column j of the kernels.
+                for j in 0..3 {
+                    let column = std::array::from_fn(|p| &taps[(3 * p + j) * c_in..][..c_in]);
+                    weight_rows(column, vectors_mut(&mut gw[6 * j * c_in..], c_in));
+                }
+                // u[co][6a + b] = (G · k · Gᵀ)[a][b]: G times row a of G · k.
+                for a in 0..6 {
+                    let row = std::array::from_fn(|j| &gw[(6 * j + a) * c_in..][..c_in]);
+                    weight_rows(row, vectors_mut(&mut u_row[6 * a * c_in..], c_in));
+                }
+            });
+        });
+}
+
+/// Writes `v[t][ξ][ci] = (Bᵀ · d · B)[ξ]` for every tile `t` of one sample `x_sample`
+/// (`c_in × h × w`), with `d` the 6×6 patch of input channel `ci` at rows and columns
+/// `4·ty − 1 ..= 4·ty + 4` (zero outside the image).
+fn transform_input(g: &ConvGeom, x_sample: &[f32], v_sample: &mut [f32]) {
+    let c = g.c_in;
+    let (th, tw) = tile_grid(g);
+    let (rows, cols) = (4 * th + 2, 4 * tw + 2);
+    with_scratch(rows * cols * c + XI * c, |tmp: &mut [f32]| {
+        let (padded, t) = tmp.split_at_mut(rows * cols * c);
+        // padded[py][px][ci] = x[ci][py − 1][px − 1], zero outside the image.
+        padded[..cols * c].fill(0.0);
+        padded[(g.h + 1) * cols * c..].fill(0.0);
+        for py in 1..=g.h {
+            let row = &mut padded[py * cols * c..][..cols * c];
+            row[..c].fill(0.0);
+            row[(g.w + 1) * c..].fill(0.0);
+        }
+        for (ci, plane) in x_sample.chunks_exact(g.h * g.w).enumerate() {
+            for (y, x_row) in plane.chunks_exact(g.w).enumerate() {
+                let first = ((y + 1) * cols + 1) * c + ci;
+                for (x, &value) in x_row.iter().enumerate() {
+                    padded[first + x * c] = value;
+                }
+            }
+        }
+        for ty in 0..th {
+            for tx in 0..tw {
+                // t[j][i] = (Bᵀ · d)[i][j]: Bᵀ times column j of the patch.
+                for j in 0..6 {
+                    let column = std::array::from_fn(|k| {
+                        &padded[((4 * ty + k) * cols + 4 * tx + j) * c..][..c]
+                    });
+                    input_rows(column, vectors_mut(&mut t[6 * j * c..], c));
+                }
+                // v[tile][6i + j] = (Bᵀ · d · B)[i][j]: Bᵀ times row i of Bᵀ · d.
+                let v_tile = &mut v_sample[(ty * tw + tx) * XI * c..][..XI * c];
+                for i in 0..6 {
+                    let row = std::array::from_fn(|j| &t[(6 * j + i) * c..][..c]);
+                    input_rows(row, vectors_mut(&mut v_tile[6 * i * c..], c));
+                }
+            }
+        }
+    });
+}
+
+/// Writes one sample's output `y_sample` (`c_out × h × w`): tile `t` of its 4×4 blocks
+/// is `Aᵀ · m · A` with `m[ξ] = M[ξ][first + t]` (`M` is `36 × tiles × c_out`); part
+/// tiles write their part inside the image.
+fn transform_output<O: Slot<f32>>(
+    g: &ConvGeom,
+    m: &[f32],
+    first: usize,
+    tiles: usize,
+    y_sample: &mut [O],
+) {
+    let c = g.c_out;
+    let (th, tw) = tile_grid(g);
+    with_scratch(40 * c, |tmp: &mut [f32]| {
+        let (s, o) = tmp.split_at_mut(24 * c);
+        for ty in 0..th {
+            for tx in 0..tw {
+                let tile = first + ty * tw + tx;
+                // s[j][r] = (Aᵀ · m)[r][j]: Aᵀ times column j of m.
+                for j in 0..6 {
+                    let column =
+                        std::array::from_fn(|i| &m[((6 * i + j) * tiles + tile) * c..][..c]);
+                    output_rows(column, vectors_mut(&mut s[4 * j * c..], c));
+                }
+                // o[4r + q] = (Aᵀ · m · A)[r][q]: Aᵀ times row r of Aᵀ · m.
+                for r in 0..4 {
+                    let row = std::array::from_fn(|j| &s[(4 * j + r) * c..][..c]);
+                    output_rows(row, vectors_mut(&mut o[4 * r * c..], c));
+                }
+                let (rows, cols) = (4.min(g.h - 4 * ty), 4.min(g.w - 4 * tx));
+                for (co, plane) in y_sample.chunks_exact_mut(g.h * g.w).enumerate() {
+                    for r in 0..rows {
+                        let dst = &mut plane[(4 * ty + r) * g.w + 4 * tx..][..cols];
+                        for (q, d) in dst.iter_mut().enumerate() {
+                            d.put(o[(4 * r + q) * c + co]);
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// `y = conv(x, weight)` for `g` that [`fits`], in f32; `y` is overwritten.
+pub(crate) fn forward<O: Slot<f32>>(g: &ConvGeom, x: &[f32], weight: &[f32], y: &mut [O]) {
+    with_scratch(g.c_out * XI * g.c_in, |u: &mut [f32]| {
+        transform_weights(weight, g.c_in, false, u);
+        // U[ξ] is c_in × c_out: its rows (over ci) run along u's vectors.
+        convolve(g, x, u, [1, XI * g.c_in], y);
+    });
+}
+
+/// `dx` of `y = conv(x, weight)` given `dy`, for `g` that [`fits`], in f32: the
+/// forward convolution of `dy` with `weight` transposed and rotated. `dx` is overwritten.
+pub(crate) fn input_grad<O: Slot<f32>>(g: &ConvGeom, weight: &[f32], dy: &[f32], dx: &mut [O]) {
+    with_scratch(g.c_out * XI * g.c_in, |u: &mut [f32]| {
+        transform_weights(weight, g.c_in, true, u);
+        let back = ConvGeom {
+            c_in: g.c_out,
+            c_out: g.c_in,
+            ..*g
+        };
+        // U[ξ] is c_out × c_in (the backward convolution's c_in × c_out): its columns run
+        // along u's vectors.
+        convolve(&back, dy, u, [XI * g.c_in, 1], dx);
+    });
+}
+
+/// `y = conv(x, ·)` given the transformed weights `u`: `U[ξ]` (`c_in × c_out` of `g`)
+/// starts at `u[ξ · vector]` with strides `strides`, where `vector` is whichever of
+/// `c_in` and `c_out` runs at unit stride.
+fn convolve<O: Slot<f32>>(g: &ConvGeom, x: &[f32], u: &[f32], strides: [usize; 2], y: &mut [O]) {
+    let (th, tw) = tile_grid(g);
+    let per_sample = th * tw;
+    let group = group_len(g);
+    let vector = if strides[0] == 1 { g.c_in } else { g.c_out };
+    let (sample_x, sample_y) = (g.c_in * g.h * g.w, g.c_out * g.h * g.w);
+    for (x_group, y_group) in x
+        .chunks(group * sample_x)
+        .zip(y.chunks_mut(group * sample_y))
+    {
+        let tiles = x_group.len() / sample_x * per_sample;
+        // Each loop below overwrites its part of the scratch before anything reads it.
+        with_scratch(tiles * XI * g.c_in, |v: &mut [f32]| {
+            v.par_chunks_mut(per_sample * XI * g.c_in)
+                .zip(x_group.par_chunks(sample_x))
+                .for_each(|(v_sample, x_sample)| transform_input(g, x_sample, v_sample));
+            with_scratch(XI * tiles * g.c_out, |m: &mut [f32]| {
+                m.par_chunks_mut(tiles * g.c_out)
+                    .enumerate()
+                    .for_each(|(xi, m_xi)| {
+                        gemm_serial_strided(
+                            tiles,
+                            g.c_out,
+                            g.c_in,
+                            &v[xi * g.c_in..],
+                            [XI * g.c_in, 1],
+                            &u[xi * vector..],
+                            strides,
+                            m_xi,
+                        )
+                    });
+                y_group
+                    .par_chunks_mut(sample_y)
+                    .enumerate()
+                    .for_each(|(s, y_sample)| {
+                        transform_output(g, m, s * per_sample, tiles, y_sample)
+                    });
+            });
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::conv2d::cpu;
+    use crate::ops::conv2d::test_values::{assert_close, random};
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    /// Forward and input gradient against the f64 im2col reference: one tile per image
+    /// (4×4), several (8×8), part tiles (odd sides, 1×1 and 1×2 images where every tap but
+    /// the centre reads padding), lone samples and a batch of two groups (60×64×16×15),
+    /// few and many channels.
+    #[test]
+    fn forward_and_input_grad_match_the_f64_reference() {
+        let mut rng = StdRng::seed_from_u64(11);
+        let shapes = [
+            (3, 5, 4, 4, 7),
+            (2, 3, 8, 8, 4),
+            (3, 2, 5, 6, 3),
+            (4, 4, 1, 1, 2),
+            (2, 3, 1, 2, 5),
+            (5, 16, 7, 9, 16),
+            (9, 256, 4, 4, 256),
+            (1, 64, 13, 11, 32),
+            (70, 512, 4, 4, 40),
+            (60, 64, 16, 15, 64),
+        ];
+        for (n, c_in, h, w, c_out) in shapes {
+            let g = ConvGeom {
+                n,
+                c_in,
+                h,
+                w,
+                c_out,
+                k: 3,
+                stride: 1,
+                pad: 1,
+            };
+            assert!(fits(&g));
+            let what = format!("{n}×{c_in}×{h}×{w} → {c_out}");
+            let (x, x64) = random(n * c_in * h * w, &mut rng);
+            let (wt, wt64) = random(c_out * c_in * 9, &mut rng);
+            let (dy, dy64) = random(n * c_out * h * w, &mut rng);
+            let mut y = vec![f32::NAN; dy.len()];
+            forward(&g, &x, &wt, &mut y);
+            assert_close(&format!("y {what}"), &y, &cpu::forward(&g, &x64, &wt64));
+            let mut dx = vec![f32::NAN; x.len()];
+            input_grad(&g, &wt, &dy, &mut dx);
+            let (want, _) = cpu::backward(&g, &x64, &wt64, &dy64, true, false);
+            assert_close(&format!("dx {what}"), &dx, &want.unwrap());
+        }
+    }
+
+    /// The batch is split into groups where V and M would not fit [`GROUP_BYTES`].
+    #[test]
+    fn large_batches_run_in_equal_groups() {
+        let g = |n, c, side| ConvGeom {
+            n,
+            c_in: c,
+            h: side,
+            w: side,
+            c_out: c,
+            k: 3,
+            stride: 1,
+            pad: 1,
+        };
+        assert_eq!(group_len(&g(128, 512, 4)), 64);
+        assert_eq!(group_len(&g(8, 16, 4)), 8);
+        assert_eq!(group_len(&g(0, 16, 4)), 1);
+        assert_eq!(group_len(&g(70, 512, 4)), 70);
+        assert_eq!(group_len(&g(300, 512, 4)), 100);
+    }
+
+    /// The CPU convolution in f32 takes this module where [`chosen`] says so, and its
+    /// three results (the weight gradient by another loop) match the f64 reference there.
+    #[test]
+    fn cpu_conv_in_f32_uses_it_where_chosen() {
+        let mut rng = StdRng::seed_from_u64(12);
+        let g = ConvGeom {
+            n: 3,
+            c_in: 64,
+            h: 9,
+            w: 3,
+            c_out: 80,
+            k: 3,
+            stride: 1,
+            pad: 1,
+        };
+        assert!(chosen(&g));
+        let (x, x64) = random(g.n * g.c_in * g.h * g.w, &mut rng);
+        let (wt, wt64) = random(g.c_out * g.c_in * 9, &mut rng);
+        let (dy, dy64) = random(g.n * g.c_out * g.h * g.w, &mut rng);
+        assert_close(
+            "y",
+            &cpu::forward(&g, &x, &wt),
+            &cpu::forward(&g, &x64, &wt64),
+        );
+        let (dx, dw) = cpu::backward(&g, &x, &wt, &dy, true, true);
+        let (dx64, dw64) = cpu::backward(&g, &x64, &wt64, &dy64, true, true);
+        assert_close("dx", &dx.unwrap(), &dx64.unwrap());
+        assert_close("dw", &dw.unwrap(), &dw64.unwrap());
+    }
+
+    #[test]
+    fn only_stride_one_3x3_convolutions_of_64_channels_up_to_16x16_are_chosen() {
+        let g = |c, side, stride| ConvGeom {
+            n: 1,
+            c_in: c,
+            h: side,
+            w: side,
+            c_out: c,
+            k: 3,
+            stride,
+            pad: 1,
+        };
+        assert!(chosen(&g(512, 4, 1)) && chosen(&g(256, 8, 1)) && chosen(&g(64, 16, 1)));
+        assert!(!chosen(&g(512, 4, 2)) && !chosen(&g(32, 14, 1)) && !chosen(&g(64, 17, 1)));
+        assert!(!fits(&g(0, 4, 1)) && !fits(&g(4, 0, 1)));
+    }
+}
