@@ -90,9 +90,10 @@ pub fn gemm_serial<T: Real>(
     product(false, m, n, k, alpha, a, op_a, b, op_b, beta, c)
 }
 
-/// `C = A · B` as one single-threaded call on operands at any strides: element `(i, p)`
-/// of `A` (`m×k`) is `a[i·sa[0] + p·sa[1]]`, element `(p, j)` of `B` (`k×n`) is
-/// `b[p·sb[0] + j·sb[1]]`; `C` (`m×n`, row-major, contiguous) is overwritten. For
+/// `C = A · B + beta · C` as one single-threaded call on operands at any strides: element
+/// `(i, p)` of `A` (`m×k`) is `a[i·sa[0] + p·sa[1]]`, element `(p, j)` of `B` (`k×n`) is
+/// `b[p·sb[0] + j·sb[1]]`; `C` is `m×n`, row-major, contiguous (with `beta == 0` its old
+/// contents are ignored, NaN too). For
 /// operands that are one slice of a larger interleaved array (the transformed inputs and
 /// weights of Winograd F(4×4, 3×3)).
 ///
@@ -108,6 +109,7 @@ pub(crate) fn gemm_serial_strided<T: Real>(
     sa: [usize; 2],
     b: &[T],
     sb: [usize; 2],
+    beta: T,
     c: &mut [T],
 ) {
     assert!(c.len() >= m * n, "gemm: C has {} < {m}×{n}", c.len());
@@ -115,7 +117,11 @@ pub(crate) fn gemm_serial_strided<T: Real>(
         return;
     }
     if k == 0 {
-        c[..m * n].fill(T::zero());
+        if beta == T::zero() {
+            c[..m * n].fill(T::zero());
+        } else {
+            c[..m * n].iter_mut().for_each(|v| *v *= beta);
+        }
         return;
     }
     let reach = |rows: usize, cols: usize, s: [usize; 2]| (rows - 1) * s[0] + (cols - 1) * s[1] + 1;
@@ -143,7 +149,7 @@ pub(crate) fn gemm_serial_strided<T: Real>(
             b.as_ptr(),
             sb[0] as isize,
             sb[1] as isize,
-            T::zero(),
+            beta,
             c.as_mut_ptr(),
             n as isize,
             1,
@@ -332,8 +338,8 @@ mod tests {
     }
 
     /// The strided product reads only the elements its strides name: the gaps between
-    /// them are NaN, C starts as NaN, and the result matches the naive product, with
-    /// rows or columns of either operand at unit stride.
+    /// them are NaN, C starts as NaN (β = 0), and the result matches the naive product,
+    /// with rows or columns of either operand at unit stride; β = 1 adds to C.
     #[test]
     fn strided_product_reads_only_its_elements() {
         // A matrix of rows × cols at strides s in a NaN-filled slice, and its dense copy.
@@ -355,12 +361,18 @@ mod tests {
             let (b, b_dense) = spread(k, n, sb, 0.11);
             let want = naive(m, n, k, &a_dense, Op::N, &b_dense, Op::N);
             let mut c = vec![f64::NAN; m * n];
-            gemm_serial_strided(m, n, k, &a, sa, &b, sb, &mut c);
+            gemm_serial_strided(m, n, k, &a, sa, &b, sb, 0.0, &mut c);
             for (i, (x, y)) in c.iter().zip(&want).enumerate() {
                 assert!(
                     (x - y).abs() < 1e-9 * (1.0 + y.abs()),
                     "{m}x{n}x{k} [{i}]: {x} vs {y}"
                 );
+            }
+            // β = 1 adds the product to C.
+            gemm_serial_strided(m, n, k, &a, sa, &b, sb, 1.0, &mut c);
+            for (i, (x, y)) in c.iter().zip(&want).enumerate() {
+                let err = (x - 2.0 * y).abs();
+                assert!(err < 1e-9 * (1.0 + y.abs()), "{m}x{n}x{k} [{i}] β = 1");
             }
         }
     }

@@ -323,11 +323,14 @@ impl Loop {
     }
 }
 
-/// Writes the weight gradient `dw` in f32 without im2col where the CPU has AVX-512 and
-/// `g` is a 3×3 convolution of stride 1 or 2 (`weight_grad.rs`). Returns whether it
-/// did.
-#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+/// Writes the weight gradient `dw` in f32 without im2col where Winograd F(4×4, 3×3)
+/// takes `g` (`winograd_f4.rs`), or else the CPU has AVX-512 and `g` is a 3×3
+/// convolution of stride 1 or 2 (`weight_grad.rs`). Returns whether it did.
 fn weight_grad_without_im2col(g: &ConvGeom, x: &[f32], dy: &[f32], dw: &mut [f32]) -> bool {
+    if winograd_f4::chosen(g) {
+        winograd_f4::weight_grad(g, x, dy, dw);
+        return true;
+    }
     #[cfg(target_arch = "x86_64")]
     if weight_grad::fits(g) {
         weight_grad::weight_grad(g, x, dy, dw);

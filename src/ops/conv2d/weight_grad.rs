@@ -1,6 +1,7 @@
-//! The weight gradient of the 3×3 convolutions of stride 1 or 2 in AVX-512 intrinsics,
-//! f32: `dw[co][ci][t] = Σ_samples Σ_pixels dy[co][p] · x[ci][q(p) + taps[t]]`, read
-//! from the input in the direct convolution's [`Layout`], without im2col.
+//! The weight gradient of the 3×3 convolutions of stride 1 or 2 that Winograd F(4×4)
+//! does not take (`winograd_f4.rs`), in AVX-512 intrinsics, f32:
+//! `dw[co][ci][t] = Σ_samples Σ_pixels dy[co][p] · x[ci][q(p) + taps[t]]`, read from the
+//! input in the direct convolution's [`Layout`], without im2col.
 //!
 //! im2col's weight gradient writes the input nine times over and the GEMM packs that
 //! copy again; here the nine taps of an input channel are nine shifted reads of one

@@ -1,7 +1,7 @@
-//! Winograd F(4×4, 3×3): the f32 CPU forward and input gradient of the stride-1,
-//! padding-1 3×3 convolutions with at least 64 channels on images up to 16×16, where
-//! [`chosen`] (ResNet-18's 128×16×16, 256×8×8 and 512×4×4; the main job's 64×7×7 and
-//! 128×4×4).
+//! Winograd F(4×4, 3×3): the f32 CPU forward, input gradient and weight gradient of the
+//! stride-1, padding-1 3×3 convolutions with at least 64 channels on images up to
+//! 16×16, where [`chosen`] (ResNet-18's 128×16×16, 256×8×8 and 512×4×4; the main job's
+//! 64×7×7 and 128×4×4).
 //!
 //! Each 4×4 block of outputs ("tile") is computed from the 6×6 input patch around it as
 //! `Y = Aᵀ [(G w Gᵀ) ⊙ (Bᵀ d B)] A`, so a tile costs 36 multiplies per input and output
@@ -12,21 +12,25 @@
 //!
 //! Every transform is a fixed small matrix applied to vectors over channels, so the
 //! inputs are first laid out channel-last, and the 36 values of a tile and channel sit
-//! 36 channel-vectors apart: `U` is `c_in × 36 × c_out`, `V` is `tiles × 36 × c_in`, `M`
-//! is `36 × tiles × c_out`; the GEMMs read `U` and `V` at those row strides. Per group of
-//! samples three rayon loops run in turn: the input transform per sample, the 36
-//! single-threaded GEMMs per ξ, the output transform per sample. Groups and GEMMs depend
-//! on the shape only, so results do not depend on the thread count.
+//! 36 channel-vectors apart: `U` is `c_out × 36 × c_in` (the weights' order, for the
+//! forward and the input gradient alike), `V` is `tiles × 36 × c_in`, `M` is `36 × tiles
+//! × c_out`; the GEMMs read `U` and `V` at those strides. Per group of samples three
+//! rayon loops run in turn: the input transform per sample, the 36 single-threaded GEMMs
+//! per ξ, the output transform per sample. Groups and GEMMs depend on the shape only, so
+//! results do not depend on the thread count.
 //!
 //! The input gradient is the same convolution of `dy` with the weights transposed
-//! (`c_in ↔ c_out`) and rotated by 180°: [`input_grad`].
+//! (`c_in ↔ c_out`) and rotated by 180°: [`input_grad`]. The weight gradient runs the
+//! forward backwards: `dM = A · dY · Aᵀ` per tile, `dU[ξ] = dM[ξ]ᵀ · V[ξ]` summed over
+//! the tiles (36 GEMMs whose inner dimension is the tiles), `dw = Gᵀ · dU · G`:
+//! [`weight_grad`].
 //!
 //! The transforms interpolate at the points 0, 1, −1, ½, −2 and ∞ rather than the usual
 //! 0, ±1, ±2, ∞: `Bᵀ` and `Aᵀ` then hold only halves, quarters and eighths (exact in
 //! binary) and weigh terms by at most 8, and `G` holds thirds and fifteenths. Accuracy:
 //! the error is larger than the direct sum's or F(2×2)'s, about 2–6·10⁻⁶ of the largest
-//! output with 64 to 512 channels (BENCHMARKS.md, "Winograd F(4×4, 3×3)"; the usual
-//! points measured about twice that), inside the crate's f32 bound of the f64 reference
+//! output with 64 to 512 channels, and 1.5–3·10⁻⁶ of the largest weight gradient
+//! (BENCHMARKS.md, "Winograd F(4×4, 3×3)"; the usual points measured about twice that), inside the crate's f32 bound of the f64 reference
 //! (1e-5 of the largest value), which the tests below hold. f64 keeps the im2col path,
 //! the reference.
 
@@ -149,6 +153,48 @@ fn output_rows(m: [&[f32]; 6], o: [&mut [f32]; 4]) {
     }
 }
 
+/// `o = A · d = (Aᵀ)ᵀ · d` on 4 vectors, `Aᵀ` as in [`output_rows`]: the gradient of
+/// its input given that of its output.
+#[inline(always)]
+fn output_columns(d: [&[f32]; 4], o: [&mut [f32]; 6]) {
+    let [o0, o1, o2, o3, o4, o5] = o;
+    let n = o0.len();
+    let [d0, d1, d2, d3] = d.map(|v| &v[..n]);
+    let (o1, o2, o3, o4, o5) = (
+        &mut o1[..n],
+        &mut o2[..n],
+        &mut o3[..n],
+        &mut o4[..n],
+        &mut o5[..n],
+    );
+    for i in 0..n {
+        let (a, b, c, e) = (d0[i], d1[i], d2[i], d3[i]);
+        o0[i] = a;
+        o1[i] = (a + c) + (b + e);
+        o2[i] = (a + c) - (b + e);
+        o3[i] = a + 0.5 * b + 0.25 * c + 0.125 * e;
+        o4[i] = a - 2.0 * b + 4.0 * c - 8.0 * e;
+        o5[i] = e;
+    }
+}
+
+/// `o = Gᵀ · d` on 6 vectors, `G` as in [`weight_rows`]: the gradient of its input given
+/// that of its output.
+#[inline(always)]
+fn weight_columns(d: [&[f32]; 6], o: [&mut [f32]; 3]) {
+    let [o0, o1, o2] = o;
+    let n = o0.len();
+    let [d0, d1, d2, d3, d4, d5] = d.map(|v| &v[..n]);
+    let (o1, o2) = (&mut o1[..n], &mut o2[..n]);
+    for i in 0..n {
+        let (sum12, diff12) = (d1[i] + d2[i], d1[i] - d2[i]);
+        let (a, b) = (d3[i], d4[i]);
+        o0[i] = d0[i] + diff12 / 3.0 + (b - 16.0 * a) / 15.0;
+        o1[i] = sum12 / 3.0 - (8.0 * a + 2.0 * b) / 15.0;
+        o2[i] = diff12 / 3.0 + 4.0 * (b - a) / 15.0 + d5[i];
+    }
+}
+
 /// Writes the transformed weights `u[co][ξ][ci] = (G · k · Gᵀ)[ξ]` (`c_out × 36 × c_in`)
 /// for the 3×3 kernel `k` of each output and input channel pair of `weight` (`c_out ×
 /// c_in × 3 × 3`), rotated by 180° where `rotate` (for the input gradient). The weights
@@ -181,6 +227,32 @@ fn transform_weights(weight: &[f32], c_in: usize, rotate: bool, u: &mut [f32]) {
         });
 }
 
+/// Writes `out[py][px][ch] = plane[ch][py − border][px − border]` (`plane` is `c × h × w`,
+/// `out` is `rows × cols × c`), zero outside the image.
+fn channels_last(
+    plane: &[f32],
+    (c, h, w): (usize, usize, usize),
+    border: usize,
+    cols: usize,
+    out: &mut [f32],
+) {
+    out[..border * cols * c].fill(0.0);
+    out[(h + border) * cols * c..].fill(0.0);
+    for py in border..h + border {
+        let row = &mut out[py * cols * c..][..cols * c];
+        row[..border * c].fill(0.0);
+        row[(w + border) * c..].fill(0.0);
+    }
+    for (ch, image) in plane.chunks_exact(h * w).enumerate() {
+        for (y, src) in image.chunks_exact(w).enumerate() {
+            let first = ((y + border) * cols + border) * c + ch;
+            for (x, &value) in src.iter().enumerate() {
+                out[first + x * c] = value;
+            }
+        }
+    }
+}
+
 /// Writes `v[t][ξ][ci] = (Bᵀ · d · B)[ξ]` for every tile `t` of one sample `x_sample`
 /// (`c_in × h × w`), with `d` the 6×6 patch of input channel `ci` at rows and columns
 /// `4·ty − 1 ..= 4·ty + 4` (zero outside the image).
@@ -190,22 +262,7 @@ fn transform_input(g: &ConvGeom, x_sample: &[f32], v_sample: &mut [f32]) {
     let (rows, cols) = (4 * th + 2, 4 * tw + 2);
     with_scratch(rows * cols * c + XI * c, |tmp: &mut [f32]| {
         let (padded, t) = tmp.split_at_mut(rows * cols * c);
-        // padded[py][px][ci] = x[ci][py − 1][px − 1], zero outside the image.
-        padded[..cols * c].fill(0.0);
-        padded[(g.h + 1) * cols * c..].fill(0.0);
-        for py in 1..=g.h {
-            let row = &mut padded[py * cols * c..][..cols * c];
-            row[..c].fill(0.0);
-            row[(g.w + 1) * c..].fill(0.0);
-        }
-        for (ci, plane) in x_sample.chunks_exact(g.h * g.w).enumerate() {
-            for (y, x_row) in plane.chunks_exact(g.w).enumerate() {
-                let first = ((y + 1) * cols + 1) * c + ci;
-                for (x, &value) in x_row.iter().enumerate() {
-                    padded[first + x * c] = value;
-                }
-            }
-        }
+        channels_last(x_sample, (c, g.h, g.w), 1, cols, padded);
         for ty in 0..th {
             for tx in 0..tw {
                 // t[j][i] = (Bᵀ · d)[i][j]: Bᵀ times column j of the patch.
@@ -220,6 +277,36 @@ fn transform_input(g: &ConvGeom, x_sample: &[f32], v_sample: &mut [f32]) {
                 for i in 0..6 {
                     let row = std::array::from_fn(|j| &t[(6 * j + i) * c..][..c]);
                     input_rows(row, vectors_mut(&mut v_tile[6 * i * c..], c));
+                }
+            }
+        }
+    });
+}
+
+/// Writes `dm[t][ξ][co] = (A · dY · Aᵀ)[ξ]` for every tile `t` of one sample's `dy`
+/// (`c_out × h × w`), with `dY` the tile's 4×4 block of output channel `co` (zero
+/// outside the image): the gradient of `M` through [`transform_output`].
+fn transform_output_grad(g: &ConvGeom, dy_sample: &[f32], dm_sample: &mut [f32]) {
+    let c = g.c_out;
+    let (th, tw) = tile_grid(g);
+    let (rows, cols) = (4 * th, 4 * tw);
+    with_scratch(rows * cols * c + 24 * c, |tmp: &mut [f32]| {
+        let (blocks, t) = tmp.split_at_mut(rows * cols * c);
+        channels_last(dy_sample, (c, g.h, g.w), 0, cols, blocks);
+        for ty in 0..th {
+            for tx in 0..tw {
+                // t[q][i] = (A · dY)[i][q]: A times column q of the block.
+                for q in 0..4 {
+                    let column = std::array::from_fn(|r| {
+                        &blocks[((4 * ty + r) * cols + 4 * tx + q) * c..][..c]
+                    });
+                    output_columns(column, vectors_mut(&mut t[6 * q * c..], c));
+                }
+                // dm[tile][6i + j] = (A · dY · Aᵀ)[i][j]: A times row i of A · dY.
+                let dm_tile = &mut dm_sample[(ty * tw + tx) * XI * c..][..XI * c];
+                for i in 0..6 {
+                    let row = std::array::from_fn(|q| &t[(6 * q + i) * c..][..c]);
+                    output_columns(row, vectors_mut(&mut dm_tile[6 * i * c..], c));
                 }
             }
         }
@@ -324,6 +411,7 @@ fn convolve<O: Slot<f32>>(g: &ConvGeom, x: &[f32], u: &[f32], strides: [usize; 2
                             [XI * g.c_in, 1],
                             &u[xi * vector..],
                             strides,
+                            0.0,
                             m_xi,
                         )
                     });
@@ -338,6 +426,79 @@ fn convolve<O: Slot<f32>>(g: &ConvGeom, x: &[f32], u: &[f32], strides: [usize; 2
     }
 }
 
+/// `dw` of `y = conv(x, weight)` given `dy`, for `g` that [`fits`], in f32; `dw` is
+/// overwritten. Per group of samples: the inputs transformed as by the forward (`V`),
+/// `dy` through the adjoint of the output transform (`dM`), then 36 GEMMs
+/// `dU[ξ] += dM[ξ]ᵀ · V[ξ]` over the group's tiles, added in group order; last
+/// `dw = Gᵀ · dU · G` per output channel.
+pub(crate) fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    let (th, tw) = tile_grid(g);
+    let per_sample = th * tw;
+    let group = group_len(g);
+    let (c_in, c_out) = (g.c_in, g.c_out);
+    let (sample_x, sample_y) = (c_in * g.h * g.w, c_out * g.h * g.w);
+    // dU[ξ][co][ci], summed over the groups.
+    with_scratch(XI * c_out * c_in, |du: &mut [f32]| {
+        let pairs = x.chunks(group * sample_x).zip(dy.chunks(group * sample_y));
+        for (index, (x_group, dy_group)) in pairs.enumerate() {
+            let tiles = x_group.len() / sample_x * per_sample;
+            // Each loop below overwrites its part of the scratch before anything reads it.
+            with_scratch(tiles * XI * c_in, |v: &mut [f32]| {
+                v.par_chunks_mut(per_sample * XI * c_in)
+                    .zip(x_group.par_chunks(sample_x))
+                    .for_each(|(v_sample, x_sample)| transform_input(g, x_sample, v_sample));
+                with_scratch(tiles * XI * c_out, |dm: &mut [f32]| {
+                    dm.par_chunks_mut(per_sample * XI * c_out)
+                        .zip(dy_group.par_chunks(sample_y))
+                        .for_each(|(dm_sample, dy_sample)| {
+                            transform_output_grad(g, dy_sample, dm_sample)
+                        });
+                    du.par_chunks_mut(c_out * c_in)
+                        .enumerate()
+                        .for_each(|(xi, du_xi)| {
+                            gemm_serial_strided(
+                                c_out,
+                                c_in,
+                                tiles,
+                                &dm[xi * c_out..],
+                                [1, XI * c_out],
+                                &v[xi * c_in..],
+                                [XI * c_in, 1],
+                                if index == 0 { 0.0 } else { 1.0 },
+                                du_xi,
+                            )
+                        });
+                });
+            });
+        }
+        let du: &[f32] = du;
+        dw.par_chunks_mut(9 * c_in)
+            .enumerate()
+            .for_each(|(co, dw_row)| {
+                with_scratch(27 * c_in, |tmp: &mut [f32]| {
+                    let (s, taps) = tmp.split_at_mut(18 * c_in);
+                    // s[b][p] = (Gᵀ · dU)[p][b]: Gᵀ times column b of dU.
+                    for b in 0..6 {
+                        let column = std::array::from_fn(|a| {
+                            &du[((6 * a + b) * c_out + co) * c_in..][..c_in]
+                        });
+                        weight_columns(column, vectors_mut(&mut s[3 * b * c_in..], c_in));
+                    }
+                    // taps[3p + q] = (Gᵀ · dU · G)[p][q]: Gᵀ times row p of Gᵀ · dU.
+                    for p in 0..3 {
+                        let row = std::array::from_fn(|b| &s[(3 * b + p) * c_in..][..c_in]);
+                        weight_columns(row, vectors_mut(&mut taps[3 * p * c_in..], c_in));
+                    }
+                    for (ci, kernel) in dw_row.chunks_exact_mut(9).enumerate() {
+                        for (t, w) in kernel.iter_mut().enumerate() {
+                            *w = taps[t * c_in + ci];
+                        }
+                    }
+                });
+            });
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,12 +507,12 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
-    /// Forward and input gradient against the f64 im2col reference: one tile per image
+    /// Forward, input and weight gradient against the f64 im2col reference: one tile per image
     /// (4×4), several (8×8), part tiles (odd sides, 1×1 and 1×2 images where every tap but
     /// the centre reads padding), lone samples and a batch of two groups (60×64×16×15),
     /// few and many channels.
     #[test]
-    fn forward_and_input_grad_match_the_f64_reference() {
+    fn forward_and_gradients_match_the_f64_reference() {
         let mut rng = StdRng::seed_from_u64(11);
         let shapes = [
             (3, 5, 4, 4, 7),
@@ -386,8 +547,11 @@ mod tests {
             assert_close(&format!("y {what}"), &y, &cpu::forward(&g, &x64, &wt64));
             let mut dx = vec![f32::NAN; x.len()];
             input_grad(&g, &wt, &dy, &mut dx);
-            let (want, _) = cpu::backward(&g, &x64, &wt64, &dy64, true, false);
-            assert_close(&format!("dx {what}"), &dx, &want.unwrap());
+            let (want_dx, want_dw) = cpu::backward(&g, &x64, &wt64, &dy64, true, true);
+            assert_close(&format!("dx {what}"), &dx, &want_dx.unwrap());
+            let mut dw = vec![f32::NAN; wt.len()];
+            weight_grad(&g, &x, &dy, &mut dw);
+            assert_close(&format!("dw {what}"), &dw, &want_dw.unwrap());
         }
     }
 
@@ -411,8 +575,8 @@ mod tests {
         assert_eq!(group_len(&g(300, 512, 4)), 100);
     }
 
-    /// The CPU convolution in f32 takes this module where [`chosen`] says so, and its
-    /// three results (the weight gradient by another loop) match the f64 reference there.
+    /// The CPU convolution in f32 takes this module where [`chosen`] says so (each of its
+    /// three results the same as this module's), and they match the f64 reference there.
     #[test]
     fn cpu_conv_in_f32_uses_it_where_chosen() {
         let mut rng = StdRng::seed_from_u64(12);
@@ -430,15 +594,22 @@ mod tests {
         let (x, x64) = random(g.n * g.c_in * g.h * g.w, &mut rng);
         let (wt, wt64) = random(g.c_out * g.c_in * 9, &mut rng);
         let (dy, dy64) = random(g.n * g.c_out * g.h * g.w, &mut rng);
-        assert_close(
-            "y",
-            &cpu::forward(&g, &x, &wt),
-            &cpu::forward(&g, &x64, &wt64),
-        );
+        let mut ours = [vec![0.0; dy.len()], vec![0.0; x.len()], vec![0.0; wt.len()]];
+        forward(&g, &x, &wt, &mut ours[0]);
+        input_grad(&g, &wt, &dy, &mut ours[1]);
+        weight_grad(&g, &x, &dy, &mut ours[2]);
+        let y = cpu::forward(&g, &x, &wt);
         let (dx, dw) = cpu::backward(&g, &x, &wt, &dy, true, true);
+        let (dx, dw) = (dx.unwrap(), dw.unwrap());
+        assert_eq!(
+            [&y, &dx, &dw],
+            [&ours[0], &ours[1], &ours[2]],
+            "the same loops"
+        );
         let (dx64, dw64) = cpu::backward(&g, &x64, &wt64, &dy64, true, true);
-        assert_close("dx", &dx.unwrap(), &dx64.unwrap());
-        assert_close("dw", &dw.unwrap(), &dw64.unwrap());
+        assert_close("y", &y, &cpu::forward(&g, &x64, &wt64));
+        assert_close("dx", &dx, &dx64.unwrap());
+        assert_close("dw", &dw, &dw64.unwrap());
     }
 
     #[test]
