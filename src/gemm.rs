@@ -1,5 +1,5 @@
 //! Safe, checked wrapper over matrixmultiply's sgemm/dgemm: the one CPU matrix product
-//! the 1×1 convs, im2col convs and linear layers share.
+//! the 1×1 convs, im2col and Winograd convs and linear layers share.
 //!
 //! Large products are split into column (or row) blocks of C that rayon runs in
 //! parallel, each a single-threaded matrixmultiply call. Why not matrixmultiply's own
@@ -93,13 +93,12 @@ pub fn gemm_serial<T: Real>(
 /// `C = A · B + beta · C` as one single-threaded call on operands at any strides: element
 /// `(i, p)` of `A` (`m×k`) is `a[i·sa[0] + p·sa[1]]`, element `(p, j)` of `B` (`k×n`) is
 /// `b[p·sb[0] + j·sb[1]]`; `C` is `m×n`, row-major, contiguous (with `beta == 0` its old
-/// contents are ignored, NaN too). For
-/// operands that are one slice of a larger interleaved array (the transformed inputs and
-/// weights of Winograd F(4×4, 3×3)).
+/// contents are ignored, NaN too). For operands that are one slice of a larger
+/// interleaved array (the transformed inputs and weights of Winograd F(4×4, 3×3)).
 ///
 /// # Panics
-/// If a slice is shorter than the furthest element its strides reach: a bug in the
-/// caller.
+/// If a slice is shorter than the furthest element its strides reach, or that index
+/// overflows `usize`: a bug in the caller.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_serial_strided<T: Real>(
     m: usize,
@@ -112,19 +111,27 @@ pub(crate) fn gemm_serial_strided<T: Real>(
     beta: T,
     c: &mut [T],
 ) {
-    assert!(c.len() >= m * n, "gemm: C has {} < {m}×{n}", c.len());
-    if m == 0 || n == 0 {
+    let cells = m.checked_mul(n).expect("gemm: m·n overflows");
+    assert!(c.len() >= cells, "gemm: C has {} < {m}×{n}", c.len());
+    if cells == 0 {
         return;
     }
     if k == 0 {
         if beta == T::zero() {
-            c[..m * n].fill(T::zero());
+            c[..cells].fill(T::zero());
         } else {
-            c[..m * n].iter_mut().for_each(|v| *v *= beta);
+            c[..cells].iter_mut().for_each(|v| *v *= beta);
         }
         return;
     }
-    let reach = |rows: usize, cols: usize, s: [usize; 2]| (rows - 1) * s[0] + (cols - 1) * s[1] + 1;
+    // One past the furthest element (rows − 1, cols − 1) at strides `s`.
+    let reach = |rows: usize, cols: usize, s: [usize; 2]| {
+        (rows - 1)
+            .checked_mul(s[0])
+            .zip((cols - 1).checked_mul(s[1]))
+            .and_then(|(r, c)| r.checked_add(c)?.checked_add(1))
+            .expect("gemm: a strided index overflows")
+    };
     assert!(
         a.len() >= reach(m, k, sa),
         "gemm: A has {} < {m}×{k} at strides {sa:?}",

@@ -7,7 +7,9 @@
 //!
 //! Each thread keeps the last [`KEEP`] buffers it gave back, so the pool holds at most
 //! `KEEP` times the largest request per thread that ran a convolution: the rayon
-//! workers and the calling thread, each with one group's buffers (a few MiB).
+//! workers with one group's buffers (a few MiB), and the calling thread, which for
+//! Winograd F(4×4) keeps the transformed weights (36 floats per weight pair: 37.7 MB at
+//! 512 channels) and a group's inputs and products (up to 16 MiB together).
 
 use std::cell::RefCell;
 

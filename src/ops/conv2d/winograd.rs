@@ -16,8 +16,9 @@
 //!
 //! The input gradient of such a convolution is the same convolution of `dy` with the
 //! weights transposed (`c_in ↔ c_out`) and rotated by 180°: [`input_grad`]. The weight
-//! gradient stays im2col: run through the same transforms (16 GEMMs over the tiles,
-//! then `Gᵀ · dU · G`) it measured no faster, its reduction being the short tile axis.
+//! gradient is not computed here (`weight_grad.rs`, or im2col): run through the same
+//! transforms (16 GEMMs over the tiles, then `Gᵀ · dU · G`) it measured no faster than
+//! im2col, its reduction being the short tile axis.
 //!
 //! Accuracy: the transforms add and subtract a few terms and halve (exact in binary);
 //! the tests below hold both results within the crate's f32 bound of the f64

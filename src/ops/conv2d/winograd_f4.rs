@@ -30,9 +30,9 @@
 //! binary) and weigh terms by at most 8, and `G` holds thirds and fifteenths. Accuracy:
 //! the error is larger than the direct sum's or F(2×2)'s, about 2–6·10⁻⁶ of the largest
 //! output with 64 to 512 channels, and 1.5–3·10⁻⁶ of the largest weight gradient
-//! (BENCHMARKS.md, "Winograd F(4×4, 3×3)"; the usual points measured about twice that), inside the crate's f32 bound of the f64 reference
-//! (1e-5 of the largest value), which the tests below hold. f64 keeps the im2col path,
-//! the reference.
+//! (BENCHMARKS.md, "Winograd F(4×4, 3×3)"; the usual points measured about 3× that),
+//! inside the crate's f32 bound of the f64 reference (1e-5 of the largest value), which
+//! the tests below hold. f64 keeps the im2col path, the reference.
 
 use rayon::prelude::*;
 
@@ -49,17 +49,19 @@ const XI: usize = 36;
 const GROUP_BYTES: usize = 16 << 20;
 
 /// Whether `g` is a convolution this module computes: 3×3, stride 1, padding 1, and no
-/// empty dimension.
+/// empty dimension (an empty batch, whose weight gradient is zero, goes elsewhere).
 pub(crate) fn fits(g: &ConvGeom) -> bool {
-    g.k == 3 && g.stride == 1 && g.pad == 1 && g.c_in.min(g.c_out).min(g.h).min(g.w) > 0
+    let smallest = g.n.min(g.c_in).min(g.c_out).min(g.h).min(g.w);
+    g.k == 3 && g.stride == 1 && g.pad == 1 && smallest > 0
 }
 
 /// Whether the CPU convolution takes this module for `g`: where it [`fits`], with at
 /// least 64 channels in and out on images of at most 16×16 (ResNet-18's 128×16×16,
-/// 256×8×8 and 512×4×4, the main job's 64×7×7 and 128×4×4). There it measured 1.1–2×
-/// faster than F(2×2) and the direct loop, or level at 512×4×4 but without the direct
-/// loop's slow phases; with 32 channels, or at 64×32×32, it was slower (BENCHMARKS.md,
-/// "Winograd F(4×4, 3×3)").
+/// 256×8×8 and 512×4×4, the main job's 64×7×7 and 128×4×4). There its forward and input
+/// gradient measured 1.1–2× faster than F(2×2) and the direct loop, or level (256 and
+/// 512 channels on 4×4, 128 on 7×7) without the direct loop's slow phases, and its
+/// weight gradient up to 3× faster than the loops it replaces; with 32 channels, or at
+/// 64×32×32, it was slower (BENCHMARKS.md, "Winograd F(4×4, 3×3)").
 pub(crate) fn chosen(g: &ConvGeom) -> bool {
     fits(g) && g.c_in.min(g.c_out) >= 64 && g.h.max(g.w) <= 16
 }
@@ -70,7 +72,7 @@ fn tile_grid(g: &ConvGeom) -> (usize, usize) {
 }
 
 /// Samples per group: as many as fit [`GROUP_BYTES`], the batch split into groups of
-/// equal size (at least one sample).
+/// equal size but the last, which may be shorter (at least one sample).
 fn group_len(g: &ConvGeom) -> usize {
     let (th, tw) = tile_grid(g);
     let per_sample = XI * th * tw * (g.c_in + g.c_out) * std::mem::size_of::<f32>();
@@ -253,33 +255,48 @@ fn channels_last(
     }
 }
 
-/// Writes `v[t][ξ][ci] = (Bᵀ · d · B)[ξ]` for every tile `t` of one sample `x_sample`
-/// (`c_in × h × w`), with `d` the 6×6 patch of input channel `ci` at rows and columns
-/// `4·ty − 1 ..= 4·ty + 4` (zero outside the image).
-fn transform_input(g: &ConvGeom, x_sample: &[f32], v_sample: &mut [f32]) {
-    let c = g.c_in;
-    let (th, tw) = tile_grid(g);
-    let (rows, cols) = (4 * th + 2, 4 * tw + 2);
-    with_scratch(rows * cols * c + XI * c, |tmp: &mut [f32]| {
-        let (padded, t) = tmp.split_at_mut(rows * cols * c);
-        channels_last(x_sample, (c, g.h, g.w), 1, cols, padded);
-        for ty in 0..th {
-            for tx in 0..tw {
-                // t[j][i] = (Bᵀ · d)[i][j]: Bᵀ times column j of the patch.
-                for j in 0..6 {
-                    let column = std::array::from_fn(|k| {
-                        &padded[((4 * ty + k) * cols + 4 * tx + j) * c..][..c]
-                    });
-                    input_rows(column, vectors_mut(&mut t[6 * j * c..], c));
-                }
-                // v[tile][6i + j] = (Bᵀ · d · B)[i][j]: Bᵀ times row i of Bᵀ · d.
-                let v_tile = &mut v_sample[(ty * tw + tx) * XI * c..][..XI * c];
-                for i in 0..6 {
-                    let row = std::array::from_fn(|j| &t[(6 * j + i) * c..][..c]);
-                    input_rows(row, vectors_mut(&mut v_tile[6 * i * c..], c));
-                }
+/// Writes `out[t][6i + j] = (T · d · Tᵀ)[i][j]` for every tile `t` of a `th × tw` grid,
+/// where `d` is the tile's `K × K` patch of `patches` (channel-last, `cols` wide, tiles 4
+/// apart), vectors of `c` channels, and `T` the 6 × K matrix that `apply` multiplies by;
+/// `t` is scratch of `6 · K · c`.
+fn transform_tiles<const K: usize>(
+    patches: &[f32],
+    (cols, c): (usize, usize),
+    (th, tw): (usize, usize),
+    apply: impl Fn([&[f32]; K], [&mut [f32]; 6]),
+    t: &mut [f32],
+    out: &mut [f32],
+) {
+    for ty in 0..th {
+        for tx in 0..tw {
+            // t[j][i] = (T · d)[i][j]: T times column j of the patch.
+            for j in 0..K {
+                let column = std::array::from_fn(|k| {
+                    &patches[((4 * ty + k) * cols + 4 * tx + j) * c..][..c]
+                });
+                apply(column, vectors_mut(&mut t[6 * j * c..], c));
+            }
+            // out[tile][6i + j] = (T · d · Tᵀ)[i][j]: T times row i of T · d.
+            let tile = &mut out[(ty * tw + tx) * XI * c..][..XI * c];
+            for i in 0..6 {
+                let row = std::array::from_fn(|j| &t[(6 * j + i) * c..][..c]);
+                apply(row, vectors_mut(&mut tile[6 * i * c..], c));
             }
         }
+    }
+}
+
+/// Writes `v[t][ξ][ci] = (Bᵀ · d · B)[ξ]` for every tile `t` of one sample `x_sample`
+/// (`c_in × h × w`), with `d` the 6×6 patch of input channel `ci` at rows
+/// `4·ty − 1 ..= 4·ty + 4` and columns `4·tx − 1 ..= 4·tx + 4` (zero outside the image).
+fn transform_input(g: &ConvGeom, x_sample: &[f32], v_sample: &mut [f32]) {
+    let c = g.c_in;
+    let grid = tile_grid(g);
+    let (rows, cols) = (4 * grid.0 + 2, 4 * grid.1 + 2);
+    with_scratch(rows * cols * c + 6 * 6 * c, |tmp: &mut [f32]| {
+        let (padded, t) = tmp.split_at_mut(rows * cols * c);
+        channels_last(x_sample, (c, g.h, g.w), 1, cols, padded);
+        transform_tiles::<6>(padded, (cols, c), grid, input_rows, t, v_sample);
     });
 }
 
@@ -288,28 +305,12 @@ fn transform_input(g: &ConvGeom, x_sample: &[f32], v_sample: &mut [f32]) {
 /// outside the image): the gradient of `M` through [`transform_output`].
 fn transform_output_grad(g: &ConvGeom, dy_sample: &[f32], dm_sample: &mut [f32]) {
     let c = g.c_out;
-    let (th, tw) = tile_grid(g);
-    let (rows, cols) = (4 * th, 4 * tw);
-    with_scratch(rows * cols * c + 24 * c, |tmp: &mut [f32]| {
+    let grid = tile_grid(g);
+    let (rows, cols) = (4 * grid.0, 4 * grid.1);
+    with_scratch(rows * cols * c + 6 * 4 * c, |tmp: &mut [f32]| {
         let (blocks, t) = tmp.split_at_mut(rows * cols * c);
         channels_last(dy_sample, (c, g.h, g.w), 0, cols, blocks);
-        for ty in 0..th {
-            for tx in 0..tw {
-                // t[q][i] = (A · dY)[i][q]: A times column q of the block.
-                for q in 0..4 {
-                    let column = std::array::from_fn(|r| {
-                        &blocks[((4 * ty + r) * cols + 4 * tx + q) * c..][..c]
-                    });
-                    output_columns(column, vectors_mut(&mut t[6 * q * c..], c));
-                }
-                // dm[tile][6i + j] = (A · dY · Aᵀ)[i][j]: A times row i of A · dY.
-                let dm_tile = &mut dm_sample[(ty * tw + tx) * XI * c..][..XI * c];
-                for i in 0..6 {
-                    let row = std::array::from_fn(|q| &t[(6 * q + i) * c..][..c]);
-                    output_columns(row, vectors_mut(&mut dm_tile[6 * i * c..], c));
-                }
-            }
-        }
+        transform_tiles::<4>(blocks, (cols, c), grid, output_columns, t, dm_sample);
     });
 }
 
@@ -507,10 +508,10 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
-    /// Forward, input and weight gradient against the f64 im2col reference: one tile per image
-    /// (4×4), several (8×8), part tiles (odd sides, 1×1 and 1×2 images where every tap but
-    /// the centre reads padding), lone samples and a batch of two groups (60×64×16×15),
-    /// few and many channels.
+    /// Forward, input and weight gradient against the f64 im2col reference: one tile per
+    /// image (4×4), several (8×8), part tiles (odd sides; 1×1 and 1×2 images, whose taps
+    /// read mostly padding), lone samples, a batch of two groups of 31 and 30 samples
+    /// (61×64×16×15, the weight gradient summed over both), few and many channels.
     #[test]
     fn forward_and_gradients_match_the_f64_reference() {
         let mut rng = StdRng::seed_from_u64(11);
@@ -524,7 +525,7 @@ mod tests {
             (9, 256, 4, 4, 256),
             (1, 64, 13, 11, 32),
             (70, 512, 4, 4, 40),
-            (60, 64, 16, 15, 64),
+            (61, 64, 16, 15, 64),
         ];
         for (n, c_in, h, w, c_out) in shapes {
             let g = ConvGeom {
@@ -573,6 +574,14 @@ mod tests {
         assert_eq!(group_len(&g(0, 16, 4)), 1);
         assert_eq!(group_len(&g(70, 512, 4)), 70);
         assert_eq!(group_len(&g(300, 512, 4)), 100);
+        assert_eq!(
+            group_len(&ConvGeom {
+                h: 16,
+                w: 15,
+                ..g(61, 64, 4)
+            }),
+            31
+        );
     }
 
     /// The CPU convolution in f32 takes this module where [`chosen`] says so (each of its
@@ -610,6 +619,10 @@ mod tests {
         assert_close("y", &y, &cpu::forward(&g, &x64, &wt64));
         assert_close("dx", &dx, &dx64.unwrap());
         assert_close("dw", &dw, &dw64.unwrap());
+        // An empty batch goes elsewhere: its weight gradient is zero.
+        let empty = ConvGeom { n: 0, ..g };
+        let (_, dw) = cpu::backward(&empty, &[], &wt, &[], true, true);
+        assert!(dw.unwrap().iter().all(|&v| v == 0.0));
     }
 
     #[test]
@@ -627,5 +640,9 @@ mod tests {
         assert!(chosen(&g(512, 4, 1)) && chosen(&g(256, 8, 1)) && chosen(&g(64, 16, 1)));
         assert!(!chosen(&g(512, 4, 2)) && !chosen(&g(32, 14, 1)) && !chosen(&g(64, 17, 1)));
         assert!(!fits(&g(0, 4, 1)) && !fits(&g(4, 0, 1)));
+        assert!(!fits(&ConvGeom {
+            n: 0,
+            ..g(64, 4, 1)
+        }));
     }
 }
