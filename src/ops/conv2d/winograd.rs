@@ -305,16 +305,17 @@ pub(crate) fn input_grad<O: Slot<f32>>(g: &ConvGeom, weight: &[f32], dy: &[f32],
 mod tests {
     use super::*;
     use crate::ops::conv2d::cpu;
-    use crate::ops::conv2d::test_values::{assert_close, random};
+    use crate::ops::conv2d::test_values::{
+        assert_close, assert_forward_and_input_grad, for_each_3x3, random,
+    };
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
     /// Forward and input gradient against the f64 im2col reference: square and odd
-    /// sides (half tiles), 1×1 and 1×2 images (every tap but the centre reads
-    /// padding), lone samples and groups of several, channel counts of the ResNets.
+    /// sides (half tiles), 1×1 and 1×2 images (whose taps read mostly padding), lone
+    /// samples and groups of several, channel counts of the ResNets.
     #[test]
     fn forward_and_input_grad_match_the_f64_reference() {
-        let mut rng = StdRng::seed_from_u64(7);
         let shapes = [
             (2, 3, 8, 8, 4),
             (5, 16, 7, 7, 16),
@@ -325,30 +326,10 @@ mod tests {
             (1, 64, 32, 32, 64),
             (40, 8, 14, 14, 8),
         ];
-        for (n, c_in, h, w, c_out) in shapes {
-            let g = ConvGeom {
-                n,
-                c_in,
-                h,
-                w,
-                c_out,
-                k: 3,
-                stride: 1,
-                pad: 1,
-            };
-            assert!(fits(&g));
-            let what = format!("{n}×{c_in}×{h}×{w} → {c_out}");
-            let (x, x64) = random(n * c_in * h * w, &mut rng);
-            let (wt, wt64) = random(c_out * c_in * 9, &mut rng);
-            let (dy, dy64) = random(n * c_out * h * w, &mut rng);
-            let mut y = vec![f32::NAN; dy.len()];
-            forward(&g, &x, &wt, &mut y);
-            assert_close(&format!("y {what}"), &y, &cpu::forward(&g, &x64, &wt64));
-            let mut dx = vec![f32::NAN; x.len()];
-            input_grad(&g, &wt, &dy, &mut dx);
-            let (want, _) = cpu::backward(&g, &x64, &wt64, &dy64, true, false);
-            assert_close(&format!("dx {what}"), &dx, &want.unwrap());
-        }
+        for_each_3x3(&shapes, 7, |g, what, operands| {
+            assert!(fits(g));
+            assert_forward_and_input_grad(g, what, operands, forward, input_grad);
+        });
     }
 
     /// The CPU convolution in f32 takes this module where [`chosen`] says so, and its

@@ -504,7 +504,9 @@ pub(crate) fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32], dw: &mut [f32]) {
 mod tests {
     use super::*;
     use crate::ops::conv2d::cpu;
-    use crate::ops::conv2d::test_values::{assert_close, random};
+    use crate::ops::conv2d::test_values::{
+        assert_close, assert_forward_and_input_grad, for_each_3x3, random,
+    };
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
@@ -514,7 +516,6 @@ mod tests {
     /// (61×64×16×15, the weight gradient summed over both), few and many channels.
     #[test]
     fn forward_and_gradients_match_the_f64_reference() {
-        let mut rng = StdRng::seed_from_u64(11);
         let shapes = [
             (3, 5, 4, 4, 7),
             (2, 3, 8, 8, 4),
@@ -527,33 +528,16 @@ mod tests {
             (70, 512, 4, 4, 40),
             (61, 64, 16, 15, 64),
         ];
-        for (n, c_in, h, w, c_out) in shapes {
-            let g = ConvGeom {
-                n,
-                c_in,
-                h,
-                w,
-                c_out,
-                k: 3,
-                stride: 1,
-                pad: 1,
-            };
-            assert!(fits(&g));
-            let what = format!("{n}×{c_in}×{h}×{w} → {c_out}");
-            let (x, x64) = random(n * c_in * h * w, &mut rng);
-            let (wt, wt64) = random(c_out * c_in * 9, &mut rng);
-            let (dy, dy64) = random(n * c_out * h * w, &mut rng);
-            let mut y = vec![f32::NAN; dy.len()];
-            forward(&g, &x, &wt, &mut y);
-            assert_close(&format!("y {what}"), &y, &cpu::forward(&g, &x64, &wt64));
-            let mut dx = vec![f32::NAN; x.len()];
-            input_grad(&g, &wt, &dy, &mut dx);
-            let (want_dx, want_dw) = cpu::backward(&g, &x64, &wt64, &dy64, true, true);
-            assert_close(&format!("dx {what}"), &dx, &want_dx.unwrap());
+        for_each_3x3(&shapes, 11, |g, what, operands| {
+            assert!(fits(g));
+            assert_forward_and_input_grad(g, what, operands, forward, input_grad);
+            let [x, wt, dy] = &operands.f32s;
+            let [x64, wt64, dy64] = &operands.f64s;
+            let (_, want_dw) = cpu::backward(g, x64, wt64, dy64, false, true);
             let mut dw = vec![f32::NAN; wt.len()];
-            weight_grad(&g, &x, &dy, &mut dw);
+            weight_grad(g, x, dy, &mut dw);
             assert_close(&format!("dw {what}"), &dw, &want_dw.unwrap());
-        }
+        });
     }
 
     /// The batch is split into groups where V and M would not fit [`GROUP_BYTES`].
