@@ -44,8 +44,9 @@ use crate::scratch::with_scratch;
 /// Values per tile and channel pair in the transformed domain: 6×6.
 const XI: usize = 36;
 
-/// What a group's `V` and `M` may take together: samples are grouped to fit it, so that
-/// the GEMMs' operands stay in the last-level cache.
+/// What a group's `V` and `M` may take together: samples are grouped to fit it, which
+/// bounds the scratch; one group for the whole batch measured no faster at 128×256×8×8
+/// and 128×128×16×16 (BENCHMARKS.md, "Winograd F(4×4, 3×3)").
 const GROUP_BYTES: usize = 16 << 20;
 
 /// Whether `g` is a convolution this module computes: 3×3, stride 1, padding 1, and no
