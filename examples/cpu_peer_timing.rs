@@ -2,14 +2,15 @@
 //! one JSON line per measurement (`{"bench": ..., "ms": ...}`, median over the timed
 //! runs after a warm-up). The script runs the PyTorch peer of each workload beside it.
 //!
-//!     cargo run --release --example cpu_peer_timing -- layer [REPEATS] [C]
+//!     cargo run --release --example cpu_peer_timing -- layer [REPEATS] [C [N SIDE]]
 //!     cargo run --release --example cpu_peer_timing -- conv [REPEATS] [C [N SIDE]]
 //!     cargo run --release --example cpu_peer_timing -- resnet18 relu|sparta PGD [STEPS]
 //!     cargo run --release --example cpu_peer_timing -- epoch relu|sparta DATA_DIR [IMAGES]
 //!
 //! - `layer`: the SPARTA layer (DPNet, B = 1) forward and backward, gradients of x and
 //!   every parameter, at the ResNet-18 shapes with N = 128 (or the one with C
-//!   channels), f32, fused SANet.
+//!   channels), f32, fused SANet; with N and SIDE, the one shape N×C×SIDE×SIDE (the
+//!   main job's are 32×16×28, 32×32×14, 32×64×7 and 32×128×4).
 //! - `conv`: the 3×3 stride-1 convolution (C → C, padding 1) at the same shapes, its
 //!   forward, input gradient and weight gradient apart, f32; with N and SIDE, the one
 //!   shape N×C×SIDE×SIDE.
@@ -57,29 +58,38 @@ fn time_ms(warmup: usize, repeats: usize, mut f: impl FnMut()) -> f64 {
     median_ms(runs)
 }
 
-fn layer(repeats: usize, only: Option<usize>) -> sparta::Result<()> {
-    const N: usize = 128;
+/// The SPARTA layer at each ResNet-18 shape, N = 128, or the one `custom` shape
+/// `(C, N, side)`.
+fn layer(
+    repeats: usize,
+    only: Option<usize>,
+    custom: Option<(usize, usize, usize)>,
+) -> sparta::Result<()> {
     let mut rng = StdRng::seed_from_u64(1);
-    for (c, h, w) in SHAPES {
+    let shapes: Vec<_> = match custom {
+        Some((c, n, side)) => vec![(n, c, side, side)],
+        None => SHAPES.iter().map(|&(c, h, w)| (128, c, h, w)).collect(),
+    };
+    for (n, c, h, w) in shapes {
         if only.is_some_and(|want| want != c) {
             continue;
         }
         let layer = SpartaLayer::<f32>::new(SpartaConfig::new(c), &mut rng);
-        let len = N * c * h * w;
+        let len = n * c * h * w;
         let x: Vec<f32> = (0..len).map(|_| rng.random_range(-2.0..2.0)).collect();
         let dy: Vec<f32> = (0..len).map(|_| rng.random_range(-2.0..2.0)).collect();
         let (mut y, mut grads) = (vec![0.0f32; len], SpartaGrads::zeros(&layer, len));
         let mut failed = None;
         let ms = time_ms(3, repeats, || {
             let run = layer
-                .forward_into(&x, N, h, w, SanetPath::Fused, &mut y)
+                .forward_into(&x, n, h, w, SanetPath::Fused, &mut y)
                 .and_then(|cache| layer.backward_into(&x, &cache, &dy, &mut grads));
             failed = failed.take().or(run.err());
         });
         if let Some(e) = failed {
             return Err(e);
         }
-        println!(r#"{{"bench": "layer", "shape": "{N}x{c}x{h}x{w}", "ms": {ms:.3}}}"#);
+        println!(r#"{{"bench": "layer", "shape": "{n}x{c}x{h}x{w}", "ms": {ms:.3}}}"#);
     }
     Ok(())
 }
@@ -223,17 +233,17 @@ fn main() -> sparta::Result<()> {
         })
     };
     match (arg(0), arg(1)) {
-        (Some("layer"), _) => {
-            let only = arg(2).map(|_| number(2, 0)).transpose()?;
-            layer(number(1, 10)?, only)
-        }
-        (Some("conv"), _) => {
+        (Some(which @ ("layer" | "conv")), _) => {
             let only = arg(2).map(|_| number(2, 0)).transpose()?;
             let custom = match (only, arg(3), arg(4)) {
                 (Some(c), Some(_), Some(_)) => Some((c, number(3, 0)?, number(4, 0)?)),
                 _ => None,
             };
-            conv(number(1, 10)?, only, custom)
+            if which == "layer" {
+                layer(number(1, 10)?, only, custom)
+            } else {
+                conv(number(1, 10)?, only, custom)
+            }
         }
         (Some("resnet18"), Some(act)) => resnet18(act, number(2, 0)?, number(3, 3)?),
         (Some("epoch"), Some(act)) => {
@@ -241,7 +251,7 @@ fn main() -> sparta::Result<()> {
             epoch(act, Path::new(dir), number(3, 1000)?)
         }
         _ => Err(sparta::Error::Config(
-            "usage: cpu_peer_timing layer [REPEATS] [C] | conv [REPEATS] [C [N SIDE]] | resnet18 relu|sparta PGD [STEPS] | \
+            "usage: cpu_peer_timing layer [REPEATS] [C [N SIDE]] | conv [REPEATS] [C [N SIDE]] | resnet18 relu|sparta PGD [STEPS] | \
              epoch relu|sparta [DATA_DIR] [IMAGES]"
                 .into(),
         )),

@@ -21,11 +21,13 @@
 //!   serves as the previous row's right one). Pixels with `ox ≥ w_out` are computed
 //!   and dropped.
 //! - A block is `V` registers of 16 output channels by `P` consecutive pixels (2 × 12 or
-//!   1 × 16), `P · V` accumulators held in registers for the whole reduction over input
-//!   channels and taps. Per tap, `V` weight vectors are loaded and each pixel's input
-//!   element is broadcast once, straight into its multiply-adds. Blocks of 8 and 4
-//!   pixels take what is left of an image, so small images make few passes over the
-//!   weights.
+//!   1 × 24), `P · V` accumulators held in registers for the whole reduction over input
+//!   channels and taps. With one register of channels, 24 pixels rather than 16 load
+//!   each weight vector for more multiply-adds, and measured faster (BENCHMARKS.md,
+//!   "Direct convolution blocks"). Per tap, `V` weight vectors are loaded and each
+//!   pixel's input element is broadcast once, straight into its multiply-adds. Blocks of
+//!   8 and 4 pixels take what is left of an image, so small images make few passes over
+//!   the weights.
 //! - The weights are laid out once per call as `[block][c_in][tap][16·V]`, contiguous
 //!   in the order the loop reads them.
 //! - Each finished accumulator (16 output channels of one pixel) is scattered into `y`,
@@ -415,7 +417,7 @@ unsafe fn sweep<O: Slot<f32>>(pass: &Pass<'_>, xp: &[f32], wt: &[f32], y: &mut [
     unsafe {
         match lanes(pass.c_out) {
             2 => sample::<2, 12, O>(pass, xp, wt, y),
-            _ => sample::<1, 16, O>(pass, xp, wt, y),
+            _ => sample::<1, 24, O>(pass, xp, wt, y),
         }
     }
 }
