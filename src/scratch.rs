@@ -8,8 +8,9 @@
 //! Each thread keeps the last [`KEEP`] buffers it gave back, so the pool holds at most
 //! `KEEP` times the largest request per thread that ran a convolution: the rayon
 //! workers with one group's buffers (a few MiB), and the calling thread, which for
-//! Winograd F(4×4) keeps the transformed weights (36 floats per weight pair: 37.7 MB at
-//! 512 channels) and a group's inputs and products (up to 16 MiB together).
+//! Winograd F(4×4) keeps a group's inputs and products (up to 16 MiB together) and the
+//! transformed weights where they are too large to be kept between calls
+//! (`ops/conv2d/kept.rs`; 36 floats per weight pair: 37.7 MB at 512 channels).
 
 use std::cell::RefCell;
 

@@ -17,6 +17,7 @@ pub mod cpu;
 pub mod cuda;
 #[cfg(target_arch = "x86_64")]
 mod direct;
+mod kept;
 #[cfg(target_arch = "x86_64")]
 mod layout;
 #[cfg(test)]

@@ -17,7 +17,9 @@
 //! × c_out`; the GEMMs read `U` and `V` at those strides. Per group of samples three
 //! rayon loops run in turn: the input transform per sample, the 36 single-threaded GEMMs
 //! per ξ, the output transform per sample. Groups and GEMMs depend on the shape only, so
-//! results do not depend on the thread count.
+//! results do not depend on the thread count. `U` is kept from one call to the next
+//! while the weights stay the same (`kept.rs`): PGD-K training runs K + 1 forward and
+//! input-gradient passes per batch with one set of weights.
 //!
 //! The input gradient is the same convolution of `dy` with the weights transposed
 //! (`c_in ↔ c_out`) and rotated by 180°: [`input_grad`]. The weight gradient runs the
@@ -36,7 +38,7 @@
 
 use rayon::prelude::*;
 
-use super::ConvGeom;
+use super::{kept, ConvGeom};
 use crate::gemm::gemm_serial_strided;
 use crate::ops::par::Slot;
 use crate::scratch::with_scratch;
@@ -196,6 +198,21 @@ fn weight_columns(d: [&[f32]; 6], o: [&mut [f32]; 3]) {
         o1[i] = sum12 / 3.0 - (8.0 * a + 2.0 * b) / 15.0;
         o2[i] = diff12 / 3.0 + 4.0 * (b - a) / 15.0 + d5[i];
     }
+}
+
+/// Calls `use_u` with the transformed weights of `weight` ([`transform_weights`]): the
+/// ones kept from an earlier call with the same weights where there are (`kept.rs`).
+fn with_transformed<R>(
+    weight: &[f32],
+    c_in: usize,
+    rotate: bool,
+    use_u: impl FnOnce(&[f32]) -> R,
+) -> R {
+    let len = weight.len() / 9 * XI;
+    // The tag names the derivation: this transform, for c_in and the direction.
+    let tag = 2 * c_in + usize::from(rotate);
+    let derive = |u: &mut [f32]| transform_weights(weight, c_in, rotate, u);
+    kept::with_derived(weight, tag, len, derive, use_u)
 }
 
 /// Writes the transformed weights `u[co][ξ][ci] = (G · k · Gᵀ)[ξ]` (`c_out × 36 × c_in`)
@@ -359,8 +376,7 @@ fn transform_output<O: Slot<f32>>(
 
 /// `y = conv(x, weight)` for `g` that [`fits`], in f32; `y` is overwritten.
 pub(crate) fn forward<O: Slot<f32>>(g: &ConvGeom, x: &[f32], weight: &[f32], y: &mut [O]) {
-    with_scratch(g.c_out * XI * g.c_in, |u: &mut [f32]| {
-        transform_weights(weight, g.c_in, false, u);
+    with_transformed(weight, g.c_in, false, |u| {
         // U[ξ] is c_in × c_out: its rows (over ci) run along u's vectors.
         convolve(g, x, u, [1, XI * g.c_in], y);
     });
@@ -369,8 +385,7 @@ pub(crate) fn forward<O: Slot<f32>>(g: &ConvGeom, x: &[f32], weight: &[f32], y: 
 /// `dx` of `y = conv(x, weight)` given `dy`, for `g` that [`fits`], in f32: the
 /// forward convolution of `dy` with `weight` transposed and rotated. `dx` is overwritten.
 pub(crate) fn input_grad<O: Slot<f32>>(g: &ConvGeom, weight: &[f32], dy: &[f32], dx: &mut [O]) {
-    with_scratch(g.c_out * XI * g.c_in, |u: &mut [f32]| {
-        transform_weights(weight, g.c_in, true, u);
+    with_transformed(weight, g.c_in, true, |u| {
         let back = ConvGeom {
             c_in: g.c_out,
             c_out: g.c_in,
