@@ -124,6 +124,12 @@ const PER_SAMPLE_PIXELS: usize = 256;
 /// Columns (samples × pixels) a group of small-grid samples aims for.
 const GROUP_COLUMNS: usize = 1024;
 
+/// From this many input channels on, the fused forward keeps h for the backward: running
+/// Conv3 again costs C multiply-adds per element of h, keeping it a write and a read.
+/// With 64 channels (ResNet-18's 64×32×32) the layer measured about 10 % slower with h
+/// kept, with 128 to 512 up to a third faster (BENCHMARKS.md, "SANet keeps h").
+const KEEP_H_CHANNELS: usize = 128;
+
 /// Samples per fused group for a batch of `n` samples of `p` pixels.
 fn group_len(n: usize, p: usize) -> usize {
     if p >= PER_SAMPLE_PIXELS {
@@ -234,16 +240,31 @@ pub fn sanet_forward_fused<T: Real>(
         w5: vec![T::zero(); n * co],
         b5: vec![T::zero(); n],
         s: vec![T::zero(); n * p],
+        h_groups: Vec::new(),
+    };
+    let mut h_groups = vec![
+        T::zero();
+        if c >= KEEP_H_CHANNELS {
+            shape.h_len()
+        } else {
+            0
+        }
+    ];
+    let h_slots: Vec<Option<&mut [T]>> = if h_groups.is_empty() {
+        (0..n.div_ceil(g)).map(|_| None).collect()
+    } else {
+        h_groups.chunks_mut(g * co * p).map(Some).collect()
     };
     out.q
         .par_chunks_mut(g * co)
         .zip(out.w5.par_chunks_mut(g * co))
         .zip(out.b5.par_chunks_mut(g))
         .zip(out.s.par_chunks_mut(g * p))
+        .zip(h_slots)
         .zip(xs.par_chunks(g * c * p))
         .try_for_each_init(
             || (vec![T::zero(); c * g * p], vec![T::zero(); co * g * p]),
-            |(xg, h), ((((q, w5_out), b5_out), s), xs_group)| -> Result<()> {
+            |(xg, h), (((((q, w5_out), b5_out), s), h_kept), xs_group)| -> Result<()> {
                 let cols = b5_out.len() * p;
                 let h = &mut h[..co * cols];
                 let xg: &[T] = if cols == p {
@@ -262,6 +283,9 @@ pub fn sanet_forward_fused<T: Real>(
                         q[s_idx * co + k] = reduce::map_and_sum(stretch, relu) * inv_p;
                     }
                 }
+                if let Some(kept) = h_kept {
+                    kept.copy_from_slice(h);
+                }
                 let (w5, b5) = head_forward(src, co, q);
                 for (s_idx, s_out) in s.chunks_mut(p).enumerate() {
                     let w5_s = &w5[s_idx * co..(s_idx + 1) * co];
@@ -272,11 +296,13 @@ pub fn sanet_forward_fused<T: Real>(
                 Ok(())
             },
         )?;
+    out.h_groups = h_groups;
     Ok(out)
 }
 
-/// Fused backward: group by group, recomputes h, then `dh` in the same scratch, and adds
-/// the gradients of xs and (unless `grads.params` is `None`) of Conv3 and Conv4/Conv5.
+/// Fused backward: group by group, h as the forward kept it (Conv3 again where `out`
+/// came from the unfused forward), then `dh` in the same scratch; adds the gradients of
+/// xs and (unless `grads.params` is `None`) of Conv3 and Conv4/Conv5.
 #[allow(clippy::too_many_arguments)]
 pub fn sanet_backward_fused<T: Real>(
     shape: &SanetShape,
@@ -293,6 +319,9 @@ pub fn sanet_backward_fused<T: Real>(
     check_params(OP, shape, w3, b3, src)?;
     check_len(OP, "ds", ds.len(), shape.n * shape.pixels)?;
     check_grads(OP, shape, &grads)?;
+    if !out.h_groups.is_empty() {
+        check_len(OP, "the forward's h", out.h_groups.len(), shape.h_len())?;
+    }
     let SanetShape {
         n,
         c,
@@ -335,9 +364,14 @@ pub fn sanet_backward_fused<T: Real>(
                         to_columns(xs_group, c, p, &mut xg[..c * cols]);
                         &xg[..c * cols]
                     };
-                    // h stays before its ReLU: the dot below applies it, and the dh
-                    // step reads only its sign, so no pass of its own.
-                    conv3_group(w3, b3, xg, c, h);
+                    // The forward's h after its ReLU, or Conv3's before it: the dot
+                    // below applies the ReLU (a second time changes nothing) and the dh
+                    // step reads only the sign, so both give the same bits.
+                    if out.h_groups.is_empty() {
+                        conv3_group(w3, b3, xg, c, h);
+                    } else {
+                        h.copy_from_slice(&out.h_groups[first * co * p..][..co * cols]);
+                    }
                     let ds_g = &ds[first * p..][..cols];
                     let w5_g = &out.w5[first * co..][..len * co];
                     let mut dw5 = vec![T::zero(); len * co];
@@ -423,7 +457,14 @@ pub fn sanet_forward_unfused<T: Real>(
     let (w5, b5) = head_forward(src, co, &q);
     let mut s = vec![T::zero(); n * p];
     dynconv_forward(&DynConvShape::new(n, co, p)?, &h, &w5, &b5, &mut s)?;
-    Ok((SanetOutputs { q, w5, b5, s }, h))
+    let outputs = SanetOutputs {
+        q,
+        w5,
+        b5,
+        s,
+        h_groups: Vec::new(),
+    };
+    Ok((outputs, h))
 }
 
 /// Unfused backward: the batch ops of [`sanet_forward_unfused`] in reverse, reading the
@@ -498,7 +539,7 @@ mod tests {
 
     /// Both kinds of group, several backward tasks whose parameter-gradient sums are
     /// added across tasks, and a short last group; the fused backward is also
-    /// bit-identical run to run.
+    /// bit-identical run to run, and from the forward's kept h as from Conv3 run again.
     #[test]
     fn fused_and_unfused_agree_forward_and_backward() {
         let n = 2 * MIN_SAMPLES_PER_TASK + 3;
@@ -506,17 +547,20 @@ mod tests {
         // short), one sample per group at 256 pixels.
         assert_eq!((group_len(n, 6), task_len(5)), (5, 10));
         assert_eq!(group_len(n, PER_SAMPLE_PIXELS), 1);
-        for pixels in [6, PER_SAMPLE_PIXELS] {
-            fused_and_unfused_agree_at(SanetShape::new(n, 5, 4, pixels).unwrap());
+        // 5 channels: the backward runs Conv3 again; KEEP_H_CHANNELS: it reads kept h.
+        for c in [5, KEEP_H_CHANNELS] {
+            for pixels in [6, PER_SAMPLE_PIXELS] {
+                fused_and_unfused_agree_at(SanetShape::new(n, c, 4, pixels).unwrap());
+            }
         }
     }
 
     fn fused_and_unfused_agree_at(shape: SanetShape) {
-        let (n, pixels) = (shape.n, shape.pixels);
+        let (n, c, co, pixels) = (shape.n, shape.c, shape.co, shape.pixels);
         let xs = data(shape.xs_len(), 0.0);
-        let (w3, b3) = (data(20, 1.0), data(4, 2.0));
-        let (w4, b4) = (data(20, 3.0), data(5, 4.0));
-        let (w5, b5) = (data(4, 5.0), data(1, 6.0));
+        let (w3, b3) = (data(co * c, 1.0), data(co, 2.0));
+        let (w4, b4) = (data((co + 1) * co, 3.0), data(co + 1, 4.0));
+        let (w5, b5) = (data(co, 5.0), data(1, 6.0));
         let ds = data(n * pixels, 7.0);
         for src in [
             Conv5Source::Predicted { w4: &w4, b4: &b4 },
@@ -527,17 +571,29 @@ mod tests {
             for (a, b) in fused.s.iter().zip(&unfused.s) {
                 assert!((a - b).abs() <= 1e-12, "s {a} vs {b}");
             }
-            let head = if matches!(src, Conv5Source::Predicted { .. }) {
-                25
+            // Conv4's or Conv5's weights, then its biases.
+            let (head_w, head_b) = if matches!(src, Conv5Source::Predicted { .. }) {
+                ((co + 1) * co, co + 1)
             } else {
-                5
+                (co, 1)
             };
-            let run = |fused_path: bool| {
-                let mut g = vec![0.0; shape.xs_len() + 24 + head];
+            // The fused backward from the forward's kept h, and from Conv3 run again.
+            let kept = if c >= KEEP_H_CHANNELS {
+                shape.h_len()
+            } else {
+                0
+            };
+            assert_eq!(fused.h_groups.len(), kept);
+            let recomputed = SanetOutputs {
+                h_groups: Vec::new(),
+                ..fused.clone()
+            };
+            let run = |fused_from: Option<&SanetOutputs<f64>>| {
+                let mut g = vec![0.0; shape.xs_len() + co * c + co + head_w + head_b];
                 let (dxs, rest) = g.split_at_mut(shape.xs_len());
-                let (dw3, rest) = rest.split_at_mut(20);
-                let (db3, rest) = rest.split_at_mut(4);
-                let (dw_head, db_head) = rest.split_at_mut(head - if head == 25 { 5 } else { 1 });
+                let (dw3, rest) = rest.split_at_mut(co * c);
+                let (db3, rest) = rest.split_at_mut(co);
+                let (dw_head, db_head) = rest.split_at_mut(head_w);
                 let grads = SanetGrads {
                     dxs,
                     params: Some(SanetParamGrads {
@@ -547,17 +603,19 @@ mod tests {
                         db_head,
                     }),
                 };
-                if fused_path {
-                    sanet_backward_fused(&shape, &xs, &w3, &b3, &src, &fused, &ds, grads)
-                } else {
-                    sanet_backward_unfused(&shape, &xs, &w3, &src, &unfused, &h, &ds, grads)
+                match fused_from {
+                    Some(out) => sanet_backward_fused(&shape, &xs, &w3, &b3, &src, out, &ds, grads),
+                    None => {
+                        sanet_backward_unfused(&shape, &xs, &w3, &src, &unfused, &h, &ds, grads)
+                    }
                 }
                 .unwrap();
                 g
             };
-            let (gf, gu) = (run(true), run(false));
+            let (gf, gu) = (run(Some(&fused)), run(None));
             assert!(gf.iter().any(|&v| v != 0.0));
-            assert_eq!(gf, run(true), "fused backward differs between runs");
+            assert_eq!(gf, run(Some(&fused)), "fused backward differs between runs");
+            assert_eq!(gf, run(Some(&recomputed)), "kept h and Conv3 again differ");
             for (i, (a, b)) in gf.iter().zip(&gu).enumerate() {
                 assert!(
                     (a - b).abs() <= 1e-12 * a.abs().max(1.0),

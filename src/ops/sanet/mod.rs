@@ -9,8 +9,10 @@
 //!
 //! Two CPU paths compute the same numbers:
 //! - **fused**: group by group, h of one group (`Co × G·P`) lives in a scratch buffer
-//!   that stays in cache; pool, Conv4 and Conv5 read it there, and the batch's h is never
-//!   stored. Backward recomputes it (one extra GEMM per group). A group is one sample
+//!   that stays in cache; ReLU, pool, Conv4 and Conv5 read it there. With 128 or more
+//!   input channels a copy of it after the ReLU is kept for the backward (h is at most
+//!   as large as X; Conv3 again would be a quarter of the layer's products); with fewer
+//!   the backward runs Conv3 again, which measured faster there. A group is one sample
 //!   where P is large (≥ 256 pixels); at smaller grids it is as many samples, side by
 //!   side, as make about 1,024 columns, so that Conv3's products stay wide.
 //! - **unfused**: the batch's h is written out by Conv3, then ReLU, pool, Conv4 and Conv5
@@ -98,6 +100,11 @@ pub struct SanetOutputs<T> {
     pub b5: Vec<T>,
     /// The spatial map, `[n, pixels]`.
     pub s: Vec<T>,
+    /// The fused forward's h after its ReLU, group after group (each `[co, cols]`, the
+    /// layout of [`cpu::sanet_forward_fused`]'s groups), which the fused backward reads
+    /// instead of running Conv3 again; empty where not kept (fewer than 128 input
+    /// channels) and from the unfused forward.
+    pub(crate) h_groups: Vec<T>,
 }
 
 /// Gradients SANet's backward adds to.
