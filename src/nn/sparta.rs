@@ -132,7 +132,8 @@ impl SpartaConfig {
 /// [`crate::ops::sanet`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SanetPath {
-    /// h per sample in a cache-sized scratch, recomputed in backward (the default).
+    /// h per group of samples in a cache-sized scratch; kept for the backward from 128
+    /// channels on, recomputed there below (the default).
     Fused,
     /// h stored for the batch; ops run one after another over it.
     Unfused,
@@ -140,7 +141,8 @@ pub enum SanetPath {
 
 /// What [`SpartaLayer::backward`] needs from the forward: the small DSCANet values (p,
 /// Conv1's pre-ReLU output, c, q, Conv5's per-sample weights, s) and, for B > 1, the
-/// block-pooled X. The fused path keeps no h; the unfused path keeps h `[N, Co, SH·SW]`.
+/// block-pooled X. The fused path keeps h after its ReLU, group by group, from 128
+/// channels on (none below); the unfused path keeps h `[N, Co, SH·SW]`.
 /// X itself is not kept: backward takes it again.
 #[derive(Clone, Debug)]
 pub struct SpartaCache<T> {

@@ -7,12 +7,13 @@
 //! derivation (say, which direction), and used only if the weights it was derived from
 //! equal the ones given, bit for bit. So an entry is never stale, whatever changed the
 //! weights since (an optimizer step, a checkpoint load, another tensor at the same
-//! address); one whose weights changed is derived again, in its own buffers. At most
-//! [`KEPT_BYTES`] are kept in all, and no entry larger than [`ENTRY_BYTES`]; what is not
-//! kept is derived into scratch for the call alone. Entries stay for the life of the
-//! process (they hold at most [`KEPT_BYTES`]).
+//! address); one whose weights changed is derived again, in its own buffers. The table
+//! holds at most [`KEPT_BYTES`], making room by dropping the entries used least
+//! recently (those of weights that were freed or moved, of a model no longer run), and
+//! no entry larger than [`ENTRY_BYTES`]: those are derived into scratch for the call
+//! alone. A call still using a dropped entry keeps it until it returns.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::scratch::with_scratch;
 
@@ -45,9 +46,48 @@ impl Derived {
     }
 }
 
-/// Entries within limits of bytes. The crate keeps one, [`KEPT`]; tests make their own.
+/// One kept derivation and when it was last used (a count of the table's lookups).
+struct Entry {
+    key: Key,
+    derived: Arc<Derived>,
+    used: u64,
+}
+
+/// The entries and the lookup count.
+#[derive(Default)]
+struct Table {
+    entries: Vec<Entry>,
+    lookups: u64,
+}
+
+impl Table {
+    fn bytes(&self) -> usize {
+        self.entries.iter().map(|e| e.derived.bytes()).sum()
+    }
+
+    /// Removes the entry of `key`, if any, and then the least recently used entries
+    /// until `bytes` more fit in `max_bytes`; returns what it removed.
+    fn make_room(&mut self, key: Key, bytes: usize, max_bytes: usize) -> Vec<Arc<Derived>> {
+        let mut removed = Vec::new();
+        if let Some(i) = self.entries.iter().position(|e| e.key == key) {
+            removed.push(self.entries.swap_remove(i).derived);
+        }
+        let mut held = self.bytes();
+        while held + bytes > max_bytes {
+            let Some(oldest) = (0..self.entries.len()).min_by_key(|&i| self.entries[i].used) else {
+                break;
+            };
+            let entry = self.entries.swap_remove(oldest);
+            held -= entry.derived.bytes();
+            removed.push(entry.derived);
+        }
+        removed
+    }
+}
+
+/// A table within limits of bytes. The crate keeps one, [`KEPT`]; tests make their own.
 struct Kept {
-    entries: Mutex<Vec<(Key, Arc<Derived>)>>,
+    table: Mutex<Table>,
     max_bytes: usize,
     max_entry: usize,
 }
@@ -76,19 +116,22 @@ pub(super) fn with_derived<R>(
 impl Kept {
     const fn new(max_bytes: usize, max_entry: usize) -> Self {
         Kept {
-            entries: Mutex::new(Vec::new()),
+            table: Mutex::new(Table {
+                entries: Vec::new(),
+                lookups: 0,
+            }),
             max_bytes,
             max_entry,
         }
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, Vec<(Key, Arc<Derived>)>> {
-        // The entries stay consistent whatever panicked while the lock was held: each
-        // change is one push or retain.
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    fn table(&self) -> MutexGuard<'_, Table> {
+        // The table stays consistent whatever panicked while the lock was held: each
+        // change is one push or removal.
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// [`with_derived`] with these entries.
+    /// [`with_derived`] with this table.
     fn with_derived<R>(
         &self,
         weight: &[f32],
@@ -103,51 +146,59 @@ impl Kept {
             tag,
         };
         let bytes = (weight.len() + len) * std::mem::size_of::<f32>();
-        // The lock is held only to look up and to insert, never while deriving or
-        // using (both run rayon loops, whose threads may come back here).
-        let (found, room) = {
-            let entries = self.entries();
-            let found = entries
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, d)| d.clone());
-            let used: usize = entries.iter().map(|(_, d)| d.bytes()).sum();
-            (found, self.max_bytes.saturating_sub(used))
+        // The lock is held only to look up, make room and insert, never while deriving
+        // or using (both run rayon loops, whose threads may come back here).
+        let found = {
+            let mut table = self.table();
+            table.lookups += 1;
+            let now = table.lookups;
+            table.entries.iter_mut().find(|e| e.key == key).map(|e| {
+                e.used = now;
+                e.derived.clone()
+            })
         };
-        let stale = match found {
-            Some(d) if d.buffer.len() == len && same_bits(&d.weight, weight) => {
-                return use_it(&d.buffer)
+        if let Some(d) = &found {
+            if d.buffer.len() == len && same_bits(&d.weight, weight) {
+                return use_it(&d.buffer);
             }
-            stale => stale,
-        };
-        let freed = stale.as_ref().map_or(0, |d| d.bytes());
-        if bytes > self.max_entry || bytes > room + freed {
+        }
+        drop(found);
+        if bytes > self.max_entry.min(self.max_bytes) {
             return with_scratch(len, |buffer: &mut [f32]| {
                 derive(buffer);
                 use_it(buffer)
             });
         }
-        // The stale entry's vectors are reused where no other call holds them.
-        let reused = stale.and_then(|d| {
-            self.entries()
-                .retain(|(k, other)| *k != key || !Arc::ptr_eq(other, &d));
-            Arc::try_unwrap(d).ok()
-        });
-        let mut derived = reused.unwrap_or(Derived {
-            weight: Vec::new(),
-            buffer: Vec::new(),
-        });
+        // Room for the new entry, and the vectors of a removed one to derive into
+        // where no other call still holds them.
+        let removed = self.table().make_room(key, bytes, self.max_bytes);
+        let mut derived = removed
+            .into_iter()
+            .find_map(|d| Arc::try_unwrap(d).ok())
+            .unwrap_or(Derived {
+                weight: Vec::new(),
+                buffer: Vec::new(),
+            });
         derived.weight.clear();
         derived.weight.extend_from_slice(weight);
         derived.buffer.resize(len, 0.0);
         derive(&mut derived.buffer);
         let derived = Arc::new(derived);
-        {
-            let mut entries = self.entries();
-            // Another call may have derived the same entry meanwhile: one is kept.
-            entries.retain(|(k, _)| *k != key);
-            entries.push((key, derived.clone()));
-        }
+        let evicted = {
+            // Other calls may have inserted meanwhile: room is made again, and an
+            // entry of the same key replaced.
+            let mut table = self.table();
+            let evicted = table.make_room(key, bytes, self.max_bytes);
+            let used = table.lookups;
+            table.entries.push(Entry {
+                key,
+                derived: derived.clone(),
+                used,
+            });
+            evicted
+        };
+        // Freed outside the lock.
+        drop(evicted);
         use_it(&derived.buffer)
     }
 }
@@ -195,34 +246,56 @@ mod tests {
         // Another tag is another entry; both stay.
         let other = kept.with_derived(&weight, 1, 3, |o| o.fill(9.0), |u| u.to_vec());
         assert_eq!(other, [9.0; 3]);
-        assert_eq!(kept.entries().len(), 2);
+        assert_eq!(kept.table().entries.len(), 2);
+    }
+
+    /// Counts the calls of a derivation that fills with `value`.
+    fn counted(calls: &mut usize, value: f32) -> impl FnOnce(&mut [f32]) + '_ {
+        move |out: &mut [f32]| {
+            *calls += 1;
+            out.fill(value)
+        }
     }
 
     #[test]
-    fn what_does_not_fit_is_derived_for_each_call() {
-        // Room for one entry of 3 weights and 6 values (36 bytes), none of 4 and 8.
+    fn an_entry_over_the_limit_is_derived_for_each_call() {
         let kept = Kept::new(40, 40);
-        let (small, large) = (vec![1.0f32; 3], vec![1.0f32; 4]);
-        let mut derivations = 0;
+        // 4 weights and 8 values: 48 bytes.
+        let large = vec![1.0f32; 4];
+        let mut calls = 0;
         for _ in 0..2 {
-            let count = |o: &mut [f32]| {
-                derivations += 1;
-                o.fill(3.0)
-            };
-            let values = kept.with_derived(&large, 0, 8, count, |u| u.to_vec());
+            let values = kept.with_derived(&large, 0, 8, counted(&mut calls, 3.0), |u| u.to_vec());
             assert_eq!(values, [3.0; 8]);
         }
-        assert_eq!(derivations, 2, "an entry over the limit is never kept");
-        kept.with_derived(&small, 0, 6, |o| o.fill(1.0), |_| ());
-        let other = vec![2.0f32; 3];
-        for _ in 0..2 {
-            let count = |o: &mut [f32]| {
-                derivations += 1;
-                o.fill(5.0)
-            };
-            kept.with_derived(&other, 0, 6, count, |u| assert_eq!(u, [5.0; 6]));
+        assert_eq!(calls, 2);
+        assert!(kept.table().entries.is_empty());
+    }
+
+    #[test]
+    fn the_least_recently_used_entries_make_room() {
+        // Room for three entries of 3 weights and 6 values (36 bytes each).
+        let kept = Kept::new(3 * 36, 36);
+        let weights: Vec<Vec<f32>> = (0..4).map(|i| vec![i as f32; 3]).collect();
+        let mut calls = 0;
+        let run = |i: usize, calls: &mut usize| {
+            kept.with_derived(&weights[i], 0, 6, counted(calls, i as f32), |u| {
+                assert_eq!(u, [i as f32; 6])
+            })
+        };
+        for i in 0..3 {
+            run(i, &mut calls);
         }
-        assert_eq!(derivations, 4, "no room left beside the first entry");
-        assert_eq!(kept.entries().len(), 1);
+        run(0, &mut calls); // kept: 0 is now the most recently used
+        assert_eq!(calls, 3);
+        run(3, &mut calls); // no room: 1, the least recently used, goes
+        run(0, &mut calls);
+        run(2, &mut calls);
+        run(3, &mut calls);
+        assert_eq!(calls, 4, "0, 2 and 3 stayed");
+        run(1, &mut calls);
+        assert_eq!(calls, 5, "1 was dropped");
+        let table = kept.table();
+        assert_eq!(table.entries.len(), 3);
+        assert!(table.bytes() <= kept.max_bytes);
     }
 }

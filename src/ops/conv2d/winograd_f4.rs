@@ -18,8 +18,9 @@
 //! rayon loops run in turn: the input transform per sample, the 36 single-threaded GEMMs
 //! per ξ, the output transform per sample. Groups and GEMMs depend on the shape only, so
 //! results do not depend on the thread count. `U` is kept from one call to the next
-//! while the weights stay the same (`kept.rs`): PGD-K training runs K + 1 forward and
-//! input-gradient passes per batch with one set of weights.
+//! while the weights stay the same, up to 16 MiB per convolution (`kept.rs`): PGD-K
+//! training runs K + 1 forward and input-gradient passes per batch with one set of
+//! weights.
 //!
 //! The input gradient is the same convolution of `dy` with the weights transposed
 //! (`c_in ↔ c_out`) and rotated by 180°: [`input_grad`]. The weight gradient runs the

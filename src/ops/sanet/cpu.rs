@@ -217,7 +217,8 @@ fn check_grads<T: Real>(op: &'static str, shape: &SanetShape, g: &SanetGrads<'_,
     Ok(())
 }
 
-/// Fused forward: group by group, h in a scratch buffer, never stored for the batch.
+/// Fused forward: group by group, h in a scratch buffer; a copy of it after its ReLU is
+/// kept in the outputs for the backward where C ≥ 128 (`KEEP_H_CHANNELS`).
 pub fn sanet_forward_fused<T: Real>(
     shape: &SanetShape,
     xs: &[T],
@@ -300,9 +301,11 @@ pub fn sanet_forward_fused<T: Real>(
     Ok(out)
 }
 
-/// Fused backward: group by group, h as the forward kept it (Conv3 again where `out`
-/// came from the unfused forward), then `dh` in the same scratch; adds the gradients of
-/// xs and (unless `grads.params` is `None`) of Conv3 and Conv4/Conv5.
+/// Fused backward: group by group, h as the forward kept it (Conv3 again where it kept
+/// none: fewer than 128 channels, or `out` from the unfused forward), then `dh` in the
+/// same scratch; adds the gradients of xs and (unless `grads.params` is `None`) of Conv3
+/// and Conv4/Conv5. `out` must come from the forward of the same `xs`, `w3`, `b3` and
+/// Conv5 source: its h, q and Conv5 weights are read, not recomputed.
 #[allow(clippy::too_many_arguments)]
 pub fn sanet_backward_fused<T: Real>(
     shape: &SanetShape,
