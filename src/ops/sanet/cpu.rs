@@ -1,6 +1,8 @@
 //! CPU SANet + DPNet, fused (per sample, h in a cache-sized scratch) and unfused (whole
 //! batch, op by op, h stored).
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::{Conv5Source, SanetGrads, SanetOutputs, SanetParamGrads, SanetShape};
@@ -13,7 +15,7 @@ use crate::ops::dynconv::cpu::{dynconv_backward, dynconv_forward};
 use crate::ops::dynconv::DynConvShape;
 use crate::ops::fc::cpu::{fc_backward, fc_forward};
 use crate::ops::fc::FcShape;
-use crate::ops::par::samples_per_group;
+use crate::ops::par::{new_written, samples_per_group, Slot};
 use crate::ops::pool::cpu::{pool_backward, pool_forward};
 use crate::ops::pool::PoolShape;
 use crate::ops::reduce;
@@ -243,61 +245,62 @@ pub fn sanet_forward_fused<T: Real>(
         s: vec![T::zero(); n * p],
         h_groups: Vec::new(),
     };
-    let mut h_groups = vec![
-        T::zero();
-        if c >= KEEP_H_CHANNELS {
-            shape.h_len()
-        } else {
-            0
-        }
-    ];
-    let h_slots: Vec<Option<&mut [T]>> = if h_groups.is_empty() {
-        (0..n.div_ceil(g)).map(|_| None).collect()
-    } else {
-        h_groups.chunks_mut(g * co * p).map(Some).collect()
-    };
-    out.q
-        .par_chunks_mut(g * co)
-        .zip(out.w5.par_chunks_mut(g * co))
-        .zip(out.b5.par_chunks_mut(g))
-        .zip(out.s.par_chunks_mut(g * p))
-        .zip(h_slots)
-        .zip(xs.par_chunks(g * c * p))
-        .try_for_each_init(
-            || (vec![T::zero(); c * g * p], vec![T::zero(); co * g * p]),
-            |(xg, h), (((((q, w5_out), b5_out), s), h_kept), xs_group)| -> Result<()> {
-                let cols = b5_out.len() * p;
-                let h = &mut h[..co * cols];
-                let xg: &[T] = if cols == p {
-                    xs_group
-                } else {
-                    to_columns(xs_group, c, p, &mut xg[..c * cols]);
-                    &xg[..c * cols]
-                };
-                conv3_group(w3, b3, xg, c, h);
-                // The ReLU and DPNet's pool in one pass: q[s, k] is the mean of sample
-                // s's stretch of row k.
-                let inv_p = T::one() / T::of_f64(p as f64);
-                for (k, row) in h.chunks_mut(cols).enumerate() {
-                    for (s_idx, stretch) in row.chunks_mut(p).enumerate() {
-                        let relu = |v: T| v.max(T::zero());
-                        q[s_idx * co + k] = reduce::map_and_sum(stretch, relu) * inv_p;
+    // One pass per group: Conv3, then the ReLU with DPNet's pool, Conv4 and Conv5 on
+    // h while it is in cache, and h copied to its group's slots where it is kept.
+    let mut groups = |h_slots: Vec<Option<&mut [MaybeUninit<T>]>>| {
+        out.q
+            .par_chunks_mut(g * co)
+            .zip(out.w5.par_chunks_mut(g * co))
+            .zip(out.b5.par_chunks_mut(g))
+            .zip(out.s.par_chunks_mut(g * p))
+            .zip(h_slots)
+            .zip(xs.par_chunks(g * c * p))
+            .for_each_init(
+                || (vec![T::zero(); c * g * p], vec![T::zero(); co * g * p]),
+                |(xg, h), (((((q, w5_out), b5_out), s), h_kept), xs_group)| {
+                    let cols = b5_out.len() * p;
+                    let h = &mut h[..co * cols];
+                    let xg: &[T] = if cols == p {
+                        xs_group
+                    } else {
+                        to_columns(xs_group, c, p, &mut xg[..c * cols]);
+                        &xg[..c * cols]
+                    };
+                    conv3_group(w3, b3, xg, c, h);
+                    // The ReLU and DPNet's pool in one pass: q[s, k] is the mean of
+                    // sample s's stretch of row k.
+                    let inv_p = T::one() / T::of_f64(p as f64);
+                    for (k, row) in h.chunks_mut(cols).enumerate() {
+                        for (s_idx, stretch) in row.chunks_mut(p).enumerate() {
+                            let relu = |v: T| v.max(T::zero());
+                            q[s_idx * co + k] = reduce::map_and_sum(stretch, relu) * inv_p;
+                        }
                     }
-                }
-                if let Some(kept) = h_kept {
-                    kept.copy_from_slice(h);
-                }
-                let (w5, b5) = head_forward(src, co, q);
-                for (s_idx, s_out) in s.chunks_mut(p).enumerate() {
-                    let w5_s = &w5[s_idx * co..(s_idx + 1) * co];
-                    conv5_in_group(h, cols, p, s_idx, w5_s, b5[s_idx], s_out);
-                }
-                w5_out.copy_from_slice(&w5);
-                b5_out.copy_from_slice(&b5);
-                Ok(())
-            },
-        )?;
-    out.h_groups = h_groups;
+                    if let Some(kept) = h_kept {
+                        kept.iter_mut().zip(h.iter()).for_each(|(k, &v)| k.put(v));
+                    }
+                    let (w5, b5) = head_forward(src, co, q);
+                    for (s_idx, s_out) in s.chunks_mut(p).enumerate() {
+                        let w5_s = &w5[s_idx * co..(s_idx + 1) * co];
+                        conv5_in_group(h, cols, p, s_idx, w5_s, b5[s_idx], s_out);
+                    }
+                    w5_out.copy_from_slice(&w5);
+                    b5_out.copy_from_slice(&b5);
+                },
+            );
+    };
+    out.h_groups = if c >= KEEP_H_CHANNELS {
+        // SAFETY: the groups' slots tile the vector, and each group writes all of its
+        // own (`co × cols` values of h).
+        unsafe {
+            new_written(shape.h_len(), |slots| {
+                groups(slots.chunks_mut(g * co * p).map(Some).collect())
+            })
+        }
+    } else {
+        groups((0..n.div_ceil(g)).map(|_| None).collect());
+        Vec::new()
+    };
     Ok(out)
 }
 
