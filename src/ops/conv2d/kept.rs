@@ -54,7 +54,6 @@ struct Entry {
 }
 
 /// The entries and the lookup count.
-#[derive(Default)]
 struct Table {
     entries: Vec<Entry>,
     lookups: u64,
@@ -86,31 +85,18 @@ impl Table {
 }
 
 /// A table within limits of bytes. The crate keeps one, [`KEPT`]; tests make their own.
-struct Kept {
+pub(super) struct Kept {
     table: Mutex<Table>,
     max_bytes: usize,
     max_entry: usize,
 }
 
-static KEPT: Kept = Kept::new(KEPT_BYTES, ENTRY_BYTES);
+/// The crate's table.
+pub(super) static KEPT: Kept = Kept::new(KEPT_BYTES, ENTRY_BYTES);
 
 /// Whether `a` and `b` hold the same bits (NaN payloads and signed zeros included).
 fn same_bits(a: &[f32], b: &[f32]) -> bool {
     bytemuck::cast_slice::<f32, u32>(a) == bytemuck::cast_slice::<f32, u32>(b)
-}
-
-/// Calls `use_it` with the `len` values that `derive` writes (every one of them) from
-/// `weight`: the kept ones where `weight` and `tag` have an entry whose weights are
-/// bitwise `weight`; else derived now, and kept where they fit. `derive` and `tag`
-/// must stand in one-to-one correspondence: the same tag, the same derivation.
-pub(super) fn with_derived<R>(
-    weight: &[f32],
-    tag: usize,
-    len: usize,
-    derive: impl FnOnce(&mut [f32]),
-    use_it: impl FnOnce(&[f32]) -> R,
-) -> R {
-    KEPT.with_derived(weight, tag, len, derive, use_it)
 }
 
 impl Kept {
@@ -131,8 +117,11 @@ impl Kept {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// [`with_derived`] with this table.
-    fn with_derived<R>(
+    /// Calls `use_it` with the `len` values that `derive` writes (every one of them) from
+    /// `weight`: the kept ones where `weight` and `tag` have an entry whose weights are
+    /// bitwise `weight`; else derived now, and kept where they fit. `derive` and `tag`
+    /// must stand in one-to-one correspondence: the same tag, the same derivation.
+    pub(super) fn with_derived<R>(
         &self,
         weight: &[f32],
         tag: usize,

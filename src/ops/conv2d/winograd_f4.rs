@@ -213,7 +213,7 @@ fn with_transformed<R>(
     // The tag names the derivation: this transform, for c_in and the direction.
     let tag = 2 * c_in + usize::from(rotate);
     let derive = |u: &mut [f32]| transform_weights(weight, c_in, rotate, u);
-    kept::with_derived(weight, tag, len, derive, use_u)
+    kept::KEPT.with_derived(weight, tag, len, derive, use_u)
 }
 
 /// Writes the transformed weights `u[co][ξ][ci] = (G · k · Gᵀ)[ξ]` (`c_out × 36 × c_in`)
