@@ -185,6 +185,32 @@ fn conv5_in_group<T: Real>(
     }
 }
 
+/// One sample's stretch of a row of dh: `wk·ds + pooled` where h is positive, zero
+/// where the ReLU blocked it. h is read from `h`, or where that is `None` from `dh`
+/// itself (Conv3 run again into dh's scratch), which is overwritten. Branch-free (the
+/// gradient formed for every element, then selected), so that the loops vectorize.
+fn dh_segment<T: Real>(dh: &mut [T], h: Option<&[T]>, ds: &[T], wk: T, pooled: T) {
+    let select = |h: T, d: T| {
+        if h > T::zero() {
+            wk * d + pooled
+        } else {
+            T::zero()
+        }
+    };
+    match h {
+        Some(h) => {
+            for ((v, &hv), &d) in dh.iter_mut().zip(h).zip(ds) {
+                *v = select(hv, d);
+            }
+        }
+        None => {
+            for (v, &d) in dh.iter_mut().zip(ds) {
+                *v = select(*v, d);
+            }
+        }
+    }
+}
+
 /// A task's own sums of a weight gradient and its bias gradient.
 type GradSums<T> = Option<(Vec<T>, Vec<T>)>;
 
@@ -351,7 +377,7 @@ pub fn sanet_backward_fused<T: Real>(
         .enumerate()
         .map_init(
             scratch,
-            |(xg, h, dxg), (task, dxs_task)| -> Result<[GradSums<T>; 2]> {
+            |(xg, dh, dxg), (task, dxs_task)| -> Result<[GradSums<T>; 2]> {
                 let zeros = |s: Option<(usize, usize)>| {
                     s.map(|(w, b)| (vec![T::zero(); w], vec![T::zero(); b]))
                 };
@@ -361,7 +387,7 @@ pub fn sanet_backward_fused<T: Real>(
                     let len = dxs_group.len() / (c * p);
                     let cols = len * p;
                     let samples = first..first + len;
-                    let (h, dxg) = (&mut h[..co * cols], &mut dxg[..c * cols]);
+                    let (dh, dxg) = (&mut dh[..co * cols], &mut dxg[..c * cols]);
                     let xs_group = &xs[first * c * p..][..len * c * p];
                     // A lone sample's [c, p] is already the group layout.
                     let xg: &[T] = if len == 1 {
@@ -370,17 +396,20 @@ pub fn sanet_backward_fused<T: Real>(
                         to_columns(xs_group, c, p, &mut xg[..c * cols]);
                         &xg[..c * cols]
                     };
-                    // The forward's h after its ReLU, or Conv3's before it: the dot
-                    // below applies the ReLU (a second time changes nothing) and the dh
-                    // step reads only the sign, so both give the same bits.
-                    if out.h_groups.is_empty() {
-                        conv3_group(w3, b3, xg, c, h);
-                    } else {
-                        h.copy_from_slice(&out.h_groups[first * co * p..][..co * cols]);
+                    // h: the forward's, after its ReLU, read where it lies; or Conv3's,
+                    // before it, run again into dh's scratch, which the dh step below
+                    // then overwrites in place. The dot below applies the ReLU (a second
+                    // time changes nothing) and the dh step reads only the sign, so both
+                    // give the same bits.
+                    let kept = (!out.h_groups.is_empty())
+                        .then(|| &out.h_groups[first * co * p..][..co * cols]);
+                    if kept.is_none() {
+                        conv3_group(w3, b3, xg, c, &mut dh[..]);
                     }
                     let ds_g = &ds[first * p..][..cols];
                     let w5_g = &out.w5[first * co..][..len * co];
                     let mut dw5 = vec![T::zero(); len * co];
+                    let h: &[T] = kept.unwrap_or(dh);
                     for (s_idx, dw5_s) in dw5.chunks_mut(co).enumerate() {
                         let ds_s = &ds_g[s_idx * p..][..p];
                         for (kk, d) in dw5_s.iter_mut().enumerate() {
@@ -393,30 +422,27 @@ pub fn sanet_backward_fused<T: Real>(
                     let head_g = head_sum.as_mut().map(|(w, b)| (&mut w[..], &mut b[..]));
                     let q_g = &out.q[samples.start * co..samples.end * co];
                     head_backward(src, co, q_g, &dw5, &db5, &mut dq, head_g);
-                    // h becomes dh: Conv5 and the pool feed every positive h, ReLU
-                    // blocks the rest. Branch-free (the gradient formed for every
-                    // element, then selected), so that the loop vectorizes.
-                    for (kk, row) in h.chunks_mut(cols).enumerate() {
+                    // dh: Conv5 and the pool feed every positive h, ReLU blocks the rest.
+                    for (kk, row) in dh.chunks_mut(cols).enumerate() {
+                        let h_row = kept.map(|h| &h[kk * cols..][..cols]);
                         for (s_idx, seg) in row.chunks_mut(p).enumerate() {
+                            let h_seg = h_row.map(|r| &r[s_idx * p..][..p]);
                             let wk = w5_g[s_idx * co + kk];
                             let pooled = dq[s_idx * co + kk] * inv_p;
-                            for (v, &d) in seg.iter_mut().zip(&ds_g[s_idx * p..][..p]) {
-                                let grad = wk * d + pooled;
-                                *v = if *v > T::zero() { grad } else { T::zero() };
-                            }
+                            dh_segment(seg, h_seg, &ds_g[s_idx * p..][..p], wk, pooled);
                         }
                     }
                     // dxs += W3ᵀ·dh: straight into xs's layout for a lone sample.
                     let (one, zero) = (T::one(), T::zero());
                     if len == 1 {
-                        gemm_serial(c, cols, co, one, w3, Op::T, h, Op::N, one, dxs_group);
+                        gemm_serial(c, cols, co, one, w3, Op::T, dh, Op::N, one, dxs_group);
                     } else {
-                        gemm_serial(c, cols, co, one, w3, Op::T, h, Op::N, zero, dxg);
+                        gemm_serial(c, cols, co, one, w3, Op::T, dh, Op::N, zero, dxg);
                         add_from_columns(dxg, c, p, dxs_group);
                     }
                     if let Some((dw3, db3)) = conv3_sum.as_mut() {
-                        gemm_serial(co, c, cols, one, h, Op::N, xg, Op::T, one, dw3);
-                        for (g, row) in db3.iter_mut().zip(h.chunks(cols)) {
+                        gemm_serial(co, c, cols, one, dh, Op::N, xg, Op::T, one, dw3);
+                        for (g, row) in db3.iter_mut().zip(dh.chunks(cols)) {
                             *g += reduce::sum(row);
                         }
                     }
