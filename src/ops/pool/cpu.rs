@@ -14,7 +14,7 @@ pub fn pool_forward<T: Real>(shape: &PoolShape, x: &[T], y: &mut [T]) -> Result<
     let (h, w, b) = (shape.h, shape.w, shape.block);
     let (oh, ow) = (shape.oh(), shape.ow());
     let planes = planes_per_task(h * w);
-    if oh * ow == 1 {
+    if oh * ow == 1 && w < LANES {
         let count = T::of_f64((h * w) as f64);
         y.par_chunks_mut(planes)
             .zip(x.par_chunks(planes * h * w))
@@ -91,9 +91,10 @@ pub fn pool_backward<T: Real>(shape: &PoolShape, dy: &[T], dx: &mut [T]) -> Resu
 
 /// The mean of each whole `h×w` plane of `x` into `y`, in the same order of additions as
 /// the blocked loop of [`pool_forward`] (each row summed left to right, the row sums
-/// added top to bottom), but [`LANES`] planes in lockstep: one plane's additions form a
-/// single dependency chain, and at 4×4 waiting on it cost more than the loads (about
-/// 25 ns a plane).
+/// added top to bottom), but [`LANES`] planes in lockstep. For rows shorter than
+/// [`LANES`]: there one plane's additions are a short dependency chain that the blocked
+/// loop waits on (about 25 ns a plane at 4×4), while from 16-pixel rows on the blocked
+/// loop, reading each plane in order, measured faster (BENCHMARKS.md, "Pool").
 fn plane_means<T: Real>(x: &[T], h: usize, w: usize, count: T, y: &mut [T]) {
     let hw = h * w;
     for (ys, xs) in y.chunks_mut(LANES).zip(x.chunks(LANES * hw)) {
@@ -118,7 +119,8 @@ fn plane_means<T: Real>(x: &[T], h: usize, w: usize, count: T, y: &mut [T]) {
     }
 }
 
-/// Planes [`plane_means`] sums side by side.
+/// Planes [`plane_means`] sums side by side, and the row length from which the blocked
+/// loop takes global means instead.
 const LANES: usize = 16;
 
 /// Each block's pixel count as a `T`, `[oh, ow]`.
