@@ -120,15 +120,20 @@ pub fn load<T: Real>(path: &Path) -> Result<(TensorMap<T>, HashMap<String, Strin
 mod tests {
     use super::*;
 
-    fn temp_file(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("sparta-ckpt-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join(name)
+    /// `name` in a fresh folder, deleted with everything in it when the returned guard
+    /// drops.
+    fn temp_file(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let tmp = tempfile::Builder::new()
+            .prefix("sparta-ckpt-")
+            .tempdir()
+            .unwrap();
+        let path = tmp.path().join(name);
+        (tmp, path)
     }
 
     #[test]
     fn non_finite_tensors_are_neither_written_nor_read() {
-        let path = temp_file("nan.safetensors");
+        let (_tmp, path) = temp_file("nan.safetensors");
         let good = [1.0f32, 2.0, 3.0];
         let bad = [1.0f32, f32::NAN, 3.0];
         save(&path, &[("w".into(), vec![3], &good[..])], HashMap::new()).unwrap();

@@ -290,7 +290,11 @@ mod tests {
 
     #[test]
     fn writes_a_png_with_lines_bands_and_text() {
-        let path = std::env::temp_dir().join(format!("sparta-plot-{}.png", std::process::id()));
+        let tmp = tempfile::Builder::new()
+            .prefix("sparta-plot-")
+            .tempdir()
+            .unwrap();
+        let path = tmp.path().join("plot.png");
         let series = vec![
             CurveSeries {
                 label: "ReLU".into(),
@@ -323,7 +327,11 @@ mod tests {
 
     #[test]
     fn writes_a_grid_of_heatmaps() {
-        let path = std::env::temp_dir().join(format!("sparta-maps-{}.png", std::process::id()));
+        let tmp = tempfile::Builder::new()
+            .prefix("sparta-maps-")
+            .tempdir()
+            .unwrap();
+        let path = tmp.path().join("maps.png");
         let ramp = |h: usize, w: usize| Heatmap {
             title: format!("{h}×{w}"),
             height: h,

@@ -450,7 +450,11 @@ fn checkpoints_move_between_the_device_and_the_cpu() {
         cpu.velocity().iter().flatten().any(|&v| v != 0.0),
         "two steps leave a velocity"
     );
-    let dir = std::env::temp_dir().join(format!("sparta-device-ckpt-{}", std::process::id()));
+    let tmp = tempfile::Builder::new()
+        .prefix("sparta-device-ckpt-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path().to_path_buf();
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("model.safetensors");
     device.save(&path).unwrap();
@@ -479,5 +483,4 @@ fn checkpoints_move_between_the_device_and_the_cpu() {
         0.0,
     );
     assert!(fresh.load(&dir.join("missing.safetensors")).is_err());
-    std::fs::remove_dir_all(&dir).unwrap();
 }

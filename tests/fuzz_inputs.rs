@@ -280,11 +280,15 @@ fn fuzz(
     faults
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sparta-fuzz-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh folder of its own, deleted with everything in it when the returned guard
+/// drops (a failing test's too).
+fn temp_dir(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("sparta-fuzz-{name}-"))
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path().to_path_buf();
+    (tmp, dir)
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -314,7 +318,7 @@ fn words(bytes: &[u8], n: usize, big_endian: bool) -> Vec<Field> {
 }
 
 fn idx_faults(cases: usize) -> Vec<String> {
-    let dir = temp_dir("idx");
+    let (_tmp, dir) = temp_dir("idx");
     let pixels: Vec<u8> = (0..3 * 5 * 4).map(|i| (i * 7) as u8).collect();
     let images = idx_bytes(&[3, 5, 4], &pixels);
     let labels = idx_bytes(&[3], &[9, 0, 4]);
@@ -412,7 +416,7 @@ fn idx_faults(cases: usize) -> Vec<String> {
 }
 
 fn cifar_faults(cases: usize) -> Vec<String> {
-    let dir = temp_dir("cifar");
+    let (_tmp, dir) = temp_dir("cifar");
     let path = dir.join("data_batch_1.bin");
     let mut valid = Vec::new();
     for label in [3u8, 9, 0] {
@@ -451,7 +455,7 @@ fn svhn_files(big_endian: bool) -> (Vec<u8>, Vec<u8>) {
 }
 
 fn svhn_faults(cases: usize) -> Vec<String> {
-    let dir = temp_dir("svhn");
+    let (_tmp, dir) = temp_dir("svhn");
     let path = dir.join("train_32x32.mat");
     let mut faults = Vec::new();
     for (seed, big_endian) in [(4, false), (5, true)] {
@@ -555,7 +559,8 @@ fn jpeg(side: u16, colour: [u8; 3]) -> Vec<u8> {
 }
 
 fn tiny_imagenet_faults(cases: usize) -> Vec<String> {
-    let root = temp_dir("tiny").join("tiny-imagenet-200");
+    let (_tmp, root) = temp_dir("tiny");
+    let root = root.join("tiny-imagenet-200");
     for (i, wnid) in ["n01", "n02"].iter().enumerate() {
         let folder = root.join(format!("train/{wnid}/images"));
         std::fs::create_dir_all(&folder).unwrap();
@@ -764,7 +769,7 @@ fn extreme_config(m: &mut Mutator, header: &str) -> String {
 }
 
 fn checkpoint_faults(cases: usize) -> Vec<String> {
-    let dir = temp_dir("checkpoint");
+    let (_tmp, dir) = temp_dir("checkpoint");
     let path = dir.join("model.safetensors");
     let config = ResNetConfig {
         widths: [2, 2, 2, 3],
@@ -864,7 +869,7 @@ fn extreme_attack(m: &mut Mutator, header: &str) -> String {
 fn adversarial_faults(cases: usize) -> Vec<String> {
     use sparta::attack::square::SquareConfig;
     use sparta::attack::transfer::{self, TransferSource};
-    let dir = temp_dir("adversarial");
+    let (_tmp, dir) = temp_dir("adversarial");
     let path = dir.join("adv.safetensors");
     let data = sparta::data::Dataset {
         name: "noise/test[..3]".into(),
@@ -907,7 +912,7 @@ fn adversarial_faults(cases: usize) -> Vec<String> {
 }
 
 fn state_faults(cases: usize) -> Vec<String> {
-    let dir = temp_dir("state");
+    let (_tmp, dir) = temp_dir("state");
     let state = TrainState {
         config: TrainConfig::paper(90, true, 3),
         train_images: 1000,

@@ -252,7 +252,11 @@ fn classifier_losses_and_input_gradient_agree_with_the_tape() {
     assert_eq!((logits.len(), losses.len(), grad.len()), (12, 4, x.len()));
     assert!(model.logits(&x[1..], shape).is_err());
 
-    let dir = std::env::temp_dir().join(format!("sparta-classifier-{}", std::process::id()));
+    let tmp = tempfile::Builder::new()
+        .prefix("sparta-classifier-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path().to_path_buf();
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("model.safetensors");
     model.save(&path).unwrap();
@@ -308,7 +312,11 @@ fn classifier_losses_and_input_gradient_agree_with_the_tape() {
 
 #[test]
 fn checkpoint_round_trip_is_bit_exact() {
-    let dir = std::env::temp_dir().join(format!("sparta-ckpt-{}", std::process::id()));
+    let tmp = tempfile::Builder::new()
+        .prefix("sparta-ckpt-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path().to_path_buf();
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("model.safetensors");
     let (x, labels) = f32_batch(4, 8);
@@ -349,7 +357,6 @@ fn checkpoint_round_trip_is_bit_exact() {
         .file_name()
         .to_string_lossy()
         .contains("tmp")));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -366,7 +373,11 @@ fn depth_and_spec_errors() {
 /// by `frozen` while everything else trains.
 #[test]
 fn frozen_sparta_loads_from_another_model_and_stays_fixed() {
-    let dir = std::env::temp_dir().join(format!("sparta-frozen-{}", std::process::id()));
+    let tmp = tempfile::Builder::new()
+        .prefix("sparta-frozen-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path().to_path_buf();
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("donor.safetensors");
     let (x, labels) = f32_batch(4, 8);
@@ -420,7 +431,6 @@ fn frozen_sparta_loads_from_another_model_and_stays_fixed() {
         err.contains("layer1.0.sparta.") && err.contains("plain.safetensors"),
         "{err}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// `activation_maps` records each block's post-residual activation, in block order: ReLU

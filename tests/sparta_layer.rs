@@ -226,7 +226,11 @@ fn initialisation_is_uniform_within_pytorch_bounds() {
 
 #[test]
 fn save_then_load_round_trips_and_bad_files_name_the_tensors() {
-    let dir = std::env::temp_dir().join(format!("sparta-layer-test-{}", std::process::id()));
+    let tmp = tempfile::Builder::new()
+        .prefix("sparta-layer-test-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path().to_path_buf();
     std::fs::create_dir_all(&dir).unwrap();
     let mut rng = StdRng::seed_from_u64(11);
     let layer = SpartaLayer::<f32>::new(SpartaConfig::new(12), &mut rng);
@@ -267,7 +271,6 @@ fn save_then_load_round_trips_and_bad_files_name_the_tensors() {
     std::fs::write(dir.join("junk"), b"junk").unwrap();
     assert!(wider.load(&dir.join("junk")).is_err());
     assert!(wider.load(&dir.join("absent")).is_err());
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -270,7 +270,11 @@ mod tests {
     /// labels or another count.
     #[test]
     fn round_trip_and_the_check_against_the_clean_images() {
-        let dir = std::env::temp_dir().join(format!("sparta-transfer-{}", std::process::id()));
+        let tmp = tempfile::Builder::new()
+            .prefix("sparta-transfer-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().to_path_buf();
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("adv.safetensors");
         let mut clean = Vec::new();
@@ -311,6 +315,5 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("outside [0, 1]"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

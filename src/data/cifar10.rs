@@ -80,16 +80,21 @@ mod tests {
         r
     }
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("sparta-cifar-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("cifar-10-batches-bin")).unwrap();
-        dir
+    /// A fresh folder of its own, deleted with everything in it when the returned guard
+    /// drops (a failing test's too).
+    fn temp_dir(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("sparta-cifar-{name}-"))
+            .tempdir()
+            .unwrap();
+        std::fs::create_dir_all(tmp.path().join("cifar-10-batches-bin")).unwrap();
+        let dir = tmp.path().to_path_buf();
+        (tmp, dir)
     }
 
     #[test]
     fn loads_all_five_train_batches_in_order() {
-        let dir = temp_dir("ok");
+        let (_tmp, dir) = temp_dir("ok");
         for i in 1..=5u8 {
             let mut bytes = record(i, i);
             bytes.extend(record(9 - i, i + 10));
@@ -108,7 +113,8 @@ mod tests {
 
     #[test]
     fn truncated_file_and_bad_label_are_errors() {
-        let dir = temp_dir("bad").join("cifar-10-batches-bin");
+        let (_tmp, dir) = temp_dir("bad");
+        let dir = dir.join("cifar-10-batches-bin");
         let path = dir.join("test_batch.bin");
         let mut bytes = record(3, 1);
         bytes.extend(&record(4, 2)[..100]);

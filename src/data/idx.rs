@@ -243,11 +243,15 @@ mod tests {
         enc.finish().unwrap()
     }
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("sparta-idx-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    /// A fresh folder of its own, deleted with everything in it when the returned guard
+    /// drops (a failing test's too).
+    fn temp_dir(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("sparta-idx-{name}-"))
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().to_path_buf();
+        (tmp, dir)
     }
 
     fn message(e: Error) -> String {
@@ -256,7 +260,7 @@ mod tests {
 
     #[test]
     fn loads_gzip_and_raw_files() {
-        let dir = temp_dir("ok");
+        let (_tmp, dir) = temp_dir("ok");
         let pixels: Vec<u8> = (0..3 * 2 * 4).map(|i| (i * 7) as u8).collect();
         std::fs::write(
             dir.join("train-images-idx3-ubyte.gz"),
@@ -279,7 +283,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_file_and_the_fault() {
-        let dir = temp_dir("bad");
+        let (_tmp, dir) = temp_dir("bad");
         let p = dir.join("x");
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (vec![0, 0], "truncated"),
@@ -302,7 +306,7 @@ mod tests {
 
     #[test]
     fn rejects_count_mismatch_and_bad_labels() {
-        let dir = temp_dir("labels");
+        let (_tmp, dir) = temp_dir("labels");
         let img = dir.join("train-images-idx3-ubyte");
         let lab = dir.join("train-labels-idx1-ubyte");
         std::fs::write(&img, idx_bytes(&[2, 1, 1], &[0, 1])).unwrap();

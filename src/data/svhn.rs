@@ -93,11 +93,15 @@ mod tests {
     use super::mat5::writer::{MatWriter, Numeric};
     use super::*;
 
-    fn temp_dir(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("sparta-svhn-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    /// A fresh folder of its own, deleted with everything in it when the returned guard
+    /// drops (a failing test's too).
+    fn temp_dir(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("sparta-svhn-{name}-"))
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().to_path_buf();
+        (tmp, dir)
     }
 
     /// Column-major `[h, w, 3, n]` pixels where each value encodes its position.
@@ -133,7 +137,7 @@ mod tests {
     fn reads_compressed_and_uncompressed_files_with_either_byte_order() {
         let (h, w, n) = (3, 4, 3);
         let x = column_major(h, w, n);
-        let dir = temp_dir("ok");
+        let (_tmp, dir) = temp_dir("ok");
         for (compressed, big_endian) in [(true, false), (false, false), (false, true), (true, true)]
         {
             let mut f = MatWriter::new(big_endian);
@@ -157,7 +161,7 @@ mod tests {
 
     #[test]
     fn double_labels_are_read_too() {
-        let dir = temp_dir("f64");
+        let (_tmp, dir) = temp_dir("f64");
         let mut f = MatWriter::new(false);
         f.variable("y", &[2, 1], Numeric::F64(vec![3.0, 10.0]), true);
         f.variable(
@@ -174,7 +178,7 @@ mod tests {
 
     #[test]
     fn malformed_files_are_errors_naming_the_file() {
-        let dir = temp_dir("bad");
+        let (_tmp, dir) = temp_dir("bad");
         let path = dir.join("train_32x32.mat");
         let good = |y: Vec<f64>, ydims: &[usize], compressed: bool| {
             let mut f = MatWriter::new(false);

@@ -206,10 +206,15 @@ mod tests {
 
     use super::*;
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("sparta-tiny-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir.join("tiny-imagenet-200")
+    /// A fresh folder of its own, deleted with everything in it when the returned guard
+    /// drops (a failing test's too).
+    fn temp_dir(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("sparta-tiny-{name}-"))
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().join("tiny-imagenet-200");
+        (tmp, dir)
     }
 
     /// A flat-colour JPEG (`rgb` = None: gray-scale of value 100).
@@ -254,7 +259,7 @@ mod tests {
 
     #[test]
     fn reads_train_and_val_with_wnids_order_as_classes() {
-        let root = temp_dir("ok");
+        let (_tmp, root) = temp_dir("ok");
         write_set(&root);
         let train = load(root.parent().unwrap(), Split::Train).unwrap();
         assert_eq!(
@@ -276,7 +281,7 @@ mod tests {
 
     #[test]
     fn malformed_sets_are_errors_naming_the_file() {
-        let root = temp_dir("bad");
+        let (_tmp, root) = temp_dir("bad");
         write_set(&root);
         let ann = root.join("val/val_annotations.txt");
         std::fs::write(&ann, "val_0.JPEG\tn09\t0\t0\t1\t1\n").unwrap();

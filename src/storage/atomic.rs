@@ -90,16 +90,20 @@ pub fn remove_stale_temporaries(dir: &Path) -> Result<Vec<PathBuf>> {
 mod tests {
     use super::*;
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("sparta-atomic-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    /// A fresh folder of its own, deleted with everything in it when the returned guard
+    /// drops (a failing test's too).
+    fn temp_dir(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("sparta-atomic-{name}-"))
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().to_path_buf();
+        (tmp, dir)
     }
 
     #[test]
     fn a_write_replaces_the_file_and_leaves_no_temporary() {
-        let dir = temp_dir("replace");
+        let (_tmp, dir) = temp_dir("replace");
         let path = dir.join("report.json");
         write_atomically(&path, b"old").unwrap();
         write_atomically(&path, b"new").unwrap();
@@ -110,7 +114,7 @@ mod tests {
 
     #[test]
     fn a_failed_write_leaves_the_old_file() {
-        let dir = temp_dir("failed");
+        let (_tmp, dir) = temp_dir("failed");
         let path = dir.join("taken");
         // A folder where the file should go: the rename fails, the folder stays.
         std::fs::create_dir(&path).unwrap();
@@ -122,7 +126,7 @@ mod tests {
 
     #[test]
     fn only_the_temporaries_of_interrupted_writes_are_removed() {
-        let dir = temp_dir("stale");
+        let (_tmp, dir) = temp_dir("stale");
         let keep = [
             "model.safetensors",
             ".hidden",

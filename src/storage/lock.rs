@@ -74,8 +74,11 @@ mod tests {
 
     #[test]
     fn a_second_lock_on_the_folder_fails_and_names_the_holder() {
-        let dir = std::env::temp_dir().join(format!("sparta-lock-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let tmp = tempfile::Builder::new()
+            .prefix("sparta-lock-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().to_path_buf();
         let first = RunLock::acquire(&dir).unwrap();
         assert_eq!(first.dir(), dir);
         // A second open file description conflicts even within one process.

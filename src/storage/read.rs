@@ -44,8 +44,11 @@ mod tests {
 
     #[test]
     fn errors_say_what_is_at_the_path() {
-        let dir = std::env::temp_dir().join(format!("sparta-read-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let tmp = tempfile::Builder::new()
+            .prefix("sparta-read-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().to_path_buf();
         std::fs::create_dir_all(dir.join("folder")).unwrap();
         std::fs::write(dir.join("file"), b"abc").unwrap();
         assert_eq!(read_regular_file(&dir.join("file")).unwrap(), b"abc");

@@ -468,10 +468,15 @@ mod tests {
         }
     }
 
-    fn temp_dir(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("sparta-train-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
+    /// A fresh folder of its own, deleted with everything in it when the returned guard
+    /// drops (a failing test's too).
+    fn temp_dir(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("sparta-train-{name}-"))
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().join("run");
+        (tmp, dir)
     }
 
     #[test]
@@ -519,7 +524,7 @@ mod tests {
         let mut reference = SoftmaxRegression::new(100, 2, 7);
         let full = train(&mut reference, &data, &config(), None, &never, |_| {}).unwrap();
 
-        let dir = temp_dir("resume");
+        let (_tmp, dir) = temp_dir("resume");
         let stop = AtomicBool::new(false);
         let mut first = SoftmaxRegression::new(100, 2, 7);
         let out = train(
@@ -563,7 +568,7 @@ mod tests {
 
         // A killed process (no checkpoint at the kill) resumes from the last periodic
         // one: global step 12 = epoch 1, step 4; killed during step 14.
-        let dir2 = temp_dir("killed");
+        let (_tmp, dir2) = temp_dir("killed");
         let mut killed = SoftmaxRegression::new(100, 2, 7);
         let crash = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             train(
@@ -593,7 +598,7 @@ mod tests {
         assert_eq!(later, reference);
 
         // Asking for more epochs later continues the same run.
-        let dir3 = temp_dir("extend");
+        let (_tmp, dir3) = temp_dir("extend");
         let mut short = config();
         short.epochs = 2;
         let mut m = SoftmaxRegression::new(100, 2, 7);
@@ -697,7 +702,7 @@ mod tests {
     fn a_diverging_step_never_becomes_the_last_checkpoint() {
         let data = toy_data(60, 3);
         let never = AtomicBool::new(false);
-        let dir = temp_dir("diverge");
+        let (_tmp, dir) = temp_dir("diverge");
         // 8 steps per epoch: breaks in step 3 of epoch 2.
         let mut model = BreaksAt {
             inner: SoftmaxRegression::new(100, 2, 4),
@@ -765,7 +770,7 @@ mod tests {
     fn a_state_file_cannot_name_a_model_outside_its_folder() {
         let data = toy_data(24, 5);
         let never = AtomicBool::new(false);
-        let root = temp_dir("escape");
+        let (_tmp, root) = temp_dir("escape");
         let dir = root.join("run");
         let victim = root.join("victim.safetensors");
         let mut m = SoftmaxRegression::new(100, 2, 1);
@@ -801,7 +806,7 @@ mod tests {
     fn a_second_run_in_the_folder_fails_at_once() {
         let data = toy_data(24, 6);
         let never = AtomicBool::new(false);
-        let dir = temp_dir("busy");
+        let (_tmp, dir) = temp_dir("busy");
         let held = RunLock::acquire(&dir).unwrap();
         std::fs::write(dir.join("model-step00000001.safetensors"), b"theirs").unwrap();
         let mut m = SoftmaxRegression::new(100, 2, 1);
@@ -838,7 +843,7 @@ mod tests {
     fn leftovers_inconsistent_states_and_other_data_at_resume() {
         let data = toy_data(24, 7);
         let never = AtomicBool::new(false);
-        let dir = temp_dir("leftovers");
+        let (_tmp, dir) = temp_dir("leftovers");
         let one = TrainConfig {
             epochs: 1,
             ..standard(0, 0.05)

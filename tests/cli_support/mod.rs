@@ -8,12 +8,38 @@ use std::process::{Command, Output};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sparta");
 
-/// A fresh folder under the system's temporary directory, unique to this process.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sparta-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A folder that lasts as long as this value: a fresh directory under the system's
+/// temporary one (or a path inside it), deleted with everything in it when the value
+/// drops, at the end of a failing test too. Derefs to its path.
+pub struct TempFolder {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TempFolder {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for TempFolder {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// A fresh, empty folder of its own.
+pub fn temp_dir(name: &str) -> TempFolder {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("sparta-cli-{name}-"))
+        .tempdir()
+        .unwrap();
+    TempFolder {
+        path: dir.path().to_path_buf(),
+        _dir: dir,
+    }
 }
 
 /// An IDX file of u8: magic `00 00 08 <ndims>`, big-endian sizes, data.
@@ -70,7 +96,7 @@ pub fn write_split(dir: &Path, prefix: &str, n: usize, seed: u32) {
 }
 
 /// A Fashion-MNIST folder with 40 training and 20 test images.
-pub fn data_dir(name: &str) -> PathBuf {
+pub fn data_dir(name: &str) -> TempFolder {
     let dir = temp_dir(name);
     write_split(&dir, "train", 40, 1);
     write_split(&dir, "t10k", 20, 2);
@@ -79,7 +105,7 @@ pub fn data_dir(name: &str) -> PathBuf {
 
 /// CIFAR-10 binary batches of banded 32×32 RGB images: five training files of
 /// `per_file` images and a test file of `test` images.
-pub fn cifar_dir(name: &str, per_file: usize, test: usize) -> PathBuf {
+pub fn cifar_dir(name: &str, per_file: usize, test: usize) -> TempFolder {
     let dir = temp_dir(name);
     let write = |file: &str, n: usize, seed: u32| {
         let (images, labels) = banded_images(n, 3, 32, seed);
@@ -99,7 +125,7 @@ pub fn cifar_dir(name: &str, per_file: usize, test: usize) -> PathBuf {
 
 /// SVHN `train_32x32.mat` and `test_32x32.mat` of banded 32×32 RGB images, `X` stored
 /// column-major as MATLAB does and labels 1–10 (10 for the digit 0).
-pub fn svhn_dir(name: &str, train: usize, test: usize) -> PathBuf {
+pub fn svhn_dir(name: &str, train: usize, test: usize) -> TempFolder {
     use sparta::data::svhn::mat5::writer::{MatWriter, Numeric};
     let dir = temp_dir(name);
     for (split, n, seed) in [("train", train, 3), ("test", test, 4)] {
@@ -209,8 +235,9 @@ pub fn train_args<'a>(data: &'a str, out: &'a str, epochs: &'a str) -> Vec<&'a s
 
 /// A Tiny-ImageNet folder of 200 classes: one 64×64 training JPEG for each of the first
 /// `with_images` classes (the others' folders empty) and `val` images of classes 0, 1, …
-pub fn tiny_imagenet_dir(name: &str, with_images: usize, val: usize) -> PathBuf {
-    let root = temp_dir(name).join("tiny-imagenet-200");
+pub fn tiny_imagenet_dir(name: &str, with_images: usize, val: usize) -> TempFolder {
+    let tmp = temp_dir(name);
+    let root = tmp.join("tiny-imagenet-200");
     let wnids: Vec<String> = (0..200).map(|i| format!("n{i:08}")).collect();
     std::fs::create_dir_all(root.join("val/images")).unwrap();
     std::fs::write(root.join("wnids.txt"), wnids.join("\n")).unwrap();
@@ -240,7 +267,7 @@ pub fn tiny_imagenet_dir(name: &str, with_images: usize, val: usize) -> PathBuf 
         annotations += &format!("val_{i}.JPEG\t{}\t0\t0\t63\t63\n", wnids[class]);
     }
     std::fs::write(root.join("val/val_annotations.txt"), annotations).unwrap();
-    root.parent().unwrap().to_path_buf()
+    tmp
 }
 
 /// The model of a checkpoint the binary wrote, through the library.
