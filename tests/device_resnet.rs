@@ -455,7 +455,6 @@ fn checkpoints_move_between_the_device_and_the_cpu() {
         .tempdir()
         .unwrap();
     let dir = tmp.path().to_path_buf();
-    std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("model.safetensors");
     device.save(&path).unwrap();
 

@@ -257,7 +257,6 @@ fn classifier_losses_and_input_gradient_agree_with_the_tape() {
         .tempdir()
         .unwrap();
     let dir = tmp.path().to_path_buf();
-    std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("model.safetensors");
     model.save(&path).unwrap();
     let mut exact = ResNet::<f64>::from_checkpoint(&path).unwrap();
@@ -317,7 +316,6 @@ fn checkpoint_round_trip_is_bit_exact() {
         .tempdir()
         .unwrap();
     let dir = tmp.path().to_path_buf();
-    std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("model.safetensors");
     let (x, labels) = f32_batch(4, 8);
     let shape = [4, 1, 8, 8];
@@ -378,7 +376,6 @@ fn frozen_sparta_loads_from_another_model_and_stays_fixed() {
         .tempdir()
         .unwrap();
     let dir = tmp.path().to_path_buf();
-    std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("donor.safetensors");
     let (x, labels) = f32_batch(4, 8);
     let shape = [4, 1, 8, 8];

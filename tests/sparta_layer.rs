@@ -231,7 +231,6 @@ fn save_then_load_round_trips_and_bad_files_name_the_tensors() {
         .tempdir()
         .unwrap();
     let dir = tmp.path().to_path_buf();
-    std::fs::create_dir_all(&dir).unwrap();
     let mut rng = StdRng::seed_from_u64(11);
     let layer = SpartaLayer::<f32>::new(SpartaConfig::new(12), &mut rng);
     let path = dir.join("layer.safetensors");

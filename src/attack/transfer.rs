@@ -275,7 +275,6 @@ mod tests {
             .tempdir()
             .unwrap();
         let dir = tmp.path().to_path_buf();
-        std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("adv.safetensors");
         let mut clean = Vec::new();
         data().batch(&[0, 1, 2], &mut clean);

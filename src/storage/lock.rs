@@ -78,7 +78,8 @@ mod tests {
             .prefix("sparta-lock-")
             .tempdir()
             .unwrap();
-        let dir = tmp.path().to_path_buf();
+        // Not there yet: acquiring creates it.
+        let dir = tmp.path().join("run");
         let first = RunLock::acquire(&dir).unwrap();
         assert_eq!(first.dir(), dir);
         // A second open file description conflicts even within one process.

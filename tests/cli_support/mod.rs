@@ -3,30 +3,27 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sparta");
 
 /// A folder that lasts as long as this value: a fresh directory under the system's
-/// temporary one (or a path inside it), deleted with everything in it when the value
-/// drops, at the end of a failing test too. Derefs to its path.
-pub struct TempFolder {
-    path: PathBuf,
-    _dir: tempfile::TempDir,
-}
+/// temporary one, deleted with everything in it when the value drops, at the end of a
+/// failing test too. Derefs to its path.
+pub struct TempFolder(tempfile::TempDir);
 
 impl std::ops::Deref for TempFolder {
     type Target = Path;
 
     fn deref(&self) -> &Path {
-        &self.path
+        self.0.path()
     }
 }
 
 impl AsRef<Path> for TempFolder {
     fn as_ref(&self) -> &Path {
-        &self.path
+        self.0.path()
     }
 }
 
@@ -36,10 +33,7 @@ pub fn temp_dir(name: &str) -> TempFolder {
         .prefix(&format!("sparta-cli-{name}-"))
         .tempdir()
         .unwrap();
-    TempFolder {
-        path: dir.path().to_path_buf(),
-        _dir: dir,
-    }
+    TempFolder(dir)
 }
 
 /// An IDX file of u8: magic `00 00 08 <ndims>`, big-endian sizes, data.

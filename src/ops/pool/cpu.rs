@@ -93,8 +93,8 @@ pub fn pool_backward<T: Real>(shape: &PoolShape, dy: &[T], dx: &mut [T]) -> Resu
 /// the blocked loop of [`pool_forward`] (each row summed left to right, the row sums
 /// added top to bottom), but [`LANES`] planes in lockstep. For rows shorter than
 /// [`LANES`]: there one plane's additions are a short dependency chain that the blocked
-/// loop waits on (about 25 ns a plane at 4×4), while from 16-pixel rows on the blocked
-/// loop, reading each plane in order, measured faster (BENCHMARKS.md, "Pool").
+/// loop waits on, while from 16-pixel rows on the blocked loop, reading each plane in
+/// order, measured faster (BENCHMARKS.md, "Pool").
 fn plane_means<T: Real>(x: &[T], h: usize, w: usize, count: T, y: &mut [T]) {
     let hw = h * w;
     for (ys, xs) in y.chunks_mut(LANES).zip(x.chunks(LANES * hw)) {
@@ -175,13 +175,15 @@ mod tests {
 
     /// The global path (planes in lockstep) against a plain loop over each plane in the
     /// same order, bit for bit: non-square planes, a batch of planes that is not a
-    /// multiple of [`LANES`], and more than one rayon task, each ending in a partial
-    /// group of lanes. Values spread over seven decades, so that another order of the
+    /// multiple of [`LANES`], and two rayon tasks, each ending in a partial group of
+    /// lanes. Values spread over seven decades, so that another order of the
     /// additions would change the bits.
     #[test]
     fn global_pool_keeps_the_order_of_additions() {
-        let (planes, h, w) = (3001, 3, 5);
-        assert!(planes * h * w > CHUNK && !planes_per_task(h * w).is_multiple_of(LANES));
+        let (planes, h, w) = (3000, 3, 5);
+        let per_task = planes_per_task(h * w);
+        assert!(planes * h * w > CHUNK && planes < 2 * per_task);
+        assert!(!per_task.is_multiple_of(LANES) && !(planes - per_task).is_multiple_of(LANES));
         let shape = PoolShape::global(planes, h, w).unwrap();
         let x: Vec<f32> = (0..shape.in_len())
             .map(|i| (i as f32 * 0.37).sin() * 10f32.powi(i as i32 % 7 - 3))

@@ -330,9 +330,9 @@ pub fn sanet_forward_fused<T: Real>(
     Ok(out)
 }
 
-/// Fused backward: group by group, h as the forward kept it (Conv3 again where it kept
-/// none: fewer than 128 channels, or `out` from the unfused forward), then `dh` in the
-/// same scratch; adds the gradients of xs and (unless `grads.params` is `None`) of Conv3
+/// Fused backward: group by group, h read where the forward kept it (Conv3 run again into
+/// a scratch where it kept none: fewer than 128 channels, or `out` from the unfused
+/// forward), then `dh` in that scratch; adds the gradients of xs and (unless `grads.params` is `None`) of Conv3
 /// and Conv4/Conv5. `out` must come from the forward of the same `xs`, `w3`, `b3` and
 /// Conv5 source: its h, q and Conv5 weights are read, not recomputed.
 #[allow(clippy::too_many_arguments)]
