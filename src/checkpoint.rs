@@ -120,15 +120,10 @@ pub fn load<T: Real>(path: &Path) -> Result<(TensorMap<T>, HashMap<String, Strin
 mod tests {
     use super::*;
 
-    /// `name` in a fresh folder, deleted with everything in it when the returned guard
-    /// drops.
+    /// `name` in a fresh folder.
     fn temp_file(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
-        let tmp = tempfile::Builder::new()
-            .prefix("sparta-ckpt-")
-            .tempdir()
-            .unwrap();
-        let path = tmp.path().join(name);
-        (tmp, path)
+        let (tmp, dir) = crate::temp_folder::temp_dir("ckpt");
+        (tmp, dir.join(name))
     }
 
     #[test]

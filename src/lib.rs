@@ -27,6 +27,8 @@ mod scratch;
 pub mod smoke;
 pub mod storage;
 #[cfg(test)]
+mod temp_folder;
+#[cfg(test)]
 mod testing;
 pub mod train;
 

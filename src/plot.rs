@@ -290,11 +290,8 @@ mod tests {
 
     #[test]
     fn writes_a_png_with_lines_bands_and_text() {
-        let tmp = tempfile::Builder::new()
-            .prefix("sparta-plot-")
-            .tempdir()
-            .unwrap();
-        let path = tmp.path().join("plot.png");
+        let (_tmp, dir) = crate::temp_folder::temp_dir("plot");
+        let path = dir.join("plot.png");
         let series = vec![
             CurveSeries {
                 label: "ReLU".into(),
@@ -327,11 +324,8 @@ mod tests {
 
     #[test]
     fn writes_a_grid_of_heatmaps() {
-        let tmp = tempfile::Builder::new()
-            .prefix("sparta-maps-")
-            .tempdir()
-            .unwrap();
-        let path = tmp.path().join("maps.png");
+        let (_tmp, dir) = crate::temp_folder::temp_dir("maps");
+        let path = dir.join("maps.png");
         let ramp = |h: usize, w: usize| Heatmap {
             title: format!("{h}×{w}"),
             height: h,

@@ -270,11 +270,7 @@ mod tests {
     /// labels or another count.
     #[test]
     fn round_trip_and_the_check_against_the_clean_images() {
-        let tmp = tempfile::Builder::new()
-            .prefix("sparta-transfer-")
-            .tempdir()
-            .unwrap();
-        let dir = tmp.path().to_path_buf();
+        let (_tmp, dir) = crate::temp_folder::temp_dir("transfer");
         let path = dir.join("adv.safetensors");
         let mut clean = Vec::new();
         data().batch(&[0, 1, 2], &mut clean);

@@ -80,15 +80,10 @@ mod tests {
         r
     }
 
-    /// A fresh folder of its own, deleted with everything in it when the returned guard
-    /// drops (a failing test's too).
+    /// A fresh folder with an empty `cifar-10-batches-bin` in it.
     fn temp_dir(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!("sparta-cifar-{name}-"))
-            .tempdir()
-            .unwrap();
-        std::fs::create_dir_all(tmp.path().join("cifar-10-batches-bin")).unwrap();
-        let dir = tmp.path().to_path_buf();
+        let (tmp, dir) = crate::temp_folder::temp_dir(&format!("cifar-{name}"));
+        std::fs::create_dir_all(dir.join("cifar-10-batches-bin")).unwrap();
         (tmp, dir)
     }
 

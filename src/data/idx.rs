@@ -243,15 +243,8 @@ mod tests {
         enc.finish().unwrap()
     }
 
-    /// A fresh folder of its own, deleted with everything in it when the returned guard
-    /// drops (a failing test's too).
     fn temp_dir(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!("sparta-idx-{name}-"))
-            .tempdir()
-            .unwrap();
-        let dir = tmp.path().to_path_buf();
-        (tmp, dir)
+        crate::temp_folder::temp_dir(&format!("idx-{name}"))
     }
 
     fn message(e: Error) -> String {

@@ -93,15 +93,8 @@ mod tests {
     use super::mat5::writer::{MatWriter, Numeric};
     use super::*;
 
-    /// A fresh folder of its own, deleted with everything in it when the returned guard
-    /// drops (a failing test's too).
     fn temp_dir(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!("sparta-svhn-{name}-"))
-            .tempdir()
-            .unwrap();
-        let dir = tmp.path().to_path_buf();
-        (tmp, dir)
+        crate::temp_folder::temp_dir(&format!("svhn-{name}"))
     }
 
     /// Column-major `[h, w, 3, n]` pixels where each value encodes its position.

@@ -206,15 +206,10 @@ mod tests {
 
     use super::*;
 
-    /// A fresh folder of its own, deleted with everything in it when the returned guard
-    /// drops (a failing test's too).
+    /// A fresh folder and, in it, the data set's root, not yet made.
     fn temp_dir(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!("sparta-tiny-{name}-"))
-            .tempdir()
-            .unwrap();
-        let dir = tmp.path().join("tiny-imagenet-200");
-        (tmp, dir)
+        let (tmp, dir) = crate::temp_folder::temp_dir(&format!("tiny-{name}"));
+        (tmp, dir.join("tiny-imagenet-200"))
     }
 
     /// A flat-colour JPEG (`rgb` = None: gray-scale of value 100).

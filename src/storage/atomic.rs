@@ -90,15 +90,8 @@ pub fn remove_stale_temporaries(dir: &Path) -> Result<Vec<PathBuf>> {
 mod tests {
     use super::*;
 
-    /// A fresh folder of its own, deleted with everything in it when the returned guard
-    /// drops (a failing test's too).
     fn temp_dir(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!("sparta-atomic-{name}-"))
-            .tempdir()
-            .unwrap();
-        let dir = tmp.path().to_path_buf();
-        (tmp, dir)
+        crate::temp_folder::temp_dir(&format!("atomic-{name}"))
     }
 
     #[test]

@@ -74,12 +74,9 @@ mod tests {
 
     #[test]
     fn a_second_lock_on_the_folder_fails_and_names_the_holder() {
-        let tmp = tempfile::Builder::new()
-            .prefix("sparta-lock-")
-            .tempdir()
-            .unwrap();
+        let (_tmp, dir) = crate::temp_folder::temp_dir("lock");
         // Not there yet: acquiring creates it.
-        let dir = tmp.path().join("run");
+        let dir = dir.join("run");
         let first = RunLock::acquire(&dir).unwrap();
         assert_eq!(first.dir(), dir);
         // A second open file description conflicts even within one process.

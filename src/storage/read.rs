@@ -44,11 +44,7 @@ mod tests {
 
     #[test]
     fn errors_say_what_is_at_the_path() {
-        let tmp = tempfile::Builder::new()
-            .prefix("sparta-read-")
-            .tempdir()
-            .unwrap();
-        let dir = tmp.path().to_path_buf();
+        let (_tmp, dir) = crate::temp_folder::temp_dir("read");
         std::fs::create_dir_all(dir.join("folder")).unwrap();
         std::fs::write(dir.join("file"), b"abc").unwrap();
         assert_eq!(read_regular_file(&dir.join("file")).unwrap(), b"abc");

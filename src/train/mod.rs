@@ -468,15 +468,10 @@ mod tests {
         }
     }
 
-    /// A fresh folder of its own, deleted with everything in it when the returned guard
-    /// drops (a failing test's too).
+    /// A fresh folder and, in it, a run folder not yet made.
     fn temp_dir(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!("sparta-train-{name}-"))
-            .tempdir()
-            .unwrap();
-        let dir = tmp.path().join("run");
-        (tmp, dir)
+        let (tmp, dir) = crate::temp_folder::temp_dir(&format!("train-{name}"));
+        (tmp, dir.join("run"))
     }
 
     #[test]
