@@ -24,6 +24,13 @@ pub(crate) fn for_each_piece<T: Send>(out: &mut [T], f: impl Fn(usize, &mut [T])
     }
 }
 
+/// Whole planes of `plane` elements per rayon task, at least [`CHUNK`] elements of them:
+/// a plane of a deep layer (16 pixels at 4×4) is far too small to be a task of its own.
+/// Like the pieces above, the tasks depend on the shape only.
+pub(crate) fn planes_per_task(plane: usize) -> usize {
+    CHUNK.div_ceil(plane.max(1))
+}
+
 /// Where an element-wise loop puts a value: an element of an output the caller holds
 /// (`T`), or a slot of a vector that [`new_written`] builds without zero-filling it first
 /// (`MaybeUninit<T>`). One loop generic over the slot serves both.

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::BnShape;
 use crate::error::{check_len, Result};
-use crate::ops::par::{new_written, Slot, CHUNK};
+use crate::ops::par::{new_written, planes_per_task, Slot};
 use crate::real::Real;
 
 /// Per-channel batch statistics: mean and biased variance over N·H·W.
@@ -28,10 +28,8 @@ pub fn batch_stats<T: Real>(x: &[T], n: usize, c: usize, hw: usize) -> (Vec<T>, 
 
 /// `y = x · scale[c] + shift[c]`.
 pub fn affine<T: Real>(x: &[T], c: usize, hw: usize, scale: &[T], shift: &[T]) -> Vec<T> {
-    // Each rayon task takes whole planes, at least CHUNK elements of them: a plane of a
-    // deep layer (16 pixels at 4×4) is far too small to be a task of its own.
     let hw = hw.max(1);
-    let planes = CHUNK.div_ceil(hw);
+    let planes = planes_per_task(hw);
     let fill = |y: &mut [MaybeUninit<T>]| {
         y.par_chunks_mut(planes * hw)
             .zip(x.par_chunks(planes * hw))
@@ -212,6 +210,7 @@ impl<T: Real> super::BatchNormKernels for T {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::par::CHUNK;
 
     /// Over several rayon tasks whose first plane is not channel 0 (7 channels, 5 pixels,
     /// 1,000 samples: 35,000 elements, more than one task of CHUNK), every element gets
@@ -222,7 +221,7 @@ mod tests {
         let x: Vec<f64> = (0..n * c * hw).map(|i| (i % 11) as f64 - 5.0).collect();
         let scale: Vec<f64> = (0..c).map(|ch| 1.0 + ch as f64).collect();
         let shift: Vec<f64> = (0..c).map(|ch| 0.5 * ch as f64).collect();
-        assert!(x.len() > CHUNK && !CHUNK.div_ceil(hw).is_multiple_of(c));
+        assert!(x.len() > CHUNK && !planes_per_task(hw).is_multiple_of(c));
         let y = affine(&x, c, hw, &scale, &shift);
         assert_eq!(y.len(), x.len());
         for (i, (&y, &x)) in y.iter().zip(&x).enumerate() {

@@ -4,7 +4,7 @@ use rayon::prelude::*;
 
 use super::PoolShape;
 use crate::error::{check_len, Result};
-use crate::ops::par::CHUNK;
+use crate::ops::par::planes_per_task;
 use crate::real::Real;
 
 /// `y[plane, oi, oj]` = mean of `x[plane]` over block `(oi, oj)`. `y` is overwritten.
@@ -130,12 +130,6 @@ fn block_counts<T: Real>(shape: &PoolShape) -> Vec<T> {
         .collect()
 }
 
-/// Planes per rayon task: whole planes, at least [`CHUNK`] input elements of them; a
-/// plane of a deep layer (16 pixels at 4×4) is far too small to be a task of its own.
-fn planes_per_task(plane: usize) -> usize {
-    CHUNK.div_ceil(plane.max(1))
-}
-
 impl<T: Real> super::tape::PoolKernels for T {
     fn pool_forward(_: &(), shape: &PoolShape, x: &&[T]) -> Result<Vec<T>> {
         let mut y = vec![T::zero(); shape.out_len()];
@@ -153,6 +147,7 @@ impl<T: Real> super::tape::PoolKernels for T {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::par::CHUNK;
 
     #[test]
     fn edge_blocks_average_their_valid_pixels() {
