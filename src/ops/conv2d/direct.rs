@@ -28,8 +28,13 @@
 //!   pixel's input element is broadcast once, straight into its multiply-adds. Blocks of
 //!   8 and 4 pixels take what is left of an image, so small images make few passes over
 //!   the weights.
-//! - The weights are laid out once per call as `[block][c_in][tap][16·V]`, contiguous
-//!   in the order the loop reads them.
+//! - Where a pass has at least [`pixels::MIN_PIXELS`] pixels and writes them
+//!   consecutively along rows (every forward; the input gradient at stride 1), the
+//!   block is turned around ([`pixels`]): 4 output channels by 6 vectors of 16 pixels,
+//!   so each input vector is loaded once for 4 multiply-adds and each weight broadcast
+//!   once for 6, and the sums are written with masked stores instead of a scatter.
+//! - The weights are laid out once per call as `[block][c_in][tap][width]`, contiguous
+//!   in the order the loop reads them, `width` being the block's output channels.
 //! - Each finished accumulator (16 output channels of one pixel) is scattered into `y`,
 //!   whose channel stride is `h_out·w_out`. Where the reduction per output is short
 //!   ([`MIN_REDUCTION`], the 1- and 3-channel stems), that scatter costs as much as the
@@ -44,6 +49,8 @@
 //! Accuracy: each output is one sum of products in f32, in the order input channel,
 //! then tap; the tests hold it to the f64 reference within the crate's f32 bound (1e-5
 //! of the largest value).
+
+mod pixels;
 
 use std::arch::x86_64::*;
 
@@ -173,15 +180,28 @@ impl<'a> Pass<'a> {
     fn pixels(&self) -> usize {
         self.rows * self.wq
     }
+
+    /// Whether the block with pixels in the lanes ([`pixels`]) runs this pass: its
+    /// outputs are consecutive along a row, and there are enough of them for mostly
+    /// full blocks ([`pixels::MIN_PIXELS`]).
+    fn pixels_in_lanes(&self) -> bool {
+        self.col == 1 && self.pixels() >= pixels::MIN_PIXELS
+    }
+
+    /// Output channels per block, the width of [`arrange`]'s blocks of weights.
+    fn block_channels(&self) -> usize {
+        if self.pixels_in_lanes() {
+            pixels::R
+        } else {
+            lanes(self.c_out) * LANES
+        }
+    }
 }
 
 /// `y = conv(x, weight)` for `g` that [`fits`], in f32; `y` is overwritten.
 pub(crate) fn forward<O: Slot<f32>>(g: &ConvGeom, x: &[f32], weight: &[f32], y: &mut [O]) {
     let k2 = g.k * g.k;
-    let wt = arrange(g.c_out, g.c_in, k2, |co, ci, tap| {
-        weight[(co * g.c_in + ci) * k2 + tap]
-    });
-    convolve(g, x, &wt, y);
+    convolve(g, x, |co, ci, tap| weight[(co * g.c_in + ci) * k2 + tap], y);
 }
 
 /// `dx` of `y = conv(x, weight)` given `dy`, for `g` whose [`fits_input_grad`] holds,
@@ -192,21 +212,19 @@ pub(crate) fn input_grad<O: Slot<f32>>(g: &ConvGeom, weight: &[f32], dy: &[f32],
     if g.stride == 2 {
         return Phases::new(g).input_grad(weight, dy, dx);
     }
-    let wt = arrange(g.c_in, g.c_out, k2, |ci, co, tap| {
-        weight[(co * g.c_in + ci) * k2 + k2 - 1 - tap]
-    });
-    convolve(&transposed(g), dy, &wt, dx);
+    let rotated = |ci, co, tap| weight[(co * g.c_in + ci) * k2 + k2 - 1 - tap];
+    convolve(&transposed(g), dy, rotated, dx);
 }
 
-/// The weights in the order the kernel reads them, `[block][c_in][tap][16·V]`, from
+/// The weights in the order a block reads them, `[block][c_in][tap][width]`, from
 /// `w(out channel, in channel, tap)`.
 fn arrange(
     c_out: usize,
     c_in: usize,
     taps: usize,
+    width: usize,
     w: impl Fn(usize, usize, usize) -> f32,
 ) -> Vec<f32> {
-    let width = lanes(c_out) * LANES;
     let mut wt = Vec::with_capacity(c_out * c_in * taps);
     for block in 0..c_out / width {
         for ci in 0..c_in {
@@ -218,10 +236,18 @@ fn arrange(
     wt
 }
 
-/// `y = conv(x, ·)` given the arranged weights `wt`, one rayon task per sample.
-fn convolve<O: Slot<f32>>(g: &ConvGeom, x: &[f32], wt: &[f32], y: &mut [O]) {
+/// `y = conv(x, w)` given the weights as `w(out channel, in channel, tap)`, one rayon
+/// task per sample.
+fn convolve<O: Slot<f32>>(
+    g: &ConvGeom,
+    x: &[f32],
+    w: impl Fn(usize, usize, usize) -> f32,
+    y: &mut [O],
+) {
     let layout = Layout::new(g).expect("direct::convolve: a geometry that fits");
     let pass = Pass::forward(g, &layout);
+    let width = pass.block_channels();
+    let wt = arrange(g.c_out, g.c_in, g.k * g.k, width, w);
     y.par_chunks_mut(g.c_out * g.h_out() * g.w_out())
         .zip(x.par_chunks(g.c_in * g.h * g.w))
         .for_each(|(y_sample, x_sample)| {
@@ -229,7 +255,7 @@ fn convolve<O: Slot<f32>>(g: &ConvGeom, x: &[f32], wt: &[f32], y: &mut [O]) {
                 layout.lay_out(g, x_sample, xp);
                 // SAFETY: `fits` checked AVX-512; `lay_out` wrote all of `xp`, `wt`
                 // holds every weight and `y_sample` one sample's outputs.
-                unsafe { sweep(&pass, xp, wt, y_sample) };
+                unsafe { sweep(&pass, xp, &wt, y_sample) };
             });
         });
 }
@@ -343,7 +369,8 @@ impl Phases {
                         kernel.push(ky * g.k + kx);
                     }
                 }
-                let wt = arrange(g.c_in, g.c_out, kernel.len(), |ci, co, t| {
+                let width = lanes(g.c_in) * LANES;
+                let wt = arrange(g.c_in, g.c_out, kernel.len(), width, |ci, co, t| {
                     weight[(co * g.c_in + ci) * k2 + kernel[t]]
                 });
                 (taps, wt)
@@ -402,7 +429,8 @@ impl Phases {
     }
 }
 
-/// All output blocks of one sample: `V` registers of output channels by `P` pixels
+/// All output blocks of one sample: those of [`pixels::sample`] where the pass
+/// [takes it](Pass::pixels_in_lanes), else `V` registers of output channels by `P` pixels
 /// while at least `P` are left, then blocks of `P` (where the image has that many) or
 /// [`MID`] pixels while more than [`SHORT`] are left, then blocks of [`SHORT`]. A block
 /// that would run past the last pixel is moved back to end there: it recomputes (and
@@ -415,6 +443,9 @@ impl Phases {
 unsafe fn sweep<O: Slot<f32>>(pass: &Pass<'_>, xp: &[f32], wt: &[f32], y: &mut [O]) {
     // SAFETY: as promised by the caller.
     unsafe {
+        if pass.pixels_in_lanes() {
+            return pixels::sample(pass, xp, wt, y);
+        }
         match lanes(pass.c_out) {
             2 => sample::<2, 12, O>(pass, xp, wt, y),
             _ => sample::<1, 24, O>(pass, xp, wt, y),
