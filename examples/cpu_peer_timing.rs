@@ -20,6 +20,10 @@
 //! - `epoch`: one epoch of the README's main job: the small model, PGD-10 adversarial
 //!   training on the first IMAGES (1,000) Fashion-MNIST training images, batch 32, no
 //!   augmentation, no checkpoints.
+//!
+//! `resnet18` and `epoch` run on a thread of rayon's pool, as the `sparta` program
+//! runs its training loops ([`sparta::threads`]); `layer` and `conv` call the ops from
+//! the main thread.
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -34,6 +38,7 @@ use sparta::nn::resnet::{ResNet, ResNetConfig};
 use sparta::nn::sparta::{SanetPath, SpartaConfig, SpartaGrads, SpartaLayer};
 use sparta::ops::conv2d::{cpu, ConvGeom};
 use sparta::optim::LrSchedule;
+use sparta::threads::run_on_pool_thread;
 use sparta::train::{train, train_batch, BatchRecipe, TrainConfig};
 
 /// (C, H, W) after each ResNet-18 group on CIFAR.
@@ -245,10 +250,14 @@ fn main() -> sparta::Result<()> {
                 conv(number(1, 10)?, only, custom)
             }
         }
-        (Some("resnet18"), Some(act)) => resnet18(act, number(2, 0)?, number(3, 3)?),
+        (Some("resnet18"), Some(act)) => {
+            let (pgd, steps) = (number(2, 0)?, number(3, 3)?);
+            run_on_pool_thread(|| resnet18(act, pgd, steps))
+        }
         (Some("epoch"), Some(act)) => {
             let dir = arg(2).unwrap_or("/usr/share/datasets/fashion-mnist");
-            epoch(act, Path::new(dir), number(3, 1000)?)
+            let images = number(3, 1000)?;
+            run_on_pool_thread(|| epoch(act, Path::new(dir), images))
         }
         _ => Err(sparta::Error::Config(
             "usage: cpu_peer_timing layer [REPEATS] [C [N SIDE]] | conv [REPEATS] [C [N SIDE]] | resnet18 relu|sparta PGD [STEPS] | \

@@ -30,6 +30,7 @@ pub mod storage;
 mod temp_folder;
 #[cfg(test)]
 mod testing;
+pub mod threads;
 pub mod train;
 
 pub use device::{Device, Gpu};

@@ -201,7 +201,9 @@ fn main() -> ExitCode {
     // A training or attack run frees and reallocates activation-sized buffers every
     // step; keeping them in the heap spares the page faults (sparta::host_memory).
     sparta::host_memory::keep_freed_host_memory();
-    match run(cli.command, &mut ProgressBars::default()) {
+    let outcome =
+        sparta::threads::run_on_pool_thread(|| run(cli.command, &mut ProgressBars::default()));
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
