@@ -85,16 +85,8 @@ fn im2col<T: Real>(g: &ConvGeom, x_group: &[T], col: &mut [T]) {
                         continue;
                     }
                     let start = lo * g.stride + kx - g.pad;
-                    if g.stride == 1 {
-                        copy_row(&mut dst[lo..hi], &src[start..start + hi - lo]);
-                    } else {
-                        // Indexing, not `step_by`: on rows this short its set-up and
-                        // per-element `nth` cost more than the copy itself.
-                        let src = &src[start..start + (hi - lo - 1) * g.stride + 1];
-                        for (j, d) in dst[lo..hi].iter_mut().enumerate() {
-                            *d = src[j * g.stride];
-                        }
-                    }
+                    let src = &src[start..start + (hi - lo - 1) * g.stride + 1];
+                    copy_strided(&mut dst[lo..hi], src, g.stride);
                 }
             }
         });
@@ -161,6 +153,34 @@ pub(super) fn copy_row<T: Real>(dst: &mut [T], src: &[T]) {
     }
     for (d, &v) in ds.into_remainder().iter_mut().zip(ss.remainder()) {
         *d = v;
+    }
+}
+
+/// `dst[j] = src[j·stride]` for every `j` of `dst`, for rows of im2col and of the
+/// direct convolution's phase planes; `src` holds `(dst.len() − 1)·stride + 1`
+/// elements.
+#[inline(always)]
+pub(super) fn copy_strided<T: Real>(dst: &mut [T], src: &[T], stride: usize) {
+    match stride {
+        1 => copy_row(dst, src),
+        2 => {
+            // Whole pairs, then the last element alone: a loop the compiler
+            // vectorizes (an indexed `src[2j]` compiled to one element per step).
+            let Some((last, body)) = dst.split_last_mut() else {
+                return;
+            };
+            for (d, pair) in body.iter_mut().zip(src.chunks_exact(2)) {
+                *d = pair[0];
+            }
+            *last = src[2 * body.len()];
+        }
+        // Indexing, not `step_by`: on rows this short its set-up and per-element
+        // `nth` cost more than the copy itself.
+        _ => {
+            for (j, d) in dst.iter_mut().enumerate() {
+                *d = src[j * stride];
+            }
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! with output pixels numbered so that every tap of a run of consecutive pixels reads
 //! consecutive elements.
 
-use super::cpu::copy_row;
+use super::cpu::copy_strided;
 use super::ConvGeom;
 
 /// Where the kernel finds each input element: per input channel, `stride²` phase
@@ -94,28 +94,10 @@ impl Layout {
                 }
                 let start = lo * s + rx - g.pad;
                 let src = &src[start..start + (hi - lo - 1) * s + 1];
-                if s == 1 {
-                    copy_row(&mut row[lo..hi], src);
-                } else {
-                    every_other(&mut row[lo..hi], src);
-                }
+                copy_strided(&mut row[lo..hi], src, s);
             }
         }
     }
-}
-
-/// `dst[j] = src[2j]` for every `j` of `dst`; `src` holds `2·dst.len() − 1` elements.
-#[inline(always)]
-fn every_other(dst: &mut [f32], src: &[f32]) {
-    // Whole pairs, then the last element alone: a loop the compiler vectorizes (an
-    // indexed `src[2j]` compiled to one element per step).
-    let Some((last, body)) = dst.split_last_mut() else {
-        return;
-    };
-    for (d, pair) in body.iter_mut().zip(src.chunks_exact(2)) {
-        *d = pair[0];
-    }
-    *last = src[2 * body.len()];
 }
 
 /// Whether rows of `wq` pixels give every output pixel (`ox < w_out`) its taps: a tap
