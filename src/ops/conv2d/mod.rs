@@ -26,6 +26,8 @@ mod test_values;
 mod weight_grad;
 mod winograd;
 mod winograd_f4;
+#[cfg(target_arch = "x86_64")]
+mod winograd_products;
 
 pub use crate::launch::conv_geom::{ConvGeom, ConvPass};
 

@@ -16,8 +16,11 @@
 //! forward and the input gradient alike), `V` is `tiles × 36 × c_in`, `M` is `36 × tiles
 //! × c_out`; the GEMMs read `U` and `V` at those strides. Per group of samples three
 //! rayon loops run in turn: the input transform per sample, the 36 single-threaded GEMMs
-//! per ξ, the output transform per sample. Groups and GEMMs depend on the shape only, so
-//! results do not depend on the thread count. `U` is kept from one call to the next
+//! per ξ, the output transform per sample. The forward's and the input gradient's GEMMs
+//! run without packing (`winograd_products.rs`) where the CPU has AVX-512 and the
+//! output channels fill whole registers; those read `U[ξ]` by rows, so the forward
+//! keeps its `U` as `36 × c_in × c_out` instead. Groups and GEMMs depend on the shape
+//! only, so results do not depend on the thread count. `U` is kept from one call to the next
 //! while the weights stay the same, up to 16 MiB per convolution (`kept.rs`): PGD-K
 //! training runs K + 1 forward and input-gradient passes per batch with one set of
 //! weights.
@@ -201,18 +204,47 @@ fn weight_columns(d: [&[f32]; 6], o: [&mut [f32]; 3]) {
     }
 }
 
-/// Calls `use_u` with the transformed weights of `weight` ([`transform_weights`]): the
+/// Which transformed weights a call uses.
+#[derive(Clone, Copy)]
+enum Derived {
+    /// [`transform_weights`]' `c_out × 36 × c_in`, for the forward's packed products.
+    Forward,
+    /// The same, the kernels rotated by 180°, for the input gradient.
+    Rotated,
+    /// [`Derived::Forward`]'s values as `36 × c_in × c_out`, for the forward's products
+    /// without packing ([`unpacked_products`]), which read `U[ξ]` by rows.
+    ByRows,
+}
+
+/// Calls `use_u` with the transformed weights of `weight` that `derived` names: the
 /// ones kept from an earlier call with the same weights where there are (`kept.rs`).
 fn with_transformed<R>(
     weight: &[f32],
     c_in: usize,
-    rotate: bool,
+    derived: Derived,
     use_u: impl FnOnce(&[f32]) -> R,
 ) -> R {
     let len = weight.len() / 9 * XI;
-    // The tag names the derivation: this transform, for c_in and the direction.
-    let tag = 2 * c_in + usize::from(rotate);
-    let derive = |u: &mut [f32]| transform_weights(weight, c_in, rotate, u);
+    // The tag names the derivation: this transform, for c_in, and the variant.
+    let tag = 3 * c_in + derived as usize;
+    let derive = |u: &mut [f32]| match derived {
+        Derived::Forward => transform_weights(weight, c_in, false, u),
+        Derived::Rotated => transform_weights(weight, c_in, true, u),
+        Derived::ByRows => with_scratch(len, |by_channel: &mut [f32]| {
+            transform_weights(weight, c_in, false, by_channel);
+            let c_out = len / (XI * c_in);
+            // u[ξ][ci][co] = by_channel[co][ξ][ci], one task per ξ.
+            u.par_chunks_mut(c_in * c_out)
+                .enumerate()
+                .for_each(|(xi, u_xi)| {
+                    for (ci, row) in u_xi.chunks_exact_mut(c_out).enumerate() {
+                        for (co, value) in row.iter_mut().enumerate() {
+                            *value = by_channel[(co * XI + xi) * c_in + ci];
+                        }
+                    }
+                });
+        }),
+    };
     kept::KEPT.with_derived(weight, tag, len, derive, use_u)
 }
 
@@ -377,16 +409,36 @@ fn transform_output<O: Slot<f32>>(
 
 /// `y = conv(x, weight)` for `g` that [`fits`], in f32; `y` is overwritten.
 pub(crate) fn forward<O: Slot<f32>>(g: &ConvGeom, x: &[f32], weight: &[f32], y: &mut [O]) {
-    with_transformed(weight, g.c_in, false, |u| {
+    if unpacked_products(g) {
+        return with_transformed(weight, g.c_in, Derived::ByRows, |u| {
+            // U[ξ] is c_in × c_out, row-major, at u[ξ · c_in · c_out].
+            convolve(g, x, u, g.c_in * g.c_out, [g.c_out, 1], y);
+        });
+    }
+    with_transformed(weight, g.c_in, Derived::Forward, |u| {
         // U[ξ] is c_in × c_out: its rows (over ci) run along u's vectors.
-        convolve(g, x, u, [1, XI * g.c_in], y);
+        convolve(g, x, u, g.c_in, [1, XI * g.c_in], y);
     });
+}
+
+/// Whether the products of `g` (as convolved: `c_in` in, `c_out` out) run in
+/// [`winograd_products`](super::winograd_products) rather than the general GEMM.
+fn unpacked_products(g: &ConvGeom) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::winograd_products::fits(g.c_out)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = g;
+        false
+    }
 }
 
 /// `dx` of `y = conv(x, weight)` given `dy`, for `g` that [`fits`], in f32: the
 /// forward convolution of `dy` with `weight` transposed and rotated. `dx` is overwritten.
 pub(crate) fn input_grad<O: Slot<f32>>(g: &ConvGeom, weight: &[f32], dy: &[f32], dx: &mut [O]) {
-    with_transformed(weight, g.c_in, true, |u| {
+    with_transformed(weight, g.c_in, Derived::Rotated, |u| {
         let back = ConvGeom {
             c_in: g.c_out,
             c_out: g.c_in,
@@ -394,18 +446,26 @@ pub(crate) fn input_grad<O: Slot<f32>>(g: &ConvGeom, weight: &[f32], dy: &[f32],
         };
         // U[ξ] is c_out × c_in (the backward convolution's c_in × c_out): its columns run
         // along u's vectors.
-        convolve(&back, dy, u, [XI * g.c_in, 1], dx);
+        convolve(&back, dy, u, g.c_in, [XI * g.c_in, 1], dx);
     });
 }
 
 /// `y = conv(x, ·)` given the transformed weights `u`: `U[ξ]` (`c_in × c_out` of `g`)
-/// starts at `u[ξ · vector]` with strides `strides`, where `vector` is whichever of
-/// `c_in` and `c_out` runs at unit stride.
-fn convolve<O: Slot<f32>>(g: &ConvGeom, x: &[f32], u: &[f32], strides: [usize; 2], y: &mut [O]) {
+/// starts at `u[ξ · xi_stride]` with strides `strides`. Where its columns are
+/// contiguous (`strides[1] == 1`) and [`unpacked_products`] holds, the products run
+/// without packing.
+fn convolve<O: Slot<f32>>(
+    g: &ConvGeom,
+    x: &[f32],
+    u: &[f32],
+    xi_stride: usize,
+    strides: [usize; 2],
+    y: &mut [O],
+) {
     let (th, tw) = tile_grid(g);
     let per_sample = th * tw;
     let group = group_len(g);
-    let vector = if strides[0] == 1 { g.c_in } else { g.c_out };
+    let unpacked = strides[1] == 1 && unpacked_products(g);
     let (sample_x, sample_y) = (g.c_in * g.h * g.w, g.c_out * g.h * g.w);
     for (x_group, y_group) in x
         .chunks(group * sample_x)
@@ -421,13 +481,27 @@ fn convolve<O: Slot<f32>>(g: &ConvGeom, x: &[f32], u: &[f32], strides: [usize; 2
                 m.par_chunks_mut(tiles * g.c_out)
                     .enumerate()
                     .for_each(|(xi, m_xi)| {
+                        let (v, u) = (&v[xi * g.c_in..], &u[xi * xi_stride..]);
+                        #[cfg(target_arch = "x86_64")]
+                        if unpacked {
+                            let ops = super::winograd_products::Operands {
+                                v,
+                                v_row: XI * g.c_in,
+                                u,
+                                u_row: strides[0],
+                            };
+                            return super::winograd_products::product(
+                                tiles, g.c_out, g.c_in, &ops, m_xi,
+                            );
+                        }
+                        let _ = unpacked;
                         gemm_serial_strided(
                             tiles,
                             g.c_out,
                             g.c_in,
-                            &v[xi * g.c_in..],
+                            v,
                             [XI * g.c_in, 1],
-                            &u[xi * vector..],
+                            u,
                             strides,
                             0.0,
                             m_xi,
