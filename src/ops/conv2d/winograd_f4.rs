@@ -17,9 +17,9 @@
 //! × c_out`; the GEMMs read `U` and `V` at those strides. Per group of samples three
 //! rayon loops run in turn: the input transform per sample, the 36 single-threaded GEMMs
 //! per ξ, the output transform per sample. The forward's and the input gradient's GEMMs
-//! run without packing (`winograd_products.rs`) where the CPU has AVX-512 and the
-//! output channels fill whole registers; those read `U[ξ]` by rows, so the forward
-//! keeps its `U` as `36 × c_in × c_out` instead. Groups and GEMMs depend on the shape
+//! run without packing (`winograd_products.rs`) where the CPU has AVX-512, the output
+//! channels fill whole registers and there are at most 256 channels in and out; those
+//! read `U[ξ]` by rows, so the forward keeps its `U` as `36 × c_in × c_out` instead. Groups and GEMMs depend on the shape
 //! only, so results do not depend on the thread count. `U` is kept from one call to the next
 //! while the weights stay the same, up to 16 MiB per convolution (`kept.rs`): PGD-K
 //! training runs K + 1 forward and input-gradient passes per batch with one set of
@@ -422,11 +422,13 @@ pub(crate) fn forward<O: Slot<f32>>(g: &ConvGeom, x: &[f32], weight: &[f32], y: 
 }
 
 /// Whether the products of `g` (as convolved: `c_in` in, `c_out` out) run in
-/// [`winograd_products`](super::winograd_products) rather than the general GEMM.
+/// [`winograd_products`](super::winograd_products) rather than the general GEMM: up to
+/// 256 channels in and out. With 512, where `U[ξ]` is 1 MiB, the general GEMM's cache
+/// blocking measured faster (BENCHMARKS.md, "Winograd products without packing").
 fn unpacked_products(g: &ConvGeom) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        super::winograd_products::fits(g.c_out)
+        g.c_in <= 256 && g.c_out <= 256 && super::winograd_products::fits(g.c_out)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

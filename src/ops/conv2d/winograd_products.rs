@@ -12,8 +12,8 @@
 //! convolution (`direct.rs`); blocks of 4 and 1 tile take what is left.
 //!
 //! Each output is one chain of multiply-adds over `c_in` in order from zero, as the
-//! general GEMM sums it up to 256 input channels (the same bits); it sums more in
-//! blocks of 256, so with 512 input channels the two round differently.
+//! general GEMM sums it up to 256 input channels, the most `winograd_f4.rs` gives it:
+//! the same bits. (The GEMM sums more in blocks of 256.)
 
 use std::arch::x86_64::*;
 
