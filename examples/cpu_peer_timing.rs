@@ -21,9 +21,9 @@
 //!   training on the first IMAGES (1,000) Fashion-MNIST training images, batch 32, no
 //!   augmentation, no checkpoints.
 //!
-//! `resnet18` and `epoch` run on a thread of rayon's pool, as the `sparta` program
-//! runs its training loops ([`sparta::threads`]); `layer` and `conv` call the ops from
-//! the main thread.
+//! `resnet18` and `epoch` run with the main thread in rayon's pool, as the `sparta`
+//! program runs its training loops ([`sparta::threads`]); `layer` and `conv` call the
+//! ops from a main thread outside it.
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -38,7 +38,7 @@ use sparta::nn::resnet::{ResNet, ResNetConfig};
 use sparta::nn::sparta::{SanetPath, SpartaConfig, SpartaGrads, SpartaLayer};
 use sparta::ops::conv2d::{cpu, ConvGeom};
 use sparta::optim::LrSchedule;
-use sparta::threads::run_on_pool_thread;
+use sparta::threads::join_global_pool;
 use sparta::train::{train, train_batch, BatchRecipe, TrainConfig};
 
 /// (C, H, W) after each ResNet-18 group on CIFAR.
@@ -251,13 +251,13 @@ fn main() -> sparta::Result<()> {
             }
         }
         (Some("resnet18"), Some(act)) => {
-            let (pgd, steps) = (number(2, 0)?, number(3, 3)?);
-            run_on_pool_thread(|| resnet18(act, pgd, steps))
+            join_global_pool();
+            resnet18(act, number(2, 0)?, number(3, 3)?)
         }
         (Some("epoch"), Some(act)) => {
+            join_global_pool();
             let dir = arg(2).unwrap_or("/usr/share/datasets/fashion-mnist");
-            let images = number(3, 1000)?;
-            run_on_pool_thread(|| epoch(act, Path::new(dir), images))
+            epoch(act, Path::new(dir), number(3, 1000)?)
         }
         _ => Err(sparta::Error::Config(
             "usage: cpu_peer_timing layer [REPEATS] [C [N SIDE]] | conv [REPEATS] [C [N SIDE]] | resnet18 relu|sparta PGD [STEPS] | \

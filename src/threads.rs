@@ -1,25 +1,32 @@
-//! Where a training or attack loop runs: on a thread of rayon's global pool, the pool
-//! in which the CPU kernels run their parallel loops.
+//! Which threads run the CPU kernels' parallel loops: rayon's global pool, of which a
+//! program's main thread can be one.
 //!
-//! Called from a thread outside the pool (a program's main thread), each parallel loop
-//! is handed to the pool and the caller sleeps until the loop ends: two thread
-//! wake-ups per loop, and a training step runs hundreds of loops. Called from one of
-//! the pool's threads, the caller takes the first share of each loop itself and the
-//! other threads take the rest, as OpenMP's calling thread does in PyTorch. The main
-//! job's epoch measured about a tenth faster so (BENCHMARKS.md, "Training loop on a
-//! pool thread").
+//! From a thread outside the pool, each parallel loop is handed to the pool while the
+//! caller sleeps until it ends: two thread wake-ups per loop, and a PGD training step
+//! runs thousands of loops. A thread of the pool runs the first share of each loop
+//! itself and the other threads take the rest, as OpenMP's calling thread does in
+//! PyTorch. [`join_global_pool`] makes the main thread such a thread, so a training
+//! loop written as a plain loop on the main thread runs that way (the main job's epoch
+//! measured about a tenth faster: BENCHMARKS.md, "Main thread in the pool").
 
-/// Runs `f` on a thread of rayon's global pool and returns its result; the calling
-/// thread waits. Build the model inside `f`: a model holds reference-counted layers
-/// (`Rc`), which stay on the thread that made them.
+/// Builds rayon's global pool with the calling thread as one of its threads (index 0),
+/// the others started as usual, as many in all as rayon would start
+/// (`RAYON_NUM_THREADS`, else one per core). Call it at the start of a program, from
+/// its main thread, before anything runs a parallel loop. Returns false, and changes
+/// nothing, where the global pool had already been built.
+///
+/// The calling thread takes part in the parallel loops it starts itself; loops that
+/// other threads hand to the pool run on the pool's other threads.
 ///
 /// ```
-/// let sum = sparta::threads::run_on_pool_thread(|| {
-///     assert!(rayon::current_thread_index().is_some());
-///     (1..=4).sum::<u32>()
-/// });
-/// assert_eq!(sum, 10);
+/// // The doc test's thread, like a program's main thread, joins the pool.
+/// if sparta::threads::join_global_pool() {
+///     assert_eq!(rayon::current_thread_index(), Some(0));
+/// }
 /// ```
-pub fn run_on_pool_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    rayon::scope(|_| f())
+pub fn join_global_pool() -> bool {
+    rayon::ThreadPoolBuilder::new()
+        .use_current_thread()
+        .build_global()
+        .is_ok()
 }

@@ -201,9 +201,10 @@ fn main() -> ExitCode {
     // A training or attack run frees and reallocates activation-sized buffers every
     // step; keeping them in the heap spares the page faults (sparta::host_memory).
     sparta::host_memory::keep_freed_host_memory();
-    let outcome =
-        sparta::threads::run_on_pool_thread(|| run(cli.command, &mut ProgressBars::default()));
-    match outcome {
+    // The training and attack loops below start the kernels' parallel loops from this
+    // thread: as one of the pool's threads it runs a share of each (sparta::threads).
+    sparta::threads::join_global_pool();
+    match run(cli.command, &mut ProgressBars::default()) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
