@@ -18,12 +18,12 @@
 //! rayon loops run in turn: the input transform per sample, the 36 single-threaded GEMMs
 //! per ξ, the output transform per sample. The forward's and the input gradient's GEMMs
 //! run without packing (`winograd_products.rs`) where the CPU has AVX-512, the output
-//! channels fill whole registers and there are at most 256 channels in and out; those
-//! read `U[ξ]` by rows, so the forward keeps its `U` as `36 × c_in × c_out` instead. Groups and GEMMs depend on the shape
-//! only, so results do not depend on the thread count. `U` is kept from one call to the next
-//! while the weights stay the same, up to 16 MiB per convolution (`kept.rs`): PGD-K
-//! training runs K + 1 forward and input-gradient passes per batch with one set of
-//! weights.
+//! channels fill whole registers and there are at most 256 channels in and out (128 for
+//! the input gradient); those read `U[ξ]` by rows, so the forward keeps its `U` as
+//! `36 × c_in × c_out` instead. Groups and GEMMs depend on the shape only, so results do
+//! not depend on the thread count. `U` is kept from one call to the next while the
+//! weights stay the same, up to 16 MiB per convolution (`kept.rs`): PGD-K training runs
+//! K + 1 forward and input-gradient passes per batch with one set of weights.
 //!
 //! The input gradient is the same convolution of `dy` with the weights transposed
 //! (`c_in ↔ c_out`) and rotated by 180°: [`input_grad`]. The weight gradient runs the
@@ -409,30 +409,39 @@ fn transform_output<O: Slot<f32>>(
 
 /// `y = conv(x, weight)` for `g` that [`fits`], in f32; `y` is overwritten.
 pub(crate) fn forward<O: Slot<f32>>(g: &ConvGeom, x: &[f32], weight: &[f32], y: &mut [O]) {
-    if unpacked_products(g) {
+    if unpacked_products(g, FORWARD_UNPACKED) {
         return with_transformed(weight, g.c_in, Derived::ByRows, |u| {
             // U[ξ] is c_in × c_out, row-major, at u[ξ · c_in · c_out].
-            convolve(g, x, u, g.c_in * g.c_out, [g.c_out, 1], y);
+            convolve(g, x, u, g.c_in * g.c_out, [g.c_out, 1], true, y);
         });
     }
     with_transformed(weight, g.c_in, Derived::Forward, |u| {
         // U[ξ] is c_in × c_out: its rows (over ci) run along u's vectors.
-        convolve(g, x, u, g.c_in, [1, XI * g.c_in], y);
+        convolve(g, x, u, g.c_in, [1, XI * g.c_in], false, y);
     });
 }
 
+/// The most channels in and out with which the forward's products run unpacked: with
+/// 512, where `U[ξ]` is 1 MiB, the general GEMM's cache blocking measured faster
+/// (BENCHMARKS.md, "Winograd products without packing").
+const FORWARD_UNPACKED: usize = 256;
+
+/// The same for the input gradient, whose unpacked products read the rows of `U[ξ]`
+/// `36 · c_in` apart: at 256 channels they measured slower than the general GEMM (the
+/// same section).
+const INPUT_GRAD_UNPACKED: usize = 128;
+
 /// Whether the products of `g` (as convolved: `c_in` in, `c_out` out) run in
-/// [`winograd_products`](super::winograd_products) rather than the general GEMM: up to
-/// 256 channels in and out. With 512, where `U[ξ]` is 1 MiB, the general GEMM's cache
-/// blocking measured faster (BENCHMARKS.md, "Winograd products without packing").
-fn unpacked_products(g: &ConvGeom) -> bool {
+/// [`winograd_products`](super::winograd_products) rather than the general GEMM: with at
+/// most `most` channels in and out.
+fn unpacked_products(g: &ConvGeom, most: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        g.c_in <= 256 && g.c_out <= 256 && super::winograd_products::fits(g.c_out)
+        g.c_in <= most && g.c_out <= most && super::winograd_products::fits(g.c_out)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = g;
+        let _ = (g, most);
         false
     }
 }
@@ -448,13 +457,14 @@ pub(crate) fn input_grad<O: Slot<f32>>(g: &ConvGeom, weight: &[f32], dy: &[f32],
         };
         // U[ξ] is c_out × c_in (the backward convolution's c_in × c_out): its columns run
         // along u's vectors.
-        convolve(&back, dy, u, g.c_in, [XI * g.c_in, 1], dx);
+        let unpacked = unpacked_products(&back, INPUT_GRAD_UNPACKED);
+        convolve(&back, dy, u, g.c_in, [XI * g.c_in, 1], unpacked, dx);
     });
 }
 
 /// `y = conv(x, ·)` given the transformed weights `u`: `U[ξ]` (`c_in × c_out` of `g`)
-/// starts at `u[ξ · xi_stride]` with strides `strides`. Where its columns are
-/// contiguous (`strides[1] == 1`) and [`unpacked_products`] holds, the products run
+/// starts at `u[ξ · xi_stride]` with strides `strides`. With `unpacked` (which needs
+/// contiguous columns, `strides[1] == 1`, and [`unpacked_products`]) the products run
 /// without packing.
 fn convolve<O: Slot<f32>>(
     g: &ConvGeom,
@@ -462,12 +472,13 @@ fn convolve<O: Slot<f32>>(
     u: &[f32],
     xi_stride: usize,
     strides: [usize; 2],
+    unpacked: bool,
     y: &mut [O],
 ) {
     let (th, tw) = tile_grid(g);
     let per_sample = th * tw;
     let group = group_len(g);
-    let unpacked = strides[1] == 1 && unpacked_products(g);
+    debug_assert!(!unpacked || strides[1] == 1);
     let (sample_x, sample_y) = (g.c_in * g.h * g.w, g.c_out * g.h * g.w);
     for (x_group, y_group) in x
         .chunks(group * sample_x)
