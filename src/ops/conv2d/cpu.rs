@@ -157,10 +157,14 @@ pub(super) fn copy_row<T: Real>(dst: &mut [T], src: &[T]) {
 }
 
 /// `dst[j] = src[j·stride]` for every `j` of `dst`, for rows of im2col and of the
-/// direct convolution's phase planes; `src` holds `(dst.len() − 1)·stride + 1`
-/// elements.
+/// direct convolution's phase planes; for a non-empty `dst`, `src` holds
+/// `(dst.len() − 1)·stride + 1` elements.
 #[inline(always)]
 pub(super) fn copy_strided<T: Real>(dst: &mut [T], src: &[T], stride: usize) {
+    if dst.is_empty() {
+        return;
+    }
+    debug_assert_eq!(src.len(), (dst.len() - 1) * stride + 1, "copy_strided: src");
     match stride {
         1 => copy_row(dst, src),
         2 => {

@@ -396,6 +396,9 @@ impl Phases {
                             row: 2 * g.w,
                             col: 2,
                         };
+                        // The phase's weights are arranged for the block with channels
+                        // in the lanes, which every pass with `col == 2` takes.
+                        debug_assert!(!pass.pixels_in_lanes());
                         // SAFETY: `fits_input_grad` checked AVX-512; `dyp` holds the
                         // sample's dy laid out, `wt` the phase's weights, and the
                         // phase writes every other row and column of `dx_sample`.

@@ -31,9 +31,9 @@ const U_MID: usize = 3;
 
 /// Pixels of a pass (in the kernel's numbering) from which this block runs it: four
 /// full blocks. There it measured faster than the block with channels in the lanes
-/// (16×28×28 and 16×20×20 by about a tenth, 32×28×28 a little); on 14×14 outputs, where
-/// a fifth of the vectors are part blocks, level or slower (BENCHMARKS.md, "Direct
-/// convolution with pixels in the lanes").
+/// (16×28×28, 16×20×20, 32×28×28); on 14×14 outputs (210 pixels: two full blocks and
+/// two single vectors) level or slower (BENCHMARKS.md, "Direct convolution with pixels
+/// in the lanes").
 pub(super) const MIN_PIXELS: usize = 4 * U * LANES;
 
 /// All output blocks of one sample: blocks of `U` vectors while that many pixels are
@@ -188,7 +188,7 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
-    /// Both blocks give the same bits for every output of a sample: one, two and six
+    /// Both blocks give the same bits for every output of a sample: one, three and six
     /// vectors per block, a block moved back over pixels already written, rows shorter
     /// and longer than a vector, strides 1 and 2, 16 to 64 output channels. The other
     /// block is held to the f64 reference by the parent module's tests.
