@@ -170,13 +170,11 @@ pub(super) fn copy_strided<T: Real>(dst: &mut [T], src: &[T], stride: usize) {
         2 => {
             // Whole pairs, then the last element alone: a loop the compiler
             // vectorizes (an indexed `src[2j]` compiled to one element per step).
-            let Some((last, body)) = dst.split_last_mut() else {
-                return;
-            };
-            for (d, pair) in body.iter_mut().zip(src.chunks_exact(2)) {
+            let last = dst.len() - 1;
+            for (d, pair) in dst[..last].iter_mut().zip(src.chunks_exact(2)) {
                 *d = pair[0];
             }
-            *last = src[2 * body.len()];
+            dst[last] = src[2 * last];
         }
         // Indexing, not `step_by`: on rows this short its set-up and per-element
         // `nth` cost more than the copy itself.
