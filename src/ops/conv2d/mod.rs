@@ -27,8 +27,6 @@ mod weight_grad;
 mod winograd;
 mod winograd_f4;
 #[cfg(target_arch = "x86_64")]
-mod winograd_products;
-
 pub use crate::launch::conv_geom::{ConvGeom, ConvPass};
 
 use crate::autograd::{Nodes, Tape, Var};

@@ -17,7 +17,7 @@
 //! × c_out`; the GEMMs read `U` and `V` at those strides. Per group of samples three
 //! rayon loops run in turn: the input transform per sample, the 36 single-threaded GEMMs
 //! per ξ, the output transform per sample. The forward's and the input gradient's GEMMs
-//! run without packing (`winograd_products.rs`) where the CPU has AVX-512, the output
+//! run without packing (`gemm/unpacked.rs`) where the CPU has AVX-512, the output
 //! channels fill whole registers and there are at most 256 channels in and out (128 for
 //! the input gradient); those read `U[ξ]` by rows, so the forward keeps its `U` as
 //! `36 × c_in × c_out` instead. Groups and GEMMs depend on the shape only, so results do
@@ -44,6 +44,8 @@ use rayon::prelude::*;
 
 use super::{kept, ConvGeom};
 use crate::gemm::gemm_serial_strided;
+#[cfg(target_arch = "x86_64")]
+use crate::gemm::unpacked;
 use crate::ops::par::Slot;
 use crate::scratch::with_scratch;
 
@@ -432,12 +434,12 @@ const FORWARD_UNPACKED: usize = 256;
 const INPUT_GRAD_UNPACKED: usize = 128;
 
 /// Whether the products of `g` (as convolved: `c_in` in, `c_out` out) run in
-/// [`winograd_products`](super::winograd_products) rather than the general GEMM: with at
+/// [`unpacked`] rather than matrixmultiply: with at
 /// most `most` channels in and out.
 fn unpacked_products(g: &ConvGeom, most: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        g.c_in <= most && g.c_out <= most && super::winograd_products::fits(g.c_out)
+        g.c_in <= most && g.c_out <= most && unpacked::fits(g.c_out, g.c_in)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -497,14 +499,14 @@ fn convolve<O: Slot<f32>>(
                         let (v, u) = (&v[xi * g.c_in..], &u[xi * xi_stride..]);
                         #[cfg(target_arch = "x86_64")]
                         if unpacked {
-                            let ops = super::winograd_products::Operands {
-                                v,
-                                v_row: XI * g.c_in,
-                                u,
-                                u_row: strides[0],
+                            let ops = unpacked::Operands {
+                                a: v,
+                                a_strides: [XI * g.c_in, 1],
+                                b: u,
+                                b_row: strides[0],
                             };
-                            return super::winograd_products::product(
-                                tiles, g.c_out, g.c_in, &ops, m_xi,
+                            return unpacked::product(
+                                tiles, g.c_out, g.c_in, &ops, false, m_xi, g.c_out,
                             );
                         }
                         let _ = unpacked;
