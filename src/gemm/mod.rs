@@ -11,8 +11,8 @@
 //! depend only on the shape, never on the thread count, and each element of C is computed
 //! by one call over the whole of k, so results are the same on every run and machine.
 //!
-//! In f32 on a CPU with AVX-512, products with `B` as stored, `k` up to 256, `α = 1`
-//! and `β ∈ {0, 1}` run in [`unpacked`] instead, which
+//! In f32 on a CPU with AVX-512, products with `B` as stored, `α = 1` and `β ∈ {0, 1}`
+//! run in [`unpacked`] instead, which
 //! reads the operands where they lie rather than packing them, with the same bits.
 
 use rayon::prelude::*;

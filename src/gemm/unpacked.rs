@@ -13,24 +13,24 @@
 //! (`ops/conv2d/direct.rs`); blocks of 4 and 1 row, and of one register (the last
 //! masked to the columns left), take what is left.
 //!
-//! Each element of `C` is one chain of multiply-adds over `k` in order from zero, then
-//! (accumulating) added to `C`'s old value: what matrixmultiply computes for `α = 1`,
-//! `β ∈ {0, 1}` and `k` up to its depth block of [`MAX_DEPTH`], so the two give the same
-//! bits (a test holds them equal).
+//! Each element of `C` is summed as matrixmultiply sums it for `α = 1` and `β ∈ {0, 1}`,
+//! so the two give the same bits (a test holds them equal): `k` in blocks of
+//! [`DEPTH_BLOCK`], each block one chain of multiply-adds in order from zero, added to
+//! `C` (with `β = 0`, the first block is written instead).
 
 use std::arch::x86_64::*;
 
 /// f32 lanes of one AVX-512 register.
 const LANES: usize = 16;
 
-/// The most `k` for which matrixmultiply sums each element in one chain (its depth
-/// blocking, `kc`, for f32), so that this kernel gives the same bits.
-pub(crate) const MAX_DEPTH: usize = 256;
+/// matrixmultiply's depth blocking for f32 (`kc`): it sums each element in one chain
+/// per block of this many products, in order.
+const DEPTH_BLOCK: usize = 256;
 
-/// Whether [`product`] computes products with `n` columns and depth `k` here: `k` from
-/// 1 up to [`MAX_DEPTH`], and a CPU with AVX-512.
+/// Whether [`product`] computes products with `n` columns and depth `k` here: neither
+/// empty, and a CPU with AVX-512.
 pub(crate) fn fits(n: usize, k: usize) -> bool {
-    n > 0 && (1..=MAX_DEPTH).contains(&k) && is_x86_feature_detected!("avx512f")
+    n > 0 && k > 0 && is_x86_feature_detected!("avx512f")
 }
 
 /// The operands of one product, as described in the module's header: element `(i, p)`
@@ -107,33 +107,35 @@ pub(crate) unsafe fn product_raw(
     c: *mut f32,
     c_row: usize,
 ) {
-    let block = Block {
-        k,
-        a,
-        a_strides,
-        b,
-        b_row,
-        accumulate,
-        c,
-        c_row,
-    };
-    // SAFETY: as promised by the caller.
-    unsafe {
-        let pairs = n / (2 * LANES) * 2 * LANES;
-        for column in (0..pairs).step_by(2 * LANES) {
-            block.rows::<2, false>(m, column, 0);
-        }
-        let whole = n / LANES * LANES;
-        if pairs < whole {
-            block.rows::<1, false>(m, pairs, 0);
-        }
-        if whole < n {
-            block.rows::<1, true>(m, whole, (1 << (n - whole)) - 1);
+    for start in (0..k).step_by(DEPTH_BLOCK) {
+        let block = Block {
+            k: DEPTH_BLOCK.min(k - start),
+            a: a.wrapping_add(start * a_strides[1]),
+            a_strides,
+            b: b.wrapping_add(start * b_row),
+            b_row,
+            accumulate: accumulate || start > 0,
+            c,
+            c_row,
+        };
+        // SAFETY: as promised by the caller; the block's depth lies within `k`.
+        unsafe {
+            let pairs = n / (2 * LANES) * 2 * LANES;
+            for column in (0..pairs).step_by(2 * LANES) {
+                block.rows::<2, false>(m, column, 0);
+            }
+            let whole = n / LANES * LANES;
+            if pairs < whole {
+                block.rows::<1, false>(m, pairs, 0);
+            }
+            if whole < n {
+                block.rows::<1, true>(m, whole, (1 << (n - whole)) - 1);
+            }
         }
     }
 }
 
-/// One product's operands, for its blocks.
+/// One product's operands over one block of depth, for its blocks of `C`.
 struct Block {
     k: usize,
     a: *const f32,
@@ -250,9 +252,9 @@ mod tests {
     /// The same bits as matrixmultiply on the same strided operands (α = 1, β = 0 and
     /// β = 1), for row counts that end in blocks of 12, 4 and 1, columns in pairs of
     /// registers, one register and part of one left over, `A` as stored and
-    /// transposed, and depths up to
-    /// [`MAX_DEPTH`]: the SANet's and the 1×1 convolutions' shapes, Winograd's (rows of
-    /// `A` `36·k` apart, rows of `B` wider than `n`).
+    /// transposed, and depths of one, two and three blocks of [`DEPTH_BLOCK`]: the
+    /// SANet's and the 1×1 convolutions' shapes, Winograd's (rows of `A` `36·k` apart,
+    /// rows of `B` wider than `n`), im2col's.
     #[test]
     fn gives_the_bits_of_matrixmultiply() {
         if !fits(16, 1) {
@@ -273,6 +275,9 @@ mod tests {
             (3, 16, 5, [1, 3], 16, 16),
             (9, 256, 256, [256, 1], 263, 256),
             (9, 1568, 16, [1, 9], 1568, 1568),
+            (16, 64, 512, [512, 1], 64, 64),
+            (20, 40, 300, [1, 20], 40, 41),
+            (128, 80, 576, [576, 1], 80, 80),
         ];
         for (m, n, k, sa, b_row, c_row) in shapes {
             let a: Vec<f32> = (0..(m - 1) * sa[0] + (k - 1) * sa[1] + 1)
