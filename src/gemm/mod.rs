@@ -11,13 +11,14 @@
 //! depend only on the shape, never on the thread count, and each element of C is computed
 //! by one call over the whole of k, so results are the same on every run and machine.
 //!
-//! In f32 on a CPU with AVX-512, products with `B` as stored, `α = 1` and `β ∈ {0, 1}`
-//! run in [`unpacked`] instead, which
-//! reads the operands where they lie rather than packing them, with the same bits.
+//! In f32 on a CPU with AVX-512, products with `α = 1` and `β ∈ {0, 1}` run in
+//! [`unpacked`] instead, which reads the operands where they lie rather than packing
+//! them (a transposed `B` is copied once, as stored), with the same bits.
 
 use rayon::prelude::*;
 
 use crate::real::Real;
+use crate::scratch::with_scratch;
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod unpacked;
@@ -199,6 +200,15 @@ fn product<T: Real>(
         }
         return;
     }
+    let unpacked = unpacks(n, k, alpha, beta);
+    if unpacked && op_b == Op::T {
+        // B as stored, for the unpacked kernel's rows: one copy of B, where
+        // matrixmultiply would copy both operands.
+        return with_scratch(k * n, |stored: &mut [T]| {
+            transpose(split, &b[..k * n], n, k, stored);
+            product(split, m, n, k, alpha, a, op_a, stored, Op::N, beta, c)
+        });
+    }
     let (rsa, csa) = match op_a {
         Op::N => (k as isize, 1),
         Op::T => (1, m as isize),
@@ -207,7 +217,6 @@ fn product<T: Real>(
         Op::N => (n as isize, 1),
         Op::T => (1, k as isize),
     };
-    let unpacked = unpacks(n, k, alpha, op_b, beta);
     // Raw pointers are not Send; the blocks below write disjoint parts of C.
     let (a_at, b_at, c_at) = (
         a.as_ptr() as usize,
@@ -265,21 +274,51 @@ fn product<T: Real>(
     }
 }
 
-/// Whether a product runs in [`unpacked`]: f32 with AVX-512, `B` as stored, `α = 1`,
-/// `β` zero or one, and `n` and `k` that [`unpacked::fits`].
-fn unpacks<T: Real>(n: usize, k: usize, alpha: T, op_b: Op, beta: T) -> bool {
+/// Whether a product runs in [`unpacked`] (after [`transpose`] where `B` is
+/// transposed): f32 with AVX-512, `α = 1`, `β` zero or one, and `n` and `k` that
+/// [`unpacked::fits`].
+fn unpacks<T: Real>(n: usize, k: usize, alpha: T, beta: T) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         crate::real::is_f32::<T>()
             && alpha == T::one()
-            && op_b == Op::N
             && (beta == T::zero() || beta == T::one())
             && unpacked::fits(n, k)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (n, k, alpha, op_b, beta);
+        let _ = (n, k, alpha, beta);
         false
+    }
+}
+
+/// Rows of the transposed matrix per task of [`transpose`]'s split.
+const TRANSPOSE_ROWS: usize = 64;
+
+/// `out = bᵀ`: `b` is `rows × cols`, `out` `cols × rows`, both row-major. With `split`
+/// and more than one block of [`TRANSPOSE_ROWS`], blocks of rows of `out` run as rayon
+/// tasks.
+fn transpose<T: Real>(split: bool, b: &[T], rows: usize, cols: usize, out: &mut [T]) {
+    // Rows `first..` of `out` (columns of `b`), 16 at a time: each row of `b` gives a
+    // run of 16 consecutive elements, written down 16 rows of `out`.
+    let block = |first: usize, out: &mut [T]| {
+        for (start, band) in out.chunks_mut(16 * rows).enumerate() {
+            let p0 = first + 16 * start;
+            let width = band.len() / rows;
+            for (j, row) in b.chunks_exact(cols).enumerate() {
+                for (q, &v) in row[p0..p0 + width].iter().enumerate() {
+                    band[q * rows + j] = v;
+                }
+            }
+        }
+    };
+    if split && cols > TRANSPOSE_ROWS {
+        out[..cols * rows]
+            .par_chunks_mut(TRANSPOSE_ROWS * rows)
+            .enumerate()
+            .for_each(|(i, out)| block(i * TRANSPOSE_ROWS, out));
+    } else {
+        block(0, &mut out[..cols * rows]);
     }
 }
 
@@ -366,6 +405,76 @@ mod tests {
         let mut c = vec![f32::NAN; 6];
         gemm(2, 3, 0, 1.0, &[], Op::N, &[], Op::N, 0.0, &mut c);
         assert_eq!(c, [0.0; 6], "k = 0, β = 0: zeros");
+    }
+
+    /// f32 products give matrixmultiply's bits whichever kernel runs them: every
+    /// transpose, β 0 and 1, split and not (column blocks and the transpose's tasks),
+    /// one depth block and three.
+    #[test]
+    fn f32_products_give_the_bits_of_matrixmultiply() {
+        for (m, n, k) in [(16, 16, 784), (5, 7, 3), (33, 4099, 300), (130, 200, 600)] {
+            let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let c0: Vec<f32> = (0..m * n).map(|i| (i as f32 * 0.05).sin()).collect();
+            for (ta, tb, beta) in [
+                (Op::N, Op::N, 0.0),
+                (Op::T, Op::N, 1.0),
+                (Op::N, Op::T, 1.0),
+                (Op::T, Op::T, 0.0),
+            ] {
+                let (rsa, csa) = match ta {
+                    Op::N => (k as isize, 1),
+                    Op::T => (1, m as isize),
+                };
+                let (rsb, csb) = match tb {
+                    Op::N => (n as isize, 1),
+                    Op::T => (1, k as isize),
+                };
+                let mut want = c0.clone();
+                // SAFETY: the strides describe a, b and want, m·k, k·n and m·n long.
+                unsafe {
+                    f32::gemm_raw(
+                        m,
+                        k,
+                        n,
+                        1.0,
+                        a.as_ptr(),
+                        rsa,
+                        csa,
+                        b.as_ptr(),
+                        rsb,
+                        csb,
+                        beta,
+                        want.as_mut_ptr(),
+                        n as isize,
+                        1,
+                    )
+                };
+                for product in [gemm::<f32>, gemm_serial::<f32>] {
+                    let mut c = c0.clone();
+                    product(m, n, k, 1.0, &a, ta, &b, tb, beta, &mut c);
+                    let differ = c
+                        .iter()
+                        .zip(&want)
+                        .filter(|(x, y)| x.to_bits() != y.to_bits());
+                    let differ = differ.count();
+                    assert_eq!(differ, 0, "{m}x{n}x{k} {ta:?}{tb:?} β {beta}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transposes() {
+        for (rows, cols, split) in [(3, 5, false), (20, 17, false), (7, 200, true)] {
+            let b: Vec<f64> = (0..rows * cols).map(|i| i as f64).collect();
+            let mut out = vec![f64::NAN; rows * cols];
+            transpose(split, &b, rows, cols, &mut out);
+            for (i, &v) in out.iter().enumerate() {
+                let (p, j) = (i / rows, i % rows);
+                assert_eq!(v, b[j * cols + p], "{rows}×{cols} element {i}");
+            }
+        }
     }
 
     #[test]
