@@ -433,9 +433,13 @@ const FORWARD_UNPACKED: usize = 256;
 /// same section).
 const INPUT_GRAD_UNPACKED: usize = 128;
 
+/// The same for the weight gradient's products `dU[ξ] = dM[ξ]ᵀ · V[ξ]`: with 512
+/// channels they measured level with the general GEMM or slower, with 64 to 256 up to
+/// a quarter faster (BENCHMARKS.md, "Small products without packing").
+const WEIGHT_GRAD_UNPACKED: usize = 256;
+
 /// Whether the products of `g` (as convolved: `c_in` in, `c_out` out) run in
-/// [`unpacked`] rather than matrixmultiply: with at
-/// most `most` channels in and out.
+/// [`unpacked`] rather than matrixmultiply: with at most `most` channels in and out.
 fn unpacked_products(g: &ConvGeom, most: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -544,6 +548,7 @@ pub(crate) fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     let group = group_len(g);
     let (c_in, c_out) = (g.c_in, g.c_out);
     let (sample_x, sample_y) = (c_in * g.h * g.w, c_out * g.h * g.w);
+    let unpacked_du = unpacked_products(g, WEIGHT_GRAD_UNPACKED);
     // dU[ξ][co][ci], summed over the groups.
     with_scratch(XI * c_out * c_in, |du: &mut [f32]| {
         let pairs = x.chunks(group * sample_x).zip(dy.chunks(group * sample_y));
@@ -563,6 +568,21 @@ pub(crate) fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32], dw: &mut [f32]) {
                     du.par_chunks_mut(c_out * c_in)
                         .enumerate()
                         .for_each(|(xi, du_xi)| {
+                            if unpacked_du {
+                                #[cfg(target_arch = "x86_64")]
+                                {
+                                    let ops = unpacked::Operands {
+                                        a: &dm[xi * c_out..],
+                                        a_strides: [1, XI * c_out],
+                                        b: &v[xi * c_in..],
+                                        b_row: XI * c_in,
+                                    };
+                                    let accumulate = index > 0;
+                                    return unpacked::product(
+                                        c_out, c_in, tiles, &ops, accumulate, du_xi, c_in,
+                                    );
+                                }
+                            }
                             gemm_serial_strided(
                                 c_out,
                                 c_in,
