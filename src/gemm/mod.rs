@@ -12,7 +12,7 @@
 //! by one call over the whole of k, so results are the same on every run and machine.
 //!
 //! In f32 on a CPU with AVX-512, products with `α = 1` and `β ∈ {0, 1}` run in
-//! [`unpacked`] instead, which reads the operands where they lie rather than packing
+//! `unpacked.rs` instead, which reads the operands where they lie rather than packing
 //! them (a transposed `B` is copied once, as stored), with the same bits.
 
 use rayon::prelude::*;
@@ -295,9 +295,13 @@ fn unpacks<T: Real>(n: usize, k: usize, alpha: T, beta: T) -> bool {
 /// Rows of the transposed matrix per task of [`transpose`]'s split.
 const TRANSPOSE_ROWS: usize = 64;
 
-/// `out = bᵀ`: `b` is `rows × cols`, `out` `cols × rows`, both row-major. With `split`
-/// and more than one block of [`TRANSPOSE_ROWS`], blocks of rows of `out` run as rayon
-/// tasks.
+/// Elements below which [`transpose`] runs as one task: a rayon task costs about as
+/// much as copying a few thousand elements.
+const TRANSPOSE_SPLIT: usize = 1 << 16;
+
+/// `out = bᵀ`: `b` is `rows × cols`, `out` `cols × rows`, both row-major. With `split`,
+/// at least [`TRANSPOSE_SPLIT`] elements and more than one block of [`TRANSPOSE_ROWS`],
+/// blocks of rows of `out` run as rayon tasks.
 fn transpose<T: Real>(split: bool, b: &[T], rows: usize, cols: usize, out: &mut [T]) {
     // Rows `first..` of `out` (columns of `b`), 16 at a time: each row of `b` gives a
     // run of 16 consecutive elements, written down 16 rows of `out`.
@@ -312,7 +316,7 @@ fn transpose<T: Real>(split: bool, b: &[T], rows: usize, cols: usize, out: &mut 
             }
         }
     };
-    if split && cols > TRANSPOSE_ROWS {
+    if split && cols > TRANSPOSE_ROWS && rows * cols >= TRANSPOSE_SPLIT {
         out[..cols * rows]
             .par_chunks_mut(TRANSPOSE_ROWS * rows)
             .enumerate()
@@ -408,11 +412,18 @@ mod tests {
     }
 
     /// f32 products give matrixmultiply's bits whichever kernel runs them: every
-    /// transpose, β 0 and 1, split and not (column blocks and the transpose's tasks),
-    /// one depth block and three.
+    /// transpose, β 0 and 1, split and not (column blocks, row blocks and the
+    /// transpose's tasks), one depth block and three.
     #[test]
     fn f32_products_give_the_bits_of_matrixmultiply() {
-        for (m, n, k) in [(16, 16, 784), (5, 7, 3), (33, 4099, 300), (130, 200, 600)] {
+        let shapes = [
+            (16, 16, 784),
+            (5, 7, 3),
+            (33, 4099, 300),
+            (130, 200, 600),
+            (4100, 40, 300),
+        ];
+        for (m, n, k) in shapes {
             let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
             let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
             let c0: Vec<f32> = (0..m * n).map(|i| (i as f32 * 0.05).sin()).collect();
@@ -466,7 +477,7 @@ mod tests {
 
     #[test]
     fn transposes() {
-        for (rows, cols, split) in [(3, 5, false), (20, 17, false), (7, 200, true)] {
+        for (rows, cols, split) in [(3, 5, false), (20, 17, false), (400, 200, true)] {
             let b: Vec<f64> = (0..rows * cols).map(|i| i as f64).collect();
             let mut out = vec![f64::NAN; rows * cols];
             transpose(split, &b, rows, cols, &mut out);

@@ -61,14 +61,29 @@ pub(crate) fn product(
     if m == 0 {
         return;
     }
-    let [ra, ca] = ops.a_strides;
+    // One past the furthest element `(rows − 1, cols − 1)` at strides `s`, if that
+    // index does not overflow.
+    let reach = |rows: usize, cols: usize, s: [usize; 2]| {
+        (rows - 1)
+            .checked_mul(s[0])
+            .zip((cols - 1).checked_mul(s[1]))
+            .and_then(|(r, c)| r.checked_add(c)?.checked_add(1))
+    };
+    let within = |reach: Option<usize>, len: usize| reach.is_some_and(|r| r <= len);
     assert!(
-        (m - 1) * ra + (k - 1) * ca < ops.a.len(),
+        within(reach(m, k, ops.a_strides), ops.a.len()),
         "gemm::unpacked: A"
     );
-    assert!((k - 1) * ops.b_row + n <= ops.b.len(), "gemm::unpacked: B");
     assert!(
-        c_row >= n && (m - 1) * c_row + n <= c.len(),
+        within(reach(k, n, [ops.b_row, 1]), ops.b.len()),
+        "gemm::unpacked: B"
+    );
+    assert!(
+        c_row >= n,
+        "gemm::unpacked: C's rows {c_row} apart, {n} long"
+    );
+    assert!(
+        within(reach(m, n, [c_row, 1]), c.len()),
         "gemm::unpacked: C"
     );
     // SAFETY: AVX-512F checked by `fits`; the bounds every block reads and writes are
@@ -254,7 +269,7 @@ mod tests {
     /// registers, one register and part of one left over, `A` as stored and
     /// transposed, and depths of one, two and three blocks of [`DEPTH_BLOCK`]: the
     /// SANet's and the 1×1 convolutions' shapes, Winograd's (rows of `A` `36·k` apart,
-    /// rows of `B` wider than `n`), im2col's.
+    /// rows of `B` wider than `n`, and its weight gradient's `dMᵀ`), im2col's.
     #[test]
     fn gives_the_bits_of_matrixmultiply() {
         if !fits(16, 1) {
@@ -278,6 +293,7 @@ mod tests {
             (16, 64, 512, [512, 1], 64, 64),
             (20, 40, 300, [1, 20], 40, 41),
             (128, 80, 576, [576, 1], 80, 80),
+            (64, 64, 300, [1, 36 * 64], 36 * 64, 64),
         ];
         for (m, n, k, sa, b_row, c_row) in shapes {
             let a: Vec<f32> = (0..(m - 1) * sa[0] + (k - 1) * sa[1] + 1)

@@ -26,7 +26,7 @@ mod test_values;
 mod weight_grad;
 mod winograd;
 mod winograd_f4;
-#[cfg(target_arch = "x86_64")]
+
 pub use crate::launch::conv_geom::{ConvGeom, ConvPass};
 
 use crate::autograd::{Nodes, Tape, Var};

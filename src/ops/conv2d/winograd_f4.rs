@@ -16,10 +16,10 @@
 //! forward and the input gradient alike), `V` is `tiles × 36 × c_in`, `M` is `36 × tiles
 //! × c_out`; the GEMMs read `U` and `V` at those strides. Per group of samples three
 //! rayon loops run in turn: the input transform per sample, the 36 single-threaded GEMMs
-//! per ξ, the output transform per sample. The forward's and the input gradient's GEMMs
-//! run without packing (`gemm/unpacked.rs`) where the CPU has AVX-512, the output
-//! channels fill whole registers and there are at most 256 channels in and out (128 for
-//! the input gradient); those read `U[ξ]` by rows, so the forward keeps its `U` as
+//! per ξ, the output transform per sample. The GEMMs run without packing
+//! (`gemm/unpacked.rs`) where the CPU has AVX-512 and there are at most 256 channels in
+//! and out (128 for the input gradient), else in matrixmultiply; the unpacked forward
+//! and input gradient read `U[ξ]` by rows, so the forward keeps its `U` as
 //! `36 × c_in × c_out` instead. Groups and GEMMs depend on the shape only, so results do
 //! not depend on the thread count. `U` is kept from one call to the next while the
 //! weights stay the same, up to 16 MiB per convolution (`kept.rs`): PGD-K training runs
@@ -434,8 +434,8 @@ const FORWARD_UNPACKED: usize = 256;
 const INPUT_GRAD_UNPACKED: usize = 128;
 
 /// The same for the weight gradient's products `dU[ξ] = dM[ξ]ᵀ · V[ξ]`: with 512
-/// channels they measured level with the general GEMM or slower, with 64 to 256 up to
-/// a quarter faster (BENCHMARKS.md, "Small products without packing").
+/// channels they measured level with the general GEMM or slower, with 64 to 256
+/// faster (BENCHMARKS.md, "Small products without packing").
 const WEIGHT_GRAD_UNPACKED: usize = 256;
 
 /// Whether the products of `g` (as convolved: `c_in` in, `c_out` out) run in
