@@ -1,8 +1,9 @@
-//! Safe, checked wrapper over matrixmultiply's sgemm/dgemm: the one CPU matrix product
-//! the 1×1 convs, im2col and Winograd convs and linear layers share.
+//! Safe, checked CPU matrix products, the ones the 1×1 convs, im2col and Winograd convs,
+//! the SANet and linear layers share: matrixmultiply's sgemm/dgemm, or in f32 the
+//! unpacked kernel below.
 //!
 //! Large products are split into column (or row) blocks of C that rayon runs in
-//! parallel, each a single-threaded matrixmultiply call. Why not matrixmultiply's own
+//! parallel, each a single-threaded call. Why not matrixmultiply's own
 //! `threading` feature: on the SPARTA layer's k = 64 products it reached about half the
 //! throughput of the same calls split by rayon (BENCHMARKS.md, "Moved from code
 //! comments"), and its threads oversubscribe the cores when the caller is itself a rayon
