@@ -133,21 +133,14 @@ pub(crate) fn gemm_serial_strided<T: Real>(
         }
         return;
     }
-    // One past the furthest element (rows − 1, cols − 1) at strides `s`.
-    let reach = |rows: usize, cols: usize, s: [usize; 2]| {
-        (rows - 1)
-            .checked_mul(s[0])
-            .zip((cols - 1).checked_mul(s[1]))
-            .and_then(|(r, c)| r.checked_add(c)?.checked_add(1))
-            .expect("gemm: a strided index overflows")
-    };
+    let furthest = |rows, cols, s| reach(rows, cols, s).expect("gemm: a strided index overflows");
     assert!(
-        a.len() >= reach(m, k, sa),
+        a.len() >= furthest(m, k, sa),
         "gemm: A has {} < {m}×{k} at strides {sa:?}",
         a.len()
     );
     assert!(
-        b.len() >= reach(k, n, sb),
+        b.len() >= furthest(k, n, sb),
         "gemm: B has {} < {k}×{n} at strides {sb:?}",
         b.len()
     );
@@ -171,6 +164,16 @@ pub(crate) fn gemm_serial_strided<T: Real>(
             1,
         )
     }
+}
+
+/// One past the furthest element `(rows − 1, cols − 1)` of a matrix at strides `s`
+/// (element `(i, j)` at `i·s[0] + j·s[1]`), or `None` where that index overflows;
+/// `rows` and `cols` at least 1.
+pub(crate) fn reach(rows: usize, cols: usize, s: [usize; 2]) -> Option<usize> {
+    (rows - 1)
+        .checked_mul(s[0])
+        .zip((cols - 1).checked_mul(s[1]))
+        .and_then(|(r, c)| r.checked_add(c)?.checked_add(1))
 }
 
 #[allow(clippy::too_many_arguments)]

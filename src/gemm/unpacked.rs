@@ -20,6 +20,8 @@
 
 use std::arch::x86_64::*;
 
+use super::reach;
+
 /// f32 lanes of one AVX-512 register.
 const LANES: usize = 16;
 
@@ -61,14 +63,6 @@ pub(crate) fn product(
     if m == 0 {
         return;
     }
-    // One past the furthest element `(rows − 1, cols − 1)` at strides `s`, if that
-    // index does not overflow.
-    let reach = |rows: usize, cols: usize, s: [usize; 2]| {
-        (rows - 1)
-            .checked_mul(s[0])
-            .zip((cols - 1).checked_mul(s[1]))
-            .and_then(|(r, c)| r.checked_add(c)?.checked_add(1))
-    };
     let within = |reach: Option<usize>, len: usize| reach.is_some_and(|r| r <= len);
     assert!(
         within(reach(m, k, ops.a_strides), ops.a.len()),
