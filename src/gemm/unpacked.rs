@@ -64,13 +64,16 @@ pub(crate) fn product(
         return;
     }
     let within = |reach: Option<usize>, len: usize| reach.is_some_and(|r| r <= len);
+    let (sa, b_row) = (ops.a_strides, ops.b_row);
     assert!(
-        within(reach(m, k, ops.a_strides), ops.a.len()),
-        "gemm::unpacked: A"
+        within(reach(m, k, sa), ops.a.len()),
+        "gemm::unpacked: A of {m}×{k} at strides {sa:?} outruns {}",
+        ops.a.len()
     );
     assert!(
-        within(reach(k, n, [ops.b_row, 1]), ops.b.len()),
-        "gemm::unpacked: B"
+        within(reach(k, n, [b_row, 1]), ops.b.len()),
+        "gemm::unpacked: B of {k}×{n} in rows {b_row} apart outruns {}",
+        ops.b.len()
     );
     assert!(
         c_row >= n,
@@ -78,7 +81,8 @@ pub(crate) fn product(
     );
     assert!(
         within(reach(m, n, [c_row, 1]), c.len()),
-        "gemm::unpacked: C"
+        "gemm::unpacked: C of {m}×{n} in rows {c_row} apart outruns {}",
+        c.len()
     );
     // SAFETY: AVX-512F checked by `fits`; the bounds every block reads and writes are
     // asserted above, and `c` is a unique borrow.
