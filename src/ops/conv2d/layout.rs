@@ -3,7 +3,7 @@
 //! with output pixels numbered so that every tap of a run of consecutive pixels reads
 //! consecutive elements.
 
-use super::cpu::copy_strided;
+use super::cpu::{copy_row, copy_strided};
 use super::ConvGeom;
 
 /// Where the kernel finds each input element: per input channel, `stride²` phase
@@ -66,35 +66,67 @@ impl Layout {
     /// Writes one sample `x` (`c_in × h × w`) in this layout into `xp`, zeros where
     /// the padded image is padding.
     pub(super) fn lay_out(&self, g: &ConvGeom, x: &[f32], xp: &mut [f32]) {
-        let (s, wq) = (self.stride, self.wq);
-        let (planes, slack) = xp.split_at_mut(g.c_in * self.channel);
-        slack.fill(0.0);
-        let phases = planes.chunks_exact_mut(self.rows * wq).enumerate();
-        for (i, phase) in phases {
-            let (ci, ry, rx) = (i / (s * s), i / s % s, i % s);
-            let image = &x[ci * g.h * g.w..][..g.h * g.w];
-            // Columns c with c·s + rx − pad inside the image.
-            let lo = g.pad.saturating_sub(rx).div_ceil(s).min(wq);
+        if self.stride == 1 {
+            return self.lay_out_rows(g, x, xp);
+        }
+        // Each image row lands in the two planes of one row phase, one per column
+        // phase: the planes are zeroed first, then each image row is read once and
+        // dealt out, rather than each plane's rows visited for their few elements.
+        let wq = self.wq;
+        xp.fill(0.0);
+        let phase = self.rows * wq;
+        // Per column phase rx: the plane columns `lo..hi` inside the image, which
+        // start at image column `lo·2 + rx − pad`.
+        let spans: [(usize, usize, usize); 2] = std::array::from_fn(|rx| {
+            let lo = g.pad.saturating_sub(rx).div_ceil(2).min(wq);
             let hi = if g.w + g.pad > rx {
-                ((g.w + g.pad - rx - 1) / s + 1).clamp(lo, wq)
+                ((g.w + g.pad - rx - 1) / 2 + 1).clamp(lo, wq)
             } else {
                 lo
             };
-            for (r, row) in phase.chunks_exact_mut(wq).enumerate() {
-                let iy = (r * s + ry).checked_sub(g.pad).filter(|&iy| iy < g.h);
+            (lo, hi, (lo * 2 + rx).saturating_sub(g.pad))
+        });
+        let images = x.chunks_exact(g.h * g.w).take(g.c_in);
+        for (image, planes) in images.zip(xp.chunks_exact_mut(self.channel)) {
+            for (iy, src) in image.chunks_exact(g.w).enumerate() {
+                let (ry, r) = ((iy + g.pad) % 2, (iy + g.pad) / 2);
+                if r >= self.rows {
+                    break;
+                }
+                for (rx, &(lo, hi, start)) in spans.iter().enumerate() {
+                    if lo == hi {
+                        continue;
+                    }
+                    let row = &mut planes[(ry * 2 + rx) * phase + r * wq..][..wq];
+                    let src = &src[start..start + (hi - lo - 1) * 2 + 1];
+                    copy_strided(&mut row[lo..hi], src, 2);
+                }
+            }
+        }
+    }
+
+    /// [`Self::lay_out`] at stride 1: each plane row written once, its padding
+    /// columns zeroed and its image columns copied.
+    fn lay_out_rows(&self, g: &ConvGeom, x: &[f32], xp: &mut [f32]) {
+        let wq = self.wq;
+        let (planes, slack) = xp.split_at_mut(g.c_in * self.channel);
+        slack.fill(0.0);
+        // Columns c with c − pad inside the image.
+        let lo = g.pad.min(wq);
+        let hi = (g.w + g.pad).clamp(lo, wq);
+        for (ci, plane) in planes.chunks_exact_mut(self.channel).enumerate() {
+            let image = &x[ci * g.h * g.w..][..g.h * g.w];
+            for (r, row) in plane.chunks_exact_mut(wq).enumerate() {
+                let iy = r.checked_sub(g.pad).filter(|&iy| iy < g.h);
                 let Some(iy) = iy else {
                     row.fill(0.0);
                     continue;
                 };
-                let src = &image[iy * g.w..][..g.w];
                 row[..lo].fill(0.0);
                 row[hi..].fill(0.0);
-                if lo == hi {
-                    continue;
+                if lo < hi {
+                    copy_row(&mut row[lo..hi], &image[iy * g.w..][..hi - lo]);
                 }
-                let start = lo * s + rx - g.pad;
-                let src = &src[start..start + (hi - lo - 1) * s + 1];
-                copy_strided(&mut row[lo..hi], src, s);
             }
         }
     }
@@ -158,6 +190,9 @@ mod tests {
             (4, 15, 1, 1),
             (6, 33, 1, 1),
             (5, 35, 2, 1),
+            (7, 7, 2, 1),
+            (14, 14, 2, 1),
+            (6, 7, 2, 0),
         ];
         for (h, w, stride, pad) in shapes {
             let g = ConvGeom {
