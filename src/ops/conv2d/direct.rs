@@ -57,6 +57,7 @@ use std::arch::x86_64::*;
 use rayon::prelude::*;
 
 use super::cpu::copy_row;
+use super::kept::{Tag, KEPT};
 use super::layout::Layout;
 use super::ConvGeom;
 use crate::ops::par::Slot;
@@ -201,7 +202,8 @@ impl<'a> Pass<'a> {
 /// `y = conv(x, weight)` for `g` that [`fits`], in f32; `y` is overwritten.
 pub(crate) fn forward<O: Slot<f32>>(g: &ConvGeom, x: &[f32], weight: &[f32], y: &mut [O]) {
     let k2 = g.k * g.k;
-    convolve(g, x, |co, ci, tap| weight[(co * g.c_in + ci) * k2 + tap], y);
+    let w = |co, ci, tap| weight[(co * g.c_in + ci) * k2 + tap];
+    convolve(g, x, weight, "direct forward", w, y);
 }
 
 /// `dx` of `y = conv(x, weight)` given `dy`, for `g` whose [`fits_input_grad`] holds,
@@ -213,51 +215,59 @@ pub(crate) fn input_grad<O: Slot<f32>>(g: &ConvGeom, weight: &[f32], dy: &[f32],
         return Phases::new(g).input_grad(weight, dy, dx);
     }
     let rotated = |ci, co, tap| weight[(co * g.c_in + ci) * k2 + k2 - 1 - tap];
-    convolve(&transposed(g), dy, rotated, dx);
+    convolve(&transposed(g), dy, weight, "direct rotated", rotated, dx);
 }
 
-/// The weights in the order a block reads them, `[block][c_in][tap][width]`, from
-/// `w(out channel, in channel, tap)`.
+/// Writes the weights in the order a block reads them, `[block][c_in][tap][width]`,
+/// from `w(out channel, in channel, tap)`, into every element of `wt`.
 fn arrange(
+    wt: &mut [f32],
     c_out: usize,
     c_in: usize,
     taps: usize,
     width: usize,
     w: impl Fn(usize, usize, usize) -> f32,
-) -> Vec<f32> {
-    let mut wt = Vec::with_capacity(c_out * c_in * taps);
-    for block in 0..c_out / width {
-        for ci in 0..c_in {
-            for tap in 0..taps {
-                wt.extend((0..width).map(|l| w(block * width + l, ci, tap)));
-            }
+) {
+    assert_eq!(wt.len(), c_out * c_in * taps, "direct::arrange: weights");
+    for (i, lanes) in wt.chunks_exact_mut(width).enumerate() {
+        let (block, ci, tap) = (i / (c_in * taps), i / taps % c_in, i % taps);
+        for (l, v) in lanes.iter_mut().enumerate() {
+            *v = w(block * width + l, ci, tap);
         }
     }
-    wt
 }
 
-/// `y = conv(x, w)` given the weights as `w(out channel, in channel, tap)`, one rayon
-/// task per sample.
+/// `y = conv(x, w)` given the weights as `w(out channel, in channel, tap)`, read from
+/// `weight` by the derivation `name`, one rayon task per sample. The arranged weights
+/// are kept between calls with the same `weight` (`kept.rs`).
 fn convolve<O: Slot<f32>>(
     g: &ConvGeom,
     x: &[f32],
+    weight: &[f32],
+    name: &'static str,
     w: impl Fn(usize, usize, usize) -> f32,
     y: &mut [O],
 ) {
     let layout = Layout::new(g).expect("direct::convolve: a geometry that fits");
     let pass = Pass::forward(g, &layout);
     let width = pass.block_channels();
-    let wt = arrange(g.c_out, g.c_in, g.k * g.k, width, w);
-    y.par_chunks_mut(g.c_out * g.h_out() * g.w_out())
-        .zip(x.par_chunks(g.c_in * g.h * g.w))
-        .for_each(|(y_sample, x_sample)| {
-            with_scratch(layout.sample_len(g), |xp: &mut [f32]| {
-                layout.lay_out(g, x_sample, xp);
-                // SAFETY: `fits` checked AVX-512; `lay_out` wrote all of `xp`, `wt`
-                // holds every weight and `y_sample` one sample's outputs.
-                unsafe { sweep(&pass, xp, &wt, y_sample) };
+    let tag = Tag {
+        name,
+        shape: [g.c_in, g.k, width],
+    };
+    let derive = |wt: &mut [f32]| arrange(wt, g.c_out, g.c_in, g.k * g.k, width, w);
+    KEPT.with_derived(weight, tag, weight.len(), derive, |wt| {
+        y.par_chunks_mut(g.c_out * g.h_out() * g.w_out())
+            .zip(x.par_chunks(g.c_in * g.h * g.w))
+            .for_each(|(y_sample, x_sample)| {
+                with_scratch(layout.sample_len(g), |xp: &mut [f32]| {
+                    layout.lay_out(g, x_sample, xp);
+                    // SAFETY: `fits` checked AVX-512; `lay_out` wrote all of `xp`, `wt`
+                    // holds every weight and `y_sample` one sample's outputs.
+                    unsafe { sweep(&pass, xp, wt, y_sample) };
+                });
             });
-        });
+    });
 }
 
 /// The input gradient of a stride-2 convolution, split by the parity `(a, b)` of the
@@ -355,7 +365,8 @@ impl Phases {
     fn input_grad<O: Slot<f32>>(&self, weight: &[f32], dy: &[f32], dx: &mut [O]) {
         let g = &self.g;
         let k2 = g.k * g.k;
-        let phases: Vec<(Vec<usize>, Vec<f32>)> = self
+        // Per phase, its taps' offsets in the laid-out `dy` and their kernel taps.
+        let (taps, kernels): (Vec<Vec<usize>>, Vec<Vec<usize>>) = self
             .parts
             .iter()
             .map(|p| {
@@ -369,20 +380,56 @@ impl Phases {
                         kernel.push(ky * g.k + kx);
                     }
                 }
-                let width = lanes(g.c_in) * LANES;
-                let wt = arrange(g.c_in, g.c_out, kernel.len(), width, |ci, co, t| {
+                (taps, kernel)
+            })
+            .unzip();
+        // The phases' weights one after the other: each kernel tap is in one phase.
+        let lens: Vec<usize> = kernels.iter().map(|k| g.c_in * g.c_out * k.len()).collect();
+        let width = lanes(g.c_in) * LANES;
+        let derive = |wt: &mut [f32]| {
+            let mut rest = wt;
+            for (kernel, &len) in kernels.iter().zip(&lens) {
+                let (part, tail) = rest.split_at_mut(len);
+                arrange(part, g.c_in, g.c_out, kernel.len(), width, |ci, co, t| {
                     weight[(co * g.c_in + ci) * k2 + kernel[t]]
                 });
-                (taps, wt)
-            })
-            .collect();
+                rest = tail;
+            }
+        };
+        let tag = Tag {
+            name: "direct phases",
+            shape: [g.c_in, g.k, g.pad],
+        };
+        KEPT.with_derived(weight, tag, weight.len(), derive, |wt| {
+            let mut rest = wt;
+            let phases: Vec<&[f32]> = lens
+                .iter()
+                .map(|&len| {
+                    let (part, tail) = rest.split_at(len);
+                    rest = tail;
+                    part
+                })
+                .collect();
+            self.sweep_phases(&taps, &phases, dy, dx)
+        });
+    }
+
+    /// The four phases' sweeps of each sample, given their taps and arranged weights.
+    fn sweep_phases<O: Slot<f32>>(
+        &self,
+        taps: &[Vec<usize>],
+        phases: &[&[f32]],
+        dy: &[f32],
+        dx: &mut [O],
+    ) {
+        let g = &self.g;
         let (ho, wo) = (g.h_out(), g.w_out());
         dx.par_chunks_mut(g.c_in * g.h * g.w)
             .zip(dy.par_chunks(g.c_out * ho * wo))
             .for_each(|(dx_sample, dy_sample)| {
                 with_scratch(self.sample_len(), |dyp: &mut [f32]| {
                     self.lay_out(dy_sample, dyp);
-                    for (p, (taps, wt)) in self.parts.iter().zip(&phases) {
+                    for ((p, taps), &wt) in self.parts.iter().zip(taps).zip(phases) {
                         let pass = Pass {
                             c_in: g.c_out,
                             channel: self.rows * self.wq,

@@ -1,9 +1,9 @@
 //! Buffers derived from a convolution's weights (Winograd F(4×4)'s transformed weights,
-//! `winograd_f4.rs`), kept from one call to the next with the same weights. Adversarial
+//! `winograd_f4.rs`; the direct loop's arranged weights, `direct.rs`), kept from one call to the next with the same weights. Adversarial
 //! training with PGD-K runs K + 1 forward and input-gradient passes per batch with one
 //! set of weights; without this each pass derives them again.
 //!
-//! An entry is looked up by the weights' address and length and a tag naming the
+//! An entry is looked up by the weights' address and length and a [`Tag`] naming the
 //! derivation (say, which direction), and used only if the weights it was derived from
 //! equal the ones given, bit for bit. So an entry is never stale, whatever changed the
 //! weights since (an optimizer step, a checkpoint load, another tensor at the same
@@ -19,19 +19,29 @@ use crate::scratch::with_scratch;
 
 /// The most bytes kept in all, derived buffers and the copies of the weights they were
 /// derived from together: the main job's F(4×4) convolutions need 7.4 MB (both
-/// directions), ResNet-18's 128- and 256-channel ones 89 MB.
-const KEPT_BYTES: usize = 96 << 20;
+/// directions) and its direct ones 1.8 MB; ResNet-18's 128- and 256-channel F(4×4)
+/// ones 89 MB and its stride-2 direct ones 25 MB. Less than a model's working set
+/// would drop each entry before its next use.
+const KEPT_BYTES: usize = 128 << 20;
 
 /// The largest entry kept. ResNet-18's 512-channel convolutions (47 MB per direction)
 /// would take half of [`KEPT_BYTES`] each: their weights are derived per call.
 const ENTRY_BYTES: usize = 16 << 20;
+
+/// Names a derivation: what derives (`name`) and what, besides the weights, the result
+/// depends on (`shape`: channel counts, kernel size, block width; 0 where unused).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) struct Tag {
+    pub(super) name: &'static str,
+    pub(super) shape: [usize; 3],
+}
 
 /// Which weights an entry was derived from, and how.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Key {
     address: usize,
     len: usize,
-    tag: usize,
+    tag: Tag,
 }
 
 /// The weights an entry was derived from, and what was derived.
@@ -124,7 +134,7 @@ impl Kept {
     pub(super) fn with_derived<R>(
         &self,
         weight: &[f32],
-        tag: usize,
+        tag: Tag,
         len: usize,
         derive: impl FnOnce(&mut [f32]),
         use_it: impl FnOnce(&[f32]) -> R,
@@ -196,6 +206,11 @@ impl Kept {
 mod tests {
     use super::*;
 
+    const A: Tag = Tag {
+        name: "a",
+        shape: [0; 3],
+    };
+
     /// A derivation whose result shows which weights it read.
     fn doubled(weight: &[f32]) -> impl FnOnce(&mut [f32]) + '_ {
         move |out: &mut [f32]| {
@@ -209,14 +224,14 @@ mod tests {
     fn an_entry_is_used_while_its_weights_are_unchanged_and_never_after() {
         let kept = Kept::new(1 << 20, 1 << 20);
         let mut weight = vec![1.5f32, -2.0, 0.25];
-        let first = kept.with_derived(&weight, 0, 6, doubled(&weight), |u| {
+        let first = kept.with_derived(&weight, A, 6, doubled(&weight), |u| {
             (u.to_vec(), u.as_ptr() as usize)
         });
         assert_eq!(first.0, [3.0, -4.0, 0.5, 3.0, -4.0, 0.5]);
         // The same weights again: the kept buffer, not derived again.
         let again = kept.with_derived(
             &weight,
-            0,
+            A,
             6,
             |_| panic!("derived again"),
             |u| (u.to_vec(), u.as_ptr() as usize),
@@ -224,16 +239,17 @@ mod tests {
         assert_eq!(again, first);
         // Changed in place (same address, same length): derived again.
         weight[1] = 7.0;
-        let changed = kept.with_derived(&weight, 0, 6, doubled(&weight), |u| u.to_vec());
+        let changed = kept.with_derived(&weight, A, 6, doubled(&weight), |u| u.to_vec());
         assert_eq!(changed, [3.0, 14.0, 0.5, 3.0, 14.0, 0.5]);
         // A zero's sign alone is a change.
         weight[0] = 0.0;
-        kept.with_derived(&weight, 0, 6, doubled(&weight), |_| ());
+        kept.with_derived(&weight, A, 6, doubled(&weight), |_| ());
         weight[0] = -0.0;
-        let signed = kept.with_derived(&weight, 0, 6, |o| o.fill(42.0), |u| u[0]);
+        let signed = kept.with_derived(&weight, A, 6, |o| o.fill(42.0), |u| u[0]);
         assert_eq!(signed, 42.0);
         // Another tag is another entry; both stay.
-        let other = kept.with_derived(&weight, 1, 3, |o| o.fill(9.0), |u| u.to_vec());
+        let b = Tag { name: "b", ..A };
+        let other = kept.with_derived(&weight, b, 3, |o| o.fill(9.0), |u| u.to_vec());
         assert_eq!(other, [9.0; 3]);
         assert_eq!(kept.table().entries.len(), 2);
     }
@@ -253,7 +269,7 @@ mod tests {
         let large = vec![1.0f32; 4];
         let mut calls = 0;
         for _ in 0..2 {
-            let values = kept.with_derived(&large, 0, 8, counted(&mut calls, 3.0), |u| u.to_vec());
+            let values = kept.with_derived(&large, A, 8, counted(&mut calls, 3.0), |u| u.to_vec());
             assert_eq!(values, [3.0; 8]);
         }
         assert_eq!(calls, 2);
@@ -267,7 +283,7 @@ mod tests {
         let weights: Vec<Vec<f32>> = (0..4).map(|i| vec![i as f32; 3]).collect();
         let mut calls = 0;
         let run = |i: usize, calls: &mut usize| {
-            kept.with_derived(&weights[i], 0, 6, counted(calls, i as f32), |u| {
+            kept.with_derived(&weights[i], A, 6, counted(calls, i as f32), |u| {
                 assert_eq!(u, [i as f32; 6])
             })
         };

@@ -218,6 +218,17 @@ enum Derived {
     ByRows,
 }
 
+impl Derived {
+    /// The name of its derivation in the kept table (`kept.rs`).
+    fn name(self) -> &'static str {
+        match self {
+            Derived::Forward => "winograd_f4 forward",
+            Derived::Rotated => "winograd_f4 rotated",
+            Derived::ByRows => "winograd_f4 by rows",
+        }
+    }
+}
+
 /// Calls `use_u` with the transformed weights of `weight` that `derived` names: the
 /// ones kept from an earlier call with the same weights where there are (`kept.rs`).
 fn with_transformed<R>(
@@ -227,8 +238,10 @@ fn with_transformed<R>(
     use_u: impl FnOnce(&[f32]) -> R,
 ) -> R {
     let len = weight.len() / 9 * XI;
-    // The tag names the derivation: this transform, for c_in, and the variant.
-    let tag = 3 * c_in + derived as usize;
+    let tag = kept::Tag {
+        name: derived.name(),
+        shape: [c_in, 0, 0],
+    };
     let derive = |u: &mut [f32]| match derived {
         Derived::Forward => transform_weights(weight, c_in, false, u),
         Derived::Rotated => transform_weights(weight, c_in, true, u),

@@ -233,8 +233,10 @@ mod tests {
             let plane = g.h_out() * g.w_out();
             let mut want = vec![f32::NAN; c_out * plane];
             let mut got = vec![f32::NAN; c_out * plane];
-            let lanes_wt = arrange(c_out, c_in, 9, lanes(c_out) * LANES, w);
-            let pixels_wt = arrange(c_out, c_in, 9, R, w);
+            let mut lanes_wt = vec![0.0; weight.len()];
+            arrange(&mut lanes_wt, c_out, c_in, 9, lanes(c_out) * LANES, w);
+            let mut pixels_wt = vec![0.0; weight.len()];
+            arrange(&mut pixels_wt, c_out, c_in, 9, R, w);
             // SAFETY: AVX-512 checked above; both weights arranged for their block,
             // `xp` laid out for the pass, outputs one sample's.
             unsafe {
