@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
 use super::{direct, weight_grad};
-use super::{winograd, winograd_f4, ConvGeom};
+use super::{pointwise, winograd, winograd_f4, ConvGeom};
 use crate::gemm::{gemm_serial, Op};
 use crate::ops::columns::{from_columns, to_columns};
 use crate::ops::par::{f32_slots, for_each_piece, new_written, samples_per_group, Slot};
@@ -288,13 +288,19 @@ enum Loop {
     /// The direct loop (`direct.rs`), on x86-64 with AVX-512.
     #[cfg(target_arch = "x86_64")]
     Direct,
+    /// One product per sample for 1×1 kernels ([`super::pointwise`]).
+    Pointwise,
 }
 
 impl Loop {
-    /// The loop for the forward of `g`: Winograd for the stride-1 3×3 convolutions with
-    /// at least 64 channels (F(4×4) on images up to 16×16, F(2×2) on larger ones), else
-    /// the direct loop for most others; `None`: im2col.
+    /// The loop for the forward of `g`: a product per sample for 1×1 kernels, Winograd
+    /// for the stride-1 3×3 convolutions with at least 64 channels (F(4×4) on images up
+    /// to 16×16, F(2×2) on larger ones), else the direct loop for most others; `None`:
+    /// im2col.
     fn forward(g: &ConvGeom) -> Option<Loop> {
+        if pointwise::fits(g) {
+            return Some(Loop::Pointwise);
+        }
         if winograd_f4::chosen(g) {
             return Some(Loop::WinogradF4);
         }
@@ -311,6 +317,9 @@ impl Loop {
     /// The loop for the input gradient of `g` (the forward's, for the backward
     /// convolution); `None`: im2col.
     fn input_grad(g: &ConvGeom) -> Option<Loop> {
+        if pointwise::fits(g) {
+            return Some(Loop::Pointwise);
+        }
         if winograd_f4::chosen(g) {
             return Some(Loop::WinogradF4);
         }
@@ -331,6 +340,7 @@ impl Loop {
             Loop::WinogradF4 => winograd_f4::forward(g, x, weight, y),
             #[cfg(target_arch = "x86_64")]
             Loop::Direct => direct::forward(g, x, weight, y),
+            Loop::Pointwise => pointwise::forward(g, x, weight, y),
         }
     }
 
@@ -341,6 +351,7 @@ impl Loop {
             Loop::WinogradF4 => winograd_f4::input_grad(g, weight, dy, dx),
             #[cfg(target_arch = "x86_64")]
             Loop::Direct => direct::input_grad(g, weight, dy, dx),
+            Loop::Pointwise => pointwise::input_grad(g, weight, dy, dx),
         }
     }
 }

@@ -20,6 +20,7 @@ mod direct;
 mod kept;
 #[cfg(target_arch = "x86_64")]
 mod layout;
+mod pointwise;
 #[cfg(test)]
 mod test_values;
 #[cfg(target_arch = "x86_64")]
