@@ -38,7 +38,8 @@
 //! - Each finished accumulator (16 output channels of one pixel) is scattered into `y`,
 //!   whose channel stride is `h_out·w_out`. Where the reduction per output is short
 //!   ([`MIN_REDUCTION`], the 1- and 3-channel stems), that scatter costs as much as the
-//!   sums, and im2col stays.
+//!   sums: there the module runs only passes that take the block with pixels in the
+//!   lanes (the stems' forward on images of 28×28 and 32×32), and im2col the rest.
 //!
 //! The input gradient of a stride-1 convolution whose output is as large as its input
 //! (`k = 2·pad + 1`) is the same convolution of `dy` with the weights transposed
@@ -66,21 +67,27 @@ use crate::scratch::with_scratch;
 /// f32 lanes of one AVX-512 register.
 const LANES: usize = 16;
 
-/// Products per output below which im2col stays: there each result's scatter costs
-/// about as much as its sums (a 3-channel stem measured 2× slower here).
+/// Products per output below which the block with channels in the lanes leaves a
+/// convolution to im2col: there each result's scatter costs about as much as its sums
+/// (a 3-channel stem measured 2× slower here).
 const MIN_REDUCTION: usize = 128;
 
 /// Whether the CPU convolution takes this module for `g` in f32: a kernel larger than
-/// 1×1 (a 1×1 convolution is one GEMM without copies, which measured faster), stride
-/// 1 or 2 ([`Layout::new`]), output channels in whole registers, at least
-/// [`MIN_REDUCTION`] products per output, an output with at least one block of pixels,
-/// planes small enough for the scatter's 32-bit offsets, a CPU with AVX-512.
+/// 1×1 (1×1 kernels: `pointwise.rs`), stride 1 or 2 ([`Layout::new`]), output
+/// channels in whole registers, an output with at least one block of pixels, planes
+/// small enough for the scatter's 32-bit offsets, a CPU with AVX-512; and at least
+/// [`MIN_REDUCTION`] products per output, unless the pass takes the block with pixels
+/// in the lanes ([`pixels`]), which stores whole vectors, not a scatter per output.
 pub(crate) fn fits(g: &ConvGeom) -> bool {
+    let Some(layout) = Layout::new(g) else {
+        return false;
+    };
+    let pass = Pass::forward(g, &layout);
     g.k > 1
         && scatters(g)
         && g.c_out.is_multiple_of(LANES)
-        && g.c_in * g.k * g.k >= MIN_REDUCTION
-        && Layout::new(g).is_some_and(|layout| layout.pixels(g) >= SHORT)
+        && (g.c_in * g.k * g.k >= MIN_REDUCTION || pass.pixels_in_lanes())
+        && pass.pixels() >= SHORT
         && has_avx512()
 }
 
@@ -712,6 +719,10 @@ mod tests {
             geom(2, 16, (5, 5), 16, 3, 2, 1),
             geom(2, 16, (7, 7), 32, 3, 2, 1),
             geom(2, 48, (7, 7), 32, 3, 2, 1),
+            // Stems: too few products per output for a scatter, enough pixels for the
+            // block with pixels in the lanes.
+            geom(2, 1, (28, 28), 16, 3, 1, 1),
+            geom(2, 3, (32, 32), 64, 3, 1, 1),
         ];
         for g in shapes {
             assert!(fits(&g), "{g:?} should fit");
@@ -760,8 +771,9 @@ mod tests {
         }
     }
 
-    /// What the module takes: not 1×1 kernels, short reductions (stems), stride 3,
-    /// output channels that are no multiple of 16 or outputs smaller than a short block;
+    /// What the module takes: not 1×1 kernels, short reductions (stems) only where the
+    /// block with pixels in the lanes runs them, not stride 3, output channels that are
+    /// no multiple of 16 or outputs smaller than a short block;
     /// the input gradient at stride 1 only with the output as large as the input, at
     /// stride 2 only with four non-empty phases, and input channels in registers.
     #[test]
@@ -770,8 +782,9 @@ mod tests {
             return;
         }
         assert!(!fits(&geom(1, 16, (8, 8), 16, 1, 1, 0)));
-        assert!(!fits(&geom(1, 3, (32, 32), 64, 3, 1, 1)));
-        assert!(fits(&geom(1, 15, (32, 32), 64, 3, 1, 1)));
+        assert!(fits(&geom(1, 3, (32, 32), 64, 3, 1, 1)));
+        assert!(!fits(&geom(1, 3, (8, 8), 64, 3, 1, 1)));
+        assert!(fits(&geom(1, 15, (8, 8), 64, 3, 1, 1)));
         assert!(!fits(&geom(1, 16, (8, 8), 16, 3, 3, 1)));
         assert!(!fits(&geom(1, 16, (8, 8), 24, 3, 1, 1)));
         assert!(!fits(&geom(1, 16, (1, 1), 16, 3, 1, 1)));

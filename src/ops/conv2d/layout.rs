@@ -52,11 +52,6 @@ impl Layout {
         })
     }
 
-    /// Output pixels of one sample in the kernel's numbering (`h_out · wq`).
-    pub(super) fn pixels(&self, g: &ConvGeom) -> usize {
-        g.h_out() * self.wq
-    }
-
     /// Elements of one sample's laid-out input: the reads of the padding columns' pixels
     /// run up to `(k − 1) / stride` elements past the last plane.
     pub(super) fn sample_len(&self, g: &ConvGeom) -> usize {
