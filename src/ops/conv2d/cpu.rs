@@ -373,7 +373,8 @@ fn weight_grad_without_im2col(g: &ConvGeom, x: &[f32], dy: &[f32], dw: &mut [f32
 }
 
 /// `y = conv(x, weight)`; weight is `[c_out, c_in, k, k]`. In f32, most convolutions
-/// skip im2col (the direct loop or Winograd); f64 always takes im2col, the reference.
+/// skip im2col (a product per sample for 1×1 kernels, the direct loop or Winograd); f64
+/// always takes im2col, the reference.
 ///
 /// # Panics
 /// If `x` or `weight` differ in length from `g.lens()` (the tape's `conv2d` checks

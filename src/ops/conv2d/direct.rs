@@ -33,13 +33,16 @@
 //!   block is turned around ([`pixels`]): 4 output channels by 6 vectors of 16 pixels,
 //!   so each input vector is loaded once for 4 multiply-adds and each weight broadcast
 //!   once for 6, and the sums are written with masked stores instead of a scatter.
-//! - The weights are laid out once per call as `[block][c_in][tap][width]`, contiguous
-//!   in the order the loop reads them, `width` being the block's output channels.
+//! - The weights are laid out as `[block][c_in][tap][width]`, contiguous in the order
+//!   the loop reads them, `width` being the block's output channels, and kept between
+//!   calls while the weights stay bitwise the same (`kept.rs`).
 //! - Each finished accumulator (16 output channels of one pixel) is scattered into `y`,
 //!   whose channel stride is `h_out·w_out`. Where the reduction per output is short
 //!   ([`MIN_REDUCTION`], the 1- and 3-channel stems), that scatter costs as much as the
 //!   sums: there the module runs only passes that take the block with pixels in the
-//!   lanes (the stems' forward on images of 28×28 and 32×32), and im2col the rest.
+//!   lanes (the stems' forward on images of 28×28 and 32×32, the stride-1 input
+//!   gradient of a convolution with few output channels), and im2col the rest; so does
+//!   the stride-2 input gradient, whose phases always scatter.
 //!
 //! The input gradient of a stride-1 convolution whose output is as large as its input
 //! (`k = 2·pad + 1`) is the same convolution of `dy` with the weights transposed
@@ -79,14 +82,14 @@ const MIN_REDUCTION: usize = 128;
 /// [`MIN_REDUCTION`] products per output, unless the pass takes the block with pixels
 /// in the lanes ([`pixels`]), which stores whole vectors, not a scatter per output.
 pub(crate) fn fits(g: &ConvGeom) -> bool {
+    if g.k <= 1 || g.c_out == 0 || !g.c_out.is_multiple_of(LANES) || !scatters(g) {
+        return false;
+    }
     let Some(layout) = Layout::new(g) else {
         return false;
     };
     let pass = Pass::forward(g, &layout);
-    g.k > 1
-        && scatters(g)
-        && g.c_out.is_multiple_of(LANES)
-        && (g.c_in * g.k * g.k >= MIN_REDUCTION || pass.pixels_in_lanes())
+    (g.c_in * g.k * g.k >= MIN_REDUCTION || pass.pixels_in_lanes())
         && pass.pixels() >= SHORT
         && has_avx512()
 }
@@ -740,6 +743,17 @@ mod tests {
                 assert_close(&format!("dx {what}"), &dx, &want.unwrap());
             }
         }
+        // The stride-1 input gradient of a convolution with few output channels: 72
+        // products per input pixel, which only the block with pixels in the lanes takes.
+        let g = geom(2, 16, (28, 28), 8, 3, 1, 1);
+        assert!(!fits(&g) && fits_input_grad(&g));
+        let (wt, wt64) = random(g.c_out * g.c_in * 9, &mut rng);
+        let (dy, dy64) = random(g.n * g.c_out * g.h_out() * g.w_out(), &mut rng);
+        let x64 = vec![0.0; g.n * g.c_in * g.h * g.w];
+        let mut dx = vec![f32::NAN; x64.len()];
+        input_grad(&g, &wt, &dy, &mut dx);
+        let (want, _) = cpu::backward(&g, &x64, &wt64, &dy64, true, false);
+        assert_close("dx, 8 output channels", &dx, &want.unwrap());
     }
 
     /// The CPU convolution in f32 takes this module where it fits and neither Winograd

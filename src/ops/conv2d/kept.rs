@@ -24,12 +24,15 @@ use crate::scratch::with_scratch;
 /// would drop each entry before its next use.
 const KEPT_BYTES: usize = 128 << 20;
 
-/// The largest entry kept. ResNet-18's 512-channel convolutions (47 MB per direction)
-/// would take half of [`KEPT_BYTES`] each: their weights are derived per call.
+/// The largest entry kept. ResNet-18's 512-channel F(4×4) convolutions (47 MB per
+/// direction) are larger: their weights are derived per call, rather than crowding out
+/// every other entry.
 const ENTRY_BYTES: usize = 16 << 20;
 
 /// Names a derivation: what derives (`name`) and what, besides the weights, the result
-/// depends on (`shape`: channel counts, kernel size, block width; 0 where unused).
+/// depends on (`shape`: the input channels, kernel size, block width or padding, as
+/// each derivation lists them; 0 where unused). The output channels follow from the
+/// weights' length, which the key holds too.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) struct Tag {
     pub(super) name: &'static str,

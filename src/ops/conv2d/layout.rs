@@ -67,6 +67,7 @@ impl Layout {
         // Each image row lands in the two planes of one row phase, one per column
         // phase: the planes are zeroed first, then each image row is read once and
         // dealt out, rather than each plane's rows visited for their few elements.
+        assert_eq!(x.len(), g.c_in * g.h * g.w, "lay_out: one sample of {g:?}");
         let wq = self.wq;
         xp.fill(0.0);
         let phase = self.rows * wq;

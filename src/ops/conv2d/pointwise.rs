@@ -3,11 +3,12 @@
 //!
 //! A 1×1 kernel reads one input pixel per output pixel, so im2col's columns are only the
 //! input itself (stride 1) or its every `stride`-th row and column: the forward copies
-//! that subsample (stride > 1; at stride 1 the product reads the sample in place) and
-//! multiplies `W (c_out × c_in) · X (c_in × h_out·w_out)` straight into the sample's
-//! output, which needs no column layout and no zeroed output first. The input gradient
-//! is `Wᵀ · dY` per sample, written to the pixels the kernel read, with zeros between
-//! them at stride > 1.
+//! that subsample (stride > 1; at stride 1 the product reads the sample in place),
+//! multiplies `W (c_out × c_in) · X (c_in × h_out·w_out)` into the thread's scratch and
+//! copies that into the sample's output, already in its layout: no columns of several
+//! samples, no zeroed output. The input gradient is `Wᵀ · dY` per sample, written to
+//! the pixels the kernel read over the sample zeroed (the zeros between them at
+//! stride > 1).
 //!
 //! Each output is the product kernel's sum over the `c_in` (or, for the input
 //! gradient, `c_out`) terms in order, as in the im2col GEMM, whose columns group
