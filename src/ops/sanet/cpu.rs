@@ -20,6 +20,7 @@ use crate::ops::pool::cpu::{pool_backward, pool_forward};
 use crate::ops::pool::PoolShape;
 use crate::ops::reduce;
 use crate::real::Real;
+use crate::scratch::with_scratch;
 
 fn check_params<T: Real>(
     op: &'static str,
@@ -281,16 +282,18 @@ pub fn sanet_forward_fused<T: Real>(
             .zip(out.s.par_chunks_mut(g * p))
             .zip(h_slots)
             .zip(xs.par_chunks(g * c * p))
-            .for_each_init(
-                || (vec![T::zero(); c * g * p], vec![T::zero(); co * g * p]),
-                |(xg, h), (((((q, w5_out), b5_out), s), h_kept), xs_group)| {
-                    let cols = b5_out.len() * p;
-                    let h = &mut h[..co * cols];
+            .for_each(|(((((q, w5_out), b5_out), s), h_kept), xs_group)| {
+                let cols = b5_out.len() * p;
+                // A lone sample's [c, p] is already the group layout; h and the
+                // group's xs are written in full before they are read.
+                let xg_len = if cols == p { 0 } else { c * cols };
+                with_scratch(co * cols + xg_len, |scratch: &mut [T]| {
+                    let (h, xg) = scratch.split_at_mut(co * cols);
                     let xg: &[T] = if cols == p {
                         xs_group
                     } else {
-                        to_columns(xs_group, c, p, &mut xg[..c * cols]);
-                        &xg[..c * cols]
+                        to_columns(xs_group, c, p, xg);
+                        xg
                     };
                     conv3_group(w3, b3, xg, c, h);
                     // The ReLU and DPNet's pool in one pass: q[s, k] is the mean of
@@ -312,8 +315,8 @@ pub fn sanet_forward_fused<T: Real>(
                     }
                     w5_out.copy_from_slice(&w5);
                     b5_out.copy_from_slice(&b5);
-                },
-            );
+                })
+            });
     };
     out.h_groups = if c >= KEEP_H_CHANNELS {
         // SAFETY: the groups' slots tile the vector, and each group writes all of its
@@ -366,18 +369,17 @@ pub fn sanet_backward_fused<T: Real>(
     let sizes = |g: &GradPair<'_, T>| g.as_ref().map(|(w, b)| (w.len(), b.len()));
     let (conv3_sizes, head_sizes) = (sizes(&conv3), sizes(&head));
     let inv_p = T::one() / T::of_f64(p as f64);
-    let scratch = || {
-        let cols = g * p;
-        let zeros = |len| vec![T::zero(); len];
-        (zeros(c * cols), zeros(co * cols), zeros(c * cols))
-    };
+    // A group's scratches, each written in full before it is read: dh, and xs and dxs
+    // in the group layout (not needed for a lone sample, whose [c, p] is that layout).
+    let cols_len = if g == 1 { 0 } else { c * g * p };
     let partials = grads
         .dxs
         .par_chunks_mut(per_task * c * p)
         .enumerate()
-        .map_init(
-            scratch,
-            |(xg, dh, dxg), (task, dxs_task)| -> Result<[GradSums<T>; 2]> {
+        .map(|(task, dxs_task)| -> Result<[GradSums<T>; 2]> {
+            with_scratch(co * g * p + 2 * cols_len, |scratch: &mut [T]| {
+                let (dh, rest) = scratch.split_at_mut(co * g * p);
+                let (xg, dxg) = rest.split_at_mut(cols_len);
                 let zeros = |s: Option<(usize, usize)>| {
                     s.map(|(w, b)| (vec![T::zero(); w], vec![T::zero(); b]))
                 };
@@ -387,7 +389,7 @@ pub fn sanet_backward_fused<T: Real>(
                     let len = dxs_group.len() / (c * p);
                     let cols = len * p;
                     let samples = first..first + len;
-                    let (dh, dxg) = (&mut dh[..co * cols], &mut dxg[..c * cols]);
+                    let dh = &mut dh[..co * cols];
                     let xs_group = &xs[first * c * p..][..len * c * p];
                     // A lone sample's [c, p] is already the group layout.
                     let xg: &[T] = if len == 1 {
@@ -437,6 +439,7 @@ pub fn sanet_backward_fused<T: Real>(
                     if len == 1 {
                         gemm_serial(c, cols, co, one, w3, Op::T, dh, Op::N, one, dxs_group);
                     } else {
+                        let dxg = &mut dxg[..c * cols];
                         gemm_serial(c, cols, co, one, w3, Op::T, dh, Op::N, zero, dxg);
                         add_from_columns(dxg, c, p, dxs_group);
                     }
@@ -448,8 +451,8 @@ pub fn sanet_backward_fused<T: Real>(
                     }
                 }
                 Ok([conv3_sum, head_sum])
-            },
-        )
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
     for [conv3_part, head_part] in partials {
         for (total, part) in [(&mut conv3, conv3_part), (&mut head, head_part)] {
