@@ -168,6 +168,33 @@ fn forward_and_backward_into_reused_buffers_match_the_allocating_calls() {
     }
 }
 
+/// The allocating calls write each sample's output in its own task (a tensor above one
+/// task's worth, as in training): same bits as the calls into caller buffers.
+#[test]
+fn allocating_calls_match_the_calls_into_buffers_on_parallel_f32_tensors() {
+    let mut rng = StdRng::seed_from_u64(10);
+    for (dpnet, block) in [(true, 1), (false, 2)] {
+        let layer = SpartaLayer::<f32>::new(config(16, dpnet, block), &mut rng);
+        let (n, h, w) = (4, 28, 28);
+        let len = n * 16 * h * w;
+        let x: Vec<f32> = (0..len).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let dy: Vec<f32> = (0..len).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let (y, cache) = layer.forward(&x, n, h, w).unwrap();
+        let grads = layer.backward(&x, &cache, &dy).unwrap();
+        let mut y2 = vec![f32::NAN; len];
+        let c2 = layer
+            .forward_into(&x, n, h, w, SanetPath::Fused, &mut y2)
+            .unwrap();
+        let mut g2 = SpartaGrads::zeros(&layer, len);
+        g2.dx.fill(f32::NAN);
+        layer.backward_into(&x, &c2, &dy, &mut g2).unwrap();
+        assert!(y.iter().chain(&grads.dx).all(|v| v.is_finite()));
+        assert_eq!(y, y2);
+        assert_eq!(grads.dx, g2.dx);
+        assert_eq!(grads.params, g2.params);
+    }
+}
+
 #[test]
 fn frozen_layer_returns_the_same_dx_and_no_parameter_gradients() {
     let mut rng = StdRng::seed_from_u64(8);

@@ -29,6 +29,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::mem::MaybeUninit;
 use std::path::Path;
 
 use rand::Rng;
@@ -37,6 +38,7 @@ use crate::error::{check_len, Error, Result};
 use crate::ops::fc::cpu::{fc_backward, fc_forward};
 use crate::ops::fc::FcShape;
 use crate::ops::gate::{cpu as gate, GateShape};
+use crate::ops::par::{new_written, Slot};
 use crate::ops::pool::cpu::{pool_backward, pool_forward};
 use crate::ops::pool::PoolShape;
 use crate::ops::sanet::cpu::{
@@ -194,19 +196,22 @@ impl<T: Real> SpartaGrads<T> {
     /// Zeroed gradients of `layer` for an input of `x_len` elements, for
     /// [`SpartaLayer::backward_into`] to fill again and again.
     pub fn zeros(layer: &SpartaLayer<T>, x_len: usize) -> Self {
-        let params = if layer.config.frozen {
-            Vec::new()
-        } else {
-            layer
-                .tensors
-                .iter()
-                .map(|t| vec![T::zero(); t.len()])
-                .collect()
-        };
         Self {
             dx: vec![T::zero(); x_len],
-            params,
+            params: Self::param_zeros(layer),
         }
+    }
+
+    /// Zeroed parameter gradients of `layer`; none for a frozen layer.
+    fn param_zeros(layer: &SpartaLayer<T>) -> Vec<Vec<T>> {
+        if layer.config.frozen {
+            return Vec::new();
+        }
+        layer
+            .tensors
+            .iter()
+            .map(|t| vec![T::zero(); t.len()])
+            .collect()
     }
 }
 
@@ -324,8 +329,8 @@ impl<T: Real> SpartaLayer<T> {
         w: usize,
         path: SanetPath,
     ) -> Result<(Vec<T>, SpartaCache<T>)> {
-        let mut y = vec![T::zero(); x.len()];
-        let cache = self.forward_into(x, n, h, w, path, &mut y)?;
+        let cache = self.dscanet_forward(x, n, h, w, path)?;
+        let y = gate::gate_forward_new(&cache.shape, x, &cache.sanet.s, &cache.c)?;
         Ok((y, cache))
     }
 
@@ -340,9 +345,23 @@ impl<T: Real> SpartaLayer<T> {
         path: SanetPath,
         y: &mut [T],
     ) -> Result<SpartaCache<T>> {
+        check_len("sparta_forward", "y", y.len(), x.len())?;
+        let cache = self.dscanet_forward(x, n, h, w, path)?;
+        gate::gate_forward(&cache.shape, x, &cache.sanet.s, &cache.c, y)?;
+        Ok(cache)
+    }
+
+    /// Everything of the forward but the gate: s and c, and what the backward keeps.
+    fn dscanet_forward(
+        &self,
+        x: &[T],
+        n: usize,
+        h: usize,
+        w: usize,
+        path: SanetPath,
+    ) -> Result<SpartaCache<T>> {
         let (shape, sanet_shape) = self.shapes(n, h, w)?;
         check_len("sparta_forward", "x", x.len(), shape.x_len())?;
-        check_len("sparta_forward", "y", y.len(), shape.x_len())?;
         let (c, co) = (self.config.channels, self.config.reduced());
         let t = &self.tensors;
 
@@ -382,7 +401,6 @@ impl<T: Real> SpartaLayer<T> {
             }
         };
 
-        gate::gate_forward(&shape, x, &sanet.s, &cvec, y)?;
         Ok(SpartaCache {
             shape,
             p,
@@ -408,9 +426,21 @@ impl<T: Real> SpartaLayer<T> {
     /// CANet, SANet and DPNet) and, unless the layer is frozen, every parameter's
     /// gradient. `x` is the forward's input; `cache` its cache.
     pub fn backward(&self, x: &[T], cache: &SpartaCache<T>, dy: &[T]) -> Result<SpartaGrads<T>> {
-        let mut grads = SpartaGrads::zeros(self, x.len());
-        self.backward_into(x, cache, dy, &mut grads)?;
-        Ok(grads)
+        let mut params = SpartaGrads::param_zeros(self);
+        let mut result = Ok(());
+        // dx is not zeroed as a whole: the gate zeroes and writes it sample by sample.
+        // SAFETY: every slot of dx is written, by the backward or, where it fails, by
+        // the zeroing after it.
+        let dx = unsafe {
+            new_written(x.len(), |dx| {
+                result = self.backward_slots(x, cache, dy, dx, &mut params);
+                if result.is_err() {
+                    <MaybeUninit<T> as Slot<T>>::values(dx);
+                }
+            })
+        };
+        result?;
+        Ok(SpartaGrads { dx, params })
     }
 
     /// [`Self::backward`] into gradients from [`SpartaGrads::zeros`] (overwritten), so
@@ -421,6 +451,20 @@ impl<T: Real> SpartaLayer<T> {
         cache: &SpartaCache<T>,
         dy: &[T],
         grads: &mut SpartaGrads<T>,
+    ) -> Result<()> {
+        let SpartaGrads { dx, params } = grads;
+        self.backward_slots(x, cache, dy, &mut dx[..], params)
+    }
+
+    /// The backward into `dx`'s slots (the gate writes each before anything reads it)
+    /// and the parameter gradients (overwritten).
+    fn backward_slots<O: Slot<T>>(
+        &self,
+        x: &[T],
+        cache: &SpartaCache<T>,
+        dy: &[T],
+        dx: &mut [O],
+        params: &mut [Vec<T>],
     ) -> Result<()> {
         const OP: &str = "sparta_backward";
         let shape = cache.shape;
@@ -437,7 +481,6 @@ impl<T: Real> SpartaLayer<T> {
         check_len(OP, "dy", dy.len(), shape.x_len())?;
         let (n, c, co) = (shape.n, shape.c, self.config.reduced());
         let t = &self.tensors;
-        let SpartaGrads { dx, params } = grads;
         check_len(OP, "dx", dx.len(), shape.x_len())?;
         let want_params = if self.config.frozen { 0 } else { t.len() };
         check_len(OP, "parameter gradients", params.len(), want_params)?;
@@ -454,7 +497,7 @@ impl<T: Real> SpartaLayer<T> {
 
         let mut ds = vec![T::zero(); shape.s_len()];
         let mut dc = vec![T::zero(); shape.c_len()];
-        gate::gate_backward(
+        let dx = gate::gate_backward_slots(
             &shape,
             x,
             &cache.sanet.s,

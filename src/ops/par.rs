@@ -39,6 +39,13 @@ pub(crate) trait Slot<T>: Send {
     type Of<U: Send>: Slot<U>;
     /// Stores `v` here.
     fn put(&mut self, v: T);
+    /// The slots as values, for a kernel that writes its output through `&mut [T]`:
+    /// slots of `T` as they are, empty slots zeroed first (a pass that costs little
+    /// where the slots are about to be written again while in cache).
+    fn values(slots: &mut [Self]) -> &mut [T]
+    where
+        Self: Sized,
+        T: bytemuck::Zeroable;
 }
 
 impl<T: Send> Slot<T> for T {
@@ -47,6 +54,9 @@ impl<T: Send> Slot<T> for T {
     fn put(&mut self, v: T) {
         *self = v;
     }
+    fn values(slots: &mut [T]) -> &mut [T] {
+        slots
+    }
 }
 
 impl<T: Send> Slot<T> for MaybeUninit<T> {
@@ -54,6 +64,15 @@ impl<T: Send> Slot<T> for MaybeUninit<T> {
     #[inline(always)]
     fn put(&mut self, v: T) {
         self.write(v);
+    }
+    fn values(slots: &mut [MaybeUninit<T>]) -> &mut [T]
+    where
+        T: bytemuck::Zeroable,
+    {
+        slots.fill_with(MaybeUninit::zeroed);
+        // SAFETY: every slot now holds all-zero bytes, a valid `T` (`Zeroable`), and
+        // `MaybeUninit<T>` has the layout of `T`.
+        unsafe { std::slice::from_raw_parts_mut(slots.as_mut_ptr().cast(), slots.len()) }
     }
 }
 

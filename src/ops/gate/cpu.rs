@@ -16,7 +16,7 @@ use super::sigmoid::{Exact, FastF32, Sigmoid};
 use super::tiers::{self, vectors};
 use super::GateShape;
 use crate::error::Result;
-use crate::ops::par::{for_each_piece, worth_parallel};
+use crate::ops::par::{f32_slots, for_each_piece, new_written, worth_parallel, Slot};
 use crate::real::{f32s, f32s_mut, is_f32};
 use crate::Real;
 
@@ -53,12 +53,42 @@ pub fn gate_forward<T: Real>(
             ("y", y.len()),
         ],
     )?;
-    if is_f32::<T>() {
-        forward_impl::<f32, FastF32>(shape, f32s(x), f32s(s), f32s(c), f32s_mut(y));
-    } else {
-        forward_impl::<T, Exact>(shape, x, s, c, y);
-    }
+    forward_slots(shape, x, s, c, y);
     Ok(())
+}
+
+/// [`gate_forward`] into a new `y`. Each sample's slice of it is zeroed and written by
+/// one task while it is in cache: a zeroed allocation would be a further pass over
+/// memory, on one thread.
+///
+/// ```
+/// use sparta::ops::gate::{cpu, GateShape};
+/// let shape = GateShape::new(1, 1, 1, 2, 1)?;
+/// let (x, s, c) = ([3.0f64, -1.0], [0.0, 1.0], [1.0]);
+/// let mut y = [0.0; 2];
+/// cpu::gate_forward(&shape, &x, &s, &c, &mut y)?;
+/// assert_eq!(cpu::gate_forward_new(&shape, &x, &s, &c)?, y);
+/// assert_eq!(y[0], 1.5); // 3 · σ(0)
+/// assert!(cpu::gate_forward_new(&shape, &x[..1], &s, &c).is_err());
+/// # Ok::<(), sparta::Error>(())
+/// ```
+pub fn gate_forward_new<T: Real>(shape: &GateShape, x: &[T], s: &[T], c: &[T]) -> Result<Vec<T>> {
+    shape.check_all(
+        "gate_forward",
+        &[("x", x.len()), ("s", s.len()), ("c", c.len())],
+    )?;
+    // SAFETY: `forward_slots` writes every sample's slice of y, and the samples tile it
+    // (y is as long as x, which `check_all` held to the shape).
+    Ok(unsafe { new_written(x.len(), |y| forward_slots(shape, x, s, c, y)) })
+}
+
+/// The gate into slots of checked lengths, on the sigmoid the element type calls for.
+fn forward_slots<T: Real, O: Slot<T>>(shape: &GateShape, x: &[T], s: &[T], c: &[T], y: &mut [O]) {
+    if is_f32::<T>() {
+        forward_impl::<f32, FastF32, _>(shape, f32s(x), f32s(s), f32s(c), f32_slots(y));
+    } else {
+        forward_impl::<T, Exact, _>(shape, x, s, c, y);
+    }
 }
 
 /// Backward of [`gate_forward`] given `dy`. `dx` gets the direct term
@@ -102,21 +132,53 @@ pub fn gate_backward<T: Real>(
             ("dc", dc.len()),
         ],
     )?;
+    gate_backward_slots(shape, x, s, c, dy, dx, ds, dc)?;
+    Ok(())
+}
+
+/// [`gate_backward`] with `dx` as slots that need not hold values (an allocation
+/// that is not zeroed: each sample's slice is zeroed and written by one task while in
+/// cache); returns `dx` as values, every one written.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gate_backward_slots<'a, T: Real, O: Slot<T>>(
+    shape: &GateShape,
+    x: &[T],
+    s: &[T],
+    c: &[T],
+    dy: &[T],
+    dx: &'a mut [O],
+    ds: &mut [T],
+    dc: &mut [T],
+) -> Result<&'a mut [T]> {
+    shape.check_all(
+        "gate_backward",
+        &[
+            ("x", x.len()),
+            ("s", s.len()),
+            ("c", c.len()),
+            ("dy", dy.len()),
+            ("dx", dx.len()),
+            ("ds", ds.len()),
+            ("dc", dc.len()),
+        ],
+    )?;
     if is_f32::<T>() {
-        backward_impl::<f32, FastF32>(
+        backward_impl::<f32, FastF32, _>(
             shape,
             f32s(x),
             f32s(s),
             f32s(c),
             f32s(dy),
-            f32s_mut(dx),
+            f32_slots(dx),
             f32s_mut(ds),
             f32s_mut(dc),
         );
     } else {
-        backward_impl::<T, Exact>(shape, x, s, c, dy, dx, ds, dc);
+        backward_impl::<T, Exact, _>(shape, x, s, c, dy, dx, ds, dc);
     }
-    Ok(())
+    // SAFETY: `backward_impl` wrote every sample's slice of dx (the samples tile it), so
+    // each slot holds a `T`; `O` is `T` or `MaybeUninit<T>`, both laid out as `T`.
+    Ok(unsafe { std::slice::from_raw_parts_mut(dx.as_mut_ptr().cast(), dx.len()) })
 }
 
 /// The unfused peer of [`gate_forward`], as an eager framework runs it: three passes
@@ -218,14 +280,20 @@ fn for_each_sample<T: Real, O: Send>(
     }
 }
 
-fn forward_impl<T: Real, S: Sigmoid<T>>(shape: &GateShape, x: &[T], s: &[T], c: &[T], y: &mut [T]) {
+fn forward_impl<T: Real, S: Sigmoid<T>, O: Slot<T>>(
+    shape: &GateShape,
+    x: &[T],
+    s: &[T],
+    c: &[T],
+    y: &mut [O],
+) {
     let (chw, ssz) = (shape.c * shape.hw(), shape.sh() * shape.sw());
     let tier = vectors();
-    let mut samples: Vec<&mut [T]> = y.chunks_exact_mut(chw).collect();
+    let mut samples: Vec<&mut [O]> = y.chunks_exact_mut(chw).collect();
     for_each_sample(shape, &mut samples, |n, y_n, scratch| {
         let s_px = pixel_s(shape, &s[n * ssz..][..ssz], &mut scratch.s_px);
         let (x_n, c_n) = (&x[n * chw..][..chw], &c[n * shape.c..][..shape.c]);
-        tiers::forward::<T, S>(tier, x_n, s_px, c_n, y_n);
+        tiers::forward::<T, S>(tier, x_n, s_px, c_n, O::values(y_n));
     });
 }
 
@@ -241,26 +309,26 @@ fn gate_map_impl<T: Real, S: Sigmoid<T>>(shape: &GateShape, s: &[T], c: &[T], ga
 }
 
 /// One sample's outputs of the backward.
-struct BackwardOut<'a, T> {
-    dx: &'a mut [T],
+struct BackwardOut<'a, T, O> {
+    dx: &'a mut [O],
     ds: &'a mut [T],
     dc: &'a mut [T],
 }
 
 #[allow(clippy::too_many_arguments)]
-fn backward_impl<T: Real, S: Sigmoid<T>>(
+fn backward_impl<T: Real, S: Sigmoid<T>, O: Slot<T>>(
     shape: &GateShape,
     x: &[T],
     s: &[T],
     c: &[T],
     dy: &[T],
-    dx: &mut [T],
+    dx: &mut [O],
     ds: &mut [T],
     dc: &mut [T],
 ) {
     let (hw, chw, ssz) = (shape.hw(), shape.c * shape.hw(), shape.sh() * shape.sw());
     let tier = vectors();
-    let mut samples: Vec<BackwardOut<'_, T>> = dx
+    let mut samples: Vec<BackwardOut<'_, T, O>> = dx
         .chunks_exact_mut(chw)
         .zip(ds.chunks_exact_mut(ssz))
         .zip(dc.chunks_exact_mut(shape.c))
@@ -282,7 +350,7 @@ fn backward_impl<T: Real, S: Sigmoid<T>>(
         };
         let (x_n, dy_n) = (&x[n * chw..][..chw], &dy[n * chw..][..chw]);
         let c_n = &c[n * shape.c..][..shape.c];
-        let (dx_n, dc_n) = (&mut *out.dx, &mut *out.dc);
+        let (dx_n, dc_n) = (O::values(out.dx), &mut *out.dc);
         tiers::backward::<T, S>(tier, x_n, s_px, c_n, dy_n, dx_n, ds_px, dc_n);
         if shape.block > 1 {
             pool_blocks(shape, ds_buf, out.ds);
