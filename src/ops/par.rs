@@ -1,5 +1,10 @@
 //! How the CPU kernels split work over cores: rayon over fixed pieces, serial when the
 //! tensor is so small that scheduling would cost more than the work.
+//!
+//! Loops over heavy items (a sample's convolution, one of Winograd's products) take
+//! `.with_max_len(1)`, a rayon job per item: rayon's default splitting hands each
+//! thread runs of several items, and the thread that ends its last run first waits for
+//! the other's; with a job per item it waits at most one item.
 
 use std::mem::MaybeUninit;
 

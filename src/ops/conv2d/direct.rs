@@ -269,6 +269,8 @@ fn convolve<O: Slot<f32>>(
     KEPT.with_derived(weight, tag, weight.len(), derive, |wt| {
         y.par_chunks_mut(g.c_out * g.h_out() * g.w_out())
             .zip(x.par_chunks(g.c_in * g.h * g.w))
+            // A job per item (ops/par.rs).
+            .with_max_len(1)
             .for_each(|(y_sample, x_sample)| {
                 with_scratch(layout.sample_len(g), |xp: &mut [f32]| {
                     layout.lay_out(g, x_sample, xp);
@@ -436,6 +438,8 @@ impl Phases {
         let (ho, wo) = (g.h_out(), g.w_out());
         dx.par_chunks_mut(g.c_in * g.h * g.w)
             .zip(dy.par_chunks(g.c_out * ho * wo))
+            // A job per item (ops/par.rs).
+            .with_max_len(1)
             .for_each(|(dx_sample, dy_sample)| {
                 with_scratch(self.sample_len(), |dyp: &mut [f32]| {
                     self.lay_out(dy_sample, dyp);

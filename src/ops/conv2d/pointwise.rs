@@ -37,6 +37,8 @@ pub(crate) fn forward<O: Slot<f32>>(g: &ConvGeom, x: &[f32], weight: &[f32], y: 
     let columns = if g.stride == 1 { 0 } else { g.c_in * hwo };
     y.par_chunks_mut(g.c_out * hwo)
         .zip(x.par_chunks(g.c_in * g.h * g.w))
+        // A job per item (ops/par.rs).
+        .with_max_len(1)
         .for_each(|(y_sample, x_sample)| {
             with_scratch(columns + g.c_out * hwo, |buf: &mut [f32]| {
                 let (subsample, product) = buf.split_at_mut(columns);
@@ -77,6 +79,8 @@ pub(crate) fn input_grad<O: Slot<f32>>(g: &ConvGeom, weight: &[f32], dy: &[f32],
     let hwo = ho * wo;
     dx.par_chunks_mut(g.c_in * g.h * g.w)
         .zip(dy.par_chunks(g.c_out * hwo))
+        // A job per item (ops/par.rs).
+        .with_max_len(1)
         .for_each(|(dx_sample, dy_sample)| {
             with_scratch(g.c_in * hwo, |product: &mut [f32]| {
                 gemm_serial(

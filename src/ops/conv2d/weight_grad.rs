@@ -70,6 +70,8 @@ pub(crate) fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     let parts: Vec<Vec<f32>> = x
         .par_chunks(group * sample_x)
         .zip(dy.par_chunks(group * sample_y))
+        // A job per item (ops/par.rs).
+        .with_max_len(1)
         .map(|(x_group, dy_group)| {
             let nb = x_group.len() / sample_x;
             with_scratch(nb * sample_len, |xp: &mut [f32]| {
