@@ -71,6 +71,8 @@ pub struct Nodes<'a, B: Backend> {
     ctx: &'a B::Ctx,
     params: &'a [B::Buf],
     nodes: &'a [Node<'a, B>],
+    /// The node whose backward runs.
+    running: usize,
 }
 
 impl<'a, B: Backend> Nodes<'a, B> {
@@ -87,6 +89,12 @@ impl<'a, B: Backend> Nodes<'a, B> {
     /// The shape of `v`.
     pub fn shape(&self, v: Var) -> &'a [usize] {
         &self.nodes[v.0].shape
+    }
+
+    /// The forward value of the node whose backward runs: the op's own output, for
+    /// rules that read it (a ReLU's mask) without keeping a copy.
+    pub fn output(&self) -> B::View<'a> {
+        view_of::<B>(self.ctx, self.params, &self.nodes[self.running])
     }
 
     /// Whether `v` needs a gradient (closures skip the work for inputs that do not).
@@ -282,6 +290,7 @@ impl<'t, B: Backend> Tape<'t, B> {
                     ctx,
                     params: self.params,
                     nodes: &self.nodes,
+                    running: i,
                 };
                 f(&nodes, dy)?
             };

@@ -2,26 +2,34 @@
 //! one forward pass of it on a tape ([`Pass`]), written once for every backend.
 
 use crate::autograd::{Tape, Var};
+use crate::backend::Backend;
 use crate::classifier::ActivationMaps;
 use crate::error::Result;
 use crate::nn::activation::{Activation, ActivationKernels, AnyActivation};
-use crate::ops::batchnorm::{batch_norm, BatchNormKernels, BnStats};
+use crate::ops::batchnorm::relu::{batch_norm_relu, BatchNormReluKernels};
+use crate::ops::batchnorm::{batch_norm, BnStats};
 use crate::ops::conv2d::{conv2d, Conv2dKernels};
 use crate::ops::fc::{linear, FcKernels};
 use crate::ops::normalize::{normalize, NormalizeKernels};
+use crate::ops::pointwise::Pointwise;
 use crate::ops::pool::{global_avg_pool, PoolKernels};
 use crate::real::Real;
 
 /// The backends a ResNet runs on: every kernel its layers and activations use.
 pub trait ResNetBackend:
-    NormalizeKernels + Conv2dKernels + BatchNormKernels + ActivationKernels + PoolKernels + FcKernels
+    NormalizeKernels
+    + Conv2dKernels
+    + BatchNormReluKernels
+    + ActivationKernels
+    + PoolKernels
+    + FcKernels
 {
 }
 
 impl<B> ResNetBackend for B where
     B: NormalizeKernels
         + Conv2dKernels
-        + BatchNormKernels
+        + BatchNormReluKernels
         + ActivationKernels
         + PoolKernels
         + FcKernels
@@ -97,15 +105,7 @@ impl<B: ResNetBackend> Pass<'_, '_, B> {
 
     fn bn(&mut self, x: Var, bn: Bn) -> Result<Var> {
         let (gamma, beta) = (self.pv[bn.gamma], self.pv[bn.beta]);
-        let (mean, var) = two_mut(self.running, bn.mean, bn.var);
-        let stats = match self.train {
-            true => BnStats::Batch {
-                running_mean: mean,
-                running_var: var,
-                momentum: BN_MOMENTUM,
-            },
-            false => BnStats::Running { mean, var },
-        };
+        let stats = bn_stats::<B>(self.running, self.train, bn);
         batch_norm(self.tape, x, gamma, beta, stats, BN_EPS)
     }
 
@@ -113,6 +113,35 @@ impl<B: ResNetBackend> Pass<'_, '_, B> {
         let slot = &self.activations[slot];
         let params: Vec<Var> = slot.params.iter().map(|&j| self.pv[j]).collect();
         slot.activation.forward(self.tape, x, &params)
+    }
+
+    /// `bn` and then the activation of `slot`: one op where that is a ReLU (the same
+    /// values, one pass fewer each way: `ops/batchnorm/relu.rs`).
+    fn bn_activation(&mut self, x: Var, bn: Bn, slot: usize) -> Result<Var> {
+        if matches!(
+            self.activations[slot].activation,
+            AnyActivation::Pointwise(Pointwise::Relu)
+        ) {
+            let (gamma, beta) = (self.pv[bn.gamma], self.pv[bn.beta]);
+            let stats = bn_stats::<B>(self.running, self.train, bn);
+            return batch_norm_relu(self.tape, x, gamma, beta, stats, BN_EPS);
+        }
+        let h = self.bn(x, bn)?;
+        self.activation(h, slot)
+    }
+}
+
+/// The statistics `bn` normalizes with: the batch's in a training pass (updating the
+/// running ones in `running`), else the running ones.
+fn bn_stats<B: Backend>(running: &mut [B::Buf], train: bool, bn: Bn) -> BnStats<'_, B> {
+    let (mean, var) = two_mut(running, bn.mean, bn.var);
+    match train {
+        true => BnStats::Batch {
+            running_mean: mean,
+            running_var: var,
+            momentum: BN_MOMENTUM,
+        },
+        false => BnStats::Running { mean, var },
     }
 }
 
@@ -141,12 +170,10 @@ impl Arch {
         let n = l.pv.len() - 2;
         let h = normalize(l.tape, x, l.pv[n], l.pv[n + 1])?;
         let h = l.conv2d(h, self.stem.0, 1, 1)?;
-        let h = l.bn(h, self.stem.1)?;
-        let mut h = l.activation(h, self.base)?;
+        let mut h = l.bn_activation(h, self.stem.1, self.base)?;
         for (k, blk) in self.blocks.iter().enumerate() {
             let o = l.conv2d(h, blk.conv1, blk.stride, 1)?;
-            let o = l.bn(o, blk.bn1)?;
-            let o = l.activation(o, self.base)?;
+            let o = l.bn_activation(o, blk.bn1, self.base)?;
             let o = l.conv2d(o, blk.conv2, 1, 1)?;
             let o = l.bn(o, blk.bn2)?;
             let short = match blk.shortcut {

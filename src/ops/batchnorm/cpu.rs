@@ -4,7 +4,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::BnShape;
+use super::{BnGrad, BnGrads, BnShape};
 use crate::error::{check_len, Result};
 use crate::ops::par::{new_written, planes_per_task, Slot};
 use crate::real::Real;
@@ -44,6 +44,58 @@ pub fn affine<T: Real>(x: &[T], c: usize, hw: usize, scale: &[T], shift: &[T]) -
     };
     // SAFETY: the planes of y and x pair up one to one, as long as each other.
     unsafe { new_written(x.len(), fill) }
+}
+
+/// `y = max(x · scale[c] + shift[c], 0)`: [`affine`] then a ReLU, rounded and clamped as
+/// the two are, in one pass.
+pub fn affine_relu<T: Real>(x: &[T], c: usize, hw: usize, scale: &[T], shift: &[T]) -> Vec<T> {
+    let hw = hw.max(1);
+    let planes = planes_per_task(hw);
+    let zero = T::zero();
+    let fill = |y: &mut [MaybeUninit<T>]| {
+        y.par_chunks_mut(planes * hw)
+            .zip(x.par_chunks(planes * hw))
+            .enumerate()
+            .for_each(|(task, (y, x))| {
+                let first = task * planes;
+                for (i, (yp, xp)) in (first..).zip(y.chunks_mut(hw).zip(x.chunks(hw))) {
+                    let (a, b) = (scale[i % c], shift[i % c]);
+                    yp.iter_mut().zip(xp).for_each(|(y, &x)| {
+                        let v = x * a + b;
+                        y.put(if v < zero { zero } else { v });
+                    });
+                }
+            });
+    };
+    // SAFETY: the planes of y and x pair up one to one, as long as each other.
+    unsafe { new_written(x.len(), fill) }
+}
+
+/// `dx = [y > 0] · dy · scale[c] + 0`: the ReLU's backward (given its output `y`) then
+/// the evaluation-mode batch norm's ([`affine`] of the masked `dy` with no shift), in
+/// one pass with the same roundings.
+pub fn masked_scale<T: Real>(y: &[T], dy: &[T], c: usize, hw: usize, scale: &[T]) -> Vec<T> {
+    let hw = hw.max(1);
+    let planes = planes_per_task(hw);
+    let zero = T::zero();
+    let fill = |dx: &mut [MaybeUninit<T>]| {
+        dx.par_chunks_mut(planes * hw)
+            .zip(y.par_chunks(planes * hw).zip(dy.par_chunks(planes * hw)))
+            .enumerate()
+            .for_each(|(task, (dx, (y, dy)))| {
+                let first = task * planes;
+                let planes = dx.chunks_mut(hw).zip(y.chunks(hw).zip(dy.chunks(hw)));
+                for (i, (dxp, (yp, dyp))) in (first..).zip(planes) {
+                    let a = scale[i % c];
+                    for ((d, &y), &g) in dxp.iter_mut().zip(yp).zip(dyp) {
+                        let g = if y > zero { g } else { zero };
+                        d.put(g * a + zero);
+                    }
+                }
+            });
+    };
+    // SAFETY: the planes of dx, y and dy pair up one to one, all as long as y.
+    unsafe { new_written(y.len(), fill) }
 }
 
 /// Per channel `(Σ dy, Σ dy · (x − mean) · invstd)` over N·H·W.
@@ -111,6 +163,36 @@ pub fn update_running<T: Real>(running: &mut [T], batch: &[T], momentum: T) {
     }
 }
 
+/// The per-channel `(γ·invstd, β − mean·γ·invstd)` the forward applies; errors if a
+/// statistic or parameter is not one value per channel.
+fn scale_shift<T: Real>(
+    shape: &BnShape,
+    mean: &[T],
+    var: &[T],
+    gamma: &[T],
+    beta: &[T],
+    eps: f64,
+) -> Result<(Vec<T>, Vec<T>)> {
+    let c = shape.c;
+    for (what, v) in [
+        ("mean", mean),
+        ("var", var),
+        ("gamma", gamma),
+        ("beta", beta),
+    ] {
+        check_len("batch_norm", what, v.len(), c)?;
+    }
+    let scale = eval_scale(var, gamma, eps);
+    let shift: Vec<T> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
+    Ok((scale, shift))
+}
+
+/// `γ·invstd` per channel: the evaluation-mode batch norm's slope.
+fn eval_scale<T: Real>(var: &[T], gamma: &[T], eps: f64) -> Vec<T> {
+    let invstd = invstd(var, eps);
+    gamma.iter().zip(&invstd).map(|(&g, &s)| g * s).collect()
+}
+
 fn invstd<T: Real>(var: &[T], eps: f64) -> Vec<T> {
     let eps = T::of_f64(eps);
     var.iter().map(|&v| T::one() / (v + eps).sqrt()).collect()
@@ -149,19 +231,8 @@ impl<T: Real> super::BatchNormKernels for T {
         beta: &&[T],
         eps: f64,
     ) -> Result<Vec<T>> {
-        let c = shape.c;
-        for (what, v) in [
-            ("mean", mean),
-            ("var", var),
-            ("gamma", gamma),
-            ("beta", beta),
-        ] {
-            check_len("batch_norm", what, v.len(), c)?;
-        }
-        let invstd = invstd(var, eps);
-        let scale: Vec<T> = gamma.iter().zip(&invstd).map(|(&g, &s)| g * s).collect();
-        let shift: Vec<T> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
-        Ok(affine(x, c, shape.hw, &scale, &shift))
+        let (scale, shift) = scale_shift(shape, mean, var, gamma, beta, eps)?;
+        Ok(affine(x, shape.c, shape.hw, &scale, &shift))
     }
 
     fn bn_backward(
@@ -196,7 +267,7 @@ impl<T: Real> super::BatchNormKernels for T {
                 sum_dy_xhat,
             )),
             (true, _) => {
-                let scale: Vec<T> = gamma.iter().zip(&invstd).map(|(&g, &s)| g * s).collect();
+                let scale = eval_scale(var, gamma, eps);
                 Some(affine(dy, c, hw, &scale, &vec![T::zero(); c]))
             }
         };
@@ -204,6 +275,38 @@ impl<T: Real> super::BatchNormKernels for T {
             .filter(|_| params)
             .map(|(sum_dy, sum_dy_xhat)| (sum_dy_xhat, sum_dy));
         Ok((dx, dp))
+    }
+}
+
+impl<T: Real> super::relu::BatchNormReluKernels for T {
+    fn bn_relu_forward(
+        _: &(),
+        shape: &BnShape,
+        x: &&[T],
+        mean: &&[T],
+        var: &&[T],
+        gamma: &&[T],
+        beta: &&[T],
+        eps: f64,
+    ) -> Result<Vec<T>> {
+        check_len("batch_norm", "x", x.len(), shape.len())?;
+        let (scale, shift) = scale_shift(shape, mean, var, gamma, beta, eps)?;
+        Ok(affine_relu(x, shape.c, shape.hw, &scale, &shift))
+    }
+
+    fn bn_relu_backward(ctx: &(), grad: BnGrad<'_, '_, T>) -> Result<BnGrads<T>> {
+        // Evaluation mode, input gradient only (an attack's passes): one pass.
+        if grad.train || !grad.input || grad.params {
+            return super::relu::relu_then_batch_norm_backward(ctx, grad);
+        }
+        let len = grad.shape.len();
+        check_len("batch_norm", "y", grad.y.len(), len)?;
+        check_len("batch_norm", "dy", grad.dy.len(), len)?;
+        check_len("batch_norm", "var", grad.var.len(), grad.shape.c)?;
+        check_len("batch_norm", "gamma", grad.gamma.len(), grad.shape.c)?;
+        let scale = eval_scale(grad.var, grad.gamma, grad.eps);
+        let dx = masked_scale(grad.y, grad.dy, grad.shape.c, grad.shape.hw, &scale);
+        Ok((Some(dx), None))
     }
 }
 

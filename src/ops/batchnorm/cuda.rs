@@ -314,6 +314,9 @@ pub fn batchnorm_backward_input_eval<D: KernelDevice>(
     }
 }
 
+/// The default, unfused pair: the batch norm's kernels, then the ReLU's.
+impl<D: KernelDevice + 'static> super::relu::BatchNormReluKernels for OnDevice<D> {}
+
 impl<D: KernelDevice + 'static> super::BatchNormKernels for OnDevice<D> {
     fn bn_batch_stats(
         dev: &CachingDevice<D>,

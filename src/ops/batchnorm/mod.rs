@@ -22,6 +22,7 @@
 
 pub mod cpu;
 pub mod cuda;
+pub mod relu;
 
 use crate::autograd::{Nodes, Tape, Var};
 use crate::backend::Backend;
@@ -166,6 +167,96 @@ pub fn batch_norm<B: BatchNormKernels>(
     stats: BnStats<'_, B>,
     eps: f64,
 ) -> Result<Var> {
+    let rule = Rule {
+        forward: B::bn_forward,
+        backward: |ctx: &B::Ctx, grad: BnGrad<'_, '_, B>| {
+            B::bn_backward(
+                ctx,
+                &grad.shape,
+                &grad.x,
+                &grad.dy,
+                &grad.mean,
+                &grad.var,
+                &grad.gamma,
+                grad.train,
+                grad.input,
+                grad.params,
+                grad.eps,
+            )
+        },
+    };
+    push(tape, x, gamma, beta, stats, eps, rule)
+}
+
+/// What the backward of a batch-norm op (alone, or fused with what follows it) is
+/// given: views of the tape's values and the gradient of the op's output.
+pub struct BnGrad<'v, 'a, B: Backend> {
+    /// The input's shape.
+    pub shape: BnShape,
+    /// The op's input.
+    pub x: B::View<'v>,
+    /// The op's output.
+    pub y: B::View<'v>,
+    /// The gradient of the op's output.
+    pub dy: B::View<'a>,
+    /// The mean the forward normalized with.
+    pub mean: B::View<'a>,
+    /// The variance the forward normalized with (the batch's biased one, or the
+    /// running one).
+    pub var: B::View<'a>,
+    /// γ.
+    pub gamma: B::View<'v>,
+    /// Batch statistics (training) rather than fixed ones.
+    pub train: bool,
+    /// Whether to return the input's gradient.
+    pub input: bool,
+    /// Whether to return `(dγ, dβ)`.
+    pub params: bool,
+    /// The forward's epsilon.
+    pub eps: f64,
+}
+
+/// The kernels of a batch-norm op: its forward given the statistics
+/// ([`BatchNormKernels::bn_forward`]'s arguments), and its backward.
+pub(crate) struct Rule<F, G> {
+    pub(crate) forward: F,
+    pub(crate) backward: G,
+}
+
+/// Input and parameter gradients `(dx, (dγ, dβ))` a batch-norm backward returns, each
+/// where asked for.
+pub type BnGrads<B> = (
+    Option<<B as Backend>::Buf>,
+    Option<(<B as Backend>::Buf, <B as Backend>::Buf)>,
+);
+
+/// Pushes a batch-norm op whose kernels are `rule`: checks the shapes, takes the batch's
+/// statistics (updating the running ones) or the running ones, runs the forward, and
+/// keeps the statistics for the backward.
+#[allow(clippy::type_complexity)]
+pub(crate) fn push<B, F, G>(
+    tape: &mut Tape<'_, B>,
+    x: Var,
+    gamma: Var,
+    beta: Var,
+    stats: BnStats<'_, B>,
+    eps: f64,
+    rule: Rule<F, G>,
+) -> Result<Var>
+where
+    B: BatchNormKernels,
+    F: FnOnce(
+        &B::Ctx,
+        &BnShape,
+        &B::View<'_>,
+        &B::View<'_>,
+        &B::View<'_>,
+        &B::View<'_>,
+        &B::View<'_>,
+        f64,
+    ) -> Result<B::Buf>,
+    G: FnOnce(&B::Ctx, BnGrad<'_, '_, B>) -> Result<BnGrads<B>> + 'static,
+{
     let xs = tape.shape(x).to_vec();
     if xs.len() < 2 || tape.shape(gamma) != [xs[1]] || tape.shape(beta) != [xs[1]] {
         return Err(Error::shape(
@@ -192,7 +283,7 @@ pub fn batch_norm<B: BatchNormKernels>(
                 running_var,
                 momentum,
             )?;
-            let y = B::bn_forward(
+            let y = (rule.forward)(
                 ctx,
                 &shape,
                 &tape.value(x),
@@ -208,7 +299,7 @@ pub fn batch_norm<B: BatchNormKernels>(
             let (mean, var) = (B::view(ctx, mean), B::view(ctx, var));
             crate::error::check_len("batch_norm", "running mean", mean.len(), shape.c)?;
             crate::error::check_len("batch_norm", "running var", var.len(), shape.c)?;
-            let y = B::bn_forward(
+            let y = (rule.forward)(
                 ctx,
                 &shape,
                 &tape.value(x),
@@ -227,25 +318,27 @@ pub fn batch_norm<B: BatchNormKernels>(
             (false, saved, y)
         }
     };
+    let backward = rule.backward;
     tape.push_op(y, &xs, &[x, gamma, beta], || {
         Box::new(move |nodes: &Nodes<'_, B>, dy: B::Buf| {
             let ctx = nodes.ctx();
             let (mean, var) = saved.as_ref().ok_or_else(|| {
                 Error::Config("batch_norm: no statistics saved for the backward".into())
             })?;
-            let (dx, dp) = B::bn_backward(
-                ctx,
-                &shape,
-                &nodes.value(x),
-                &B::view(ctx, &dy),
-                &B::view(ctx, mean),
-                &B::view(ctx, var),
-                &nodes.value(gamma),
+            let grad = BnGrad {
+                shape,
+                x: nodes.value(x),
+                y: nodes.output(),
+                dy: B::view(ctx, &dy),
+                mean: B::view(ctx, mean),
+                var: B::view(ctx, var),
+                gamma: nodes.value(gamma),
                 train,
-                nodes.requires_grad(x),
-                nodes.requires_grad(gamma) || nodes.requires_grad(beta),
+                input: nodes.requires_grad(x),
+                params: nodes.requires_grad(gamma) || nodes.requires_grad(beta),
                 eps,
-            )?;
+            };
+            let (dx, dp) = backward(ctx, grad)?;
             let mut grads = Vec::new();
             if let Some(dx) = dx {
                 grads.push((x, dx));
