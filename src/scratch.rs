@@ -1,13 +1,13 @@
 //! Reusable host scratch for the CPU kernels' intermediates that are written in full
 //! before anything reads them: the im2col matrices and GEMM outputs of the 2-D
-//! convolution. Once freed memory is kept for reuse ([`crate::host_memory`]), a fresh
+//! convolution, and the group buffers of the fused SANet (`ops/sanet/cpu.rs`). Once freed memory is kept for reuse ([`crate::host_memory`]), a fresh
 //! `vec![0; n]` is a memset, and these are the largest buffers a training step asks
 //! for (an im2col matrix holds k² times its input): zeroing them took about a tenth of
 //! a CPU training step (BENCHMARKS.md, "CPU training without zeroed scratch").
 //!
 //! Each thread keeps the last [`KEEP`] buffers it gave back, so the pool holds at most
-//! `KEEP` times the largest request per thread that ran a convolution: the rayon
-//! workers with one group's buffers (a few MiB), and the calling thread, which for
+//! `KEEP` times the largest request per thread that ran a convolution or a SANet: the
+//! rayon workers with one group's buffers (a few MiB), and the calling thread, which for
 //! Winograd F(4×4) keeps a group's inputs and products (up to 16 MiB together) and the
 //! transformed weights where they are too large to be kept between calls
 //! (`ops/conv2d/kept.rs`; 36 floats per weight pair: 37.7 MB at 512 channels).

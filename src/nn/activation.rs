@@ -5,7 +5,7 @@
 //! ([`ActivationKind::build`]) draws its learned tensors and gives an
 //! [`AnyActivation`], whose [`Activation::forward`] pushes the activation on a tape of
 //! any backend. A model's wiring holds slots and calls `forward`; it names no
-//! activation.
+//! activation (but for running a batch norm and a ReLU after it as one op).
 //!
 //! Adding an activation (docs/architecture.md#a-new-activation): its op folder under
 //! `src/ops/` (CPU kernel, CUDA wrapper, tape rule over a kernels trait), its kernels

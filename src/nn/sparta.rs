@@ -345,7 +345,9 @@ impl<T: Real> SpartaLayer<T> {
         path: SanetPath,
         y: &mut [T],
     ) -> Result<SpartaCache<T>> {
-        check_len("sparta_forward", "y", y.len(), x.len())?;
+        let (shape, _) = self.shapes(n, h, w)?;
+        check_len("sparta_forward", "x", x.len(), shape.x_len())?;
+        check_len("sparta_forward", "y", y.len(), shape.x_len())?;
         let cache = self.dscanet_forward(x, n, h, w, path)?;
         gate::gate_forward(&cache.shape, x, &cache.sanet.s, &cache.c, y)?;
         Ok(cache)

@@ -3,6 +3,7 @@
 
 use crate::autograd::gradcheck::{check, random, Input};
 use crate::autograd::Tape;
+use crate::ops::batchnorm::relu::batch_norm_relu;
 use crate::ops::batchnorm::{batch_norm, BnStats};
 use crate::ops::loss::{cross_entropy, Reduction};
 use crate::ops::pointwise::{tape::pointwise, Pointwise};
@@ -124,6 +125,35 @@ fn batch_norm_eval_gradients() {
         };
         batch_norm(t, v[0], v[1], v[2], stats, 1e-5)
     });
+}
+
+/// The fused batch norm + ReLU in both modes, with and without parameter gradients (in
+/// evaluation mode without them the host's one-pass backward runs); its values are
+/// held to the pair's bits in `ops/batchnorm/relu.rs`.
+#[test]
+fn batch_norm_relu_gradients() {
+    for (train, params) in [(true, true), (false, true), (false, false)] {
+        let inputs = [
+            (random(&[3, 2, 2, 3], 30), true),
+            (random(&[2], 31), params),
+            (random(&[2], 32), params),
+        ];
+        check(&inputs, |t, v| {
+            let (mut mean, mut var) = (vec![0.1, -0.2], vec![0.5, 1.5]);
+            let stats = match train {
+                true => BnStats::Batch {
+                    running_mean: &mut mean,
+                    running_var: &mut var,
+                    momentum: 0.1,
+                },
+                false => BnStats::Running {
+                    mean: &mean,
+                    var: &var,
+                },
+            };
+            batch_norm_relu(t, v[0], v[1], v[2], stats, 1e-5)
+        });
+    }
 }
 
 #[test]

@@ -39,7 +39,11 @@ pub(crate) fn planes_per_task(plane: usize) -> usize {
 /// Where an element-wise loop puts a value: an element of an output the caller holds
 /// (`T`), or a slot of a vector that [`new_written`] builds without zero-filling it first
 /// (`MaybeUninit<T>`). One loop generic over the slot serves both.
-pub(crate) trait Slot<T>: Send {
+///
+/// # Safety
+/// An implementing type is laid out as `T` (it is `T` or `MaybeUninit<T>`): kernels cast
+/// slices of written slots to slices of `T`.
+pub(crate) unsafe trait Slot<T>: Send {
     /// The same kind of slot for elements of type `U`.
     type Of<U: Send>: Slot<U>;
     /// Stores `v` here.
@@ -53,7 +57,8 @@ pub(crate) trait Slot<T>: Send {
         T: bytemuck::Zeroable;
 }
 
-impl<T: Send> Slot<T> for T {
+// SAFETY: `T` is laid out as itself.
+unsafe impl<T: Send> Slot<T> for T {
     type Of<U: Send> = U;
     #[inline(always)]
     fn put(&mut self, v: T) {
@@ -64,7 +69,8 @@ impl<T: Send> Slot<T> for T {
     }
 }
 
-impl<T: Send> Slot<T> for MaybeUninit<T> {
+// SAFETY: `MaybeUninit<T>` is laid out as `T`.
+unsafe impl<T: Send> Slot<T> for MaybeUninit<T> {
     type Of<U: Send> = MaybeUninit<U>;
     #[inline(always)]
     fn put(&mut self, v: T) {

@@ -48,7 +48,13 @@ pub fn affine<T: Real>(x: &[T], c: usize, hw: usize, scale: &[T], shift: &[T]) -
 
 /// `y = max(x · scale[c] + shift[c], 0)`: [`affine`] then a ReLU, rounded and clamped as
 /// the two are, in one pass.
-pub fn affine_relu<T: Real>(x: &[T], c: usize, hw: usize, scale: &[T], shift: &[T]) -> Vec<T> {
+pub(crate) fn affine_relu<T: Real>(
+    x: &[T],
+    c: usize,
+    hw: usize,
+    scale: &[T],
+    shift: &[T],
+) -> Vec<T> {
     let hw = hw.max(1);
     let planes = planes_per_task(hw);
     let zero = T::zero();
@@ -74,7 +80,11 @@ pub fn affine_relu<T: Real>(x: &[T], c: usize, hw: usize, scale: &[T], shift: &[
 /// `dx = [y > 0] · dy · scale[c] + 0`: the ReLU's backward (given its output `y`) then
 /// the evaluation-mode batch norm's ([`affine`] of the masked `dy` with no shift), in
 /// one pass with the same roundings.
-pub fn masked_scale<T: Real>(y: &[T], dy: &[T], c: usize, hw: usize, scale: &[T]) -> Vec<T> {
+///
+/// # Panics
+/// If `dy` and `y` differ in length (the caller checks first).
+pub(crate) fn masked_scale<T: Real>(y: &[T], dy: &[T], c: usize, hw: usize, scale: &[T]) -> Vec<T> {
+    assert_eq!(dy.len(), y.len(), "masked_scale: dy");
     let hw = hw.max(1);
     let planes = planes_per_task(hw);
     let zero = T::zero();
@@ -94,7 +104,7 @@ pub fn masked_scale<T: Real>(y: &[T], dy: &[T], c: usize, hw: usize, scale: &[T]
                 }
             });
     };
-    // SAFETY: the planes of dx, y and dy pair up one to one, all as long as y.
+    // SAFETY: the planes of dx, y and dy pair up one to one, all as long as y (asserted).
     unsafe { new_written(y.len(), fill) }
 }
 

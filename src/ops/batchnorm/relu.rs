@@ -34,7 +34,8 @@ use crate::ops::pointwise::Pointwise;
 /// norm's and the ReLU's own kernels one after the other; a backend overrides them
 /// where one pass does both.
 pub trait BatchNormReluKernels: BatchNormKernels + PointwiseKernels {
-    /// `max(y, 0)` for `y` of [`BatchNormKernels::bn_forward`] with the same arguments.
+    /// The ReLU (NaN propagated) of `y` of [`BatchNormKernels::bn_forward`] with the same
+    /// arguments.
     #[allow(clippy::too_many_arguments)]
     fn bn_relu_forward(
         ctx: &Self::Ctx,
@@ -47,6 +48,7 @@ pub trait BatchNormReluKernels: BatchNormKernels + PointwiseKernels {
         eps: f64,
     ) -> Result<Self::Buf> {
         let y = Self::bn_forward(ctx, shape, x, mean, var, gamma, beta, eps)?;
+        // Bound to a name so that the view of `y` is dropped before `y`.
         let z = Self::pointwise_forward(ctx, Pointwise::Relu, &Self::view(ctx, &y));
         z
     }
@@ -60,13 +62,14 @@ pub trait BatchNormReluKernels: BatchNormKernels + PointwiseKernels {
 /// The ReLU's backward, then the batch norm's: the default of
 /// [`BatchNormReluKernels::bn_relu_backward`], and what a backend's own version runs in
 /// the cases it does not fuse.
-pub fn relu_then_batch_norm_backward<B: BatchNormKernels + PointwiseKernels>(
+pub(crate) fn relu_then_batch_norm_backward<B: BatchNormKernels + PointwiseKernels>(
     ctx: &B::Ctx,
     grad: BnGrad<'_, '_, B>,
 ) -> Result<BnGrads<B>> {
     // The ReLU's input is positive exactly where its output is, so the output serves
     // as the mask.
     let dy = B::pointwise_backward(ctx, Pointwise::Relu, &grad.y, &grad.dy)?;
+    // Bound to a name so that the view of `dy` is dropped before `dy`.
     let grads = B::bn_backward(
         ctx,
         &grad.shape,
@@ -83,8 +86,26 @@ pub fn relu_then_batch_norm_backward<B: BatchNormKernels + PointwiseKernels>(
     grads
 }
 
-/// `max(γ·(x − μ)/√(σ² + eps) + β, 0)` per channel of `x [N,C,H,W]` (or `[N,C]`): the
-/// values of [`batch_norm`](super::batch_norm) then a ReLU, as one node.
+/// `max(γ·(x − μ)/√(σ² + eps) + β, 0)` per channel of `x [N,C,H,W]` (or `[N,C]`), NaN
+/// propagated: the values of [`batch_norm`](super::batch_norm) then a ReLU, as one node.
+///
+/// ```
+/// use sparta::autograd::Tape;
+/// use sparta::ops::batchnorm::{relu::batch_norm_relu, BnStats};
+///
+/// let mut tape = Tape::<f32>::new();
+/// let x = tape.leaf(&[4, 1, 1, 1], vec![1.0, 2.0, 3.0, 6.0], true)?;
+/// let g = tape.leaf(&[1], vec![1.0], true)?;
+/// let b = tape.leaf(&[1], vec![0.0], true)?;
+/// let (mut mean, mut var) = (vec![0.0], vec![1.0]);
+/// let stats = BnStats::Batch { running_mean: &mut mean, running_var: &mut var, momentum: 0.1 };
+/// let y = batch_norm_relu(&mut tape, x, g, b, stats, 0.0)?;
+/// // Batch mean 3: the inputs below and at it give 0.
+/// assert_eq!(tape.value(y)[..3], [0.0, 0.0, 0.0]);
+/// assert!(tape.value(y)[3] > 0.0);
+/// assert!((mean[0] - 0.3).abs() < 1e-6);
+/// # Ok::<(), sparta::Error>(())
+/// ```
 pub fn batch_norm_relu<B: BatchNormReluKernels>(
     tape: &mut Tape<'_, B>,
     x: Var,
@@ -158,7 +179,7 @@ mod tests {
 
     /// Same bits as the two ops, in every mode and for every choice of gradients, with
     /// outputs of exactly −0 (x = −0 on channel 0) and 0 (x at channel 2's mean) in
-    /// evaluation mode, and a NaN.
+    /// evaluation mode, a −0 in dy, and a NaN.
     fn same_bits_as_the_pair<T: Real>(shape: [usize; 4]) {
         let len: usize = shape.iter().product();
         let hw = shape[2] * shape[3];
@@ -168,9 +189,10 @@ mod tests {
         x[0] = T::of_f64(-0.0);
         x[2 * hw] = T::of_f64(0.1);
         x[len - 1] = T::nan();
-        let dy: Vec<T> = (0..len)
+        let mut dy: Vec<T> = (0..len)
             .map(|i| T::of_f64(((i * 13 % 29) as f64 - 14.0) / 7.0))
             .collect();
+        dy[1] = T::of_f64(-0.0);
         for train in [false, true] {
             for grads in [(true, false), (true, true), (false, true)] {
                 let pair = run(false, train, grads, shape, &x, &dy);

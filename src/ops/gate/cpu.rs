@@ -120,18 +120,6 @@ pub fn gate_backward<T: Real>(
     ds: &mut [T],
     dc: &mut [T],
 ) -> Result<()> {
-    shape.check_all(
-        "gate_backward",
-        &[
-            ("x", x.len()),
-            ("s", s.len()),
-            ("c", c.len()),
-            ("dy", dy.len()),
-            ("dx", dx.len()),
-            ("ds", ds.len()),
-            ("dc", dc.len()),
-        ],
-    )?;
     gate_backward_slots(shape, x, s, c, dy, dx, ds, dc)?;
     Ok(())
 }
@@ -177,7 +165,7 @@ pub(crate) fn gate_backward_slots<'a, T: Real, O: Slot<T>>(
         backward_impl::<T, Exact, _>(shape, x, s, c, dy, dx, ds, dc);
     }
     // SAFETY: `backward_impl` wrote every sample's slice of dx (the samples tile it), so
-    // each slot holds a `T`; `O` is `T` or `MaybeUninit<T>`, both laid out as `T`.
+    // each slot holds a `T`; `O` is laid out as `T` (`Slot`'s contract).
     Ok(unsafe { std::slice::from_raw_parts_mut(dx.as_mut_ptr().cast(), dx.len()) })
 }
 
