@@ -9,21 +9,82 @@ use crate::error::{check_len, Result};
 use crate::ops::par::{new_written, planes_per_task, Slot};
 use crate::real::Real;
 
-/// Per-channel batch statistics: mean and biased variance over N·H·W.
+/// Channels whose sums one rayon task runs side by side. Each channel's sum is a chain of
+/// dependent additions in a fixed order, one addition per element at the adder's
+/// latency; chains of several channels interleaved keep the adders busy, and each
+/// keeps its own order, so its bits.
+const CHAINS: usize = 8;
+
+/// Runs `per_group(channels)` on groups of [`CHAINS`] consecutive channels (one channel
+/// each for the rest), in parallel, and concatenates what each returns (one value per
+/// channel).
+fn by_channel_groups<R: Send>(
+    c: usize,
+    per_group: impl Fn(std::ops::Range<usize>) -> Vec<R> + Sync,
+) -> Vec<R> {
+    let full = c / CHAINS * CHAINS;
+    let groups: Vec<_> = (0..full)
+        .step_by(CHAINS)
+        .map(|first| first..first + CHAINS)
+        .chain((full..c).map(|ch| ch..ch + 1))
+        .collect();
+    let parts: Vec<Vec<R>> = groups.into_par_iter().map(&per_group).collect();
+    parts.into_iter().flatten().collect()
+}
+
+/// Per channel of `channels` (`K` of them), `Σ_s (Σ_j f(ch, x[s, ch, j]))` over the
+/// planes `s` of `x [n, c, hw]` in order, each plane's sum from `Sum`'s neutral element
+/// in pixel order and the planes' sums added the same way: the additions of
+/// `planes.map(|p| p.map(f).sum()).sum()`, `K` channels at a time.
+// `j` indexes K planes at once.
+#[allow(clippy::needless_range_loop)]
+fn plane_sums<T: Real, const K: usize>(
+    x: &[T],
+    (n, c, hw): (usize, usize, usize),
+    first: usize,
+    f: impl Fn(usize, T) -> T,
+) -> [T; K] {
+    let neutral = std::iter::empty::<T>().sum::<T>();
+    let mut total = [neutral; K];
+    for s in 0..n {
+        let planes: [&[T]; K] = std::array::from_fn(|k| &x[(s * c + first + k) * hw..][..hw]);
+        let mut sums = [neutral; K];
+        // Lets the compiler drop the bounds checks of the loop below.
+        assert!(planes.iter().all(|p| p.len() == hw));
+        for j in 0..hw {
+            for k in 0..K {
+                sums[k] += f(k, planes[k][j]);
+            }
+        }
+        for (t, &p) in total.iter_mut().zip(&sums) {
+            *t += p;
+        }
+    }
+    total
+}
+
+/// Per-channel batch statistics: mean and biased variance over N·H·W, each the sum of
+/// the planes' sums (each in pixel order) divided by N·H·W.
 pub fn batch_stats<T: Real>(x: &[T], n: usize, c: usize, hw: usize) -> (Vec<T>, Vec<T>) {
     let m = T::of_f64((n * hw) as f64);
-    (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            let planes = || (0..n).map(move |s| &x[(s * c + ch) * hw..][..hw]);
-            let mean = planes().map(|p| p.iter().copied().sum::<T>()).sum::<T>() / m;
-            let var = planes()
-                .map(|p| p.iter().map(|&v| (v - mean) * (v - mean)).sum::<T>())
-                .sum::<T>()
-                / m;
-            (mean, var)
-        })
-        .unzip()
+    fn group<T: Real, const K: usize>(
+        x: &[T],
+        dims: (usize, usize, usize),
+        first: usize,
+        m: T,
+    ) -> Vec<(T, T)> {
+        let mean = plane_sums::<T, K>(x, dims, first, |_, v| v).map(|t| t / m);
+        let squares = |k: usize, v: T| (v - mean[k]) * (v - mean[k]);
+        let var = plane_sums::<T, K>(x, dims, first, squares).map(|t| t / m);
+        mean.into_iter().zip(var).collect()
+    }
+    let dims = (n, c, hw);
+    by_channel_groups(c, |chs| match chs.len() {
+        CHAINS => group::<T, CHAINS>(x, dims, chs.start, m),
+        _ => group::<T, 1>(x, dims, chs.start, m),
+    })
+    .into_iter()
+    .unzip()
 }
 
 /// `y = x · scale[c] + shift[c]`.
@@ -108,7 +169,8 @@ pub(crate) fn masked_scale<T: Real>(y: &[T], dy: &[T], c: usize, hw: usize, scal
     unsafe { new_written(y.len(), fill) }
 }
 
-/// Per channel `(Σ dy, Σ dy · (x − mean) · invstd)` over N·H·W.
+/// Per channel `(Σ dy, Σ dy · (x − mean) · invstd)` over N·H·W, each sum one running
+/// total from zero in (sample, pixel) order.
 pub fn grad_sums<T: Real>(
     x: &[T],
     dy: &[T],
@@ -118,20 +180,40 @@ pub fn grad_sums<T: Real>(
     mean: &[T],
     invstd: &[T],
 ) -> (Vec<T>, Vec<T>) {
-    (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            let (mut sdy, mut sdyx) = (T::zero(), T::zero());
-            for s in 0..n {
-                let off = (s * c + ch) * hw;
-                for (&g, &v) in dy[off..off + hw].iter().zip(&x[off..off + hw]) {
-                    sdy += g;
-                    sdyx += g * (v - mean[ch]);
+    fn group<T: Real, const K: usize>(
+        x: &[T],
+        dy: &[T],
+        (n, c, hw): (usize, usize, usize),
+        first: usize,
+        mean: &[T],
+        invstd: &[T],
+    ) -> Vec<(T, T)> {
+        let (mut sdy, mut sdyx) = ([T::zero(); K], [T::zero(); K]);
+        for s in 0..n {
+            let off = |k: usize| (s * c + first + k) * hw;
+            let xs: [&[T]; K] = std::array::from_fn(|k| &x[off(k)..][..hw]);
+            let gs: [&[T]; K] = std::array::from_fn(|k| &dy[off(k)..][..hw]);
+            // Lets the compiler drop the bounds checks of the loop below.
+            assert!(xs.iter().chain(&gs).all(|p| p.len() == hw));
+            for j in 0..hw {
+                for k in 0..K {
+                    let g = gs[k][j];
+                    sdy[k] += g;
+                    sdyx[k] += g * (xs[k][j] - mean[first + k]);
                 }
             }
-            (sdy, sdyx * invstd[ch])
-        })
-        .unzip()
+        }
+        (0..K)
+            .map(|k| (sdy[k], sdyx[k] * invstd[first + k]))
+            .collect()
+    }
+    let dims = (n, c, hw);
+    by_channel_groups(c, |chs| match chs.len() {
+        CHAINS => group::<T, CHAINS>(x, dy, dims, chs.start, mean, invstd),
+        _ => group::<T, 1>(x, dy, dims, chs.start, mean, invstd),
+    })
+    .into_iter()
+    .unzip()
 }
 
 /// Input gradient in training mode:
@@ -324,6 +406,47 @@ impl<T: Real> super::relu::BatchNormReluKernels for T {
 mod tests {
     use super::*;
     use crate::ops::par::CHUNK;
+
+    /// The interleaved sums keep each channel's order of additions: the same bits as
+    /// the plain per-channel loops, for channel counts with and without a remainder of
+    /// [`CHAINS`], and values of mixed magnitude (where another order rounds
+    /// differently) with a −0 among them.
+    #[test]
+    fn interleaved_sums_match_per_channel_loops() {
+        for (n, c, hw) in [(3, 16, 7), (2, 21, 5), (4, 8, 1), (1, 3, 9)] {
+            let len = n * c * hw;
+            let wave =
+                |i: usize, k: usize| ((i * k % 97) as f32 - 48.0) * 10f32.powi((i % 7) as i32 - 3);
+            let mut x: Vec<f32> = (0..len).map(|i| wave(i, 37)).collect();
+            x[0] = -0.0;
+            let dy: Vec<f32> = (0..len).map(|i| wave(i, 13)).collect();
+            let (mean, var) = batch_stats(&x, n, c, hw);
+            let invstd: Vec<f32> = var.iter().map(|&v| 1.0 / (v + 1e-5).sqrt()).collect();
+            let (sdy, sdyx) = grad_sums(&x, &dy, n, c, hw, &mean, &invstd);
+            let m = (n * hw) as f32;
+            for ch in 0..c {
+                let planes = || (0..n).map(move |s| (s * c + ch) * hw..(s * c + ch + 1) * hw);
+                let mu = planes()
+                    .map(|p| x[p].iter().copied().sum::<f32>())
+                    .sum::<f32>()
+                    / m;
+                let sq = |p: std::ops::Range<usize>| {
+                    x[p].iter().map(|&v| (v - mu) * (v - mu)).sum::<f32>()
+                };
+                let v = planes().map(sq).sum::<f32>() / m;
+                let (mut a, mut b) = (0.0f32, 0.0f32);
+                for p in planes() {
+                    for (&g, &xv) in dy[p.clone()].iter().zip(&x[p]) {
+                        a += g;
+                        b += g * (xv - mean[ch]);
+                    }
+                }
+                let got = [mean[ch], var[ch], sdy[ch], sdyx[ch]].map(f32::to_bits);
+                let want = [mu, v, a, b * invstd[ch]].map(f32::to_bits);
+                assert_eq!(got, want, "n {n} c {c} hw {hw} channel {ch}");
+            }
+        }
+    }
 
     /// Over several rayon tasks whose first plane is not channel 0 (7 channels, 5 pixels,
     /// 1,000 samples: 35,000 elements, more than one task of CHUNK), every element gets
