@@ -309,7 +309,10 @@ impl<'t, B: Backend> Tape<'t, B> {
                     node.shape.iter().product(),
                 )?;
                 node.grad = Some(match node.grad.take() {
-                    Some(acc) => B::add(ctx, &B::view(ctx, &acc), &B::view(ctx, &g))?,
+                    Some(mut acc) => {
+                        B::add_assign(ctx, &mut acc, &B::view(ctx, &g))?;
+                        acc
+                    }
                     None => g,
                 });
             }

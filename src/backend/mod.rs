@@ -58,6 +58,15 @@ pub trait Backend: Sized + 'static {
     /// `a + b`, element-wise, into a new buffer (gradients that meet at a node).
     fn add(ctx: &Self::Ctx, a: &Self::View<'_>, b: &Self::View<'_>) -> Result<Self::Buf>;
 
+    /// `acc ← acc + g`, element-wise, with the roundings of [`Backend::add`]`(acc, g)`:
+    /// the tape sums the gradients that meet at a node into the first one. By default
+    /// through `add`'s new buffer; a backend overrides it to add in place.
+    fn add_assign(ctx: &Self::Ctx, acc: &mut Self::Buf, g: &Self::View<'_>) -> Result<()> {
+        let sum = Self::add(ctx, &Self::view(ctx, acc), g)?;
+        *acc = sum;
+        Ok(())
+    }
+
     /// Overwrites `dst` with the values of `src` (same length), in place: a model's
     /// state restored from a checkpoint.
     fn overwrite(ctx: &Self::Ctx, dst: &mut Self::Buf, src: &[Self::Real]) -> Result<()>;
