@@ -508,8 +508,6 @@ fn convolve<O: Slot<f32>>(
         with_scratch(tiles * XI * g.c_in, |v: &mut [f32]| {
             v.par_chunks_mut(per_sample * XI * g.c_in)
                 .zip(x_group.par_chunks(sample_x))
-                // A job per item (ops/par.rs).
-                .with_max_len(1)
                 .for_each(|(v_sample, x_sample)| transform_input(g, x_sample, v_sample));
             with_scratch(XI * tiles * g.c_out, |m: &mut [f32]| {
                 m.par_chunks_mut(tiles * g.c_out)
@@ -546,8 +544,6 @@ fn convolve<O: Slot<f32>>(
                 y_group
                     .par_chunks_mut(sample_y)
                     .enumerate()
-                    // A job per item (ops/par.rs).
-                    .with_max_len(1)
                     .for_each(|(s, y_sample)| {
                         transform_output(g, m, s * per_sample, tiles, y_sample)
                     });
@@ -577,14 +573,10 @@ pub(crate) fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32], dw: &mut [f32]) {
             with_scratch(tiles * XI * c_in, |v: &mut [f32]| {
                 v.par_chunks_mut(per_sample * XI * c_in)
                     .zip(x_group.par_chunks(sample_x))
-                    // A job per item (ops/par.rs).
-                    .with_max_len(1)
                     .for_each(|(v_sample, x_sample)| transform_input(g, x_sample, v_sample));
                 with_scratch(tiles * XI * c_out, |dm: &mut [f32]| {
                     dm.par_chunks_mut(per_sample * XI * c_out)
                         .zip(dy_group.par_chunks(sample_y))
-                        // A job per item (ops/par.rs).
-                        .with_max_len(1)
                         .for_each(|(dm_sample, dy_sample)| {
                             transform_output_grad(g, dy_sample, dm_sample)
                         });
