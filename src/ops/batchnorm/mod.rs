@@ -169,21 +169,7 @@ pub fn batch_norm<B: BatchNormKernels>(
 ) -> Result<Var> {
     let rule = Rule {
         forward: B::bn_forward,
-        backward: |ctx: &B::Ctx, grad: BnGrad<'_, '_, B>| {
-            B::bn_backward(
-                ctx,
-                &grad.shape,
-                &grad.x,
-                &grad.dy,
-                &grad.mean,
-                &grad.var,
-                &grad.gamma,
-                grad.train,
-                grad.input,
-                grad.params,
-                grad.eps,
-            )
-        },
+        backward: |ctx: &B::Ctx, grad: BnGrad<'_, '_, B>| grad.batch_norm_backward(ctx, &grad.dy),
     };
     push(tape, x, gamma, beta, stats, eps, rule)
 }
@@ -221,6 +207,26 @@ pub struct BnGrad<'v, 'a, B: Backend> {
 pub(crate) struct Rule<F, G> {
     pub(crate) forward: F,
     pub(crate) backward: G,
+}
+
+impl<B: BatchNormKernels> BnGrad<'_, '_, B> {
+    /// [`BatchNormKernels::bn_backward`] with these arguments and the output gradient
+    /// `dy`: the op's own, or one that a fused op derived from it.
+    pub fn batch_norm_backward(&self, ctx: &B::Ctx, dy: &B::View<'_>) -> Result<BnGrads<B>> {
+        B::bn_backward(
+            ctx,
+            &self.shape,
+            &self.x,
+            dy,
+            &self.mean,
+            &self.var,
+            &self.gamma,
+            self.train,
+            self.input,
+            self.params,
+            self.eps,
+        )
+    }
 }
 
 /// Input and parameter gradients `(dx, (dγ, dβ))` a batch-norm backward returns, each

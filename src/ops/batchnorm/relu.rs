@@ -70,19 +70,7 @@ pub(crate) fn relu_then_batch_norm_backward<B: BatchNormKernels + PointwiseKerne
     // as the mask.
     let dy = B::pointwise_backward(ctx, Pointwise::Relu, &grad.y, &grad.dy)?;
     // Bound to a name so that the view of `dy` is dropped before `dy`.
-    let grads = B::bn_backward(
-        ctx,
-        &grad.shape,
-        &grad.x,
-        &B::view(ctx, &dy),
-        &grad.mean,
-        &grad.var,
-        &grad.gamma,
-        grad.train,
-        grad.input,
-        grad.params,
-        grad.eps,
-    );
+    let grads = grad.batch_norm_backward(ctx, &B::view(ctx, &dy));
     grads
 }
 
