@@ -116,7 +116,7 @@ impl<B: ResNetBackend> Pass<'_, '_, B> {
     }
 
     /// `bn` and then the activation of `slot`: one op where that is a ReLU (the same
-    /// values, one pass fewer each way: `ops/batchnorm/relu.rs`).
+    /// values, fewer passes over memory: `ops/batchnorm/relu.rs`).
     fn bn_activation(&mut self, x: Var, bn: Bn, slot: usize) -> Result<Var> {
         if matches!(
             self.activations[slot].activation,
