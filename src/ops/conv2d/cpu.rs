@@ -14,6 +14,8 @@
 use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
+use super::winograd_f4_narrow;
+#[cfg(target_arch = "x86_64")]
 use super::{direct, weight_grad};
 use super::{pointwise, winograd, winograd_f4, ConvGeom};
 use crate::gemm::{gemm_serial, Op};
@@ -285,6 +287,10 @@ enum Loop {
     Winograd,
     /// Winograd F(4×4, 3×3) ([`super::winograd_f4`]).
     WinogradF4,
+    /// Winograd F(4×4, 3×3) in registers for 16 and 32 channels
+    /// ([`super::winograd_f4_narrow`]), on x86-64 with AVX-512.
+    #[cfg(target_arch = "x86_64")]
+    WinogradF4Narrow,
     /// The direct loop (`direct.rs`), on x86-64 with AVX-512.
     #[cfg(target_arch = "x86_64")]
     Direct,
@@ -295,8 +301,8 @@ enum Loop {
 impl Loop {
     /// The loop for the forward of `g`: a product per sample for 1×1 kernels, Winograd
     /// for the stride-1 3×3 convolutions with at least 64 channels (F(4×4) on images up
-    /// to 16×16, F(2×2) on larger ones), else the direct loop for most others; `None`:
-    /// im2col.
+    /// to 16×16, F(2×2) on larger ones) and, with AVX-512, with 16 or 32 channels
+    /// (F(4×4) in registers), else the direct loop for most others; `None`: im2col.
     fn forward(g: &ConvGeom) -> Option<Loop> {
         if pointwise::fits(g) {
             return Some(Loop::Pointwise);
@@ -306,6 +312,10 @@ impl Loop {
         }
         if winograd::chosen(g) {
             return Some(Loop::Winograd);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if winograd_f4_narrow::chosen(g) {
+            return Some(Loop::WinogradF4Narrow);
         }
         #[cfg(target_arch = "x86_64")]
         if direct::fits(g) {
@@ -327,6 +337,10 @@ impl Loop {
             return Some(Loop::Winograd);
         }
         #[cfg(target_arch = "x86_64")]
+        if winograd_f4_narrow::chosen(g) {
+            return Some(Loop::WinogradF4Narrow);
+        }
+        #[cfg(target_arch = "x86_64")]
         if direct::fits_input_grad(g) {
             return Some(Loop::Direct);
         }
@@ -339,6 +353,8 @@ impl Loop {
             Loop::Winograd => winograd::forward(g, x, weight, y),
             Loop::WinogradF4 => winograd_f4::forward(g, x, weight, y),
             #[cfg(target_arch = "x86_64")]
+            Loop::WinogradF4Narrow => winograd_f4_narrow::forward(g, x, weight, y),
+            #[cfg(target_arch = "x86_64")]
             Loop::Direct => direct::forward(g, x, weight, y),
             Loop::Pointwise => pointwise::forward(g, x, weight, y),
         }
@@ -349,6 +365,8 @@ impl Loop {
         match self {
             Loop::Winograd => winograd::input_grad(g, weight, dy, dx),
             Loop::WinogradF4 => winograd_f4::input_grad(g, weight, dy, dx),
+            #[cfg(target_arch = "x86_64")]
+            Loop::WinogradF4Narrow => winograd_f4_narrow::input_grad(g, weight, dy, dx),
             #[cfg(target_arch = "x86_64")]
             Loop::Direct => direct::input_grad(g, weight, dy, dx),
             Loop::Pointwise => pointwise::input_grad(g, weight, dy, dx),

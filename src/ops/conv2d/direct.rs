@@ -1,9 +1,8 @@
 //! Direct convolution in AVX-512 intrinsics: the f32 CPU forward of the convolutions
 //! that Winograd does not take ([`super::winograd::chosen`],
-//! [`super::winograd_f4::chosen`]): stride 1 or 2, kernels larger than 1×1, output
-//! channels in multiples of 16 ([`fits`]), such as the main job's 16 and 32 channels on
-//! 28×28 and 14×14 images and the stride-2 convolutions of both models; and their input
-//! gradients.
+//! [`super::winograd_f4::chosen`], [`super::winograd_f4_narrow::chosen`]): stride 1 or
+//! 2, kernels larger than 1×1, output channels in multiples of 16 ([`fits`]), such as
+//! the stride-2 convolutions of both models and the stems; and their input gradients.
 //!
 //! There, im2col spends about as long copying as its GEMM spends multiplying: it writes
 //! the input k² times over, the GEMM packs that copy once more, and the output comes
@@ -770,11 +769,12 @@ mod tests {
         }
         let mut rng = StdRng::seed_from_u64(12);
         for g in [
-            geom(5, 32, (14, 14), 32, 3, 1, 1),
+            geom(5, 48, (14, 14), 48, 3, 1, 1),
             geom(3, 32, (14, 14), 64, 3, 2, 1),
         ] {
             assert!(fits(&g) && !super::super::winograd::chosen(&g));
             assert!(!super::super::winograd_f4::chosen(&g));
+            assert!(!super::super::winograd_f4_narrow::chosen(&g));
             let (x, x64) = random(g.n * g.c_in * g.h * g.w, &mut rng);
             let (wt, wt64) = random(g.c_out * g.c_in * 9, &mut rng);
             let (dy, dy64) = random(g.n * g.c_out * g.h_out() * g.w_out(), &mut rng);

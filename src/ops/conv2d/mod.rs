@@ -27,6 +27,8 @@ mod test_values;
 mod weight_grad;
 mod winograd;
 mod winograd_f4;
+#[cfg(target_arch = "x86_64")]
+mod winograd_f4_narrow;
 
 pub use crate::launch::conv_geom::{ConvGeom, ConvPass};
 

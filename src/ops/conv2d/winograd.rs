@@ -46,8 +46,8 @@ pub(crate) fn fits(g: &ConvGeom) -> bool {
 /// and images of at least 8×8, but not where F(4×4, 3×3) is chosen (`winograd_f4.rs`:
 /// images up to 16×16), so in ResNet-18 the 64×32×32 convolutions. Below 64 channels
 /// (the main job's 16 and 32) im2col measured as fast or faster (BENCHMARKS.md,
-/// "Winograd 3×3 convolutions"), and the direct loop (`direct.rs`) faster still where
-/// the CPU has AVX-512.
+/// "Winograd 3×3 convolutions"), and where the CPU has AVX-512 the direct loop
+/// (`direct.rs`) and F(4×4) in registers (`winograd_f4_narrow.rs`) faster still.
 pub(crate) fn chosen(g: &ConvGeom) -> bool {
     fits(g) && g.c_in.min(g.c_out) >= 64 && g.h.min(g.w) >= 8 && !super::winograd_f4::chosen(g)
 }

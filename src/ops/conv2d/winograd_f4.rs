@@ -208,7 +208,7 @@ fn weight_columns(d: [&[f32]; 6], o: [&mut [f32]; 3]) {
 
 /// Which transformed weights a call uses.
 #[derive(Clone, Copy)]
-enum Derived {
+pub(super) enum Derived {
     /// [`transform_weights`]' `c_out × 36 × c_in`, for the forward's packed products.
     Forward,
     /// The same, the kernels rotated by 180°, for the input gradient.
@@ -231,7 +231,7 @@ impl Derived {
 
 /// Calls `use_u` with the transformed weights of `weight` that `derived` names: the
 /// ones kept from an earlier call with the same weights where there are (`kept.rs`).
-fn with_transformed<R>(
+pub(super) fn with_transformed<R>(
     weight: &[f32],
     c_in: usize,
     derived: Derived,

@@ -1,0 +1,556 @@
+//! Winograd F(4×4, 3×3) in AVX-512 registers, fused per sample: the f32 CPU forward and
+//! input gradient of the stride-1, padding-1 3×3 convolutions with 16 or 32 channels
+//! in and out on images of 8×8 to 32×32 ([`chosen`]: the main job's 16×28×28 and
+//! 32×14×14).
+//!
+//! `winograd_f4.rs` computes the same transforms as loops over vectors of channels and
+//! runs each step over a whole group of samples; with 16 or 32 channels its transforms
+//! cost more than its 4× fewer multiply-adds save, and the direct loop (`direct.rs`)
+//! was faster. Here one register holds 16 channels of one pixel, a sample is one rayon
+//! task, and each row of tiles passes through all steps while it is in L1:
+//!
+//! - the sample is first copied channel-last with its zero padding, a 16×16 transpose
+//!   in registers per 16 pixels and 16 channels;
+//! - per tile of the row and 16 input channels, `Bᵀ · d · B` on 36 registers, stored as
+//!   `V[tile][ξ][ci]`;
+//! - per ξ, `M[tile][ξ][co] = Σ_ci V[tile][ξ][ci] · U[ξ][ci][co]` for all tiles of the
+//!   row at once: one accumulator per tile and 16 output channels, so each row of
+//!   `U[ξ]` is loaded once per row of tiles;
+//! - per tile and 16 output channels, `Aᵀ · m · A` into a channel-last buffer of the
+//!   row's four output rows, transposed back into the output's planes.
+//!
+//! The arithmetic is `winograd_f4.rs`'s term for term: the same interpolation points,
+//! the same operations in the same order in each transform, each product summed in one
+//! chain of multiply-adds over the input channels from zero as `gemm/unpacked.rs` sums
+//! it. So the two give the same bits (a test below holds them equal), and the accuracy
+//! is that module's (its header). The transformed weights are that module's too, kept
+//! between calls while the weights stay the same.
+
+use std::arch::x86_64::*;
+
+use rayon::prelude::*;
+
+use super::winograd_f4::{self, Derived};
+use super::ConvGeom;
+use crate::ops::par::Slot;
+use crate::scratch::with_scratch;
+
+/// f32 lanes of one AVX-512 register.
+const LANES: usize = 16;
+
+/// Values per tile and channel pair in the transformed domain: 6×6.
+const XI: usize = 36;
+
+/// The most tiles per row of tiles: 32 columns, the widest image [`chosen`] takes.
+const MOST_TILES: usize = 8;
+
+/// Whether the CPU convolution takes this module for `g` in f32: a stride-1, padding-1
+/// 3×3 convolution (`winograd_f4::fits`) with 16 or 32 channels in and out on images of
+/// 8×8 to 32×32, on a CPU with AVX-512. There its forward and input gradient measured
+/// faster than the direct loop (BENCHMARKS.md, "Winograd F(4×4) in registers").
+pub(crate) fn chosen(g: &ConvGeom) -> bool {
+    let narrow = |c: usize| c == 16 || c == 32;
+    let side = |s: usize| (8..=4 * MOST_TILES).contains(&s);
+    winograd_f4::fits(g)
+        && narrow(g.c_in)
+        && narrow(g.c_out)
+        && side(g.h)
+        && side(g.w)
+        && is_x86_feature_detected!("avx512f")
+}
+
+/// Where the transformed weights lie: row `r` of `U[ξ]` (its `c_out` values of input
+/// channel `r`) starts at `u[ξ · xi_stride + r · row]`.
+#[derive(Clone, Copy)]
+struct Weights<'a> {
+    u: &'a [f32],
+    xi_stride: usize,
+    row: usize,
+}
+
+/// `y = conv(x, weight)` for `g` that is [`chosen`]; `y` is overwritten.
+pub(crate) fn forward<O: Slot<f32>>(g: &ConvGeom, x: &[f32], weight: &[f32], y: &mut [O]) {
+    winograd_f4::with_transformed(weight, g.c_in, Derived::ByRows, |u| {
+        // U[ξ] is c_in × c_out, row-major, at u[ξ · c_in · c_out].
+        let u = Weights {
+            u,
+            xi_stride: g.c_in * g.c_out,
+            row: g.c_out,
+        };
+        convolve(g, x, u, y);
+    });
+}
+
+/// `dx` of `y = conv(x, weight)` given `dy`, for `g` that is [`chosen`]: the forward
+/// convolution of `dy` with `weight` transposed and rotated. `dx` is overwritten.
+pub(crate) fn input_grad<O: Slot<f32>>(g: &ConvGeom, weight: &[f32], dy: &[f32], dx: &mut [O]) {
+    winograd_f4::with_transformed(weight, g.c_in, Derived::Rotated, |u| {
+        let back = ConvGeom {
+            c_in: g.c_out,
+            c_out: g.c_in,
+            ..*g
+        };
+        // The rotated weights are c_out × 36 × c_in: row co of the backward U[ξ] holds
+        // its c_in values at u[(co · 36 + ξ) · c_in].
+        let u = Weights {
+            u,
+            xi_stride: g.c_in,
+            row: XI * g.c_in,
+        };
+        convolve(&back, dy, u, dx);
+    });
+}
+
+/// `y = conv(x, ·)` given the transformed weights, one rayon task per sample.
+fn convolve<O: Slot<f32>>(g: &ConvGeom, x: &[f32], u: Weights<'_>, y: &mut [O]) {
+    assert!(chosen(g), "winograd_f4_narrow: {g:?} is not taken here");
+    let (sample_x, sample_y) = (g.c_in * g.h * g.w, g.c_out * g.h * g.w);
+    assert!(x.len() == g.n * sample_x && y.len() == g.n * sample_y);
+    let last_row = (XI - 1) * u.xi_stride + (g.c_in - 1) * u.row + g.c_out;
+    assert!(
+        u.u.len() >= last_row,
+        "winograd_f4_narrow: transformed weights too short"
+    );
+    y.par_chunks_mut(sample_y)
+        .zip(x.par_chunks(sample_x))
+        // A job per item (ops/par.rs).
+        .with_max_len(1)
+        // SAFETY: AVX-512F (`chosen`); the lengths are checked above.
+        .for_each(|(y_sample, x_sample)| unsafe { sample(g, x_sample, u, y_sample) });
+}
+
+/// Tile rows and columns per image (sides that are not multiples of 4 get part tiles).
+fn tile_grid(g: &ConvGeom) -> (usize, usize) {
+    (g.h.div_ceil(4), g.w.div_ceil(4))
+}
+
+/// One sample: `x_sample` is `c_in × h × w`, `y_sample` `c_out × h × w`.
+///
+/// # Safety
+/// AVX-512F; `g` is [`chosen`], the slices are one sample long and `u` reaches every
+/// row of every `U[ξ]` (checked by [`convolve`]).
+#[target_feature(enable = "avx512f")]
+unsafe fn sample<O: Slot<f32>>(g: &ConvGeom, x_sample: &[f32], u: Weights<'_>, y_sample: &mut [O]) {
+    let (th, tw) = tile_grid(g);
+    let (rows, cols) = (4 * th + 2, 4 * tw + 2);
+    let padded_len = rows * cols * g.c_in;
+    let (v_len, m_len, out_len) = (tw * XI * g.c_in, tw * XI * g.c_out, 4 * 4 * tw * g.c_out);
+    // Each step overwrites its part of the scratch before the next reads it.
+    with_scratch(
+        padded_len + v_len + m_len + out_len,
+        |scratch: &mut [f32]| {
+            let (padded, rest) = scratch.split_at_mut(padded_len);
+            let (v, rest) = rest.split_at_mut(v_len);
+            let (m, out) = rest.split_at_mut(m_len);
+            channels_last(x_sample, (g.c_in, g.h, g.w), cols, padded);
+            let products = products_for(tw, g.c_out / LANES);
+            for ty in 0..th {
+                for tx in 0..tw {
+                    for block in 0..g.c_in / LANES {
+                        let first = (4 * ty * cols + 4 * tx) * g.c_in + block * LANES;
+                        let tile = &mut v[tx * XI * g.c_in + block * LANES..];
+                        transform_input(&padded[first..], cols * g.c_in, g.c_in, tile);
+                    }
+                }
+                // SAFETY: `v` holds tw tiles of 36 × c_in, `m` of 36 × c_out; `u` as the
+                // caller promises.
+                unsafe { products(v, u, g.c_in, g.c_out, m) };
+                for tx in 0..tw {
+                    for block in 0..g.c_out / LANES {
+                        let tile = &m[tx * XI * g.c_out + block * LANES..];
+                        let first = 4 * tx * g.c_out + block * LANES;
+                        transform_output(tile, g.c_out, 4 * tw * g.c_out, &mut out[first..]);
+                    }
+                }
+                let top = 4 * ty;
+                for r in 0..4.min(g.h - top) {
+                    let row = &out[r * 4 * tw * g.c_out..][..4 * tw * g.c_out];
+                    planes_row(row, (g.c_out, g.h, g.w), top + r, y_sample);
+                }
+            }
+        },
+    );
+}
+
+/// Writes `padded[py][px][ch] = plane[ch][py − 1][px − 1]` (`plane` is `c × h × w`,
+/// `padded` is `rows × cols × c`), zero outside the image.
+#[target_feature(enable = "avx512f")]
+fn channels_last(plane: &[f32], (c, h, w): (usize, usize, usize), cols: usize, padded: &mut [f32]) {
+    let row_len = cols * c;
+    padded[..row_len].fill(0.0);
+    padded[(h + 1) * row_len..].fill(0.0);
+    for py in 1..=h {
+        let row = &mut padded[py * row_len..][..row_len];
+        row[..c].fill(0.0);
+        row[(w + 1) * c..].fill(0.0);
+        for block in 0..c / LANES {
+            for x0 in (0..w).step_by(LANES) {
+                let count = LANES.min(w - x0);
+                // Lane j of channel i's register: pixel x0 + j of row py − 1.
+                let channels: [__m512; LANES] = std::array::from_fn(|i| {
+                    let at = ((block * LANES + i) * h + py - 1) * w + x0;
+                    load_part(&plane[at..at + count])
+                });
+                let pixels = transpose(channels);
+                for (j, &p) in pixels[..count].iter().enumerate() {
+                    store(&mut row[(x0 + 1 + j) * c + block * LANES..], p);
+                }
+            }
+        }
+    }
+}
+
+/// Writes row `y` of each output plane of `planes` (`c × h × w`) from `row`, the row's
+/// pixels channel-last (`c` values per pixel, at least `w` pixels).
+#[target_feature(enable = "avx512f")]
+fn planes_row<O: Slot<f32>>(
+    row: &[f32],
+    (c, h, w): (usize, usize, usize),
+    y: usize,
+    planes: &mut [O],
+) {
+    // The stores write f32s through the slots' address: a slot is an f32 or a
+    // MaybeUninit<f32>, of the same layout.
+    const { assert!(std::mem::size_of::<O>() == std::mem::size_of::<f32>()) };
+    for block in 0..c / LANES {
+        for x0 in (0..w).step_by(LANES) {
+            let count = LANES.min(w - x0);
+            let pixels: [__m512; LANES] = std::array::from_fn(|j| {
+                if j < count {
+                    load(&row[(x0 + j) * c + block * LANES..])
+                } else {
+                    _mm512_setzero_ps()
+                }
+            });
+            let channels = transpose(pixels);
+            for (i, &values) in channels.iter().enumerate() {
+                let at = ((block * LANES + i) * h + y) * w + x0;
+                let dst = &mut planes[at..at + count];
+                // SAFETY: `dst` holds `count` slots of f32 layout; the mask writes
+                // those and no more.
+                unsafe {
+                    _mm512_mask_storeu_ps(dst.as_mut_ptr().cast::<f32>(), part_mask(count), values)
+                }
+            }
+        }
+    }
+}
+
+/// Writes `tile[ξ · c] = (Bᵀ · d · B)[ξ]` for the 6×6 patch `d` whose pixel `(k, j)`
+/// holds its 16 channels at `patch[k · row + j · c]`.
+#[target_feature(enable = "avx512f")]
+fn transform_input(patch: &[f32], row: usize, c: usize, tile: &mut [f32]) {
+    // t[j][i] = (Bᵀ · d)[i][j]: Bᵀ times column j of the patch.
+    let t: [[__m512; 6]; 6] = std::array::from_fn(|j| {
+        input_rows(std::array::from_fn(|k| load(&patch[k * row + j * c..])))
+    });
+    // tile[6i + j'] = (Bᵀ · d · B)[i][j']: Bᵀ times row i of Bᵀ · d.
+    for i in 0..6 {
+        let out = input_rows(std::array::from_fn(|j| t[j][i]));
+        for (j, &o) in out.iter().enumerate() {
+            store(&mut tile[(6 * i + j) * c..], o);
+        }
+    }
+}
+
+/// Writes `out[r · row + q · c] = (Aᵀ · m · A)[r][q]` for the 36 registers of one tile,
+/// `m[ξ]` at `tile[ξ · c]`.
+#[target_feature(enable = "avx512f")]
+fn transform_output(tile: &[f32], c: usize, row: usize, out: &mut [f32]) {
+    // s[j][r] = (Aᵀ · m)[r][j]: Aᵀ times column j of m.
+    let s: [[__m512; 4]; 6] = std::array::from_fn(|j| {
+        output_rows(std::array::from_fn(|i| load(&tile[(6 * i + j) * c..])))
+    });
+    // (Aᵀ · m · A)[r][q]: Aᵀ times row r of Aᵀ · m.
+    for r in 0..4 {
+        let o = output_rows(std::array::from_fn(|j| s[j][r]));
+        for (q, &value) in o.iter().enumerate() {
+            store(&mut out[r * row + q * c..], value);
+        }
+    }
+}
+
+/// `Bᵀ · d` on 6 registers, `Bᵀ` and the order of operations as in `winograd_f4.rs`'s
+/// `input_rows`.
+#[target_feature(enable = "avx512f")]
+fn input_rows(d: [__m512; 6]) -> [__m512; 6] {
+    let [a, b, c, e, f, h] = d;
+    let (add, sub) = (_mm512_add_ps, _mm512_sub_ps);
+    let times = |k: f32, v: __m512| _mm512_mul_ps(_mm512_set1_ps(k), v);
+    [
+        add(sub(add(a, f), times(2.0, c)), times(1.5, sub(e, b))),
+        add(add(sub(f, b), times(0.5, c)), times(2.5, e)),
+        add(sub(add(f, b), times(2.5, c)), times(0.5, e)),
+        add(sub(f, c), times(2.0, sub(e, b))),
+        add(sub(f, c), times(0.5, sub(b, e))),
+        add(sub(add(b, h), times(2.0, e)), times(1.5, sub(f, c))),
+    ]
+}
+
+/// `Aᵀ · m` on 6 registers, `Aᵀ` and the order of operations as in `winograd_f4.rs`'s
+/// `output_rows`.
+#[target_feature(enable = "avx512f")]
+fn output_rows(m: [__m512; 6]) -> [__m512; 4] {
+    let (add, sub) = (_mm512_add_ps, _mm512_sub_ps);
+    let times = |k: f32, v: __m512| _mm512_mul_ps(_mm512_set1_ps(k), v);
+    let (sum12, diff12) = (add(m[1], m[2]), sub(m[1], m[2]));
+    let (half, two) = (m[3], m[4]);
+    [
+        add(add(add(m[0], sum12), half), two),
+        sub(add(diff12, times(0.5, half)), times(2.0, two)),
+        add(add(sum12, times(0.25, half)), times(4.0, two)),
+        add(sub(add(diff12, times(0.125, half)), times(8.0, two)), m[5]),
+    ]
+}
+
+/// The products of one row of tiles: `m[t][ξ][co] = Σ_ci v[t][ξ][ci] · U[ξ][ci][co]`.
+type Products = unsafe fn(&[f32], Weights<'_>, usize, usize, &mut [f32]);
+
+/// [`products`] for `tiles` tiles and `blocks` registers of output channels.
+fn products_for(tiles: usize, blocks: usize) -> Products {
+    macro_rules! table {
+        ($($t:literal)*) => {
+            match (tiles, blocks) {
+                $(($t, 1) => products::<$t, 1>,)*
+                $(($t, 2) => products::<$t, 2>,)*
+                _ => unreachable!("winograd_f4_narrow: {tiles} tiles, {blocks} blocks"),
+            }
+        };
+    }
+    table!(1 2 3 4 5 6 7 8)
+}
+
+/// `m[t][ξ][co] = Σ_ci v[t][ξ][ci] · U[ξ][ci][co]` for `T` tiles (`v`: `T × 36 × c_in`,
+/// `m`: `T × 36 × c_out`, `c_out = 16B`), each sum one chain of multiply-adds in the
+/// order of `ci` from zero.
+///
+/// # Safety
+/// AVX-512F; `u` reaches row `c_in − 1` of `U[35]` and its `c_out` values.
+#[target_feature(enable = "avx512f")]
+unsafe fn products<const T: usize, const B: usize>(
+    v: &[f32],
+    u: Weights<'_>,
+    c_in: usize,
+    c_out: usize,
+    m: &mut [f32],
+) {
+    debug_assert_eq!(c_out, B * LANES);
+    assert!(v.len() >= T * XI * c_in && m.len() >= T * XI * c_out);
+    for xi in 0..XI {
+        let mut acc = [[_mm512_setzero_ps(); B]; T];
+        let u_xi = u.u.as_ptr().wrapping_add(xi * u.xi_stride);
+        for ci in 0..c_in {
+            // SAFETY: row ci of U[ξ] lies within `u` (the caller's promise).
+            let w: [__m512; B] = std::array::from_fn(|b| unsafe {
+                _mm512_loadu_ps(u_xi.add(ci * u.row + b * LANES))
+            });
+            for (t, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: t < T, ξ < 36, ci < c_in: within `v` (asserted).
+                let a = _mm512_set1_ps(unsafe { *v.get_unchecked((t * XI + xi) * c_in + ci) });
+                for (sum, &w) in acc.iter_mut().zip(&w) {
+                    *sum = _mm512_fmadd_ps(a, w, *sum);
+                }
+            }
+        }
+        for (t, acc) in acc.iter().enumerate() {
+            for (b, &sum) in acc.iter().enumerate() {
+                store(&mut m[(t * XI + xi) * c_out + b * LANES..], sum);
+            }
+        }
+    }
+}
+
+/// The first 16 values of `src`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn load(src: &[f32]) -> __m512 {
+    let src: &[f32; LANES] = src[..LANES].try_into().unwrap();
+    // SAFETY: 16 readable values.
+    unsafe { _mm512_loadu_ps(src.as_ptr()) }
+}
+
+/// The values of `src` (at most 16), zero in the lanes after them.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn load_part(src: &[f32]) -> __m512 {
+    debug_assert!(src.len() <= LANES);
+    // SAFETY: the mask reads `src.len()` values and no more.
+    unsafe { _mm512_maskz_loadu_ps(part_mask(src.len()), src.as_ptr()) }
+}
+
+/// Stores `v` into the first 16 values of `dst`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn store(dst: &mut [f32], v: __m512) {
+    let dst: &mut [f32; LANES] = (&mut dst[..LANES]).try_into().unwrap();
+    // SAFETY: 16 writable values.
+    unsafe { _mm512_storeu_ps(dst.as_mut_ptr(), v) }
+}
+
+/// The mask of the first `count` lanes (`count ≤ 16`).
+fn part_mask(count: usize) -> __mmask16 {
+    ((1u32 << count) - 1) as __mmask16
+}
+
+/// The 16×16 transpose: lane `j` of result `i` is lane `i` of `r[j]`.
+#[target_feature(enable = "avx512f")]
+fn transpose(r: [__m512; LANES]) -> [__m512; LANES] {
+    // t[2p], t[2p + 1]: rows 2p and 2p + 1 interleaved, per 128-bit block b the
+    // columns 4b, 4b + 1 (lo) and 4b + 2, 4b + 3 (hi).
+    let t: [__m512; LANES] = std::array::from_fn(|i| {
+        let (a, b) = (r[i & !1], r[i | 1]);
+        if i % 2 == 0 {
+            _mm512_unpacklo_ps(a, b)
+        } else {
+            _mm512_unpackhi_ps(a, b)
+        }
+    });
+    // q[4g + e]: per block b, column 4b + e of rows 4g..4g + 4.
+    let q: [__m512; LANES] = std::array::from_fn(|i| {
+        let (g, e) = (i / 4, i % 4);
+        let (lo, hi) = (t[4 * g + e / 2], t[4 * g + 2 + e / 2]);
+        let (lo, hi) = (_mm512_castps_pd(lo), _mm512_castps_pd(hi));
+        _mm512_castpd_ps(if e % 2 == 0 {
+            _mm512_unpacklo_pd(lo, hi)
+        } else {
+            _mm512_unpackhi_pd(lo, hi)
+        })
+    });
+    // Column 4b + e gathers block b of q[e], q[4 + e], q[8 + e], q[12 + e].
+    let mut out = [_mm512_setzero_ps(); LANES];
+    for e in 0..4 {
+        let even_a = _mm512_shuffle_f32x4::<0b10_00_10_00>(q[e], q[4 + e]);
+        let odd_a = _mm512_shuffle_f32x4::<0b11_01_11_01>(q[e], q[4 + e]);
+        let even_b = _mm512_shuffle_f32x4::<0b10_00_10_00>(q[8 + e], q[12 + e]);
+        let odd_b = _mm512_shuffle_f32x4::<0b11_01_11_01>(q[8 + e], q[12 + e]);
+        out[e] = _mm512_shuffle_f32x4::<0b10_00_10_00>(even_a, even_b);
+        out[8 + e] = _mm512_shuffle_f32x4::<0b11_01_11_01>(even_a, even_b);
+        out[4 + e] = _mm512_shuffle_f32x4::<0b10_00_10_00>(odd_a, odd_b);
+        out[12 + e] = _mm512_shuffle_f32x4::<0b11_01_11_01>(odd_a, odd_b);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::cpu;
+    use super::super::test_values::{assert_forward_and_input_grad, for_each_3x3};
+    use super::*;
+
+    fn has_avx512() -> bool {
+        let has = is_x86_feature_detected!("avx512f");
+        if !has {
+            eprintln!("winograd_f4_narrow tests: skipped, this CPU has no AVX-512");
+        }
+        has
+    }
+
+    /// Forward and input gradient against the f64 im2col reference and, bit for bit,
+    /// against `winograd_f4.rs`'s loops, which compute the same sums: the main job's
+    /// shapes, part tiles (sides 9 to 31, not multiples of 4), the smallest and largest
+    /// images taken (8×8, 32×32), 16 ↔ 32 channels both ways, a lone sample.
+    #[test]
+    fn forward_and_input_grad_match_the_f64_reference_and_winograd_f4() {
+        if !has_avx512() {
+            return;
+        }
+        let shapes = [
+            (4, 16, 28, 28, 16),
+            (3, 32, 14, 14, 32),
+            (2, 16, 9, 13, 32),
+            (2, 32, 31, 10, 16),
+            (1, 16, 8, 8, 16),
+            (2, 32, 32, 32, 32),
+        ];
+        for_each_3x3(&shapes, 23, |g, what, operands| {
+            assert!(chosen(g), "{what}");
+            assert_forward_and_input_grad(g, what, operands, forward, input_grad);
+            let [x, wt, dy] = &operands.f32s;
+            let (mut ours, mut theirs) = (vec![f32::NAN; dy.len()], vec![f32::NAN; dy.len()]);
+            forward(g, x, wt, &mut ours);
+            winograd_f4::forward(g, x, wt, &mut theirs);
+            assert!(
+                ours.iter()
+                    .zip(&theirs)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "y {what}"
+            );
+            let (mut ours, mut theirs) = (vec![f32::NAN; x.len()], vec![f32::NAN; x.len()]);
+            input_grad(g, wt, dy, &mut ours);
+            winograd_f4::input_grad(g, wt, dy, &mut theirs);
+            assert!(
+                ours.iter()
+                    .zip(&theirs)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "dx {what}"
+            );
+        });
+    }
+
+    /// The CPU convolution in f32 takes this module for its forward and input gradient
+    /// where [`chosen`] says so: the same bits as calling it.
+    #[test]
+    fn cpu_conv_in_f32_uses_it_where_chosen() {
+        if !has_avx512() {
+            return;
+        }
+        for_each_3x3(&[(3, 16, 12, 20, 32)], 5, |g, what, operands| {
+            assert!(chosen(g), "{what}");
+            let [x, wt, dy] = &operands.f32s;
+            let (mut y, mut dx) = (vec![0.0; dy.len()], vec![0.0; x.len()]);
+            forward(g, x, wt, &mut y);
+            input_grad(g, wt, dy, &mut dx);
+            assert_eq!(cpu::forward(g, x, wt), y, "y {what}");
+            let (cpu_dx, _) = cpu::backward(g, x, wt, dy, true, false);
+            assert_eq!(cpu_dx.unwrap(), dx, "dx {what}");
+        });
+    }
+
+    #[test]
+    fn only_16_or_32_channels_on_8x8_to_32x32_are_chosen() {
+        if !has_avx512() {
+            return;
+        }
+        let g = |c_in, c_out, side, stride| ConvGeom {
+            n: 1,
+            c_in,
+            h: side,
+            w: side,
+            c_out,
+            k: 3,
+            stride,
+            pad: 1,
+        };
+        assert!(chosen(&g(16, 16, 28, 1)) && chosen(&g(32, 32, 14, 1)));
+        assert!(chosen(&g(16, 32, 8, 1)) && chosen(&g(32, 16, 32, 1)));
+        assert!(!chosen(&g(16, 16, 7, 1)) && !chosen(&g(16, 16, 33, 1)));
+        assert!(!chosen(&g(64, 64, 14, 1)) && !chosen(&g(8, 16, 14, 1)));
+        assert!(!chosen(&g(24, 16, 14, 1)) && !chosen(&g(16, 16, 28, 2)));
+        assert!(!chosen(&ConvGeom {
+            n: 0,
+            ..g(16, 16, 28, 1)
+        }));
+    }
+
+    #[test]
+    fn transpose_swaps_lanes_and_registers() {
+        if !is_x86_feature_detected!("avx512f") {
+            eprintln!("skipped: this CPU has no AVX-512");
+            return;
+        }
+        let values: Vec<f32> = (0..256).map(|i| i as f32).collect();
+        // SAFETY: AVX-512F checked above.
+        let got = unsafe {
+            let rows = std::array::from_fn(|i| load(&values[16 * i..]));
+            transpose(rows)
+        };
+        for (i, reg) in got.iter().enumerate() {
+            let mut lanes = [0f32; LANES];
+            // SAFETY: AVX-512F checked above.
+            unsafe { store(&mut lanes, *reg) };
+            for (j, &lane) in lanes.iter().enumerate() {
+                assert_eq!(lane, values[16 * j + i], "result {i}, lane {j}");
+            }
+        }
+    }
+}
