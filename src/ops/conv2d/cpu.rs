@@ -287,7 +287,7 @@ enum Loop {
     Winograd,
     /// Winograd F(4×4, 3×3) ([`super::winograd_f4`]).
     WinogradF4,
-    /// Winograd F(4×4, 3×3) in registers for 16 and 32 channels
+    /// Winograd F(4×4, 3×3) in registers for 16 to 64 channels
     /// ([`super::winograd_f4_narrow`]), on x86-64 with AVX-512.
     #[cfg(target_arch = "x86_64")]
     WinogradF4Narrow,
@@ -301,21 +301,22 @@ enum Loop {
 impl Loop {
     /// The loop for the forward of `g`: a product per sample for 1×1 kernels, Winograd
     /// for the stride-1 3×3 convolutions with at least 64 channels (F(4×4) on images up
-    /// to 16×16, F(2×2) on larger ones) and, with AVX-512, with 16 or 32 channels
-    /// (F(4×4) in registers), else the direct loop for most others; `None`: im2col.
+    /// to 16×16, F(2×2) on larger ones; with AVX-512 those with 16 to 64 channels on
+    /// small images as F(4×4) in registers), else the direct loop for most others;
+    /// `None`: im2col.
     fn forward(g: &ConvGeom) -> Option<Loop> {
         if pointwise::fits(g) {
             return Some(Loop::Pointwise);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if winograd_f4_narrow::chosen(g) {
+            return Some(Loop::WinogradF4Narrow);
         }
         if winograd_f4::chosen(g) {
             return Some(Loop::WinogradF4);
         }
         if winograd::chosen(g) {
             return Some(Loop::Winograd);
-        }
-        #[cfg(target_arch = "x86_64")]
-        if winograd_f4_narrow::chosen(g) {
-            return Some(Loop::WinogradF4Narrow);
         }
         #[cfg(target_arch = "x86_64")]
         if direct::fits(g) {
@@ -330,15 +331,15 @@ impl Loop {
         if pointwise::fits(g) {
             return Some(Loop::Pointwise);
         }
+        #[cfg(target_arch = "x86_64")]
+        if winograd_f4_narrow::chosen(g) {
+            return Some(Loop::WinogradF4Narrow);
+        }
         if winograd_f4::chosen(g) {
             return Some(Loop::WinogradF4);
         }
         if winograd::chosen(g) {
             return Some(Loop::Winograd);
-        }
-        #[cfg(target_arch = "x86_64")]
-        if winograd_f4_narrow::chosen(g) {
-            return Some(Loop::WinogradF4Narrow);
         }
         #[cfg(target_arch = "x86_64")]
         if direct::fits_input_grad(g) {

@@ -1,7 +1,8 @@
 //! Winograd F(4×4, 3×3): the f32 CPU forward, input gradient and weight gradient of the
 //! stride-1, padding-1 3×3 convolutions with at least 64 channels on images up to
 //! 16×16, where [`chosen`] (ResNet-18's 128×16×16, 256×8×8 and 512×4×4; the main job's
-//! 64×7×7 and 128×4×4).
+//! 64×7×7 and 128×4×4). With AVX-512, the forward and input gradient of those with 64
+//! channels run in `winograd_f4_narrow.rs` instead: the same sums, fused per sample.
 //!
 //! Each 4×4 block of outputs ("tile") is computed from the 6×6 input patch around it as
 //! `Y = Aᵀ [(G w Gᵀ) ⊙ (Bᵀ d B)] A`, so a tile costs 36 multiplies per input and output
@@ -70,7 +71,9 @@ pub(crate) fn fits(g: &ConvGeom) -> bool {
 /// gradient measured 1.1–2× faster than F(2×2) and the direct loop, or level (256 and
 /// 512 channels on 4×4, 128 on 7×7) without the direct loop's slow phases, and its
 /// weight gradient up to 3× faster than the loops it replaces; with 32 channels, or at
-/// 64×32×32, it was slower (BENCHMARKS.md, "Winograd F(4×4, 3×3)").
+/// 64×32×32, it was slower (BENCHMARKS.md, "Winograd F(4×4, 3×3)"). The CPU
+/// convolution asks `winograd_f4_narrow::chosen` first for the forward and input
+/// gradient.
 pub(crate) fn chosen(g: &ConvGeom) -> bool {
     fits(g) && g.c_in.min(g.c_out) >= 64 && g.h.max(g.w) <= 16
 }
