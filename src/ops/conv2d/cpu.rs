@@ -302,8 +302,8 @@ impl Loop {
     /// The loop for the forward of `g`: a product per sample for 1×1 kernels, Winograd
     /// for the stride-1 3×3 convolutions with at least 64 channels (F(4×4) on images up
     /// to 16×16, F(2×2) on larger ones; with AVX-512 those with 16 to 64 channels on
-    /// small images as F(4×4) in registers), else the direct loop for most others;
-    /// `None`: im2col.
+    /// images up to 32×32 as F(4×4) in registers), else the direct loop for most
+    /// others; `None`: im2col.
     fn forward(g: &ConvGeom) -> Option<Loop> {
         if pointwise::fits(g) {
             return Some(Loop::Pointwise);

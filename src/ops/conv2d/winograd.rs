@@ -1,6 +1,7 @@
 //! Winograd F(2×2, 3×3): the f32 CPU forward and input gradient of the stride-1,
 //! padding-1 3×3 convolutions where they are large enough to gain from it and F(4×4, 3×3)
-//! does not take them ([`chosen`]: ResNet-18's 64×32×32).
+//! does not take them ([`chosen`]: ResNet-18's 64×32×32 on CPUs without AVX-512; with
+//! it, `winograd_f4_narrow.rs` takes those first).
 //!
 //! Each 2×2 block of outputs ("tile") is computed from the 4×4 input patch around it as
 //! `Y = Aᵀ [(G w Gᵀ) ⊙ (Bᵀ d B)] A`, so a tile costs 16 multiplies per input and output
@@ -44,7 +45,8 @@ pub(crate) fn fits(g: &ConvGeom) -> bool {
 /// Whether the CPU convolution takes this module for `g`: where it [`fits`] and the
 /// products are large enough to pay for the transforms, at least 64 channels in and out
 /// and images of at least 8×8, but not where F(4×4, 3×3) is chosen (`winograd_f4.rs`:
-/// images up to 16×16), so in ResNet-18 the 64×32×32 convolutions. Below 64 channels
+/// images up to 16×16), so in ResNet-18 the 64×32×32 convolutions (which the CPU
+/// convolution gives `winograd_f4_narrow.rs` first where it takes them). Below 64 channels
 /// (the main job's 16 and 32) im2col measured as fast or faster (BENCHMARKS.md,
 /// "Winograd 3×3 convolutions"), and where the CPU has AVX-512 the direct loop
 /// (`direct.rs`) and F(4×4) in registers (`winograd_f4_narrow.rs`) faster still.

@@ -1,14 +1,14 @@
 //! Winograd F(4×4, 3×3) in AVX-512 registers, fused per sample: the f32 CPU forward and
 //! input gradient of the stride-1, padding-1 3×3 convolutions with 16, 32 or 64
-//! channels in and out on small images ([`chosen`]: the main job's 16×28×28, 32×14×14
-//! and 64×7×7).
+//! channels in and out on images up to 32×32 ([`chosen`]: the main job's 16×28×28,
+//! 32×14×14 and 64×7×7, ResNet-18's 64×32×32).
 //!
 //! `winograd_f4.rs` computes the same transforms as loops over vectors of channels and
 //! runs each step over a whole group of samples; with 16 or 32 channels its transforms
 //! cost more than its 4× fewer multiply-adds save, and the direct loop (`direct.rs`)
 //! was faster. Here one register holds 16 channels of one pixel, a sample is one rayon
-//! task, and each band of tile rows (up to 8 tiles, 4 with 64 channels) passes through
-//! all steps while it is in L1:
+//! task, and each band of tiles (whole tile rows or pieces of one, up to 8 tiles, 4
+//! with 64 channels) passes through all steps while it is in L1:
 //!
 //! - the sample is first copied channel-last with its zero padding, a 16×16 transpose
 //!   in registers per 16 pixels and 16 channels;
@@ -18,7 +18,8 @@
 //!   band at once: one accumulator per tile and 16 output channels, so each row of
 //!   `U[ξ]` is loaded once per band;
 //! - per tile and 16 output channels, `Aᵀ · m · A` into a channel-last buffer of the
-//!   band's output rows, transposed back into the output's planes.
+//!   band's output rows, transposed back into the output's planes once every band of
+//!   those rows is done.
 //!
 //! The arithmetic is `winograd_f4.rs`'s term for term: the same interpolation points,
 //! the same operations in the same order in each transform, each product summed in one
@@ -42,27 +43,23 @@ const LANES: usize = 16;
 /// Values per tile and channel pair in the transformed domain: 6×6.
 const XI: usize = 36;
 
-/// Accumulator registers of the products of a band of tiles: with 16 channels out, 16
-/// tiles would fit, but a band holds at most the 8 tiles of a 32-wide row.
+/// Accumulator registers of the products of a band of tiles (with 16 channels out, 16
+/// tiles would fit; a band holds at most 8).
 const ACCUMULATORS: usize = 16;
 
 /// Whether the CPU convolution takes this module for `g` in f32: a stride-1, padding-1
-/// 3×3 convolution (`winograd_f4::fits`) with 16, 32 or 64 channels in and out, on a
-/// CPU with AVX-512, on images of 4×4 to 32×32 whose rows of tiles fit the
-/// accumulators with the most channels either way: up to 32 columns with 16 or 32
-/// channels, up to 16 with 64 (so not ResNet-18's 64×32×32). There its forward and
-/// input gradient measured 1.6–2× faster than the direct loop (16 and 32 channels) and
-/// than `winograd_f4.rs` (64×7×7, 64×16×16): BENCHMARKS.md, "Winograd F(4×4) in
-/// registers".
+/// 3×3 convolution (`winograd_f4::fits`) with 16, 32 or 64 channels in and out on
+/// images of 4×4 to 32×32, on a CPU with AVX-512. There its forward and input gradient
+/// measured 1.6–2× faster than the direct loop (16 and 32 channels), `winograd_f4.rs`
+/// (64×7×7, 64×16×16) and F(2×2) (ResNet-18's 64×32×32): BENCHMARKS.md, "Winograd
+/// F(4×4) in registers".
 pub(crate) fn chosen(g: &ConvGeom) -> bool {
     let narrow = |c: usize| c == 16 || c == 32 || c == 64;
-    let blocks = g.c_in.max(g.c_out) / LANES;
     winograd_f4::fits(g)
         && narrow(g.c_in)
         && narrow(g.c_out)
         && (4..=32).contains(&g.h)
         && (4..=32).contains(&g.w)
-        && g.w.div_ceil(4) <= most_tiles(blocks)
         && is_x86_feature_detected!("avx512f")
 }
 
@@ -131,11 +128,13 @@ fn tile_grid(g: &ConvGeom) -> (usize, usize) {
     (g.h.div_ceil(4), g.w.div_ceil(4))
 }
 
-/// Tile rows that run their products together: as many as hold at most
-/// [`most_tiles`] tiles, at least one row ([`chosen`] keeps a row within that).
-fn band_rows(g: &ConvGeom) -> usize {
+/// The tiles whose products run together, as tile rows by tile columns: whole rows,
+/// as many as hold at most [`most_tiles`] tiles, or where a row holds more, one row in
+/// pieces of that many columns (the last may be shorter).
+fn band(g: &ConvGeom) -> (usize, usize) {
     let (th, tw) = tile_grid(g);
-    (most_tiles(g.c_out / LANES) / tw).clamp(1, th)
+    let most = most_tiles(g.c_out / LANES);
+    ((most / tw).clamp(1, th), tw.min(most))
 }
 
 /// The most tiles whose products run together with `blocks` registers of output
@@ -153,44 +152,48 @@ fn most_tiles(blocks: usize) -> usize {
 #[target_feature(enable = "avx512f")]
 unsafe fn sample<O: Slot<f32>>(g: &ConvGeom, x_sample: &[f32], u: Weights<'_>, y_sample: &mut [O]) {
     let (th, tw) = tile_grid(g);
-    let band = band_rows(g);
+    let (band_rows, band_cols) = band(g);
     let (rows, cols) = (4 * th + 2, 4 * tw + 2);
     let padded_len = rows * cols * g.c_in;
-    let tiles = band * tw;
+    let tiles = band_rows * band_cols;
     let (v_len, m_len) = (tiles * XI * g.c_in, tiles * XI * g.c_out);
     let out_row = 4 * tw * g.c_out;
     // Each step overwrites its part of the scratch before the next reads it.
     with_scratch(
-        padded_len + v_len + m_len + 4 * band * out_row,
+        padded_len + v_len + m_len + 4 * band_rows * out_row,
         |scratch: &mut [f32]| {
             let (padded, rest) = scratch.split_at_mut(padded_len);
             let (v, rest) = rest.split_at_mut(v_len);
             let (m, out) = rest.split_at_mut(m_len);
             channels_last(x_sample, (g.c_in, g.h, g.w), cols, padded);
-            for first_row in (0..th).step_by(band) {
-                let tiles = band.min(th - first_row) * tw;
-                for t in 0..tiles {
-                    let (ty, tx) = (first_row + t / tw, t % tw);
-                    for block in 0..g.c_in / LANES {
-                        let first = (4 * ty * cols + 4 * tx) * g.c_in + block * LANES;
-                        let tile = &mut v[t * XI * g.c_in + block * LANES..];
-                        transform_input(&padded[first..], cols * g.c_in, g.c_in, tile);
+            for first_row in (0..th).step_by(band_rows) {
+                let band_rows = band_rows.min(th - first_row);
+                for first_col in (0..tw).step_by(band_cols) {
+                    let band_cols = band_cols.min(tw - first_col);
+                    let tiles = band_rows * band_cols;
+                    for t in 0..tiles {
+                        let (ty, tx) = (first_row + t / band_cols, first_col + t % band_cols);
+                        for block in 0..g.c_in / LANES {
+                            let first = (4 * ty * cols + 4 * tx) * g.c_in + block * LANES;
+                            let tile = &mut v[t * XI * g.c_in + block * LANES..];
+                            transform_input(&padded[first..], cols * g.c_in, g.c_in, tile);
+                        }
                     }
-                }
-                let products = products_for(tiles, g.c_out / LANES);
-                // SAFETY: `v` holds `tiles` tiles of 36 × c_in, `m` of 36 × c_out; `u` as
-                // the caller promises.
-                unsafe { products(v, u, g.c_in, g.c_out, m) };
-                for t in 0..tiles {
-                    let (r, tx) = (t / tw, t % tw);
-                    for block in 0..g.c_out / LANES {
-                        let tile = &m[t * XI * g.c_out + block * LANES..];
-                        let first = 4 * r * out_row + 4 * tx * g.c_out + block * LANES;
-                        transform_output(tile, g.c_out, out_row, &mut out[first..]);
+                    let products = products_for(tiles, g.c_out / LANES);
+                    // SAFETY: `v` holds `tiles` tiles of 36 × c_in, `m` of 36 × c_out;
+                    // `u` as the caller promises.
+                    unsafe { products(v, u, g.c_in, g.c_out, m) };
+                    for t in 0..tiles {
+                        let (r, tx) = (t / band_cols, first_col + t % band_cols);
+                        for block in 0..g.c_out / LANES {
+                            let tile = &m[t * XI * g.c_out + block * LANES..];
+                            let first = 4 * r * out_row + 4 * tx * g.c_out + block * LANES;
+                            transform_output(tile, g.c_out, out_row, &mut out[first..]);
+                        }
                     }
                 }
                 let top = 4 * first_row;
-                for r in 0..(4 * tiles / tw).min(g.h - top) {
+                for r in 0..(4 * band_rows).min(g.h - top) {
                     let row = &out[r * out_row..][..out_row];
                     planes_row(row, (g.c_out, g.h, g.w), top + r, y_sample);
                 }
@@ -480,8 +483,9 @@ mod tests {
     /// Forward and input gradient against the f64 im2col reference and, bit for bit,
     /// against `winograd_f4.rs`'s loops, which compute the same sums: the main job's
     /// shapes, part tiles (sides not multiples of 4), the smallest and largest images
-    /// taken (4×4, 32×32; 16×16 with 64 channels), bands of one and of several tile
-    /// rows, channel counts changing both ways, a lone sample.
+    /// taken (4×4, 32×32), bands of several tile rows, of one and of pieces of one
+    /// (a short last piece at 64×20×24), channel counts changing both ways, a lone
+    /// sample.
     #[test]
     fn forward_and_input_grad_match_the_f64_reference_and_winograd_f4() {
         if !has_avx512() {
@@ -499,6 +503,8 @@ mod tests {
             (2, 16, 5, 6, 64),
             (1, 64, 4, 4, 32),
             (2, 64, 21, 14, 16),
+            (1, 64, 32, 32, 64),
+            (2, 64, 20, 24, 64),
         ];
         for_each_3x3(&shapes, 23, |g, what, operands| {
             assert!(chosen(g), "{what}");
@@ -545,7 +551,7 @@ mod tests {
     }
 
     #[test]
-    fn only_16_to_64_channels_on_small_images_are_chosen() {
+    fn only_16_to_64_channels_on_images_up_to_32x32_are_chosen() {
         if !has_avx512() {
             return;
         }
@@ -563,12 +569,33 @@ mod tests {
         assert!(chosen(&g(64, 64, 7, 1)) && chosen(&g(64, 64, 16, 1)));
         assert!(chosen(&g(16, 32, 4, 1)) && chosen(&g(32, 16, 32, 1)));
         assert!(!chosen(&g(16, 16, 3, 1)) && !chosen(&g(16, 16, 33, 1)));
-        assert!(!chosen(&g(64, 64, 17, 1)) && !chosen(&g(16, 64, 32, 1)));
+        assert!(chosen(&g(64, 64, 32, 1)) && chosen(&g(16, 64, 17, 1)));
         assert!(!chosen(&g(128, 128, 4, 1)) && !chosen(&g(8, 16, 14, 1)));
         assert!(!chosen(&g(24, 16, 14, 1)) && !chosen(&g(16, 16, 28, 2)));
         assert!(!chosen(&ConvGeom {
             n: 0,
             ..g(16, 16, 28, 1)
         }));
+    }
+
+    #[test]
+    fn transpose_swaps_lanes_and_registers() {
+        if !has_avx512() {
+            return;
+        }
+        let values: Vec<f32> = (0..256).map(|i| i as f32).collect();
+        // SAFETY: AVX-512F checked above.
+        let got = unsafe {
+            let rows = std::array::from_fn(|i| load(&values[16 * i..]));
+            transpose(rows)
+        };
+        for (i, reg) in got.iter().enumerate() {
+            let mut lanes = [0f32; LANES];
+            // SAFETY: AVX-512F checked above.
+            unsafe { store(&mut lanes, *reg) };
+            for (j, &lane) in lanes.iter().enumerate() {
+                assert_eq!(lane, values[16 * j + i], "result {i}, lane {j}");
+            }
+        }
     }
 }
