@@ -287,7 +287,7 @@ enum Loop {
     Winograd,
     /// Winograd F(4×4, 3×3) ([`super::winograd_f4`]).
     WinogradF4,
-    /// Winograd F(4×4, 3×3) in registers for 16 to 64 channels
+    /// Winograd F(4×4, 3×3) in registers for 16, 32 or 64 channels in and out
     /// ([`super::winograd_f4_narrow`]), on x86-64 with AVX-512.
     #[cfg(target_arch = "x86_64")]
     WinogradF4Narrow,
@@ -301,9 +301,9 @@ enum Loop {
 impl Loop {
     /// The loop for the forward of `g`: a product per sample for 1×1 kernels, Winograd
     /// for the stride-1 3×3 convolutions with at least 64 channels (F(4×4) on images up
-    /// to 16×16, F(2×2) on larger ones; with AVX-512 those with 16 to 64 channels on
-    /// images up to 32×32 as F(4×4) in registers), else the direct loop for most
-    /// others; `None`: im2col.
+    /// to 16×16, F(2×2) on larger ones; with AVX-512 those with 16, 32 or 64 channels
+    /// in and out on images up to 32×32 as F(4×4) in registers), else the direct loop
+    /// for most others; `None`: im2col.
     fn forward(g: &ConvGeom) -> Option<Loop> {
         if pointwise::fits(g) {
             return Some(Loop::Pointwise);

@@ -18,9 +18,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::scratch::with_scratch;
 
 /// The most bytes kept in all, derived buffers and the copies of the weights they were
-/// derived from together: the main job's F(4×4) convolutions need 7.4 MB (both
-/// directions) and its direct ones 1.8 MB; ResNet-18's 128- and 256-channel F(4×4)
-/// ones 89 MB and its stride-2 direct ones 25 MB. Less than a model's working set
+/// derived from together: the main job's F(4×4) convolutions need about 8 MB (both
+/// directions) and its direct ones (stride 2, the stem) less than 2 MB; ResNet-18's
+/// 64-, 128- and 256-channel F(4×4) ones about 95 MB and its stride-2 direct ones
+/// 25 MB. Less than a model's working set
 /// would drop each entry before its next use.
 const KEPT_BYTES: usize = 128 << 20;
 

@@ -2,7 +2,8 @@
 //! stride-1, padding-1 3×3 convolutions with at least 64 channels on images up to
 //! 16×16, where [`chosen`] (ResNet-18's 128×16×16, 256×8×8 and 512×4×4; the main job's
 //! 64×7×7 and 128×4×4). With AVX-512, the forward and input gradient of those with 64
-//! channels run in `winograd_f4_narrow.rs` instead: the same sums, fused per sample.
+//! channels in and out (so up to 16×16: 64×7×7 here) run in `winograd_f4_narrow.rs`
+//! instead: the same sums, fused per sample.
 //!
 //! Each 4×4 block of outputs ("tile") is computed from the 6×6 input patch around it as
 //! `Y = Aᵀ [(G w Gᵀ) ⊙ (Bᵀ d B)] A`, so a tile costs 36 multiplies per input and output
@@ -79,7 +80,7 @@ pub(crate) fn chosen(g: &ConvGeom) -> bool {
 }
 
 /// Tile rows and columns per image (sides that are not multiples of 4 get part tiles).
-fn tile_grid(g: &ConvGeom) -> (usize, usize) {
+pub(super) fn tile_grid(g: &ConvGeom) -> (usize, usize) {
     (g.h.div_ceil(4), g.w.div_ceil(4))
 }
 
