@@ -109,7 +109,7 @@ pub(super) struct Kept {
 pub(super) static KEPT: Kept = Kept::new(KEPT_BYTES, ENTRY_BYTES);
 
 /// Whether `a` and `b` hold the same bits (NaN payloads and signed zeros included).
-fn same_bits(a: &[f32], b: &[f32]) -> bool {
+pub(super) fn same_bits(a: &[f32], b: &[f32]) -> bool {
     bytemuck::cast_slice::<f32, u32>(a) == bytemuck::cast_slice::<f32, u32>(b)
 }
 

@@ -463,8 +463,8 @@ fn transpose(r: [__m512; LANES]) -> [__m512; LANES] {
 
 #[cfg(test)]
 mod tests {
-    use super::super::cpu;
     use super::super::test_values::{assert_forward_and_input_grad, for_each_3x3};
+    use super::super::{cpu, kept};
     use super::*;
 
     fn has_avx512() -> bool {
@@ -508,21 +508,11 @@ mod tests {
             let (mut ours, mut theirs) = (vec![f32::NAN; dy.len()], vec![f32::NAN; dy.len()]);
             forward(g, x, wt, &mut ours);
             winograd_f4::forward(g, x, wt, &mut theirs);
-            assert!(
-                ours.iter()
-                    .zip(&theirs)
-                    .all(|(a, b)| a.to_bits() == b.to_bits()),
-                "y {what}"
-            );
+            assert!(kept::same_bits(&ours, &theirs), "y {what}");
             let (mut ours, mut theirs) = (vec![f32::NAN; x.len()], vec![f32::NAN; x.len()]);
             input_grad(g, wt, dy, &mut ours);
             winograd_f4::input_grad(g, wt, dy, &mut theirs);
-            assert!(
-                ours.iter()
-                    .zip(&theirs)
-                    .all(|(a, b)| a.to_bits() == b.to_bits()),
-                "dx {what}"
-            );
+            assert!(kept::same_bits(&ours, &theirs), "dx {what}");
         });
     }
 
