@@ -21,6 +21,7 @@ use rayon::prelude::*;
 use crate::real::Real;
 use crate::scratch::with_scratch;
 
+pub(crate) mod transpose;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod unpacked;
 
@@ -307,18 +308,9 @@ const TRANSPOSE_SPLIT: usize = 1 << 16;
 /// at least [`TRANSPOSE_SPLIT`] elements and more than one block of [`TRANSPOSE_ROWS`],
 /// blocks of rows of `out` run as rayon tasks.
 fn transpose<T: Real>(split: bool, b: &[T], rows: usize, cols: usize, out: &mut [T]) {
-    // Rows `first..` of `out` (columns of `b`), 16 at a time: each row of `b` gives a
-    // run of 16 consecutive elements, written down 16 rows of `out`.
+    // Rows `first..` of `out`: columns `first..` of `b`.
     let block = |first: usize, out: &mut [T]| {
-        for (start, band) in out.chunks_mut(16 * rows).enumerate() {
-            let p0 = first + 16 * start;
-            let width = band.len() / rows;
-            for (j, row) in b.chunks_exact(cols).enumerate() {
-                for (q, &v) in row[p0..p0 + width].iter().enumerate() {
-                    band[q * rows + j] = v;
-                }
-            }
-        }
+        transpose::transpose_into(&b[first..], rows, out.len() / rows, cols, out, rows)
     };
     if split && cols > TRANSPOSE_ROWS && rows * cols >= TRANSPOSE_SPLIT {
         out[..cols * rows]

@@ -23,6 +23,7 @@ use rayon::prelude::*;
 
 use super::layout::Layout;
 use super::ConvGeom;
+use crate::gemm::transpose::transpose_into;
 use crate::ops::par::{for_each_piece, samples_per_group};
 use crate::scratch::with_scratch;
 
@@ -86,7 +87,7 @@ pub(crate) fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32], dw: &mut [f32]) {
                         .chunks_exact(sample_y)
                         .zip(dyt.chunks_exact_mut(sample_y))
                     {
-                        transpose(dys, g.c_out, hw, dyt);
+                        transpose_into(dys, g.c_out, hw, hw, dyt, g.c_out);
                     }
                     let plan = Plan {
                         g,
@@ -126,15 +127,6 @@ pub(crate) fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32], dw: &mut [f32]) {
             }
         }
     });
-}
-
-/// `out[p][c] = m[c][p]` for `m` of `rows × cols`.
-fn transpose(m: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
-    for (c, row) in m.chunks_exact(cols).enumerate().take(rows) {
-        for (p, &v) in row.iter().enumerate() {
-            out[p * rows + c] = v;
-        }
-    }
 }
 
 /// One group's operands.

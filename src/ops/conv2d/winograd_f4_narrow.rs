@@ -34,6 +34,7 @@ use rayon::prelude::*;
 
 use super::winograd_f4::{self, tile_grid, Derived};
 use super::ConvGeom;
+use crate::gemm::transpose;
 use crate::ops::par::Slot;
 use crate::scratch::with_scratch;
 
@@ -216,7 +217,7 @@ fn channels_last(plane: &[f32], (c, h, w): (usize, usize, usize), cols: usize, p
                     let at = ((block * LANES + i) * h + py - 1) * w + x0;
                     load_part(&plane[at..at + count])
                 });
-                let pixels = transpose(channels);
+                let pixels = transpose::registers(channels);
                 for (j, &p) in pixels[..count].iter().enumerate() {
                     store(&mut row[(x0 + 1 + j) * c + block * LANES..], p);
                 }
@@ -248,7 +249,7 @@ fn planes_row<O: Slot<f32>>(
                     _mm512_setzero_ps()
                 }
             });
-            let channels = transpose(pixels);
+            let channels = transpose::registers(pixels);
             for (i, &values) in channels.iter().enumerate() {
                 let at = ((block * LANES + i) * h + y) * w + x0;
                 let dst = &mut planes[at..at + count];
@@ -422,45 +423,6 @@ fn part_mask(count: usize) -> __mmask16 {
     ((1u32 << count) - 1) as __mmask16
 }
 
-/// The 16×16 transpose: lane `j` of result `i` is lane `i` of `r[j]`.
-#[target_feature(enable = "avx512f")]
-fn transpose(r: [__m512; LANES]) -> [__m512; LANES] {
-    // t[2p], t[2p + 1]: rows 2p and 2p + 1 interleaved, per 128-bit block b the
-    // columns 4b, 4b + 1 (lo) and 4b + 2, 4b + 3 (hi).
-    let t: [__m512; LANES] = std::array::from_fn(|i| {
-        let (a, b) = (r[i & !1], r[i | 1]);
-        if i % 2 == 0 {
-            _mm512_unpacklo_ps(a, b)
-        } else {
-            _mm512_unpackhi_ps(a, b)
-        }
-    });
-    // q[4g + e]: per block b, column 4b + e of rows 4g..4g + 4.
-    let q: [__m512; LANES] = std::array::from_fn(|i| {
-        let (g, e) = (i / 4, i % 4);
-        let (lo, hi) = (t[4 * g + e / 2], t[4 * g + 2 + e / 2]);
-        let (lo, hi) = (_mm512_castps_pd(lo), _mm512_castps_pd(hi));
-        _mm512_castpd_ps(if e % 2 == 0 {
-            _mm512_unpacklo_pd(lo, hi)
-        } else {
-            _mm512_unpackhi_pd(lo, hi)
-        })
-    });
-    // Column 4b + e gathers block b of q[e], q[4 + e], q[8 + e], q[12 + e].
-    let mut out = [_mm512_setzero_ps(); LANES];
-    for e in 0..4 {
-        let even_a = _mm512_shuffle_f32x4::<0b10_00_10_00>(q[e], q[4 + e]);
-        let odd_a = _mm512_shuffle_f32x4::<0b11_01_11_01>(q[e], q[4 + e]);
-        let even_b = _mm512_shuffle_f32x4::<0b10_00_10_00>(q[8 + e], q[12 + e]);
-        let odd_b = _mm512_shuffle_f32x4::<0b11_01_11_01>(q[8 + e], q[12 + e]);
-        out[e] = _mm512_shuffle_f32x4::<0b10_00_10_00>(even_a, even_b);
-        out[8 + e] = _mm512_shuffle_f32x4::<0b11_01_11_01>(even_a, even_b);
-        out[4 + e] = _mm512_shuffle_f32x4::<0b10_00_10_00>(odd_a, odd_b);
-        out[12 + e] = _mm512_shuffle_f32x4::<0b11_01_11_01>(odd_a, odd_b);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::test_values::{assert_forward_and_input_grad, for_each_3x3};
@@ -564,26 +526,5 @@ mod tests {
         assert!(chosen(&g(64, 64, 7, 1)) && chosen(&g(64, 64, 16, 1)));
         assert!(chosen(&g(16, 32, 4, 1)) && chosen(&g(32, 16, 32, 1)));
         assert!(chosen(&g(64, 64, 32, 1)) && chosen(&g(16, 64, 17, 1)));
-    }
-
-    #[test]
-    fn transpose_swaps_lanes_and_registers() {
-        if !has_avx512() {
-            return;
-        }
-        let values: Vec<f32> = (0..256).map(|i| i as f32).collect();
-        // SAFETY: AVX-512F checked above.
-        let got = unsafe {
-            let rows = std::array::from_fn(|i| load(&values[16 * i..]));
-            transpose(rows)
-        };
-        for (i, reg) in got.iter().enumerate() {
-            let mut lanes = [0f32; LANES];
-            // SAFETY: AVX-512F checked above.
-            unsafe { store(&mut lanes, *reg) };
-            for (j, &lane) in lanes.iter().enumerate() {
-                assert_eq!(lane, values[16 * j + i], "result {i}, lane {j}");
-            }
-        }
     }
 }

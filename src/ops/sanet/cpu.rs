@@ -7,6 +7,7 @@ use rayon::prelude::*;
 
 use super::{Conv5Source, SanetGrads, SanetOutputs, SanetParamGrads, SanetShape};
 use crate::error::{check_len, Result};
+use crate::gemm::transpose::transpose_into;
 use crate::gemm::{gemm_serial, Op};
 use crate::ops::columns::{add_from_columns, to_columns};
 use crate::ops::conv1x1::cpu::{conv1x1_backward, conv1x1_forward};
@@ -369,17 +370,19 @@ pub fn sanet_backward_fused<T: Real>(
     let sizes = |g: &GradPair<'_, T>| g.as_ref().map(|(w, b)| (w.len(), b.len()));
     let (conv3_sizes, head_sizes) = (sizes(&conv3), sizes(&head));
     let inv_p = T::one() / T::of_f64(p as f64);
-    // A group's scratches, each written in full before it is read: dh, and xs and dxs
-    // in the group layout (not needed for a lone sample, whose [c, p] is that layout).
-    let cols_len = if g == 1 { 0 } else { c * g * p };
+    // A group's scratches, each written in full before it is read: dh; xs in the group
+    // layout, or transposed where h is kept (below); dxs in the group layout (not
+    // needed for a lone sample, whose [c, p] is that layout).
+    let xg_len = c * g * p;
+    let dxg_len = if g == 1 { 0 } else { xg_len };
     let partials = grads
         .dxs
         .par_chunks_mut(per_task * c * p)
         .enumerate()
         .map(|(task, dxs_task)| -> Result<[GradSums<T>; 2]> {
-            with_scratch(co * g * p + 2 * cols_len, |scratch: &mut [T]| {
+            with_scratch(co * g * p + xg_len + dxg_len, |scratch: &mut [T]| {
                 let (dh, rest) = scratch.split_at_mut(co * g * p);
-                let (xg, dxg) = rest.split_at_mut(cols_len);
+                let (xg, dxg) = rest.split_at_mut(xg_len);
                 let zeros = |s: Option<(usize, usize)>| {
                     s.map(|(w, b)| (vec![T::zero(); w], vec![T::zero(); b]))
                 };
@@ -391,13 +394,6 @@ pub fn sanet_backward_fused<T: Real>(
                     let samples = first..first + len;
                     let dh = &mut dh[..co * cols];
                     let xs_group = &xs[first * c * p..][..len * c * p];
-                    // A lone sample's [c, p] is already the group layout.
-                    let xg: &[T] = if len == 1 {
-                        xs_group
-                    } else {
-                        to_columns(xs_group, c, p, &mut xg[..c * cols]);
-                        &xg[..c * cols]
-                    };
                     // h: the forward's, after its ReLU, read where it lies; or Conv3's,
                     // before it, run again into dh's scratch, which the dh step below
                     // then overwrites in place. The dot below applies the ReLU (a second
@@ -405,9 +401,18 @@ pub fn sanet_backward_fused<T: Real>(
                     // give the same bits.
                     let kept = (!out.h_groups.is_empty())
                         .then(|| &out.h_groups[first * co * p..][..co * cols]);
-                    if kept.is_none() {
+                    // Where h is not kept, Conv3 runs again on xs as [c, cols] (a lone
+                    // sample's [c, p] is that layout), and its weight gradient reads
+                    // that too.
+                    let xg = &mut xg[..c * cols];
+                    let columns: Option<&[T]> = kept.is_none().then(|| {
+                        if len > 1 {
+                            to_columns(xs_group, c, p, xg);
+                        }
+                        let xg: &[T] = if len == 1 { xs_group } else { xg };
                         conv3_group(w3, b3, xg, c, &mut dh[..]);
-                    }
+                        xg
+                    });
                     let ds_g = &ds[first * p..][..cols];
                     let w5_g = &out.w5[first * co..][..len * co];
                     let mut dw5 = vec![T::zero(); len * co];
@@ -444,7 +449,19 @@ pub fn sanet_backward_fused<T: Real>(
                         add_from_columns(dxg, c, p, dxs_group);
                     }
                     if let Some((dw3, db3)) = conv3_sum.as_mut() {
-                        gemm_serial(co, c, cols, one, dh, Op::N, xg, Op::T, one, dw3);
+                        // dW3 += dh·xsᵀ. Where h is kept, xs is read only here, so each
+                        // sample's [c, p] is transposed into the rows of xsᵀ ([cols, c],
+                        // the B the product would copy xs into) right before the
+                        // product reads them, while they are in cache.
+                        if let Some(xg) = columns {
+                            gemm_serial(co, c, cols, one, dh, Op::N, xg, Op::T, one, dw3);
+                        } else {
+                            let samples = xs_group.chunks(c * p);
+                            for (sample, rows) in samples.zip(xg.chunks_mut(p * c)) {
+                                transpose_into(sample, c, p, p, rows, c);
+                            }
+                            gemm_serial(co, c, cols, one, dh, Op::N, xg, Op::N, one, dw3);
+                        }
                         for (g, row) in db3.iter_mut().zip(dh.chunks(cols)) {
                             *g += reduce::sum(row);
                         }
