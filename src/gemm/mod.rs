@@ -167,6 +167,96 @@ pub(crate) fn gemm_serial_strided<T: Real>(
     }
 }
 
+/// `C = A · B`, or `C += A · B` with `accumulate`, as one single-threaded call, where
+/// `B` and `C` are blocks of columns of wider matrices: element `(i, p)` of `A` (`m×k`)
+/// is `a[i·sa[0] + p·sa[1]]`, row `p` of `B` (`k×n`) starts at `b[p·b_row]` and row `i`
+/// of `C` (`m×n`) at `c[i·c_row]`, each row's elements contiguous; the values of `C`
+/// between its rows are left as they were. For the SANet's per-sample products, which
+/// read and write a sample's pixels where they lie in a group of samples. In f32 with
+/// AVX-512 it runs in `unpacked.rs`, elsewhere in matrixmultiply; either way each
+/// element is summed as [`gemm_serial`] sums it.
+///
+/// # Panics
+/// If a row is longer than the distance between rows, or a slice is shorter than the
+/// furthest element its strides reach: a bug in the caller.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_serial_rows<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    sa: [usize; 2],
+    b: &[T],
+    b_row: usize,
+    accumulate: bool,
+    c: &mut [T],
+    c_row: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        n <= b_row && n <= c_row,
+        "gemm: {n} columns in rows {b_row} and {c_row} apart"
+    );
+    let within = |rows, cols, s, len| reach(rows, cols, s).is_some_and(|r| r <= len);
+    assert!(
+        within(m, n, [c_row, 1], c.len()),
+        "gemm: C of {m}×{n} in rows {c_row} apart outruns {}",
+        c.len()
+    );
+    if k == 0 {
+        if !accumulate {
+            c.chunks_mut(c_row)
+                .take(m)
+                .for_each(|row| row[..n].fill(T::zero()));
+        }
+        return;
+    }
+    assert!(
+        within(m, k, sa, a.len()),
+        "gemm: A of {m}×{k} at strides {sa:?} outruns {}",
+        a.len()
+    );
+    assert!(
+        within(k, n, [b_row, 1], b.len()),
+        "gemm: B of {k}×{n} in rows {b_row} apart outruns {}",
+        b.len()
+    );
+    let beta = if accumulate { T::one() } else { T::zero() };
+    #[cfg(target_arch = "x86_64")]
+    if unpacks(n, k, T::one(), beta) {
+        let ops = unpacked::Operands {
+            a: crate::real::f32s(a),
+            a_strides: sa,
+            b: crate::real::f32s(b),
+            b_row,
+        };
+        let c = crate::real::f32s_mut(c);
+        return unpacked::product(m, n, k, &ops, accumulate, c, c_row);
+    }
+    // SAFETY: the asserts above bound every index the strides reach, and `c` is a unique
+    // borrow, so it aliases neither input.
+    unsafe {
+        T::gemm_raw(
+            m,
+            k,
+            n,
+            T::one(),
+            a.as_ptr(),
+            sa[0] as isize,
+            sa[1] as isize,
+            b.as_ptr(),
+            b_row as isize,
+            1,
+            beta,
+            c.as_mut_ptr(),
+            c_row as isize,
+            1,
+        )
+    }
+}
+
 /// One past the furthest element `(rows − 1, cols − 1)` of a matrix at strides `s`
 /// (element `(i, j)` at `i·s[0] + j·s[1]`), or `None` where that index overflows;
 /// `rows` and `cols` at least 1.
@@ -499,6 +589,52 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A product on blocks of columns gives, element for element, the bits of
+    /// [`gemm_serial`] on the same values gathered into contiguous matrices, writes
+    /// or adds (`accumulate`) only its block of `C`, and zeroes it for `k = 0`: in f32
+    /// (the unpacked kernel where the CPU has AVX-512) and f64, with part registers (49
+    /// columns), several depth blocks (k = 600) and `A` transposed.
+    #[test]
+    fn products_on_blocks_of_columns_match_contiguous_ones() {
+        fn check<T: Real>(name: &str) {
+            let value = |i: usize, seed: f64| T::of_f64((i as f64 * seed).sin());
+            // (m, n, k, A transposed, B's and C's rows)
+            let shapes = [
+                (12, 16, 64, false, 48, 32),
+                (5, 49, 600, false, 60, 49),
+                (17, 33, 20, true, 33, 40),
+                (4, 7, 0, false, 9, 8),
+            ];
+            for (m, n, k, transposed, b_row, c_row) in shapes {
+                let a: Vec<T> = (0..m * k).map(|i| value(i, 0.37)).collect();
+                let sa = if transposed { [1, m] } else { [k, 1] };
+                let op_a = if transposed { Op::T } else { Op::N };
+                let b_block: Vec<T> = (0..k.max(1) * b_row).map(|i| value(i, 0.11)).collect();
+                let b: Vec<T> = (0..k * n).map(|i| b_block[i / n * b_row + i % n]).collect();
+                for accumulate in [false, true] {
+                    let c0: Vec<T> = (0..m * c_row).map(|i| value(i, 0.7)).collect();
+                    let mut want: Vec<T> = (0..m * n).map(|i| c0[i / n * c_row + i % n]).collect();
+                    let beta = if accumulate { T::one() } else { T::zero() };
+                    gemm_serial(m, n, k, T::one(), &a, op_a, &b, Op::N, beta, &mut want);
+                    let mut got = c0.clone();
+                    gemm_serial_rows(
+                        m, n, k, &a, sa, &b_block, b_row, accumulate, &mut got, c_row,
+                    );
+                    for (i, (&g, &c)) in got.iter().zip(&c0).enumerate() {
+                        let (row, col) = (i / c_row, i % c_row);
+                        let expected = if col < n { want[row * n + col] } else { c };
+                        assert!(
+                            g.as_f64().to_bits() == expected.as_f64().to_bits(),
+                            "{name} {m}×{n}×{k} accumulate {accumulate}: element {i}"
+                        );
+                    }
+                }
+            }
+        }
+        check::<f32>("f32");
+        check::<f64>("f64");
     }
 
     /// The strided product reads only the elements its strides name: the gaps between

@@ -7,9 +7,8 @@ use rayon::prelude::*;
 
 use super::{Conv5Source, SanetGrads, SanetOutputs, SanetParamGrads, SanetShape};
 use crate::error::{check_len, Result};
+use crate::gemm::gemm_serial_rows;
 use crate::gemm::transpose::transpose_into;
-use crate::gemm::{gemm_serial, Op};
-use crate::ops::columns::{add_from_columns, to_columns};
 use crate::ops::conv1x1::cpu::{conv1x1_backward, conv1x1_forward};
 use crate::ops::conv1x1::Conv1x1Shape;
 use crate::ops::dynconv::cpu::{dynconv_backward, dynconv_forward};
@@ -114,12 +113,13 @@ fn relu_in_place<T: Real>(v: &mut [T]) {
     v.par_iter_mut().for_each(|x| *x = x.max(T::zero()));
 }
 
-// The fused loops run on groups of samples whose pixels, side by side, make one Conv3
-// product: at the deep, small grids (8×8, 4×4) a per-sample product is too thin for
-// the GEMM (its weights are repacked for every sample, and Conv3's weight gradient sums
-// over only 16 or 64 pixels per call). Each rayon task takes whole groups and keeps
-// every step in them serial (`gemm_serial`), so nothing waits between the GEMMs and the
-// elementwise steps.
+// The fused loops run on groups of samples whose pixels, side by side, make the columns
+// of one h and dh (`[co, G·p]`) and one product for Conv3's weight gradient: at the
+// deep, small grids (8×8, 4×4) a per-sample weight gradient would sum over only 16 or
+// 64 pixels per call. Conv3 and `W3ᵀ·dh` run as a product per sample on xs and dxs
+// where they lie (`gemm_serial_rows`). Each rayon task takes whole groups and keeps
+// every step in them serial, so nothing waits between the products and the elementwise
+// steps.
 
 /// From this many pixels per sample on, a sample is a group by itself: its product is
 /// wide enough, and gathering samples side by side measured slower (BENCHMARKS.md,
@@ -133,6 +133,11 @@ const GROUP_COLUMNS: usize = 1024;
 /// With 64 channels (ResNet-18's 64×32×32) the layer measured about 10 % slower with h
 /// kept, with 128 to 512 up to a third faster (BENCHMARKS.md, "SANet keeps h").
 const KEEP_H_CHANNELS: usize = 128;
+
+/// Values between the rows of the backward's dh scratch beyond the group's columns:
+/// rows a power of two apart (1024 columns, 4 KiB) fall into the same few L1 cache
+/// sets, and the per-sample `W3ᵀ·dh` products read 64 to 256 of them in turn.
+const DH_ROW_GAP: usize = 16;
 
 /// Samples per fused group for a batch of `n` samples of `p` pixels.
 fn group_len(n: usize, p: usize) -> usize {
@@ -154,14 +159,40 @@ fn task_len(group: usize) -> usize {
 /// eight at a time instead of each allocating its own.
 const MIN_SAMPLES_PER_TASK: usize = 8;
 
-/// `h = W3·xg + b3` for one group, `[co, cols]`, into `h` (before its ReLU).
-fn conv3_group<T: Real>(w3: &[T], b3: &[T], xg: &[T], c: usize, h: &mut [T]) {
-    let cols = xg.len() / c;
+/// `h = W3·xs + b3` for one group, before its ReLU: `h` is `[co, cols]` with its rows
+/// `h_row` apart, the group's `xs` is `[samples, c, p]`. One product per sample, read
+/// where the sample lies and written into its `p` columns, rather than the samples
+/// copied side by side for one product: faster where `p` is a multiple of 16 (8×8,
+/// 4×4), about as fast at 14×14, slower at 7×7, whose 49 columns end in a part
+/// register (BENCHMARKS.md, "SANet products per sample").
+fn conv3_group<T: Real>(
+    w3: &[T],
+    b3: &[T],
+    xs: &[T],
+    c: usize,
+    p: usize,
+    h: &mut [T],
+    h_row: usize,
+) {
+    let cols = xs.len() / c;
     let co = b3.len();
-    for (row, &bias) in h.chunks_mut(cols).zip(b3) {
-        row.fill(bias);
+    for (row, &bias) in h.chunks_mut(h_row).zip(b3) {
+        row[..cols].fill(bias);
     }
-    gemm_serial(co, cols, c, T::one(), w3, Op::N, xg, Op::N, T::one(), h);
+    for (s, sample) in xs.chunks(c * p).enumerate() {
+        gemm_serial_rows(
+            co,
+            p,
+            c,
+            w3,
+            [c, 1],
+            sample,
+            p,
+            true,
+            &mut h[s * p..],
+            h_row,
+        );
+    }
 }
 
 /// Sample `s`'s row `k` of a group's h (`[co, cols]`, `p` pixels per sample).
@@ -285,18 +316,9 @@ pub fn sanet_forward_fused<T: Real>(
             .zip(xs.par_chunks(g * c * p))
             .for_each(|(((((q, w5_out), b5_out), s), h_kept), xs_group)| {
                 let cols = b5_out.len() * p;
-                // A lone sample's [c, p] is already the group layout; h and the
-                // group's xs are written in full before they are read.
-                let xg_len = if cols == p { 0 } else { c * cols };
-                with_scratch(co * cols + xg_len, |scratch: &mut [T]| {
-                    let (h, xg) = scratch.split_at_mut(co * cols);
-                    let xg: &[T] = if cols == p {
-                        xs_group
-                    } else {
-                        to_columns(xs_group, c, p, xg);
-                        xg
-                    };
-                    conv3_group(w3, b3, xg, c, h);
+                // h is written in full before it is read.
+                with_scratch(co * cols, |h: &mut [T]| {
+                    conv3_group(w3, b3, xs_group, c, p, h, cols);
                     // The ReLU and DPNet's pool in one pass: q[s, k] is the mean of
                     // sample s's stretch of row k.
                     let inv_p = T::one() / T::of_f64(p as f64);
@@ -370,19 +392,17 @@ pub fn sanet_backward_fused<T: Real>(
     let sizes = |g: &GradPair<'_, T>| g.as_ref().map(|(w, b)| (w.len(), b.len()));
     let (conv3_sizes, head_sizes) = (sizes(&conv3), sizes(&head));
     let inv_p = T::one() / T::of_f64(p as f64);
-    // A group's scratches, each written in full before it is read: dh; xs in the group
-    // layout, or transposed where h is kept (below); dxs in the group layout (not
-    // needed for a lone sample, whose [c, p] is that layout).
-    let xg_len = c * g * p;
-    let dxg_len = if g == 1 { 0 } else { xg_len };
+    // A group's scratches, each written in full before it is read: dh, `[co, cols]` in
+    // rows `cols + DH_ROW_GAP` apart; xs transposed, `[cols, c]`.
+    let dh_row = |cols: usize| cols + DH_ROW_GAP;
+    let (dh_len, xst_len) = (co * dh_row(g * p), g * p * c);
     let partials = grads
         .dxs
         .par_chunks_mut(per_task * c * p)
         .enumerate()
         .map(|(task, dxs_task)| -> Result<[GradSums<T>; 2]> {
-            with_scratch(co * g * p + xg_len + dxg_len, |scratch: &mut [T]| {
-                let (dh, rest) = scratch.split_at_mut(co * g * p);
-                let (xg, dxg) = rest.split_at_mut(xg_len);
+            with_scratch(dh_len + xst_len, |scratch: &mut [T]| {
+                let (dh, xst) = scratch.split_at_mut(dh_len);
                 let zeros = |s: Option<(usize, usize)>| {
                     s.map(|(w, b)| (vec![T::zero(); w], vec![T::zero(); b]))
                 };
@@ -392,36 +412,33 @@ pub fn sanet_backward_fused<T: Real>(
                     let len = dxs_group.len() / (c * p);
                     let cols = len * p;
                     let samples = first..first + len;
-                    let dh = &mut dh[..co * cols];
+                    let dh_row = dh_row(cols);
+                    let dh = &mut dh[..co * dh_row];
                     let xs_group = &xs[first * c * p..][..len * c * p];
-                    // h: the forward's, after its ReLU, read where it lies; or Conv3's,
-                    // before it, run again into dh's scratch, which the dh step below
-                    // then overwrites in place. The dot below applies the ReLU (a second
-                    // time changes nothing) and the dh step reads only the sign, so both
-                    // give the same bits.
+                    // h: the forward's, after its ReLU, read where it lies (rows `cols`
+                    // apart); or Conv3's, before it, run again into dh's scratch (rows
+                    // `dh_row` apart), which the dh step below then overwrites in
+                    // place. The dot below applies the ReLU (a second time changes
+                    // nothing) and the dh step reads only the sign, so both give the
+                    // same bits.
                     let kept = (!out.h_groups.is_empty())
                         .then(|| &out.h_groups[first * co * p..][..co * cols]);
-                    // Where h is not kept, Conv3 runs again on xs as [c, cols] (a lone
-                    // sample's [c, p] is that layout), and its weight gradient reads
-                    // that too.
-                    let xg = &mut xg[..c * cols];
-                    let columns: Option<&[T]> = kept.is_none().then(|| {
-                        if len > 1 {
-                            to_columns(xs_group, c, p, xg);
-                        }
-                        let xg: &[T] = if len == 1 { xs_group } else { xg };
-                        conv3_group(w3, b3, xg, c, &mut dh[..]);
-                        xg
-                    });
+                    if kept.is_none() {
+                        conv3_group(w3, b3, xs_group, c, p, dh, dh_row);
+                    }
+                    let (h, h_row): (&[T], usize) = match kept {
+                        Some(h) => (h, cols),
+                        None => (dh, dh_row),
+                    };
                     let ds_g = &ds[first * p..][..cols];
                     let w5_g = &out.w5[first * co..][..len * co];
                     let mut dw5 = vec![T::zero(); len * co];
-                    let h: &[T] = kept.unwrap_or(dh);
                     for (s_idx, dw5_s) in dw5.chunks_mut(co).enumerate() {
                         let ds_s = &ds_g[s_idx * p..][..p];
                         for (kk, d) in dw5_s.iter_mut().enumerate() {
                             let relu = |v: T| v.max(T::zero());
-                            *d = reduce::map_dot(sample_row(h, cols, p, kk, s_idx), ds_s, relu);
+                            let h_s = sample_row(h, h_row, p, kk, s_idx);
+                            *d = reduce::map_dot(h_s, ds_s, relu);
                         }
                     }
                     let db5: Vec<T> = ds_g.chunks(p).map(reduce::sum).collect();
@@ -430,40 +447,31 @@ pub fn sanet_backward_fused<T: Real>(
                     let q_g = &out.q[samples.start * co..samples.end * co];
                     head_backward(src, co, q_g, &dw5, &db5, &mut dq, head_g);
                     // dh: Conv5 and the pool feed every positive h, ReLU blocks the rest.
-                    for (kk, row) in dh.chunks_mut(cols).enumerate() {
+                    for (kk, row) in dh.chunks_mut(dh_row).enumerate() {
                         let h_row = kept.map(|h| &h[kk * cols..][..cols]);
-                        for (s_idx, seg) in row.chunks_mut(p).enumerate() {
+                        for (s_idx, seg) in row[..cols].chunks_mut(p).enumerate() {
                             let h_seg = h_row.map(|r| &r[s_idx * p..][..p]);
                             let wk = w5_g[s_idx * co + kk];
                             let pooled = dq[s_idx * co + kk] * inv_p;
                             dh_segment(seg, h_seg, &ds_g[s_idx * p..][..p], wk, pooled);
                         }
                     }
-                    // dxs += W3ᵀ·dh: straight into xs's layout for a lone sample.
-                    let (one, zero) = (T::one(), T::zero());
-                    if len == 1 {
-                        gemm_serial(c, cols, co, one, w3, Op::T, dh, Op::N, one, dxs_group);
-                    } else {
-                        let dxg = &mut dxg[..c * cols];
-                        gemm_serial(c, cols, co, one, w3, Op::T, dh, Op::N, zero, dxg);
-                        add_from_columns(dxg, c, p, dxs_group);
+                    // dxs += W3ᵀ·dh, a product per sample straight into its xs layout.
+                    let dh: &[T] = dh;
+                    for (s_idx, dxs_s) in dxs_group.chunks_mut(c * p).enumerate() {
+                        let dh_s = &dh[s_idx * p..];
+                        gemm_serial_rows(c, p, co, w3, [1, c], dh_s, dh_row, true, dxs_s, p);
                     }
                     if let Some((dw3, db3)) = conv3_sum.as_mut() {
-                        // dW3 += dh·xsᵀ. Where h is kept, xs is read only here, so each
-                        // sample's [c, p] is transposed into the rows of xsᵀ ([cols, c],
-                        // the B the product would copy xs into) right before the
-                        // product reads them, while they are in cache.
-                        if let Some(xg) = columns {
-                            gemm_serial(co, c, cols, one, dh, Op::N, xg, Op::T, one, dw3);
-                        } else {
-                            let samples = xs_group.chunks(c * p);
-                            for (sample, rows) in samples.zip(xg.chunks_mut(p * c)) {
-                                transpose_into(sample, c, p, p, rows, c);
-                            }
-                            gemm_serial(co, c, cols, one, dh, Op::N, xg, Op::N, one, dw3);
+                        // dW3 += dh·xsᵀ, each sample's [c, p] transposed into its p rows
+                        // of xsᵀ right before the product reads them, while in cache.
+                        let xst = &mut xst[..cols * c];
+                        for (sample, rows) in xs_group.chunks(c * p).zip(xst.chunks_mut(p * c)) {
+                            transpose_into(sample, c, p, p, rows, c);
                         }
-                        for (g, row) in db3.iter_mut().zip(dh.chunks(cols)) {
-                            *g += reduce::sum(row);
+                        gemm_serial_rows(co, c, cols, dh, [dh_row, 1], xst, c, true, dw3, c);
+                        for (g, row) in db3.iter_mut().zip(dh.chunks(dh_row)) {
+                            *g += reduce::sum(&row[..cols]);
                         }
                     }
                 }
@@ -603,6 +611,66 @@ mod tests {
         for c in [5, KEEP_H_CHANNELS] {
             for pixels in [6, PER_SAMPLE_PIXELS] {
                 fused_and_unfused_agree_at(SanetShape::new(n, c, 4, pixels).unwrap());
+            }
+        }
+    }
+
+    /// The fused path in f32 (on a CPU with AVX-512, its unpacked per-sample products
+    /// and `gemm_serial_rows`) within 1e-5 of the largest value of the same path in
+    /// f64, for s, dxs and every parameter gradient: groups of several samples with a
+    /// short last one, 16, 49 (part registers) and 64 pixels, h run again (5 channels)
+    /// and kept (KEEP_H_CHANNELS).
+    #[test]
+    fn fused_f32_is_within_the_f32_bound_of_f64() {
+        fn run<T: Real>(shape: &SanetShape) -> Vec<Vec<f64>> {
+            let (c, co) = (shape.c, shape.co);
+            let cast = |v: Vec<f64>| -> Vec<T> { v.into_iter().map(T::of_f64).collect() };
+            let xs = cast(data(shape.xs_len(), 0.0));
+            let (w3, b3) = (cast(data(co * c, 1.0)), cast(data(co, 2.0)));
+            let (w4, b4) = (cast(data((co + 1) * co, 3.0)), cast(data(co + 1, 4.0)));
+            let ds = cast(data(shape.n * shape.pixels, 7.0));
+            let src = Conv5Source::Predicted { w4: &w4, b4: &b4 };
+            let out = sanet_forward_fused(shape, &xs, &w3, &b3, &src).unwrap();
+            let mut g = vec![T::zero(); shape.xs_len() + co * c + co + (co + 1) * (co + 1)];
+            let (dxs, rest) = g.split_at_mut(shape.xs_len());
+            let (dw3, rest) = rest.split_at_mut(co * c);
+            let (db3, rest) = rest.split_at_mut(co);
+            let (dw_head, db_head) = rest.split_at_mut((co + 1) * co);
+            let params = Some(SanetParamGrads {
+                dw3,
+                db3,
+                dw_head,
+                db_head,
+            });
+            let grads = SanetGrads { dxs, params };
+            sanet_backward_fused(shape, &xs, &w3, &b3, &src, &out, &ds, grads).unwrap();
+            let f64s = |v: &[T]| v.iter().map(|x| x.as_f64()).collect::<Vec<_>>();
+            // s, dxs, dW3, db3, dW4, db4.
+            let ends = [shape.xs_len(), co * c, co, (co + 1) * co, co + 1];
+            let mut parts = vec![f64s(&out.s)];
+            let mut rest = &g[..];
+            for len in ends {
+                let (part, tail) = rest.split_at(len);
+                parts.push(f64s(part));
+                rest = tail;
+            }
+            parts
+        }
+        for c in [5, KEEP_H_CHANNELS] {
+            for pixels in [16, 49, 64] {
+                let shape = SanetShape::new(19, c, 32, pixels).unwrap();
+                assert!(group_len(19, pixels) > 1);
+                let (single, double) = (run::<f32>(&shape), run::<f64>(&shape));
+                let names = ["s", "dxs", "dw3", "db3", "dw4", "db4"];
+                for (what, (a, b)) in names.iter().zip(single.iter().zip(&double)) {
+                    let largest = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                        assert!(
+                            (x - y).abs() <= 1e-5 * largest,
+                            "{what} {i} at C {c}, {pixels} pixels: {x} vs {y}"
+                        );
+                    }
+                }
             }
         }
     }
