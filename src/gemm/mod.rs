@@ -100,15 +100,17 @@ pub fn gemm_serial<T: Real>(
     product(false, m, n, k, alpha, a, op_a, b, op_b, beta, c)
 }
 
-/// `C = A · B + beta · C` as one single-threaded call on operands at any strides: element
-/// `(i, p)` of `A` (`m×k`) is `a[i·sa[0] + p·sa[1]]`, element `(p, j)` of `B` (`k×n`) is
-/// `b[p·sb[0] + j·sb[1]]`; `C` is `m×n`, row-major, contiguous (with `beta == 0` its old
-/// contents are ignored, NaN too). For operands that are one slice of a larger
-/// interleaved array (the transformed inputs and weights of Winograd F(4×4, 3×3)).
+/// `C = A · B + beta · C` as one single-threaded call in matrixmultiply on operands at
+/// any strides: element `(i, p)` of `A` (`m×k`) is `a[i·sa[0] + p·sa[1]]`, element
+/// `(p, j)` of `B` (`k×n`) is `b[p·sb[0] + j·sb[1]]`; row `i` of `C` (`m×n`) starts at
+/// `c[i·c_row]`, its elements contiguous (with `beta == 0` its old contents are
+/// ignored, NaN too; the values between its rows are left as they were). For operands
+/// that are one slice of a larger interleaved array (the transformed inputs and
+/// weights of Winograd F(4×4, 3×3)).
 ///
 /// # Panics
-/// If a slice is shorter than the furthest element its strides reach, or that index
-/// overflows `usize`: a bug in the caller.
+/// If a row of `C` is longer than the distance between its rows, or a slice is shorter
+/// than the furthest element its strides reach: a bug in the caller.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_serial_strided<T: Real>(
     m: usize,
@@ -120,29 +122,36 @@ pub(crate) fn gemm_serial_strided<T: Real>(
     sb: [usize; 2],
     beta: T,
     c: &mut [T],
+    c_row: usize,
 ) {
-    let cells = m.checked_mul(n).expect("gemm: m·n overflows");
-    assert!(c.len() >= cells, "gemm: C has {} < {m}×{n}", c.len());
-    if cells == 0 {
+    if m == 0 || n == 0 {
         return;
     }
+    assert!(n <= c_row, "gemm: C's rows {c_row} apart, {n} long");
+    let within = |rows, cols, s, len| reach(rows, cols, s).is_some_and(|r| r <= len);
+    assert!(
+        within(m, n, [c_row, 1], c.len()),
+        "gemm: C of {m}×{n} in rows {c_row} apart outruns {}",
+        c.len()
+    );
     if k == 0 {
-        if beta == T::zero() {
-            c[..cells].fill(T::zero());
-        } else {
-            c[..cells].iter_mut().for_each(|v| *v *= beta);
+        for row in c.chunks_mut(c_row).take(m) {
+            if beta == T::zero() {
+                row[..n].fill(T::zero());
+            } else {
+                row[..n].iter_mut().for_each(|v| *v *= beta);
+            }
         }
         return;
     }
-    let furthest = |rows, cols, s| reach(rows, cols, s).expect("gemm: a strided index overflows");
     assert!(
-        a.len() >= furthest(m, k, sa),
-        "gemm: A has {} < {m}×{k} at strides {sa:?}",
+        within(m, k, sa, a.len()),
+        "gemm: A of {m}×{k} at strides {sa:?} outruns {}",
         a.len()
     );
     assert!(
-        b.len() >= furthest(k, n, sb),
-        "gemm: B has {} < {k}×{n} at strides {sb:?}",
+        within(k, n, sb, b.len()),
+        "gemm: B of {k}×{n} at strides {sb:?} outruns {}",
         b.len()
     );
     // SAFETY: the asserts above bound every index the strides reach, and `c` is a unique
@@ -161,7 +170,7 @@ pub(crate) fn gemm_serial_strided<T: Real>(
             sb[1] as isize,
             beta,
             c.as_mut_ptr(),
-            n as isize,
+            c_row as isize,
             1,
         )
     }
@@ -173,8 +182,8 @@ pub(crate) fn gemm_serial_strided<T: Real>(
 /// of `C` (`m×n`) at `c[i·c_row]`, each row's elements contiguous; the values of `C`
 /// between its rows are left as they were. For the SANet's per-sample products, which
 /// read and write a sample's pixels where they lie in a group of samples. In f32 with
-/// AVX-512 it runs in `unpacked.rs`, elsewhere in matrixmultiply; either way each
-/// element is summed as [`gemm_serial`] sums it.
+/// AVX-512 it runs in `unpacked.rs`, elsewhere as [`gemm_serial_strided`]; either way
+/// each element is summed as [`gemm_serial`] sums it.
 ///
 /// # Panics
 /// If a row is longer than the distance between rows, or a slice is shorter than the
@@ -192,37 +201,7 @@ pub(crate) fn gemm_serial_rows<T: Real>(
     c: &mut [T],
     c_row: usize,
 ) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!(
-        n <= b_row && n <= c_row,
-        "gemm: {n} columns in rows {b_row} and {c_row} apart"
-    );
-    let within = |rows, cols, s, len| reach(rows, cols, s).is_some_and(|r| r <= len);
-    assert!(
-        within(m, n, [c_row, 1], c.len()),
-        "gemm: C of {m}×{n} in rows {c_row} apart outruns {}",
-        c.len()
-    );
-    if k == 0 {
-        if !accumulate {
-            c.chunks_mut(c_row)
-                .take(m)
-                .for_each(|row| row[..n].fill(T::zero()));
-        }
-        return;
-    }
-    assert!(
-        within(m, k, sa, a.len()),
-        "gemm: A of {m}×{k} at strides {sa:?} outruns {}",
-        a.len()
-    );
-    assert!(
-        within(k, n, [b_row, 1], b.len()),
-        "gemm: B of {k}×{n} in rows {b_row} apart outruns {}",
-        b.len()
-    );
+    assert!(n <= b_row, "gemm: B's rows {b_row} apart, {n} long");
     let beta = if accumulate { T::one() } else { T::zero() };
     #[cfg(target_arch = "x86_64")]
     if unpacks(n, k, T::one(), beta) {
@@ -235,26 +214,7 @@ pub(crate) fn gemm_serial_rows<T: Real>(
         let c = crate::real::f32s_mut(c);
         return unpacked::product(m, n, k, &ops, accumulate, c, c_row);
     }
-    // SAFETY: the asserts above bound every index the strides reach, and `c` is a unique
-    // borrow, so it aliases neither input.
-    unsafe {
-        T::gemm_raw(
-            m,
-            k,
-            n,
-            T::one(),
-            a.as_ptr(),
-            sa[0] as isize,
-            sa[1] as isize,
-            b.as_ptr(),
-            b_row as isize,
-            1,
-            beta,
-            c.as_mut_ptr(),
-            c_row as isize,
-            1,
-        )
-    }
+    gemm_serial_strided(m, n, k, a, sa, b, [b_row, 1], beta, c, c_row)
 }
 
 /// One past the furthest element `(rows − 1, cols − 1)` of a matrix at strides `s`
@@ -661,7 +621,7 @@ mod tests {
             let (b, b_dense) = spread(k, n, sb, 0.11);
             let want = naive(m, n, k, &a_dense, Op::N, &b_dense, Op::N);
             let mut c = vec![f64::NAN; m * n];
-            gemm_serial_strided(m, n, k, &a, sa, &b, sb, 0.0, &mut c);
+            gemm_serial_strided(m, n, k, &a, sa, &b, sb, 0.0, &mut c, n);
             for (i, (x, y)) in c.iter().zip(&want).enumerate() {
                 assert!(
                     (x - y).abs() < 1e-9 * (1.0 + y.abs()),
@@ -669,7 +629,7 @@ mod tests {
                 );
             }
             // β = 1 adds the product to C.
-            gemm_serial_strided(m, n, k, &a, sa, &b, sb, 1.0, &mut c);
+            gemm_serial_strided(m, n, k, &a, sa, &b, sb, 1.0, &mut c, n);
             for (i, (x, y)) in c.iter().zip(&want).enumerate() {
                 let err = (x - 2.0 * y).abs();
                 assert!(err < 1e-9 * (1.0 + y.abs()), "{m}x{n}x{k} [{i}] β = 1");

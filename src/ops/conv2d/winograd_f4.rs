@@ -543,6 +543,7 @@ fn convolve<O: Slot<f32>>(
                             strides,
                             0.0,
                             m_xi,
+                            g.c_out,
                         )
                     });
                 y_group
@@ -614,6 +615,7 @@ pub(crate) fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32], dw: &mut [f32]) {
                                 [XI * c_in, 1],
                                 if index == 0 { 0.0 } else { 1.0 },
                                 du_xi,
+                                c_in,
                             )
                         });
                 });
