@@ -12,6 +12,7 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+use super::reach;
 use crate::real::Real;
 #[cfg(target_arch = "x86_64")]
 use crate::real::{f32s, f32s_mut, is_f32};
@@ -43,13 +44,14 @@ pub(crate) fn transpose_into<T: Real>(
         cols <= src_row && rows <= dst_row,
         "transpose: {rows}×{cols} from rows {src_row} apart into rows {dst_row} apart"
     );
+    let within = |rows, cols, row, len| reach(rows, cols, [row, 1]).is_some_and(|r| r <= len);
     assert!(
-        src.len() >= (rows - 1) * src_row + cols,
+        within(rows, cols, src_row, src.len()),
         "transpose: source of {rows}×{cols} in rows {src_row} apart, {} long",
         src.len()
     );
     assert!(
-        dst.len() >= (cols - 1) * dst_row + rows,
+        within(cols, rows, dst_row, dst.len()),
         "transpose: destination of {cols}×{rows} in rows {dst_row} apart, {} long",
         dst.len()
     );
@@ -108,7 +110,7 @@ unsafe fn blocks(
 
 /// The mask of the first `count` lanes (`count ≤ 16`).
 #[cfg(target_arch = "x86_64")]
-fn part_mask(count: usize) -> __mmask16 {
+pub(crate) fn part_mask(count: usize) -> __mmask16 {
     ((1u32 << count) - 1) as __mmask16
 }
 

@@ -34,7 +34,7 @@ use rayon::prelude::*;
 
 use super::winograd_f4::{self, tile_grid, Derived};
 use super::ConvGeom;
-use crate::gemm::transpose;
+use crate::gemm::transpose::{self, part_mask};
 use crate::ops::par::Slot;
 use crate::scratch::with_scratch;
 
@@ -416,11 +416,6 @@ fn store(dst: &mut [f32], v: __m512) {
     let dst: &mut [f32; LANES] = (&mut dst[..LANES]).try_into().unwrap();
     // SAFETY: 16 writable values.
     unsafe { _mm512_storeu_ps(dst.as_mut_ptr(), v) }
-}
-
-/// The mask of the first `count` lanes (`count ≤ 16`).
-fn part_mask(count: usize) -> __mmask16 {
-    ((1u32 << count) - 1) as __mmask16
 }
 
 #[cfg(test)]

@@ -121,9 +121,9 @@ fn relu_in_place<T: Real>(v: &mut [T]) {
 // every step in them serial, so nothing waits between the products and the elementwise
 // steps.
 
-/// From this many pixels per sample on, a sample is a group by itself: its product is
-/// wide enough, and gathering samples side by side measured slower (BENCHMARKS.md,
-/// "SANet in groups").
+/// From this many pixels per sample on, a sample is a group by itself: its Conv3 weight
+/// gradient sums over enough pixels per call, and groups of several such samples
+/// measured slower (BENCHMARKS.md, "SANet in groups").
 const PER_SAMPLE_PIXELS: usize = 256;
 /// Columns (samples × pixels) a group of small-grid samples aims for.
 const GROUP_COLUMNS: usize = 1024;
@@ -135,8 +135,8 @@ const GROUP_COLUMNS: usize = 1024;
 const KEEP_H_CHANNELS: usize = 128;
 
 /// Values between the rows of the backward's dh scratch beyond the group's columns:
-/// rows a power of two apart (1024 columns, 4 KiB) fall into the same few L1 cache
-/// sets, and the per-sample `W3ᵀ·dh` products read 64 to 256 of them in turn.
+/// rows a power of two apart (1024 columns, 4 KiB in f32) fall into the same few L1
+/// cache sets, and the per-sample `W3ᵀ·dh` products read 64 to 256 of them in turn.
 const DH_ROW_GAP: usize = 16;
 
 /// Samples per fused group for a batch of `n` samples of `p` pixels.
@@ -392,10 +392,11 @@ pub fn sanet_backward_fused<T: Real>(
     let sizes = |g: &GradPair<'_, T>| g.as_ref().map(|(w, b)| (w.len(), b.len()));
     let (conv3_sizes, head_sizes) = (sizes(&conv3), sizes(&head));
     let inv_p = T::one() / T::of_f64(p as f64);
-    // A group's scratches, each written in full before it is read: dh, `[co, cols]` in
-    // rows `cols + DH_ROW_GAP` apart; xs transposed, `[cols, c]`.
+    // A group's scratches, every value read written first: dh, `[co, cols]` in rows
+    // `cols + DH_ROW_GAP` apart; xs transposed for Conv3's weight gradient, `[cols, c]`.
     let dh_row = |cols: usize| cols + DH_ROW_GAP;
-    let (dh_len, xst_len) = (co * dh_row(g * p), g * p * c);
+    let xst_len = if conv3_sizes.is_some() { g * p * c } else { 0 };
+    let dh_len = co * dh_row(g * p);
     let partials = grads
         .dxs
         .par_chunks_mut(per_task * c * p)
@@ -456,7 +457,9 @@ pub fn sanet_backward_fused<T: Real>(
                             dh_segment(seg, h_seg, &ds_g[s_idx * p..][..p], wk, pooled);
                         }
                     }
-                    // dxs += W3ᵀ·dh, a product per sample straight into its xs layout.
+                    // dxs += W3ᵀ·dh, a product per sample straight into its xs layout
+                    // (with Co ≤ 256, as the layer has it, the sum over Co is one chain
+                    // added to dxs at its end, as when a group product was added).
                     let dh: &[T] = dh;
                     for (s_idx, dxs_s) in dxs_group.chunks_mut(c * p).enumerate() {
                         let dh_s = &dh[s_idx * p..];
@@ -617,25 +620,35 @@ mod tests {
 
     /// The fused path in f32 (on a CPU with AVX-512, its unpacked per-sample products
     /// and `gemm_serial_rows`) within 1e-5 of the largest value of the same path in
-    /// f64, for s, dxs and every parameter gradient: groups of several samples with a
-    /// short last one, 16, 49 (part registers) and 64 pixels, h run again (5 channels)
-    /// and kept (KEEP_H_CHANNELS).
+    /// f64, for s, dxs and every parameter gradient, each added to non-zero values:
+    /// groups of several samples with a short last one at 16, 49 (part registers) and
+    /// 64 pixels, lone samples at 256, h run again (5 channels) and kept
+    /// (KEEP_H_CHANNELS), Conv5 predicted by DPNet and learned.
     #[test]
     fn fused_f32_is_within_the_f32_bound_of_f64() {
-        fn run<T: Real>(shape: &SanetShape) -> Vec<Vec<f64>> {
+        fn run<T: Real>(shape: &SanetShape, learned: bool) -> Vec<Vec<f64>> {
             let (c, co) = (shape.c, shape.co);
             let cast = |v: Vec<f64>| -> Vec<T> { v.into_iter().map(T::of_f64).collect() };
             let xs = cast(data(shape.xs_len(), 0.0));
             let (w3, b3) = (cast(data(co * c, 1.0)), cast(data(co, 2.0)));
             let (w4, b4) = (cast(data((co + 1) * co, 3.0)), cast(data(co + 1, 4.0)));
+            let (w5, b5) = (cast(data(co, 5.0)), cast(data(1, 6.0)));
             let ds = cast(data(shape.n * shape.pixels, 7.0));
-            let src = Conv5Source::Predicted { w4: &w4, b4: &b4 };
+            let (src, head_w, head_b) = if learned {
+                (Conv5Source::Learned { w5: &w5, b5: &b5 }, co, 1)
+            } else {
+                (
+                    Conv5Source::Predicted { w4: &w4, b4: &b4 },
+                    (co + 1) * co,
+                    co + 1,
+                )
+            };
             let out = sanet_forward_fused(shape, &xs, &w3, &b3, &src).unwrap();
-            let mut g = vec![T::zero(); shape.xs_len() + co * c + co + (co + 1) * (co + 1)];
+            let mut g = cast(data(shape.xs_len() + co * c + co + head_w + head_b, 9.0));
             let (dxs, rest) = g.split_at_mut(shape.xs_len());
             let (dw3, rest) = rest.split_at_mut(co * c);
             let (db3, rest) = rest.split_at_mut(co);
-            let (dw_head, db_head) = rest.split_at_mut((co + 1) * co);
+            let (dw_head, db_head) = rest.split_at_mut(head_w);
             let params = Some(SanetParamGrads {
                 dw3,
                 db3,
@@ -645,8 +658,8 @@ mod tests {
             let grads = SanetGrads { dxs, params };
             sanet_backward_fused(shape, &xs, &w3, &b3, &src, &out, &ds, grads).unwrap();
             let f64s = |v: &[T]| v.iter().map(|x| x.as_f64()).collect::<Vec<_>>();
-            // s, dxs, dW3, db3, dW4, db4.
-            let ends = [shape.xs_len(), co * c, co, (co + 1) * co, co + 1];
+            // s, dxs, dW3, db3, and Conv4's or Conv5's weights and biases.
+            let ends = [shape.xs_len(), co * c, co, head_w, head_b];
             let mut parts = vec![f64s(&out.s)];
             let mut rest = &g[..];
             for len in ends {
@@ -657,11 +670,11 @@ mod tests {
             parts
         }
         for c in [5, KEEP_H_CHANNELS] {
-            for pixels in [16, 49, 64] {
+            for (pixels, learned) in [(16, false), (49, true), (64, false), (256, true)] {
                 let shape = SanetShape::new(19, c, 32, pixels).unwrap();
-                assert!(group_len(19, pixels) > 1);
-                let (single, double) = (run::<f32>(&shape), run::<f64>(&shape));
-                let names = ["s", "dxs", "dw3", "db3", "dw4", "db4"];
+                assert_eq!(group_len(19, pixels) > 1, pixels < PER_SAMPLE_PIXELS);
+                let (single, double) = (run::<f32>(&shape, learned), run::<f64>(&shape, learned));
+                let names = ["s", "dxs", "dw3", "db3", "head weights", "head biases"];
                 for (what, (a, b)) in names.iter().zip(single.iter().zip(&double)) {
                     let largest = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
                     for (i, (x, y)) in a.iter().zip(b).enumerate() {
@@ -708,8 +721,10 @@ mod tests {
                 h_groups: Vec::new(),
                 ..fused.clone()
             };
+            // Gradients are added to what the buffers hold.
+            let start = data(shape.xs_len() + co * c + co + head_w + head_b, 9.0);
             let run = |fused_from: Option<&SanetOutputs<f64>>| {
-                let mut g = vec![0.0; shape.xs_len() + co * c + co + head_w + head_b];
+                let mut g = start.clone();
                 let (dxs, rest) = g.split_at_mut(shape.xs_len());
                 let (dw3, rest) = rest.split_at_mut(co * c);
                 let (db3, rest) = rest.split_at_mut(co);
@@ -733,7 +748,7 @@ mod tests {
                 g
             };
             let (gf, gu) = (run(Some(&fused)), run(None));
-            assert!(gf.iter().any(|&v| v != 0.0));
+            assert_ne!(gf, start, "no gradient added");
             assert_eq!(gf, run(Some(&fused)), "fused backward differs between runs");
             assert_eq!(gf, run(Some(&recomputed)), "kept h and Conv3 again differ");
             for (i, (a, b)) in gf.iter().zip(&gu).enumerate() {

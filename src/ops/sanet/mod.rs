@@ -14,7 +14,8 @@
 //!   as large as X; Conv3 again would be a quarter of the layer's products); with fewer
 //!   the backward runs Conv3 again, which measured faster there. A group is one sample
 //!   where P is large (≥ 256 pixels); at smaller grids it is as many samples, side by
-//!   side, as make about 1,024 columns, so that Conv3's products stay wide.
+//!   side, as make about 1,024 columns, so that Conv3's weight gradient is one wide
+//!   product. Conv3 and its input gradient run as a product per sample.
 //! - **unfused**: the batch's h is written out by Conv3, then ReLU, pool, Conv4 and Conv5
 //!   run as separate ops over it; backward reads the stored h.
 //!
