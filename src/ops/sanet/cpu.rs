@@ -195,9 +195,9 @@ fn conv3_group<T: Real>(
     }
 }
 
-/// Sample `s`'s row `k` of a group's h (`[co, cols]`, `p` pixels per sample).
-fn sample_row<T>(h: &[T], cols: usize, p: usize, k: usize, s: usize) -> &[T] {
-    &h[k * cols + s * p..][..p]
+/// Sample `s`'s row `k` of a group's h (`co` rows `h_row` apart, `p` pixels per sample).
+fn sample_row<T>(h: &[T], h_row: usize, p: usize, k: usize, s: usize) -> &[T] {
+    &h[k * h_row + s * p..][..p]
 }
 
 /// Conv5 for sample `s` of a group: `out[j] = b5 + Σ_k w5[k]·h[k, s·p + j]`.
