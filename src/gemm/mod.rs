@@ -128,9 +128,8 @@ pub(crate) fn gemm_serial_strided<T: Real>(
         return;
     }
     assert!(n <= c_row, "gemm: C's rows {c_row} apart, {n} long");
-    let within = |rows, cols, s, len| reach(rows, cols, s).is_some_and(|r| r <= len);
     assert!(
-        within(m, n, [c_row, 1], c.len()),
+        lies_within(m, n, [c_row, 1], c.len()),
         "gemm: C of {m}×{n} in rows {c_row} apart outruns {}",
         c.len()
     );
@@ -145,12 +144,12 @@ pub(crate) fn gemm_serial_strided<T: Real>(
         return;
     }
     assert!(
-        within(m, k, sa, a.len()),
+        lies_within(m, k, sa, a.len()),
         "gemm: A of {m}×{k} at strides {sa:?} outruns {}",
         a.len()
     );
     assert!(
-        within(k, n, sb, b.len()),
+        lies_within(k, n, sb, b.len()),
         "gemm: B of {k}×{n} at strides {sb:?} outruns {}",
         b.len()
     );
@@ -220,11 +219,18 @@ pub(crate) fn gemm_serial_rows<T: Real>(
 /// One past the furthest element `(rows − 1, cols − 1)` of a matrix at strides `s`
 /// (element `(i, j)` at `i·s[0] + j·s[1]`), or `None` where that index overflows;
 /// `rows` and `cols` at least 1.
-pub(crate) fn reach(rows: usize, cols: usize, s: [usize; 2]) -> Option<usize> {
+fn reach(rows: usize, cols: usize, s: [usize; 2]) -> Option<usize> {
     (rows - 1)
         .checked_mul(s[0])
         .zip((cols - 1).checked_mul(s[1]))
         .and_then(|(r, c)| r.checked_add(c)?.checked_add(1))
+}
+
+/// Whether a matrix of `rows × cols` (both at least 1) at strides `s` lies within a
+/// slice of `len` elements: its furthest element [`reach`]es no further, without
+/// overflow.
+pub(crate) fn lies_within(rows: usize, cols: usize, s: [usize; 2], len: usize) -> bool {
+    reach(rows, cols, s).is_some_and(|r| r <= len)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -12,7 +12,7 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::reach;
+use super::lies_within;
 use crate::real::Real;
 #[cfg(target_arch = "x86_64")]
 use crate::real::{f32s, f32s_mut, is_f32};
@@ -44,14 +44,13 @@ pub(crate) fn transpose_into<T: Real>(
         cols <= src_row && rows <= dst_row,
         "transpose: {rows}×{cols} from rows {src_row} apart into rows {dst_row} apart"
     );
-    let within = |rows, cols, row, len| reach(rows, cols, [row, 1]).is_some_and(|r| r <= len);
     assert!(
-        within(rows, cols, src_row, src.len()),
+        lies_within(rows, cols, [src_row, 1], src.len()),
         "transpose: source of {rows}×{cols} in rows {src_row} apart, {} long",
         src.len()
     );
     assert!(
-        within(cols, rows, dst_row, dst.len()),
+        lies_within(cols, rows, [dst_row, 1], dst.len()),
         "transpose: destination of {cols}×{rows} in rows {dst_row} apart, {} long",
         dst.len()
     );

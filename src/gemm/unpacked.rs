@@ -20,7 +20,7 @@
 
 use std::arch::x86_64::*;
 
-use super::reach;
+use super::lies_within;
 
 /// f32 lanes of one AVX-512 register.
 const LANES: usize = 16;
@@ -63,15 +63,14 @@ pub(crate) fn product(
     if m == 0 {
         return;
     }
-    let within = |reach: Option<usize>, len: usize| reach.is_some_and(|r| r <= len);
     let (sa, b_row) = (ops.a_strides, ops.b_row);
     assert!(
-        within(reach(m, k, sa), ops.a.len()),
+        lies_within(m, k, sa, ops.a.len()),
         "gemm::unpacked: A of {m}×{k} at strides {sa:?} outruns {}",
         ops.a.len()
     );
     assert!(
-        within(reach(k, n, [b_row, 1]), ops.b.len()),
+        lies_within(k, n, [b_row, 1], ops.b.len()),
         "gemm::unpacked: B of {k}×{n} in rows {b_row} apart outruns {}",
         ops.b.len()
     );
@@ -80,7 +79,7 @@ pub(crate) fn product(
         "gemm::unpacked: C's rows {c_row} apart, {n} long"
     );
     assert!(
-        within(reach(m, n, [c_row, 1]), c.len()),
+        lies_within(m, n, [c_row, 1], c.len()),
         "gemm::unpacked: C of {m}×{n} in rows {c_row} apart outruns {}",
         c.len()
     );
